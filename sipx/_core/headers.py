@@ -1,0 +1,286 @@
+"""The header section: an ordered, case-insensitive, multi-valued mapping.
+
+Names are matched case-insensitively and compact forms (``v`` for Via, ``f`` for From, ...)
+are expanded. Values are kept as text; the typed views in :mod:`sipx._core.header_types` parse
+them on first access and the parsed objects are cached here until the header changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from typing import Any
+
+# RFC 3261 section 7.3.3 and later RFCs' compact forms.
+COMPACT_FORMS = {
+    "a": "Accept-Contact",
+    "b": "Referred-By",
+    "c": "Content-Type",
+    "d": "Request-Disposition",
+    "e": "Content-Encoding",
+    "f": "From",
+    "i": "Call-ID",
+    "j": "Reject-Contact",
+    "k": "Supported",
+    "l": "Content-Length",
+    "m": "Contact",
+    "o": "Event",
+    "r": "Refer-To",
+    "s": "Subject",
+    "t": "To",
+    "u": "Allow-Events",
+    "v": "Via",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+
+_CANONICAL_NAMES = (
+    "Accept Accept-Contact Accept-Encoding Accept-Language Alert-Info Allow Allow-Events "
+    "Authentication-Info Authorization Call-ID Call-Info Contact Content-Disposition "
+    "Content-Encoding Content-Language Content-Length Content-Type CSeq Date Error-Info Event "
+    "Expires From In-Reply-To Max-Forwards Min-Expires MIME-Version Organization Priority "
+    "Proxy-Authenticate Proxy-Authorization Proxy-Require RAck Reason Record-Route Refer-To "
+    "Referred-By Reject-Contact Reply-To Request-Disposition Require Retry-After Route RSeq "
+    "Server Session-Expires Subject Subscription-State Supported Timestamp To Unsupported "
+    "User-Agent Via Warning WWW-Authenticate Min-SE Identity P-Asserted-Identity "
+    "P-Preferred-Identity Privacy Path Service-Route Replaces"
+).split()
+
+# key (lower-case long name) -> canonical spelling, for every known name and compact form.
+_KNOWN: dict[str, tuple[str, str]] = {name.lower(): (name.lower(), name) for name in _CANONICAL_NAMES}
+_KNOWN.update({letter: (long.lower(), long) for letter, long in COMPACT_FORMS.items()})
+
+# Headers whose values may be comma-joined lists (RFC 3261 section 7.3.1). Others (Date,
+# WWW-Authenticate, Authorization, ...) contain commas that are not separators.
+LIST_HEADERS = frozenset(
+    "via route record-route contact allow supported require proxy-require unsupported accept "
+    "accept-encoding accept-language allow-events content-encoding content-language alert-info "
+    "call-info error-info in-reply-to warning path service-route reason".split()
+)
+
+
+def header_key(name: str) -> str:
+    """The lookup key of a header name: lower-case long form."""
+    lowered = name.lower()
+    known = _KNOWN.get(lowered)
+    return known[0] if known is not None else lowered
+
+
+def canonical_name(name: str) -> str:
+    """The conventional spelling of a header name (``call-id`` -> ``Call-ID``, ``v`` -> ``Via``)."""
+    known = _KNOWN.get(name.lower())
+    return known[1] if known is not None else name
+
+
+def split_list(value: str) -> list[str]:
+    """Split a comma-joined header value, respecting quotes, ``<...>`` and escapes."""
+    if "," not in value:
+        return [value]
+    parts: list[str] = []
+    start = 0
+    quoted = False
+    angle = False
+    index = 0
+    length = len(value)
+    while index < length:
+        char = value[index]
+        if quoted:
+            if char == "\\":
+                index += 1
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        elif char == "<":
+            angle = True
+        elif char == ">":
+            angle = False
+        elif char == "," and not angle:
+            part = value[start:index].strip()
+            if part:
+                parts.append(part)
+            start = index + 1
+        index += 1
+    last = value[start:].strip()
+    if last:
+        parts.append(last)
+    return parts
+
+
+class Headers(MutableMapping[str, str]):
+    """Ordered, case-insensitive, multi-valued header fields.
+
+    ``headers["Via"]`` joins every value of that name with ``", "`` (equivalent in SIP);
+    :meth:`get_list` returns the values one by one (comma-joined lists split);
+    :meth:`add` appends another field; assignment replaces every field of that name.
+    """
+
+    __slots__ = ("_fields", "_index", "_typed")
+
+    def __init__(
+        self, fields: Mapping[str, str] | Iterable[tuple[str, str]] | Headers | None = None
+    ) -> None:
+        # Each field is (key, name as written or canonical, value).
+        self._fields: list[tuple[str, str, str]] = []
+        self._index: dict[str, list[str]] | None = None
+        self._typed: dict[str, Any] = {}
+        if fields is None:
+            return
+        if isinstance(fields, Headers):
+            self._fields = list(fields._fields)
+            return
+        items = fields.items() if isinstance(fields, Mapping) else fields
+        for name, value in items:
+            self.add(name, value)
+
+    @classmethod
+    def _from_parsed(cls, fields: list[tuple[str, str, str]]) -> Headers:
+        headers = cls.__new__(cls)
+        headers._fields = fields
+        headers._index = None
+        headers._typed = {}
+        return headers
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for key, _, value in self._fields:
+                values = index.get(key)
+                if values is None:
+                    index[key] = [value]
+                else:
+                    values.append(value)
+            self._index = index
+        return index
+
+    def _changed(self) -> None:
+        self._index = None
+        if self._typed:
+            self._typed.clear()
+
+    # -- Mapping -------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> str:
+        values = self._lookup().get(header_key(name))
+        if values is None:
+            raise KeyError(name)
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def get_first(self, name: str) -> str | None:
+        """The first field's value as written (not comma-split), or None."""
+        values = self._lookup().get(header_key(name))
+        return values[0] if values else None
+
+    def get_list(self, name: str) -> list[str]:
+        """Every value of ``name`` in order; comma-joined list headers are split."""
+        key = header_key(name)
+        values = self._lookup().get(key)
+        if not values:
+            return []
+        if key not in LIST_HEADERS:
+            return list(values)
+        if len(values) == 1:
+            return split_list(values[0])
+        return [part for value in values for part in split_list(value)]
+
+    get_all = get_list
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and header_key(name) in self._lookup()
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for key, name, _ in self._fields:
+            if key not in seen:
+                seen.add(key)
+                yield name
+
+    def __len__(self) -> int:
+        return len(self._lookup())
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        """Every field as ``(name, value)``, in order, nothing joined."""
+        return [(name, value) for _, name, value in self._fields]
+
+    # -- mutation ------------------------------------------------------------------------
+    def __setitem__(self, name: str, value: str) -> None:
+        key = header_key(name)
+        value = _clean_value(value)
+        fields: list[tuple[str, str, str]] = []
+        placed = False
+        for field in self._fields:
+            if field[0] == key:
+                if not placed:
+                    fields.append((key, canonical_name(name), value))
+                    placed = True
+            else:
+                fields.append(field)
+        if not placed:
+            fields.append((key, canonical_name(name), value))
+        self._fields = fields
+        self._changed()
+
+    def __delitem__(self, name: str) -> None:
+        key = header_key(name)
+        fields = [field for field in self._fields if field[0] != key]
+        if len(fields) == len(self._fields):
+            raise KeyError(name)
+        self._fields = fields
+        self._changed()
+
+    def add(self, name: str, value: str) -> None:
+        """Append a field (keeps those of the same name)."""
+        self._fields.append((header_key(name), canonical_name(name), _clean_value(value)))
+        self._changed()
+
+    def prepend(self, name: str, value: str) -> None:
+        """Insert a field before every other (a new top Via)."""
+        self._fields.insert(0, (header_key(name), canonical_name(name), _clean_value(value)))
+        self._changed()
+
+    def remove_first(self, name: str) -> str | None:
+        """Remove the first value of ``name`` (splitting a comma-joined list); return it."""
+        key = header_key(name)
+        for position, (field_key, field_name, value) in enumerate(self._fields):
+            if field_key == key:
+                parts = split_list(value) if key in LIST_HEADERS else [value]
+                if len(parts) > 1:
+                    self._fields[position] = (field_key, field_name, ", ".join(parts[1:]))
+                else:
+                    del self._fields[position]
+                self._changed()
+                return parts[0]
+        return None
+
+    def copy(self) -> Headers:
+        return Headers(self)
+
+    # -- typed-view cache ------------------------------------------------------------------
+    def cached(self, slot: str) -> Any:
+        return self._typed.get(slot)
+
+    def cache(self, slot: str, value: Any) -> None:
+        self._typed[slot] = value
+
+    # -- comparison ----------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping) and not isinstance(other, Headers):
+            other = Headers(other)
+        if not isinstance(other, Headers):
+            return NotImplemented
+        # RFC 3261 7.3.1: only the order of fields with the same name is significant.
+        mine, theirs = self._lookup(), other._lookup()
+        if mine.keys() != theirs.keys():
+            return False
+        return all(self.get_list(key) == other.get_list(key) for key in mine)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Headers({self.multi_items()!r})"
+
+
+def _clean_value(value: object) -> str:
+    text = str(value)
+    if "\r" in text or "\n" in text:
+        raise ValueError(f"header value must not contain CR or LF: {text!r}")
+    return text.strip()

@@ -1,0 +1,380 @@
+"""SIP requests and responses (RFC 3261 section 7) and their serialisation.
+
+Header values are parsed on first access through the typed properties (``via``, ``cseq``,
+``from_``...) and cached until the header changes. ``to_bytes()`` writes headers in the
+conventional order and always a correct Content-Length.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from .._errors import ParseError
+from .header_types import CSeq, MediaType, NameAddr, Via, parse_int
+from .headers import Headers
+from .uri import URI
+
+if TYPE_CHECKING:
+    from .sdp import SDPBody
+
+SIP_VERSION = "SIP/2.0"
+
+# Conventional header order; unnamed headers keep their relative order between Contact and
+# Content-Type, and Content-Length always comes last.
+_RANK = {
+    "via": 0,
+    "max-forwards": 1,
+    "route": 2,
+    "record-route": 3,
+    "from": 4,
+    "to": 5,
+    "call-id": 6,
+    "cseq": 7,
+    "contact": 8,
+    "content-type": 98,
+}
+_MIDDLE = 50
+
+REASON_PHRASES = {
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    410: "Gone",
+    413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    423: "Interval Too Brief",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    484: "Address Incomplete",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}
+
+
+_SINGLE_VALUED = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
+_DATE_RE = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d{2}:\d{2}:\d{2} GMT"
+)
+
+
+def _rank(field: tuple[str, str, str]) -> int:
+    return _RANK.get(field[0], _MIDDLE)
+
+
+class Message:
+    """What requests and responses share: headers, content and the typed header views."""
+
+    __slots__ = ("content", "defects", "headers")
+
+    headers: Headers
+    content: bytes
+    defects: list[str]
+
+    def __init__(
+        self,
+        headers: Headers | dict[str, str] | list[tuple[str, str]] | None = None,
+        content: bytes | str | None = None,
+    ) -> None:
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        if content is None:
+            content = b""
+        self.content = content.encode() if isinstance(content, str) else bytes(content)
+        self.defects = []
+
+    # -- serialising ---------------------------------------------------------------------
+    def _start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """Serialise: conventional header order, Content-Length always right."""
+        fields = self.headers._fields
+        lines = [self._start_line()]
+        for _, name, value in sorted(fields, key=_rank):
+            if name == "Content-Length":
+                continue
+            lines.append(f"{name}: {value}")
+        lines.append(f"Content-Length: {len(self.content)}")
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.content
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+    def __str__(self) -> str:
+        return self.to_bytes().decode("utf-8", "replace")
+
+    # -- typed header views ----------------------------------------------------------------
+    def _typed(self, slot: str, build: Any) -> Any:
+        value = self.headers.cached(slot)
+        if value is None:
+            value = build()
+            self.headers.cache(slot, value)
+        return value
+
+    @property
+    def via(self) -> list[Via]:
+        """Every Via entry, top first."""
+        return self._typed("via", lambda: [Via.parse(v) for v in self.headers.get_list("Via")])  # type: ignore[no-any-return]
+
+    @property
+    def top_via(self) -> Via:
+        vias = self.via
+        if not vias:
+            raise ParseError("message has no Via header")
+        return vias[0]
+
+    @property
+    def from_(self) -> NameAddr:
+        return self._typed("from", lambda: NameAddr.parse(self._required("From")))  # type: ignore[no-any-return]
+
+    @property
+    def to(self) -> NameAddr:
+        return self._typed("to", lambda: NameAddr.parse(self._required("To")))  # type: ignore[no-any-return]
+
+    @property
+    def call_id(self) -> str:
+        value = self._required("Call-ID")
+        if not value or any(c in value for c in " \t"):
+            raise ParseError(f"bad Call-ID {value!r}")
+        return value
+
+    @property
+    def cseq(self) -> CSeq:
+        return self._typed("cseq", lambda: CSeq.parse(self._required("CSeq")))  # type: ignore[no-any-return]
+
+    @property
+    def contact(self) -> list[NameAddr]:
+        return self._name_addrs("Contact")
+
+    @property
+    def route(self) -> list[NameAddr]:
+        return self._name_addrs("Route")
+
+    @property
+    def record_route(self) -> list[NameAddr]:
+        return self._name_addrs("Record-Route")
+
+    @property
+    def max_forwards(self) -> int | None:
+        value = self.headers.get_first("Max-Forwards")
+        return None if value is None else parse_int(value, "Max-Forwards", 255)
+
+    @property
+    def expires(self) -> int | None:
+        value = self.headers.get_first("Expires")
+        return None if value is None else parse_int(value, "Expires")
+
+    @property
+    def content_type(self) -> MediaType | None:
+        value = self.headers.get_first("Content-Type")
+        return None if value is None else MediaType.parse(value)  # noqa: E501
+
+    def _name_addrs(self, name: str) -> list[NameAddr]:
+        slot = name.lower()
+        return self._typed(  # type: ignore[no-any-return]
+            slot, lambda: [NameAddr.parse(v) for v in self.headers.get_list(name)]
+        )
+
+    def _required(self, name: str) -> str:
+        value = self.headers.get_first(name)
+        if value is None:
+            raise ParseError(f"message has no {name} header")
+        return value
+
+    # -- body ----------------------------------------------------------------------------
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    @property
+    def body(self) -> SDPBody | str | None:
+        """An SDPBody for ``application/sdp``, the text otherwise, None when empty."""
+        if not self.content:
+            return None
+        cached = self.headers.cached("body")
+        if cached is not None and cached[0] is self.content:
+            return cached[1]  # type: ignore[no-any-return]
+        content_type = self.headers.get_first("Content-Type")
+        value: SDPBody | str
+        if content_type is not None and content_type.lower().startswith("application/sdp"):
+            from .sdp import SDPBody
+
+            value = SDPBody.parse(self.content)
+        else:
+            value = self.text
+        self.headers.cache("body", (self.content, value))
+        return value
+
+    # -- checks ----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Parse every header sipx understands and check the mandatory ones (RFC 3261 8.1.1).
+
+        Raises :class:`~sipx.ParseError` naming the first problem.
+        """
+        if self.defects:
+            raise ParseError(self.defects[0])
+        if not self.via:
+            raise ParseError("message has no Via header")
+        self.from_  # noqa: B018 - parsing is the check
+        self.to  # noqa: B018
+        self.call_id  # noqa: B018
+        self.cseq  # noqa: B018
+        self.contact  # noqa: B018
+        self.route  # noqa: B018
+        self.record_route  # noqa: B018
+        self.max_forwards  # noqa: B018
+        self.expires  # noqa: B018
+        self.content_type  # noqa: B018
+        for name in _SINGLE_VALUED:
+            values = self.headers.get_list(name)
+            if len(values) > 1:
+                raise ParseError(f"{name} appears {len(values)} times; it takes one value")
+        length = self.headers.get_first("Content-Length")
+        if length is not None:
+            parse_int(length, "Content-Length")
+        date = self.headers.get_first("Date")
+        if date is not None and not _DATE_RE.fullmatch(date):
+            raise ParseError(f"bad Date {date!r}: expected an RFC 1123 date in GMT")
+
+
+class Request(Message):
+    """A SIP request. ``uri`` is a :class:`URI` (parsed on first access)."""
+
+    __slots__ = ("_uri", "_uri_text", "method", "version")
+
+    def __init__(
+        self,
+        method: str,
+        uri: URI | str,
+        headers: Headers | dict[str, str] | list[tuple[str, str]] | None = None,
+        content: bytes | str | None = None,
+        *,
+        version: str = SIP_VERSION,
+    ) -> None:
+        super().__init__(headers, content)
+        self.method = method
+        self.version = version
+        self._uri: URI | None = uri if isinstance(uri, URI) else None
+        self._uri_text = str(uri)
+
+    @property
+    def uri(self) -> URI:
+        if self._uri is None:
+            self._uri = URI.parse(self._uri_text)
+        return self._uri
+
+    @uri.setter
+    def uri(self, value: URI | str) -> None:
+        self._uri = value if isinstance(value, URI) else None
+        self._uri_text = str(value)
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self._uri_text if self._uri is None else self._uri} {self.version}"
+
+    def validate(self) -> None:
+        if self.uri.headers:
+            raise ParseError("a Request-URI must not carry headers (RFC 3261 19.1.1)")
+        super().validate()
+        if self.cseq.method != self.method:
+            raise ParseError(f"CSeq method {self.cseq.method} does not match {self.method}")
+        if self.max_forwards is None:
+            self.defects.append("request has no Max-Forwards header")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Request):
+            return NotImplemented
+        return (
+            self.method == other.method
+            and self.uri == other.uri
+            and self.headers == other.headers
+            and self.content == other.content
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self._uri_text}>"
+
+
+class Response(Message):
+    """A SIP response; ``request`` is the request it answers when sipx sent it."""
+
+    __slots__ = ("history", "reason_phrase", "request", "status_code", "version")
+
+    def __init__(
+        self,
+        status_code: int,
+        reason_phrase: str | None = None,
+        headers: Headers | dict[str, str] | list[tuple[str, str]] | None = None,
+        content: bytes | str | None = None,
+        *,
+        version: str = SIP_VERSION,
+    ) -> None:
+        super().__init__(headers, content)
+        self.status_code = status_code
+        self.reason_phrase = (
+            REASON_PHRASES.get(status_code, "") if reason_phrase is None else reason_phrase
+        )
+        self.version = version
+        self.request: Request | None = None
+        self.history: list[Response] = []
+
+    @property
+    def is_provisional(self) -> bool:
+        return self.status_code < 200
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def _start_line(self) -> str:
+        return f"{self.version} {self.status_code} {self.reason_phrase}"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Response):
+            return NotImplemented
+        return (
+            self.status_code == other.status_code
+            and self.reason_phrase == other.reason_phrase
+            and self.headers == other.headers
+            and self.content == other.content
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status_code} {self.reason_phrase}>"

@@ -1,0 +1,194 @@
+"""Fixtures that start real SIP peers (Kamailio, SIPp, baresip) on 127.0.0.1.
+
+Fixtures
+--------
+``echo_uas``          (module) SIPp ``uas_answer.xml`` answering every call of the
+                      module (extension 100 of both Kamailio instances); a
+                      :class:`peers.SIPp` with ``.port``, ``.uri``, ``.log``.
+``kamailio``          (module) fresh MD5 Kamailio on a free port, extension 100
+                      relayed to ``echo_uas``; a :class:`peers.Kamailio`
+                      (``.host``, ``.port``, ``.uri``, ``.aor(user)``, ``.log_text()``).
+``kamailio_sha256``   (module) the same with ``algorithm=SHA-256`` challenges.
+``sipp``              (function) factory ``sipp(scenario, remote=None, **kw) -> SIPp``
+                      (see :meth:`peers.SIPp.start`); ``sipp.run(...) -> (rc, text)``;
+                      ``sipp.registered_uas(kamailio, "2222", "uas_answer.xml", ...)``
+                      registers a user whose calls a SIPp UAS answers.
+                      Everything it started is stopped (and unregistered) at teardown.
+``baresip``           (function) factory ``baresip(user, password=None, registrar=None,
+                      **kw) -> Baresip``; registrar defaults to the module's ``kamailio``.
+
+A missing binary skips the test, or fails it when CI is set (see ``require_binary``).
+On a failing test that used a Kamailio fixture, the Kamailio log tail is attached
+to the report.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # works with any --import-mode
+    sys.path.insert(0, _HERE)
+
+from peers import (  # noqa: E402
+    Baresip,
+    Kamailio,
+    SIPp,
+    free_port,
+    require_binary,
+)
+
+#: calls the module-scoped echo UAS accepts before it exits
+ECHO_UAS_CALLS = 100_000
+#: hard upper bound on the lifetime of the module's echo UAS (seconds)
+ECHO_UAS_LIFETIME_S = 3600.0
+
+
+@pytest.fixture(scope="module")
+def echo_uas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SIPp]:
+    """A SIPp UAS (uas_answer.xml: 100/180/200+SDP, ACK, BYE->200) on a free UDP port."""
+    require_binary("sipp")
+    uas = SIPp.start(
+        "uas_answer.xml",
+        local_port=free_port(),
+        service="100",
+        calls=ECHO_UAS_CALLS,
+        timeout_s=ECHO_UAS_LIFETIME_S,
+        # a caller that never sends BYE must not pin a call forever
+        extra=("-recv_timeout", "120000"),
+        work_dir=tmp_path_factory.mktemp("echo_uas"),
+        name="echo-uas",
+    )
+    try:
+        yield uas
+    finally:
+        uas.stop()
+
+
+def _start_kamailio(tmp_path_factory: pytest.TempPathFactory, echo: SIPp,
+                    **kwargs: Any) -> Kamailio:
+    require_binary("kamailio")
+    return Kamailio.start(
+        free_port(),
+        echo_uri=f"sip:{echo.hostport}",
+        run_dir=tmp_path_factory.mktemp("kamailio"),
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def kamailio(tmp_path_factory: pytest.TempPathFactory, echo_uas: SIPp) -> Iterator[Kamailio]:
+    """Fresh MD5 Kamailio per test module (registrations do not leak between modules)."""
+    k = _start_kamailio(tmp_path_factory, echo_uas)
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
+@pytest.fixture(scope="module")
+def kamailio_sha256(tmp_path_factory: pytest.TempPathFactory,
+                    echo_uas: SIPp) -> Iterator[Kamailio]:
+    """Fresh Kamailio per test module whose challenges say algorithm=SHA-256."""
+    k = _start_kamailio(tmp_path_factory, echo_uas, sha256=True)
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
+class SIPpFactory:
+    """``sipp(scenario, remote=None, **kw)`` starts SIPp (background); all stopped at teardown."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.started: list[SIPp] = []
+
+    def __call__(self, scenario: str, remote: Any = None, **kwargs: Any) -> SIPp:
+        kwargs.setdefault("work_dir", self.work_dir)
+        s = SIPp.start(scenario, remote, **kwargs)
+        self.started.append(s)
+        return s
+
+    start = __call__
+
+    def run(self, scenario: str, remote: Any = None, *, wait_timeout: float | None = None,
+            **kwargs: Any) -> tuple[int, str]:
+        """start + wait: (exit code, message trace; describe() text on failure)."""
+        s = self(scenario, remote, **kwargs)
+        rc = s.wait(wait_timeout)
+        return rc, (s.describe() if rc != 0 else s.log)
+
+    def registered_uas(self, registrar: Any, user: str, scenario: str = "uas_answer.xml",
+                       **kwargs: Any) -> SIPp:
+        """SIPp UAS registered as ``user`` (see SIPp.registered_uas); unregistered at teardown."""
+        kwargs.setdefault("work_dir", self.work_dir)
+        s = SIPp.registered_uas(registrar, user, scenario, **kwargs)
+        self.started.append(s)
+        return s
+
+    def stop_all(self) -> None:
+        for s in self.started:
+            s.stop()
+        for s in self.started:
+            if s.registration is not None and not _registrar_gone(s.registration[0]):
+                s.unregister()
+
+
+def _registrar_gone(registrar: Any) -> bool:
+    return isinstance(registrar, Kamailio) and not registrar.running()
+
+
+@pytest.fixture
+def sipp(tmp_path: Path) -> Iterator[SIPpFactory]:
+    require_binary("sipp")
+    factory = SIPpFactory(tmp_path / "sipp")
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+class BaresipFactory:
+    def __init__(self, work_dir: Path, registrar: Any) -> None:
+        self.work_dir = work_dir
+        self.registrar = registrar
+        self.started: list[Baresip] = []
+
+    def __call__(self, user: str, password: str | None = None, registrar: Any = None,
+                 **kwargs: Any) -> Baresip:
+        kwargs.setdefault("run_dir", self.work_dir / f"baresip-{user}-{len(self.started)}")
+        b = Baresip.start(user, password, registrar or self.registrar, **kwargs)
+        self.started.append(b)
+        return b
+
+    def stop_all(self) -> None:
+        for b in self.started:
+            b.stop()
+
+
+@pytest.fixture
+def baresip(tmp_path: Path, kamailio: Kamailio) -> Iterator[BaresipFactory]:
+    require_binary("baresip")
+    factory = BaresipFactory(tmp_path, kamailio)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        for name in ("kamailio", "kamailio_sha256"):
+            k = funcargs.get(name)
+            if isinstance(k, Kamailio):
+                report.sections.append((f"{name} log tail ({k.log_path})", k.log_tail(60)))

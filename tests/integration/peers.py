@@ -1,0 +1,975 @@
+"""Real third-party SIP peers (Kamailio, SIPp, baresip) for sipx integration tests.
+
+Pure stdlib + pytest: this module never imports sipx, so the peers can be
+started (and the kit self-checked) before the library exists.
+
+Everything runs on 127.0.0.1.  The kit (Kamailio config, SIPp scenarios,
+baresip config templates) lives next to this file in ``peers/``.
+
+Overview::
+
+    port = free_port()                       # free for UDP *and* TCP on 127.0.0.1
+    with Kamailio.start(port, sha256=False) as k:   # waits for OPTIONS 200 on UDP+TCP
+        rc, trace = SIPp.run("register_auth.xml", k, service="1111",
+                             auth=("1111", "1111xxx"))
+        assert rc == 0, trace
+
+Users provisioned in Kamailio: 1111/1111xxx, 2222/2222xxx, 3333/3333xxx
+(see ``USERS``).  Extension 100 is relayed to ``echo_uri``.
+
+Pitfalls handled here (see peers/README in the shared kit):
+  * Kamailio is started in its own session/process group and stopped by
+    signalling the *group* (main + ~8 forked children); a child left behind
+    keeps the port and answers OPTIONS for the next instance.
+  * readiness = 200 to OPTIONS over UDP *and* TCP (stopping right after the
+    first UDP answer can hang a child forever).
+  * the main process is reaped with poll() before the group is tested, and
+    zombies (PID 1 of a container may not reap orphans) count as dead.
+  * all paths handed to Kamailio are absolute (-w chdirs before -P is written).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HOST = "127.0.0.1"
+PEERS_DIR = Path(__file__).resolve().with_name("peers")
+KAMAILIO_CFG = PEERS_DIR / "kamailio.cfg"
+SIPP_DIR = PEERS_DIR / "sipp"
+BARESIP_DIR = PEERS_DIR / "baresip"
+
+#: users provisioned in peers/kamailio.cfg (user -> password)
+USERS: dict[str, str] = {"1111": "1111xxx", "2222": "2222xxx", "3333": "3333xxx"}
+#: extension that Kamailio relays to its ECHO_URI
+ECHO_EXTENSION = "100"
+
+_TRUE_WORDS = {"1", "true", "yes", "on", "y"}
+
+
+# --------------------------------------------------------------------------- #
+# environment helpers
+# --------------------------------------------------------------------------- #
+def in_ci() -> bool:
+    """True when the environment variable CI is set to a true value."""
+    value = os.environ.get("CI", "").strip().lower()
+    return value in _TRUE_WORDS
+
+
+def require_binary(name: str) -> str:
+    """Return the path of ``name``; skip the test if missing (fail under CI).
+
+    In CI (``CI`` set to a true value) a missing peer is a failure, never a skip.
+    """
+    path = shutil.which(name)
+    if path is None:
+        path = next(
+            (str(p) for d in ("/usr/sbin", "/sbin", "/usr/local/sbin")
+             if (p := Path(d) / name).is_file() and os.access(p, os.X_OK)),
+            None,
+        )
+    if path is None:
+        if in_ci():
+            pytest.fail(f"{name} is not installed (CI requires the real peer)", pytrace=False)
+        pytest.skip(f"{name} is not installed (integration peer)")
+    return path
+
+
+# --------------------------------------------------------------------------- #
+# ports
+# --------------------------------------------------------------------------- #
+_handed_out: set[int] = set()
+
+
+def _port_pool() -> range:
+    """Ports outside the kernel's ephemeral range (so no autobind can steal them)."""
+    lo, hi = 32768, 60999
+    with contextlib.suppress(OSError, ValueError):
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        lo, hi = int(text[0]), int(text[1])
+    if lo - 20000 >= 2000:
+        return range(20000, lo)  # below the ephemeral range, above SIPp's 6000/8888
+    if 65535 - hi >= 2000:
+        return range(hi + 1, 65536)
+    return range(lo, hi + 1)  # tiny gaps: fall back to the ephemeral range
+
+
+def _bind_free(port: int, kind: str, host: str = HOST, reuse: bool = False) -> bool:
+    """Bind-probe; without ``reuse`` a TCP port in TIME_WAIT counts as busy (conservative)."""
+    kinds = {"udp": ("udp",), "tcp": ("tcp",), "udp+tcp": ("udp", "tcp")}[kind]
+    for k in kinds:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if k == "udp" else socket.SOCK_STREAM)
+        try:
+            if reuse and k == "tcp":  # like Kamailio's own listen socket
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+def free_port(kind: str = "udp+tcp") -> int:
+    """A port on 127.0.0.1 that is currently free for ``kind`` ("udp", "tcp", "udp+tcp").
+
+    Lock-free: random candidates outside the ephemeral range, bind-probed for
+    both UDP and TCP, never handing out the same port twice in one process.
+    (Another process may still grab it before you bind; that is unlikely
+    with random picks from ~12k ports, and Kamailio.start then fails loudly.)
+    """
+    if kind not in ("udp", "tcp", "udp+tcp"):
+        raise ValueError(f"kind must be 'udp', 'tcp' or 'udp+tcp', not {kind!r}")
+    pool = _port_pool()
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.choice(pool)
+        if port in _handed_out:
+            continue
+        if _bind_free(port, "udp+tcp" if kind == "udp+tcp" else kind):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port found on 127.0.0.1")
+
+
+def wait_port_bound(port: int, kind: str = "udp", timeout: float = 5.0,
+                    proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until something has bound ``port`` (bind probe fails); raise on timeout/exit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _bind_free(port, kind):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited (rc={proc.returncode}) before binding {kind} {port}")
+        time.sleep(0.01)
+    raise TimeoutError(f"nothing bound {kind} port {port} within {timeout} s")
+
+
+# --------------------------------------------------------------------------- #
+# minimal stdlib SIP client (port of sip_ping.py + the digest probe)
+# --------------------------------------------------------------------------- #
+class SipResponse:
+    """A parsed SIP response (status line + headers + body)."""
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+        head, _, self.body = raw.partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        parts = lines[0].split(" ", 2)
+        self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        self.reason = parts[2] if len(parts) > 2 else ""
+        self.headers: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                self.headers.append((name.strip(), value.strip()))
+
+    def header(self, name: str) -> str | None:
+        vals = self.header_all(name)
+        return vals[0] if vals else None
+
+    def header_all(self, name: str) -> list[str]:
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+    def __repr__(self) -> str:
+        return f"<SipResponse {self.status} {self.reason}>"
+
+
+def _rand(bits: int = 32) -> str:
+    return f"{random.getrandbits(bits):0{bits // 4}x}"
+
+
+def build_request(method: str, ruri: str, *, transport: str = "udp", local_port: int,
+                  from_uri: str, to_uri: str, call_id: str | None = None, cseq: int = 1,
+                  from_tag: str | None = None, headers: Sequence[str] = (),
+                  body: str = "", contact: str | None = None) -> bytes:
+    proto = "TCP" if transport == "tcp" else "UDP"
+    lines = [
+        f"{method} {ruri} SIP/2.0",
+        f"Via: SIP/2.0/{proto} {HOST}:{local_port};branch=z9hG4bK{_rand()}{_rand()};rport",
+        "Max-Forwards: 70",
+        f"From: <{from_uri}>;tag={from_tag or _rand()}",
+        f"To: <{to_uri}>",
+        f"Call-ID: {call_id or 'peers-' + _rand(64)}@{HOST}",
+        f"CSeq: {cseq} {method}",
+    ]
+    if contact:
+        lines.append(f"Contact: <{contact}>")
+    lines.extend(headers)
+    if body:
+        lines.append("Content-Type: text/plain")
+    lines.append(f"Content-Length: {len(body.encode())}")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+class SipClient:
+    """A tiny blocking SIP client socket (UDP or TCP) on 127.0.0.1.
+
+    ``transact(request)`` sends and returns the first *final* response.
+    Use as a context manager.  Good enough for probes and peer self-checks;
+    it is not a SIP stack (no retransmission over UDP).
+    """
+
+    def __init__(self, host: str, port: int, transport: str = "udp", timeout: float = 2.0) -> None:
+        self.host, self.port, self.transport, self.timeout = host, port, transport, timeout
+        if transport == "tcp":
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        elif transport == "udp":
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind((HOST, 0))
+        else:
+            raise ValueError(f"transport must be 'udp' or 'tcp', not {transport!r}")
+        self.sock.settimeout(timeout)
+        self.local_port: int = self.sock.getsockname()[1]
+        self._buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> SipClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, data: bytes) -> None:
+        if self.transport == "tcp":
+            self.sock.sendall(data)
+        else:
+            self.sock.sendto(data, (self.host, self.port))
+
+    def recv(self) -> SipResponse:
+        if self.transport == "udp":
+            return SipResponse(self.sock.recv(65535).decode(errors="replace"))
+        while True:  # TCP: frame by Content-Length
+            head_end = self._buf.find(b"\r\n\r\n")
+            if head_end >= 0:
+                m = re.search(rb"^(?:content-length|l)\s*:\s*(\d+)", self._buf[:head_end],
+                              re.I | re.M)
+                total = head_end + 4 + (int(m.group(1)) if m else 0)
+                if len(self._buf) >= total:
+                    msg, self._buf = self._buf[:total], self._buf[total:]
+                    return SipResponse(msg.decode(errors="replace"))
+            chunk = self.sock.recv(65535)
+            if not chunk:
+                raise ConnectionError("connection closed by peer")
+            self._buf += chunk
+
+    def transact(self, request: bytes) -> SipResponse:
+        self.send(request)
+        while True:
+            resp = self.recv()
+            if resp.status >= 200:
+                return resp
+
+    # -- convenience ------------------------------------------------------
+    def options(self) -> SipResponse:
+        ruri = f"sip:{self.host}:{self.port}" + (";transport=tcp" if self.transport == "tcp" else "")
+        return self.transact(build_request(
+            "OPTIONS", ruri, transport=self.transport, local_port=self.local_port,
+            from_uri=f"sip:ping@{HOST}:{self.local_port}", to_uri=f"sip:{self.host}:{self.port}"))
+
+    def register(self, user: str, password: str | None = None, *, expires: int = 60,
+                 auth_user: str | None = None, algorithm: str | None = None) -> list[SipResponse]:
+        """REGISTER ``user``; answer one digest challenge if ``password`` is given.
+
+        Returns every final response received (challenge first).
+        """
+        srv = f"{self.host}:{self.port}"
+        return self._request_with_auth(
+            "REGISTER", f"sip:{srv}", user=user, to_uri=f"sip:{user}@{srv}", password=password,
+            auth_user=auth_user, algorithm=algorithm,
+            headers=[f"Expires: {expires}"], contact=f"sip:{user}@{HOST}:{self.local_port}")
+
+    def message(self, user: str, to_user: str, password: str | None = None,
+                body: str = "hello") -> list[SipResponse]:
+        srv = f"{self.host}:{self.port}"
+        return self._request_with_auth(
+            "MESSAGE", f"sip:{to_user}@{srv}", user=user, to_uri=f"sip:{to_user}@{srv}",
+            password=password, body=body)
+
+    def _request_with_auth(self, method: str, ruri: str, *, user: str, to_uri: str,
+                           password: str | None, auth_user: str | None = None,
+                           algorithm: str | None = None, headers: Sequence[str] = (),
+                           body: str = "", contact: str | None = None) -> list[SipResponse]:
+        srv = f"{self.host}:{self.port}"
+        call_id, tag = "peers-" + _rand(64), _rand()
+        common: dict[str, Any] = dict(transport=self.transport, local_port=self.local_port,
+                                      from_uri=f"sip:{user}@{srv}", to_uri=to_uri,
+                                      call_id=call_id, from_tag=tag, body=body, contact=contact)
+        out = [self.transact(build_request(method, ruri, cseq=1, headers=headers, **common))]
+        if password is None or out[-1].status not in (401, 407):
+            return out
+        resp = out[-1]
+        chal_name = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+        cred_name = "Authorization" if resp.status == 401 else "Proxy-Authorization"
+        chal = parse_challenge(resp.header(chal_name) or "")
+        cred = digest_credentials(chal, method=method, uri=ruri, username=auth_user or user,
+                                  password=password, algorithm=algorithm)
+        out.append(self.transact(build_request(
+            method, ruri, cseq=2, headers=[*headers, f"{cred_name}: {cred}"], **common)))
+        return out
+
+
+def parse_challenge(value: str) -> dict[str, str]:
+    """Parse ``Digest realm="x", nonce="y", ...`` into a lower-cased dict."""
+    value = re.sub(r"^\s*Digest\s+", "", value, flags=re.I)
+    out: dict[str, str] = {}
+    for m in re.finditer(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))', value):
+        out[m.group(1).lower()] = m.group(2) if m.group(2) is not None else m.group(3)
+    return out
+
+
+def digest_credentials(chal: Mapping[str, str], *, method: str, uri: str, username: str,
+                       password: str, algorithm: str | None = None) -> str:
+    """RFC 2617/7616 digest answer (qop=auth or none; MD5 or SHA-256), for probes only."""
+    alg = algorithm or chal.get("algorithm", "MD5")
+    fn = hashlib.sha256 if alg.upper().startswith("SHA-256") else hashlib.md5
+
+    def h(s: str) -> str:
+        return fn(s.encode()).hexdigest()
+
+    realm, nonce = chal["realm"], chal["nonce"]
+    qops = [q.strip() for q in chal.get("qop", "").split(",") if q.strip()]
+    ha1 = h(f"{username}:{realm}:{password}")
+    ha2 = h(f"{method}:{uri}")
+    cred = f'Digest username="{username}", realm="{realm}", nonce="{nonce}", uri="{uri}"'
+    if "auth" in qops:
+        cnonce, nc = _rand(), "00000001"
+        resp = h(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
+        cred += f', response="{resp}", algorithm={alg}, qop=auth, nc={nc}, cnonce="{cnonce}"'
+    else:
+        cred += f', response="{h(f"{ha1}:{nonce}:{ha2}")}", algorithm={alg}'
+    if "opaque" in chal:
+        cred += f', opaque="{chal["opaque"]}"'
+    return cred
+
+
+def sip_options(host: str, port: int, transport: str = "udp",
+                timeout: float = 0.5) -> SipResponse | None:
+    """Send one OPTIONS; return the final response or None (no answer / refused)."""
+    try:
+        with SipClient(host, port, transport, timeout=timeout) as c:
+            return c.options()
+    except (OSError, ValueError):
+        return None
+
+
+def wait_sip_ready(host: str, port: int, timeout: float = 10.0,
+                   transports: Iterable[str] = ("udp", "tcp"),
+                   proc: subprocess.Popen[bytes] | None = None) -> float:
+    """Wait until OPTIONS gets a 200 over every transport; return seconds waited.
+
+    Raises TimeoutError, or RuntimeError if ``proc`` exits meanwhile.
+    """
+    want, done = set(transports), set()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        for tr in sorted(want - done):
+            r = sip_options(host, port, tr, timeout=0.05 if tr == "udp" else 0.5)
+            if r is not None and r.status == 200:
+                done.add(tr)
+        if done == want:
+            return time.monotonic() - t0
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with rc={proc.returncode} before it was ready")
+        time.sleep(0.01)
+    raise TimeoutError(f"no 200 to OPTIONS from {host}:{port} over {sorted(want - done)} "
+                       f"within {timeout} s")
+
+
+# --------------------------------------------------------------------------- #
+# process-group handling
+# --------------------------------------------------------------------------- #
+def _group_alive(pgid: int) -> bool:
+    """True while any non-zombie process is in process group ``pgid``."""
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():  # not Linux: fall back on kill(0) (zombies count as alive)
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for entry in proc_dir.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        # fields: state ppid pgrp ...
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _stop_group(proc: subprocess.Popen[bytes], term_timeout: float,
+                sig: int = signal.SIGTERM) -> None:
+    """Signal the process group of ``proc`` (a session leader) and wait until it is gone."""
+    pgid = proc.pid
+    for s, wait_s in ((sig, term_timeout), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, s)
+        deadline = time.monotonic() + wait_s
+        while True:
+            proc.poll()  # reap the main first, or its zombie keeps the group "alive"
+            if proc.returncode is not None and not _group_alive(pgid):
+                return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=1.0)
+
+
+_LIVE: set[Any] = set()
+
+
+@atexit.register
+def stop_all() -> None:
+    """Stop every peer this process started and did not stop (safety net)."""
+    for peer in list(_LIVE):
+        with contextlib.suppress(Exception):
+            peer.stop()
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"<{path} not readable>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _mkdir(run_dir: str | os.PathLike[str] | None, prefix: str) -> Path:
+    if run_dir is None:
+        return Path(tempfile.mkdtemp(prefix=prefix)).resolve()
+    p = Path(run_dir).resolve()
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+# --------------------------------------------------------------------------- #
+# Kamailio
+# --------------------------------------------------------------------------- #
+class Kamailio:
+    """A Kamailio registrar/proxy from peers/kamailio.cfg on 127.0.0.1:port (UDP+TCP).
+
+    Use ``Kamailio.start(...)``; ``stop()`` is idempotent; context manager.
+    """
+
+    host = HOST
+
+    def __init__(self, port: int, run_dir: Path, proc: subprocess.Popen[bytes],
+                 args: list[str], sha256: bool) -> None:
+        self.port = port
+        self.run_dir = run_dir
+        self.proc = proc
+        self.args = args
+        self.sha256 = sha256
+        self.log_path = run_dir / "kamailio.log"
+        self.ready_after: float | None = None
+        self._stopped = False
+
+    @property
+    def hostport(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def uri(self) -> str:
+        """``sip:127.0.0.1:port`` (the registrar / outbound proxy URI)."""
+        return f"sip:{self.hostport}"
+
+    def aor(self, user: str) -> str:
+        return f"sip:{user}@{self.hostport}"
+
+    @classmethod
+    def start(cls, port: int | None = None, *, sha256: bool = False,
+              nonce_expire: int | None = None, echo_uri: str | None = None,
+              fr_timer: int | None = None, extra_defines: Iterable[str] = (),
+              run_dir: str | os.PathLike[str] | None = None,
+              ready_timeout: float = 10.0) -> Kamailio:
+        """Launch Kamailio and wait until OPTIONS gets 200 over UDP and TCP.
+
+        ``extra_defines`` are passed as ``-A <define>`` each (e.g. "QUIET",
+        "AUTH_QOP_FLAGS=0", 'AUTH_REALM="test.realm"').
+        """
+        binary = require_binary("kamailio")
+        if port is None:
+            port = free_port()
+        elif not _bind_free(port, "udp+tcp", reuse=True):
+            raise RuntimeError(f"port {port} is already in use on {HOST} (udp or tcp)")
+        rd = _mkdir(run_dir, f"sipx-kamailio-{port}-")
+        defines = [f"SIP_PORT={port}"]
+        if sha256:
+            defines.append("WITH_SHA256")
+        if nonce_expire is not None:
+            defines.append(f"NONCE_EXPIRE={int(nonce_expire)}")
+        if echo_uri is not None:
+            defines.append(f'ECHO_URI="{echo_uri}"')
+        if fr_timer is not None:
+            defines.append(f"FR_TIMER={int(fr_timer)}")
+        defines.extend(extra_defines)
+        args = [binary, "-f", str(KAMAILIO_CFG), "-DD", "-E",
+                "-Y", str(rd), "-P", str(rd / "kamailio.pid"), "-w", str(rd),
+                "-m", "64", "-M", "8"]
+        if os.environ.get("SIPX_KAMAILIO_MPATH"):
+            args += ["-L", os.environ["SIPX_KAMAILIO_MPATH"]]
+        for d in defines:
+            args += ["-A", d]
+        log = open(rd / "kamailio.log", "wb")  # noqa: SIM115
+        try:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=rd, start_new_session=True)
+        finally:
+            log.close()
+        self = cls(port, rd, proc, args, sha256)
+        _LIVE.add(self)
+        try:
+            self.ready_after = wait_sip_ready(HOST, port, ready_timeout, proc=proc)
+            if proc.poll() is not None:  # someone else answered (pitfall 2)
+                raise RuntimeError(f"kamailio exited with rc={proc.returncode}")
+        except (TimeoutError, RuntimeError) as exc:
+            self.stop()
+            raise RuntimeError(
+                f"kamailio on {HOST}:{port} did not become ready: {exc}\n"
+                f"command: {' '.join(args)}\n--- log tail ---\n{_tail(self.log_path)}"
+            ) from None
+        return self
+
+    def running(self) -> bool:
+        return not self._stopped and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM the whole process group, SIGKILL after 5 s; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            _stop_group(self.proc, term_timeout=5.0)
+        finally:
+            _LIVE.discard(self)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+    def __enter__(self) -> Kamailio:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (f"<Kamailio {self.hostport} pid={self.proc.pid} "
+                f"{'SHA-256' if self.sha256 else 'MD5'} {'running' if self.running() else 'stopped'}>")
+
+
+# --------------------------------------------------------------------------- #
+# SIPp
+# --------------------------------------------------------------------------- #
+def _hostport(remote: Any) -> str:
+    if remote is None:
+        return ""
+    if isinstance(remote, str):
+        return remote
+    if isinstance(remote, tuple):
+        return f"{remote[0]}:{remote[1]}"
+    return f"{remote.host}:{remote.port}"  # Kamailio, SIPp, anything with host/port
+
+
+def scenario_path(scenario: str | os.PathLike[str]) -> Path:
+    """Resolve a scenario name ("register_auth" / "register_auth.xml") or a path."""
+    p = Path(scenario)
+    if p.is_absolute() or p.parent != Path("."):
+        return p.resolve()
+    name = p.name if p.suffix == ".xml" else p.name + ".xml"
+    return SIPP_DIR / name
+
+
+class SIPp:
+    """One SIPp process (UAC or UAS) running a scenario from peers/sipp/.
+
+    Every run has ``-nostdin -i 127.0.0.1 -m calls -timeout -timeout_error``
+    so it cannot hang, and ``-trace_msg``/``-trace_err`` into ``work_dir`` so a
+    failure can show the messages (``describe()``).
+    """
+
+    host = HOST
+
+    def __init__(self, args: list[str], proc: subprocess.Popen[bytes], work_dir: Path,
+                 local_port: int, transport: str, timeout_s: float, name: str) -> None:
+        self.args = args
+        self.proc = proc
+        self.work_dir = work_dir
+        self.local_port = local_port
+        self.transport = transport
+        self.timeout_s = timeout_s
+        self.name = name
+        self.stdout_path = work_dir / f"{name}.out"
+        self.stderr_path = work_dir / f"{name}.err"
+        self.message_path = work_dir / f"{name}.msg"
+        self.error_path = work_dir / f"{name}.errors"
+        self._stopped = False
+
+    # port / uri -------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self.local_port
+
+    @property
+    def hostport(self) -> str:
+        return f"{HOST}:{self.local_port}"
+
+    @property
+    def uri(self) -> str:
+        """``sip:127.0.0.1:<local_port>`` (+ ``;transport=tcp`` for TCP)."""
+        return f"sip:{self.hostport}" + (";transport=tcp" if self.transport == "tcp" else "")
+
+    @classmethod
+    def start(cls, scenario: str | os.PathLike[str], remote: Any = None, *,
+              local_port: int | None = None, service: str | None = None,
+              auth: tuple[str, str] | None = None, keys: Mapping[str, str] | None = None,
+              transport: str = "udp", calls: int = 1, timeout_s: float = 15.0,
+              extra: Sequence[str] = (), work_dir: str | os.PathLike[str] | None = None,
+              name: str | None = None, wait_bound: bool = True) -> SIPp:
+        """Start SIPp in the background and return at once (after it bound its port).
+
+        ``remote``: "host:port", (host, port) or an object with .host/.port
+        (None for a pure UAS).  ``service`` = ``-s``; ``auth`` = (``-au``, ``-ap``);
+        ``keys`` = ``-key name value`` each; ``transport`` "udp" | "tcp" (``-t t1``).
+        """
+        binary = require_binary("sipp")
+        if transport not in ("udp", "tcp"):
+            raise ValueError(f"transport must be 'udp' or 'tcp', not {transport!r}")
+        path = scenario_path(scenario)
+        if not path.is_file():
+            raise FileNotFoundError(f"SIPp scenario not found: {path}")
+        if local_port is None:
+            local_port = free_port()
+        wd = _mkdir(work_dir, "sipx-sipp-")
+        name = name or f"{path.stem}-{local_port}"
+        args = [binary]
+        hp = _hostport(remote)
+        if hp:
+            args.append(hp)
+        args += ["-sf", str(path), "-i", HOST, "-p", str(local_port), "-m", str(int(calls)),
+                 "-t", "t1" if transport == "tcp" else "u1", "-nostdin",
+                 "-timeout", f"{max(1, int(timeout_s * 1000))}ms", "-timeout_error",
+                 "-trace_msg", "-message_file", str(wd / f"{name}.msg"),
+                 "-trace_err", "-error_file", str(wd / f"{name}.errors")]
+        if service is not None:
+            args += ["-s", str(service)]
+        if auth is not None:
+            args += ["-au", str(auth[0]), "-ap", str(auth[1])]
+        for k, v in (keys or {}).items():
+            args += ["-key", str(k), str(v)]
+        args += [str(a) for a in extra]
+        with open(wd / f"{name}.out", "wb") as out, open(wd / f"{name}.err", "wb") as err:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    cwd=wd, start_new_session=True)
+        self = cls(args, proc, wd, local_port, transport, timeout_s, name)
+        _LIVE.add(self)
+        if wait_bound:
+            try:
+                wait_port_bound(local_port, "tcp" if transport == "tcp" else "udp",
+                                timeout=5.0, proc=proc)
+            except (TimeoutError, RuntimeError):
+                # it may already have finished (fast run) - only fail if it is stuck
+                if proc.poll() is None:
+                    self.stop()
+                    raise RuntimeError(f"SIPp did not bind port {local_port}\n{self.describe()}"
+                                       ) from None
+        return self
+
+    @classmethod
+    def run(cls, scenario: str | os.PathLike[str], remote: Any = None, *,
+            wait_timeout: float | None = None, **kwargs: Any) -> tuple[int, str]:
+        """start() + wait(); returns (exit code, message trace text).
+
+        The exit code is 0 when every call succeeded.
+        """
+        s = cls.start(scenario, remote, **kwargs)
+        try:
+            rc = s.wait(wait_timeout)
+        finally:
+            s.stop()
+        return rc, s.describe() if rc != 0 else s.log
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for exit and return the exit code (0 = all calls succeeded).
+
+        Default timeout: the SIPp ``-timeout`` + 5 s.  On timeout the process is
+        killed and TimeoutError raised.
+        """
+        if timeout is None:
+            timeout = self.timeout_s + 5.0
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise TimeoutError(f"SIPp still running after {timeout} s\n{self.describe()}"
+                               ) from None
+        self.stop()  # reap anything left in its group, mark stopped
+        return rc
+
+    @classmethod
+    def registered_uas(cls, registrar: Any, user: str, scenario: str | os.PathLike[str]
+                       = "uas_answer.xml", *, password: str | None = None,
+                       transport: str = "udp", local_port: int | None = None,
+                       work_dir: str | os.PathLike[str] | None = None,
+                       **kwargs: Any) -> SIPp:
+        """REGISTER ``user`` at ``registrar`` with the UAS's port as Contact, then start
+        the UAS scenario (``-s user``) on that port.  Call ``unregister()`` after
+        ``stop()`` (the ``sipp`` fixture does) or the stale binding stays in Kamailio.
+        """
+        password = password if password is not None else USERS[user]
+        local_port = local_port or free_port()
+        wd = _mkdir(work_dir, "sipx-sipp-")
+        rc, text = cls.run("register_auth.xml", registrar, local_port=local_port, service=user,
+                           auth=(user, password), transport=transport, timeout_s=10,
+                           work_dir=wd, name=f"register-{user}-{local_port}")
+        if rc != 0:
+            raise RuntimeError(f"registering {user} for the SIPp UAS failed\n{text}")
+        kwargs.setdefault("service", user)
+        uas = cls.start(scenario, None, local_port=local_port, transport=transport,
+                        work_dir=wd, **kwargs)
+        uas.registration = (registrar, user, password)
+        return uas
+
+    registration: tuple[Any, str, str] | None = None
+
+    def unregister(self) -> int:
+        """Remove the binding that registered_uas() made (stops the UAS first)."""
+        if self.registration is None:
+            return 0
+        self.stop()
+        registrar, user, password = self.registration
+        self.registration = None
+        # the UAS just released the port; retry briefly if it is not yet free
+        rc, _ = SIPp.run("unregister_auth.xml", registrar, local_port=self.local_port,
+                         service=user, auth=(user, password), transport=self.transport,
+                         timeout_s=5, work_dir=self.work_dir,
+                         name=f"unregister-{user}-{self.local_port}")
+        return rc
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int | None:
+        """Stop the process group (SIGTERM, SIGKILL after 3 s); idempotent. Returns rc."""
+        if not self._stopped:
+            self._stopped = True
+            try:
+                if self.proc.poll() is None or _group_alive(self.proc.pid):
+                    _stop_group(self.proc, term_timeout=3.0)
+            finally:
+                _LIVE.discard(self)
+        return self.proc.poll()
+
+    # outputs ---------------------------------------------------------------
+    @staticmethod
+    def _read(path: Path) -> str:
+        try:
+            return path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    @property
+    def stdout(self) -> str:
+        return self._read(self.stdout_path)
+
+    @property
+    def stderr(self) -> str:
+        return self._read(self.stderr_path)
+
+    @property
+    def log(self) -> str:
+        """The message trace (-trace_msg): every message sent and received."""
+        return self._read(self.message_path)
+
+    @property
+    def errors(self) -> str:
+        """SIPp's error log (-trace_err): unexpected messages, aborted calls..."""
+        return self._read(self.error_path)
+
+    def describe(self, max_chars: int = 12000) -> str:
+        """Everything useful for an assertion message."""
+        msgs = self.log
+        if len(msgs) > max_chars:
+            msgs = "...\n" + msgs[-max_chars:]
+        return (f"SIPp {self.name} rc={self.proc.poll()}\n"
+                f"command: {' '.join(self.args)}\n"
+                f"--- stderr ---\n{self.stderr.strip()}\n"
+                f"--- errors ---\n{self.errors.strip()[-4000:]}\n"
+                f"--- messages ---\n{msgs}")
+
+    def __enter__(self) -> SIPp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<SIPp {self.name} port={self.local_port} pid={self.proc.pid} rc={self.proc.poll()}>"
+
+
+# --------------------------------------------------------------------------- #
+# baresip (optional peer)
+# --------------------------------------------------------------------------- #
+def _baresip_module_path() -> str:
+    for d in ("/usr/lib/baresip/modules", "/usr/local/lib/baresip/modules",
+              "/usr/lib64/baresip/modules"):
+        if Path(d).is_dir():
+            return d
+    return "/usr/lib/baresip/modules"
+
+
+class Baresip:
+    """Headless, auto-answering baresip registered through Kamailio.
+
+    Controlled over its UDP ``cons`` interface (every command ends in "\\n").
+    Its SIP trace (``-s``) goes to ``log_path``.
+    """
+
+    host = HOST
+
+    def __init__(self, user: str, proc: subprocess.Popen[bytes], run_dir: Path,
+                 sip_port: int, cons_port: int, registrar: str) -> None:
+        self.user = user
+        self.proc = proc
+        self.run_dir = run_dir
+        self.sip_port = sip_port
+        self.cons_port = cons_port
+        self.registrar = registrar
+        self.log_path = run_dir / "baresip.log"
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        return self.sip_port
+
+    @property
+    def aor(self) -> str:
+        return f"sip:{self.user}@{self.registrar}"
+
+    @classmethod
+    def start(cls, user: str, password: str | None = None, registrar: Any = None, *,
+              sip_port: int | None = None, cons_port: int | None = None,
+              answermode: str = "auto", run_dir: str | os.PathLike[str] | None = None,
+              timeout: float = 10.0) -> Baresip:
+        """Start baresip as ``user`` and wait until its REGISTER got 200."""
+        binary = require_binary("baresip")
+        if password is None:
+            password = USERS[user]
+        reg = _hostport(registrar)
+        if not reg:
+            raise ValueError("registrar (Kamailio or 'host:port') is required")
+        sip_port = sip_port or free_port()
+        cons_port = cons_port or free_port("udp")
+        rtp = free_port("udp")
+        rd = _mkdir(run_dir, f"sipx-baresip-{user}-")
+        cfg = string.Template((BARESIP_DIR / "config.template").read_text()).substitute(
+            sip_port=sip_port, cons_port=cons_port, rtp_ports=f"{rtp}-{rtp + 9}",
+            module_path=_baresip_module_path())
+        (rd / "config").write_text(cfg)
+        (rd / "accounts").write_text(string.Template(
+            (BARESIP_DIR / "accounts.template").read_text()).substitute(
+            user=user, registrar=reg, password=password, answermode=answermode, regint=600))
+        log = open(rd / "baresip.log", "wb")  # noqa: SIM115
+        try:
+            proc = subprocess.Popen([binary, "-f", str(rd), "-s"], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=rd,
+                                    start_new_session=True,
+                                    env={**os.environ, "HOME": str(rd)})
+        finally:
+            log.close()
+        self = cls(user, proc, rd, sip_port, cons_port, reg)
+        _LIVE.add(self)
+        try:
+            self.wait_for(rf"(?m)^{re.escape(user)}@\S+.*200 OK", timeout=timeout)
+        except (TimeoutError, RuntimeError) as exc:
+            self.stop()
+            raise RuntimeError(f"baresip did not register: {exc}\n--- log tail ---\n"
+                               f"{_tail(self.log_path)}") from None
+        return self
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_for(self, pattern: str, timeout: float = 10.0, start: int = 0) -> re.Match[str]:
+        """Wait until ``pattern`` (regex) appears in the log after offset ``start``."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log_text(), start)
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"baresip exited with rc={self.proc.returncode}")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{pattern!r} not in baresip log within {timeout} s")
+            time.sleep(0.02)
+
+    def log_offset(self) -> int:
+        return len(self.log_text())
+
+    def command(self, cmd: str) -> None:
+        """Send one cons command (e.g. '/dial sip:100@127.0.0.1:5070', '/hangup')."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto((cmd.rstrip("\n") + "\n").encode(), (HOST, self.cons_port))
+
+    def dial(self, uri: str) -> None:
+        self.command(f"/dial {uri}")
+
+    def hangup(self) -> None:
+        self.command("/hangup")
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            _stop_group(self.proc, term_timeout=3.0)
+        finally:
+            _LIVE.discard(self)
+
+    def __enter__(self) -> Baresip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<Baresip {self.user} sip={self.sip_port} cons={self.cons_port} pid={self.proc.pid}>"
