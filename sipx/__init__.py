@@ -1,15 +1,60 @@
-"""sipx: a SIP (RFC 3261) user agent library for Python, built on trio."""
+"""sipx: a SIP (RFC 3261) user agent library for Python, built on trio.
 
+Public names live here; everything else is private. ``AsyncClient`` is the trio user agent,
+``Client`` its blocking façade; ``parse_message`` and the message types are the sans-I/O core.
+"""
+
+from ._async_client import AsyncClient, LocalAddress
+from ._auth import Auth
+from ._core.dialog import Dialog, DialogId, DialogState
+from ._core.digest import Challenge
+from ._core.framer import StreamFramer
+from ._core.header_types import CSeq, MediaType, NameAddr, Via
+from ._core.headers import Headers
+from ._core.message import Message, Request, Response
+from ._core.parser import ParserLimits, parse_message
+from ._core.sdp import Codec, MediaDescription, SDPBody
+from ._core.timers import TimerConfig
+from ._core.uri import URI
 from ._errors import AuthError, ParseError, ProtocolError, SIPError, TimeoutError, TransportError
+from ._events import Events, RequestContext, event_handler
+from ._sync_client import Client
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "URI",
+    "AsyncClient",
+    "Auth",
     "AuthError",
+    "CSeq",
+    "Challenge",
+    "Client",
+    "Codec",
+    "Dialog",
+    "DialogId",
+    "DialogState",
+    "Events",
+    "Headers",
+    "LocalAddress",
+    "MediaDescription",
+    "MediaType",
+    "Message",
+    "NameAddr",
     "ParseError",
+    "ParserLimits",
     "ProtocolError",
+    "Request",
+    "RequestContext",
+    "Response",
+    "SDPBody",
     "SIPError",
+    "StreamFramer",
     "TimeoutError",
+    "TimerConfig",
     "TransportError",
+    "Via",
     "__version__",
+    "event_handler",
+    "parse_message",
 ]

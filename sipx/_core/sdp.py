@@ -349,6 +349,10 @@ class SDPBody:
             raise ParseError("SDP line 1: empty body, expected a v= line")
         if "o" not in seen:
             raise ParseError("SDP: missing the o= line")
+        # Keep other_lines in output order so that equality survives a round trip.
+        body.other_lines.sort(key=lambda line: _SESSION_ORDER.find(line.slot))
+        for media in body.media:
+            media.other_lines.sort(key=lambda line: _MEDIA_ORDER.find(line.slot))
         return body
 
     def _parse_session_line(

@@ -25,7 +25,7 @@ to the report.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +70,9 @@ def echo_uas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SIPp]:
         uas.stop()
 
 
-def _start_kamailio(tmp_path_factory: pytest.TempPathFactory, echo: SIPp,
-                    **kwargs: Any) -> Kamailio:
+def _start_kamailio(
+    tmp_path_factory: pytest.TempPathFactory, echo: SIPp, **kwargs: Any
+) -> Kamailio:
     require_binary("kamailio")
     return Kamailio.start(
         free_port(),
@@ -92,8 +93,7 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory, echo_uas: SIPp) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def kamailio_sha256(tmp_path_factory: pytest.TempPathFactory,
-                    echo_uas: SIPp) -> Iterator[Kamailio]:
+def kamailio_sha256(tmp_path_factory: pytest.TempPathFactory, echo_uas: SIPp) -> Iterator[Kamailio]:
     """Fresh Kamailio per test module whose challenges say algorithm=SHA-256."""
     k = _start_kamailio(tmp_path_factory, echo_uas, sha256=True)
     try:
@@ -117,15 +117,17 @@ class SIPpFactory:
 
     start = __call__
 
-    def run(self, scenario: str, remote: Any = None, *, wait_timeout: float | None = None,
-            **kwargs: Any) -> tuple[int, str]:
+    def run(
+        self, scenario: str, remote: Any = None, *, wait_timeout: float | None = None, **kwargs: Any
+    ) -> tuple[int, str]:
         """start + wait: (exit code, message trace; describe() text on failure)."""
         s = self(scenario, remote, **kwargs)
         rc = s.wait(wait_timeout)
         return rc, (s.describe() if rc != 0 else s.log)
 
-    def registered_uas(self, registrar: Any, user: str, scenario: str = "uas_answer.xml",
-                       **kwargs: Any) -> SIPp:
+    def registered_uas(
+        self, registrar: Any, user: str, scenario: str = "uas_answer.xml", **kwargs: Any
+    ) -> SIPp:
         """SIPp UAS registered as ``user`` (see SIPp.registered_uas); unregistered at teardown."""
         kwargs.setdefault("work_dir", self.work_dir)
         s = SIPp.registered_uas(registrar, user, scenario, **kwargs)
@@ -160,8 +162,9 @@ class BaresipFactory:
         self.registrar = registrar
         self.started: list[Baresip] = []
 
-    def __call__(self, user: str, password: str | None = None, registrar: Any = None,
-                 **kwargs: Any) -> Baresip:
+    def __call__(
+        self, user: str, password: str | None = None, registrar: Any = None, **kwargs: Any
+    ) -> Baresip:
         kwargs.setdefault("run_dir", self.work_dir / f"baresip-{user}-{len(self.started)}")
         b = Baresip.start(user, password, registrar or self.registrar, **kwargs)
         self.started.append(b)
@@ -182,13 +185,16 @@ def baresip(tmp_path: Path, kamailio: Kamailio) -> Iterator[BaresipFactory]:
         factory.stop_all()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the Kamailio log tail to the report of a failing test that used one."""
+    report = yield
     if report.failed:
         funcargs = getattr(item, "funcargs", {})
         for name in ("kamailio", "kamailio_sha256"):
             k = funcargs.get(name)
             if isinstance(k, Kamailio):
                 report.sections.append((f"{name} log tail ({k.log_path})", k.log_tail(60)))
+    return report

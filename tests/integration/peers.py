@@ -80,8 +80,11 @@ def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         path = next(
-            (str(p) for d in ("/usr/sbin", "/sbin", "/usr/local/sbin")
-             if (p := Path(d) / name).is_file() and os.access(p, os.X_OK)),
+            (
+                str(p)
+                for d in ("/usr/sbin", "/sbin", "/usr/local/sbin")
+                if (p := Path(d) / name).is_file() and os.access(p, os.X_OK)
+            ),
             None,
         )
     if path is None:
@@ -148,15 +151,18 @@ def free_port(kind: str = "udp+tcp") -> int:
     raise RuntimeError("no free port found on 127.0.0.1")
 
 
-def wait_port_bound(port: int, kind: str = "udp", timeout: float = 5.0,
-                    proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_port_bound(
+    port: int, kind: str = "udp", timeout: float = 5.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Wait until something has bound ``port`` (bind probe fails); raise on timeout/exit."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _bind_free(port, kind):
             return
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited (rc={proc.returncode}) before binding {kind} {port}")
+            raise RuntimeError(
+                f"process exited (rc={proc.returncode}) before binding {kind} {port}"
+            )
         time.sleep(0.01)
     raise TimeoutError(f"nothing bound {kind} port {port} within {timeout} s")
 
@@ -195,10 +201,21 @@ def _rand(bits: int = 32) -> str:
     return f"{random.getrandbits(bits):0{bits // 4}x}"
 
 
-def build_request(method: str, ruri: str, *, transport: str = "udp", local_port: int,
-                  from_uri: str, to_uri: str, call_id: str | None = None, cseq: int = 1,
-                  from_tag: str | None = None, headers: Sequence[str] = (),
-                  body: str = "", contact: str | None = None) -> bytes:
+def build_request(
+    method: str,
+    ruri: str,
+    *,
+    transport: str = "udp",
+    local_port: int,
+    from_uri: str,
+    to_uri: str,
+    call_id: str | None = None,
+    cseq: int = 1,
+    from_tag: str | None = None,
+    headers: Sequence[str] = (),
+    body: str = "",
+    contact: str | None = None,
+) -> bytes:
     proto = "TCP" if transport == "tcp" else "UDP"
     lines = [
         f"{method} {ruri} SIP/2.0",
@@ -260,8 +277,9 @@ class SipClient:
         while True:  # TCP: frame by Content-Length
             head_end = self._buf.find(b"\r\n\r\n")
             if head_end >= 0:
-                m = re.search(rb"^(?:content-length|l)\s*:\s*(\d+)", self._buf[:head_end],
-                              re.I | re.M)
+                m = re.search(
+                    rb"^(?:content-length|l)\s*:\s*(\d+)", self._buf[:head_end], re.I | re.M
+                )
                 total = head_end + 4 + (int(m.group(1)) if m else 0)
                 if len(self._buf) >= total:
                     msg, self._buf = self._buf[:total], self._buf[total:]
@@ -280,39 +298,85 @@ class SipClient:
 
     # -- convenience ------------------------------------------------------
     def options(self) -> SipResponse:
-        ruri = f"sip:{self.host}:{self.port}" + (";transport=tcp" if self.transport == "tcp" else "")
-        return self.transact(build_request(
-            "OPTIONS", ruri, transport=self.transport, local_port=self.local_port,
-            from_uri=f"sip:ping@{HOST}:{self.local_port}", to_uri=f"sip:{self.host}:{self.port}"))
+        ruri = f"sip:{self.host}:{self.port}" + (
+            ";transport=tcp" if self.transport == "tcp" else ""
+        )
+        return self.transact(
+            build_request(
+                "OPTIONS",
+                ruri,
+                transport=self.transport,
+                local_port=self.local_port,
+                from_uri=f"sip:ping@{HOST}:{self.local_port}",
+                to_uri=f"sip:{self.host}:{self.port}",
+            )
+        )
 
-    def register(self, user: str, password: str | None = None, *, expires: int = 60,
-                 auth_user: str | None = None, algorithm: str | None = None) -> list[SipResponse]:
+    def register(
+        self,
+        user: str,
+        password: str | None = None,
+        *,
+        expires: int = 60,
+        auth_user: str | None = None,
+        algorithm: str | None = None,
+    ) -> list[SipResponse]:
         """REGISTER ``user``; answer one digest challenge if ``password`` is given.
 
         Returns every final response received (challenge first).
         """
         srv = f"{self.host}:{self.port}"
         return self._request_with_auth(
-            "REGISTER", f"sip:{srv}", user=user, to_uri=f"sip:{user}@{srv}", password=password,
-            auth_user=auth_user, algorithm=algorithm,
-            headers=[f"Expires: {expires}"], contact=f"sip:{user}@{HOST}:{self.local_port}")
+            "REGISTER",
+            f"sip:{srv}",
+            user=user,
+            to_uri=f"sip:{user}@{srv}",
+            password=password,
+            auth_user=auth_user,
+            algorithm=algorithm,
+            headers=[f"Expires: {expires}"],
+            contact=f"sip:{user}@{HOST}:{self.local_port}",
+        )
 
-    def message(self, user: str, to_user: str, password: str | None = None,
-                body: str = "hello") -> list[SipResponse]:
+    def message(
+        self, user: str, to_user: str, password: str | None = None, body: str = "hello"
+    ) -> list[SipResponse]:
         srv = f"{self.host}:{self.port}"
         return self._request_with_auth(
-            "MESSAGE", f"sip:{to_user}@{srv}", user=user, to_uri=f"sip:{to_user}@{srv}",
-            password=password, body=body)
+            "MESSAGE",
+            f"sip:{to_user}@{srv}",
+            user=user,
+            to_uri=f"sip:{to_user}@{srv}",
+            password=password,
+            body=body,
+        )
 
-    def _request_with_auth(self, method: str, ruri: str, *, user: str, to_uri: str,
-                           password: str | None, auth_user: str | None = None,
-                           algorithm: str | None = None, headers: Sequence[str] = (),
-                           body: str = "", contact: str | None = None) -> list[SipResponse]:
+    def _request_with_auth(
+        self,
+        method: str,
+        ruri: str,
+        *,
+        user: str,
+        to_uri: str,
+        password: str | None,
+        auth_user: str | None = None,
+        algorithm: str | None = None,
+        headers: Sequence[str] = (),
+        body: str = "",
+        contact: str | None = None,
+    ) -> list[SipResponse]:
         srv = f"{self.host}:{self.port}"
         call_id, tag = "peers-" + _rand(64), _rand()
-        common: dict[str, Any] = dict(transport=self.transport, local_port=self.local_port,
-                                      from_uri=f"sip:{user}@{srv}", to_uri=to_uri,
-                                      call_id=call_id, from_tag=tag, body=body, contact=contact)
+        common: dict[str, Any] = dict(
+            transport=self.transport,
+            local_port=self.local_port,
+            from_uri=f"sip:{user}@{srv}",
+            to_uri=to_uri,
+            call_id=call_id,
+            from_tag=tag,
+            body=body,
+            contact=contact,
+        )
         out = [self.transact(build_request(method, ruri, cseq=1, headers=headers, **common))]
         if password is None or out[-1].status not in (401, 407):
             return out
@@ -320,10 +384,21 @@ class SipClient:
         chal_name = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
         cred_name = "Authorization" if resp.status == 401 else "Proxy-Authorization"
         chal = parse_challenge(resp.header(chal_name) or "")
-        cred = digest_credentials(chal, method=method, uri=ruri, username=auth_user or user,
-                                  password=password, algorithm=algorithm)
-        out.append(self.transact(build_request(
-            method, ruri, cseq=2, headers=[*headers, f"{cred_name}: {cred}"], **common)))
+        cred = digest_credentials(
+            chal,
+            method=method,
+            uri=ruri,
+            username=auth_user or user,
+            password=password,
+            algorithm=algorithm,
+        )
+        out.append(
+            self.transact(
+                build_request(
+                    method, ruri, cseq=2, headers=[*headers, f"{cred_name}: {cred}"], **common
+                )
+            )
+        )
         return out
 
 
@@ -336,8 +411,15 @@ def parse_challenge(value: str) -> dict[str, str]:
     return out
 
 
-def digest_credentials(chal: Mapping[str, str], *, method: str, uri: str, username: str,
-                       password: str, algorithm: str | None = None) -> str:
+def digest_credentials(
+    chal: Mapping[str, str],
+    *,
+    method: str,
+    uri: str,
+    username: str,
+    password: str,
+    algorithm: str | None = None,
+) -> str:
     """RFC 2617/7616 digest answer (qop=auth or none; MD5 or SHA-256), for probes only."""
     alg = algorithm or chal.get("algorithm", "MD5")
     fn = hashlib.sha256 if alg.upper().startswith("SHA-256") else hashlib.md5
@@ -361,8 +443,9 @@ def digest_credentials(chal: Mapping[str, str], *, method: str, uri: str, userna
     return cred
 
 
-def sip_options(host: str, port: int, transport: str = "udp",
-                timeout: float = 0.5) -> SipResponse | None:
+def sip_options(
+    host: str, port: int, transport: str = "udp", timeout: float = 0.5
+) -> SipResponse | None:
     """Send one OPTIONS; return the final response or None (no answer / refused)."""
     try:
         with SipClient(host, port, transport, timeout=timeout) as c:
@@ -371,14 +454,18 @@ def sip_options(host: str, port: int, transport: str = "udp",
         return None
 
 
-def wait_sip_ready(host: str, port: int, timeout: float = 10.0,
-                   transports: Iterable[str] = ("udp", "tcp"),
-                   proc: subprocess.Popen[bytes] | None = None) -> float:
+def wait_sip_ready(
+    host: str,
+    port: int,
+    timeout: float = 10.0,
+    transports: Iterable[str] = ("udp", "tcp"),
+    proc: subprocess.Popen[bytes] | None = None,
+) -> float:
     """Wait until OPTIONS gets a 200 over every transport; return seconds waited.
 
     Raises TimeoutError, or RuntimeError if ``proc`` exits meanwhile.
     """
-    want, done = set(transports), set()
+    want, done = set(transports), set[str]()
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         for tr in sorted(want - done):
@@ -390,8 +477,9 @@ def wait_sip_ready(host: str, port: int, timeout: float = 10.0,
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with rc={proc.returncode} before it was ready")
         time.sleep(0.01)
-    raise TimeoutError(f"no 200 to OPTIONS from {host}:{port} over {sorted(want - done)} "
-                       f"within {timeout} s")
+    raise TimeoutError(
+        f"no 200 to OPTIONS from {host}:{port} over {sorted(want - done)} within {timeout} s"
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -415,15 +503,16 @@ def _group_alive(pgid: int) -> bool:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         # fields: state ppid pgrp ...
         if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
             return True
     return False
 
 
-def _stop_group(proc: subprocess.Popen[bytes], term_timeout: float,
-                sig: int = signal.SIGTERM) -> None:
+def _stop_group(
+    proc: subprocess.Popen[bytes], term_timeout: float, sig: int = signal.SIGTERM
+) -> None:
     """Signal the process group of ``proc`` (a session leader) and wait until it is gone."""
     pgid = proc.pid
     for s, wait_s in ((sig, term_timeout), (signal.SIGKILL, 5.0)):
@@ -479,8 +568,9 @@ class Kamailio:
 
     host = HOST
 
-    def __init__(self, port: int, run_dir: Path, proc: subprocess.Popen[bytes],
-                 args: list[str], sha256: bool) -> None:
+    def __init__(
+        self, port: int, run_dir: Path, proc: subprocess.Popen[bytes], args: list[str], sha256: bool
+    ) -> None:
         self.port = port
         self.run_dir = run_dir
         self.proc = proc
@@ -503,11 +593,18 @@ class Kamailio:
         return f"sip:{user}@{self.hostport}"
 
     @classmethod
-    def start(cls, port: int | None = None, *, sha256: bool = False,
-              nonce_expire: int | None = None, echo_uri: str | None = None,
-              fr_timer: int | None = None, extra_defines: Iterable[str] = (),
-              run_dir: str | os.PathLike[str] | None = None,
-              ready_timeout: float = 10.0) -> Kamailio:
+    def start(
+        cls,
+        port: int | None = None,
+        *,
+        sha256: bool = False,
+        nonce_expire: int | None = None,
+        echo_uri: str | None = None,
+        fr_timer: int | None = None,
+        extra_defines: Iterable[str] = (),
+        run_dir: str | os.PathLike[str] | None = None,
+        ready_timeout: float = 10.0,
+    ) -> Kamailio:
         """Launch Kamailio and wait until OPTIONS gets 200 over UDP and TCP.
 
         ``extra_defines`` are passed as ``-A <define>`` each (e.g. "QUIET",
@@ -529,17 +626,37 @@ class Kamailio:
         if fr_timer is not None:
             defines.append(f"FR_TIMER={int(fr_timer)}")
         defines.extend(extra_defines)
-        args = [binary, "-f", str(KAMAILIO_CFG), "-DD", "-E",
-                "-Y", str(rd), "-P", str(rd / "kamailio.pid"), "-w", str(rd),
-                "-m", "64", "-M", "8"]
+        args = [
+            binary,
+            "-f",
+            str(KAMAILIO_CFG),
+            "-DD",
+            "-E",
+            "-Y",
+            str(rd),
+            "-P",
+            str(rd / "kamailio.pid"),
+            "-w",
+            str(rd),
+            "-m",
+            "64",
+            "-M",
+            "8",
+        ]
         if os.environ.get("SIPX_KAMAILIO_MPATH"):
             args += ["-L", os.environ["SIPX_KAMAILIO_MPATH"]]
         for d in defines:
             args += ["-A", d]
         log = open(rd / "kamailio.log", "wb")  # noqa: SIM115
         try:
-            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=rd, start_new_session=True)
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=rd,
+                start_new_session=True,
+            )
         finally:
             log.close()
         self = cls(port, rd, proc, args, sha256)
@@ -585,8 +702,10 @@ class Kamailio:
         self.stop()
 
     def __repr__(self) -> str:
-        return (f"<Kamailio {self.hostport} pid={self.proc.pid} "
-                f"{'SHA-256' if self.sha256 else 'MD5'} {'running' if self.running() else 'stopped'}>")
+        return (
+            f"<Kamailio {self.hostport} pid={self.proc.pid} "
+            f"{'SHA-256' if self.sha256 else 'MD5'} {'running' if self.running() else 'stopped'}>"
+        )
 
 
 # --------------------------------------------------------------------------- #
@@ -621,8 +740,16 @@ class SIPp:
 
     host = HOST
 
-    def __init__(self, args: list[str], proc: subprocess.Popen[bytes], work_dir: Path,
-                 local_port: int, transport: str, timeout_s: float, name: str) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        proc: subprocess.Popen[bytes],
+        work_dir: Path,
+        local_port: int,
+        transport: str,
+        timeout_s: float,
+        name: str,
+    ) -> None:
         self.args = args
         self.proc = proc
         self.work_dir = work_dir
@@ -634,6 +761,8 @@ class SIPp:
         self.stderr_path = work_dir / f"{name}.err"
         self.message_path = work_dir / f"{name}.msg"
         self.error_path = work_dir / f"{name}.errors"
+        #: (registrar, user, password) when started by registered_uas()
+        self.registration: tuple[Any, str, str] | None = None
         self._stopped = False
 
     # port / uri -------------------------------------------------------------
@@ -651,12 +780,23 @@ class SIPp:
         return f"sip:{self.hostport}" + (";transport=tcp" if self.transport == "tcp" else "")
 
     @classmethod
-    def start(cls, scenario: str | os.PathLike[str], remote: Any = None, *,
-              local_port: int | None = None, service: str | None = None,
-              auth: tuple[str, str] | None = None, keys: Mapping[str, str] | None = None,
-              transport: str = "udp", calls: int = 1, timeout_s: float = 15.0,
-              extra: Sequence[str] = (), work_dir: str | os.PathLike[str] | None = None,
-              name: str | None = None, wait_bound: bool = True) -> SIPp:
+    def start(
+        cls,
+        scenario: str | os.PathLike[str],
+        remote: Any = None,
+        *,
+        local_port: int | None = None,
+        service: str | None = None,
+        auth: tuple[str, str] | None = None,
+        keys: Mapping[str, str] | None = None,
+        transport: str = "udp",
+        calls: int = 1,
+        timeout_s: float = 15.0,
+        extra: Sequence[str] = (),
+        work_dir: str | os.PathLike[str] | None = None,
+        name: str | None = None,
+        wait_bound: bool = True,
+    ) -> SIPp:
         """Start SIPp in the background and return at once (after it bound its port).
 
         ``remote``: "host:port", (host, port) or an object with .host/.port
@@ -677,11 +817,28 @@ class SIPp:
         hp = _hostport(remote)
         if hp:
             args.append(hp)
-        args += ["-sf", str(path), "-i", HOST, "-p", str(local_port), "-m", str(int(calls)),
-                 "-t", "t1" if transport == "tcp" else "u1", "-nostdin",
-                 "-timeout", f"{max(1, int(timeout_s * 1000))}ms", "-timeout_error",
-                 "-trace_msg", "-message_file", str(wd / f"{name}.msg"),
-                 "-trace_err", "-error_file", str(wd / f"{name}.errors")]
+        args += [
+            "-sf",
+            str(path),
+            "-i",
+            HOST,
+            "-p",
+            str(local_port),
+            "-m",
+            str(int(calls)),
+            "-t",
+            "t1" if transport == "tcp" else "u1",
+            "-nostdin",
+            "-timeout",
+            f"{max(1, int(timeout_s * 1000))}ms",
+            "-timeout_error",
+            "-trace_msg",
+            "-message_file",
+            str(wd / f"{name}.msg"),
+            "-trace_err",
+            "-error_file",
+            str(wd / f"{name}.errors"),
+        ]
         if service is not None:
             args += ["-s", str(service)]
         if auth is not None:
@@ -690,25 +847,39 @@ class SIPp:
             args += ["-key", str(k), str(v)]
         args += [str(a) for a in extra]
         with open(wd / f"{name}.out", "wb") as out, open(wd / f"{name}.err", "wb") as err:
-            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    cwd=wd, start_new_session=True)
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=wd,
+                start_new_session=True,
+            )
         self = cls(args, proc, wd, local_port, transport, timeout_s, name)
         _LIVE.add(self)
         if wait_bound:
             try:
-                wait_port_bound(local_port, "tcp" if transport == "tcp" else "udp",
-                                timeout=5.0, proc=proc)
+                wait_port_bound(
+                    local_port, "tcp" if transport == "tcp" else "udp", timeout=5.0, proc=proc
+                )
             except (TimeoutError, RuntimeError):
                 # it may already have finished (fast run) - only fail if it is stuck
                 if proc.poll() is None:
                     self.stop()
-                    raise RuntimeError(f"SIPp did not bind port {local_port}\n{self.describe()}"
-                                       ) from None
+                    raise RuntimeError(
+                        f"SIPp did not bind port {local_port}\n{self.describe()}"
+                    ) from None
         return self
 
     @classmethod
-    def run(cls, scenario: str | os.PathLike[str], remote: Any = None, *,
-            wait_timeout: float | None = None, **kwargs: Any) -> tuple[int, str]:
+    def run(
+        cls,
+        scenario: str | os.PathLike[str],
+        remote: Any = None,
+        *,
+        wait_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> tuple[int, str]:
         """start() + wait(); returns (exit code, message trace text).
 
         The exit code is 0 when every call succeeded.
@@ -732,17 +903,23 @@ class SIPp:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.stop()
-            raise TimeoutError(f"SIPp still running after {timeout} s\n{self.describe()}"
-                               ) from None
+            raise TimeoutError(f"SIPp still running after {timeout} s\n{self.describe()}") from None
         self.stop()  # reap anything left in its group, mark stopped
         return rc
 
     @classmethod
-    def registered_uas(cls, registrar: Any, user: str, scenario: str | os.PathLike[str]
-                       = "uas_answer.xml", *, password: str | None = None,
-                       transport: str = "udp", local_port: int | None = None,
-                       work_dir: str | os.PathLike[str] | None = None,
-                       **kwargs: Any) -> SIPp:
+    def registered_uas(
+        cls,
+        registrar: Any,
+        user: str,
+        scenario: str | os.PathLike[str] = "uas_answer.xml",
+        *,
+        password: str | None = None,
+        transport: str = "udp",
+        local_port: int | None = None,
+        work_dir: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> SIPp:
         """REGISTER ``user`` at ``registrar`` with the UAS's port as Contact, then start
         the UAS scenario (``-s user``) on that port.  Call ``unregister()`` after
         ``stop()`` (the ``sipp`` fixture does) or the stale binding stays in Kamailio.
@@ -750,18 +927,25 @@ class SIPp:
         password = password if password is not None else USERS[user]
         local_port = local_port or free_port()
         wd = _mkdir(work_dir, "sipx-sipp-")
-        rc, text = cls.run("register_auth.xml", registrar, local_port=local_port, service=user,
-                           auth=(user, password), transport=transport, timeout_s=10,
-                           work_dir=wd, name=f"register-{user}-{local_port}")
+        rc, text = cls.run(
+            "register_auth.xml",
+            registrar,
+            local_port=local_port,
+            service=user,
+            auth=(user, password),
+            transport=transport,
+            timeout_s=10,
+            work_dir=wd,
+            name=f"register-{user}-{local_port}",
+        )
         if rc != 0:
             raise RuntimeError(f"registering {user} for the SIPp UAS failed\n{text}")
         kwargs.setdefault("service", user)
-        uas = cls.start(scenario, None, local_port=local_port, transport=transport,
-                        work_dir=wd, **kwargs)
+        uas = cls.start(
+            scenario, None, local_port=local_port, transport=transport, work_dir=wd, **kwargs
+        )
         uas.registration = (registrar, user, password)
         return uas
-
-    registration: tuple[Any, str, str] | None = None
 
     def unregister(self) -> int:
         """Remove the binding that registered_uas() made (stops the UAS first)."""
@@ -771,10 +955,17 @@ class SIPp:
         registrar, user, password = self.registration
         self.registration = None
         # the UAS just released the port; retry briefly if it is not yet free
-        rc, _ = SIPp.run("unregister_auth.xml", registrar, local_port=self.local_port,
-                         service=user, auth=(user, password), transport=self.transport,
-                         timeout_s=5, work_dir=self.work_dir,
-                         name=f"unregister-{user}-{self.local_port}")
+        rc, _ = SIPp.run(
+            "unregister_auth.xml",
+            registrar,
+            local_port=self.local_port,
+            service=user,
+            auth=(user, password),
+            transport=self.transport,
+            timeout_s=5,
+            work_dir=self.work_dir,
+            name=f"unregister-{user}-{self.local_port}",
+        )
         return rc
 
     @property
@@ -826,11 +1017,13 @@ class SIPp:
         msgs = self.log
         if len(msgs) > max_chars:
             msgs = "...\n" + msgs[-max_chars:]
-        return (f"SIPp {self.name} rc={self.proc.poll()}\n"
-                f"command: {' '.join(self.args)}\n"
-                f"--- stderr ---\n{self.stderr.strip()}\n"
-                f"--- errors ---\n{self.errors.strip()[-4000:]}\n"
-                f"--- messages ---\n{msgs}")
+        return (
+            f"SIPp {self.name} rc={self.proc.poll()}\n"
+            f"command: {' '.join(self.args)}\n"
+            f"--- stderr ---\n{self.stderr.strip()}\n"
+            f"--- errors ---\n{self.errors.strip()[-4000:]}\n"
+            f"--- messages ---\n{msgs}"
+        )
 
     def __enter__(self) -> SIPp:
         return self
@@ -839,15 +1032,23 @@ class SIPp:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<SIPp {self.name} port={self.local_port} pid={self.proc.pid} rc={self.proc.poll()}>"
+        return (
+            f"<SIPp {self.name} port={self.local_port} pid={self.proc.pid} rc={self.proc.poll()}>"
+        )
 
 
 # --------------------------------------------------------------------------- #
 # baresip (optional peer)
 # --------------------------------------------------------------------------- #
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _baresip_module_path() -> str:
-    for d in ("/usr/lib/baresip/modules", "/usr/local/lib/baresip/modules",
-              "/usr/lib64/baresip/modules"):
+    for d in (
+        "/usr/lib/baresip/modules",
+        "/usr/local/lib/baresip/modules",
+        "/usr/lib64/baresip/modules",
+    ):
         if Path(d).is_dir():
             return d
     return "/usr/lib/baresip/modules"
@@ -862,8 +1063,15 @@ class Baresip:
 
     host = HOST
 
-    def __init__(self, user: str, proc: subprocess.Popen[bytes], run_dir: Path,
-                 sip_port: int, cons_port: int, registrar: str) -> None:
+    def __init__(
+        self,
+        user: str,
+        proc: subprocess.Popen[bytes],
+        run_dir: Path,
+        sip_port: int,
+        cons_port: int,
+        registrar: str,
+    ) -> None:
         self.user = user
         self.proc = proc
         self.run_dir = run_dir
@@ -882,10 +1090,18 @@ class Baresip:
         return f"sip:{self.user}@{self.registrar}"
 
     @classmethod
-    def start(cls, user: str, password: str | None = None, registrar: Any = None, *,
-              sip_port: int | None = None, cons_port: int | None = None,
-              answermode: str = "auto", run_dir: str | os.PathLike[str] | None = None,
-              timeout: float = 10.0) -> Baresip:
+    def start(
+        cls,
+        user: str,
+        password: str | None = None,
+        registrar: Any = None,
+        *,
+        sip_port: int | None = None,
+        cons_port: int | None = None,
+        answermode: str = "auto",
+        run_dir: str | os.PathLike[str] | None = None,
+        timeout: float = 10.0,
+    ) -> Baresip:
         """Start baresip as ``user`` and wait until its REGISTER got 200."""
         binary = require_binary("baresip")
         if password is None:
@@ -898,18 +1114,28 @@ class Baresip:
         rtp = free_port("udp")
         rd = _mkdir(run_dir, f"sipx-baresip-{user}-")
         cfg = string.Template((BARESIP_DIR / "config.template").read_text()).substitute(
-            sip_port=sip_port, cons_port=cons_port, rtp_ports=f"{rtp}-{rtp + 9}",
-            module_path=_baresip_module_path())
+            sip_port=sip_port,
+            cons_port=cons_port,
+            rtp_ports=f"{rtp}-{rtp + 9}",
+            module_path=_baresip_module_path(),
+        )
         (rd / "config").write_text(cfg)
-        (rd / "accounts").write_text(string.Template(
-            (BARESIP_DIR / "accounts.template").read_text()).substitute(
-            user=user, registrar=reg, password=password, answermode=answermode, regint=600))
+        (rd / "accounts").write_text(
+            string.Template((BARESIP_DIR / "accounts.template").read_text()).substitute(
+                user=user, registrar=reg, password=password, answermode=answermode, regint=600
+            )
+        )
         log = open(rd / "baresip.log", "wb")  # noqa: SIM115
         try:
-            proc = subprocess.Popen([binary, "-f", str(rd), "-s"], stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, cwd=rd,
-                                    start_new_session=True,
-                                    env={**os.environ, "HOME": str(rd)})
+            proc = subprocess.Popen(
+                [binary, "-f", str(rd), "-s"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=rd,
+                start_new_session=True,
+                env={**os.environ, "HOME": str(rd)},
+            )
         finally:
             log.close()
         self = cls(user, proc, rd, sip_port, cons_port, reg)
@@ -918,15 +1144,18 @@ class Baresip:
             self.wait_for(rf"(?m)^{re.escape(user)}@\S+.*200 OK", timeout=timeout)
         except (TimeoutError, RuntimeError) as exc:
             self.stop()
-            raise RuntimeError(f"baresip did not register: {exc}\n--- log tail ---\n"
-                               f"{_tail(self.log_path)}") from None
+            raise RuntimeError(
+                f"baresip did not register: {exc}\n--- log tail ---\n{_tail(self.log_path)}"
+            ) from None
         return self
 
     def log_text(self) -> str:
+        """The log (console output + SIP trace), ANSI colours stripped, ``\\n`` line ends."""
         try:
-            return self.log_path.read_text(errors="replace")
+            text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+        return _ANSI.sub("", text).replace("\r\n", "\n")
 
     def wait_for(self, pattern: str, timeout: float = 10.0, start: int = 0) -> re.Match[str]:
         """Wait until ``pattern`` (regex) appears in the log after offset ``start``."""
@@ -972,4 +1201,6 @@ class Baresip:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<Baresip {self.user} sip={self.sip_port} cons={self.cons_port} pid={self.proc.pid}>"
+        return (
+            f"<Baresip {self.user} sip={self.sip_port} cons={self.cons_port} pid={self.proc.pid}>"
+        )

@@ -6,8 +6,8 @@ If this module fails, the peers (not sipx) are broken: fix the kit first.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from peers import (
@@ -34,8 +34,14 @@ def test_options_200_from_stdlib_socket(kamailio: Kamailio, transport: str) -> N
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_sipp_register_auth(kamailio: Kamailio, sipp, transport: str) -> None:
-    rc, trace = sipp.run("register_auth.xml", kamailio, service="1111",
-                         auth=("1111", USERS["1111"]), transport=transport, timeout_s=10)
+    rc, trace = sipp.run(
+        "register_auth.xml",
+        kamailio,
+        service="1111",
+        auth=("1111", USERS["1111"]),
+        transport=transport,
+        timeout_s=10,
+    )
     assert rc == 0, trace
     assert "SIP/2.0 401 Unauthorized" in trace
     assert "SIP/2.0 200 OK" in trace
@@ -49,14 +55,44 @@ def test_sipp_register_auth(kamailio: Kamailio, sipp, transport: str) -> None:
 
 def test_sipp_call_to_echo_extension(kamailio: Kamailio, echo_uas: SIPp, sipp) -> None:
     before = echo_uas.log.count("INVITE sip:100@")
-    rc, trace = sipp.run("uac_invite_auth.xml", kamailio, service="100",
-                         keys={"caller": "1111"}, auth=("1111", USERS["1111"]), timeout_s=10)
+    rc, trace = sipp.run(
+        "uac_invite_auth.xml",
+        kamailio,
+        service="100",
+        keys={"caller": "1111"},
+        auth=("1111", USERS["1111"]),
+        timeout_s=10,
+    )
     assert rc == 0, trace
     assert "SIP/2.0 407 Proxy Authentication Required" in trace
-    assert "Record-Route: <sip:127.0.0.1:%d;lr>" % kamailio.port in trace
+    assert f"Record-Route: <sip:127.0.0.1:{kamailio.port};lr>" in trace
     # the call really reached the module's echo UAS through Kamailio
     assert echo_uas.running(), echo_uas.describe()
     assert echo_uas.log.count("INVITE sip:100@") == before + 1, echo_uas.describe()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_registered_sipp_uas_answers_and_unregisters(
+    kamailio: Kamailio, sipp, transport: str
+) -> None:
+    uas = sipp.registered_uas(kamailio, "2222", "uas_answer.xml", transport=transport)
+    rc, trace = sipp.run(
+        "uac_invite_auth.xml",
+        kamailio,
+        service="2222",
+        keys={"caller": "1111"},
+        auth=("1111", USERS["1111"]),
+        transport=transport,
+        timeout_s=10,
+    )
+    assert rc == 0, trace
+    # the UAS answered the call (it lingers 2 s in timewait; no need to wait for its exit)
+    assert "SIP/2.0 200 OK" in uas.log and "BYE sip:" in uas.log, uas.describe()
+    assert uas.unregister() == 0
+    # the binding is gone: 2222 is provisioned but not registered any more
+    with SipClient(kamailio.host, kamailio.port, "udp") as c:
+        *_, final = c.message("1111", "2222", USERS["1111"])
+    assert final.status == 480, final.raw
 
 
 def test_sha256_instance_challenges_with_sha256(kamailio_sha256: Kamailio) -> None:
@@ -76,6 +112,20 @@ def test_md5_instance_rejects_wrong_password(kamailio: Kamailio) -> None:
     assert (challenge.status, final.status) == (401, 401), final.raw
 
 
+def _live_members_of_group(pgid: int) -> list[str]:
+    """Non-zombie processes of a process group, read from /proc (independent of peers.py)."""
+    left = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        state, _ppid, pgrp = text[text.rfind(")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state not in "ZX":
+            left.append(text[: text.rfind(")") + 1])
+    return left
+
+
 def test_kamailio_start_stop_leaves_nothing(tmp_path) -> None:
     port = free_port()
     k = Kamailio.start(port, fr_timer=2000, run_dir=tmp_path / "k")
@@ -84,11 +134,7 @@ def test_kamailio_start_stop_leaves_nothing(tmp_path) -> None:
     k.stop()
     k.stop()  # idempotent
     assert not k.running()
-    ps = subprocess.run(["ps", "-e", "-o", "pid=,pgid=,stat=,comm="],
-                        capture_output=True, text=True, check=True).stdout.splitlines()
-    left = [line for line in ps
-            if line.split()[1] == str(pgid) and not line.split()[2].startswith("Z")]
-    assert left == []
+    assert _live_members_of_group(pgid) == []
     # the port is free again for both transports: nothing orphaned holds it
     deadline = time.monotonic() + 2
     while True:
@@ -99,7 +145,7 @@ def test_kamailio_start_stop_leaves_nothing(tmp_path) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-    assert "SIP_PORT=%d" % port in " ".join(k.args)
+    assert f"SIP_PORT={port}" in " ".join(k.args)
 
 
 def test_free_port_is_free_and_distinct() -> None:
@@ -125,3 +171,24 @@ def test_require_binary_skips_locally_and_fails_in_ci(monkeypatch) -> None:
     with pytest.raises(pytest.skip.Exception):
         require_binary("no-such-sip-peer-xyz")
     assert os.environ["CI"] == "0"
+
+
+def test_baresip_answers_and_calls(kamailio: Kamailio, baresip, sipp) -> None:
+    b = baresip("3333")
+    # SIPp calls baresip (auto-answer) through Kamailio
+    rc, trace = sipp.run(
+        "uac_invite_auth.xml",
+        kamailio,
+        service="3333",
+        keys={"caller": "1111"},
+        auth=("1111", USERS["1111"]),
+        timeout_s=10,
+    )
+    assert rc == 0, trace
+    # baresip calls the echo extension through Kamailio (407 handled) and hangs up
+    off = b.log_offset()
+    b.dial(f"sip:100@{kamailio.hostport}")
+    b.wait_for(r"Call established", timeout=10, start=off)
+    b.hangup()
+    # ... and the echo UAS answered its BYE with 200 (log: ANSI stripped, \n line ends)
+    b.wait_for(r"\nSIP/2\.0 200 OK\n(?:.+\n)*?CSeq: \d+ BYE\n", timeout=5, start=off)

@@ -1,0 +1,89 @@
+"""Parsing and serialising benchmark for the sans-I/O message layer.
+
+Run from the repository root::
+
+    .venv/bin/python bench/bench_parse.py
+
+Measures, with the stdlib ``timeit`` (best of several repeats, per call):
+
+* ``parse``: ``parse_message()`` of a typical ~900-byte INVITE with an SDP body, as a
+  softphone sends it;
+* ``parse + reads``: the same, then reading what a transaction layer needs first: the
+  Call-ID, the CSeq, the top Via's branch and the From tag;
+* ``to_bytes``: serialising the parsed request again.
+
+Nothing here asserts a time; the numbers go to ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import timeit
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sipx._core.parser import parse_message  # noqa: E402
+
+_SDP = (
+    "v=0\r\n"
+    "o=alice 3724394400 3724394401 IN IP4 192.0.2.10\r\n"
+    "s=Talk\r\n"
+    "c=IN IP4 192.0.2.10\r\n"
+    "t=0 0\r\n"
+    "m=audio 7078 RTP/AVP 96 0 8 18 101\r\n"
+    "a=rtpmap:96 opus/48000/2\r\n"
+    "a=fmtp:96 useinbandfec=1\r\n"
+    "a=fmtp:18 annexb=yes\r\n"
+    "a=rtpmap:101 telephone-event/48000\r\n"
+    "a=rtcp-fb:* trr-int 1000\r\n"
+).encode()
+
+INVITE = (
+    "INVITE sip:bob@example.com SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK.Hq3Zx9PiQ;rport\r\n"
+    'From: "Alice Liddell" <sip:alice@example.com>;tag=P3xCg~Ujl\r\n'
+    "To: <sip:bob@example.com>\r\n"
+    "CSeq: 20 INVITE\r\n"
+    "Call-ID: 6kUb9zQ8r1@192.0.2.10\r\n"
+    "Max-Forwards: 70\r\n"
+    "Supported: replaces, outbound, gruu, path\r\n"
+    "Allow: INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, NOTIFY, MESSAGE, SUBSCRIBE, INFO, "
+    "PRACK, UPDATE\r\n"
+    "Content-Type: application/sdp\r\n"
+    f"Content-Length: {len(_SDP)}\r\n"
+    "Contact: <sip:alice@192.0.2.10:5060;transport=udp>;expires=3600;"
+    '+sip.instance="<urn:uuid:6b2a4e1c-9d3f-4c55-8f11-2a7f0e6c9b21>"\r\n'
+    "User-Agent: Linphone-Desktop/5.2.6 (alice-laptop) debian/12 Qt/5.15.8 "
+    "LinphoneSDK/5.3.72\r\n"
+    "\r\n"
+).encode() + _SDP
+
+
+def parse_and_read() -> tuple[str, int, str | None, str | None]:
+    message = parse_message(INVITE)
+    return message.call_id, message.cseq.seq, message.top_via.branch, message.from_.tag
+
+
+def main() -> None:
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments.add_argument("--number", type=int, default=20_000, help="calls per repeat")
+    arguments.add_argument("--repeat", type=int, default=7, help="repeats (best one is kept)")
+    options = arguments.parse_args()
+
+    parsed = parse_message(INVITE)
+    assert parse_and_read() == ("6kUb9zQ8r1@192.0.2.10", 20, "z9hG4bK.Hq3Zx9PiQ", "P3xCg~Ujl")
+    cases = {
+        "parse": lambda: parse_message(INVITE),
+        "parse + Call-ID, CSeq, Via branch, From tag": parse_and_read,
+        "to_bytes": parsed.to_bytes,
+    }
+    print(f"INVITE with SDP: {len(INVITE)} bytes; Python {sys.version.split()[0]}")
+    for name, function in cases.items():
+        times = timeit.repeat(function, number=options.number, repeat=options.repeat)
+        print(f"{name:45s} {min(times) / options.number * 1e6:7.2f} µs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,757 @@
+"""SIP transactions (RFC 3261 section 17, with the RFC 6026 corrections), sans-I/O.
+
+A :class:`TransactionLayer` holds the client and server transactions of one user agent.
+It never reads a clock and never touches the network: every call takes ``now`` (seconds on
+any monotonic scale), and what should happen next is queued as events, drained with
+:meth:`TransactionLayer.pop_events`:
+
+* :class:`Send` - put a message on the wire to ``transaction.destination`` (first
+  transmissions, retransmissions, the ACK for a non-2xx final response, responses);
+* :class:`RequestReceived`, :class:`ResponseReceived`, :class:`AckReceived`,
+  :class:`StrayResponse` - messages for the transaction user (TU);
+* :class:`TransactionTimeout`, :class:`TransportFailed`, :class:`TransactionTerminated`.
+
+The caller sleeps until :meth:`TransactionLayer.next_deadline` and then calls
+:meth:`TransactionLayer.handle_timers`. Terminated transactions are dropped from the layer,
+so its memory is bounded by the traffic of the last 64*T1 seconds.
+
+The four state machines are those of RFC 3261 figures 5 to 8 as amended by RFC 6026: a 2xx
+to an INVITE moves both the client and the server INVITE transaction to Accepted (Timers M
+and L); the client passes every 2xx up and never ACKs one (the TU does); the server passes
+2xx retransmissions from the TU down and an ACK matching it up. A server INVITE transaction
+sends 100 Trying as soon as it is created.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+from collections import deque
+from dataclasses import dataclass
+from typing import ClassVar, TypeAlias
+
+from .._errors import ParseError
+from .header_types import Via
+from .headers import Headers
+from .message import Message, Request, Response
+from .timers import DEFAULT_TIMERS, TimerConfig
+
+MAGIC_COOKIE = "z9hG4bK"
+"""Branch prefix of RFC 3261 compliant requests (section 8.1.1.7)."""
+
+
+class TransactionState(enum.Enum):
+    CALLING = "Calling"
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    CONFIRMED = "Confirmed"
+    ACCEPTED = "Accepted"
+    TERMINATED = "Terminated"
+
+
+_S = TransactionState
+
+
+# -- building messages -----------------------------------------------------------------------
+
+
+def _header(message: Message, name: str) -> str:
+    value = message.headers.get_first(name)
+    if value is None:
+        raise ParseError(f"message has no {name} header")
+    return value
+
+
+def make_response(
+    request: Request, status_code: int, reason: str | None = None, *, to_tag: str | None = None
+) -> Response:
+    """A response to ``request`` (RFC 3261 8.2.6): Via, From, To, Call-ID and CSeq copied.
+
+    ``to_tag`` is added to the To header when it has no tag yet. A 100 also copies Timestamp
+    (8.2.6.1). Headers missing from the request are left out, so a 400 can still be built.
+    """
+    if not 100 <= status_code <= 699:
+        raise ValueError(f"status code {status_code} is not in 100-699")
+    source = request.headers
+    headers = Headers()
+    for via in source.get_list("Via"):
+        headers.add("Via", via)
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        value = source.get_first(name)
+        if value is None:
+            continue
+        if name == "To" and to_tag is not None and request.to.tag is None:
+            value = f"{value};tag={to_tag}"
+        headers.add(name, value)
+    if status_code == 100:
+        timestamp = source.get_first("Timestamp")
+        if timestamp is not None:
+            headers.add("Timestamp", timestamp)
+    return Response(status_code, reason, headers)
+
+
+def make_ack_for_non2xx(invite: Request, response: Response) -> Request:
+    """The ACK a client INVITE transaction sends for a 300-699 response (RFC 3261 17.1.1.3).
+
+    Same Request-URI, Call-ID, From and CSeq number as the INVITE, the response's To (with
+    its tag), only the INVITE's top Via (so the same branch), the INVITE's Route headers.
+    """
+    vias = invite.headers.get_list("Via")
+    if not vias:
+        raise ParseError("message has no Via header")
+    headers = Headers()
+    headers.add("Via", vias[0])
+    headers.add("Max-Forwards", "70")
+    for route in invite.headers.get_list("Route"):
+        headers.add("Route", route)
+    headers.add("From", _header(invite, "From"))
+    headers.add("To", _header(response, "To"))
+    headers.add("Call-ID", _header(invite, "Call-ID"))
+    headers.add("CSeq", f"{invite.cseq.seq} ACK")
+    headers.add("Content-Length", "0")
+    return Request("ACK", invite.uri, headers)
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Put ``message`` on the wire to ``transaction.destination``."""
+
+    transaction: Transaction
+    message: Request | Response
+
+    @property
+    def destination(self) -> object:
+        return self.transaction.destination
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    """A response for the TU: 1xx and final, and (RFC 6026) every 2xx to an INVITE."""
+
+    transaction: ClientTransaction
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """A request that created a new server transaction; the TU answers with ``respond``."""
+
+    transaction: ServerTransaction
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class AckReceived:
+    """An ACK that is not absorbed by a server INVITE transaction: the ACK for a 2xx.
+
+    ``transaction`` is the Accepted INVITE transaction it matched, usually None (an ACK for
+    a 2xx carries a new branch).
+    """
+
+    request: Request
+    transaction: ServerTransaction | None
+
+
+@dataclass(frozen=True, slots=True)
+class StrayResponse:
+    """A response matching no client transaction (e.g. a 2xx retransmitted after Timer M)."""
+
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionTimeout:
+    """Timer B or F (client: no final response) or H (server: no ACK) fired; acts as a 408."""
+
+    transaction: Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class TransportFailed:
+    """The transport reported a fatal error for this transaction (17.1.4, 17.2.4)."""
+
+    transaction: Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionTerminated:
+    """The transaction reached Terminated and has left the layer."""
+
+    transaction: Transaction
+
+
+Event: TypeAlias = (
+    Send
+    | ResponseReceived
+    | RequestReceived
+    | AckReceived
+    | StrayResponse
+    | TransactionTimeout
+    | TransportFailed
+    | TransactionTerminated
+)
+
+
+# -- transactions ----------------------------------------------------------------------------
+
+
+class Transaction:
+    """What client and server transactions share.
+
+    ``destination`` is opaque to the layer: for a client transaction where the caller sends
+    the request, for a server transaction where the request came from (responses go there).
+    """
+
+    __slots__ = (
+        "_interval",
+        "_key",
+        "_layer",
+        "_timers",
+        "branch",
+        "destination",
+        "last_response",
+        "method",
+        "reliable",
+        "request",
+        "state",
+    )
+
+    is_invite: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        request: Request,
+        branch: str,
+        key: tuple[object, ...],
+        *,
+        reliable: bool,
+        destination: object,
+        state: TransactionState,
+    ) -> None:
+        self._layer = layer
+        self._key = key
+        self._timers: dict[str, int] = {}
+        self._interval = 0.0
+        self.request = request
+        self.branch = branch
+        self.method = request.method
+        self.reliable = reliable
+        self.destination = destination
+        self.state = state
+        self.last_response: Response | None = None
+
+    @property
+    def config(self) -> TimerConfig:
+        return self._layer.config
+
+    @property
+    def terminated(self) -> bool:
+        return self.state is _S.TERMINATED
+
+    def _send(self, message: Request | Response) -> None:
+        self._layer._events.append(Send(self, message))
+
+    def _arm(self, timer: str, delay: float, now: float) -> None:
+        self._layer._arm(self, timer, now + delay)
+
+    def _arm_or_end(self, timer: str, delay: float, now: float) -> None:
+        # A wait timer of 0 (reliable transports) means "terminate at once".
+        if delay > 0:
+            self._arm(timer, delay, now)
+        else:
+            self._layer._terminate(self)
+
+    def _disarm(self, *timers: str) -> None:
+        for timer in timers:
+            self._timers.pop(timer, None)
+
+    def _time_out(self) -> None:
+        self._layer._events.append(TransactionTimeout(self))
+        self._layer._terminate(self)
+
+    def _fire(self, timer: str, now: float) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.method} {self.branch} {self.state.value}>"
+
+
+class ClientTransaction(Transaction):
+    """A client transaction (17.1): created by :meth:`TransactionLayer.send_request`.
+
+    ``ack`` is the ACK an INVITE transaction built for a 300-699 response (else None).
+    """
+
+    __slots__ = ("ack",)
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        request: Request,
+        branch: str,
+        key: tuple[object, ...],
+        *,
+        reliable: bool,
+        destination: object,
+        state: TransactionState,
+    ) -> None:
+        super().__init__(
+            layer, request, branch, key, reliable=reliable, destination=destination, state=state
+        )
+        self.ack: Request | None = None
+
+    def _start(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _on_response(self, response: Response, now: float) -> None:
+        raise NotImplementedError
+
+    def _to_tu(self, response: Response) -> None:
+        self._layer._events.append(ResponseReceived(self, response))
+
+
+class InviteClientTransaction(ClientTransaction):
+    """Figure 5 with RFC 6026: Calling, Proceeding, Completed, Accepted, Terminated."""
+
+    __slots__ = ()
+    is_invite = True
+
+    def _start(self, now: float) -> None:
+        config = self.config
+        self._send(self.request)
+        if not self.reliable:
+            self._interval = config.timer_a
+            self._arm("A", self._interval, now)
+        self._arm("B", config.timer_b, now)
+
+    def _on_response(self, response: Response, now: float) -> None:
+        code = response.status_code
+        if self.state in (_S.CALLING, _S.PROCEEDING):
+            self._disarm("A", "B")
+            self.last_response = response
+            if code < 200:
+                self.state = _S.PROCEEDING
+                self._to_tu(response)
+            elif code < 300:
+                self.state = _S.ACCEPTED
+                self._to_tu(response)
+                self._arm("M", self.config.timer_m, now)
+            else:
+                self.state = _S.COMPLETED
+                self._to_tu(response)
+                self.ack = make_ack_for_non2xx(self.request, response)
+                self._send(self.ack)
+                self._arm_or_end("D", self.config.timer_d(self.reliable), now)
+        elif self.state is _S.COMPLETED:
+            if code >= 300 and self.ack is not None:
+                self._send(self.ack)  # retransmitted final response: ACK again, TU not told
+        elif self.state is _S.ACCEPTED and 200 <= code < 300:
+            self.last_response = response
+            self._to_tu(response)  # 2xx retransmission or another fork's 2xx
+
+    def _fire(self, timer: str, now: float) -> None:
+        if timer == "A" and self.state is _S.CALLING:
+            self._send(self.request)
+            self._interval *= 2
+            self._arm("A", self._interval, now)
+        elif timer == "B" and self.state is _S.CALLING:
+            self._time_out()
+        elif timer in ("D", "M"):
+            self._layer._terminate(self)
+
+
+class NonInviteClientTransaction(ClientTransaction):
+    """Figure 6: Trying, Proceeding, Completed, Terminated."""
+
+    __slots__ = ()
+
+    def _start(self, now: float) -> None:
+        config = self.config
+        self._send(self.request)
+        if not self.reliable:
+            self._interval = config.timer_e
+            self._arm("E", self._interval, now)
+        self._arm("F", config.timer_f, now)
+
+    def _on_response(self, response: Response, now: float) -> None:
+        if self.state not in (_S.TRYING, _S.PROCEEDING):
+            return  # Completed absorbs retransmitted finals
+        self.last_response = response
+        if response.status_code < 200:
+            self.state = _S.PROCEEDING
+            self._to_tu(response)
+        else:
+            self._disarm("E", "F")
+            self.state = _S.COMPLETED
+            self._to_tu(response)
+            self._arm_or_end("K", self.config.timer_k(self.reliable), now)
+
+    def _fire(self, timer: str, now: float) -> None:
+        if timer == "E" and self.state in (_S.TRYING, _S.PROCEEDING):
+            self._send(self.request)
+            if self.state is _S.TRYING:
+                self._interval = min(2 * self._interval, self.config.t2)
+            else:
+                self._interval = self.config.t2
+            self._arm("E", self._interval, now)
+        elif timer == "F" and self.state in (_S.TRYING, _S.PROCEEDING):
+            self._time_out()
+        elif timer == "K":
+            self._layer._terminate(self)
+
+
+class ServerTransaction(Transaction):
+    """A server transaction (17.2): created by :meth:`TransactionLayer.receive_request`."""
+
+    __slots__ = ()
+
+    def respond(self, response: Response, now: float) -> bool:
+        """Send a response of the TU through this transaction.
+
+        Returns False when the state machine discards it (a second final response, any
+        response after Terminated); see :func:`make_response` to build one.
+        """
+        raise NotImplementedError
+
+    def _start(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _on_retransmission(self, now: float) -> None:
+        # Proceeding and Completed answer a retransmitted request with the last response.
+        if self.state in (_S.PROCEEDING, _S.COMPLETED) and self.last_response is not None:
+            self._send(self.last_response)
+
+    def _check(self, response: Response) -> int:
+        code = response.status_code
+        if not 100 <= code <= 699:
+            raise ValueError(f"status code {code} is not in 100-699")
+        return code
+
+
+class InviteServerTransaction(ServerTransaction):
+    """Figure 7 with RFC 6026: Proceeding, Completed, Confirmed, Accepted, Terminated."""
+
+    __slots__ = ()
+    is_invite = True
+
+    def _start(self, now: float) -> None:
+        # 17.2.1: send 100 Trying at once rather than guess whether the TU answers in 200 ms.
+        trying = make_response(self.request, 100)
+        self.last_response = trying
+        self._send(trying)
+        self._layer._events.append(RequestReceived(self, self.request))
+
+    def respond(self, response: Response, now: float) -> bool:
+        code = self._check(response)
+        if self.state is _S.PROCEEDING:
+            self.last_response = response
+            self._send(response)
+            if 200 <= code < 300:
+                self.state = _S.ACCEPTED
+                self._arm("L", self.config.timer_l, now)
+            elif code >= 300:
+                self.state = _S.COMPLETED
+                if not self.reliable:
+                    self._interval = self.config.timer_g
+                    self._arm("G", self._interval, now)
+                self._arm("H", self.config.timer_h, now)
+            return True
+        if self.state is _S.ACCEPTED and 200 <= code < 300:
+            self.last_response = response
+            self._send(response)  # the TU's 2xx retransmissions pass through (RFC 6026)
+            return True
+        return False
+
+    def _on_ack(self, ack: Request, now: float) -> None:
+        if self.state is _S.COMPLETED:
+            self._disarm("G", "H")
+            self.state = _S.CONFIRMED
+            self._arm_or_end("I", self.config.timer_i(self.reliable), now)
+        elif self.state is _S.ACCEPTED:
+            self._layer._events.append(AckReceived(ack, self))
+        # Confirmed absorbs ACK retransmissions; an ACK in Proceeding is bogus and dropped.
+
+    def _fire(self, timer: str, now: float) -> None:
+        if timer == "G" and self.state is _S.COMPLETED and self.last_response is not None:
+            self._send(self.last_response)
+            self._interval = min(2 * self._interval, self.config.t2)
+            self._arm("G", self._interval, now)
+        elif timer == "H" and self.state is _S.COMPLETED:
+            self._time_out()
+        elif timer in ("I", "L"):
+            self._layer._terminate(self)
+
+
+class NonInviteServerTransaction(ServerTransaction):
+    """Figure 8: Trying, Proceeding, Completed, Terminated."""
+
+    __slots__ = ()
+
+    def _start(self, now: float) -> None:
+        self._layer._events.append(RequestReceived(self, self.request))
+
+    def respond(self, response: Response, now: float) -> bool:
+        code = self._check(response)
+        if self.state not in (_S.TRYING, _S.PROCEEDING):
+            return False
+        self.last_response = response
+        self._send(response)
+        if code < 200:
+            self.state = _S.PROCEEDING
+        else:
+            self.state = _S.COMPLETED
+            self._arm_or_end("J", self.config.timer_j(self.reliable), now)
+        return True
+
+    def _fire(self, timer: str, now: float) -> None:
+        if timer == "J":
+            self._layer._terminate(self)
+
+
+# -- the layer -------------------------------------------------------------------------------
+
+
+def _is_legacy(request: Request) -> bool:
+    branch = request.top_via.branch
+    return branch is None or not branch.startswith(MAGIC_COOKIE)
+
+
+def _sent_by(via: Via) -> tuple[str, int]:
+    port = via.port
+    if port is None:
+        port = 5061 if via.transport == "TLS" else 5060
+    return via.host.lower(), port
+
+
+def _server_key(request: Request, to_tag: str | None) -> tuple[object, ...]:
+    """The key a request shares with its retransmissions, its ACK and its CANCEL (17.2.3).
+
+    The method is matched separately. With a z9hG4bK branch: branch and sent-by. Otherwise
+    (RFC 2543): Request-URI, From tag, Call-ID, CSeq number, top Via and the To tag of the
+    request that created the transaction (passed as ``to_tag``).
+    """
+    via = request.top_via
+    branch = via.branch
+    if branch is not None and branch.startswith(MAGIC_COOKIE):
+        return ("3261", branch, *_sent_by(via))
+    uri = str(request.uri)
+    return ("2543", uri, request.from_.tag, request.call_id, request.cseq.seq, str(via), to_tag)
+
+
+class TransactionLayer:
+    """Every transaction of one user agent; see the module docstring for the protocol."""
+
+    def __init__(self, config: TimerConfig = DEFAULT_TIMERS) -> None:
+        self.config = config
+        self._events: deque[Event] = deque()
+        self._clients: dict[tuple[str, str], ClientTransaction] = {}
+        self._servers: dict[tuple[object, ...], dict[str, ServerTransaction]] = {}
+        self._server_count = 0
+        # (deadline, sequence, timer name, transaction); entries whose sequence is no
+        # longer the transaction's current one for that timer are stale and skipped.
+        self._heap: list[tuple[float, int, str, Transaction]] = []
+        self._sequence = itertools.count()
+
+    # -- client side -------------------------------------------------------------------------
+    def send_request(
+        self, request: Request, now: float, *, reliable: bool, destination: object = None
+    ) -> ClientTransaction:
+        """Start a client transaction for ``request`` and emit its first :class:`Send`.
+
+        The request must carry a top Via whose branch starts with ``z9hG4bK``. An ACK is
+        not a transaction (the TU sends the ACK for a 2xx itself): ValueError.
+        """
+        if request.method == "ACK":
+            raise ValueError("ACK does not start a client transaction; send it directly")
+        branch = request.top_via.branch
+        if branch is None or not branch.startswith(MAGIC_COOKIE):
+            raise ValueError(f"request needs a top Via branch starting with {MAGIC_COOKIE}")
+        key = (branch, request.method)
+        if key in self._clients:
+            raise ValueError(f"a {request.method} client transaction with branch {branch} exists")
+        kind = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
+        state = _S.CALLING if request.method == "INVITE" else _S.TRYING
+        transaction = kind(
+            self, request, branch, key, reliable=reliable, destination=destination, state=state
+        )
+        self._clients[key] = transaction
+        transaction._start(now)
+        return transaction
+
+    def receive_response(self, response: Response, now: float) -> ClientTransaction | None:
+        """Hand a response to the client transaction it matches (17.1.3), if any.
+
+        Matching is by the top Via branch and the CSeq method; an unmatched response is
+        emitted as :class:`StrayResponse`. Raises ParseError when Via or CSeq is unreadable.
+        """
+        branch = response.top_via.branch
+        transaction = None
+        if branch is not None:
+            transaction = self._clients.get((branch, response.cseq.method))
+        if transaction is None:
+            self._events.append(StrayResponse(response))
+            return None
+        transaction._on_response(response, now)
+        return transaction
+
+    # -- server side -------------------------------------------------------------------------
+    def receive_request(
+        self, request: Request, now: float, *, reliable: bool, destination: object = None
+    ) -> ServerTransaction | None:
+        """Hand a request to its server transaction (17.2.3) or create one.
+
+        A retransmission is absorbed (the last response, if any, is sent again) and its
+        transaction returned. A new request creates a transaction and emits
+        :class:`RequestReceived` (an INVITE also sends 100 Trying). An ACK completes the
+        non-2xx INVITE transaction it matches; otherwise it is emitted as
+        :class:`AckReceived` and None is returned unless it matched an Accepted INVITE
+        transaction. Raises ParseError when the headers matching needs are unreadable.
+        """
+        method = request.method
+        if method == "ACK":
+            invite = self._match_ack(request)
+            if invite is not None:
+                invite._on_ack(request, now)
+                return invite
+            self._events.append(AckReceived(request, None))
+            return None
+        key = _server_key(request, request.to.tag if _is_legacy(request) else None)
+        transaction = self._servers.get(key, {}).get(method)
+        if transaction is not None:
+            transaction._on_retransmission(now)
+            return transaction
+        branch = request.top_via.branch or ""
+        kind = InviteServerTransaction if method == "INVITE" else NonInviteServerTransaction
+        state = _S.PROCEEDING if method == "INVITE" else _S.TRYING
+        transaction = kind(
+            self, request, branch, key, reliable=reliable, destination=destination, state=state
+        )
+        self._servers.setdefault(key, {})[method] = transaction
+        self._server_count += 1
+        transaction._start(now)
+        return transaction
+
+    def find_transaction_to_cancel(self, cancel: Request) -> ServerTransaction | None:
+        """The server transaction a CANCEL targets (9.2): the 17.2.3 match, method ignored."""
+        key = _server_key(cancel, cancel.to.tag if _is_legacy(cancel) else None)
+        for method, transaction in self._servers.get(key, {}).items():
+            if method not in ("CANCEL", "ACK"):
+                return transaction
+        return None
+
+    def _match_ack(self, ack: Request) -> InviteServerTransaction | None:
+        if not _is_legacy(ack):
+            found = self._servers.get(_server_key(ack, None), {}).get("INVITE")
+            return found if isinstance(found, InviteServerTransaction) else None
+        # RFC 2543: the ACK carries the To tag of the response, which the INVITE had only
+        # if it was sent inside a dialog; the response's To tag must match it.
+        tag = ack.to.tag
+        for invite_tag in (tag, None) if tag is not None else (None,):
+            found = self._servers.get(_server_key(ack, invite_tag), {}).get("INVITE")
+            if not isinstance(found, InviteServerTransaction):
+                continue
+            response = found.last_response
+            if response is not None and response.to.tag == tag:
+                return found
+        return None
+
+    def transport_error(self, transaction: Transaction, now: float) -> None:
+        """The transport failed to send for ``transaction`` (17.1.4, 17.2.4).
+
+        Emits :class:`TransportFailed` (the TU treats it like a 503 / a lost response)
+        and terminates the transaction.
+        """
+        if transaction.terminated or transaction._layer is not self:
+            return
+        self._events.append(TransportFailed(transaction))
+        self._terminate(transaction)
+
+    def terminate(self, transaction: Transaction) -> None:
+        """Abandon ``transaction`` now (e.g. an INVITE with no final response 64*T1 after
+        its CANCEL, RFC 3261 9.1). Emits only :class:`TransactionTerminated`."""
+        if transaction._layer is self:
+            self._terminate(transaction)
+
+    def next_deadline(self) -> float | None:
+        """When the earliest armed timer fires, or None when none is armed."""
+        heap = self._heap
+        while heap:
+            _, sequence, timer, transaction = heap[0]
+            if transaction._timers.get(timer) == sequence:
+                return heap[0][0]
+            heapq.heappop(heap)
+        return None
+
+    def handle_timers(self, now: float) -> None:
+        """Fire every timer due at ``now``, earliest first."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, sequence, timer, transaction = heapq.heappop(heap)
+            if transaction._timers.get(timer) != sequence:
+                continue
+            del transaction._timers[timer]
+            transaction._fire(timer, now)
+
+    def pop_events(self) -> list[Event]:
+        """Every event queued since the last call, oldest first."""
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    def __len__(self) -> int:
+        return len(self._clients) + self._server_count
+
+    # -- internals ---------------------------------------------------------------------------
+    def _arm(self, transaction: Transaction, timer: str, deadline: float) -> None:
+        sequence = next(self._sequence)
+        transaction._timers[timer] = sequence
+        heapq.heappush(self._heap, (deadline, sequence, timer, transaction))
+
+    def _terminate(self, transaction: Transaction) -> None:
+        if transaction.state is _S.TERMINATED:
+            return
+        transaction.state = _S.TERMINATED
+        transaction._timers.clear()
+        if isinstance(transaction, ClientTransaction):
+            key = (transaction.branch, transaction.method)
+            if self._clients.get(key) is transaction:
+                del self._clients[key]
+        else:
+            group = self._servers.get(transaction._key)
+            if group is not None and group.get(transaction.method) is transaction:
+                del group[transaction.method]
+                self._server_count -= 1
+                if not group:
+                    del self._servers[transaction._key]
+        self._events.append(TransactionTerminated(transaction))
+
+
+__all__ = [
+    "MAGIC_COOKIE",
+    "AckReceived",
+    "ClientTransaction",
+    "Event",
+    "InviteClientTransaction",
+    "InviteServerTransaction",
+    "NonInviteClientTransaction",
+    "NonInviteServerTransaction",
+    "RequestReceived",
+    "ResponseReceived",
+    "Send",
+    "ServerTransaction",
+    "StrayResponse",
+    "Transaction",
+    "TransactionLayer",
+    "TransactionState",
+    "TransactionTerminated",
+    "TransactionTimeout",
+    "TransportFailed",
+    "make_ack_for_non2xx",
+    "make_response",
+]

@@ -1,0 +1,273 @@
+"""Client: the blocking façade over AsyncClient.
+
+A Client starts one daemon thread that runs ``trio.run`` with an AsyncClient inside; every
+method crosses into that thread with ``trio.from_thread.run`` (the blocking portal) and
+waits for the result. There is one code path: the async one. Event and request handlers of
+a Client run on the portal thread.
+
+A Client that is never closed still lets the program exit promptly: the portal thread is a
+daemon, and open clients are closed at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import trio
+
+from ._async_client import AsyncClient, LocalAddress, TraceHook
+from ._auth import Auth
+from ._core.dialog import Dialog, DialogId
+from ._core.message import Request, Response
+from ._core.sdp import SDPBody
+from ._core.timers import TimerConfig
+from ._events import Events
+
+T = TypeVar("T")
+
+_open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_clients() -> None:
+    for client in list(_open_clients):
+        client.close()
+
+
+class Client:
+    """A blocking SIP user agent: the AsyncClient API without ``await``.
+
+    Usable with ``with Client(...) as client`` or plainly (``close()`` when done; a client
+    left open is closed at exit).
+    """
+
+    def __init__(
+        self,
+        local_host: str = "0.0.0.0",
+        local_port: int = 5060,
+        transport: str = "UDP",
+        auth: Auth.Digest | None = None,
+        events: Events | None = None,
+        *,
+        timeout: float | None = None,
+        timers: TimerConfig | None = None,
+        user_agent: str | None = None,
+        outbound_proxy: str | None = None,
+        trace: TraceHook | None = None,
+        network: Any = None,
+        id_token: Callable[[int], str] | None = None,
+    ) -> None:
+        self._async = AsyncClient(
+            local_host, local_port, transport, auth, events, timeout=timeout, timers=timers,
+            user_agent=user_agent, outbound_proxy=outbound_proxy, trace=trace, network=network,
+            id_token=id_token,
+        )
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run_portal, name="sipx-portal", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._thread.join()
+            raise error
+        _open_clients.add(self)
+
+    def _run_portal(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as exc:  # reported to the constructor
+            if not self._ready.is_set():
+                self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        try:
+            await self._async.open()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self._async.aclose()
+
+    def _call(self, function: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        if self._token is None or not self._thread.is_alive():
+            raise RuntimeError("the client is closed")
+        return trio.from_thread.run(functools.partial(function, *args, **kwargs), trio_token=self._token)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Cancel the client's tasks, close its transport and stop the portal thread."""
+        _open_clients.discard(self)
+        if self._token is not None and self._stop is not None and self._thread.is_alive():
+            try:
+                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
+            self._thread.join(timeout=5)
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The AsyncClient behind this façade (lives on the portal thread)."""
+        return self._async
+
+    @property
+    def local_address(self) -> LocalAddress:
+        return self._async.local_address
+
+    @property
+    def dialogs(self) -> list[Dialog]:
+        return self._async.dialogs
+
+    @property
+    def auth(self) -> Auth.Digest | None:
+        return self._async.auth
+
+    # -- requests (same signatures as AsyncClient, checked by a test) ----------------------
+    def request(
+        self, method: str, uri: str, *, headers: Mapping[str, str] | None = None,
+        body: str | bytes | SDPBody | None = None, content_type: str | None = None,
+        from_uri: str | None = None, to_uri: str | None = None, host: str | None = None,
+        port: int | None = None, timeout: float | None = None, auth: Auth.Digest | None = None,
+    ) -> Response:
+        return self._call(
+            self._async.request, method, uri, headers=headers, body=body,
+            content_type=content_type, from_uri=from_uri, to_uri=to_uri, host=host, port=port,
+            timeout=timeout, auth=auth,
+        )
+
+    def options(
+        self, uri: str, host: str | None = None, port: int | None = None, *,
+        headers: Mapping[str, str] | None = None, timeout: float | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> Response:
+        return self._call(self._async.options, uri, host, port, headers=headers, timeout=timeout, auth=auth)
+
+    def register(
+        self, aor: str, *, registrar: str | None = None, expires: int = 3600,
+        contact: str | None = None, headers: Mapping[str, str] | None = None,
+        host: str | None = None, port: int | None = None, timeout: float | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> Response:
+        return self._call(
+            self._async.register, aor, registrar=registrar, expires=expires, contact=contact,
+            headers=headers, host=host, port=port, timeout=timeout, auth=auth,
+        )
+
+    def unregister(self, aor: str, **kwargs: Any) -> Response:
+        return self._call(self._async.unregister, aor, **kwargs)
+
+    def invite(
+        self, to_uri: str, from_uri: str | None = None, body: str | bytes | SDPBody | None = None,
+        headers: Mapping[str, str] | None = None, timeout: float | None = None, *,
+        host: str | None = None, port: int | None = None, auth: Auth.Digest | None = None,
+    ) -> Response:
+        return self._call(
+            self._async.invite, to_uri, from_uri, body, headers, timeout, host=host, port=port, auth=auth
+        )
+
+    def ack(self, response: Response, body: str | bytes | SDPBody | None = None) -> Request | None:
+        return self._call(self._async.ack, response, body)
+
+    def bye(
+        self, response: Response | None = None, dialog_id: DialogId | str | None = None, *,
+        headers: Mapping[str, str] | None = None, timeout: float | None = None,
+    ) -> Response:
+        return self._call(self._async.bye, response, dialog_id, headers=headers, timeout=timeout)
+
+    def cancel(self, request: Request | None = None, *, call_id: str | None = None) -> Response:
+        return self._call(self._async.cancel, request, call_id=call_id)
+
+    def message(
+        self, to_uri: str, text: str, content_type: str = "text/plain", *,
+        from_uri: str | None = None, headers: Mapping[str, str] | None = None,
+        host: str | None = None, port: int | None = None, timeout: float | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> Response:
+        return self._call(
+            self._async.message, to_uri, text, content_type, from_uri=from_uri, headers=headers,
+            host=host, port=port, timeout=timeout, auth=auth,
+        )
+
+    def subscribe(
+        self, uri: str, event: str, expires: int = 3600, *, accept: str | None = None,
+        headers: Mapping[str, str] | None = None, **kwargs: Any,
+    ) -> Response:
+        return self._call(self._async.subscribe, uri, event, expires, accept=accept, headers=headers, **kwargs)
+
+    def notify(
+        self, uri: str | None = None, event: str = "", body: str | bytes | None = None, *,
+        subscription_state: str = "active", content_type: str | None = None,
+        response: Response | None = None, dialog_id: DialogId | str | None = None,
+        headers: Mapping[str, str] | None = None, **kwargs: Any,
+    ) -> Response:
+        return self._call(
+            self._async.notify, uri, event, body, subscription_state=subscription_state,
+            content_type=content_type, response=response, dialog_id=dialog_id, headers=headers,
+            **kwargs,
+        )
+
+    def refer(
+        self, uri: str | None = None, refer_to: str = "", *, response: Response | None = None,
+        dialog_id: DialogId | str | None = None, headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Response:
+        return self._call(
+            self._async.refer, uri, refer_to, response=response, dialog_id=dialog_id,
+            headers=headers, **kwargs,
+        )
+
+    def info(
+        self, uri: str | None = None, body: str | bytes | None = None, *,
+        content_type: str = "application/dtmf-relay", response: Response | None = None,
+        dialog_id: DialogId | str | None = None, headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Response:
+        return self._call(
+            self._async.info, uri, body, content_type=content_type, response=response,
+            dialog_id=dialog_id, headers=headers, **kwargs,
+        )
+
+    def retry_with_auth(self, response: Response, auth: Auth.Digest | None = None) -> Response:
+        return self._call(self._async.retry_with_auth, response, auth)
+
+    def enable_auto_reregister(self, aor: str, interval: float | None = None) -> None:
+        self._call(self._async.enable_auto_reregister, aor, interval)
+
+    def disable_auto_reregister(self, aor: str | None = None) -> None:
+        self._call(_as_async(self._async.disable_auto_reregister), aor)
+
+    @property
+    def auto_reregistering(self) -> list[str]:
+        return self._async.auto_reregistering
+
+    def on_request(self, method: str, handler: Callable[[Request], Any]) -> None:
+        """Handle incoming ``method`` requests; the handler runs on the portal thread."""
+        self._call(_as_async(self._async.on_request), method, handler)
+
+
+def _as_async(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    async def run(*args: Any, **kwargs: Any) -> T:
+        return function(*args, **kwargs)
+
+    return run

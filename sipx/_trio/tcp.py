@@ -1,0 +1,140 @@
+"""TCP transport: a listener on the local port and one reused connection per remote.
+
+Incoming connections and outgoing ones share a table keyed by the remote address, so a
+response goes back on the connection its request came in on and later requests to the same
+peer reuse it. Each connection has a reader task (framed by the core's StreamFramer) and a
+writer task fed by a queue; connections idle for ``idle_timeout`` seconds are closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+
+import trio
+
+from .._core.framer import StreamFramer
+from .._errors import ParseError, TransportError
+from .transport import Address, MessageHandler, family_for
+
+log = logging.getLogger("sipx.transport")
+
+
+class _Connection:
+    def __init__(self, remote: Address) -> None:
+        self.remote = remote
+        self.send_channel, self.receive_channel = trio.open_memory_channel[bytes](math.inf)
+        self.last_activity = trio.current_time()
+
+
+class TCPTransport:
+    name = "TCP"
+    reliable = True
+
+    def __init__(self, on_message: MessageHandler, *, idle_timeout: float = 300.0) -> None:
+        self._on_message = on_message
+        self._idle_timeout = idle_timeout
+        self._connections: dict[Address, _Connection] = {}
+        self._nursery: trio.Nursery | None = None
+        self._address: Address = ("0.0.0.0", 0)
+
+    @property
+    def local_address(self) -> Address:
+        return self._address
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def serve(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        sock = trio.socket.socket(family_for(host), socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            await sock.bind((host, port))
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            raise TransportError(f"cannot bind TCP {host}:{port}: {exc.strerror or exc}") from exc
+        self._address = sock.getsockname()[:2]
+        listener = trio.SocketListener(sock)
+        async with listener, trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started(self._address)
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    log.warning("TCP accept failed: %s", exc)
+                    await trio.sleep(0.1)
+                    continue
+                remote = stream.socket.getpeername()[:2]
+                connection = _Connection(remote)
+                self._connections[remote] = connection
+                nursery.start_soon(self._run, connection, stream)
+
+    def send_nowait(self, data: bytes, address: Address) -> None:
+        if self._nursery is None:
+            raise TransportError("TCP transport is not running")
+        connection = self._connections.get(address)
+        if connection is None:
+            connection = _Connection(address)
+            self._connections[address] = connection
+            self._nursery.start_soon(self._connect, connection)
+        connection.send_channel.send_nowait(data)
+
+    async def _connect(self, connection: _Connection) -> None:
+        host, port = connection.remote
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            log.warning("TCP connect to %s:%s failed: %s", host, port, exc)
+            self._drop(connection)
+            return
+        await self._run(connection, stream)
+
+    async def _run(self, connection: _Connection, stream: trio.SocketStream) -> None:
+        try:
+            async with stream, trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, connection, stream)
+                await self._reader(connection, stream)
+                nursery.cancel_scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            log.debug("TCP connection %s closed: %s", connection.remote, exc)
+        finally:
+            self._drop(connection)
+
+    async def _reader(self, connection: _Connection, stream: trio.SocketStream) -> None:
+        framer = StreamFramer()
+        while True:
+            with trio.move_on_after(self._idle_timeout) as idle:
+                data = await stream.receive_some(65_536)
+            if idle.cancelled_caught:
+                if trio.current_time() - connection.last_activity >= self._idle_timeout:
+                    return
+                continue
+            if not data:
+                return
+            connection.last_activity = trio.current_time()
+            try:
+                messages = framer.feed(data)
+            except ParseError as exc:
+                log.warning("closing TCP connection %s: %s", connection.remote, exc)
+                return
+            for message in messages:
+                try:
+                    self._on_message(message, connection.remote, self)
+                except Exception:
+                    log.exception("dropping a message from %s:%s", *connection.remote)
+
+    async def _writer(self, connection: _Connection, stream: trio.SocketStream) -> None:
+        async for data in connection.receive_channel:
+            await stream.send_all(data)
+            connection.last_activity = trio.current_time()
+
+    def _drop(self, connection: _Connection) -> None:
+        if self._connections.get(connection.remote) is connection:
+            del self._connections[connection.remote]
+        connection.send_channel.close()

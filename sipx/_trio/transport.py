@@ -1,0 +1,57 @@
+"""What every transport offers the client: a sync send and a receive callback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Protocol
+
+Address = tuple[str, int]
+
+
+class Transport(Protocol):
+    """A bound transport. ``send_nowait`` never blocks the caller: data that cannot be
+    written at once is queued and written by the transport's own task."""
+
+    name: str  # "UDP", "TCP"
+    reliable: bool
+
+    @property
+    def local_address(self) -> Address: ...
+
+    def send_nowait(self, data: bytes, address: Address) -> None: ...
+
+
+# Called for every complete message received: (data, source address, transport).
+MessageHandler = Callable[[bytes, Address, "Transport"], None]
+
+
+def family_for(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+_ROUTE_CACHE: dict[tuple[str, str], str] = {}
+
+
+def routable_host(bound_host: str, destination_ip: str) -> str:
+    """The local address that routes to ``destination_ip`` when bound to a wildcard.
+
+    A connected UDP socket asks the kernel's routing table; nothing is sent.
+    """
+    if bound_host not in ("0.0.0.0", "::", ""):
+        return bound_host
+    key = (bound_host, destination_ip)
+    cached = _ROUTE_CACHE.get(key)
+    if cached is not None:
+        return cached
+    family = family_for(destination_ip)
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        probe.connect((destination_ip, 9))
+        host = str(probe.getsockname()[0])
+    except OSError:
+        host = "127.0.0.1" if family == socket.AF_INET else "::1"
+    finally:
+        probe.close()
+    _ROUTE_CACHE[key] = host
+    return host

@@ -1,0 +1,116 @@
+"""UDP transport: one socket, a drain loop on receive, sends without a scheduler round trip.
+
+On each wake-up the receive loop reads every datagram that is ready (non-blocking
+``recvfrom`` until it would block, then ``trio.lowlevel.wait_readable``), which is what lets
+trio handle far more than one message per scheduler pass.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections import deque
+
+import trio
+
+from .._errors import TransportError
+from .transport import Address, MessageHandler, family_for
+
+log = logging.getLogger("sipx.transport")
+
+_MAX_DATAGRAM = 65_535
+_BATCH = 256  # datagrams handled before yielding to other tasks
+
+
+class UDPTransport:
+    name = "UDP"
+    reliable = False
+
+    def __init__(self, on_message: MessageHandler) -> None:
+        self._on_message = on_message
+        self._sock: socket.socket | None = None
+        self._pending: deque[tuple[bytes, Address]] = deque()
+        self._writable = trio.Event()
+        self._address: Address = ("0.0.0.0", 0)
+
+    @property
+    def local_address(self) -> Address:
+        return self._address
+
+    async def serve(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        sock = socket.socket(family_for(host), socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise TransportError(f"cannot bind UDP {host}:{port}: {exc.strerror or exc}") from exc
+        self._sock = sock
+        self._address = sock.getsockname()[:2]
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._flush_loop)
+                task_status.started(self._address)
+                await self._receive_loop(sock)
+        finally:
+            sock.close()
+
+    async def _receive_loop(self, sock: socket.socket) -> None:
+        recvfrom = sock.recvfrom
+        handle = self._on_message
+        while True:
+            for _ in range(_BATCH):
+                try:
+                    data, source = recvfrom(_MAX_DATAGRAM)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    # ICMP port unreachable and friends surface here on Linux; not fatal.
+                    log.debug("UDP receive error ignored: %s", exc)
+                    continue
+                try:
+                    handle(data, source[:2], self)
+                except Exception:
+                    log.exception("dropping a datagram from %s:%s", *source[:2])
+            else:
+                await trio.lowlevel.checkpoint()
+                continue
+            await trio.lowlevel.wait_readable(sock)
+
+    def send_nowait(self, data: bytes, address: Address) -> None:
+        sock = self._sock
+        if sock is None:
+            raise TransportError("UDP transport is not running")
+        if not self._pending:
+            try:
+                sock.sendto(data, address)
+                return
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    log.debug("UDP send to %s failed: %s", address, exc)
+                    return
+                raise TransportError(f"UDP send to {address[0]}:{address[1]} failed: {exc}") from exc
+        self._pending.append((data, address))
+        self._writable.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._writable.wait()
+            self._writable = trio.Event()
+            sock = self._sock
+            assert sock is not None
+            while self._pending:
+                data, address = self._pending[0]
+                try:
+                    sock.sendto(data, address)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sock)
+                    continue
+                except OSError as exc:
+                    log.debug("UDP send to %s failed: %s", address, exc)
+                self._pending.popleft()
