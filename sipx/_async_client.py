@@ -15,8 +15,8 @@ import logging
 import math
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -24,6 +24,8 @@ import trio
 
 from . import _core
 from ._auth import Auth
+from ._call import Call, CallState
+from ._call import _sdp as _sdp_of
 from ._core import digest
 from ._core.builder import (
     build_ack_for_2xx,
@@ -49,7 +51,6 @@ from ._core.transaction import (
     TransactionLayer,
     TransactionTimeout,
     TransportFailed,
-    make_response,
 )
 from ._core.uri import URI
 from ._errors import AuthError, ParseError, ProtocolError, SIPError, TimeoutError, TransportError
@@ -58,13 +59,15 @@ from ._trio.resolver import Resolver
 from ._trio.tcp import TCPTransport
 from ._trio.transport import Address, Transport, routable_host
 from ._trio.udp import UDPTransport
+from ._uas import RequestHandler, UserAgentServer
 
 log = logging.getLogger("sipx")
 wire_log = logging.getLogger("sipx.wire")
 
-ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "SUBSCRIBE", "NOTIFY", "REFER", "INFO")
 # Methods whose requests carry a Contact (they create dialogs or refresh targets).
-_CONTACT_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "REGISTER", "NOTIFY", "UPDATE", "OPTIONS"})
+_CONTACT_METHODS = frozenset(
+    {"INVITE", "SUBSCRIBE", "REFER", "REGISTER", "NOTIFY", "UPDATE", "OPTIONS"}
+)
 
 TraceHook = Callable[[str, bytes, Address, str], None]
 
@@ -140,7 +143,8 @@ class AsyncClient:
         self._reregister_scopes: dict[str, trio.CancelScope] = {}
         self._last_destination: str | None = None
         self._public_address: Address | None = None
-        self._request_handlers: dict[str, Callable[..., Any]] = {}
+        self._uas = UserAgentServer(self)
+        self._outgoing_calls: dict[DialogId, Call] = {}
         self._closed = False
         # Where recent requests went, so that retry_with_auth() sends the retry there too.
         self._destinations: OrderedDict[tuple[str, int, str], Address] = OrderedDict()
@@ -162,7 +166,7 @@ class AsyncClient:
         self._nursery_manager, self._nursery = manager, nursery
         try:
             transport = self._make_transport()
-            await nursery.start(transport.serve, self.local_host, self.local_port)  # type: ignore[attr-defined]
+            await nursery.start(transport.serve, self.local_host, self.local_port)
             self._transport = transport
             nursery.start_soon(self._timer_loop)
         except BaseException as exc:
@@ -224,14 +228,24 @@ class AsyncClient:
     ) -> Response:
         """Send any request out of dialog and return its final response."""
         request = self._new_request(
-            method, uri, headers=headers, body=body, content_type=content_type,
-            from_uri=from_uri, to_uri=to_uri,
+            method,
+            uri,
+            headers=headers,
+            body=body,
+            content_type=content_type,
+            from_uri=from_uri,
+            to_uri=to_uri,
         )
         return await self._send(request, host=host, port=port, timeout=timeout, auth=auth)
 
     async def options(
-        self, uri: str, host: str | None = None, port: int | None = None, *,
-        headers: Mapping[str, str] | None = None, timeout: float | None = None,
+        self,
+        uri: str,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
         auth: Auth.Digest | None = None,
     ) -> Response:
         """OPTIONS ``uri``; ``host``/``port`` override where it is sent."""
@@ -240,9 +254,16 @@ class AsyncClient:
         )
 
     async def register(
-        self, aor: str, *, registrar: str | None = None, expires: int = 3600,
-        contact: str | None = None, headers: Mapping[str, str] | None = None,
-        host: str | None = None, port: int | None = None, timeout: float | None = None,
+        self,
+        aor: str,
+        *,
+        registrar: str | None = None,
+        expires: int = 3600,
+        contact: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
         auth: Auth.Digest | None = None,
     ) -> Response:
         """REGISTER ``aor`` (the registrar defaults to the AOR's domain)."""
@@ -254,15 +275,24 @@ class AsyncClient:
         state.expires = expires
         state.registrar = registrar
         state.cseq += 1
-        request_uri = URI.parse(registrar) if registrar else aor_uri.replace(user=None, password=None, params={}, headers={})
+        request_uri = (
+            URI.parse(registrar)
+            if registrar
+            else aor_uri.replace(user=None, password=None, params={}, headers={})
+        )
         fields: dict[str, str] = {"Expires": str(expires)}
         if contact is not None:
             fields["Contact"] = contact
         fields.update(headers or {})
         request = build_request(
-            "REGISTER", request_uri,
-            from_addr=f"<{aor_uri}>;tag={state.from_tag}", to_addr=f"<{aor_uri}>",
-            call_id=state.call_id, cseq=state.cseq, headers=fields, user_agent=self.user_agent,
+            "REGISTER",
+            request_uri,
+            from_addr=f"<{aor_uri}>;tag={state.from_tag}",
+            to_addr=f"<{aor_uri}>",
+            call_id=state.call_id,
+            cseq=state.cseq,
+            headers=fields,
+            user_agent=self.user_agent,
         )
         response = await self._send(request, host=host, port=port, timeout=timeout, auth=auth)
         self._note_registration(state, response)
@@ -274,9 +304,16 @@ class AsyncClient:
         return await self.register(aor, expires=0, **kwargs)
 
     async def invite(
-        self, to_uri: str, from_uri: str | None = None, body: str | bytes | SDPBody | None = None,
-        headers: Mapping[str, str] | None = None, timeout: float | None = None, *,
-        host: str | None = None, port: int | None = None, auth: Auth.Digest | None = None,
+        self,
+        to_uri: str,
+        from_uri: str | None = None,
+        body: str | bytes | SDPBody | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        auth: Auth.Digest | None = None,
     ) -> Response:
         """INVITE ``to_uri`` and return the final response (1xx go to event handlers).
 
@@ -285,7 +322,9 @@ class AsyncClient:
         request = self._new_request("INVITE", to_uri, headers=headers, body=body, from_uri=from_uri)
         return await self._send(request, host=host, port=port, timeout=timeout, auth=auth)
 
-    async def ack(self, response: Response, body: str | bytes | SDPBody | None = None) -> Request | None:
+    async def ack(
+        self, response: Response, body: str | bytes | SDPBody | None = None
+    ) -> Request | None:
         """ACK a 2xx to INVITE (a new request within the dialog, RFC 3261 13.2.2.4).
 
         The ACK for a non-2xx final response is sent by the transaction itself; for those
@@ -295,20 +334,73 @@ class AsyncClient:
             raise ValueError("ack() takes the final response to an INVITE sent by this client")
         if not response.is_success:
             return None
-        dialog = self._dialog_for_response(response)
-        content = _body_bytes(body)
-        ack = build_ack_for_2xx(response.request, dialog, content)
+        return await self._ack_in_dialog(self._dialog_for_response(response), response, body)
+
+    async def _ack_in_dialog(
+        self, dialog: Dialog, response: Response, body: str | bytes | SDPBody | None = None
+    ) -> Request:
+        assert response.request is not None
+        ack = build_ack_for_2xx(response.request, dialog, _body_bytes(body))
         address = await self._next_hop_address(dialog.next_hop())
         self._stamp(ack, address)
         ack = await self._run_request_hooks(ack, address)
         data = ack.to_bytes()
         self._acks[(dialog.call_id, response.request.cseq.seq)] = (data, address)
+        while len(self._acks) > 1024:
+            self._acks.pop(next(iter(self._acks)))
         self._send_bytes(data, address)
         return ack
 
+    # -- calls -------------------------------------------------------------------------------
+    async def call(
+        self,
+        to_uri: str,
+        body: str | bytes | SDPBody | None = None,
+        *,
+        from_uri: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> Call:
+        """Place a call: INVITE (with a default PCMU/PCMA offer unless ``body`` is given),
+        then ACK the 2xx. Returns the :class:`Call`; ``call.established`` tells if it was answered.
+        """
+        self._require_transport()
+        if body is None:
+            body = self._uas.default_sdp(None)
+        response = await self.invite(
+            to_uri, from_uri, body, headers, timeout, host=host, port=port, auth=auth
+        )
+        assert response.request is not None
+        call = Call(self, response.request, direction="outgoing", uas=self._uas)
+        call.final_response = response
+        if response.is_success:
+            dialog = self._dialog_for_response(response)
+            call.dialog = dialog
+            call.remote_sdp = call.answer_sdp = _sdp_of(response)
+            call.state = CallState.ESTABLISHED
+            self._outgoing_calls[dialog.id] = call
+            await self._ack_in_dialog(dialog, response)
+        else:
+            call._end("rejected")
+        return call
+
+    def calls(self) -> AsyncIterator[Call]:
+        """Incoming calls, as an async iterator: ``async for call in client.calls(): ...``.
+
+        While nobody iterates (and no INVITE handler is set) incoming calls get 480.
+        """
+        return self._uas.incoming_calls()
+
     async def bye(
-        self, response: Response | None = None, dialog_id: DialogId | str | None = None, *,
-        headers: Mapping[str, str] | None = None, timeout: float | None = None,
+        self,
+        response: Response | None = None,
+        dialog_id: DialogId | str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Response:
         """End a call: BYE within the dialog of ``response`` (or ``dialog_id``)."""
         dialog = self._find_dialog(response, dialog_id)
@@ -318,8 +410,13 @@ class AsyncClient:
             return await self._send_in_dialog(dialog, request, timeout=timeout)
         finally:
             self._dialogs.pop(dialog.id, None)
+            call = self._outgoing_calls.pop(dialog.id, None) or self._uas.calls.pop(dialog.id, None)
+            if call is not None:
+                call._end("local")
 
-    async def cancel(self, request: Request | None = None, *, call_id: str | None = None) -> Response:
+    async def cancel(
+        self, request: Request | None = None, *, call_id: str | None = None
+    ) -> Response:
         """CANCEL a pending INVITE (the most recent one by default); returns the CANCEL's response.
 
         The INVITE itself then completes with 487 Request Terminated.
@@ -336,20 +433,41 @@ class AsyncClient:
         return await self._send_cancel(transaction)
 
     async def message(
-        self, to_uri: str, text: str, content_type: str = "text/plain", *,
-        from_uri: str | None = None, headers: Mapping[str, str] | None = None,
-        host: str | None = None, port: int | None = None, timeout: float | None = None,
+        self,
+        to_uri: str,
+        text: str,
+        content_type: str = "text/plain",
+        *,
+        from_uri: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
         auth: Auth.Digest | None = None,
     ) -> Response:
         """Send an instant message (RFC 3428)."""
         return await self.request(
-            "MESSAGE", to_uri, headers=headers, body=text, content_type=content_type,
-            from_uri=from_uri, host=host, port=port, timeout=timeout, auth=auth,
+            "MESSAGE",
+            to_uri,
+            headers=headers,
+            body=text,
+            content_type=content_type,
+            from_uri=from_uri,
+            host=host,
+            port=port,
+            timeout=timeout,
+            auth=auth,
         )
 
     async def subscribe(
-        self, uri: str, event: str, expires: int = 3600, *, accept: str | None = None,
-        headers: Mapping[str, str] | None = None, **kwargs: Any,
+        self,
+        uri: str,
+        event: str,
+        expires: int = 3600,
+        *,
+        accept: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
     ) -> Response:
         """SUBSCRIBE to ``event`` at ``uri`` (RFC 6665)."""
         fields = {"Event": event, "Expires": str(expires)}
@@ -359,10 +477,17 @@ class AsyncClient:
         return await self.request("SUBSCRIBE", uri, headers=fields, **kwargs)
 
     async def notify(
-        self, uri: str | None = None, event: str = "", body: str | bytes | None = None, *,
-        subscription_state: str = "active", content_type: str | None = None,
-        response: Response | None = None, dialog_id: DialogId | str | None = None,
-        headers: Mapping[str, str] | None = None, **kwargs: Any,
+        self,
+        uri: str | None = None,
+        event: str = "",
+        body: str | bytes | None = None,
+        *,
+        subscription_state: str = "active",
+        content_type: str | None = None,
+        response: Response | None = None,
+        dialog_id: DialogId | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
     ) -> Response:
         """NOTIFY, within a dialog (``response``/``dialog_id``) or out of dialog to ``uri``."""
         fields = {"Event": event, "Subscription-State": subscription_state, **(headers or {})}
@@ -371,20 +496,35 @@ class AsyncClient:
         )
 
     async def refer(
-        self, uri: str | None = None, refer_to: str = "", *, response: Response | None = None,
-        dialog_id: DialogId | str | None = None, headers: Mapping[str, str] | None = None,
+        self,
+        uri: str | None = None,
+        refer_to: str = "",
+        *,
+        response: Response | None = None,
+        dialog_id: DialogId | str | None = None,
+        headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> Response:
         """REFER (RFC 3515): ask the peer to contact ``refer_to``."""
         if not refer_to:
             raise ValueError("refer() needs refer_to")
-        fields = {"Refer-To": refer_to if refer_to.startswith("<") else f"<{refer_to}>", **(headers or {})}
-        return await self._maybe_in_dialog("REFER", uri, response, dialog_id, fields, None, None, kwargs)
+        fields = {
+            "Refer-To": refer_to if refer_to.startswith("<") else f"<{refer_to}>",
+            **(headers or {}),
+        }
+        return await self._maybe_in_dialog(
+            "REFER", uri, response, dialog_id, fields, None, None, kwargs
+        )
 
     async def info(
-        self, uri: str | None = None, body: str | bytes | None = None, *,
-        content_type: str = "application/dtmf-relay", response: Response | None = None,
-        dialog_id: DialogId | str | None = None, headers: Mapping[str, str] | None = None,
+        self,
+        uri: str | None = None,
+        body: str | bytes | None = None,
+        *,
+        content_type: str = "application/dtmf-relay",
+        response: Response | None = None,
+        dialog_id: DialogId | str | None = None,
+        headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> Response:
         """INFO (RFC 6086), usually within a call."""
@@ -392,10 +532,14 @@ class AsyncClient:
             "INFO", uri, response, dialog_id, dict(headers or {}), body, content_type, kwargs
         )
 
-    async def retry_with_auth(self, response: Response, auth: Auth.Digest | None = None) -> Response:
+    async def retry_with_auth(
+        self, response: Response, auth: Auth.Digest | None = None
+    ) -> Response:
         """Answer a 401/407 challenge with a new transaction (new branch, CSeq + 1)."""
         if response.status_code not in (401, 407):
-            raise ValueError(f"retry_with_auth() needs a 401 or 407 response, not {response.status_code}")
+            raise ValueError(
+                f"retry_with_auth() needs a 401 or 407 response, not {response.status_code}"
+            )
         request = response.request
         if request is None:
             raise ValueError("the response does not carry the request it answers")
@@ -433,12 +577,16 @@ class AsyncClient:
     def auto_reregistering(self) -> list[str]:
         return list(self._reregister_scopes)
 
-    async def _reregister_loop(self, aor: str, interval: float | None, scope: trio.CancelScope) -> None:
+    async def _reregister_loop(
+        self, aor: str, interval: float | None, scope: trio.CancelScope
+    ) -> None:
         backoff = 1.0
         with scope:
             while True:
                 state = self._registrations.get(aor)
-                granted = (state.granted if state and state.granted else None) or (state.expires if state else 3600)
+                granted = (state.granted if state and state.granted else None) or (
+                    state.expires if state else 3600
+                )
                 period = max(1.0, granted * 0.8)
                 if interval is not None:
                     period = min(period, interval)
@@ -446,7 +594,8 @@ class AsyncClient:
                 while True:
                     try:
                         response = await self.register(
-                            aor, registrar=state.registrar if state else None,
+                            aor,
+                            registrar=state.registrar if state else None,
                             expires=state.expires if state else 3600,
                         )
                         if response.is_success:
@@ -459,18 +608,29 @@ class AsyncClient:
                     backoff = min(backoff * 2, 60.0)
 
     # -- incoming requests (minimal defaults; handlers may be registered) -----------------
-    def on_request(self, method: str, handler: Callable[[Request], Response | Awaitable[Response] | None]) -> None:
-        """Handle incoming ``method`` requests; the handler returns the Response to send."""
-        self._request_handlers[method.upper()] = handler
+    def on_request(self, method: str, handler: RequestHandler) -> None:
+        """Handle incoming ``method`` requests.
+
+        The handler gets an :class:`IncomingRequest` (a :class:`Call` for INVITE), may be a
+        plain or async function, and answers with ``incoming.respond(...)`` or by returning a
+        Response; if it does neither, the method's default answer is sent.
+        """
+        self._uas.on_request(method, handler)
 
     # -- building requests -------------------------------------------------------------------
     def _default_user(self) -> str:
         return self.auth.username if self.auth is not None else "sipx"
 
     def _new_request(
-        self, method: str, uri: str | URI, *, headers: Mapping[str, str] | None,
-        body: str | bytes | SDPBody | None, content_type: str | None = None,
-        from_uri: str | None = None, to_uri: str | None = None,
+        self,
+        method: str,
+        uri: str | URI,
+        *,
+        headers: Mapping[str, str] | None,
+        body: str | bytes | SDPBody | None,
+        content_type: str | None = None,
+        from_uri: str | None = None,
+        to_uri: str | None = None,
     ) -> Request:
         target = uri if isinstance(uri, URI) else URI.parse(uri)
         if from_uri is None:
@@ -486,8 +646,15 @@ class AsyncClient:
             fields["Content-Type"] = content_type or _guess_content_type(body, content)
         fields.update(headers or {})
         return build_request(
-            method, target, from_addr=from_addr, to_addr=to_addr, call_id=self._ids.call_id(),
-            cseq=1, headers=fields, content=content, user_agent=self.user_agent,
+            method,
+            target,
+            from_addr=from_addr,
+            to_addr=to_addr,
+            call_id=self._ids.call_id(),
+            cseq=1,
+            headers=fields,
+            content=content,
+            user_agent=self.user_agent,
         )
 
     def _contact_host(self, address: Address) -> tuple[str, int]:
@@ -505,7 +672,9 @@ class AsyncClient:
         via_host = f"[{via_host}]" if ":" in via_host else via_host
         branch = self._ids.branch()
         request.headers.prepend(
-            "Via", f"SIP/2.0/{transport.name} {via_host}:{transport.local_address[1]};branch={branch};rport"
+            "Via",
+            f"SIP/2.0/{transport.name} {via_host}:{transport.local_address[1]}"
+            f";branch={branch};rport",
         )
         if request.method in _CONTACT_METHODS and "Contact" not in request.headers:
             user = request.from_.uri.user or self._default_user()
@@ -535,8 +704,13 @@ class AsyncClient:
         return await self._resolver.resolve(host, port or target.port or default)
 
     async def _send(
-        self, request: Request, *, host: str | None = None, port: int | None = None,
-        timeout: float | None = None, auth: Auth.Digest | None = None,
+        self,
+        request: Request,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        auth: Auth.Digest | None = None,
     ) -> Response:
         destination = await self._destination(request, host, port)
         seconds = timeout if timeout is not None else self.timeout
@@ -545,9 +719,17 @@ class AsyncClient:
                 response = await self._transact(request, destination)
                 credentials = auth or self.auth
                 attempts = 0
-                while response.status_code in (401, 407) and credentials is not None and attempts < 2:
+                while (
+                    response.status_code in (401, 407) and credentials is not None and attempts < 2
+                ):
                     previous = response
-                    retry = self._authorize(response.request or request, response, credentials, strict_realm=False, stale_only=attempts > 0)
+                    retry = self._authorize(
+                        response.request or request,
+                        response,
+                        credentials,
+                        strict_realm=False,
+                        stale_only=attempts > 0,
+                    )
                     if retry is None:
                         break
                     attempts += 1
@@ -567,8 +749,13 @@ class AsyncClient:
         return response
 
     def _authorize(
-        self, request: Request, response: Response, credentials: Auth.Digest, *,
-        strict_realm: bool, stale_only: bool = False,
+        self,
+        request: Request,
+        response: Response,
+        credentials: Auth.Digest,
+        *,
+        strict_realm: bool,
+        stale_only: bool = False,
     ) -> Request | None:
         header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
         challenges = digest.parse_challenges(response.headers.get_list(header), header)
@@ -576,7 +763,10 @@ class AsyncClient:
         if not usable:
             if strict_realm:
                 realms = ", ".join(c.realm for c in challenges) or "none"
-                raise AuthError(f"credentials for realm {credentials.realm!r} do not match the challenge (realm {realms})")
+                raise AuthError(
+                    f"credentials for realm {credentials.realm!r} do not match"
+                    f" the challenge (realm {realms})"
+                )
             return None
         try:
             challenge = digest.select_challenge(usable)
@@ -588,8 +778,13 @@ class AsyncClient:
             return None  # a second challenge after an answered one goes back to the caller
         uri = str(request.uri)
         value = digest.build_credentials(
-            challenge, username=credentials.username, password=credentials.password,
-            method=request.method, uri=uri, body=request.content, cnonce=self._ids.cnonce(),
+            challenge,
+            username=credentials.username,
+            password=credentials.password,
+            method=request.method,
+            uri=uri,
+            body=request.content,
+            cnonce=self._ids.cnonce(),
             nonce_count=self._nonces.next(challenge.nonce),
         ).to_header_value()
         return build_auth_retry(request, digest.credentials_header_name(challenge), value)
@@ -597,7 +792,9 @@ class AsyncClient:
     async def _run_request_hooks(self, request: Request, destination: Address) -> Request:
         if self.events is None:
             return request
-        context = RequestContext(request, client=self, destination=destination, transport=self.transport_name)
+        context = RequestContext(
+            request, client=self, destination=destination, transport=self.transport_name
+        )
         result: Request = await dispatch(self.events, "request", request, context)
         return result
 
@@ -608,7 +805,9 @@ class AsyncClient:
         transport = self._require_transport()
         if "Via" not in request.headers:
             self._stamp(request, destination)
-        context = RequestContext(request, client=self, destination=destination, transport=transport.name)
+        context = RequestContext(
+            request, client=self, destination=destination, transport=transport.name
+        )
         if self.events is not None:
             request = await dispatch(self.events, "request", request, context)
             context.request = request
@@ -652,7 +851,9 @@ class AsyncClient:
             if is_invite:
                 self._pending_invites.pop(request.call_id, None)
 
-    async def _cancel_on_abort(self, transaction: ClientTransaction, history: list[Response]) -> None:
+    async def _cancel_on_abort(
+        self, transaction: ClientTransaction, history: list[Response]
+    ) -> None:
         """The caller gave up on an INVITE: CANCEL it, in a shielded and bounded scope."""
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + self.timers.t1 * 8
@@ -667,7 +868,9 @@ class AsyncClient:
         assert isinstance(destination, tuple)
         return await self._transact(cancel, destination)
 
-    async def _send_in_dialog(self, dialog: Dialog, request: Request, *, timeout: float | None) -> Response:
+    async def _send_in_dialog(
+        self, dialog: Dialog, request: Request, *, timeout: float | None
+    ) -> Response:
         address = await self._next_hop_address(dialog.next_hop())
         seconds = timeout if timeout is not None else self.timeout
         try:
@@ -686,9 +889,15 @@ class AsyncClient:
         return response
 
     async def _maybe_in_dialog(
-        self, method: str, uri: str | None, response: Response | None,
-        dialog_id: DialogId | str | None, fields: dict[str, str], body: str | bytes | None,
-        content_type: str | None, kwargs: dict[str, Any],
+        self,
+        method: str,
+        uri: str | None,
+        response: Response | None,
+        dialog_id: DialogId | str | None,
+        fields: dict[str, str],
+        body: str | bytes | None,
+        content_type: str | None,
+        kwargs: dict[str, Any],
     ) -> Response:
         content = _body_bytes(body)
         if content:
@@ -761,7 +970,9 @@ class AsyncClient:
                 self._layer.receive_response(message, now)
             else:
                 self._note_source(message, source)
-                self._layer.receive_request(message, now, reliable=transport.reliable, destination=source)
+                self._layer.receive_request(
+                    message, now, reliable=transport.reliable, destination=source
+                )
         except (ParseError, ProtocolError) as exc:
             log.info("dropping a malformed message from %s:%s: %s", source[0], source[1], exc)
             return
@@ -800,23 +1011,33 @@ class AsyncClient:
                 assert isinstance(destination, tuple)
                 self._send_bytes(event.message.to_bytes(), destination)
             elif isinstance(event, ResponseReceived):
-                channel = self._waiters.get(event.transaction)  # type: ignore[arg-type]
+                channel = self._waiters.get(event.transaction)
                 if channel is not None:
                     channel.send_nowait(event.response)
                 else:
                     self._on_stray_response(event.response)
             elif isinstance(event, RequestReceived):
-                self._require_nursery().start_soon(self._serve_request, event.transaction, event.request)
+                self._require_nursery().start_soon(
+                    self._serve_request, event.transaction, event.request
+                )
             elif isinstance(event, AckReceived):
                 self._on_ack(event.request)
             elif isinstance(event, StrayResponse):
                 self._on_stray_response(event.response)
             elif isinstance(event, TransactionTimeout):
-                self._fail_waiter(event.transaction, lambda t: TimeoutError(
-                    t.request.method, str(t.request.uri), self.timers.timer_b))
+                self._fail_waiter(
+                    event.transaction,
+                    lambda t: TimeoutError(
+                        t.request.method, str(t.request.uri), self.timers.timer_b
+                    ),
+                )
             elif isinstance(event, TransportFailed):
-                self._fail_waiter(event.transaction, lambda t: TransportError(
-                    f"{t.request.method} {t.request.uri}: transport failure"))
+                self._fail_waiter(
+                    event.transaction,
+                    lambda t: TransportError(
+                        f"{t.request.method} {t.request.uri}: transport failure"
+                    ),
+                )
         deadline = self._layer.next_deadline()
         if deadline is not None and deadline < self._armed_deadline:
             self._timer_wakeup.set()
@@ -841,50 +1062,10 @@ class AsyncClient:
         dialog = self._dialogs.get(dialog_id) if dialog_id else None
         if dialog is not None and dialog.state is DialogState.EARLY:
             dialog.state = DialogState.CONFIRMED
+        self._uas.on_ack(request)
 
     async def _serve_request(self, transaction: ServerTransaction, request: Request) -> None:
-        try:
-            response = await self._answer(transaction, request)
-        except Exception:
-            log.exception("handler for %s failed", request.method)
-            response = make_response(request, 500)
-        if response is not None:
-            transaction.respond(response, trio.current_time())
-            self._pump()
-
-    async def _answer(self, transaction: ServerTransaction, request: Request) -> Response | None:
-        method = request.method
-        handler = self._request_handlers.get(method)
-        if handler is not None:
-            result = handler(request)
-            if isinstance(result, Awaitable):
-                result = await result
-            return result  # type: ignore[no-any-return]
-        if method == "OPTIONS":
-            response = make_response(request, 200, to_tag=self._ids.tag())
-            response.headers["Allow"] = ", ".join(ALLOWED_METHODS)
-            response.headers["Accept"] = "application/sdp"
-            response.headers["Supported"] = "replaces"
-            return response
-        if method == "CANCEL":
-            target = self._layer.find_transaction_to_cancel(request)
-            if target is None:
-                return make_response(request, 481)
-            if target.last_response is None or target.last_response.status_code < 200:
-                target.respond(make_response(target.request, 487, to_tag=self._ids.tag()), trio.current_time())
-            return make_response(request, 200)
-        if method == "BYE":
-            dialog_id = dialog_id_of(request)
-            dialog = self._dialogs.pop(dialog_id, None) if dialog_id else None
-            if dialog is None:
-                return make_response(request, 481)
-            dialog.terminate()
-            return make_response(request, 200)
-        if method in ALLOWED_METHODS:
-            response = make_response(request, 405 if method != "INVITE" else 480, to_tag=self._ids.tag())
-            response.headers["Allow"] = ", ".join(ALLOWED_METHODS)
-            return response
-        return make_response(request, 501, to_tag=self._ids.tag())
+        await self._uas.serve(transaction, request)
 
     # -- timers --------------------------------------------------------------------------------
     async def _timer_loop(self) -> None:
@@ -921,7 +1102,7 @@ def _request_key(request: Request) -> tuple[str, int, str]:
     return (request.call_id, request.cseq.seq, request.method)
 
 
-def _fail_after(seconds: float | None) -> trio.CancelScope:
+def _fail_after(seconds: float | None) -> AbstractContextManager[object]:
     return trio.fail_after(seconds) if seconds is not None else trio.CancelScope()
 
 

@@ -63,8 +63,17 @@ class Client:
         id_token: Callable[[int], str] | None = None,
     ) -> None:
         self._async = AsyncClient(
-            local_host, local_port, transport, auth, events, timeout=timeout, timers=timers,
-            user_agent=user_agent, outbound_proxy=outbound_proxy, trace=trace, network=network,
+            local_host,
+            local_port,
+            transport,
+            auth,
+            events,
+            timeout=timeout,
+            timers=timers,
+            user_agent=user_agent,
+            outbound_proxy=outbound_proxy,
+            trace=trace,
+            network=network,
             id_token=id_token,
         )
         self._token: trio.lowlevel.TrioToken | None = None
@@ -107,7 +116,9 @@ class Client:
     def _call(self, function: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         if self._token is None or not self._thread.is_alive():
             raise RuntimeError("the client is closed")
-        return trio.from_thread.run(functools.partial(function, *args, **kwargs), trio_token=self._token)
+        return trio.from_thread.run(
+            functools.partial(function, *args, **kwargs), trio_token=self._token
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> Client:
@@ -145,53 +156,112 @@ class Client:
 
     # -- requests (same signatures as AsyncClient, checked by a test) ----------------------
     def request(
-        self, method: str, uri: str, *, headers: Mapping[str, str] | None = None,
-        body: str | bytes | SDPBody | None = None, content_type: str | None = None,
-        from_uri: str | None = None, to_uri: str | None = None, host: str | None = None,
-        port: int | None = None, timeout: float | None = None, auth: Auth.Digest | None = None,
+        self,
+        method: str,
+        uri: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: str | bytes | SDPBody | None = None,
+        content_type: str | None = None,
+        from_uri: str | None = None,
+        to_uri: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        auth: Auth.Digest | None = None,
     ) -> Response:
         return self._call(
-            self._async.request, method, uri, headers=headers, body=body,
-            content_type=content_type, from_uri=from_uri, to_uri=to_uri, host=host, port=port,
-            timeout=timeout, auth=auth,
+            self._async.request,
+            method,
+            uri,
+            headers=headers,
+            body=body,
+            content_type=content_type,
+            from_uri=from_uri,
+            to_uri=to_uri,
+            host=host,
+            port=port,
+            timeout=timeout,
+            auth=auth,
         )
 
     def options(
-        self, uri: str, host: str | None = None, port: int | None = None, *,
-        headers: Mapping[str, str] | None = None, timeout: float | None = None,
-        auth: Auth.Digest | None = None,
-    ) -> Response:
-        return self._call(self._async.options, uri, host, port, headers=headers, timeout=timeout, auth=auth)
-
-    def register(
-        self, aor: str, *, registrar: str | None = None, expires: int = 3600,
-        contact: str | None = None, headers: Mapping[str, str] | None = None,
-        host: str | None = None, port: int | None = None, timeout: float | None = None,
+        self,
+        uri: str,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
         auth: Auth.Digest | None = None,
     ) -> Response:
         return self._call(
-            self._async.register, aor, registrar=registrar, expires=expires, contact=contact,
-            headers=headers, host=host, port=port, timeout=timeout, auth=auth,
+            self._async.options, uri, host, port, headers=headers, timeout=timeout, auth=auth
+        )
+
+    def register(
+        self,
+        aor: str,
+        *,
+        registrar: str | None = None,
+        expires: int = 3600,
+        contact: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> Response:
+        return self._call(
+            self._async.register,
+            aor,
+            registrar=registrar,
+            expires=expires,
+            contact=contact,
+            headers=headers,
+            host=host,
+            port=port,
+            timeout=timeout,
+            auth=auth,
         )
 
     def unregister(self, aor: str, **kwargs: Any) -> Response:
         return self._call(self._async.unregister, aor, **kwargs)
 
     def invite(
-        self, to_uri: str, from_uri: str | None = None, body: str | bytes | SDPBody | None = None,
-        headers: Mapping[str, str] | None = None, timeout: float | None = None, *,
-        host: str | None = None, port: int | None = None, auth: Auth.Digest | None = None,
+        self,
+        to_uri: str,
+        from_uri: str | None = None,
+        body: str | bytes | SDPBody | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        auth: Auth.Digest | None = None,
     ) -> Response:
         return self._call(
-            self._async.invite, to_uri, from_uri, body, headers, timeout, host=host, port=port, auth=auth
+            self._async.invite,
+            to_uri,
+            from_uri,
+            body,
+            headers,
+            timeout,
+            host=host,
+            port=port,
+            auth=auth,
         )
 
     def ack(self, response: Response, body: str | bytes | SDPBody | None = None) -> Request | None:
         return self._call(self._async.ack, response, body)
 
     def bye(
-        self, response: Response | None = None, dialog_id: DialogId | str | None = None, *,
-        headers: Mapping[str, str] | None = None, timeout: float | None = None,
+        self,
+        response: Response | None = None,
+        dialog_id: DialogId | str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Response:
         return self._call(self._async.bye, response, dialog_id, headers=headers, timeout=timeout)
 
@@ -199,53 +269,111 @@ class Client:
         return self._call(self._async.cancel, request, call_id=call_id)
 
     def message(
-        self, to_uri: str, text: str, content_type: str = "text/plain", *,
-        from_uri: str | None = None, headers: Mapping[str, str] | None = None,
-        host: str | None = None, port: int | None = None, timeout: float | None = None,
+        self,
+        to_uri: str,
+        text: str,
+        content_type: str = "text/plain",
+        *,
+        from_uri: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
         auth: Auth.Digest | None = None,
     ) -> Response:
         return self._call(
-            self._async.message, to_uri, text, content_type, from_uri=from_uri, headers=headers,
-            host=host, port=port, timeout=timeout, auth=auth,
+            self._async.message,
+            to_uri,
+            text,
+            content_type,
+            from_uri=from_uri,
+            headers=headers,
+            host=host,
+            port=port,
+            timeout=timeout,
+            auth=auth,
         )
 
     def subscribe(
-        self, uri: str, event: str, expires: int = 3600, *, accept: str | None = None,
-        headers: Mapping[str, str] | None = None, **kwargs: Any,
-    ) -> Response:
-        return self._call(self._async.subscribe, uri, event, expires, accept=accept, headers=headers, **kwargs)
-
-    def notify(
-        self, uri: str | None = None, event: str = "", body: str | bytes | None = None, *,
-        subscription_state: str = "active", content_type: str | None = None,
-        response: Response | None = None, dialog_id: DialogId | str | None = None,
-        headers: Mapping[str, str] | None = None, **kwargs: Any,
+        self,
+        uri: str,
+        event: str,
+        expires: int = 3600,
+        *,
+        accept: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
     ) -> Response:
         return self._call(
-            self._async.notify, uri, event, body, subscription_state=subscription_state,
-            content_type=content_type, response=response, dialog_id=dialog_id, headers=headers,
+            self._async.subscribe, uri, event, expires, accept=accept, headers=headers, **kwargs
+        )
+
+    def notify(
+        self,
+        uri: str | None = None,
+        event: str = "",
+        body: str | bytes | None = None,
+        *,
+        subscription_state: str = "active",
+        content_type: str | None = None,
+        response: Response | None = None,
+        dialog_id: DialogId | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Response:
+        return self._call(
+            self._async.notify,
+            uri,
+            event,
+            body,
+            subscription_state=subscription_state,
+            content_type=content_type,
+            response=response,
+            dialog_id=dialog_id,
+            headers=headers,
             **kwargs,
         )
 
     def refer(
-        self, uri: str | None = None, refer_to: str = "", *, response: Response | None = None,
-        dialog_id: DialogId | str | None = None, headers: Mapping[str, str] | None = None,
+        self,
+        uri: str | None = None,
+        refer_to: str = "",
+        *,
+        response: Response | None = None,
+        dialog_id: DialogId | str | None = None,
+        headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> Response:
         return self._call(
-            self._async.refer, uri, refer_to, response=response, dialog_id=dialog_id,
-            headers=headers, **kwargs,
+            self._async.refer,
+            uri,
+            refer_to,
+            response=response,
+            dialog_id=dialog_id,
+            headers=headers,
+            **kwargs,
         )
 
     def info(
-        self, uri: str | None = None, body: str | bytes | None = None, *,
-        content_type: str = "application/dtmf-relay", response: Response | None = None,
-        dialog_id: DialogId | str | None = None, headers: Mapping[str, str] | None = None,
+        self,
+        uri: str | None = None,
+        body: str | bytes | None = None,
+        *,
+        content_type: str = "application/dtmf-relay",
+        response: Response | None = None,
+        dialog_id: DialogId | str | None = None,
+        headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> Response:
         return self._call(
-            self._async.info, uri, body, content_type=content_type, response=response,
-            dialog_id=dialog_id, headers=headers, **kwargs,
+            self._async.info,
+            uri,
+            body,
+            content_type=content_type,
+            response=response,
+            dialog_id=dialog_id,
+            headers=headers,
+            **kwargs,
         )
 
     def retry_with_auth(self, response: Response, auth: Auth.Digest | None = None) -> Response:

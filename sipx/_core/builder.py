@@ -67,7 +67,9 @@ def build_cancel(invite: Request) -> Request:
     return cancel
 
 
-def build_ack_for_2xx(invite: Request, dialog: Dialog, content: bytes | str | None = None) -> Request:
+def build_ack_for_2xx(
+    invite: Request, dialog: Dialog, content: bytes | str | None = None
+) -> Request:
     """ACK for a 2xx to INVITE (RFC 3261 13.2.2.4): in-dialog, the INVITE's CSeq number."""
     ack = dialog.create_request("ACK", cseq=invite.cseq.seq, content=content)
     for name in ("Authorization", "Proxy-Authorization"):

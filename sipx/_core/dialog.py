@@ -177,7 +177,9 @@ class Dialog:
                 self.remote_target = response.contact[0].uri
             if response.cseq.method == "INVITE" and self.state is DialogState.EARLY:
                 self.state = DialogState.CONFIRMED
-                self.route_set = list(reversed(response.record_route)) if self.is_uac else self.route_set
+                self.route_set = (
+                    list(reversed(response.record_route)) if self.is_uac else self.route_set
+                )
 
     def terminate(self) -> None:
         self.state = DialogState.TERMINATED

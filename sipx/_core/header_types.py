@@ -2,6 +2,13 @@
 
 Each type parses from the text of one header value (``Via.parse``), renders back with
 ``str()``, and raises :class:`~sipx.ParseError` for text it cannot read.
+
+Parsing is built for speed on the common shapes: one anchored regular expression recognises
+a compact value (``SIP/2.0/UDP host:port;branch=...``, ``"Name" <sip:...>;tag=...``) in a
+single pass; anything else (line-folding whitespace around ``/``, ``;`` and ``=``, odd but
+legal forms, errors) goes to a tolerant general path that also produces the error messages.
+None of the expressions can backtrack more than a bounded amount: their repeated pieces are
+separated by characters the pieces themselves cannot contain.
 """
 
 from __future__ import annotations
@@ -12,29 +19,70 @@ from dataclasses import dataclass, field
 from .._errors import ParseError
 from .uri import URI
 
-_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
-_PARAM_NAME_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
-_PARAM_VALUE_RE = re.compile(r'[A-Za-z0-9\-.!%*_+`\'~:\[\]]+|"(?:[^"\\]|\\.)*"')
+# token (RFC 3261 section 25.1) as a regex character class body.
+_T = r"A-Za-z0-9\-.!%*_+`'~"
+_TOKEN_RE = re.compile(f"[{_T}]+")
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+# gen-value = token / host / quoted-string (host may be an IPv6 reference).
+_VALUE = rf"[{_T}:\[\]]+|{_QUOTED}"
+_PARAM_NAME_RE = _TOKEN_RE
+_PARAM_VALUE_RE = re.compile(_VALUE)
+# ";name=value;flag..." written without any whitespace: the overwhelmingly common case.
+_PARAMS = rf"(?:;[{_T}]+(?:=(?:{_VALUE}))?)*"
+_PARAMS_RE = re.compile(_PARAMS)
+_PARAM_ITEM_RE = re.compile(rf"(?:;([{_T}]+)(?:=({_VALUE}))?)")
+_HOST_RE = re.compile(r"[A-Za-z0-9.\-]+")
+_DIGITS_RE = re.compile(r"[0-9]+")
+_ESCAPE_RE = re.compile(r"\\(.)", re.S)
+_NON_QDTEXT_RE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f"\\]')
+
+_VIA_RE = re.compile(
+    rf"SIP/2\.0/([{_T}]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?({_PARAMS})"
+)
+_SENT_PROTOCOL_RE = re.compile(
+    r"[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t;]+)(?:[ \t]+(.*))?", re.S
+)
+_NAME_ADDR_RE = re.compile(
+    rf'(?:"((?:[^"\\]|\\.)*)"[ \t]*|([{_T}]+(?:[ \t]+[{_T}]+)*)[ \t]*)?'
+    rf'<([^<>\s"]+)>({_PARAMS})'
+)
+_ADDR_SPEC_RE = re.compile(rf'([A-Za-z][A-Za-z0-9+.\-]*:[^\s;<>"?,]+)({_PARAMS})')
 
 
 def is_token(text: str) -> bool:
     return _TOKEN_RE.fullmatch(text) is not None
 
 
+def is_digits(text: str) -> bool:
+    """True for a non-empty run of ASCII digits (``str.isdigit`` also accepts ``"²"``)."""
+    return _DIGITS_RE.fullmatch(text) is not None
+
+
 def parse_params(text: str, where: str) -> dict[str, str | None]:
-    """Parse ``;name=value;flag`` (leading ``;`` optional); quoted values keep their quotes."""
+    """Parse ``;name=value;flag`` (leading ``;`` optional); quoted values keep their quotes.
+
+    Names are lower-cased; whitespace around ``;`` and ``=`` is allowed (RFC 3261 SEMI, EQUAL).
+    """
+    if not text:
+        return {}
+    if text[0] == ";" and _PARAMS_RE.fullmatch(text):
+        return {name.lower(): value or None for name, value in _PARAM_ITEM_RE.findall(text)}
+    return _parse_params_slow(text, where)
+
+
+def _parse_params_slow(text: str, where: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
-    if not text.strip():
+    if not text.strip(" \t"):
         return params
-    for item in _split_outside_quotes(text, ";"):
-        item = item.strip()
+    for item in _split_outside_quotes(text, ";", where):
+        item = item.strip(" \t")
         if not item:
             raise ParseError(f"empty parameter in {where}")
         name, eq, value = item.partition("=")
-        name = name.strip()
-        value = value.strip()
+        name = name.rstrip(" \t")
+        value = value.strip(" \t")
         if not _PARAM_NAME_RE.fullmatch(name):
-            raise ParseError(f"bad parameter name {name!r} in {where}")
+            raise ParseError(f"bad parameter name {name[:40]!r} in {where}")
         if eq and not _PARAM_VALUE_RE.fullmatch(value):
             raise ParseError(f"bad value for parameter {name!r} in {where}")
         params[name.lower()] = value if eq else None
@@ -49,40 +97,55 @@ def unquote_string(text: str) -> str:
     """``"a \\"b\\""`` -> ``a "b"``; text without quotes is returned stripped."""
     text = text.strip()
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", text[1:-1])
+        inner = text[1:-1]
+        return _ESCAPE_RE.sub(r"\1", inner) if "\\" in inner else inner
     return text
 
 
 def quote_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Write ``text`` as a quoted-string; CR and LF cannot be written and raise ValueError."""
+    if "\r" in text or "\n" in text:
+        raise ValueError(f"a quoted string cannot hold CR or LF: {text!r}")
+    if _NON_QDTEXT_RE.search(text):
+        text = _NON_QDTEXT_RE.sub(lambda match: "\\" + match.group(), text)
+    return f'"{text}"'
 
 
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
+def _split_outside_quotes(text: str, sep: str, where: str = "header") -> list[str]:
+    """Split at ``sep`` outside quoted strings; a leading ``sep`` gives no empty first part."""
+    stripped = text.lstrip(" \t")
+    if stripped.startswith(sep):
+        text = stripped[1:]
     if '"' not in text:
-        parts = text.split(sep)
-        return parts[1:] if parts and not parts[0].strip() and text.lstrip().startswith(sep) else parts
+        return text.split(sep)
     parts: list[str] = []
-    current: list[str] = []
-    quoted = False
-    escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif quoted and char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == sep and not quoted:
-            parts.append("".join(current))
-            current = []
+    position = 0
+    start = 0
+    length = len(text)
+    while position < length:
+        quote = text.find('"', position)
+        cut = text.find(sep, position)
+        if cut != -1 and (quote == -1 or cut < quote):
+            parts.append(text[start:cut])
+            start = position = cut + 1
             continue
-        current.append(char)
-    if quoted:
-        raise ParseError(f"unterminated quoted string in {text!r}")
-    parts.append("".join(current))
-    if parts and not parts[0].strip() and text.lstrip().startswith(sep):
-        parts = parts[1:]
+        if quote == -1:
+            break
+        match = _QUOTED_AT_RE.match(text, quote)
+        if match is None:
+            raise ParseError(f"unterminated quoted string in {where}")
+        position = match.end()
+    parts.append(text[start:])
     return parts
+
+
+_QUOTED_AT_RE = re.compile(_QUOTED, re.S)
+
+
+def _port(text: str, where: str) -> int:
+    if not is_digits(text) or len(text) > 5 or int(text) > 65535:
+        raise ParseError(f"bad port {text[:20]!r} in {where}")
+    return int(text)
 
 
 @dataclass(slots=True)
@@ -97,17 +160,39 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        sent_protocol, sent_by = _split_sent_protocol(text)
-        parts = [p.strip() for p in sent_protocol.split("/")]
-        if len(parts) != 3 or not all(is_token(p) for p in parts):
-            raise ParseError(f"bad Via protocol {sent_protocol!r}")
-        hostport, _, rest = sent_by.partition(";")
-        host, port = _parse_hostport(hostport.strip(), "Via")
-        params = parse_params(rest, "Via") if rest else {}
-        branch = params.get("branch", "")
+        match = _VIA_RE.fullmatch(text)
+        if match is None:
+            return cls._parse_slow(text)
+        transport, host, port_text, params_text = match.groups()
+        port = None if port_text is None else _port(port_text, "Via")
+        if params_text:
+            params = {
+                name.lower(): value or None for name, value in _PARAM_ITEM_RE.findall(params_text)
+            }
+            branch = params.get("branch")
+            if branch is not None and branch[0] == '"':
+                raise ParseError("Via branch must be a token")
+        else:
+            params = {}
+        return cls(transport.upper(), host, port, params)
+
+    @classmethod
+    def _parse_slow(cls, text: str) -> Via:
+        match = _SENT_PROTOCOL_RE.fullmatch(text.strip(" \t"))
+        if match is None:
+            raise ParseError(f"bad Via value {text[:80]!r}")
+        name, version, transport, sent_by = match.groups()
+        if not (is_token(name) and is_token(version) and is_token(transport)):
+            raise ParseError(f"bad Via protocol in {text[:80]!r}")
+        if not sent_by:
+            raise ParseError(f"Via has no sent-by host: {text[:80]!r}")
+        hostport, semi, rest = sent_by.partition(";")
+        host, port = _parse_hostport(hostport.strip(" \t"), "Via")
+        params = _parse_params_slow(rest, "Via") if semi else {}
+        branch = params.get("branch")
         if branch is not None and branch.startswith('"'):
             raise ParseError("Via branch must be a token")
-        return cls(parts[2].upper(), host, port, params, f"{parts[0]}/{parts[1]}")
+        return cls(transport.upper(), host, port, params, f"{name}/{version}")
 
     @property
     def branch(self) -> str | None:
@@ -121,7 +206,7 @@ class Via:
     def rport(self) -> int | None:
         """The rport value a server filled in (RFC 3581), or None."""
         value = self.params.get("rport")
-        return int(value) if value and value.isdigit() else None
+        return int(value) if value and is_digits(value) and len(value) <= 5 else None
 
     @property
     def has_rport(self) -> bool:
@@ -140,98 +225,144 @@ class Via:
         return f"{self.protocol}/{self.transport} {hostport}{render_params(self.params)}"
 
 
-def _split_sent_protocol(text: str) -> tuple[str, str]:
-    # "SIP / 2.0 / UDP host" : the protocol may hold LWS around the slashes.
-    text = text.strip()
-    slashes = 0
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "/":
-            slashes += 1
-        elif slashes == 2 and char not in " \t":
-            end = index
-            while end < len(text) and text[end] not in " \t":
-                end += 1
-            return text[:end], text[end:].strip()
-        index += 1
-    raise ParseError(f"bad Via value {text!r}")
-
-
 def _parse_hostport(text: str, where: str) -> tuple[str, int | None]:
     if text.startswith("["):
         end = text.find("]")
         if end == -1:
             raise ParseError(f"unterminated IPv6 reference in {where}")
-        host, rest = text[: end + 1], text[end + 1 :].strip()
-        port_text = rest[1:].strip() if rest.startswith(":") else None
+        host, rest = text[: end + 1], text[end + 1 :].strip(" \t")
+        if not re.fullmatch(r"\[[0-9A-Fa-f:.]+\]", host):
+            raise ParseError(f"bad IPv6 reference {host[:60]!r} in {where}")
+        port_text = rest[1:].strip(" \t") if rest.startswith(":") else None
         if rest and port_text is None:
-            raise ParseError(f"junk after host in {where}: {text!r}")
+            raise ParseError(f"junk after host in {where}: {text[:80]!r}")
     else:
         host, colon, port_part = text.partition(":")
-        host = host.strip()
-        port_text = port_part.strip() if colon else None
-        if not host or not re.fullmatch(r"[A-Za-z0-9.\-]+", host):
-            raise ParseError(f"bad host {host!r} in {where}")
+        host = host.rstrip(" \t")
+        port_text = port_part.strip(" \t") if colon else None
+        if not _HOST_RE.fullmatch(host):
+            raise ParseError(f"bad host {host[:60]!r} in {where}")
     if port_text is None:
         return host, None
-    if not port_text.isdigit() or int(port_text) > 65535:
-        raise ParseError(f"bad port {port_text!r} in {where}")
-    return host, int(port_text)
+    return host, _port(port_text, where)
 
 
-@dataclass(slots=True)
 class NameAddr:
     """A name-addr or addr-spec with header parameters (From, To, Contact, Route, ...).
 
+    ``uri`` is parsed on first access (reading a tag does not need it), so a malformed URI
+    raises :class:`~sipx.ParseError` there; :meth:`Message.validate` touches it.
     ``Contact: *`` parses to a NameAddr whose ``is_wildcard`` is true.
     """
 
-    uri: URI
-    display_name: str | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-    is_wildcard: bool = False
+    __slots__ = ("_uri", "_uri_text", "display_name", "is_wildcard", "params")
+
+    display_name: str | None
+    params: dict[str, str | None]
+    is_wildcard: bool
+
+    def __init__(
+        self,
+        uri: URI | str,
+        display_name: str | None = None,
+        params: dict[str, str | None] | None = None,
+        is_wildcard: bool = False,
+    ) -> None:
+        self._uri: URI | None = uri if isinstance(uri, URI) else URI.parse(uri)
+        self._uri_text: str | None = None
+        self.display_name = display_name
+        self.params = {} if params is None else params
+        self.is_wildcard = is_wildcard
+
+    @classmethod
+    def _lazy(
+        cls, uri_text: str, display_name: str | None, params: dict[str, str | None]
+    ) -> NameAddr:
+        self = cls.__new__(cls)
+        self._uri = None
+        self._uri_text = uri_text
+        self.display_name = display_name
+        self.params = params
+        self.is_wildcard = False
+        return self
+
+    @property
+    def uri(self) -> URI:
+        uri = self._uri
+        if uri is None:
+            uri = self._uri = URI.parse(self._uri_text or "")
+        return uri
+
+    @uri.setter
+    def uri(self, value: URI | str) -> None:
+        self._uri = value if isinstance(value, URI) else URI.parse(value)
+        self._uri_text = None
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
-        text = text.strip()
+        match = _NAME_ADDR_RE.fullmatch(text)
+        if match is not None:
+            quoted, tokens, uri_text, params_text = match.groups()
+            if quoted is not None:
+                display: str | None = _ESCAPE_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
+            elif tokens is not None:
+                display = " ".join(tokens.split()) if " " in tokens or "\t" in tokens else tokens
+            else:
+                display = None
+        else:
+            match = _ADDR_SPEC_RE.fullmatch(text)
+            if match is None:
+                return cls._parse_slow(text)
+            display = None
+            uri_text, params_text = match.groups()
+        if not params_text:
+            return cls._lazy(uri_text, display, {})
+        params = {name.lower(): value or None for name, value in _PARAM_ITEM_RE.findall(params_text)}
+        return cls._lazy(uri_text, display, params)
+
+    @classmethod
+    def _parse_slow(cls, text: str) -> NameAddr:
+        text = text.strip(" \t")
         if text == "*":
             return cls(URI("sip"), is_wildcard=True)
         display: str | None = None
         if text.startswith('"'):
             end = _closing_quote(text)
             display = unquote_string(text[: end + 1])
-            text = text[end + 1 :].lstrip()
+            text = text[end + 1 :].lstrip(" \t")
             if not text.startswith("<"):
                 raise ParseError("quoted display name must be followed by <URI>")
         lt = text.find("<")
         if lt != -1:
             if display is None:
-                name_part = text[:lt].strip()
+                name_part = text[:lt].strip(" \t")
                 if name_part:
                     if not all(is_token(word) for word in name_part.split()):
-                        raise ParseError(f"bad display name {name_part!r}")
+                        raise ParseError(f"bad display name {name_part[:60]!r}")
                     display = " ".join(name_part.split())
             gt = text.find(">", lt)
             if gt == -1:
-                raise ParseError(f"unterminated <URI> in {text!r}")
-            if text[lt + 1 : lt + 2].isspace() or text[gt - 1 : gt].isspace():
-                raise ParseError(f"whitespace inside <URI> in {text!r}")
-            uri = URI.parse(text[lt + 1 : gt])
-            rest = text[gt + 1 :].strip()
+                raise ParseError(f"unterminated <URI> in {text[:80]!r}")
+            uri_text = text[lt + 1 : gt]
+            if not uri_text or uri_text != uri_text.strip() or "<" in uri_text:
+                raise ParseError(f"bad or padded URI inside <> in {text[:80]!r}")
+            uri = URI.parse(uri_text)
+            rest = text[gt + 1 :].strip(" \t")
             if rest and not rest.startswith(";"):
-                raise ParseError(f"junk after <URI>: {rest!r}")
+                raise ParseError(f"junk after <URI>: {rest[:60]!r}")
         else:
             # addr-spec: parameters after the URI belong to the header, not the URI.
             uri_text, semi, rest = text.partition(";")
-            uri_text = uri_text.strip()
-            if any(c in uri_text for c in " \t"):
-                raise ParseError(f"addr-spec contains whitespace: {uri_text!r}")
+            uri_text = uri_text.strip(" \t")
+            if any(c in uri_text for c in " \t\"<>"):
+                raise ParseError(f"bad addr-spec {uri_text[:80]!r}")
             if "?" in uri_text or "," in uri_text:
-                raise ParseError(f"addr-spec with '?' or ',' must be enclosed in <>: {text!r}")
+                raise ParseError(
+                    f"addr-spec with '?' or ',' must be enclosed in <>: {text[:80]!r}"
+                )
             uri = URI.parse(uri_text)
             rest = semi + rest
-        return cls(uri, display, parse_params(rest, "name-addr") if rest else {})
+        return cls(uri, display, _parse_params_slow(rest, "name-addr") if rest else {})
 
     @property
     def tag(self) -> str | None:
@@ -239,37 +370,64 @@ class NameAddr:
 
     @property
     def expires(self) -> int | None:
+        """The ``expires`` parameter in seconds (capped at 2**32-1), or None."""
         value = self.params.get("expires")
-        return int(value) if value and value.isdigit() else None
+        if not value or not is_digits(value):
+            return None
+        return min(int(value), 2**32 - 1) if len(value) <= 20 else 2**32 - 1
 
     @property
     def q(self) -> float | None:
+        """The ``q`` parameter (0 to 1), or None when absent or not a qvalue."""
         value = self.params.get("q")
-        try:
-            return float(value) if value else None
-        except ValueError:
+        if not value or not re.fullmatch(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?", value):
             return None
+        return float(value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NameAddr):
+            return NotImplemented
+        return (
+            self.is_wildcard == other.is_wildcard
+            and self.display_name == other.display_name
+            and self.params == other.params
+            and (self.is_wildcard or self.uri == other.uri)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        uri = self._uri_text if self._uri is None else str(self._uri)
+        return (
+            f"NameAddr(uri={uri!r}, display_name={self.display_name!r}, params={self.params!r}"
+            + (", is_wildcard=True)" if self.is_wildcard else ")")
+        )
 
     def __str__(self) -> str:
         if self.is_wildcard:
             return "*"
         name = ""
-        if self.display_name:
-            display = self.display_name
-            name = (display if all(is_token(w) for w in display.split()) else quote_string(display)) + " "
-        return f"{name}<{self.uri}>{render_params(self.params)}"
+        display = self.display_name
+        if display == "":
+            name = '"" '
+        elif display:
+            words = display.split()
+            if words and " ".join(words) == display and all(is_token(w) for w in words):
+                name = display + " "
+            else:
+                name = quote_string(display) + " "
+        uri = self._uri_text if self._uri is None else str(self._uri)
+        return f"{name}<{uri}>{render_params(self.params)}"
 
 
 def _closing_quote(text: str) -> int:
-    index = 1
-    while index < len(text):
-        if text[index] == "\\":
-            index += 2
-            continue
-        if text[index] == '"':
-            return index
-        index += 1
-    raise ParseError(f"unterminated quoted display name in {text!r}")
+    match = _QUOTED_AT_RE.match(text)
+    if match is None:
+        raise ParseError(f"unterminated quoted display name in {text[:80]!r}")
+    return match.end() - 1
+
+
+_CSEQ_RE = re.compile(rf"([0-9]{{1,10}}) ([{_T}]+)")
 
 
 @dataclass(slots=True, frozen=True)
@@ -281,13 +439,20 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
-        parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit() or not is_token(parts[1]):
-            raise ParseError(f"bad CSeq {text!r}")
-        seq = int(parts[0])
+        match = _CSEQ_RE.fullmatch(text)
+        if match is None:
+            parts = text.split()
+            if len(parts) != 2 or not is_digits(parts[0]) or not is_token(parts[1]):
+                raise ParseError(f"bad CSeq {text[:80]!r}")
+            number, method = parts
+            if len(number) > 20:
+                raise ParseError(f"CSeq number out of range: {number[:40]}")
+        else:
+            number, method = match.groups()
+        seq = int(number)
         if seq >= 2**32:
-            raise ParseError(f"CSeq number out of range: {parts[0]}")
-        return cls(seq, parts[1])
+            raise ParseError(f"CSeq number out of range: {number[:40]}")
+        return cls(seq, method)
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
@@ -303,11 +468,13 @@ class MediaType:
 
     @classmethod
     def parse(cls, text: str) -> MediaType:
-        main, _, rest = text.partition(";")
-        kind, slash, sub = main.strip().partition("/")
-        if not slash or not is_token(kind.strip()) or not is_token(sub.strip()):
-            raise ParseError(f"bad media type {text!r}")
-        return cls(kind.strip().lower(), sub.strip().lower(), parse_params(rest, "Content-Type"))
+        main, semi, rest = text.partition(";")
+        kind, slash, sub = main.strip(" \t").partition("/")
+        kind, sub = kind.rstrip(" \t"), sub.lstrip(" \t")
+        if not slash or not is_token(kind) or not is_token(sub):
+            raise ParseError(f"bad media type {text[:80]!r}")
+        params = parse_params(semi + rest, "Content-Type") if semi else {}
+        return cls(kind.lower(), sub.lower(), params)
 
     @property
     def mime_type(self) -> str:
@@ -318,10 +485,9 @@ class MediaType:
 
 
 def parse_int(text: str, name: str, maximum: int = 2**32 - 1) -> int:
-    text = text.strip()
-    if not text.isdigit() or not text.isascii():
-        raise ParseError(f"bad {name} value {text!r}")
-    value = int(text)
-    if value > maximum:
-        raise ParseError(f"{name} value out of range: {text}")
-    return value
+    text = text.strip(" \t")
+    if not is_digits(text):
+        raise ParseError(f"bad {name} value {text[:40]!r}")
+    if len(text) > 20 or int(text) > maximum:
+        raise ParseError(f"{name} value out of range: {text[:40]}")
+    return int(text)

@@ -7,6 +7,7 @@ them on first access and the parsed objects are cached here until the header cha
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -45,21 +46,43 @@ _CANONICAL_NAMES = (
     "P-Preferred-Identity Privacy Path Service-Route Replaces"
 ).split()
 
-# key (lower-case long name) -> canonical spelling, for every known name and compact form.
+# lower-case name -> (key: lower-case long name, canonical spelling), for every known name
+# and compact form.
 _KNOWN: dict[str, tuple[str, str]] = {name.lower(): (name.lower(), name) for name in _CANONICAL_NAMES}
 _KNOWN.update({letter: (long.lower(), long) for letter, long in COMPACT_FORMS.items()})
+# The same for the spellings seen in practice (canonical, lower, upper, compact letters in
+# both cases), so that the parser and lookups can skip ``str.lower()``.
+_EXACT: dict[str, tuple[str, str]] = dict(_KNOWN)
+for _entry in list(_KNOWN.values()):
+    _EXACT[_entry[1]] = _entry
+    _EXACT[_entry[1].upper()] = _entry
+    _EXACT["-".join(part.capitalize() for part in _entry[1].split("-"))] = _entry
+for _letter, _long in COMPACT_FORMS.items():
+    _EXACT[_letter.upper()] = _KNOWN[_letter]
+del _entry, _letter, _long
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+# One item of a comma-separated list: runs of ordinary characters, quoted strings (with
+# quoted-pairs) and <...> spans, which may hold commas. Each alternative starts with a
+# different character, so matching is linear.
+_LIST_ITEM_RE = re.compile(r'(?:[^,"<]|"(?:[^"\\]|\\[\s\S]?)*(?:"|\Z)|<[^>]*(?:>|\Z))+')
 
 # Headers whose values may be comma-joined lists (RFC 3261 section 7.3.1). Others (Date,
 # WWW-Authenticate, Authorization, ...) contain commas that are not separators.
 LIST_HEADERS = frozenset(
     "via route record-route contact allow supported require proxy-require unsupported accept "
     "accept-encoding accept-language allow-events content-encoding content-language alert-info "
-    "call-info error-info in-reply-to warning path service-route reason".split()
+    "call-info error-info in-reply-to warning path service-route reason accept-contact "
+    "reject-contact request-disposition security-client security-server security-verify "
+    "p-asserted-identity p-preferred-identity p-associated-uri history-info".split()
 )
 
 
 def header_key(name: str) -> str:
     """The lookup key of a header name: lower-case long form."""
+    known = _EXACT.get(name)
+    if known is not None:
+        return known[0]
     lowered = name.lower()
     known = _KNOWN.get(lowered)
     return known[0] if known is not None else lowered
@@ -67,43 +90,22 @@ def header_key(name: str) -> str:
 
 def canonical_name(name: str) -> str:
     """The conventional spelling of a header name (``call-id`` -> ``Call-ID``, ``v`` -> ``Via``)."""
-    known = _KNOWN.get(name.lower())
+    known = _EXACT.get(name) or _KNOWN.get(name.lower())
     return known[1] if known is not None else name
 
 
 def split_list(value: str) -> list[str]:
-    """Split a comma-joined header value, respecting quotes, ``<...>`` and escapes."""
+    """Split a comma-joined header value, respecting quotes, ``<...>`` and escapes.
+
+    Empty items are dropped and items are stripped of surrounding whitespace.
+    """
     if "," not in value:
         return [value]
-    parts: list[str] = []
-    start = 0
-    quoted = False
-    angle = False
-    index = 0
-    length = len(value)
-    while index < length:
-        char = value[index]
-        if quoted:
-            if char == "\\":
-                index += 1
-            elif char == '"':
-                quoted = False
-        elif char == '"':
-            quoted = True
-        elif char == "<":
-            angle = True
-        elif char == ">":
-            angle = False
-        elif char == "," and not angle:
-            part = value[start:index].strip()
-            if part:
-                parts.append(part)
-            start = index + 1
-        index += 1
-    last = value[start:].strip()
-    if last:
-        parts.append(last)
-    return parts
+    if '"' not in value and "<" not in value:
+        items = value.split(",")
+    else:
+        items = _LIST_ITEM_RE.findall(value)
+    return [item for item in (raw.strip(" \t") for raw in items) if item]
 
 
 class Headers(MutableMapping[str, str]):
@@ -133,10 +135,13 @@ class Headers(MutableMapping[str, str]):
             self.add(name, value)
 
     @classmethod
-    def _from_parsed(cls, fields: list[tuple[str, str, str]]) -> Headers:
+    def _from_parsed(
+        cls, fields: list[tuple[str, str, str]], index: dict[str, list[str]] | None = None
+    ) -> Headers:
+        """Wrap fields the parser produced (already clean), with their index if built."""
         headers = cls.__new__(cls)
         headers._fields = fields
-        headers._index = None
+        headers._index = index
         headers._typed = {}
         return headers
 
@@ -203,7 +208,7 @@ class Headers(MutableMapping[str, str]):
 
     # -- mutation ------------------------------------------------------------------------
     def __setitem__(self, name: str, value: str) -> None:
-        key = header_key(name)
+        key = header_key(_clean_name(name))
         value = _clean_value(value)
         fields: list[tuple[str, str, str]] = []
         placed = False
@@ -229,11 +234,13 @@ class Headers(MutableMapping[str, str]):
 
     def add(self, name: str, value: str) -> None:
         """Append a field (keeps those of the same name)."""
+        name = _clean_name(name)
         self._fields.append((header_key(name), canonical_name(name), _clean_value(value)))
         self._changed()
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a field before every other (a new top Via)."""
+        name = _clean_name(name)
         self._fields.insert(0, (header_key(name), canonical_name(name), _clean_value(value)))
         self._changed()
 
@@ -279,8 +286,14 @@ class Headers(MutableMapping[str, str]):
         return f"Headers({self.multi_items()!r})"
 
 
+def _clean_name(name: str) -> str:
+    if _EXACT.get(name) is None and not _TOKEN_RE.fullmatch(name):
+        raise ValueError(f"a header name must be a token: {name!r}")
+    return name
+
+
 def _clean_value(value: object) -> str:
     text = str(value)
     if "\r" in text or "\n" in text:
         raise ValueError(f"header value must not contain CR or LF: {text!r}")
-    return text.strip()
+    return text.strip(" \t")

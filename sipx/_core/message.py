@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ParseError
 from .header_types import CSeq, MediaType, NameAddr, Via, parse_int
-from .headers import Headers
+from .headers import Headers, split_list
 from .uri import URI
 
 if TYPE_CHECKING:
@@ -85,6 +85,9 @@ REASON_PHRASES = {
 
 
 _SINGLE_VALUED = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
+_NO_MAX_FORWARDS = "request has no Max-Forwards header"
+_WARNING_RE = re.compile(r"[0-9]{3}[ \t]")
+_SDP_TYPE_RE = re.compile(r"application[ \t]*/[ \t]*sdp[ \t]*(?:;|$)", re.I)
 _DATE_RE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
     r"\d{4} \d{2}:\d{2}:\d{2} GMT"
@@ -98,11 +101,12 @@ def _rank(field: tuple[str, str, str]) -> int:
 class Message:
     """What requests and responses share: headers, content and the typed header views."""
 
-    __slots__ = ("content", "defects", "headers")
+    __slots__ = ("content", "defects", "headers", "version")
 
     headers: Headers
     content: bytes
     defects: list[str]
+    version: str
 
     def __init__(
         self,
@@ -138,55 +142,90 @@ class Message:
         return self.to_bytes().decode("utf-8", "replace")
 
     # -- typed header views ----------------------------------------------------------------
+    # Each view is parsed on first access and cached in ``headers`` (which forgets it when
+    # the header changes). The cache is read inline: these are the hottest reads in sipx.
     def _typed(self, slot: str, build: Any) -> Any:
-        value = self.headers.cached(slot)
+        value = self.headers._typed.get(slot)
         if value is None:
             value = build()
-            self.headers.cache(slot, value)
+            self.headers._typed[slot] = value
         return value
 
     @property
     def via(self) -> list[Via]:
         """Every Via entry, top first."""
-        return self._typed("via", lambda: [Via.parse(v) for v in self.headers.get_list("Via")])  # type: ignore[no-any-return]
+        typed = self.headers._typed
+        vias: list[Via] | None = typed.get("via")
+        if vias is None:
+            vias = typed["via"] = [Via.parse(v) for v in self.headers.get_list("Via")]
+        return vias
 
     @property
     def top_via(self) -> Via:
-        vias = self.via
-        if not vias:
-            raise ParseError("message has no Via header")
-        return vias[0]
+        """The first Via entry (parsing only that one); ParseError when there is none."""
+        typed = self.headers._typed
+        top: Via | None = typed.get("top_via")
+        if top is None:
+            vias: list[Via] | None = typed.get("via")
+            if vias is not None:
+                if not vias:
+                    raise ParseError("message has no Via header")
+                top = vias[0]
+            else:
+                first = self.headers.get_first("Via")
+                if first is None:
+                    raise ParseError("message has no Via header")
+                if "," in first:
+                    items = split_list(first)
+                    if not items:
+                        raise ParseError("message has an empty Via header")
+                    first = items[0]
+                top = Via.parse(first)
+            typed["top_via"] = top
+        return top
 
     @property
     def from_(self) -> NameAddr:
-        return self._typed("from", lambda: NameAddr.parse(self._required("From")))  # type: ignore[no-any-return]
+        typed = self.headers._typed
+        value: NameAddr | None = typed.get("from")
+        if value is None:
+            value = typed["from"] = NameAddr.parse(self._required("From"))
+        return value
 
     @property
     def to(self) -> NameAddr:
-        return self._typed("to", lambda: NameAddr.parse(self._required("To")))  # type: ignore[no-any-return]
+        typed = self.headers._typed
+        value: NameAddr | None = typed.get("to")
+        if value is None:
+            value = typed["to"] = NameAddr.parse(self._required("To"))
+        return value
 
     @property
     def call_id(self) -> str:
         value = self._required("Call-ID")
-        if not value or any(c in value for c in " \t"):
-            raise ParseError(f"bad Call-ID {value!r}")
+        if not value or " " in value or "\t" in value:
+            raise ParseError(f"bad Call-ID {value[:80]!r}")
         return value
 
     @property
     def cseq(self) -> CSeq:
-        return self._typed("cseq", lambda: CSeq.parse(self._required("CSeq")))  # type: ignore[no-any-return]
+        typed = self.headers._typed
+        value: CSeq | None = typed.get("cseq")
+        if value is None:
+            value = typed["cseq"] = CSeq.parse(self._required("CSeq"))
+        return value
 
     @property
     def contact(self) -> list[NameAddr]:
-        return self._name_addrs("Contact")
+        return self._name_addrs("Contact", "contact")
 
     @property
     def route(self) -> list[NameAddr]:
-        return self._name_addrs("Route")
+        return self._name_addrs("Route", "route")
 
     @property
     def record_route(self) -> list[NameAddr]:
-        return self._name_addrs("Record-Route")
+        return self._name_addrs("Record-Route", "record-route")
 
     @property
     def max_forwards(self) -> int | None:
@@ -200,14 +239,21 @@ class Message:
 
     @property
     def content_type(self) -> MediaType | None:
-        value = self.headers.get_first("Content-Type")
-        return None if value is None else MediaType.parse(value)  # noqa: E501
+        typed = self.headers._typed
+        value: MediaType | None = typed.get("content-type")
+        if value is None:
+            text = self.headers.get_first("Content-Type")
+            if text is None:
+                return None
+            value = typed["content-type"] = MediaType.parse(text)
+        return value
 
-    def _name_addrs(self, name: str) -> list[NameAddr]:
-        slot = name.lower()
-        return self._typed(  # type: ignore[no-any-return]
-            slot, lambda: [NameAddr.parse(v) for v in self.headers.get_list(name)]
-        )
+    def _name_addrs(self, name: str, slot: str) -> list[NameAddr]:
+        typed = self.headers._typed
+        value: list[NameAddr] | None = typed.get(slot)
+        if value is None:
+            value = typed[slot] = [NameAddr.parse(v) for v in self.headers.get_list(name)]
+        return value
 
     def _required(self, name: str) -> str:
         value = self.headers.get_first(name)
@@ -230,7 +276,7 @@ class Message:
             return cached[1]  # type: ignore[no-any-return]
         content_type = self.headers.get_first("Content-Type")
         value: SDPBody | str
-        if content_type is not None and content_type.lower().startswith("application/sdp"):
+        if content_type is not None and _SDP_TYPE_RE.match(content_type):
             from .sdp import SDPBody
 
             value = SDPBody.parse(self.content)
@@ -243,38 +289,44 @@ class Message:
     def validate(self) -> None:
         """Parse every header sipx understands and check the mandatory ones (RFC 3261 8.1.1).
 
-        Raises :class:`~sipx.ParseError` naming the first problem.
+        Raises :class:`~sipx.ParseError` naming the first problem. Problems a tolerant
+        reader can live with (a request without Max-Forwards, RFC 2543 style) are added to
+        ``defects`` instead. Calling it again gives the same result.
         """
-        if self.defects:
-            raise ParseError(self.defects[0])
-        if not self.via:
-            raise ParseError("message has no Via header")
-        self.from_  # noqa: B018 - parsing is the check
-        self.to  # noqa: B018
-        self.call_id  # noqa: B018
-        self.cseq  # noqa: B018
-        self.contact  # noqa: B018
-        self.route  # noqa: B018
-        self.record_route  # noqa: B018
-        self.max_forwards  # noqa: B018
-        self.expires  # noqa: B018
-        self.content_type  # noqa: B018
+        if self.version != SIP_VERSION:
+            raise ParseError(f"unsupported SIP version {self.version[:20]}")
         for name in _SINGLE_VALUED:
             values = self.headers.get_list(name)
             if len(values) > 1:
                 raise ParseError(f"{name} appears {len(values)} times; it takes one value")
+        if not self.via:
+            raise ParseError("message has no Via header")
+        for name_addr in (self.from_, self.to, *self.contact, *self.route, *self.record_route):
+            if not name_addr.is_wildcard:
+                name_addr.uri  # noqa: B018 - parsing is the check
+            expires = name_addr.params.get("expires")
+            if expires is not None:
+                parse_int(expires, "Contact expires parameter")
+        self.call_id  # noqa: B018
+        self.cseq  # noqa: B018
+        self.max_forwards  # noqa: B018
+        self.expires  # noqa: B018
+        self.content_type  # noqa: B018
         length = self.headers.get_first("Content-Length")
         if length is not None:
             parse_int(length, "Content-Length")
         date = self.headers.get_first("Date")
         if date is not None and not _DATE_RE.fullmatch(date):
-            raise ParseError(f"bad Date {date!r}: expected an RFC 1123 date in GMT")
+            raise ParseError(f"bad Date {date[:60]!r}: expected an RFC 1123 date in GMT")
+        for warning in self.headers.get_list("Warning"):
+            if not _WARNING_RE.match(warning):
+                raise ParseError(f"bad Warning {warning[:60]!r}: expected a 3-digit code")
 
 
 class Request(Message):
     """A SIP request. ``uri`` is a :class:`URI` (parsed on first access)."""
 
-    __slots__ = ("_uri", "_uri_text", "method", "version")
+    __slots__ = ("_uri", "_uri_text", "method")
 
     def __init__(
         self,
@@ -302,6 +354,19 @@ class Request(Message):
         self._uri = value if isinstance(value, URI) else None
         self._uri_text = str(value)
 
+    @classmethod
+    def _from_wire(cls, method: str, uri_text: str, version: str, headers: Headers) -> Request:
+        """A request as the parser builds it (skips the checks and copies of ``__init__``)."""
+        request = cls.__new__(cls)
+        request.method = method
+        request._uri = None
+        request._uri_text = uri_text
+        request.version = version
+        request.headers = headers
+        request.content = b""
+        request.defects = []
+        return request
+
     def _start_line(self) -> str:
         return f"{self.method} {self._uri_text if self._uri is None else self._uri} {self.version}"
 
@@ -311,14 +376,15 @@ class Request(Message):
         super().validate()
         if self.cseq.method != self.method:
             raise ParseError(f"CSeq method {self.cseq.method} does not match {self.method}")
-        if self.max_forwards is None:
-            self.defects.append("request has no Max-Forwards header")
+        if self.max_forwards is None and _NO_MAX_FORWARDS not in self.defects:
+            self.defects.append(_NO_MAX_FORWARDS)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Request):
             return NotImplemented
         return (
             self.method == other.method
+            and self.version == other.version
             and self.uri == other.uri
             and self.headers == other.headers
             and self.content == other.content
@@ -333,7 +399,7 @@ class Request(Message):
 class Response(Message):
     """A SIP response; ``request`` is the request it answers when sipx sent it."""
 
-    __slots__ = ("history", "reason_phrase", "request", "status_code", "version")
+    __slots__ = ("history", "reason_phrase", "request", "status_code")
 
     def __init__(
         self,
@@ -361,6 +427,22 @@ class Response(Message):
     def is_success(self) -> bool:
         return 200 <= self.status_code < 300
 
+    @classmethod
+    def _from_wire(
+        cls, status_code: int, reason_phrase: str, version: str, headers: Headers
+    ) -> Response:
+        """A response as the parser builds it (skips the checks and copies of ``__init__``)."""
+        response = cls.__new__(cls)
+        response.status_code = status_code
+        response.reason_phrase = reason_phrase
+        response.version = version
+        response.headers = headers
+        response.content = b""
+        response.defects = []
+        response.request = None
+        response.history = []
+        return response
+
     def _start_line(self) -> str:
         return f"{self.version} {self.status_code} {self.reason_phrase}"
 
@@ -369,6 +451,7 @@ class Response(Message):
             return NotImplemented
         return (
             self.status_code == other.status_code
+            and self.version == other.version
             and self.reason_phrase == other.reason_phrase
             and self.headers == other.headers
             and self.content == other.content

@@ -3,7 +3,11 @@
 One pass over the header section: the start line and each header line are split out and
 kept as text; values are parsed later, on first access (see :mod:`sipx._core.message`).
 Every problem raises :class:`~sipx.ParseError`; problems a tolerant reader can live with are
-recorded in ``message.defects`` instead.
+recorded in ``message.defects`` instead (and raised by ``strict=True``).
+
+The fast path handles CRLF-terminated lines without line folding, which is what every
+modern implementation sends; folded headers, bare-LF line ends and errors take a slower
+path that normalises the text first.
 """
 
 from __future__ import annotations
@@ -12,11 +16,16 @@ import re
 from dataclasses import dataclass
 
 from .._errors import ParseError
-from .headers import _KNOWN, Headers
+from .headers import _EXACT, _KNOWN, Headers
 from .message import SIP_VERSION, Request, Response
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
-_FOLD_RE = re.compile(r"\r?\n[ \t]+")
+_FOLD_RE = re.compile(r"\n[ \t]+")
+_VERSION_RE = re.compile(r"SIP/[0-9]{1,3}\.[0-9]{1,3}", re.I)
+_METHODS = frozenset(
+    "INVITE ACK BYE CANCEL OPTIONS REGISTER PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER "
+    "MESSAGE UPDATE".split()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,113 +40,164 @@ class ParserLimits:
 DEFAULT_LIMITS = ParserLimits()
 
 
+class _Folded(Exception):
+    """The header section has folded lines or bare LFs: take the normalising path."""
+
+
 def parse_message(
     data: bytes, *, limits: ParserLimits = DEFAULT_LIMITS, strict: bool = False
 ) -> Request | Response:
     """Parse one datagram (or one framed stream message) into a Request or Response.
 
     With ``strict=True`` every header sipx understands is also parsed and checked
-    (:meth:`Message.validate`), so a malformed value raises here rather than on access.
+    (:meth:`Message.validate`), so a malformed value raises here rather than on access,
+    and a defect (an unsupported SIP version) raises too.
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"parse_message() takes bytes, not {type(data).__name__}")
-    data = bytes(data)
+    if type(data) is not bytes:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"parse_message() takes bytes, not {type(data).__name__}")
+        data = bytes(data)
     if len(data) > limits.max_message_size:
         raise ParseError(
             f"message of {len(data)} bytes exceeds the limit of {limits.max_message_size}"
         )
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")  # RFC 3261 7.5: CRLFs before the start line are ignored
     end = data.find(b"\r\n\r\n")
-    if end != -1:
-        head_bytes, body = data[:end], data[end + 4 :]
-    else:
-        end = data.find(b"\n\n")
+    lf_end = data.find(b"\n\n", 0, len(data) if end == -1 else end)
+    if lf_end == -1:
         if end == -1:
             raise ParseError("no empty line ends the header section", offset=len(data))
-        head_bytes, body = data[:end], data[end + 2 :]
-    message = _parse_head(head_bytes.decode("utf-8", "surrogateescape"), limits)
-    _attach_body(message, body)
+        head = data[:end].decode("utf-8", "surrogateescape")
+        body = data[end + 4 :]
+    else:  # bare LF line ends (at least for the empty line)
+        head = data[:lf_end].decode("utf-8", "surrogateescape")
+        body = data[lf_end + 2 :]
+        if head.endswith("\r"):  # "...\r\n\n": CRLF lines, then a bare LF
+            head = head[:-1]
+    lines = head.split("\r\n")
+    count = len(lines) - 1
+    try:
+        if head.count("\n") != count or head.count("\r") != count:
+            raise _Folded
+        message = _parse_lines(lines, limits)
+    except _Folded:
+        message = _parse_lines(_normalise(head), limits)
+    index = message.headers._index
+    lengths = index.get("content-length") if index is not None else None
+    if lengths is None:
+        message.content = body
+    else:
+        length_text = lengths[0]
+        if len(lengths) > 1 and any(other != length_text for other in lengths):
+            raise ParseError(f"conflicting Content-Length values {lengths[:4]!r}")
+        if not _is_digits(length_text):
+            raise ParseError(f"bad Content-Length {length_text[:40]!r}")
+        if len(length_text) > 10 or int(length_text) > len(body):
+            raise ParseError(
+                f"Content-Length {length_text[:40]} is larger than the {len(body)} bytes of "
+                "body received"
+            )
+        # RFC 3261 18.3: over a datagram transport, bytes past Content-Length are discarded.
+        length = int(length_text)
+        message.content = body if length == len(body) else body[:length]
     if strict:
+        if message.defects:
+            raise ParseError(message.defects[0])
         message.validate()
     return message
 
 
-def _parse_head(head: str, limits: ParserLimits) -> Request | Response:
-    head = head.lstrip("\r\n")  # RFC 3261 7.5: CRLFs before the start line are ignored
+def _normalise(head: str) -> list[str]:
+    """Lines of a header section with LF or CRLF ends and folded continuation lines."""
+    head = head.replace("\r\n", "\n")
+    if "\r" in head:
+        raise ParseError("bare CR in the header section")
     if "\n " in head or "\n\t" in head:
+        first, _, rest = head.partition("\n")
+        if first and rest[:1] in (" ", "\t"):
+            raise ParseError("the start line cannot be folded")
         head = _FOLD_RE.sub(" ", head)
-    lines = head.split("\r\n")
-    if "\n" in head and len(lines) <= head.count("\n"):
-        lines = head.replace("\r\n", "\n").split("\n")
+    return head.split("\n")
+
+
+def _parse_lines(lines: list[str], limits: ParserLimits) -> Request | Response:
     if len(lines) - 1 > limits.max_headers:
         raise ParseError(f"more than {limits.max_headers} header lines")
-    if len(head) > limits.max_line_length:
-        for number, line in enumerate(lines, 1):
-            if len(line) > limits.max_line_length:
-                raise ParseError(
-                    f"line {number} is longer than {limits.max_line_length} characters"
-                )
-    message = _parse_start_line(lines[0])
+    max_line = limits.max_line_length
     fields: list[tuple[str, str, str]] = []
     append = fields.append
-    known = _KNOWN
-    for number, line in enumerate(lines[1:], 2):
+    index: dict[str, list[str]] = {}
+    exact = _EXACT
+    for line in lines[1:]:
         name, colon, value = line.partition(":")
-        if not colon:
-            if not line.strip():
-                continue
-            raise ParseError(f"line {number} is not a header (no colon): {line[:60]!r}")
-        name = name.rstrip(" \t")
-        entry = known.get(name.lower())
+        entry = exact.get(name)
         if entry is None:
-            if not _TOKEN_RE.fullmatch(name):
-                raise ParseError(f"line {number}: bad header name {name[:60]!r}")
-            append((name.lower(), name, value.strip(" \t")))
+            entry = _header_name(name, colon, line)
+        if len(line) > max_line:
+            raise ParseError(f"a {entry[1]} header line is longer than {max_line} characters")
+        value = value.strip(" \t")
+        key = entry[0]
+        append((key, entry[1], value))
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
         else:
-            append((entry[0], entry[1], value.strip(" \t")))
-    message.headers = Headers._from_parsed(fields)
-    return message
+            values.append(value)
+    return _parse_start_line(lines[0], Headers._from_parsed(fields, index), max_line)
 
 
-def _parse_start_line(line: str) -> Request | Response:
+def _header_name(name: str, colon: str, line: str) -> tuple[str, str]:
+    """The (key, name) of a header line whose name is not a known spelling."""
+    if line[:1] in (" ", "\t"):
+        raise _Folded  # a continuation line (or leading whitespace the fold path rejects)
+    if not colon:
+        raise ParseError(f"not a header line (no colon): {line[:60]!r}")
+    name = name.rstrip(" \t")
+    lowered = name.lower()
+    entry = _KNOWN.get(lowered)
+    if entry is not None:
+        return entry
+    if not _TOKEN_RE.fullmatch(name):
+        raise ParseError(f"bad header name {name[:60]!r}")
+    return lowered, name
+
+
+def _parse_start_line(line: str, headers: Headers, max_line: int) -> Request | Response:
+    if len(line) > max_line:
+        raise ParseError(f"the start line is longer than {max_line} characters")
     if line.startswith("SIP/"):
-        parts = line.split(" ", 2)
-        if len(parts) < 2:
-            raise ParseError(f"bad status line {line[:80]!r}")
-        version, code = parts[0], parts[1]
-        if len(code) != 3 or not code.isdigit() or not "100" <= code <= "699":
-            raise ParseError(f"bad status code {code!r} in status line")
-        response = Response(int(code), parts[2] if len(parts) == 3 else "", version=version)
+        version, _, rest = line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if len(code) != 3 or not _is_digits(code) or not "100" <= code <= "699":
+            raise ParseError(f"bad status code {code[:20]!r} in status line")
+        if not _VERSION_RE.fullmatch(version):
+            raise ParseError(f"bad SIP version {version[:20]!r} in status line")
+        response = Response._from_wire(int(code), reason, version, headers)
         if version != SIP_VERSION:
             response.defects.append(f"unsupported SIP version {version}")
         return response
-    parts = line.split(" ")
-    if len(parts) != 3 or not all(parts):
-        raise ParseError(f"bad request line {line[:80]!r}: expected METHOD SP URI SP SIP/2.0")
-    method, uri, version = parts
-    if not _TOKEN_RE.fullmatch(method):
+    method, _, rest = line.partition(" ")
+    uri, _, version = rest.partition(" ")
+    if version != SIP_VERSION:
+        if not method or not uri or not version or " " in version:
+            raise ParseError(
+                f"bad request line {line[:80]!r}: expected METHOD SP Request-URI SP SIP/2.0"
+            )
+        if not _VERSION_RE.fullmatch(version):
+            raise ParseError(f"bad SIP version {version[:20]!r} in request line")
+    if method not in _METHODS and not _TOKEN_RE.fullmatch(method):
         raise ParseError(f"bad method {method[:40]!r} in request line")
-    if not version.upper().startswith("SIP/"):
-        raise ParseError(f"bad SIP version {version!r} in request line")
-    if ":" not in uri or uri.startswith("<"):
+    if ":" not in uri or uri[0] == "<":
         raise ParseError(f"bad Request-URI {uri[:80]!r}")
-    request = Request(method, uri, version=version)
+    request = Request._from_wire(method, uri, version, headers)
     if version != SIP_VERSION:
         request.defects.append(f"unsupported SIP version {version}")
     return request
 
 
-def _attach_body(message: Request | Response, body: bytes) -> None:
-    length_text = message.headers.get_first("Content-Length")
-    if length_text is None:
-        message.content = body
-        return
-    length_text = length_text.strip()
-    if not length_text.isdigit() or not length_text.isascii():
-        raise ParseError(f"bad Content-Length {length_text!r}")
-    length = int(length_text)
-    if length > len(body):
-        raise ParseError(
-            f"Content-Length {length} is larger than the {len(body)} bytes of body received"
-        )
-    # RFC 3261 18.3: over a datagram transport, bytes past Content-Length are discarded.
-    message.content = body[:length]
+_DIGITS_RE = re.compile(r"[0-9]+")
+
+
+def _is_digits(text: str) -> bool:
+    return _DIGITS_RE.fullmatch(text) is not None

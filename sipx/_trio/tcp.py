@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 import math
 import socket
+from typing import TYPE_CHECKING
 
 import trio
 
 from .._core.framer import StreamFramer
 from .._errors import ParseError, TransportError
 from .transport import Address, MessageHandler, family_for
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 
 log = logging.getLogger("sipx.transport")
 
@@ -48,7 +52,11 @@ class TCPTransport:
         return len(self._connections)
 
     async def serve(
-        self, host: str, port: int, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED
+        self,
+        host: str,
+        port: int,
+        *,
+        task_status: TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         sock = trio.socket.socket(family_for(host), socket.SOCK_STREAM)
         try:

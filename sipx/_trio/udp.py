@@ -11,11 +11,15 @@ import errno
 import logging
 import socket
 from collections import deque
+from typing import TYPE_CHECKING
 
 import trio
 
 from .._errors import TransportError
 from .transport import Address, MessageHandler, family_for
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 
 log = logging.getLogger("sipx.transport")
 
@@ -39,7 +43,11 @@ class UDPTransport:
         return self._address
 
     async def serve(
-        self, host: str, port: int, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED
+        self,
+        host: str,
+        port: int,
+        *,
+        task_status: TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         sock = socket.socket(family_for(host), socket.SOCK_DGRAM)
         try:
@@ -78,7 +86,7 @@ class UDPTransport:
             else:
                 await trio.lowlevel.checkpoint()
                 continue
-            await trio.lowlevel.wait_readable(sock)
+            await trio.lowlevel.wait_readable(sock.fileno())
 
     def send_nowait(self, data: bytes, address: Address) -> None:
         sock = self._sock
@@ -94,7 +102,9 @@ class UDPTransport:
                 if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
                     log.debug("UDP send to %s failed: %s", address, exc)
                     return
-                raise TransportError(f"UDP send to {address[0]}:{address[1]} failed: {exc}") from exc
+                raise TransportError(
+                    f"UDP send to {address[0]}:{address[1]} failed: {exc}"
+                ) from exc
         self._pending.append((data, address))
         self._writable.set()
 
@@ -109,7 +119,7 @@ class UDPTransport:
                 try:
                     sock.sendto(data, address)
                 except BlockingIOError:
-                    await trio.lowlevel.wait_writable(sock)
+                    await trio.lowlevel.wait_writable(sock.fileno())
                     continue
                 except OSError as exc:
                     log.debug("UDP send to %s failed: %s", address, exc)

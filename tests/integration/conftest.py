@@ -9,6 +9,7 @@ Fixtures
                       relayed to ``echo_uas``; a :class:`peers.Kamailio`
                       (``.host``, ``.port``, ``.uri``, ``.aor(user)``, ``.log_text()``).
 ``kamailio_sha256``   (module) the same with ``algorithm=SHA-256`` challenges.
+``kamailio_asterisk`` (module) the same (MD5) with realm "asterisk", as in the guide.
 ``sipp``              (function) factory ``sipp(scenario, remote=None, **kw) -> SIPp``
                       (see :meth:`peers.SIPp.start`); ``sipp.run(...) -> (rc, text)``;
                       ``sipp.registered_uas(kamailio, "2222", "uas_answer.xml", ...)``
@@ -96,6 +97,17 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory, echo_uas: SIPp) -> Iterat
 def kamailio_sha256(tmp_path_factory: pytest.TempPathFactory, echo_uas: SIPp) -> Iterator[Kamailio]:
     """Fresh Kamailio per test module whose challenges say algorithm=SHA-256."""
     k = _start_kamailio(tmp_path_factory, echo_uas, sha256=True)
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
+@pytest.fixture(scope="module")
+def kamailio_asterisk(tmp_path_factory: pytest.TempPathFactory, echo_uas: SIPp) -> Iterator[Kamailio]:
+    """Fresh MD5 Kamailio whose realm is "asterisk", like the guide's Asterisk (the guide
+    writes ``Auth.Digest(..., realm="asterisk")`` and shows ``Digest realm="asterisk"``)."""
+    k = _start_kamailio(tmp_path_factory, echo_uas, extra_defines=['AUTH_REALM="asterisk"'])
     try:
         yield k
     finally:

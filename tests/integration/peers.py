@@ -454,6 +454,30 @@ def sip_options(
         return None
 
 
+def query_bindings(
+    registrar: Any, user: str, password: str | None = None, transport: str = "udp"
+) -> list[str]:
+    """The Contacts the registrar holds for ``user`` (REGISTER without Contact, RFC 3261 10.2.3).
+
+    Answers the digest challenge (MD5 or the challenge's algorithm); raises AssertionError
+    when the final response is not 200. Each entry is a Contact value as the registrar sent
+    it, e.g. ``<sip:1111@127.0.0.1:20001>;expires=42``.
+    """
+    host, _, port = _hostport(registrar).rpartition(":")
+    with SipClient(host, int(port), transport) as c:
+        srv = f"{host}:{port}"
+        responses = c._request_with_auth(
+            "REGISTER",
+            f"sip:{srv}",
+            user=user,
+            to_uri=f"sip:{user}@{srv}",
+            password=password if password is not None else USERS[user],
+        )
+    final = responses[-1]
+    assert final.status == 200, f"binding query for {user} got {final.status}\n{final.raw}"
+    return [v.strip() for value in final.header_all("Contact") for v in value.split(",") if v.strip()]
+
+
 def wait_sip_ready(
     host: str,
     port: int,

@@ -1,0 +1,287 @@
+"""Calls: the INVITE dialogs a user holds, placed (``client.call``) or received.
+
+A :class:`Call` keeps the dialog, the SDP offer and answer, and offers what a softphone does
+with a call: answer or reject it (incoming), re-INVITE, hold, unhold, REFER, INFO, BYE, and
+``await call.wait_ended()`` for the remote hang-up.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._core.dialog import Dialog, DialogState
+from ._core.message import Request, Response
+from ._core.sdp import SDPBody
+from ._core.transaction import ServerTransaction, make_response
+from ._errors import ParseError, ProtocolError
+
+if TYPE_CHECKING:
+    from ._async_client import AsyncClient
+    from ._uas import UserAgentServer
+
+
+class CallState(enum.Enum):
+    INCOMING = "incoming"  # an INVITE arrived and is not answered yet
+    CALLING = "calling"  # our INVITE is pending
+    EARLY = "early"  # a provisional response with a To tag was sent or received
+    ESTABLISHED = "established"  # 2xx sent or received
+    ENDED = "ended"
+
+
+class Call:
+    """One call. ``direction`` is ``"outgoing"`` or ``"incoming"``."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        invite: Request,
+        *,
+        direction: str,
+        transaction: ServerTransaction | None = None,
+        local_tag: str | None = None,
+        uas: UserAgentServer | None = None,
+    ) -> None:
+        self.client = client
+        self._uas = uas if uas is not None else client._uas
+        self.invite = invite
+        self.direction = direction
+        self.transaction = transaction
+        self.local_tag = local_tag
+        self.dialog: Dialog | None = None
+        self.state = CallState.INCOMING if direction == "incoming" else CallState.CALLING
+        self.offer: SDPBody | None = _sdp(invite)
+        self.answer_sdp: SDPBody | None = None
+        self.local_sdp: SDPBody | None = self.offer if direction == "outgoing" else None
+        self.remote_sdp: SDPBody | None = self.offer if direction == "incoming" else None
+        self.final_response: Response | None = None
+        self.ended_by: str | None = None  # "local", "remote", "cancel" or "timeout"
+        self._ended = trio.Event()
+        self._acked = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Call {self.direction} {self.invite.uri} {self.state.value}>"
+
+    # -- properties ------------------------------------------------------------------------
+    @property
+    def call_id(self) -> str:
+        return self.invite.call_id
+
+    @property
+    def remote_uri(self) -> str:
+        party = self.invite.from_ if self.direction == "incoming" else self.invite.to
+        return str(party.uri)
+
+    @property
+    def established(self) -> bool:
+        return self.state is CallState.ESTABLISHED
+
+    @property
+    def ended(self) -> bool:
+        return self.state is CallState.ENDED
+
+    # -- incoming: ring, answer, reject -------------------------------------------------------
+    def ring(self, status_code: int = 180, body: SDPBody | str | None = None) -> Response:
+        """Send a provisional response (180 Ringing, or 183 with early media SDP)."""
+        if not 101 <= status_code <= 199:
+            raise ValueError("ring() sends a provisional response (101-199)")
+        response = self._respond(status_code, body=body)
+        self.state = CallState.EARLY
+        return response
+
+    def answer(
+        self, body: SDPBody | str | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        """Answer with 200 OK; without ``body`` an SDP answer to the offer is made.
+
+        With no offer in the INVITE (late offer) ``body`` is our offer and the answer arrives
+        in the ACK.
+        """
+        if body is None:
+            body = self._uas.default_sdp(self.offer)
+        sdp = body if isinstance(body, SDPBody) else SDPBody.parse(body)
+        if self.offer is not None:
+            self.answer_sdp = sdp
+        self.local_sdp = sdp
+        response = self._respond(200, body=sdp, headers=headers)
+        self.final_response = response
+        self.dialog = self._uas.dialog_from_incoming(self.invite, response, self)
+        self.state = CallState.ESTABLISHED
+        self._uas.retransmit_2xx(self, response)
+        return response
+
+    def reject(
+        self,
+        status_code: int = 486,
+        reason: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Refuse the call (486 Busy Here by default)."""
+        if status_code < 300:
+            raise ValueError("reject() needs a status code of 300 or more")
+        response = self._respond(status_code, reason, headers=headers)
+        self.final_response = response
+        self._end("local")
+        return response
+
+    def respond(
+        self,
+        status_code: int,
+        reason: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: SDPBody | str | bytes | None = None,
+    ) -> Response:
+        """Send any response to the INVITE (prefer ring/answer/reject)."""
+        return self._respond(status_code, reason, headers=headers, body=body)
+
+    def _respond(
+        self,
+        status_code: int,
+        reason: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: SDPBody | str | bytes | None = None,
+    ) -> Response:
+        if self.direction != "incoming" or self.transaction is None:
+            raise ProtocolError("only an incoming call is answered")
+        if self.final_response is not None:
+            raise ProtocolError(
+                f"the call was already answered with {self.final_response.status_code}"
+            )
+        response = make_response(
+            self.invite, status_code, reason, to_tag=self.local_tag if status_code > 100 else None
+        )
+        if status_code > 100 and status_code < 300:
+            response.headers["Contact"] = self._uas.contact_for(self.invite)
+        for name, value in (headers or {}).items():
+            response.headers[name] = value
+        if body is not None:
+            response.content = (
+                body.to_bytes()
+                if isinstance(body, SDPBody)
+                else (body.encode() if isinstance(body, str) else body)
+            )
+            response.headers.setdefault("Content-Type", "application/sdp")
+        if not self.transaction.respond(response, trio.current_time()):
+            raise ProtocolError(f"the transaction no longer takes a {status_code}")
+        self.client._pump()
+        return response
+
+    # -- in-dialog requests (both directions) -----------------------------------------------------
+    def _require_dialog(self) -> Dialog:
+        if self.dialog is None or self.dialog.state is DialogState.TERMINATED:
+            raise ProtocolError("the call has no active dialog")
+        return self.dialog
+
+    async def reinvite(
+        self, body: SDPBody | str | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        """Send a re-INVITE with a new offer (our last SDP by default) and ACK its 2xx."""
+        dialog = self._require_dialog()
+        sdp = body if body is not None else self.local_sdp
+        content = sdp.to_bytes() if isinstance(sdp, SDPBody) else (sdp.encode() if sdp else None)
+        fields = dict(headers or {})
+        if content:
+            fields.setdefault("Content-Type", "application/sdp")
+        fields.setdefault("Contact", self._uas.contact_for(self.invite))
+        request = dialog.create_request("INVITE", headers=fields, content=content)
+        response = await self.client._send_in_dialog(dialog, request, timeout=None)
+        if response.is_success:
+            if isinstance(sdp, SDPBody):
+                self.local_sdp = sdp
+            elif sdp:
+                self.local_sdp = SDPBody.parse(sdp)
+            remote = _sdp(response)
+            if remote is not None:
+                self.remote_sdp = remote
+            await self.client._ack_in_dialog(dialog, response)
+        return response
+
+    async def hold(self) -> Response:
+        """Put the call on hold: re-INVITE with our SDP set to sendonly."""
+        return await self._redirect("sendonly")
+
+    async def unhold(self) -> Response:
+        """Take the call off hold: re-INVITE with our SDP set to sendrecv."""
+        return await self._redirect("sendrecv")
+
+    async def _redirect(self, direction: str) -> Response:
+        if self.local_sdp is None:
+            raise ProtocolError("the call has no local SDP to change")
+        return await self.reinvite(self.local_sdp.with_direction(direction))
+
+    async def refer(self, refer_to: str) -> Response:
+        """Ask the peer to call ``refer_to`` (RFC 3515)."""
+        return await self.client.refer(refer_to=refer_to, dialog_id=self._require_dialog().id)
+
+    async def info(
+        self, body: str | bytes, content_type: str = "application/dtmf-relay"
+    ) -> Response:
+        return await self.client.info(
+            body=body, content_type=content_type, dialog_id=self._require_dialog().id
+        )
+
+    async def bye(self) -> Response:
+        """Hang up: BYE within the dialog."""
+        dialog = self._require_dialog()
+        response = await self.client.bye(dialog_id=dialog.id)
+        self._end("local")
+        return response
+
+    hangup = bye
+
+    async def wait_ended(self) -> str | None:
+        """Wait until the call ends (either side); returns who ended it."""
+        await self._ended.wait()
+        return self.ended_by
+
+    async def wait_acked(self) -> None:
+        """Wait for the ACK of our 2xx (incoming calls)."""
+        await self._acked.wait()
+
+    # -- called by the client -----------------------------------------------------------------
+    def _on_ack(self, ack: Request) -> None:
+        if self.answer_sdp is None and ack.content:
+            remote = _sdp(ack)
+            if remote is not None:
+                self.remote_sdp = remote
+                self.answer_sdp = remote
+        if self.dialog is not None and self.dialog.state is DialogState.EARLY:
+            self.dialog.state = DialogState.CONFIRMED
+        self._acked.set()
+
+    def _on_reinvite(self, request: Request) -> SDPBody | None:
+        """A re-INVITE from the peer: take its offer, return our answer."""
+        offer = _sdp(request)
+        if offer is None:
+            return self.local_sdp
+        self.remote_sdp = offer
+        answer = self._uas.default_sdp(offer)
+        self.local_sdp = answer
+        return answer
+
+    def _end(self, by: str) -> None:
+        if self.state is not CallState.ENDED:
+            self.state = CallState.ENDED
+            self.ended_by = by
+            if self.dialog is not None:
+                self.dialog.terminate()
+            self._acked.set()
+            self._ended.set()
+
+
+def _sdp(message: Request | Response) -> SDPBody | None:
+    if not message.content:
+        return None
+    content_type = message.headers.get_first("Content-Type") or ""
+    if not content_type.lower().startswith("application/sdp"):
+        return None
+    try:
+        return SDPBody.parse(message.content)
+    except ParseError:  # a broken SDP is not a reason to drop the call
+        return None
