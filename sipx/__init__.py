@@ -6,6 +6,7 @@ Public names live here; everything else is private. ``AsyncClient`` is the trio 
 
 from ._async_client import AsyncClient, LocalAddress
 from ._auth import Auth
+from ._call import Call, CallState
 from ._core.dialog import Dialog, DialogId, DialogState
 from ._core.digest import Challenge
 from ._core.framer import StreamFramer
@@ -19,6 +20,7 @@ from ._core.uri import URI
 from ._errors import AuthError, ParseError, ProtocolError, SIPError, TimeoutError, TransportError
 from ._events import Events, RequestContext, event_handler
 from ._sync_client import Client
+from ._uas import IncomingRequest
 
 __version__ = "0.1.0"
 
@@ -28,6 +30,8 @@ __all__ = [
     "Auth",
     "AuthError",
     "CSeq",
+    "Call",
+    "CallState",
     "Challenge",
     "Client",
     "Codec",
@@ -36,6 +40,7 @@ __all__ = [
     "DialogState",
     "Events",
     "Headers",
+    "IncomingRequest",
     "LocalAddress",
     "MediaDescription",
     "MediaType",

@@ -26,7 +26,9 @@ from ._core.dialog import Dialog, DialogId
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.timers import TimerConfig
+from ._core.uri import URI
 from ._events import Events
+from ._uas import RequestHandler
 
 T = TypeVar("T")
 
@@ -158,7 +160,7 @@ class Client:
     def request(
         self,
         method: str,
-        uri: str,
+        uri: str | URI,
         *,
         headers: Mapping[str, str] | None = None,
         body: str | bytes | SDPBody | None = None,
@@ -389,7 +391,7 @@ class Client:
     def auto_reregistering(self) -> list[str]:
         return self._async.auto_reregistering
 
-    def on_request(self, method: str, handler: Callable[[Request], Any]) -> None:
+    def on_request(self, method: str, handler: RequestHandler) -> None:
         """Handle incoming ``method`` requests; the handler runs on the portal thread."""
         self._call(_as_async(self._async.on_request), method, handler)
 

@@ -66,8 +66,13 @@ def parse_params(text: str, where: str) -> dict[str, str | None]:
     if not text:
         return {}
     if text[0] == ";" and _PARAMS_RE.fullmatch(text):
-        return {name.lower(): value or None for name, value in _PARAM_ITEM_RE.findall(text)}
+        return _valid_params(text)
     return _parse_params_slow(text, where)
+
+
+def _valid_params(text: str) -> dict[str, str | None]:
+    """Parameters from text that ``_PARAMS_RE`` has matched (so it splits unambiguously)."""
+    return {name.lower(): value or None for name, value in _PARAM_ITEM_RE.findall(text)}
 
 
 def _parse_params_slow(text: str, where: str) -> dict[str, str | None]:
@@ -164,17 +169,23 @@ class Via:
         if match is None:
             return cls._parse_slow(text)
         transport, host, port_text, params_text = match.groups()
-        port = None if port_text is None else _port(port_text, "Via")
+        port = None
+        if port_text is not None:
+            port = int(port_text)  # at most 5 digits
+            if port > 65535:
+                raise ParseError(f"bad port {port_text} in Via")
+        params: dict[str, str | None] = {}
         if params_text:
-            params = {
-                name.lower(): value or None for name, value in _PARAM_ITEM_RE.findall(params_text)
-            }
+            if '"' in params_text:
+                params = _valid_params(params_text)
+            else:  # the regex checked the syntax: ";" and "=" only separate
+                for item in params_text[1:].split(";"):
+                    name, eq, value = item.partition("=")
+                    params[name.lower()] = value if eq else None
             branch = params.get("branch")
             if branch is not None and branch[0] == '"':
                 raise ParseError("Via branch must be a token")
-        else:
-            params = {}
-        return cls(transport.upper(), host, port, params)
+        return cls(transport if transport.isupper() else transport.upper(), host, port, params)
 
     @classmethod
     def _parse_slow(cls, text: str) -> Via:
@@ -315,9 +326,14 @@ class NameAddr:
                 return cls._parse_slow(text)
             display = None
             uri_text, params_text = match.groups()
-        if not params_text:
-            return cls._lazy(uri_text, display, {})
-        params = {name.lower(): value or None for name, value in _PARAM_ITEM_RE.findall(params_text)}
+        params: dict[str, str | None] = {}
+        if params_text:
+            if '"' in params_text:
+                params = _valid_params(params_text)
+            else:  # the regex checked the syntax: ";" and "=" only separate
+                for item in params_text[1:].split(";"):
+                    name, eq, value = item.partition("=")
+                    params[name.lower()] = value if eq else None
         return cls._lazy(uri_text, display, params)
 
     @classmethod

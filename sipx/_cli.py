@@ -1,0 +1,153 @@
+"""The ``sipx`` command line: options, register, message, call, serve, demo.
+
+Each client command runs one AsyncClient under ``trio.run``; ``--verbose`` prints every
+message sent and received.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from ._async_client import AsyncClient
+from ._auth import Auth
+from ._errors import SIPError
+from ._ladder import Ladder
+
+
+def _client(args: argparse.Namespace) -> AsyncClient:
+    auth = Auth.Digest(args.user, args.password) if args.user and args.password else None
+    ladder = Ladder(full=True) if args.verbose else None
+    return AsyncClient(
+        local_host=args.local_host,
+        local_port=args.local_port,
+        transport=args.transport.upper(),
+        auth=auth,
+        timeout=args.timeout,
+        trace=ladder.hook("me") if ladder else None,
+    )
+
+
+def _print_response(label: str, response: object) -> None:
+    status = getattr(response, "status_code", "?")
+    reason = getattr(response, "reason_phrase", "")
+    print(f"{label}: {status} {reason}")
+
+
+async def _options(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        response = await client.options(args.uri, host=args.host, port=args.port)
+        _print_response("OPTIONS", response)
+        if "Allow" in response.headers:
+            print(f"Allow: {response.headers['Allow']}")
+        return 0 if response.is_success else 1
+
+
+async def _register(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        response = await client.register(
+            args.aor, expires=args.expires, host=args.host, port=args.port
+        )
+        _print_response("REGISTER", response)
+        for contact in response.contact:
+            print(f"Contact: {contact}")
+        return 0 if response.is_success else 1
+
+
+async def _message(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        response = await client.message(args.uri, args.text, host=args.host, port=args.port)
+        _print_response("MESSAGE", response)
+        return 0 if response.is_success else 1
+
+
+async def _call(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        call = await client.call(args.uri, host=args.host, port=args.port)
+        assert call.final_response is not None
+        _print_response("INVITE", call.final_response)
+        if not call.established:
+            return 1
+        if call.remote_sdp is not None:
+            print(f"Codecs: {', '.join(call.remote_sdp.get_codecs_summary())}")
+        try:
+            with trio.move_on_after(args.duration):
+                ended_by = await call.wait_ended()
+                print(f"Call ended by the {ended_by} side")
+                return 0
+        except KeyboardInterrupt:
+            pass
+        if not call.ended:
+            with trio.CancelScope(shield=True):
+                _print_response("BYE", await call.bye())
+        return 0
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transport", choices=["udp", "tcp", "UDP", "TCP"], default="udp")
+    parser.add_argument("--user", help="digest username")
+    parser.add_argument("--password", help="digest password")
+    parser.add_argument("--local-host", default="0.0.0.0")
+    parser.add_argument("--local-port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--host", help="send to this host instead of the URI's")
+    parser.add_argument("--port", type=int, help="send to this port instead of the URI's")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    parser.add_argument("--verbose", "-v", action="store_true", help="print every message")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sipx", description="A SIP user agent on trio.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    options = commands.add_parser("options", help="send OPTIONS and print the answer")
+    options.add_argument("uri")
+    _add_client_options(options)
+
+    register = commands.add_parser("register", help="REGISTER an address of record")
+    register.add_argument("aor")
+    register.add_argument("--expires", type=int, default=3600)
+    _add_client_options(register)
+
+    message = commands.add_parser("message", help="send an instant message")
+    message.add_argument("uri")
+    message.add_argument("text")
+    _add_client_options(message)
+
+    call = commands.add_parser("call", help="call, wait for the answer, hang up")
+    call.add_argument("uri")
+    call.add_argument("--duration", type=float, default=5.0, help="hang up after N seconds")
+    _add_client_options(call)
+
+    serve = commands.add_parser("serve", help="run the development SIP server", add_help=False)
+    serve.add_argument("rest", nargs=argparse.REMAINDER)
+
+    demo = commands.add_parser("demo", help="run the guide's flows against an in-process server")
+    demo.add_argument("--transport", choices=["udp", "tcp", "UDP", "TCP"], default="udp")
+    demo.add_argument("--verbose", "-v", action="store_true", help="print whole messages")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "serve":
+        from ._serve.cli import main as serve_main
+
+        return serve_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from ._demo import run_demo
+
+        return run_demo(transport=args.transport.upper(), full=args.verbose)
+    runner = {"options": _options, "register": _register, "message": _message, "call": _call}[
+        args.command
+    ]
+    try:
+        return trio.run(runner, args)
+    except SIPError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,118 @@
+"""What the sans-I/O parts of ``sipx serve`` share: the server's own address and outputs.
+
+Every decision module (:mod:`.proxy`, :mod:`.echo`, :mod:`.registrar`) returns what should
+go on the wire as :class:`Outgoing` values; the trio layer (:mod:`.server`) only serialises
+them and hands them to the named transport. Addresses are ``(host, port)`` tuples, the
+same shape the transports use; for TCP the address is also the connection key, so a reply
+to ``source`` goes back over the connection the request came in on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .._core.message import Request, Response
+from .._core.uri import URI
+
+Address = tuple[str, int]
+
+TRANSPORTS = ("UDP", "TCP")
+"""Transports ``sipx serve`` can run (TLS is not offered by the development server)."""
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, REFER, NOTIFY, SUBSCRIBE, UPDATE, INFO"
+"""The Allow header the server and its built-in UA send (Kamailio's list, minus PRACK)."""
+
+SERVER_AGENT = "sipx-serve"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to put on the wire: ``message`` over ``transport`` ("UDP"/"TCP") to ``address``."""
+
+    message: Request | Response
+    transport: str
+    address: Address
+
+
+def is_ip(host: str) -> bool:
+    """True for an IPv4 address or an IPv6 address (with or without brackets)."""
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") else host)
+    except ValueError:
+        return False
+    return True
+
+
+def default_port(transport: str) -> int:
+    return 5061 if transport.upper() == "TLS" else 5060
+
+
+class ServerIdentity:
+    """The server's own host and port, the names it answers to, and its own URIs.
+
+    ``host`` is the address written into Via, Record-Route and Contact; ``aliases`` are more
+    host names that mean "this server" in a Request-URI or Route (``localhost`` is always one,
+    and every loopback address when ``host`` is a loopback or wildcard address).
+    """
+
+    __slots__ = ("_names", "host", "port", "transports")
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        transports: Iterable[str] = TRANSPORTS,
+        aliases: Iterable[str] = (),
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.transports = tuple(t.upper() for t in transports)
+        names = {host.lower(), "localhost", *(a.lower() for a in aliases)}
+        plain = host[1:-1] if host.startswith("[") else host
+        if plain in ("0.0.0.0", "::") or plain.startswith("127.") or plain == "::1":
+            names.update({"127.0.0.1", "[::1]"})
+        self._names = frozenset(names)
+
+    @property
+    def hostport(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def is_ours(self, uri: URI) -> bool:
+        """Does ``uri`` name this server (host is one of ours, port ours or 5060 absent)?"""
+        if uri.scheme not in ("sip", "sips"):
+            return False
+        host = (uri.params.get("maddr") or uri.host).lower()
+        if host not in self._names:
+            return False
+        return (uri.port or default_port(uri.transport or "UDP")) == self.port
+
+    def is_our_address(self, address: Address) -> bool:
+        host, port = address
+        return port == self.port and (host.lower() in self._names or host == self.host)
+
+    def uri(self, transport: str, user: str | None = None, *, lr: bool = False) -> str:
+        """``sip:[user@]HOST:PORT[;transport=tcp][;lr]`` for one of our transports."""
+        text = "sip:" + (f"{user}@" if user else "") + self.hostport
+        if transport.upper() != "UDP":
+            text += f";transport={transport.lower()}"
+        if lr:
+            text += ";lr"
+        return text
+
+    def record_route(self, transport: str) -> str:
+        """The Record-Route value for requests that leave (or arrive) over ``transport``."""
+        return f"<{self.uri(transport, lr=True)}>"
+
+    def via(self, transport: str, branch: str) -> str:
+        return f"SIP/2.0/{transport.upper()} {self.hostport};branch={branch}"
+
+    def pick_transport(self, wanted: str | None) -> str:
+        """``wanted`` when we run it, else the first transport we do run."""
+        if wanted is not None and wanted.upper() in self.transports:
+            return wanted.upper()
+        if wanted is None and "UDP" in self.transports:
+            return "UDP"
+        return self.transports[0]
