@@ -43,6 +43,7 @@ from ._core.timers import TimerConfig
 from ._core.transaction import (
     AckReceived,
     ClientTransaction,
+    Event,
     RequestReceived,
     ResponseReceived,
     Send,
@@ -193,7 +194,7 @@ class AsyncClient:
         if self._network is not None:
             return self._network.transport(self._on_message, self.transport_name)
         if self.transport_name == "TCP":
-            return TCPTransport(self._on_message)
+            return TCPTransport(self._on_message, on_error=self._on_transport_error)
         return UDPTransport(self._on_message)
 
     @property
@@ -844,7 +845,7 @@ class AsyncClient:
             raise TransportError("transaction ended without a response")
         except trio.Cancelled:
             if is_invite:
-                await self._cancel_on_abort(transaction, history)
+                await self._cancel_on_abort(transaction, history, receive_channel)
             raise
         finally:
             self._waiters.pop(transaction, None)
@@ -852,15 +853,55 @@ class AsyncClient:
                 self._pending_invites.pop(request.call_id, None)
 
     async def _cancel_on_abort(
-        self, transaction: ClientTransaction, history: list[Response]
+        self,
+        transaction: ClientTransaction,
+        history: list[Response],
+        responses: trio.MemoryReceiveChannel[Response | Exception],
     ) -> None:
-        """The caller gave up on an INVITE: CANCEL it, in a shielded and bounded scope."""
+        """The caller gave up on an INVITE: CANCEL it, shielded and bounded (RFC 3261 9.1).
+
+        CANCEL waits for a provisional response; a 2xx that wins the race is ACKed and
+        ended with BYE so that the callee is not left in a half-open call.
+        """
         with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self.timers.t1 * 8
-            try:
-                await self._send_cancel(transaction)
-            except SIPError as exc:
-                log.debug("CANCEL after abort failed: %s", exc)
+            scope.deadline = trio.current_time() + self.timers.t1 * 16
+            async with trio.open_nursery() as nursery:
+                cancelled = False
+                if any(r.status_code < 200 for r in history):
+                    nursery.start_soon(self._quiet_cancel, transaction)
+                    cancelled = True
+                async for item in responses:
+                    if isinstance(item, Exception):
+                        break
+                    if item.status_code < 200:
+                        if not cancelled:
+                            nursery.start_soon(self._quiet_cancel, transaction)
+                            cancelled = True
+                        continue
+                    if item.is_success:
+                        item.request = transaction.request
+                        await self._end_unwanted_call(item)
+                    break
+                nursery.cancel_scope.deadline = min(
+                    nursery.cancel_scope.deadline, trio.current_time() + self.timers.t1 * 8
+                )
+
+    async def _quiet_cancel(self, transaction: ClientTransaction) -> None:
+        try:
+            await self._send_cancel(transaction)
+        except SIPError as exc:
+            log.debug("CANCEL after abort failed: %s", exc)
+
+    async def _end_unwanted_call(self, response: Response) -> None:
+        """ACK and BYE a 2xx to an INVITE the caller no longer wants."""
+        assert response.request is not None
+        self._on_invite_success(response.request, response)
+        try:
+            dialog = self._dialog_for_response(response)
+            await self._ack_in_dialog(dialog, response)
+            await self.bye(dialog_id=dialog.id)
+        except SIPError as exc:
+            log.debug("ending an abandoned call failed: %s", exc)
 
     async def _send_cancel(self, transaction: ClientTransaction) -> Response:
         cancel = build_cancel(transaction.request)
@@ -969,6 +1010,8 @@ class AsyncClient:
                 self._learn_public_address(message)
                 self._layer.receive_response(message, now)
             else:
+                # RFC 3261 8.1.1: without these no response can be built; drop it here.
+                message.to, message.from_, message.call_id, message.cseq  # noqa: B018
                 self._note_source(message, source)
                 self._layer.receive_request(
                     message, now, reliable=transport.reliable, destination=source
@@ -976,6 +1019,14 @@ class AsyncClient:
         except (ParseError, ProtocolError) as exc:
             log.info("dropping a malformed message from %s:%s: %s", source[0], source[1], exc)
             return
+        self._pump()
+
+    def _on_transport_error(self, address: Address, error: Exception) -> None:
+        """A connection to ``address`` failed: fail every transaction waiting on it."""
+        now = trio.current_time()
+        for transaction in list(self._waiters):
+            if transaction.destination == address:
+                self._layer.transport_error(transaction, now)
         self._pump()
 
     def _note_source(self, request: Request, source: Address) -> None:
@@ -1004,8 +1055,15 @@ class AsyncClient:
             self._public_address = (host, port)
 
     def _pump(self) -> None:
-        """Carry out what the transaction layer asks for."""
-        for event in self._layer.pop_events():
+        """Carry out what the transaction layer asks for (until it has nothing more)."""
+        while events := self._layer.pop_events():
+            self._handle_events(events)
+        deadline = self._layer.next_deadline()
+        if deadline is not None and deadline < self._armed_deadline:
+            self._timer_wakeup.set()
+
+    def _handle_events(self, events: list[Event]) -> None:
+        for event in events:
             if isinstance(event, Send):
                 destination = event.transaction.destination
                 assert isinstance(destination, tuple)
@@ -1038,9 +1096,6 @@ class AsyncClient:
                         f"{t.request.method} {t.request.uri}: transport failure"
                     ),
                 )
-        deadline = self._layer.next_deadline()
-        if deadline is not None and deadline < self._armed_deadline:
-            self._timer_wakeup.set()
 
     def _fail_waiter(self, transaction: object, error: Callable[[Any], Exception]) -> None:
         channel = self._waiters.get(transaction)  # type: ignore[call-overload]
@@ -1065,7 +1120,10 @@ class AsyncClient:
         self._uas.on_ack(request)
 
     async def _serve_request(self, transaction: ServerTransaction, request: Request) -> None:
-        await self._uas.serve(transaction, request)
+        try:
+            await self._uas.serve(transaction, request)
+        except Exception:  # a background task never crashes the client
+            log.exception("serving %s failed", request.method)
 
     # -- timers --------------------------------------------------------------------------------
     async def _timer_loop(self) -> None:

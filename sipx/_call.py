@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ._core.builder import copy_record_route
 from ._core.dialog import Dialog, DialogState
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
@@ -156,8 +157,9 @@ class Call:
         response = make_response(
             self.invite, status_code, reason, to_tag=self.local_tag if status_code > 100 else None
         )
-        if status_code > 100 and status_code < 300:
+        if 100 < status_code < 300:
             response.headers["Contact"] = self._uas.contact_for(self.invite)
+            copy_record_route(self.invite, response)
         for name, value in (headers or {}).items():
             response.headers[name] = value
         if body is not None:

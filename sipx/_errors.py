@@ -33,7 +33,7 @@ class TransportError(SIPError, OSError):
     """A transport failed: bind, connect, send."""
 
 
-class TimeoutError(SIPError, builtins.TimeoutError):  # noqa: A001 - mirrors httpx naming
+class TimeoutError(SIPError, builtins.TimeoutError):
     """No final response arrived in time."""
 
     def __init__(self, method: str, uri: str, seconds: float) -> None:

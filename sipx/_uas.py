@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._call import Call, CallState
+from ._core.builder import copy_record_route
 from ._core.dialog import Dialog, DialogId, dialog_id_of
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
@@ -42,6 +43,7 @@ ALLOWED_METHODS = (
     "REFER",
     "INFO",
 )
+DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 RequestHandler = Callable[..., Any]  # IncomingRequest (or Call for INVITE) -> Response | None
 
 
@@ -93,6 +95,8 @@ class IncomingRequest:
         response = make_response(
             self.request, status_code, reason, to_tag=self._uas.local_tag(self.request)
         )
+        if 100 < status_code < 300 and self.method in DIALOG_CREATING:
+            copy_record_route(self.request, response)
         for name, value in (headers or {}).items():
             response.headers[name] = value
         if body is not None:

@@ -92,5 +92,13 @@ def build_auth_retry(request: Request, header_name: str, credentials: str) -> Re
     return retry
 
 
+def copy_record_route(request: Request, response: Response) -> None:
+    """A UAS copies Record-Route into its dialog-creating responses (RFC 3261 12.1.1)."""
+    if "Record-Route" in response.headers:
+        return
+    for value in request.headers.get_list("Record-Route"):
+        response.headers.add("Record-Route", value)
+
+
 def response_reason(response: Response) -> str:
     return f"{response.status_code} {response.reason_phrase}".strip()

@@ -370,12 +370,10 @@ class NameAddr:
             # addr-spec: parameters after the URI belong to the header, not the URI.
             uri_text, semi, rest = text.partition(";")
             uri_text = uri_text.strip(" \t")
-            if any(c in uri_text for c in " \t\"<>"):
+            if any(c in uri_text for c in ' \t"<>'):
                 raise ParseError(f"bad addr-spec {uri_text[:80]!r}")
             if "?" in uri_text or "," in uri_text:
-                raise ParseError(
-                    f"addr-spec with '?' or ',' must be enclosed in <>: {text[:80]!r}"
-                )
+                raise ParseError(f"addr-spec with '?' or ',' must be enclosed in <>: {text[:80]!r}")
             uri = URI.parse(uri_text)
             rest = semi + rest
         return cls(uri, display, _parse_params_slow(rest, "name-addr") if rest else {})

@@ -34,21 +34,78 @@ COMPACT_FORMS = {
     "y": "Identity",
 }
 
-_CANONICAL_NAMES = (
-    "Accept Accept-Contact Accept-Encoding Accept-Language Alert-Info Allow Allow-Events "
-    "Authentication-Info Authorization Call-ID Call-Info Contact Content-Disposition "
-    "Content-Encoding Content-Language Content-Length Content-Type CSeq Date Error-Info Event "
-    "Expires From In-Reply-To Max-Forwards Min-Expires MIME-Version Organization Priority "
-    "Proxy-Authenticate Proxy-Authorization Proxy-Require RAck Reason Record-Route Refer-To "
-    "Referred-By Reject-Contact Reply-To Request-Disposition Require Retry-After Route RSeq "
-    "Server Session-Expires Subject Subscription-State Supported Timestamp To Unsupported "
-    "User-Agent Via Warning WWW-Authenticate Min-SE Identity P-Asserted-Identity "
-    "P-Preferred-Identity Privacy Path Service-Route Replaces"
-).split()
+_CANONICAL_NAMES = [
+    "Accept",
+    "Accept-Contact",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Authentication-Info",
+    "Authorization",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Length",
+    "Content-Type",
+    "CSeq",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "From",
+    "In-Reply-To",
+    "Max-Forwards",
+    "Min-Expires",
+    "MIME-Version",
+    "Organization",
+    "Priority",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "RAck",
+    "Reason",
+    "Record-Route",
+    "Refer-To",
+    "Referred-By",
+    "Reject-Contact",
+    "Reply-To",
+    "Request-Disposition",
+    "Require",
+    "Retry-After",
+    "Route",
+    "RSeq",
+    "Server",
+    "Session-Expires",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "Warning",
+    "WWW-Authenticate",
+    "Min-SE",
+    "Identity",
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "Privacy",
+    "Path",
+    "Service-Route",
+    "Replaces",
+]
 
 # lower-case name -> (key: lower-case long name, canonical spelling), for every known name
 # and compact form.
-_KNOWN: dict[str, tuple[str, str]] = {name.lower(): (name.lower(), name) for name in _CANONICAL_NAMES}
+_KNOWN: dict[str, tuple[str, str]] = {
+    name.lower(): (name.lower(), name) for name in _CANONICAL_NAMES
+}
 _KNOWN.update({letter: (long.lower(), long) for letter, long in COMPACT_FORMS.items()})
 # The same for the spellings seen in practice (canonical, lower, upper, compact letters in
 # both cases), so that the parser and lookups can skip ``str.lower()``.
@@ -70,11 +127,41 @@ _LIST_ITEM_RE = re.compile(r'(?:[^,"<]|"(?:[^"\\]|\\[\s\S]?)*(?:"|\Z)|<[^>]*(?:>
 # Headers whose values may be comma-joined lists (RFC 3261 section 7.3.1). Others (Date,
 # WWW-Authenticate, Authorization, ...) contain commas that are not separators.
 LIST_HEADERS = frozenset(
-    "via route record-route contact allow supported require proxy-require unsupported accept "
-    "accept-encoding accept-language allow-events content-encoding content-language alert-info "
-    "call-info error-info in-reply-to warning path service-route reason accept-contact "
-    "reject-contact request-disposition security-client security-server security-verify "
-    "p-asserted-identity p-preferred-identity p-associated-uri history-info".split()
+    [
+        "via",
+        "route",
+        "record-route",
+        "contact",
+        "allow",
+        "supported",
+        "require",
+        "proxy-require",
+        "unsupported",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "allow-events",
+        "content-encoding",
+        "content-language",
+        "alert-info",
+        "call-info",
+        "error-info",
+        "in-reply-to",
+        "warning",
+        "path",
+        "service-route",
+        "reason",
+        "accept-contact",
+        "reject-contact",
+        "request-disposition",
+        "security-client",
+        "security-server",
+        "security-verify",
+        "p-asserted-identity",
+        "p-preferred-identity",
+        "p-associated-uri",
+        "history-info",
+    ]
 )
 
 

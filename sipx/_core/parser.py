@@ -23,8 +23,22 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _FOLD_RE = re.compile(r"\n[ \t]+")
 _VERSION_RE = re.compile(r"SIP/[0-9]{1,3}\.[0-9]{1,3}", re.I)
 _METHODS = frozenset(
-    "INVITE ACK BYE CANCEL OPTIONS REGISTER PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER "
-    "MESSAGE UPDATE".split()
+    [
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "INFO",
+        "REFER",
+        "MESSAGE",
+        "UPDATE",
+    ]
 )
 
 
@@ -64,25 +78,25 @@ def parse_message(
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")  # RFC 3261 7.5: CRLFs before the start line are ignored
     end = data.find(b"\r\n\r\n")
-    lf_end = data.find(b"\n\n", 0, len(data) if end == -1 else end)
-    if lf_end == -1:
-        if end == -1:
-            raise ParseError("no empty line ends the header section", offset=len(data))
+    if end == -1:
+        head, body = _split_at_lf(data, len(data))
+    else:
         head = data[:end].decode("utf-8", "surrogateescape")
         body = data[end + 4 :]
-    else:  # bare LF line ends (at least for the empty line)
-        head = data[:lf_end].decode("utf-8", "surrogateescape")
-        body = data[lf_end + 2 :]
-        if head.endswith("\r"):  # "...\r\n\n": CRLF lines, then a bare LF
-            head = head[:-1]
     lines = head.split("\r\n")
     count = len(lines) - 1
     try:
         if head.count("\n") != count or head.count("\r") != count:
             raise _Folded
-        message = _parse_lines(lines, limits)
+        message = _parse_lines(lines, len(head), limits)
     except _Folded:
-        message = _parse_lines(_normalise(head), limits)
+        if end != -1 and "\n\n" in head:  # bare LF lines end before the first CRLF CRLF
+            head, body = _split_at_lf(data, end)
+        lines = _normalise(head)
+        try:
+            message = _parse_lines(lines, len(head), limits, normalised=True)
+        except _Folded:
+            raise ParseError("a header line starts with whitespace") from None
     index = message.headers._index
     lengths = index.get("content-length") if index is not None else None
     if lengths is None:
@@ -108,6 +122,17 @@ def parse_message(
     return message
 
 
+def _split_at_lf(data: bytes, stop: int) -> tuple[str, bytes]:
+    """Split a message whose header section ends with a bare LF empty line."""
+    end = data.find(b"\n\n", 0, stop)
+    if end == -1:
+        raise ParseError("no empty line ends the header section", offset=len(data))
+    head = data[:end].decode("utf-8", "surrogateescape")
+    if head.endswith("\r"):  # "...\r\n\n": CRLF lines, then a bare LF
+        head = head[:-1]
+    return head, data[end + 2 :]
+
+
 def _normalise(head: str) -> list[str]:
     """Lines of a header section with LF or CRLF ends and folded continuation lines."""
     head = head.replace("\r\n", "\n")
@@ -121,10 +146,20 @@ def _normalise(head: str) -> list[str]:
     return head.split("\n")
 
 
-def _parse_lines(lines: list[str], limits: ParserLimits) -> Request | Response:
+def _parse_lines(
+    lines: list[str], size: int, limits: ParserLimits, *, normalised: bool = False
+) -> Request | Response:
     if len(lines) - 1 > limits.max_headers:
+        if not normalised:
+            raise _Folded  # count again once folded lines are joined
         raise ParseError(f"more than {limits.max_headers} header lines")
     max_line = limits.max_line_length
+    if size > max_line:  # some line may be too long: check each (else none can be)
+        for line in lines:
+            if len(line) > max_line:
+                raise ParseError(
+                    f"header line {line[:40]!r}... is longer than {max_line} characters"
+                )
     fields: list[tuple[str, str, str]] = []
     append = fields.append
     index: dict[str, list[str]] = {}
@@ -134,8 +169,6 @@ def _parse_lines(lines: list[str], limits: ParserLimits) -> Request | Response:
         entry = exact.get(name)
         if entry is None:
             entry = _header_name(name, colon, line)
-        if len(line) > max_line:
-            raise ParseError(f"a {entry[1]} header line is longer than {max_line} characters")
         value = value.strip(" \t")
         key = entry[0]
         append((key, entry[1], value))
@@ -144,7 +177,7 @@ def _parse_lines(lines: list[str], limits: ParserLimits) -> Request | Response:
             index[key] = [value]
         else:
             values.append(value)
-    return _parse_start_line(lines[0], Headers._from_parsed(fields, index), max_line)
+    return _parse_start_line(lines[0], Headers._from_parsed(fields, index))
 
 
 def _header_name(name: str, colon: str, line: str) -> tuple[str, str]:
@@ -163,9 +196,7 @@ def _header_name(name: str, colon: str, line: str) -> tuple[str, str]:
     return lowered, name
 
 
-def _parse_start_line(line: str, headers: Headers, max_line: int) -> Request | Response:
-    if len(line) > max_line:
-        raise ParseError(f"the start line is longer than {max_line} characters")
+def _parse_start_line(line: str, headers: Headers) -> Request | Response:
     if line.startswith("SIP/"):
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")

@@ -19,13 +19,27 @@ _PASSWORD_SAFE = "-_.!~*'()&=+$,"
 _PARAM_SAFE = "-_.!~*'()[]/:&+$"
 _HEADER_SAFE = "-_.!~*'()[]/?:+$"
 
-_HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9.])?|[0-9.]+")
+_HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9.])?")
 _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
-_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]/:&$]+")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]/:&$()]+")
+_BAD_CHARS_RE = re.compile(r"[\x00-\x20<>\"\x7f]")
+_ESCAPES_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# The common sip/sips URI: user without escapes or a password, a host name or IPv4 address,
+# simple ";name[=value]" parameters, no headers. Everything else takes the general path.
+_SIMPLE_SIP_RE = re.compile(
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?([A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9.])?)"
+    r"(?::([0-9]{1,5}))?((?:;[A-Za-z0-9\-_.!~*'+]+(?:=[A-Za-z0-9\-_.!~*'+]+)?)*)"
+)
 
-# uri-parameters that must match when present in only one of two URIs (RFC 3261 19.1.4).
-_MUST_MATCH_PARAMS = ("user", "ttl", "method", "maddr")
+# RFC 3966: global numbers "+1-212-555-0101", local numbers "7042;phone-context=...", with
+# visual separators.
+_TEL_NUMBER_RE = re.compile(r"\+?[\-.()]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()]*")
+
+# uri-parameters that must match when present in only one of two URIs (RFC 3261 19.1.4: "a
+# URI omitting any component with a default value will not match a URI explicitly
+# containing that component": transport, user, ttl, method; and maddr).
+_MUST_MATCH_PARAMS = ("transport", "user", "ttl", "method", "maddr")
 
 
 def _unescape(text: str) -> str:
@@ -33,12 +47,8 @@ def _unescape(text: str) -> str:
 
 
 def _validate_escapes(text: str, where: str) -> None:
-    index = text.find("%")
-    while index != -1:
-        pair = text[index + 1 : index + 3]
-        if len(pair) != 2 or any(c not in "0123456789abcdefABCDEF" for c in pair):
-            raise ParseError(f"bad %-escape in URI {where}: {text!r}")
-        index = text.find("%", index + 3)
+    if "%" in text and _ESCAPES_RE.search(text):
+        raise ParseError(f"bad %-escape in URI {where}: {text[:80]!r}")
 
 
 class URI:
@@ -83,17 +93,39 @@ class URI:
     # -- parsing -------------------------------------------------------------------------
     @classmethod
     def parse(cls, text: str) -> URI:
-        """Parse a URI; raise :class:`~sipx.ParseError` saying what is wrong."""
+        """Parse a URI; raise :class:`~sipx.ParseError` saying what is wrong.
+
+        A URI of another scheme is kept as opaque text: ``scheme`` and the rest in ``host``.
+        """
+        match = _SIMPLE_SIP_RE.fullmatch(text)
+        if match is not None:
+            scheme, user, host, port_text, params_text = match.groups()
+            port = None
+            if port_text is not None:
+                port = int(port_text)
+                if port > 65535:
+                    raise ParseError(f"bad port {port_text} in URI {text[:80]!r}")
+            params: dict[str, str | None] = {}
+            if params_text:
+                for item in params_text[1:].split(";"):
+                    name, eq, value = item.partition("=")
+                    params[name.lower()] = value if eq else None
+            uri = cls.__new__(cls)
+            uri.scheme, uri.user, uri.password, uri.host, uri.port = scheme, user, None, host, port
+            uri.params, uri.headers, uri._text = params, {}, text
+            return uri
         text = text.strip()
         scheme, colon, rest = text.partition(":")
         if not colon or not _SCHEME_RE.fullmatch(scheme):
-            raise ParseError(f"URI has no scheme: {text!r}")
+            raise ParseError(f"URI has no scheme: {text[:80]!r}")
         lowered = scheme.lower()
         if lowered in ("sip", "sips"):
             uri = cls._parse_sip(lowered, rest, text)
         elif lowered == "tel":
             uri = cls._parse_tel(rest, text)
         else:
+            if not rest or _BAD_CHARS_RE.search(rest):
+                raise ParseError(f"bad {scheme} URI {text[:80]!r}")
             uri = cls.__new__(cls)
             uri.scheme, uri.user, uri.password, uri.host, uri.port = lowered, None, None, rest, None
             uri.params, uri.headers = {}, {}
@@ -102,8 +134,8 @@ class URI:
 
     @classmethod
     def _parse_sip(cls, scheme: str, rest: str, text: str) -> URI:
-        if any(c in rest for c in " \t<>\"\r\n"):
-            raise ParseError(f"URI contains a character that must be escaped: {text!r}")
+        if _BAD_CHARS_RE.search(rest):
+            raise ParseError(f"URI contains a character that must be escaped: {text[:80]!r}")
         user: str | None = None
         password: str | None = None
         at = rest.rfind("@")
@@ -112,7 +144,7 @@ class URI:
             _validate_escapes(userinfo, "user part")
             raw_user, sep, raw_password = userinfo.partition(":")
             if not raw_user:
-                raise ParseError(f"URI has an empty user part: {text!r}")
+                raise ParseError(f"URI has an empty user part: {text[:80]!r}")
             user = _unescape(raw_user)
             password = _unescape(raw_password) if sep else None
         headers: dict[str, str] = {}
@@ -121,14 +153,15 @@ class URI:
             for item in raw_headers.split("&"):
                 name, _, value = item.partition("=")
                 if not name:
-                    raise ParseError(f"URI has an empty header name: {text!r}")
+                    raise ParseError(f"URI has an empty header name: {text[:80]!r}")
+                _validate_escapes(item, "header")
                 headers[_unescape(name)] = _unescape(value)
         hostport, *raw_params = rest.split(";")
         params: dict[str, str | None] = {}
         for item in raw_params:
             name, eq, value = item.partition("=")
             if not name or not _TOKEN_RE.fullmatch(name) or (eq and not value):
-                raise ParseError(f"bad URI parameter {item!r} in {text!r}")
+                raise ParseError(f"bad URI parameter {item[:40]!r} in {text[:80]!r}")
             _validate_escapes(item, "parameter")
             params[_unescape(name).lower()] = _unescape(value) if eq else None
         host, port = _split_hostport(hostport, text)
@@ -140,14 +173,17 @@ class URI:
     @classmethod
     def _parse_tel(cls, rest: str, text: str) -> URI:
         number, *raw_params = rest.split(";")
-        if not number or any(c in number for c in " \t<>@"):
-            raise ParseError(f"bad tel URI number: {text!r}")
+        if not _TEL_NUMBER_RE.fullmatch(number):
+            raise ParseError(f"bad tel URI number: {text[:80]!r}")
         params: dict[str, str | None] = {}
         for item in raw_params:
             name, eq, value = item.partition("=")
-            if not name:
-                raise ParseError(f"bad tel URI parameter in {text!r}")
-            params[name.lower()] = value if eq else None
+            if not name or not _TOKEN_RE.fullmatch(name) or (eq and not value):
+                raise ParseError(f"bad tel URI parameter in {text[:80]!r}")
+            if _BAD_CHARS_RE.search(item) or "?" in item:
+                raise ParseError(f"bad tel URI parameter in {text[:80]!r}")
+            _validate_escapes(item, "parameter")
+            params[name.lower()] = _unescape(value) if eq else None
         uri = cls.__new__(cls)
         uri.scheme, uri.user, uri.password, uri.host, uri.port = "tel", number, None, "", None
         uri.params, uri.headers = params, {}
@@ -175,6 +211,7 @@ class URI:
             if self.port is not None:
                 out += f":{self.port}"
         for name, value in self.params.items():
+            name = quote(name, safe=_PARAM_SAFE)
             out += f";{name}" if value is None else f";{name}={quote(value, safe=_PARAM_SAFE)}"
         if self.headers:
             out += "?" + "&".join(
@@ -203,7 +240,7 @@ class URI:
 
     def replace(self, **changes: Any) -> URI:
         """Return a copy with the given attributes changed (``user``, ``host``, ``params``...)."""
-        fields = {
+        fields: dict[str, Any] = {
             "scheme": self.scheme,
             "user": self.user,
             "password": self.password,
@@ -249,7 +286,9 @@ class URI:
         }
 
     def __hash__(self) -> int:
-        return hash((self.scheme, (self.user or ""), self.host.lower(), self.port))
+        if self.scheme == "tel":
+            return hash(("tel", _tel_digits(self.user)))
+        return hash((self.scheme, self.user, self.host.lower(), self.port))
 
 
 def _lower_params(params: Mapping[str, str | None]) -> dict[str, str | None]:
@@ -264,22 +303,27 @@ def _split_hostport(hostport: str, text: str) -> tuple[str, int | None]:
     if hostport.startswith("["):
         end = hostport.find("]")
         if end == -1:
-            raise ParseError(f"unterminated IPv6 reference in URI {text!r}")
+            raise ParseError(f"unterminated IPv6 reference in URI {text[:80]!r}")
         host, rest = hostport[: end + 1], hostport[end + 1 :]
         if not _IPV6_RE.fullmatch(host):
-            raise ParseError(f"bad IPv6 reference in URI {text!r}")
+            raise ParseError(f"bad IPv6 reference in URI {text[:80]!r}")
         if rest and not rest.startswith(":"):
-            raise ParseError(f"junk after IPv6 reference in URI {text!r}")
+            raise ParseError(f"junk after IPv6 reference in URI {text[:80]!r}")
         port_text = rest[1:] if rest else None
     else:
         host, colon, port_text_ = hostport.partition(":")
         port_text = port_text_ if colon else None
         if not _HOST_RE.fullmatch(host):
-            raise ParseError(f"bad host {host!r} in URI {text!r}")
+            raise ParseError(f"bad host {host[:60]!r} in URI {text[:80]!r}")
     if port_text is None:
         return host, None
-    if not port_text.isdigit() or not port_text.isascii() or int(port_text) > 65535:
-        raise ParseError(f"bad port {port_text!r} in URI {text!r}")
+    if (
+        not port_text.isdigit()
+        or not port_text.isascii()
+        or len(port_text) > 5
+        or int(port_text) > 65535
+    ):
+        raise ParseError(f"bad port {port_text[:20]!r} in URI {text[:80]!r}")
     return host, int(port_text)
 
 

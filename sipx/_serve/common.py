@@ -21,7 +21,9 @@ Address = tuple[str, int]
 TRANSPORTS = ("UDP", "TCP")
 """Transports ``sipx serve`` can run (TLS is not offered by the development server)."""
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, REFER, NOTIFY, SUBSCRIBE, UPDATE, INFO"
+ALLOW = (
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, REFER, NOTIFY, SUBSCRIBE, UPDATE, INFO"
+)
 """The Allow header the server and its built-in UA send (Kamailio's list, minus PRACK)."""
 
 SERVER_AGENT = "sipx-serve"
@@ -73,7 +75,12 @@ class ServerIdentity:
         names = {host.lower(), "localhost", *(a.lower() for a in aliases)}
         plain = host[1:-1] if host.startswith("[") else host
         if plain in ("0.0.0.0", "::") or plain.startswith("127.") or plain == "::1":
-            names.update({"127.0.0.1", "[::1]"})
+            names.update({"127.0.0.1", "::1"})
+        # IPv6 literals match with and without brackets ("[::1]" in a URI, "::1" in a socket)
+        for name in list(names):
+            if ":" in name:
+                bare = name.strip("[]")
+                names.update({bare, f"[{bare}]"})
         self._names = frozenset(names)
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -36,8 +37,15 @@ class TCPTransport:
     name = "TCP"
     reliable = True
 
-    def __init__(self, on_message: MessageHandler, *, idle_timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        on_message: MessageHandler,
+        *,
+        idle_timeout: float = 300.0,
+        on_error: Callable[[Address, Exception], None] | None = None,
+    ) -> None:
         self._on_message = on_message
+        self._on_error = on_error
         self._idle_timeout = idle_timeout
         self._connections: dict[Address, _Connection] = {}
         self._nursery: trio.Nursery | None = None
@@ -83,6 +91,10 @@ class TCPTransport:
                 self._connections[remote] = connection
                 nursery.start_soon(self._run, connection, stream)
 
+    def has_connection(self, address: Address) -> bool:
+        """True while a connection to or from ``address`` is open."""
+        return address in self._connections
+
     def send_nowait(self, data: bytes, address: Address) -> None:
         if self._nursery is None:
             raise TransportError("TCP transport is not running")
@@ -98,8 +110,10 @@ class TCPTransport:
         try:
             stream = await trio.open_tcp_stream(host, port)
         except OSError as exc:
-            log.warning("TCP connect to %s:%s failed: %s", host, port, exc)
+            log.info("TCP connect to %s:%s failed: %s", host, port, exc)
             self._drop(connection)
+            if self._on_error is not None:
+                self._on_error(connection.remote, exc)
             return
         await self._run(connection, stream)
 

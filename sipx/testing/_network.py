@@ -11,13 +11,16 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Generic, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, NamedTuple, TypeVar
 
 import trio
 
 from .._core.message import Request, Response
 from .._core.parser import parse_message
 from .._errors import ParseError, TransportError
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 
 log = logging.getLogger("sipx.testing")
 
@@ -117,6 +120,7 @@ class MemoryTransport:
         self.reliable = name != "UDP"
         self._on_message = on_message
         self._address: Address | None = None
+        self._running = False
         self._queue: list[_Pending] = []
         self._wakeup = trio.Event()
         self._held: dict[Address, _Pending] = {}  # per source: a datagram held back
@@ -124,12 +128,14 @@ class MemoryTransport:
 
     @property
     def local_address(self) -> Address:
-        """The bound (host, port); ``("0.0.0.0", 0)`` before ``serve`` has bound it."""
+        """The bound (host, port), still reported after ``serve`` ended (like a closed
+        socket's); ``("0.0.0.0", 0)`` before the first bind."""
         return self._address if self._address is not None else ("0.0.0.0", 0)
 
     @property
     def running(self) -> bool:
-        return self._address is not None
+        """True while ``serve`` runs (the address is bound)."""
+        return self._running
 
     @property
     def source_address(self) -> Address:
@@ -145,24 +151,25 @@ class MemoryTransport:
         host: str,
         port: int,
         *,
-        task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
+        task_status: TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Bind ``(host, port)`` and deliver incoming datagrams until cancelled."""
-        if self._address is not None:
+        if self._running:
             raise RuntimeError("this memory transport is already serving")
         self._address = self.network._bind(self, host, port)
+        self._running = True
         try:
             task_status.started(self._address)
             await self._delivery_loop()
         finally:
             self.network._unbind(self)
-            self._address = None
+            self._running = False
             self._queue.clear()
             self._held.clear()
 
     def send_nowait(self, data: bytes, address: Address) -> None:
         """Send one datagram (never blocks); TransportError when not serving."""
-        if self._address is None:
+        if not self._running:
             raise TransportError(f"memory {self.name} transport is not running")
         if not self.reliable and len(data) > MAX_DATAGRAM:
             raise TransportError(
@@ -329,9 +336,7 @@ class MemoryNetwork:
                 message = parse_message(entry.data)
             except ParseError:
                 continue
-            found.append(
-                Captured(entry.time, entry.source, entry.destination, message, entry.fate)
-            )
+            found.append(Captured(entry.time, entry.source, entry.destination, message, entry.fate))
         return found
 
     def requests(
@@ -397,7 +402,8 @@ class MemoryNetwork:
         in_use = [
             bound
             for bound in self._bound
-            if bound[1] == port and (bound[0] == host or host in _WILDCARDS or bound[0] in _WILDCARDS)
+            if bound[1] == port
+            and (bound[0] == host or host in _WILDCARDS or bound[0] in _WILDCARDS)
         ]
         if in_use:
             raise TransportError(
@@ -466,7 +472,9 @@ class MemoryNetwork:
             return
         if hold:
             item.cancelled = True
-            late = _Pending(item.at + self.reorder_delay, next(self._sequence), item.source, item.data)
+            late = _Pending(
+                item.at + self.reorder_delay, next(self._sequence), item.source, item.data
+            )
             receiver._held[item.source] = late
             receiver._push(late)
 
@@ -497,9 +505,9 @@ class MemorySocket:
 
     def __init__(self, network: MemoryNetwork, address: Address, name: str = "UDP") -> None:
         self._requested = address
-        self._send_channel, self._receive_channel = trio.open_memory_channel[
-            tuple[bytes, Address]
-        ](math.inf)
+        self._send_channel, self._receive_channel = trio.open_memory_channel[tuple[bytes, Address]](
+            math.inf
+        )
         self.transport = network.transport(self._on_message, name)
         self._nursery = OwnedNursery()
 
@@ -526,7 +534,7 @@ class MemorySocket:
         nursery = await self._nursery.open()
         try:
             await nursery.start(self.transport.serve, *self._requested)
-        except BaseException as exc:
+        except BaseException:
             await self._nursery.close()
             raise
         return self

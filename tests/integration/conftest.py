@@ -104,7 +104,9 @@ def kamailio_sha256(tmp_path_factory: pytest.TempPathFactory, echo_uas: SIPp) ->
 
 
 @pytest.fixture(scope="module")
-def kamailio_asterisk(tmp_path_factory: pytest.TempPathFactory, echo_uas: SIPp) -> Iterator[Kamailio]:
+def kamailio_asterisk(
+    tmp_path_factory: pytest.TempPathFactory, echo_uas: SIPp
+) -> Iterator[Kamailio]:
     """Fresh MD5 Kamailio whose realm is "asterisk", like the guide's Asterisk (the guide
     writes ``Auth.Digest(..., realm="asterisk")`` and shows ``Digest realm="asterisk"``)."""
     k = _start_kamailio(tmp_path_factory, echo_uas, extra_defines=['AUTH_REALM="asterisk"'])

@@ -475,7 +475,8 @@ def query_bindings(
         )
     final = responses[-1]
     assert final.status == 200, f"binding query for {user} got {final.status}\n{final.raw}"
-    return [v.strip() for value in final.header_all("Contact") for v in value.split(",") if v.strip()]
+    contacts = [v.strip() for value in final.header_all("Contact") for v in value.split(",")]
+    return [c for c in contacts if c]
 
 
 def wait_sip_ready(

@@ -1,0 +1,162 @@
+"""``sipx serve``: run the development server from the command line.
+
+::
+
+    python -m sipx._serve.cli --host 127.0.0.1 --port 5070 --transport both \\
+        --user 1111:1111xxx --user 2222:2222xxx --realm sipx --algorithm MD5 --verbose
+
+Without ``--user`` the guide's users (1111, 2222, 3333 with passwords 1111xxx...) exist.
+The bound address is printed on stdout (``--port 0`` picks a free port). Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+import trio
+
+from .._errors import TransportError
+from .auth import ALGORITHMS, DEFAULT_USERS
+from .server import DevServer
+
+_TRANSPORTS = {"udp": ("UDP",), "tcp": ("TCP",), "both": ("UDP", "TCP")}
+
+
+def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="A development SIP server: registrar with digest auth, record-routing "
+        "stateless proxy, and an answering extension (100).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5060, help="UDP and TCP port (0: pick one)")
+    parser.add_argument(
+        "--transport", "-t", choices=sorted(_TRANSPORTS), default="both", help="default: both"
+    )
+    parser.add_argument(
+        "--user",
+        action="append",
+        default=None,
+        metavar="USER:PASSWORD",
+        help="a user (repeatable); default 1111:1111xxx, 2222:2222xxx, 3333:3333xxx",
+    )
+    parser.add_argument("--realm", default="sipx", help="digest realm (default sipx)")
+    parser.add_argument(
+        "--algorithm",
+        type=str.upper,
+        choices=ALGORITHMS,
+        default="MD5",
+        help="digest algorithm of the challenges (default MD5)",
+    )
+    parser.add_argument("--echo-extension", default="100", help="the answering extension")
+    parser.add_argument(
+        "--answer-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long the extension rings before it answers (default 0)",
+    )
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="print every message sent and received"
+    )
+    return parser
+
+
+def parse_users(values: Sequence[str] | None) -> dict[str, str]:
+    if not values:
+        return dict(DEFAULT_USERS)
+    users: dict[str, str] = {}
+    for value in values:
+        user, colon, password = value.partition(":")
+        if not colon or not user or not password:
+            raise ValueError(f"--user takes USER:PASSWORD, not {value!r}")
+        users[user] = password
+    return users
+
+
+def _print_trace(direction: str, data: bytes, address: tuple[str, int], transport: str) -> None:
+    arrow = "<<<" if direction == "in" else ">>>"
+    where = "from" if direction == "in" else "to"
+    text = data.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n")
+    print(f"{arrow} {transport} {where} {address[0]}:{address[1]}\n{text}\n", file=sys.stderr)
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    """SIGINT (Ctrl-C) or SIGTERM: stop serving and exit 0."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            logging.getLogger("sipx.serve").info("stopping on %s", signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
+    """Run the server until Ctrl-C; returns the process exit code."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        users = parse_users(args.user)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.verbose:  # the trace prints the messages; the wire logger would repeat them
+        logging.getLogger("sipx.serve.wire").setLevel(logging.INFO)
+    server = DevServer(
+        args.host,
+        args.port,
+        transports=_TRANSPORTS[args.transport],
+        users=users,
+        realm=args.realm,
+        algorithm=args.algorithm,
+        echo_extension=args.echo_extension,
+        echo_answer_delay=args.answer_delay,
+        trace=_print_trace if args.verbose else None,
+    )
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(server.serve)
+            shown = f"[{host}]" if ":" in host else host
+            print(
+                f"sipx serve listening on {shown}:{port} ({args.transport}); realm "
+                f"{server.realm!r}, {server.algorithm}; users {', '.join(sorted(users))}; "
+                f"extension {args.echo_extension} answers calls",
+                flush=True,
+            )
+            if threading.current_thread() is threading.main_thread():
+                nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+
+    try:
+        trio.run(run)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the handler was installed
+        return 130
+    except TransportError as exc:
+        print(f"sipx serve: {exc}", file=sys.stderr)
+        return 1
+    except BaseExceptionGroup as group:
+        bind_errors, rest = group.split(TransportError)
+        if bind_errors is None or rest is not None:
+            raise
+        for error in _leaves(bind_errors):
+            print(f"sipx serve: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

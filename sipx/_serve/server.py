@@ -1,0 +1,420 @@
+"""The trio half of ``sipx serve``: transports, the timer task, and the wiring.
+
+:class:`DevServer` binds one UDP and one TCP transport on the same host and port, feeds every
+received message to the sans-I/O :class:`~sipx._serve.proxy.Proxy` and sends what it returns.
+The receive callback is synchronous (as the transports require); the only task besides the
+transports is the timer task that sleeps until the built-in UA's next deadline. A datagram
+that does not parse, or that trips any bug, is logged and dropped: the server keeps going.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._core.ids import IdSource
+from .._core.message import Response
+from .._core.parser import parse_message
+from .._core.timers import DEFAULT_TIMERS, TimerConfig
+from .._errors import SIPError, TransportError
+from .._trio.tcp import TCPTransport
+from .._trio.transport import Address, Transport, family_for, routable_host
+from .._trio.udp import UDPTransport
+from .auth import DEFAULT_USERS, DigestAuthenticator
+from .common import TRANSPORTS, Outgoing, ServerIdentity
+from .echo import EchoUA
+from .proxy import Proxy
+from .registrar import Binding, Registrar
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+log = logging.getLogger("sipx.serve")
+wire_log = logging.getLogger("sipx.serve.wire")
+
+TraceCallback = Callable[[str, bytes, Address, str], None]
+"""``trace(direction, data, address, transport)``: direction is "in" or "out"."""
+
+_BIND_ATTEMPTS = 25
+
+
+class DevServer:
+    """A development SIP server: registrar, record-routing stateless proxy, extension 100.
+
+    ::
+
+        async with DevServer("127.0.0.1", 0) as server:
+            host, port = server.address
+            ...
+
+    or ``await nursery.start(server.serve)`` (which reports the bound address). Port 0
+    picks a port that is free for both UDP and TCP. ``users`` maps user to password
+    (default 1111/1111xxx, 2222/2222xxx, 3333/3333xxx).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5060,
+        *,
+        transports: Sequence[str] = TRANSPORTS,
+        users: Mapping[str, str] | None = None,
+        realm: str = "sipx",
+        algorithm: str = "MD5",
+        echo_extension: str = "100",
+        trace: TraceCallback | None = None,
+        nonce_lifetime: float = 300.0,
+        echo_answer_delay: float = 0.0,
+        timers: TimerConfig = DEFAULT_TIMERS,
+        max_expires: int = 3600,
+        min_expires: int = 0,
+        aliases: Iterable[str] = (),
+    ) -> None:
+        names = tuple(dict.fromkeys(t.upper() for t in transports))
+        unknown = [t for t in names if t not in TRANSPORTS]
+        if not names or unknown:
+            raise ValueError(f"transports must be some of {TRANSPORTS}, not {tuple(transports)}")
+        self.host = host
+        self.port = port
+        self.transports = names
+        self.echo_extension = echo_extension
+        self.echo_answer_delay = echo_answer_delay
+        self.timers = timers
+        self.aliases = tuple(aliases)
+        self.trace = trace
+        self._secret = secrets.token_bytes(32)
+        self.registrar = Registrar(
+            default_expires=max_expires, max_expires=max_expires, min_expires=min_expires
+        )
+        self.authenticator = DigestAuthenticator(
+            DEFAULT_USERS if users is None else users,
+            realm=realm,
+            algorithm=algorithm,
+            secret=self._secret,
+            nonce_lifetime=nonce_lifetime,
+        )
+        self._proxy: Proxy | None = None
+        self._transports: dict[str, Transport] = {}
+        self._address: Address | None = None
+        self._nursery: trio.Nursery | None = None
+        self._manager: Any = None
+        self._outer: trio.Nursery | None = None
+        self._wakeup = trio.Event()
+        self._armed = math.inf
+        self._now = 0.0
+
+    # -- public view -------------------------------------------------------------------------
+    @property
+    def address(self) -> Address:
+        """The bound ``(host, port)`` (the same port for UDP and TCP)."""
+        if self._address is None:
+            raise RuntimeError("the server is not running")
+        return self._address
+
+    @property
+    def users(self) -> Mapping[str, str]:
+        return self.authenticator.users
+
+    @property
+    def realm(self) -> str:
+        return self.authenticator.realm
+
+    @property
+    def algorithm(self) -> str:
+        return self.authenticator.algorithm
+
+    @property
+    def proxy(self) -> Proxy:
+        if self._proxy is None:
+            raise RuntimeError("the server is not running")
+        return self._proxy
+
+    @property
+    def echo(self) -> EchoUA | None:
+        return self._proxy.echo if self._proxy is not None else None
+
+    @property
+    def registrations(self) -> dict[str, list[Binding]]:
+        """Current bindings per user, most recent first (a snapshot; expired ones dropped)."""
+        return self.registrar.snapshot(self._clock())
+
+    def uri(self, user: str | None = None, transport: str = "UDP") -> str:
+        """``sip:[user@]host:port`` of the running server (``;transport=tcp`` for TCP)."""
+        host, port = self.address
+        host = f"[{host}]" if ":" in host else host
+        text = f"sip:{user}@{host}:{port}" if user else f"sip:{host}:{port}"
+        return text + (";transport=tcp" if transport.upper() == "TCP" else "")
+
+    # -- running -----------------------------------------------------------------------------
+    async def serve(self, *, task_status: TaskStatus[Address] = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind the transports, report the bound address and serve until cancelled."""
+        if self._address is not None:
+            raise RuntimeError("the server is already running")
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                address = await self._bind(nursery)
+                self._setup(address)
+                nursery.start_soon(self._timer_loop)
+                log.info(
+                    "sipx dev server on %s:%s (%s)",
+                    *address,
+                    "+".join(t.lower() for t in self.transports),
+                )
+                task_status.started(address)
+        except BaseExceptionGroup as group:
+            single = _single(group)
+            if single is group:
+                raise
+            raise single from None
+        finally:
+            self._nursery = None
+            self._address = None
+            self._transports = {}
+
+    async def __aenter__(self) -> DevServer:
+        manager = trio.open_nursery()
+        nursery = await manager.__aenter__()
+        try:
+            await nursery.start(self.serve)
+        except BaseException:
+            nursery.cancel_scope.cancel()
+            try:
+                await manager.__aexit__(None, None, None)
+            except BaseException:
+                pass
+            raise
+        self._manager = manager
+        self._outer = nursery
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        manager, self._manager = self._manager, None
+        if manager is None:
+            return None
+        if self._outer is not None:
+            self._outer.cancel_scope.cancel()
+        try:
+            # The body's own exception is not handed to the nursery, so it propagates as
+            # itself rather than wrapped in an ExceptionGroup.
+            await manager.__aexit__(None, None, None)
+        except BaseExceptionGroup as group:
+            if exc is not None:
+                log.error("the dev server failed while leaving", exc_info=group)
+                return None
+            raise _single(group) from None
+        return None
+
+    def close(self) -> None:
+        """Stop serving (cancels the server's tasks; ``serve()`` then returns)."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _bind(self, nursery: trio.Nursery) -> Address:
+        """Start every transport on one port; with port 0 find a port free for all of them."""
+        attempts = _BIND_ATTEMPTS if self.port == 0 else 1
+        last: TransportError | None = None
+        for _ in range(attempts):
+            port = self.port if self.port != 0 else _free_port(self.host, self.transports)
+            scopes: list[trio.CancelScope] = []
+            transports: dict[str, Transport] = {}
+            try:
+                for name in self.transports:
+                    transport = self._make_transport(name)
+                    scope = trio.CancelScope()
+                    scopes.append(scope)
+                    address = await nursery.start(_run_in_scope, scope, transport, self.host, port)
+                    transports[name] = transport
+            except TransportError as exc:
+                last = exc
+                for scope in scopes:
+                    scope.cancel()
+                continue
+            self._transports = transports
+            return (str(address[0]), int(address[1]))
+        assert last is not None
+        raise last
+
+    def _make_transport(self, name: str) -> Transport:
+        if name == "TCP":
+            return TCPTransport(self._on_message)
+        return UDPTransport(self._on_message)
+
+    def _setup(self, address: Address) -> None:
+        host = address[0]
+        if host in ("0.0.0.0", "::"):
+            host = routable_host(host, "192.0.2.1" if host == "0.0.0.0" else "2001:db8::1")
+        if ":" in host:
+            host = f"[{host}]"
+        identity = ServerIdentity(
+            host, address[1], transports=self.transports, aliases=(self.host, *self.aliases)
+        )
+        echo = EchoUA(
+            identity,
+            ids=IdSource(secrets.token_hex),
+            extension=self.echo_extension,
+            timers=self.timers,
+            answer_delay=self.echo_answer_delay,
+        )
+        self._proxy = Proxy(
+            identity,
+            registrar=self.registrar,
+            authenticator=self.authenticator,
+            secret=self._secret,
+            echo=echo,
+            echo_extension=self.echo_extension,
+            connected=self._connected,
+        )
+        self._address = address
+
+    def _connected(self, transport: str, address: Address) -> bool:
+        """Is a connection to ``address`` open on ``transport``? (False when unknown.)"""
+        probe = getattr(self._transports.get(transport), "has_connection", None)
+        return bool(probe(address)) if callable(probe) else False
+
+    # -- the receive path (synchronous, inside the transports' loops) -------------------------
+    def _on_message(self, data: bytes, source: Address, transport: Transport) -> None:
+        name = transport.name
+        if self.trace is not None:
+            self._call_trace("in", data, source, name)
+        if wire_log.isEnabledFor(logging.DEBUG):
+            wire_log.debug("%s in from %s:%s\n%s", name, *source, data.decode("utf-8", "replace"))
+        if not data.strip(b"\r\n\t "):
+            return  # keep-alive
+        proxy = self._proxy
+        if proxy is None:
+            return
+        now = self._clock()
+        try:
+            message = parse_message(data)
+            outgoing = proxy.handle(message, now, transport=name, source=source)
+        except (SIPError, ValueError) as exc:
+            log.info("dropping a malformed message from %s:%s: %s", source[0], source[1], exc)
+            return
+        except Exception:
+            log.exception("dropping a message from %s:%s that the server choked on", *source)
+            return
+        self._send(outgoing)
+        self._rearm()
+
+    def _send(self, outgoing: list[Outgoing]) -> None:
+        for out in outgoing:
+            transport = self._transports.get(out.transport)
+            if transport is None:
+                log.info("cannot send over %s: not running", out.transport)
+                continue
+            try:
+                data = out.message.to_bytes()
+            except (SIPError, ValueError) as exc:
+                log.warning("cannot serialise %r: %s", out.message, exc)
+                continue
+            if self.trace is not None:
+                self._call_trace("out", data, out.address, out.transport)
+            if wire_log.isEnabledFor(logging.DEBUG):
+                wire_log.debug(
+                    "%s out to %s:%s\n%s",
+                    out.transport,
+                    *out.address,
+                    data.decode("utf-8", "replace"),
+                )
+            try:
+                transport.send_nowait(data, out.address)
+            except (OSError, trio.ClosedResourceError, trio.BrokenResourceError) as exc:
+                kind = "response" if isinstance(out.message, Response) else "request"
+                log.info("sending a %s to %s:%s failed: %s", kind, *out.address, exc)
+
+    def _call_trace(self, direction: str, data: bytes, address: Address, transport: str) -> None:
+        assert self.trace is not None
+        try:
+            self.trace(direction, data, address, transport)
+        except Exception:
+            log.exception("the trace callback failed")
+
+    # -- timers --------------------------------------------------------------------------------
+    def _clock(self) -> float:
+        try:
+            self._now = trio.current_time()
+        except RuntimeError:  # outside trio (a test thread peeking at registrations)
+            pass
+        return self._now
+
+    def _rearm(self) -> None:
+        proxy = self._proxy
+        deadline = proxy.next_deadline() if proxy is not None else None
+        if deadline is not None and deadline < self._armed:
+            self._wakeup.set()
+
+    async def _timer_loop(self) -> None:
+        proxy = self._proxy
+        assert proxy is not None
+        while True:
+            deadline = proxy.next_deadline()
+            self._armed = math.inf if deadline is None else deadline
+            with trio.move_on_at(self._armed):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            try:
+                outgoing = proxy.handle_timers(self._clock())
+            except Exception:
+                log.exception("a timer of the built-in UA failed")
+                continue
+            self._send(outgoing)
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested groups, or ``group`` itself when there are several."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    return group if isinstance(leaf, BaseExceptionGroup) else leaf
+
+
+async def _run_in_scope(
+    scope: trio.CancelScope,
+    transport: Any,
+    host: str,
+    port: int,
+    *,
+    task_status: TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with scope:
+        await transport.serve(host, port, task_status=task_status)
+
+
+def _free_port(host: str, transports: Sequence[str]) -> int:
+    """A port the kernel gave us for the first transport that is also free for the others."""
+    family = family_for(host)
+    for _ in range(100):
+        kinds = [socket.SOCK_STREAM if t == "TCP" else socket.SOCK_DGRAM for t in transports]
+        first = socket.socket(family, kinds[0])
+        try:
+            first.bind((host, 0))
+            port = int(first.getsockname()[1])
+            ok = True
+            for kind in kinds[1:]:
+                probe = socket.socket(family, kind)
+                try:
+                    if kind == socket.SOCK_STREAM:
+                        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind((host, port))
+                except OSError:
+                    ok = False
+                finally:
+                    probe.close()
+            if ok:
+                return port
+        finally:
+            first.close()
+    raise TransportError(f"no port on {host} is free for {'+'.join(transports)}")

@@ -1,0 +1,178 @@
+"""AsyncClient.enable_auto_reregister on the memory network, over hours of virtual time."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import trio
+import trio.testing
+
+import sipx
+from sipx import Auth
+from sipx.testing import Captured, MemoryNetwork, ScriptedUAS
+
+UAS = ("127.0.0.1", 5080)
+AOR = "sip:alice@127.0.0.1:5080"
+CREDENTIALS = Auth.Digest("alice", "secret")
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+def registrar(network: MemoryNetwork, **kwargs: object) -> ScriptedUAS:
+    return ScriptedUAS(network, UAS, users={"alice": "secret"}, **kwargs)  # type: ignore[arg-type]
+
+
+def client_on(network: MemoryNetwork) -> sipx.AsyncClient:
+    return sipx.AsyncClient("127.0.0.1", 0, network=network, auth=CREDENTIALS)
+
+
+def fresh_registers(network: MemoryNetwork) -> list[Captured[sipx.Request]]:
+    """REGISTERs that start a refresh (the challenged ones, without credentials)."""
+    return [c for c in network.requests("REGISTER") if "Authorization" not in c.message.headers]
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [round(b - a, 6) for a, b in itertools.pairwise(times)]
+
+
+async def test_refreshes_at_80_percent_of_the_granted_expiry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    async with registrar(network, max_expires=60) as uas, client_on(network) as client:
+        start = trio.current_time()
+        first = await client.register(AOR, expires=3600)
+        assert first.status_code == 200
+        assert first.contact[0].expires == 60
+        await client.enable_auto_reregister(AOR)
+        assert client.auto_reregistering == [AOR]
+        await trio.sleep(2 * 3600 + 1)
+    starts = [c.time - start for c in fresh_registers(network)]
+    assert starts[:4] == pytest.approx([0, 48, 96, 144])
+    assert gaps(starts) == [48.0] * (len(starts) - 1)
+    assert len(starts) == 2 * 3600 // 48 + 1
+    # Every refresh was challenged and answered with fresh credentials.
+    assert uas.authorized == len(starts)
+    assert len(network.responses(401)) == len(starts)
+    assert len(network.responses(200, method="REGISTER")) == len(starts)
+    # One registration: the same Call-ID throughout, CSeq always going up (RFC 3261 10.2.4).
+    registers = [c.message for c in network.requests("REGISTER")]
+    assert len({r.call_id for r in registers}) == 1
+    seqs = [r.cseq.seq for r in registers]
+    assert seqs == sorted(set(seqs))
+    # The binding never lapsed.
+    assert next(iter(uas.bindings[AOR].values())) > trio.current_time()
+
+
+async def test_interval_caps_the_refresh_period(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    async with registrar(network) as uas, client_on(network) as client:
+        start = trio.current_time()
+        response = await client.register(AOR, expires=3600)
+        assert response.contact[0].expires == 3600
+        await client.enable_auto_reregister(AOR, interval=300)
+        await trio.sleep(3600 + 1)
+    starts = [c.time - start for c in fresh_registers(network)]
+    assert starts == pytest.approx([300.0 * i for i in range(13)])
+    assert uas.authorized == 13
+
+
+async def test_failures_back_off_and_recover(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    start = 0.0
+
+    def register(request: sipx.Request) -> list[tuple[int, dict[str, str]]] | None:
+        if 100 <= trio.current_time() - start < 200:
+            return [(503, {"Retry-After": "5"})]
+        return None  # the default: 200 with the bindings
+
+    async with (
+        registrar(network, max_expires=60, script={"REGISTER": register}) as uas,
+        client_on(network) as client,
+    ):
+        start = trio.current_time()
+        await client.register(AOR)
+        await client.enable_auto_reregister(AOR)
+        await trio.sleep(400)
+        statuses = [
+            (round(r.time - start, 6), r.message.status_code)
+            for r in network.responses(method="REGISTER")
+            if r.message.status_code != 401
+        ]
+        assert uas.bindings[AOR]
+    times = [t for t, _ in statuses]
+    codes = [code for _, code in statuses]
+    # 0 and 48 and 96 succeed; from 144 the registrar fails until t=200.
+    assert statuses[:3] == [(0, 200), (48, 200), (96, 200)]
+    failures = [t for t, code in statuses if code == 503]
+    assert failures[0] == 144
+    assert gaps(failures) == [1, 2, 4, 8, 16]  # back-off doubles
+    recovered = times[codes.index(503) + len(failures)]
+    assert recovered == 144 + 1 + 2 + 4 + 8 + 16 + 32  # the next retry, after 32 s, succeeds
+    assert codes[codes.index(503) + len(failures)] == 200
+    # Back to the normal period once recovered, with the back-off reset.
+    after = [t for t, code in statuses if t > recovered]
+    assert after[:3] == [recovered + 48, recovered + 96, recovered + 144]
+
+
+async def test_disable_stops_refreshing(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    async with registrar(network, max_expires=60), client_on(network) as client:
+        await client.register(AOR)
+        await client.enable_auto_reregister(AOR)
+        await trio.sleep(100)
+        assert len(fresh_registers(network)) == 3  # 0, 48, 96
+        client.disable_auto_reregister(AOR)
+        assert client.auto_reregistering == []
+        await trio.sleep(1000)
+        assert len(fresh_registers(network)) == 3
+        # It can be turned on again.
+        await client.enable_auto_reregister(AOR)
+        await trio.sleep(50)
+        assert len(fresh_registers(network)) == 4
+
+
+async def test_enabling_twice_keeps_one_refresher(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    async with registrar(network, max_expires=60), client_on(network) as client:
+        await client.register(AOR)
+        await client.enable_auto_reregister(AOR)
+        await client.enable_auto_reregister(AOR)
+        await trio.sleep(100)
+        assert len(fresh_registers(network)) == 3
+
+
+async def test_closing_the_client_stops_refreshing(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    async with registrar(network, max_expires=60):
+        async with client_on(network) as client:
+            address = (client.local_address.host, client.local_address.port)
+            await client.register(AOR)
+            await client.enable_auto_reregister(AOR)
+            await trio.sleep(50)
+        count = len(network.requests("REGISTER"))
+        await trio.sleep(3600)
+        assert len(network.requests("REGISTER")) == count
+        assert not network.is_bound(address)
+
+
+async def test_refresh_survives_a_lossy_network(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(seed=11, loss=0.3)
+    async with registrar(network, max_expires=60) as uas, client_on(network) as client:
+        await client.register(AOR)
+        await client.enable_auto_reregister(AOR)
+        await trio.sleep(3600)
+        # Some datagrams were lost, yet every refresh got through: each within two
+        # transactions' worst case (2 x 64*T1) of the 48 s period.
+        assert "lost" in {entry.fate for entry in network.log}
+        granted_at: dict[int, float] = {}
+        for c in network.responses(200, method="REGISTER"):
+            granted_at.setdefault(c.message.cseq.seq, c.time)
+        times = sorted(granted_at.values())
+        assert len(times) > 3600 // 60
+        assert max(gaps(times)) < 48 + 64
+        assert next(iter(uas.bindings[AOR].values())) > trio.current_time()
