@@ -24,21 +24,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sipx._core.parser import parse_message  # noqa: E402
+from sipx._core.parser import parse_message
 
 _SDP = (
-    "v=0\r\n"
-    "o=alice 3724394400 3724394401 IN IP4 192.0.2.10\r\n"
-    "s=Talk\r\n"
-    "c=IN IP4 192.0.2.10\r\n"
-    "t=0 0\r\n"
-    "m=audio 7078 RTP/AVP 96 0 8 18 101\r\n"
-    "a=rtpmap:96 opus/48000/2\r\n"
-    "a=fmtp:96 useinbandfec=1\r\n"
-    "a=fmtp:18 annexb=yes\r\n"
-    "a=rtpmap:101 telephone-event/48000\r\n"
-    "a=rtcp-fb:* trr-int 1000\r\n"
-).encode()
+    b"v=0\r\n"
+    b"o=alice 3724394400 3724394401 IN IP4 192.0.2.10\r\n"
+    b"s=Talk\r\n"
+    b"c=IN IP4 192.0.2.10\r\n"
+    b"t=0 0\r\n"
+    b"m=audio 7078 RTP/AVP 96 0 8 18 101\r\n"
+    b"a=rtpmap:96 opus/48000/2\r\n"
+    b"a=fmtp:96 useinbandfec=1\r\n"
+    b"a=fmtp:18 annexb=yes\r\n"
+    b"a=rtpmap:101 telephone-event/48000\r\n"
+    b"a=rtcp-fb:* trr-int 1000\r\n"
+)
 
 INVITE = (
     "INVITE sip:bob@example.com SIP/2.0\r\n"

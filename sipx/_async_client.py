@@ -138,7 +138,10 @@ class AsyncClient:
         self._timer_wakeup = trio.Event()
         self._armed_deadline = math.inf
         self._dialogs: dict[DialogId, Dialog] = {}
-        self._acks: dict[tuple[str, int], tuple[bytes, Address]] = {}
+        # ACKs sent for 2xx, by (Call-ID, CSeq, To tag): resent when the 2xx is retransmitted.
+        self._acks: dict[tuple[str, int, str], tuple[bytes, Address]] = {}
+        self._sent_invites: dict[tuple[str, int], Request] = {}
+        self._early_dialogs: dict[DialogId, Dialog] = {}
         self._pending_invites: dict[str, ClientTransaction] = {}
         self._registrations: dict[str, _Registration] = {}
         self._reregister_scopes: dict[str, trio.CancelScope] = {}
@@ -160,6 +163,8 @@ class AsyncClient:
 
     async def open(self) -> None:
         """Bind the transport and start the client's tasks (``async with`` does this)."""
+        if self._closed:
+            raise SIPError("the client is closed; create a new one")
         if self._nursery is not None:
             raise RuntimeError("client is already open")
         manager = trio.open_nursery()
@@ -207,6 +212,8 @@ class AsyncClient:
         return LocalAddress(host, port)
 
     def _require_transport(self) -> Transport:
+        if self._closed:
+            raise SIPError("the client is closed; create a new one")
         if self._transport is None:
             raise RuntimeError("the client is not open: use 'async with AsyncClient(...)'")
         return self._transport
@@ -346,7 +353,7 @@ class AsyncClient:
         self._stamp(ack, address)
         ack = await self._run_request_hooks(ack, address)
         data = ack.to_bytes()
-        self._acks[(dialog.call_id, response.request.cseq.seq)] = (data, address)
+        self._acks[(dialog.call_id, response.request.cseq.seq, dialog.remote_tag)] = (data, address)
         while len(self._acks) > 1024:
             self._acks.pop(next(iter(self._acks)))
         self._send_bytes(data, address)
@@ -588,7 +595,10 @@ class AsyncClient:
                 granted = (state.granted if state and state.granted else None) or (
                     state.expires if state else 3600
                 )
-                period = max(1.0, granted * 0.8)
+                # Refresh at 80 % of the expiry, and at least 32 s (one Timer F) early.
+                period = max(1.0, min(granted * 0.8, granted - 32.0))
+                if state is None or state.granted is None:
+                    period = 0.0  # not registered yet: register now
                 if interval is not None:
                     period = min(period, interval)
                 await trio.sleep(period)
@@ -823,6 +833,7 @@ class AsyncClient:
             self._pending_invites[request.call_id] = transaction
         self._pump()
         history: list[Response] = []
+        handed_off = False
         try:
             async for item in receive_channel:
                 if isinstance(item, Exception):
@@ -836,6 +847,8 @@ class AsyncClient:
                         response = await dispatch(self.events, "auth_challenge", response, context)
                     response.request = request
                 if response.status_code < 200:
+                    if is_invite:
+                        self._on_invite_provisional(request, response)
                     history.append(response)
                     continue
                 response.history = history
@@ -844,11 +857,17 @@ class AsyncClient:
                 return response
             raise TransportError("transaction ended without a response")
         except trio.Cancelled:
-            if is_invite:
-                await self._cancel_on_abort(transaction, history, receive_channel)
+            if is_invite and self._nursery is not None and not self._closed:
+                # CANCEL in the client's nursery, so that the caller's deadline is kept
+                # even while the CANCEL still waits for a provisional response.
+                handed_off = True
+                self._nursery.start_soon(
+                    self._cancel_on_abort, transaction, history, receive_channel
+                )
             raise
         finally:
-            self._waiters.pop(transaction, None)
+            if not handed_off:
+                self._waiters.pop(transaction, None)
             if is_invite:
                 self._pending_invites.pop(request.call_id, None)
 
@@ -858,11 +877,22 @@ class AsyncClient:
         history: list[Response],
         responses: trio.MemoryReceiveChannel[Response | Exception],
     ) -> None:
-        """The caller gave up on an INVITE: CANCEL it, shielded and bounded (RFC 3261 9.1).
+        """The caller gave up on an INVITE: CANCEL it, bounded in time (RFC 3261 9.1).
 
         CANCEL waits for a provisional response; a 2xx that wins the race is ACKed and
         ended with BYE so that the callee is not left in a half-open call.
         """
+        try:
+            await self._cancel_when_due(transaction, history, responses)
+        finally:
+            self._waiters.pop(transaction, None)
+
+    async def _cancel_when_due(
+        self,
+        transaction: ClientTransaction,
+        history: list[Response],
+        responses: trio.MemoryReceiveChannel[Response | Exception],
+    ) -> None:
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + self.timers.t1 * 16
             async with trio.open_nursery() as nursery:
@@ -965,13 +995,35 @@ class AsyncClient:
         transport.send_nowait(data, address)
 
     # -- dialogs -----------------------------------------------------------------------------
+    def _on_invite_provisional(self, request: Request, response: Response) -> None:
+        """A 101-199 with a To tag creates an early dialog; forks make several (12.1.2)."""
+        if request.to.tag or not response.to.tag or response.status_code == 100:
+            return
+        try:
+            dialog = Dialog.from_uac_response(request, response)
+        except (ProtocolError, ParseError):
+            return
+        self._early_dialogs.setdefault(dialog.id, dialog)
+
     def _on_invite_success(self, request: Request, response: Response) -> None:
+        if request.to.tag:
+            return  # a re-INVITE: the dialog exists and absorbs the response itself
+        self._sent_invites[(request.call_id, request.cseq.seq)] = request
+        while len(self._sent_invites) > 256:
+            self._sent_invites.pop(next(iter(self._sent_invites)))
         try:
             dialog = Dialog.from_uac_response(request, response)
         except (ProtocolError, ParseError) as exc:
             log.warning("2xx to INVITE does not create a dialog: %s", exc)
             return
         self._dialogs[dialog.id] = dialog
+        for early in [d for d in self._early_dialogs.values() if d.call_id == dialog.call_id]:
+            del self._early_dialogs[early.id]
+
+    @property
+    def early_dialogs(self) -> list[Dialog]:
+        """Early dialogs of pending INVITEs (one per fork that sent a 1xx with a To tag)."""
+        return list(self._early_dialogs.values())
 
     def _dialog_for_response(self, response: Response) -> Dialog:
         dialog_id = dialog_id_of(response)
@@ -1103,14 +1155,24 @@ class AsyncClient:
             channel.send_nowait(error(transaction))
 
     def _on_stray_response(self, response: Response) -> None:
-        """A 2xx retransmission for an INVITE we already ACKed: ACK it again."""
+        """A 2xx after the INVITE completed: ACK a retransmission again; a 2xx from another
+        fork (new To tag) is ACKed and ended with BYE (RFC 3261 13.2.2.4)."""
         try:
-            if response.is_success and response.cseq.method == "INVITE":
-                sent = self._acks.get((response.call_id, response.cseq.seq))
-                if sent is not None:
-                    self._send_bytes(*sent)
+            if not (response.is_success and response.cseq.method == "INVITE"):
+                return
+            key = (response.call_id, response.cseq.seq)
+            sent = self._acks.get((*key, response.to.tag or ""))
+            if sent is not None:
+                self._send_bytes(*sent)
+                return
+            if dialog_id_of(response) in self._dialogs:
+                return  # the caller has not ACKed this dialog's 2xx yet
+            invite = self._sent_invites.get(key)
         except ParseError:
-            pass
+            return
+        if invite is not None and response.to.tag:
+            response.request = invite
+            self._require_nursery().start_soon(self._end_unwanted_call, response)
 
     def _on_ack(self, request: Request) -> None:
         dialog_id = dialog_id_of(request)

@@ -153,6 +153,10 @@ class Client:
         return self._async.dialogs
 
     @property
+    def early_dialogs(self) -> list[Dialog]:
+        return self._async.early_dialogs
+
+    @property
     def auth(self) -> Auth.Digest | None:
         return self._async.auth
 

@@ -17,6 +17,8 @@ from .parser import DEFAULT_LIMITS, ParserLimits
 _CONTENT_LENGTH_RE = re.compile(
     rb"(?:^|\n)(?:content-length|l)[ \t]*:((?:[^\r\n]|\r?\n[ \t])*)", re.I
 )
+# An empty line: LF, optional CR, LF (so CRLF CRLF, LF LF and mixtures).
+_BLANK_LINE_RE = re.compile(rb"\n\r?\n")
 _DIGITS_RE = re.compile(rb"[ \t\r\n]*([0-9]{1,10})[ \t\r\n]*")
 
 
@@ -107,14 +109,16 @@ class StreamFramer:
             self._crlf_run = 0
 
     def _find_header_end(self) -> tuple[int, int]:
+        """(where the header section ends, length of the empty line), or (-1, 0)."""
         buffer = self._buffer
-        begin = max(self._scanned - 3, 0)
-        end = buffer.find(b"\r\n\r\n", begin)
-        lf_end = buffer.find(b"\n\n", begin, len(buffer) if end == -1 else end)
+        match = _BLANK_LINE_RE.search(buffer, max(self._scanned - 2, 0))
         self._scanned = len(buffer)
-        if lf_end != -1:
-            return lf_end, 2
-        return end, 4
+        if match is None:
+            return -1, 0
+        start = match.start()
+        if start > 0 and buffer[start - 1] == 0x0D:  # "\r\n" ends the last header line
+            start -= 1
+        return start, match.end() - start
 
     def _content_length(self, head: bytes) -> int:
         matches = _CONTENT_LENGTH_RE.findall(head)

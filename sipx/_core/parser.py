@@ -21,6 +21,7 @@ from .message import SIP_VERSION, Request, Response
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _FOLD_RE = re.compile(r"\n[ \t]+")
+_BLANK_LINE_RE = re.compile(rb"\n\r?\n")
 _VERSION_RE = re.compile(r"SIP/[0-9]{1,3}\.[0-9]{1,3}", re.I)
 _METHODS = frozenset(
     [
@@ -59,7 +60,10 @@ class _Folded(Exception):
 
 
 def parse_message(
-    data: bytes, *, limits: ParserLimits = DEFAULT_LIMITS, strict: bool = False
+    data: bytes | bytearray | memoryview,
+    *,
+    limits: ParserLimits = DEFAULT_LIMITS,
+    strict: bool = False,
 ) -> Request | Response:
     """Parse one datagram (or one framed stream message) into a Request or Response.
 
@@ -79,7 +83,7 @@ def parse_message(
         data = data.lstrip(b"\r\n")  # RFC 3261 7.5: CRLFs before the start line are ignored
     end = data.find(b"\r\n\r\n")
     if end == -1:
-        head, body = _split_at_lf(data, len(data))
+        head, body = _split_at_blank_line(data)
     else:
         head = data[:end].decode("utf-8", "surrogateescape")
         body = data[end + 4 :]
@@ -90,8 +94,8 @@ def parse_message(
             raise _Folded
         message = _parse_lines(lines, len(head), limits)
     except _Folded:
-        if end != -1 and "\n\n" in head:  # bare LF lines end before the first CRLF CRLF
-            head, body = _split_at_lf(data, end)
+        if end != -1:  # bare LF lines: the empty line may come before the first CRLF CRLF
+            head, body = _split_at_blank_line(data)
         lines = _normalise(head)
         try:
             message = _parse_lines(lines, len(head), limits, normalised=True)
@@ -122,15 +126,15 @@ def parse_message(
     return message
 
 
-def _split_at_lf(data: bytes, stop: int) -> tuple[str, bytes]:
-    """Split a message whose header section ends with a bare LF empty line."""
-    end = data.find(b"\n\n", 0, stop)
-    if end == -1:
+def _split_at_blank_line(data: bytes) -> tuple[str, bytes]:
+    """Split at the first empty line, whatever mix of LF and CRLF line ends is used."""
+    match = _BLANK_LINE_RE.search(data)
+    if match is None:
         raise ParseError("no empty line ends the header section", offset=len(data))
-    head = data[:end].decode("utf-8", "surrogateescape")
-    if head.endswith("\r"):  # "...\r\n\n": CRLF lines, then a bare LF
+    head = data[: match.start()].decode("utf-8", "surrogateescape")
+    if head.endswith("\r"):  # the line before the empty one ended with CRLF
         head = head[:-1]
-    return head, data[end + 2 :]
+    return head, data[match.end() :]
 
 
 def _normalise(head: str) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +19,7 @@ from sipx._core.header_types import (
     unquote_string,
 )
 from sipx._core.headers import Headers, canonical_name, header_key, split_list
+from sipx._core.message import Message
 from sipx._core.parser import parse_message
 from sipx._core.uri import URI
 from sipx._errors import ParseError
@@ -74,14 +77,14 @@ def test_mapping_protocol() -> None:
     headers = Headers({"Via": "SIP/2.0/UDP a", "To": "<sip:b@c>"})
     assert "via" in headers
     assert "Route" not in headers
-    assert 42 not in headers
+    assert 42 not in headers  # type: ignore[comparison-overlap]
     assert headers.get("Route") is None
     assert headers.get("Route", "none") == "none"
     assert headers.get("to") == "<sip:b@c>"
     assert len(headers) == 2
     assert dict(headers.items()) == {"Via": "SIP/2.0/UDP a", "To": "<sip:b@c>"}
     with pytest.raises(KeyError):
-        headers["Route"]  # noqa: B018
+        headers["Route"]
 
 
 def test_repeated_fields_join_with_comma_and_list_one_by_one() -> None:
@@ -243,7 +246,7 @@ def test_equality_ignores_order_between_names_but_not_within_one() -> None:
     assert a != 42
 
 
-def _typed_message() -> object:
+def _typed_message() -> Message:
     return parse_message(
         b"INVITE sip:bob@biloxi.com SIP/2.0\r\n"
         b"Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\n"
@@ -266,32 +269,33 @@ def _typed_message() -> object:
     ],
     ids=["set", "prepend", "del+add", "remove_first+add"],
 )
-def test_mutation_invalidates_the_typed_cache(mutate: object) -> None:
+def test_mutation_invalidates_the_typed_cache(mutate: Callable[[Headers], object]) -> None:
     message = _typed_message()
-    assert message.top_via.branch == "z9hG4bK1"  # type: ignore[attr-defined]
-    assert message.via[0].branch == "z9hG4bK1"  # type: ignore[attr-defined]
-    assert message.from_.tag == "1"  # type: ignore[attr-defined]
-    mutate(message.headers)  # type: ignore[attr-defined, operator]
-    assert message.top_via.branch == "z9hG4bK2"  # type: ignore[attr-defined]
-    assert message.top_via.transport == "TCP"  # type: ignore[attr-defined]
-    assert message.via[0].host == "b.example.com"  # type: ignore[attr-defined]
+    assert message.top_via.branch == "z9hG4bK1"
+    assert message.via[0].branch == "z9hG4bK1"
+    assert message.from_.tag == "1"
+    mutate(message.headers)
+    assert message.top_via.branch == "z9hG4bK2"
+    assert message.top_via.transport == "TCP"
+    assert message.via[0].host == "b.example.com"
 
 
 def test_each_typed_view_follows_its_header() -> None:
     message = _typed_message()
-    assert message.from_.tag == "1"  # type: ignore[attr-defined]
-    assert message.cseq.seq == 1  # type: ignore[attr-defined]
-    assert [str(c.uri) for c in message.contact] == ["sip:alice@a.example.com"]  # type: ignore[attr-defined]
-    assert message.content_type is None  # type: ignore[attr-defined]
-    headers = message.headers  # type: ignore[attr-defined]
+    assert message.from_.tag == "1"
+    assert message.cseq.seq == 1
+    assert [str(c.uri) for c in message.contact] == ["sip:alice@a.example.com"]
+    assert message.content_type is None
+    headers = message.headers
     headers["From"] = "<sip:alice@atlanta.com>;tag=2"
     headers["CSeq"] = "2 INVITE"
     headers.add("Contact", "<sip:alice@b.example.com>")
     headers["Content-Type"] = "text/plain"
-    assert message.from_.tag == "2"  # type: ignore[attr-defined]
-    assert message.cseq.seq == 2  # type: ignore[attr-defined]
-    assert len(message.contact) == 2  # type: ignore[attr-defined]
-    assert message.content_type.mime_type == "text/plain"  # type: ignore[attr-defined]
+    assert message.from_.tag == "2"
+    assert message.cseq.seq == 2
+    assert len(message.contact) == 2
+    content_type = message.content_type
+    assert content_type is not None and content_type.mime_type == "text/plain"
 
 
 def test_cache_slots() -> None:
@@ -307,7 +311,10 @@ def test_cache_slots() -> None:
 
 
 def test_via() -> None:
-    via = Via.parse("SIP/2.0/udp 192.0.2.1:5070;branch=z9hG4bKabc;rport=5071;received=198.51.100.7;maddr=x.example.com")
+    via = Via.parse(
+        "SIP/2.0/udp 192.0.2.1:5070;branch=z9hG4bKabc;rport=5071;received=198.51.100.7"
+        ";maddr=x.example.com"
+    )
     assert via.protocol == "SIP/2.0"
     assert via.transport == "UDP"
     assert via.sent_by == ("192.0.2.1", 5070)
@@ -315,7 +322,10 @@ def test_via() -> None:
     assert via.rport == 5071 and via.has_rport
     assert via.received == "198.51.100.7"
     assert via.maddr == "x.example.com"
-    assert str(via) == "SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKabc;rport=5071;received=198.51.100.7;maddr=x.example.com"
+    assert (
+        str(via) == "SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKabc;rport=5071;received=198.51.100.7"
+        ";maddr=x.example.com"
+    )
 
 
 def test_via_with_whitespace_everywhere_and_ipv6() -> None:
@@ -338,10 +348,10 @@ def test_via_with_whitespace_everywhere_and_ipv6() -> None:
         "SIP/2.0/UDP host:²",
         "SIP/2.0/UDP host:99999999999999999999999999999",
         "SIP/2.0/UDP host;;",
-        "SIP/2.0/UDP host;branch=\"quoted\"",
+        'SIP/2.0/UDP host;branch="quoted"',
         "SIP/2.0/UDP ho st",
         "SIP/2.0/UDP [2001:db8::1",
-        "SIP/2.0/UDP host;a=\"unterminated",
+        'SIP/2.0/UDP host;a="unterminated',
         "SIP/2.0/U<DP host",
     ],
 )
@@ -356,7 +366,9 @@ def test_via_rport_ignores_junk() -> None:
 
 
 def test_name_addr_forms() -> None:
-    quoted = NameAddr.parse('"Alice \\"A\\" Liddell" <sip:alice@atlanta.com;transport=tcp>;tag=88sja8x;x="a;b"')
+    quoted = NameAddr.parse(
+        '"Alice \\"A\\" Liddell" <sip:alice@atlanta.com;transport=tcp>;tag=88sja8x;x="a;b"'
+    )
     assert quoted.display_name == 'Alice "A" Liddell'
     assert quoted.tag == "88sja8x"
     assert quoted.params == {"tag": "88sja8x", "x": '"a;b"'}
@@ -430,7 +442,19 @@ def test_bad_name_addrs(text: str) -> None:
         NameAddr.parse(text).uri  # noqa: B018
 
 
-@pytest.mark.parametrize(("value", "q"), [("1", 1.0), ("0.5", 0.5), ("0.123", 0.123), ("1.000", 1.0), ("nan", None), ("inf", None), ("2", None), ("0.1234", None)])
+@pytest.mark.parametrize(
+    ("value", "q"),
+    [
+        ("1", 1.0),
+        ("0.5", 0.5),
+        ("0.123", 0.123),
+        ("1.000", 1.0),
+        ("nan", None),
+        ("inf", None),
+        ("2", None),
+        ("0.1234", None),
+    ],
+)
 def test_q_values(value: str, q: float | None) -> None:
     assert NameAddr.parse(f"<sip:a@b>;q={value}").q == q
 
@@ -446,7 +470,16 @@ def test_cseq() -> None:
     assert CSeq.parse("  0009 \t INVITE ") == CSeq(9, "INVITE")
     assert str(CSeq(1, "BYE")) == "1 BYE"
     assert CSeq.parse(f"{2**32 - 1} ACK").seq == 2**32 - 1
-    for bad in ["", "1", "INVITE 1", "1 INVITE x", f"{2**32} INVITE", "-1 INVITE", "² INVITE", "9" * 5000 + " INVITE"]:
+    for bad in [
+        "",
+        "1",
+        "INVITE 1",
+        "1 INVITE x",
+        f"{2**32} INVITE",
+        "-1 INVITE",
+        "² INVITE",
+        "9" * 5000 + " INVITE",
+    ]:
         with pytest.raises(ParseError):
             CSeq.parse(bad)
 
@@ -455,14 +488,16 @@ def test_media_type() -> None:
     media = MediaType.parse("Application/SDP ; charset=UTF-8")
     assert media.mime_type == "application/sdp"
     assert media.params == {"charset": "UTF-8"}
-    assert str(MediaType.parse('multipart/mixed;boundary="a b"')) == 'multipart/mixed;boundary="a b"'
+    assert (
+        str(MediaType.parse('multipart/mixed;boundary="a b"')) == 'multipart/mixed;boundary="a b"'
+    )
     for bad in ["", "text", "text/", "/plain", "te xt/plain", "text/plain;"]:
         with pytest.raises(ParseError):
             MediaType.parse(bad)
 
 
 def test_params_and_quoting_helpers() -> None:
-    assert parse_params(";a=1;B;c=\"x;y\"", "test") == {"a": "1", "b": None, "c": '"x;y"'}
+    assert parse_params(';a=1;B;c="x;y"', "test") == {"a": "1", "b": None, "c": '"x;y"'}
     assert parse_params(" ; a = 1 ; b ", "test") == {"a": "1", "b": None}
     assert parse_params("", "test") == {}
     assert unquote_string('"a \\"b\\" \\\\"') == 'a "b" \\'
@@ -483,7 +518,7 @@ def test_typed_views_raise_only_parse_error(text: str) -> None:
             pass
     try:
         name_addr = NameAddr.parse(text)
-        name_addr.q, name_addr.expires, str(name_addr)  # noqa: B018
+        name_addr.q, name_addr.expires, str(name_addr)
         name_addr.uri  # noqa: B018
     except ParseError:
         pass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -75,7 +77,9 @@ def test_to_bytes_uses_the_conventional_order_and_a_correct_content_length() -> 
 
 def test_content_length_is_written_even_without_a_body() -> None:
     request = Request("OPTIONS", URI.parse("sip:a@b"), {"Call-ID": "x"})
-    assert request.to_bytes() == b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\nContent-Length: 0\r\n\r\n"
+    assert (
+        request.to_bytes() == b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\nContent-Length: 0\r\n\r\n"
+    )
 
 
 def test_content_length_counts_bytes_not_characters() -> None:
@@ -111,7 +115,7 @@ def test_request_uri_is_parsed_lazily_and_can_be_replaced() -> None:
     assert request.uri.params == {"transport": "tcp"}
     request.uri = URI.parse("sip:carol@chicago.com")
     assert request.to_bytes().startswith(b"INVITE sip:carol@chicago.com SIP/2.0")
-    request.uri = "sip:dave@example.org"  # type: ignore[assignment]
+    request.uri = "sip:dave@example.org"
     assert request.uri.user == "dave"
     assert repr(request) == "<Request INVITE sip:dave@example.org>"
 
@@ -129,7 +133,9 @@ def test_typed_views_of_a_built_request() -> None:
     assert request.to.tag is None
     assert request.call_id == "3848276298220188511@atlanta.example.com"
     assert (request.cseq.seq, request.cseq.method) == (314159, "INVITE")
-    assert [str(c.uri) for c in request.contact] == ["sip:alice@client.atlanta.example.com;transport=tcp"]
+    assert [str(c.uri) for c in request.contact] == [
+        "sip:alice@client.atlanta.example.com;transport=tcp"
+    ]
     assert [str(r.uri) for r in request.route] == ["sip:p1.example.com;lr"]
     assert request.record_route == []
     assert request.max_forwards == 70
@@ -227,21 +233,21 @@ def test_validate_records_a_missing_max_forwards_once() -> None:
         (lambda h: h.__setitem__("Max-Forwards", "300"), "Max-Forwards"),
     ],
 )
-def test_validate_rejects(change: object, match: str) -> None:
+def test_validate_rejects(change: Callable[[Headers], object], match: str) -> None:
     request = invite()
     del request.headers["Content-Length"]
-    change(request.headers)  # type: ignore[operator]
+    change(request.headers)
     with pytest.raises(ParseError, match=match):
         request.validate()
 
 
 def test_validate_rejects_headers_in_the_request_uri_and_other_versions() -> None:
     request = invite()
-    request.uri = "sip:bob@biloxi.com?Route=%3Csip:x%3E"  # type: ignore[assignment]
+    request.uri = "sip:bob@biloxi.com?Route=%3Csip:x%3E"
     with pytest.raises(ParseError, match="must not carry headers"):
         request.validate()
     old = Request("OPTIONS", "sip:a@b", version="SIP/1.0")
-    with pytest.raises(ParseError, match="SIP/1.0"):
+    with pytest.raises(ParseError, match=r"SIP/1\.0"):
         old.validate()
 
 
@@ -279,13 +285,13 @@ _token = st.from_regex(r"[A-Za-z0-9\-.!%*_+`'~]{1,10}", fullmatch=True)
 _header_name = _token.map(lambda n: f"X-{n}")
 # Header values: any text without CR/LF, including quotes, commas, non-ASCII; trimmed.
 _header_value = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\r\n"),
+    st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="\r\n"),
     max_size=30,
 ).map(lambda v: v.strip(" \t"))
 _host = st.from_regex(r"[a-z]{1,8}(\.[a-z]{1,8}){0,2}", fullmatch=True)
-_user = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=10)
+_user = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=10)
 _display = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\r\n"), max_size=12
+    st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="\r\n"), max_size=12
 )
 
 
@@ -346,7 +352,10 @@ def requests(draw: st.DrawFn) -> Request:
 @st.composite
 def responses(draw: st.DrawFn) -> Response:
     reason = draw(
-        st.text(st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\r\n"), max_size=20)
+        st.text(
+            st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="\r\n"),
+            max_size=20,
+        )
     )
     fields = draw(header_lists())
     fields.append(("CSeq", f"{draw(st.integers(0, 2**32 - 1))} {draw(_methods)}"))

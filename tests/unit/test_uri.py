@@ -13,7 +13,9 @@ from sipx._errors import ParseError
 
 
 def test_full_sip_uri() -> None:
-    uri = URI.parse("sip:alice:secret@atlanta.com:5070;transport=tcp;lr?subject=project&priority=urgent")
+    uri = URI.parse(
+        "sip:alice:secret@atlanta.com:5070;transport=tcp;lr?subject=project&priority=urgent"
+    )
     assert uri.scheme == "sip"
     assert uri.user == "alice"
     assert uri.password == "secret"
@@ -45,7 +47,12 @@ def test_sips_and_scheme_case() -> None:
     [
         ("sip:alice@[2001:db8::1]:5060", "[2001:db8::1]", "2001:db8::1", 5060),
         ("sip:[2001:db8::1]", "[2001:db8::1]", "2001:db8::1", None),
-        ("sip:alice@[::ffff:192.0.2.1];transport=udp", "[::ffff:192.0.2.1]", "::ffff:192.0.2.1", None),
+        (
+            "sip:alice@[::ffff:192.0.2.1];transport=udp",
+            "[::ffff:192.0.2.1]",
+            "::ffff:192.0.2.1",
+            None,
+        ),
         ("sip:192.0.2.4:5061", "192.0.2.4", "192.0.2.4", 5061),
     ],
 )
@@ -63,7 +70,9 @@ def test_constructor_brackets_an_ipv6_host() -> None:
 
 
 def test_escapes_in_user_password_params_and_headers() -> None:
-    uri = URI.parse("sip:I%20have%20spaces:p%40ss@example.net;n%61me=v%61lue%25%34%31?Sub%6aect=a%20b")
+    uri = URI.parse(
+        "sip:I%20have%20spaces:p%40ss@example.net;n%61me=v%61lue%25%34%31?Sub%6aect=a%20b"
+    )
     assert uri.user == "I have spaces"
     assert uri.password == "p@ss"
     assert uri.params == {"name": "value%41"}  # unescaped once, never recursively
@@ -157,9 +166,18 @@ def test_parsed_text_is_kept_verbatim(text: str) -> None:
 
 
 def test_built_uri_renders_with_escapes() -> None:
-    uri = URI("sip", user="I have spaces@home", host="example.net", port=5070,
-              params={"transport": "tcp", "lr": None}, headers={"Subject": "a b&c"})
-    assert str(uri) == "sip:I%20have%20spaces%40home@example.net:5070;transport=tcp;lr?Subject=a%20b%26c"
+    uri = URI(
+        "sip",
+        user="I have spaces@home",
+        host="example.net",
+        port=5070,
+        params={"transport": "tcp", "lr": None},
+        headers={"Subject": "a b&c"},
+    )
+    assert (
+        str(uri)
+        == "sip:I%20have%20spaces%40home@example.net:5070;transport=tcp;lr?Subject=a%20b%26c"
+    )
     again = URI.parse(str(uri))
     assert again.user == "I have spaces@home"
     assert again.headers == {"Subject": "a b&c"}
@@ -291,23 +309,27 @@ def test_tel_comparison_ignores_visual_separators() -> None:
 
 
 def test_built_tel_uri() -> None:
-    assert str(URI("tel", user="+4930123456", params={"isub": "1234"})) == "tel:+4930123456;isub=1234"
+    assert (
+        str(URI("tel", user="+4930123456", params={"isub": "1234"})) == "tel:+4930123456;isub=1234"
+    )
 
 
 # -- properties --------------------------------------------------------------------------------
 
 _user_text = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12
+    st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12
 )
 _host = st.one_of(
     st.from_regex(r"[a-z][a-z0-9\-]{0,8}(\.[a-z][a-z0-9\-]{0,8}){0,2}", fullmatch=True).filter(
         lambda h: not h.endswith("-")
     ),
-    st.from_regex(r"(25[0-5]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|1[0-9]{2}|[1-9]?[0-9])){3}", fullmatch=True),
+    st.from_regex(
+        r"(25[0-5]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|1[0-9]{2}|[1-9]?[0-9])){3}", fullmatch=True
+    ),
     st.just("[2001:db8::1]"),
 )
 _token = st.from_regex(r"[A-Za-z0-9\-.!*_+~]{1,8}", fullmatch=True)
-_value = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=8)
+_value = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=8)
 
 
 @st.composite
@@ -348,7 +370,7 @@ def test_parse_raises_only_parse_error(text: str) -> None:
     assert uri == uri
 
 
-@given(st.text(alphabet="sip:@;=?&%[]<>.:0123456789abcAB \t+-\"", max_size=40))
+@given(st.text(alphabet='sip:@;=?&%[]<>.:0123456789abcAB \t+-"', max_size=40))
 def test_parse_raises_only_parse_error_on_uri_like_text(text: str) -> None:
     try:
         URI.parse(text)
