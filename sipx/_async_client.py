@@ -146,7 +146,8 @@ class AsyncClient:
         self._registrations: dict[str, _Registration] = {}
         self._reregister_scopes: dict[str, trio.CancelScope] = {}
         self._last_destination: str | None = None
-        self._public_address: Address | None = None
+        # Our address as each next hop saw it (Via received/rport, RFC 3581), for Contact.
+        self._public_addresses: dict[Address, Address] = {}
         self._uas = UserAgentServer(self)
         self._outgoing_calls: dict[DialogId, Call] = {}
         self._closed = False
@@ -669,8 +670,9 @@ class AsyncClient:
         )
 
     def _contact_host(self, address: Address) -> tuple[str, int]:
-        if self._public_address is not None:
-            return self._public_address
+        learned = self._public_addresses.get(address)
+        if learned is not None:
+            return learned
         transport = self._require_transport()
         host, port = transport.local_address
         return routable_host(host, address[0]), port
@@ -1059,7 +1061,7 @@ class AsyncClient:
             now = trio.current_time()
             if isinstance(message, Response):
                 message.top_via  # noqa: B018 - a response we cannot match is dropped
-                self._learn_public_address(message)
+                self._learn_public_address(message, source)
                 self._layer.receive_response(message, now)
             else:
                 # RFC 3261 8.1.1: without these no response can be built; drop it here.
@@ -1095,7 +1097,9 @@ class AsyncClient:
             request.headers.remove_first("Via")
             request.headers.prepend("Via", str(via))
 
-    def _learn_public_address(self, response: Response) -> None:
+    def _learn_public_address(self, response: Response, source: Address) -> None:
+        """Remember how ``source`` saw us (received/rport): behind a NAT, later Contacts
+        toward it carry that address."""
         via = response.top_via
         received, rport = via.received, via.rport
         if received is None and rport is None:
@@ -1103,8 +1107,10 @@ class AsyncClient:
         transport = self._require_transport()
         host = received or via.host
         port = rport or via.port or transport.local_address[1]
-        if (host, port) != (via.host, via.port) and not host.startswith("127."):
-            self._public_address = (host, port)
+        if (host, port) != (via.host, via.port):
+            self._public_addresses[source] = (host, port)
+        else:
+            self._public_addresses.pop(source, None)
 
     def _pump(self) -> None:
         """Carry out what the transaction layer asks for (until it has nothing more)."""
