@@ -87,6 +87,7 @@ class _Registration:
     expires: int = 3600
     granted: int | None = None
     registrar: str | None = None
+    registered_at: float | None = None  # trio time of the last 2xx
 
 
 class AsyncClient:
@@ -151,6 +152,9 @@ class AsyncClient:
         self._uas = UserAgentServer(self)
         self._outgoing_calls: dict[DialogId, Call] = {}
         self._closed = False
+        # INVITEs the caller gave up on whose CANCEL still runs (see _cancel_on_abort).
+        self._aborts = 0
+        self._aborts_idle = trio.Event()
         # Where recent requests went, so that retry_with_auth() sends the retry there too.
         self._destinations: OrderedDict[tuple[str, int, str], Address] = OrderedDict()
 
@@ -187,6 +191,14 @@ class AsyncClient:
     async def aclose(self) -> None:
         """Cancel every task the client started and close its transport."""
         if self._nursery is None or self._nursery_manager is None or self._closed:
+            return
+        # Let the CANCELs of abandoned INVITEs finish (each bounded by 16*T1) while the
+        # transport and the timers still run, so that no callee is left ringing.
+        with trio.CancelScope(shield=True):
+            while self._aborts:
+                self._aborts_idle = trio.Event()
+                await self._aborts_idle.wait()
+        if self._closed or self._nursery_manager is None:
             return
         self._closed = True
         self._nursery.cancel_scope.cancel()
@@ -598,11 +610,15 @@ class AsyncClient:
                 )
                 # Refresh at 80 % of the expiry, and at least 32 s (one Timer F) early.
                 period = max(1.0, min(granted * 0.8, granted - 32.0))
-                if state is None or state.granted is None:
-                    period = 0.0  # not registered yet: register now
                 if interval is not None:
                     period = min(period, interval)
-                await trio.sleep(period)
+                if state is None or state.granted is None or state.registered_at is None:
+                    due = trio.current_time()  # not registered yet: register now
+                else:
+                    # Counted from the last 2xx: a binding that has lapsed (or is about
+                    # to) is refreshed at once.
+                    due = state.registered_at + period
+                await trio.sleep_until(due)
                 while True:
                     try:
                         response = await self.register(
@@ -863,6 +879,7 @@ class AsyncClient:
                 # CANCEL in the client's nursery, so that the caller's deadline is kept
                 # even while the CANCEL still waits for a provisional response.
                 handed_off = True
+                self._aborts += 1
                 self._nursery.start_soon(
                     self._cancel_on_abort, transaction, history, receive_channel
                 )
@@ -888,6 +905,9 @@ class AsyncClient:
             await self._cancel_when_due(transaction, history, responses)
         finally:
             self._waiters.pop(transaction, None)
+            self._aborts -= 1
+            if not self._aborts:
+                self._aborts_idle.set()
 
     async def _cancel_when_due(
         self,
@@ -1222,6 +1242,7 @@ class AsyncClient:
         except ParseError:
             granted = None
         state.granted = granted if granted is not None else state.expires
+        state.registered_at = trio.current_time()
 
 
 def _request_key(request: Request) -> tuple[str, int, str]:

@@ -88,7 +88,7 @@ _SESSION_SLOTS: Final = {
 }
 _MEDIA_SLOTS: Final = {letter: letter for letter in "ick"}
 
-_DIGITS: Final = re.compile(r"[0-9]+")
+_DIGITS: Final = re.compile(r"[0-9]{1,18}")  # bounded: int() of a huge digit run is a ValueError
 _FIELD_SEP: Final = re.compile(r"[ \t]+")
 
 

@@ -287,20 +287,26 @@ async def test_no_cancel_before_a_provisional_response(
     assert len(network.requests("ACK")) == 1  # for the 487
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="timeout=2 on an INVITE with no provisional response raises only after the "
-    "shielded wait of _cancel_on_abort (16*T1 = 8 s more), not at 2 s",
-)
 async def test_invite_timeout_is_honoured_without_a_provisional(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """The caller's deadline holds even though no CANCEL may be sent yet (RFC 3261 9.1):
+    the INVITE transaction carries on in the background, without a CANCEL."""
     network = MemoryNetwork()
     async with ScriptedUAS(network, UAS, ignore=["INVITE"]) as uas, client_on(network) as client:
         start = trio.current_time()
-        with pytest.raises(sipx.TimeoutError):
+        with pytest.raises(sipx.TimeoutError, match="INVITE") as caught:
             await client.invite(uas.uri, body=OFFER, timeout=2)
         assert trio.current_time() - start == pytest.approx(2.0)
+        assert caught.value.seconds == 2
+        await trio.sleep(40)
+        # Nothing is left waiting for the abandoned INVITE once its transaction is over.
+        assert client._waiters == {}
+        assert client._aborts == 0
+    assert network.requests("CANCEL") == []
+    # The INVITE transaction was not torn down: it retransmitted until Timer B.
+    times = since(start, [c.time for c in network.requests("INVITE")])
+    assert times == [0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
 
 
 async def test_cancelled_invite_sends_cancel(autojump_clock: trio.testing.MockClock) -> None:
@@ -526,13 +532,28 @@ async def test_leaving_the_client_stops_everything(autojump_clock: trio.testing.
                 await uas.wait_for("INVITE")
                 nursery.cancel_scope.cancel()
             assert network.is_bound(address)
+            leaving = trio.current_time()
+        assert trio.current_time() - leaving < 1  # not the 16*T1 bound of the CANCEL
+        # Leaving waited for the CANCEL of the abandoned INVITE (RFC 3261 9.1): the callee
+        # stopped ringing with 487, which the INVITE transaction ACKed.
+        assert [r.status_code for r in uas.responses if r.cseq.method == "INVITE"] == [
+            100,
+            180,
+            487,
+        ]
+        assert len(uas.requests_for("CANCEL")) == 1 and uas.requests_for("ACK")
         assert len(all_tasks()) == before
         assert not network.is_bound(address)
         sent = len(network.log)
         await trio.sleep(100)  # re-registration every 10 s would show here
         assert [entry for entry in network.log[sent:] if entry.source == address] == []
-        with pytest.raises((sipx.SIPError, RuntimeError)):
+        with pytest.raises(sipx.SIPError, match="the client is closed; create a new one"):
             await client.options(uas.uri)
+        with pytest.raises(sipx.SIPError, match="the client is closed; create a new one"):
+            await client.open()
+        with pytest.raises(sipx.SIPError, match="the client is closed"):
+            async with client:
+                pass  # pragma: no cover
         # The address is free again for a new client.
         async with sipx.AsyncClient(*address, network=network) as again:
             assert (await again.options(uas.uri)).status_code == 200
