@@ -889,6 +889,9 @@ class AsyncClient:
                 self._waiters.pop(transaction, None)
             if is_invite:
                 self._pending_invites.pop(request.call_id, None)
+                # A final response (or giving up) ends the INVITE's early dialogs.
+                for early in [d for d in self._early_dialogs.values() if d.invite is request]:
+                    del self._early_dialogs[early.id]
 
     async def _cancel_on_abort(
         self,
@@ -1127,6 +1130,11 @@ class AsyncClient:
         transport = self._require_transport()
         host = received or via.host
         port = rport or via.port or transport.local_address[1]
+        if transport.reliable:
+            # over TCP rport is the ephemeral port of our outgoing connection, which takes
+            # no new connections: a Contact carrying it would be unreachable (and an
+            # un-REGISTER with it would not match the binding). Keep our listening port.
+            port = via.port or transport.local_address[1]
         if (host, port) != (via.host, via.port):
             self._public_addresses[source] = (host, port)
         else:

@@ -264,6 +264,12 @@ class Call:
             return self.local_sdp
         self.remote_sdp = offer
         answer = self._uas.default_sdp(offer)
+        previous = self.local_sdp
+        if previous is not None:
+            # RFC 3264 8: our origin stays; its version goes up when the SDP changes.
+            answer.origin = previous.origin
+            if answer.to_bytes() != previous.to_bytes():
+                answer.origin = previous.origin.bumped()
         self.local_sdp = answer
         return answer
 

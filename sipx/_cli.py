@@ -31,16 +31,43 @@ def _client(args: argparse.Namespace) -> AsyncClient:
     )
 
 
-def _print_response(label: str, response: object) -> None:
+def _print_response(label: str, response: object, args: argparse.Namespace | None = None) -> None:
     status = getattr(response, "status_code", "?")
     reason = getattr(response, "reason_phrase", "")
     print(f"{label}: {status} {reason}")
+    if status in (401, 407) and args is not None:
+        _explain_auth_failure(status, reason, response, args)
+
+
+def _explain_auth_failure(
+    status: object, reason: str, response: object, args: argparse.Namespace
+) -> None:
+    """A challenge as the final answer: say on stderr why, in words a user can act on."""
+    request = getattr(response, "request", None)
+    headers = getattr(request, "headers", {})
+    answered = "Authorization" in headers or "Proxy-Authorization" in headers
+    if answered:
+        message = (
+            f"authentication failed: the server rejected the credentials of user"
+            f" {args.user!r} ({status} {reason} again after answering its challenge);"
+            " check --user and --password"
+        )
+    elif args.user and args.password:
+        message = (
+            f"authentication failed: the client could not answer the {status} challenge"
+            " with these credentials (realm or algorithm not supported?)"
+        )
+    else:
+        message = (
+            f"the server requires authentication ({status} {reason}): pass --user and --password"
+        )
+    print(f"error: {message}", file=sys.stderr)
 
 
 async def _options(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         response = await client.options(args.uri, host=args.host, port=args.port)
-        _print_response("OPTIONS", response)
+        _print_response("OPTIONS", response, args)
         if "Allow" in response.headers:
             print(f"Allow: {response.headers['Allow']}")
         return 0 if response.is_success else 1
@@ -51,7 +78,7 @@ async def _register(args: argparse.Namespace) -> int:
         response = await client.register(
             args.aor, expires=args.expires, host=args.host, port=args.port
         )
-        _print_response("REGISTER", response)
+        _print_response("REGISTER", response, args)
         for contact in response.contact:
             print(f"Contact: {contact}")
         return 0 if response.is_success else 1
@@ -60,7 +87,7 @@ async def _register(args: argparse.Namespace) -> int:
 async def _message(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         response = await client.message(args.uri, args.text, host=args.host, port=args.port)
-        _print_response("MESSAGE", response)
+        _print_response("MESSAGE", response, args)
         return 0 if response.is_success else 1
 
 
@@ -68,7 +95,7 @@ async def _call(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         call = await client.call(args.uri, host=args.host, port=args.port)
         assert call.final_response is not None
-        _print_response("INVITE", call.final_response)
+        _print_response("INVITE", call.final_response, args)
         if not call.established:
             return 1
         if call.remote_sdp is not None:

@@ -21,10 +21,11 @@ import trio
 from ._call import Call, CallState
 from ._core.builder import copy_record_route
 from ._core.dialog import Dialog, DialogId, dialog_id_of
+from ._core.headers import header_key
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction, make_response
-from ._errors import ParseError, ProtocolError
+from ._errors import ParseError, ProtocolError, SIPError
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -44,6 +45,10 @@ ALLOWED_METHODS = (
     "INFO",
 )
 DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+# Listed in Allow only once a handler takes them (out of dialog they get 405 otherwise).
+_NEED_A_HANDLER = frozenset({"SUBSCRIBE", "REFER"})
+# What a response copies from its request (RFC 3261 8.2.6.2).
+_COPIED = frozenset(header_key(name) for name in ("Via", "From", "To", "Call-ID", "CSeq"))
 RequestHandler = Callable[..., Any]  # IncomingRequest (or Call for INVITE) -> Response | None
 
 
@@ -115,6 +120,25 @@ class IncomingRequest:
         self._uas.client._pump()
         return response
 
+    def _complete(self, response: Response) -> Response:
+        """A handler's own Response; one built from scratch (no Via) gets what RFC 3261
+        8.2.6 copies from the request, a To tag and, where due, the Record-Route."""
+        if "Via" in response.headers:
+            return response
+        full = make_response(
+            self.request,
+            response.status_code,
+            response.reason_phrase,
+            to_tag=self._uas.local_tag(self.request),
+        )
+        if 100 < response.status_code < 300 and self.method in DIALOG_CREATING:
+            copy_record_route(self.request, full)
+        for name, value in response.headers.multi_items():
+            if header_key(name) not in _COPIED:
+                full.headers.add(name, value)
+        full.content = response.content
+        return full
+
     def __repr__(self) -> str:
         return f"<IncomingRequest {self.method} {self.request.uri}>"
 
@@ -130,6 +154,8 @@ class UserAgentServer:
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
+        # 2xx responses to re-INVITEs awaiting their ACK, by dialog and CSeq.
+        self._awaiting_ack: dict[tuple[DialogId, int], trio.Event] = {}
 
     # -- registration ----------------------------------------------------------------------
     def on_request(self, method: str, handler: RequestHandler) -> None:
@@ -207,8 +233,10 @@ class UserAgentServer:
         return dialog
 
     def retransmit_2xx(self, call: Call, response: Response) -> None:
-        """RFC 3261 13.3.1.4: resend the 2xx at T1, 2*T1, ... T2 until the ACK arrives."""
-        if call.transaction is None or call.transaction.reliable:
+        """RFC 3261 13.3.1.4: resend the 2xx at T1, 2*T1, ... T2 until the ACK arrives, and
+        end the call after 64*T1 without one. "This is independent of whatever transport
+        protocols are used": the ACK is end to end and may cross an unreliable hop."""
+        if call.transaction is None:
             return
         self.client._require_nursery().start_soon(self._retransmit_2xx, call, response)
 
@@ -220,20 +248,57 @@ class UserAgentServer:
                 with trio.move_on_after(interval):
                     await call.wait_acked()
                     return
-                transaction = call.transaction
-                assert transaction is not None
-                if not transaction.respond(response, trio.current_time()):
-                    destination = transaction.destination
-                    assert isinstance(destination, tuple)
-                    self.client._send_bytes(response.to_bytes(), destination)
-                self.client._pump()
+                assert call.transaction is not None
+                self._resend(call.transaction, response)
                 interval = min(interval * 2, timers.t2)
         if not call._acked.is_set() and call.dialog is not None:
             log.warning("no ACK for our 2xx to %s: ending the call", call.call_id)
+            dialog = call.dialog
+            call._end("timeout")  # first: the BYE would record the end as "local"
             try:
-                await call.bye()
-            finally:
-                call._end("timeout")
+                await self.client.bye(dialog_id=dialog.id)
+            except SIPError as exc:  # a peer that never ACKed may not answer the BYE either
+                log.info("BYE after the missing ACK failed: %s", exc)
+
+    def _resend(self, transaction: ServerTransaction, response: Response) -> None:
+        if not transaction.respond(response, trio.current_time()):  # after Timer L
+            destination = transaction.destination
+            assert isinstance(destination, tuple)
+            self.client._send_bytes(response.to_bytes(), destination)
+        self.client._pump()
+
+    def _retransmit_reinvite_2xx(
+        self, call: Call, dialog: Dialog, transaction: ServerTransaction, response: Response
+    ) -> None:
+        """The 2xx to a re-INVITE is the TU's to retransmit too (13.3.1.4, RFC 6026)."""
+        key = (dialog.id, response.cseq.seq)
+        acked = self._awaiting_ack[key] = trio.Event()
+        self.client._require_nursery().start_soon(
+            self._resend_until_acked, call, key, acked, transaction, response
+        )
+
+    async def _resend_until_acked(
+        self,
+        call: Call,
+        key: tuple[DialogId, int],
+        acked: trio.Event,
+        transaction: ServerTransaction,
+        response: Response,
+    ) -> None:
+        timers = self.client.timers
+        interval = timers.t1
+        try:
+            with trio.move_on_after(timers.timer_b):
+                while True:
+                    with trio.move_on_after(interval):
+                        await acked.wait()
+                    if acked.is_set() or call.ended:
+                        return
+                    self._resend(transaction, response)
+                    interval = min(interval * 2, timers.t2)
+            log.warning("no ACK for our 2xx to a re-INVITE in %s", call.call_id)
+        finally:
+            self._awaiting_ack.pop(key, None)
 
     # -- the request path --------------------------------------------------------------------
     async def serve(self, transaction: ServerTransaction, request: Request) -> None:
@@ -242,7 +307,11 @@ class UserAgentServer:
             await self._dispatch(incoming)
         except Exception:
             log.exception("handler for %s failed", request.method)
-            if not incoming.responded and incoming.call is None:
+            call = incoming.call
+            if call is not None:
+                if call.final_response is None:  # else the INVITE would go unanswered
+                    call.reject(500)
+            elif not incoming.responded:
                 incoming.respond(500)
 
     async def _dispatch(self, incoming: IncomingRequest) -> None:
@@ -266,16 +335,21 @@ class UserAgentServer:
         elif method == "BYE":
             incoming.respond(481)
         elif method in ALLOWED_METHODS or method in ("REGISTER", "UPDATE", "PRACK", "PUBLISH"):
-            incoming.respond(405, headers={"Allow": ", ".join(ALLOWED_METHODS)})
+            incoming.respond(405, headers={"Allow": self._allow()})
         else:
             incoming.respond(501)
 
     def _capabilities(self) -> dict[str, str]:
         return {
-            "Allow": ", ".join(ALLOWED_METHODS),
+            "Allow": self._allow(),
             "Accept": "application/sdp, text/plain",
             "Supported": "replaces",
         }
+
+    def _allow(self) -> str:
+        methods = [m for m in ALLOWED_METHODS if m not in _NEED_A_HANDLER or m in self.handlers]
+        methods += [m for m in self.handlers if m not in methods]
+        return ", ".join(methods)
 
     async def _run_handler(self, incoming: IncomingRequest) -> bool:
         handler = self.handlers.get(incoming.method)
@@ -285,6 +359,7 @@ class UserAgentServer:
         if inspect.isawaitable(result):
             result = await result
         if isinstance(result, Response) and not incoming.responded:
+            result = incoming._complete(result)
             if not incoming.transaction.respond(result, trio.current_time()):
                 raise ProtocolError("handler's response was refused by the transaction")
             incoming.response = result
@@ -333,8 +408,8 @@ class UserAgentServer:
         if target.last_response is None or target.last_response.status_code < 200:
             call = self._pending_calls.pop(target.request.call_id, None)
             if call is not None and call.final_response is None:
+                call._end("cancel")  # first: reject() would record the end as "local"
                 call.reject(487, "Request Terminated")
-                call._end("cancel")
             else:
                 target.respond(
                     make_response(target.request, 487, to_tag=self.local_tag(target.request)),
@@ -365,7 +440,10 @@ class UserAgentServer:
             return
         if method == "INVITE" and call is not None:
             answer = call._on_reinvite(request)
-            incoming.respond(200, body=answer, headers={"Contact": self.contact_for(call.invite)})
+            response = incoming.respond(
+                200, body=answer, headers={"Contact": self.contact_for(call.invite)}
+            )
+            self._retransmit_reinvite_2xx(call, dialog, incoming.transaction, response)
             return
         if await self._run_handler(incoming):
             return
@@ -376,12 +454,15 @@ class UserAgentServer:
         elif method == "OPTIONS":
             incoming.respond(200, headers=self._capabilities())
         else:
-            incoming.respond(405, headers={"Allow": ", ".join(ALLOWED_METHODS)})
+            incoming.respond(405, headers={"Allow": self._allow()})
 
     def on_ack(self, ack: Request) -> None:
         dialog_id = dialog_id_of(ack)
         if dialog_id is None:
             return
+        acked = self._awaiting_ack.pop((dialog_id, ack.cseq.seq), None)
+        if acked is not None:
+            acked.set()
         call = self.calls.get(dialog_id)
         if call is not None:
             call._on_ack(ack)

@@ -25,6 +25,10 @@ log = logging.getLogger("sipx.transport")
 
 _MAX_DATAGRAM = 65_535
 _BATCH = 256  # datagrams handled before yielding to other tasks
+# Receive buffer asked for: room for ~3000 datagrams while the loop is busy elsewhere (a
+# full GC pass of a loaded process takes 100-400 ms). Linux caps it at net.core.rmem_max;
+# see bench/README.md, "SIP OPTIONS".
+_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 class UDPTransport:
@@ -52,6 +56,7 @@ class UDPTransport:
         sock = socket.socket(family_for(host), socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            _enlarge_receive_buffer(sock)
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
@@ -124,3 +129,15 @@ class UDPTransport:
                 except OSError as exc:
                     log.debug("UDP send to %s failed: %s", address, exc)
                 self._pending.popleft()
+
+
+def _enlarge_receive_buffer(sock: socket.socket) -> None:
+    """Ask for ``_RECEIVE_BUFFER`` bytes of receive buffer, never for less than the default.
+
+    Best effort: Linux silently caps the value, macOS refuses one above its limit.
+    """
+    try:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < _RECEIVE_BUFFER:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+    except OSError as exc:
+        log.debug("UDP receive buffer left at the default: %s", exc)

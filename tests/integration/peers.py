@@ -1134,10 +1134,54 @@ class Baresip:
         reg = _hostport(registrar)
         if not reg:
             raise ValueError("registrar (Kamailio or 'host:port') is required")
-        sip_port = sip_port or free_port()
-        cons_port = cons_port or free_port("udp")
-        rtp = free_port("udp")
-        rd = _mkdir(run_dir, f"sipx-baresip-{user}-")
+        # Ports are bind-probed, not reserved: another process may take one before baresip
+        # binds it (then "module cons.so: Address already in use" and baresip runs on without
+        # its control interface, or it cannot register). A clash is retried with fresh ports.
+        for attempt in range(3):
+            last = attempt == 2 or bool(sip_port or cons_port)  # retry only our own picks
+            rd = Path(f"{run_dir}-retry{attempt}") if attempt and run_dir else run_dir
+            try:
+                self = cls._start_once(
+                    binary,
+                    user,
+                    password,
+                    reg,
+                    sip_port=sip_port or free_port(),
+                    cons_port=cons_port or free_port(),  # cons listens on UDP *and* TCP
+                    rtp=free_port("udp"),
+                    answermode=answermode,
+                    rd=_mkdir(rd, f"sipx-baresip-{user}-"),
+                    timeout=timeout,
+                )
+            except RuntimeError as exc:
+                if last or "in use" not in str(exc):
+                    raise
+                continue
+            clash = re.search(
+                r"(?m)^.*(?:failed to listen|module \S+:).*in use.*$", self.log_text()
+            )
+            if clash is None:
+                return self
+            self.stop()
+            if last:
+                raise RuntimeError(f"baresip could not bind its ports: {clash.group(0)}")
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start_once(
+        cls,
+        binary: str,
+        user: str,
+        password: str,
+        reg: str,
+        *,
+        sip_port: int,
+        cons_port: int,
+        rtp: int,
+        answermode: str,
+        rd: Path,
+        timeout: float,
+    ) -> Baresip:
         cfg = string.Template((BARESIP_DIR / "config.template").read_text()).substitute(
             sip_port=sip_port,
             cons_port=cons_port,

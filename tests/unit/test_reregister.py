@@ -39,9 +39,28 @@ def gaps(times: list[float]) -> list[float]:
     return [round(b - a, 6) for a, b in itertools.pairwise(times)]
 
 
-async def test_refreshes_at_80_percent_of_the_granted_expiry(
+@pytest.mark.parametrize(
+    ("granted", "period"),
+    [(40, 8), (60, 28), (100, 68), (160, 128), (600, 480), (3600, 2880)],
+)
+async def test_refresh_period_follows_the_granted_expiry(
+    autojump_clock: trio.testing.MockClock, granted: int, period: float
+) -> None:
+    """max(1, min(80 % of the expiry, the expiry less one Timer F of 32 s))."""
+    network = MemoryNetwork()
+    async with registrar(network, max_expires=granted), client_on(network) as client:
+        start = trio.current_time()
+        await client.register(AOR)
+        await client.enable_auto_reregister(AOR)
+        await trio.sleep(2 * period + 1)
+    starts = [c.time - start for c in fresh_registers(network)]
+    assert starts == pytest.approx([0, period, 2 * period])
+
+
+async def test_short_expiry_refreshes_32_seconds_early(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """60 s granted: 80 % (48 s) would leave less than one Timer F (32 s): refresh at 28 s."""
     network = MemoryNetwork()
     async with registrar(network, max_expires=60) as uas, client_on(network) as client:
         start = trio.current_time()
@@ -52,9 +71,9 @@ async def test_refreshes_at_80_percent_of_the_granted_expiry(
         assert client.auto_reregistering == [AOR]
         await trio.sleep(2 * 3600 + 1)
     starts = [c.time - start for c in fresh_registers(network)]
-    assert starts[:4] == pytest.approx([0, 48, 96, 144])
-    assert gaps(starts) == [48.0] * (len(starts) - 1)
-    assert len(starts) == 2 * 3600 // 48 + 1
+    assert starts[:4] == pytest.approx([0, 28, 56, 84])
+    assert gaps(starts) == [28.0] * (len(starts) - 1)
+    assert len(starts) == 2 * 3600 // 28 + 1
     # Every refresh was challenged and answered with fresh credentials.
     assert uas.authorized == len(starts)
     assert len(network.responses(401)) == len(starts)
@@ -66,6 +85,56 @@ async def test_refreshes_at_80_percent_of_the_granted_expiry(
     assert seqs == sorted(set(seqs))
     # The binding never lapsed.
     assert next(iter(uas.bindings[AOR].values())) > trio.current_time()
+
+
+async def test_long_expiry_refreshes_at_80_percent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    async with registrar(network) as uas, client_on(network) as client:
+        start = trio.current_time()
+        response = await client.register(AOR, expires=3600)
+        assert response.contact[0].expires == 3600
+        await client.enable_auto_reregister(AOR)
+        await trio.sleep(3 * 3600 + 1)
+        assert next(iter(uas.bindings[AOR].values())) > trio.current_time()
+    starts = [c.time - start for c in fresh_registers(network)]
+    assert starts == pytest.approx([0, 2880, 5760, 8640])
+    assert uas.authorized == 4
+
+
+async def test_enable_before_registering_registers_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    async with registrar(network, max_expires=60) as uas, client_on(network) as client:
+        await trio.sleep(10)
+        start = trio.current_time()
+        await client.enable_auto_reregister(AOR)
+        assert network.requests("REGISTER") == []  # started in the background
+        await trio.sleep(100)
+        assert uas.bindings.get(AOR)
+    starts = [c.time - start for c in fresh_registers(network)]
+    assert starts == pytest.approx([0, 28, 56, 84])
+    [first, *_] = [c.message for c in network.requests("REGISTER")]
+    assert first.expires == 3600  # the default expiry, capped to 60 by the registrar
+    assert uas.authorized == 4
+
+
+async def test_first_refresh_counts_from_the_last_registration(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Enabled 20 s after registering (60 s granted), the refresh is due 8 s later, not
+    28 s later when fewer than 32 s of the binding would be left."""
+    network = MemoryNetwork()
+    async with registrar(network, max_expires=60), client_on(network) as client:
+        start = trio.current_time()
+        await client.register(AOR)
+        await trio.sleep(20)
+        await client.enable_auto_reregister(AOR)
+        await trio.sleep(60)
+    starts = [c.time - start for c in fresh_registers(network)]
+    assert starts == pytest.approx([0, 28, 56])
 
 
 async def test_interval_caps_the_refresh_period(autojump_clock: trio.testing.MockClock) -> None:
@@ -106,34 +175,37 @@ async def test_failures_back_off_and_recover(autojump_clock: trio.testing.MockCl
         assert uas.bindings[AOR]
     times = [t for t, _ in statuses]
     codes = [code for _, code in statuses]
-    # 0 and 48 and 96 succeed; from 144 the registrar fails until t=200.
-    assert statuses[:3] == [(0, 200), (48, 200), (96, 200)]
+    # 0, 28, 56 and 84 succeed; from 112 the registrar fails until t=200.
+    assert statuses[:4] == [(0, 200), (28, 200), (56, 200), (84, 200)]
     failures = [t for t, code in statuses if code == 503]
-    assert failures[0] == 144
-    assert gaps(failures) == [1, 2, 4, 8, 16]  # back-off doubles
+    assert failures[0] == 112
+    assert gaps(failures) == [1, 2, 4, 8, 16, 32]  # back-off doubles
     recovered = times[codes.index(503) + len(failures)]
-    assert recovered == 144 + 1 + 2 + 4 + 8 + 16 + 32  # the next retry, after 32 s, succeeds
+    # The next retry waits 60 s (the back-off's cap, not 64 s) and succeeds.
+    assert recovered == 112 + 1 + 2 + 4 + 8 + 16 + 32 + 60
     assert codes[codes.index(503) + len(failures)] == 200
     # Back to the normal period once recovered, with the back-off reset.
     after = [t for t, code in statuses if t > recovered]
-    assert after[:3] == [recovered + 48, recovered + 96, recovered + 144]
+    assert after[:3] == [recovered + 28, recovered + 56, recovered + 84]
 
 
 async def test_disable_stops_refreshing(autojump_clock: trio.testing.MockClock) -> None:
     network = MemoryNetwork()
     async with registrar(network, max_expires=60), client_on(network) as client:
+        start = trio.current_time()
         await client.register(AOR)
         await client.enable_auto_reregister(AOR)
         await trio.sleep(100)
-        assert len(fresh_registers(network)) == 3  # 0, 48, 96
+        assert len(fresh_registers(network)) == 4  # 0, 28, 56, 84
         client.disable_auto_reregister(AOR)
         assert client.auto_reregistering == []
         await trio.sleep(1000)
-        assert len(fresh_registers(network)) == 3
-        # It can be turned on again.
+        assert len(fresh_registers(network)) == 4
+        # It can be turned on again: the binding lapsed long ago, so it registers at once.
         await client.enable_auto_reregister(AOR)
         await trio.sleep(50)
-        assert len(fresh_registers(network)) == 4
+    starts = [c.time - start for c in fresh_registers(network)]
+    assert starts == pytest.approx([0, 28, 56, 84, 1100, 1128])
 
 
 async def test_enabling_twice_keeps_one_refresher(autojump_clock: trio.testing.MockClock) -> None:
@@ -142,8 +214,9 @@ async def test_enabling_twice_keeps_one_refresher(autojump_clock: trio.testing.M
         await client.register(AOR)
         await client.enable_auto_reregister(AOR)
         await client.enable_auto_reregister(AOR)
+        assert client.auto_reregistering == [AOR]
         await trio.sleep(100)
-        assert len(fresh_registers(network)) == 3
+        assert len(fresh_registers(network)) == 4  # 0, 28, 56, 84
 
 
 async def test_closing_the_client_stops_refreshing(autojump_clock: trio.testing.MockClock) -> None:
@@ -167,12 +240,12 @@ async def test_refresh_survives_a_lossy_network(autojump_clock: trio.testing.Moc
         await client.enable_auto_reregister(AOR)
         await trio.sleep(3600)
         # Some datagrams were lost, yet every refresh got through: each within two
-        # transactions' worst case (2 x 64*T1) of the 48 s period.
+        # transactions' worst case (2 x 64*T1) of the 28 s period.
         assert "lost" in {entry.fate for entry in network.log}
         granted_at: dict[int, float] = {}
         for c in network.responses(200, method="REGISTER"):
             granted_at.setdefault(c.message.cseq.seq, c.time)
         times = sorted(granted_at.values())
         assert len(times) > 3600 // 60
-        assert max(gaps(times)) < 48 + 64
+        assert max(gaps(times)) < 28 + 64
         assert next(iter(uas.bindings[AOR].values())) > trio.current_time()

@@ -1,0 +1,399 @@
+"""SIP-level load on loopback: OPTIONS answered by sipx, and OPTIONS sent by sipx.
+
+Run from the repository root (needs ``sipp`` on PATH)::
+
+    .venv/bin/python bench/bench_sip_options.py                 # both parts, defaults
+    .venv/bin/python bench/bench_sip_options.py --part uas --rates 2000 4000 6000
+    .venv/bin/python bench/bench_sip_options.py --part client --peer devserver
+
+``--part uas``: an :class:`sipx.AsyncClient` (``local_host="127.0.0.1"``, default handlers:
+OPTIONS gets 200) runs in a child process (this script started again with ``--serve``);
+SIPp runs ``tests/integration/peers/sipp/uac_options.xml`` against it at each ``--rates``
+value for ``--seconds`` (``-r RATE -m RATE*SECONDS -buff_size 4194304``, bounded by
+``-timeout``). A fresh sipx process serves each rate, so every step starts with an empty
+transaction table. A step is *clean* with 0 failed calls, 0 retransmissions and every call
+successful; the sweep stops after the first step that is not clean. Reported per step: the
+rate SIPp achieved, failures, retransmissions, SIPp's mean response time, the CPU of the
+sipx process (% of one core, from ``/proc/PID/stat``) and its peak RSS (``VmHWM``; the
+server transactions of a run are all still alive at its end: Timer J is 32 s).
+
+``--part client``: an ``AsyncClient`` in this process sends ``client.options()`` to a peer
+in another process: SIPp ``uas_options.xml`` (``--peer sipp``, default) or sipx's
+``DevServer`` (``--peer devserver``): first ``--sequential`` requests one after the other,
+then ``--requests`` requests from ``--concurrency`` tasks. Reported: requests/s, and the
+CPU of this process and of the peer.
+
+Nothing here asserts a time; the numbers go to bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SCENARIOS = ROOT / "tests" / "integration" / "peers" / "sipp"
+_HOST = "127.0.0.1"
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_SIPP_TUNING = ["-buff_size", "4194304", "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((_HOST, 0))
+        return int(s.getsockname()[1])
+
+
+# -- child processes -------------------------------------------------------------------------
+
+
+def _serve(kind: str, lifetime: float, rcvbuf: int, gc_mode: str) -> None:
+    """The child: serve until SIGINT (or ``lifetime``), then print GC and loop-lag figures."""
+    import gc
+    import json
+
+    import trio
+
+    import sipx
+    from sipx._serve import DevServer
+
+    pauses: list[float] = []
+    gen2: list[float] = []
+    started = [0.0]
+    lag = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pause = time.perf_counter() - started[0]
+            pauses.append(pause)
+            if info["generation"] == 2:
+                gen2.append(pause)
+
+    gc.callbacks.append(on_gc)
+    if gc_mode == "off":
+        gc.disable()
+
+    async def watch_lag() -> None:  # how late a 10 ms sleep wakes up: the longest stall
+        while True:
+            before = time.perf_counter()
+            await trio.sleep(0.01)
+            lag[0] = max(lag[0], time.perf_counter() - before - 0.01)
+
+    async def main() -> None:
+        with trio.move_on_after(lifetime):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_lag)
+                if kind == "uas":
+                    async with sipx.AsyncClient(local_host=_HOST, local_port=0) as client:
+                        if rcvbuf:  # an experiment: the transport's socket, enlarged from outside
+                            sock = client._transport._sock  # type: ignore[union-attr]
+                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+                        print(client.local_address.port, flush=True)
+                        await trio.sleep_forever()
+                else:
+                    async with DevServer(_HOST, 0, transports=("UDP",)) as server:
+                        print(server.address[1], flush=True)
+                        await trio.sleep_forever()
+
+    try:
+        trio.run(main)
+    except* KeyboardInterrupt:
+        pass
+    figures = {
+        "gc_total": sum(pauses),
+        "gen2_count": len(gen2),
+        "gen2_max": max(gen2, default=0.0),
+        "lag_max": lag[0],
+        "gc_objects": len(gc.get_objects()),
+    }
+    print(json.dumps(figures), flush=True)
+
+
+def _start_child(
+    kind: str, lifetime: float, rcvbuf: int = 0, gc_mode: str = "on"
+) -> tuple[subprocess.Popen[str], int]:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            kind,
+            "--lifetime",
+            str(lifetime),
+            "--rcvbuf",
+            str(rcvbuf),
+            "--gc",
+            gc_mode,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    return child, int(child.stdout.readline())
+
+
+def _stop(process: subprocess.Popen[str]) -> dict[str, float]:
+    """Stop a child (SIGINT, so that it reports) or a peer; returns the child's figures."""
+    import json
+
+    process.send_signal(signal.SIGINT)
+    try:
+        out, _ = process.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+    for line in reversed((out or "").splitlines()):
+        if line.startswith("{"):
+            return dict(json.loads(line))
+    return {}
+
+
+# -- part 1: sipx answers, SIPp loads --------------------------------------------------------
+
+
+def _sipp_uac(port: int, rate: int, seconds: float, workdir: str) -> dict[str, float]:
+    stat = Path(workdir) / f"uac_{rate}.csv"
+    calls = int(rate * seconds)
+    command = [
+        "sipp",
+        f"{_HOST}:{port}",
+        "-sf",
+        str(SCENARIOS / "uac_options.xml"),
+        "-i",
+        _HOST,
+        "-p",
+        str(_free_udp_port()),
+        "-r",
+        str(rate),
+        "-m",
+        str(calls),
+        "-timeout",
+        f"{int(seconds + 10)}s",
+        *_SIPP_TUNING,
+        "-trace_stat",
+        "-stf",
+        str(stat),
+        "-fd",
+        "1",
+        "-nostdin",
+    ]
+    started = time.perf_counter()
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    wall = time.perf_counter() - started
+    with open(stat, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter=";"))
+    last = rows[-1]
+    mean_rt = last["ResponseTime1(C)"]  # HH:MM:SS:micro
+    h, m, s, us = (int(x) for x in mean_rt.split(":"))
+    return {
+        "calls": calls,
+        "ok": int(last["SuccessfulCall(C)"]),
+        "failed": int(last["FailedCall(C)"]),
+        "retrans": int(last["Retransmissions(C)"]),
+        "rate": float(last["CallRate(C)"]),
+        "rt_ms": ((h * 60 + m) * 60 + s) * 1000 + us / 1000,
+        "wall": wall,
+    }
+
+
+def _udp_rcvbuf_errors() -> int:
+    """System-wide UDP RcvbufErrors (datagrams dropped because a receive buffer was full)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+def part_uas(args: argparse.Namespace) -> None:
+    print(
+        f"sipx UAS (AsyncClient) loaded by SIPp uac_options.xml, {args.seconds:g} s per rate"
+        + (f", SO_RCVBUF set to {args.rcvbuf}" if args.rcvbuf else "")
+        + (", gc disabled" if args.gc == "off" else "")
+    )
+    print(
+        f"{'target/s':>8} {'achieved/s':>10} {'ok':>6} {'failed':>6} {'retrans':>7} "
+        f"{'mean RT':>7} {'drops':>5} {'CPU':>4} {'RSS':>7} {'gen2 max':>8} {'stall':>6}  verdict"
+    )
+    best = None
+    with tempfile.TemporaryDirectory() as workdir:
+        for rate in args.rates:
+            child, port = _start_child("uas", args.seconds + 30, args.rcvbuf, args.gc)
+            try:
+                time.sleep(0.2)
+                drops0 = _udp_rcvbuf_errors()
+                cpu0, t0 = _cpu_seconds(child.pid), time.perf_counter()
+                result = _sipp_uac(port, rate, args.seconds, workdir)
+                cpu = (_cpu_seconds(child.pid) - cpu0) / (time.perf_counter() - t0) * 100
+                drops = _udp_rcvbuf_errors() - drops0
+                rss = _peak_rss_mib(child.pid)
+            finally:
+                figures = _stop(child)
+            clean = (
+                result["failed"] == 0 and result["retrans"] == 0 and result["ok"] == result["calls"]
+            )
+            print(
+                f"{rate:>8} {result['rate']:>10,.0f} {result['ok']:>6} {result['failed']:>6} "
+                f"{result['retrans']:>7} {result['rt_ms']:>5.0f}ms {drops:>5} {cpu:>3.0f}% "
+                f"{rss:>4.0f}MiB {figures.get('gen2_max', 0) * 1000:>6.0f}ms "
+                f"{figures.get('lag_max', 0) * 1000:>4.0f}ms  {'clean' if clean else 'NOT clean'}",
+                flush=True,
+            )
+            if not clean:
+                break
+            best = (rate, result["rate"], cpu)
+    if best is None:
+        print("no clean rate")
+    else:
+        print(
+            f"highest clean rate: {best[0]}/s target, {best[1]:,.0f}/s achieved, "
+            f"sipx CPU {best[2]:.0f}%"
+        )
+
+
+# -- part 2: sipx sends ----------------------------------------------------------------------
+
+
+def _start_peer(peer: str) -> tuple[subprocess.Popen[str], int]:
+    if peer == "devserver":
+        return _start_child("devserver", lifetime=120)
+    port = _free_udp_port()
+    process = subprocess.Popen(
+        [
+            "sipp",
+            "-sf",
+            str(SCENARIOS / "uas_options.xml"),
+            "-i",
+            _HOST,
+            "-p",
+            str(port),
+            *_SIPP_TUNING,
+            "-nostdin",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    time.sleep(0.3)
+    return process, port
+
+
+def part_client(args: argparse.Namespace) -> None:
+    import trio
+
+    import sipx
+
+    peer, port = _start_peer(args.peer)
+    uri = f"sip:{_HOST}:{port}"
+    results: list[tuple[str, int, float, float, float]] = []
+
+    async def run() -> None:
+        with trio.fail_after(50):
+            await session()
+
+    async def session() -> None:
+        async with sipx.AsyncClient(local_host=_HOST, local_port=0) as client:
+            for _ in range(50):  # warm-up
+                await client.options(uri)
+
+            async def timed(label: str, total: int, tasks: int) -> None:
+                per_task = total // tasks
+
+                async def worker() -> None:
+                    for _ in range(per_task):
+                        response = await client.options(uri)
+                        if response.status_code != 200:
+                            raise RuntimeError(f"unexpected {response.status_code}")
+
+                own0, peer0 = _cpu_seconds(os.getpid()), _cpu_seconds(peer.pid)
+                t0 = time.perf_counter()
+                async with trio.open_nursery() as nursery:
+                    for _ in range(tasks):
+                        nursery.start_soon(worker)
+                elapsed = time.perf_counter() - t0
+                own = (_cpu_seconds(os.getpid()) - own0) / elapsed * 100
+                peer_cpu = (_cpu_seconds(peer.pid) - peer0) / elapsed * 100
+                results.append((label, per_task * tasks, per_task * tasks / elapsed, own, peer_cpu))
+
+            await timed("sequential", args.sequential, 1)
+            await timed(f"{args.concurrency} concurrent tasks", args.requests, args.concurrency)
+
+    try:
+        trio.run(run)
+    finally:
+        _stop(peer)
+    print(f"sipx AsyncClient.options() against {args.peer} (another process)")
+    print(f"{'mode':<22} {'requests':>8} {'requests/s':>10} {'sipx CPU':>8} {'peer CPU':>8}")
+    for label, count, rate, own, peer_cpu in results:
+        print(f"{label:<22} {count:>8} {rate:>10,.0f} {own:>7.0f}% {peer_cpu:>7.0f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=["uas", "client", "both"], default="both")
+    parser.add_argument(
+        "--rates",
+        type=int,
+        nargs="+",
+        default=[1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000],
+        help="SIPp call rates to try, in order (UAS part)",
+    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="SIPp run per rate")
+    parser.add_argument("--peer", choices=["sipp", "devserver"], default="sipp")
+    parser.add_argument("--sequential", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=10000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument(
+        "--rcvbuf",
+        type=int,
+        default=0,
+        help="set SO_RCVBUF of the sipx UAS socket (0: leave it as sipx sets it)",
+    )
+    parser.add_argument(
+        "--gc",
+        choices=["on", "off"],
+        default="on",
+        help="off: gc.disable() in the sipx UAS process (an experiment)",
+    )
+    parser.add_argument("--serve", choices=["uas", "devserver"], help=argparse.SUPPRESS)
+    parser.add_argument("--lifetime", type=float, default=60.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        _serve(args.serve, args.lifetime, args.rcvbuf, args.gc)
+        return
+    if (args.peer == "sipp" or args.part != "client") and shutil.which("sipp") is None:
+        sys.exit("sipp is not on PATH")
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    if args.part in ("uas", "both"):
+        part_uas(args)
+    if args.part in ("client", "both"):
+        part_client(args)
+
+
+if __name__ == "__main__":
+    main()

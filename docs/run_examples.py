@@ -1,0 +1,94 @@
+"""Run every ```python block of the docs against a fresh ``sipx serve`` on 127.0.0.1:5060.
+
+    .venv/bin/python docs/run_examples.py [-v] [docs/API.md ...]
+
+A block runs as a script (exit status 0 expected); a block that defines ``test_...``
+functions runs under pytest (with pytest-trio's trio mode). Each block gets its own
+server, so registrations do not leak from one to the next. A block preceded by the line
+``<!-- not run -->`` is skipped. The ports the examples use (5060 for the server, 5061 and
+5062 for clients) must be free.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+PYTHON = sys.executable
+BLOCK_RE = re.compile(r"(?P<before>[^\n]*)\n```python\n(?P<code>.*?)\n```", re.S)
+
+
+def blocks(path: Path) -> list[tuple[int, str]]:
+    text = path.read_text(encoding="utf-8")
+    found = []
+    for match in BLOCK_RE.finditer(text):
+        if match.group("before").strip() == "<!-- not run -->":
+            continue
+        line = text.count("\n", 0, match.start("code")) + 1
+        found.append((line, match.group("code")))
+    return found
+
+
+def start_server() -> subprocess.Popen[str]:
+    server = subprocess.Popen(
+        [PYTHON, "-m", "sipx", "serve", "--port", "5060"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    if "listening" not in line:
+        server.kill()
+        raise SystemExit(f"sipx serve did not start: {line!r}")
+    return server
+
+
+def run(code: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    if re.search(r"^(async )?def test_", code, re.M):
+        script = workdir / "test_example.py"
+        script.write_text(code, encoding="utf-8")
+        command = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        command += ["-o", "trio_mode=true", str(script)]
+    else:
+        script = workdir / "example.py"
+        script.write_text(code, encoding="utf-8")
+        command = [PYTHON, str(script)]
+    return subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def main(argv: list[str]) -> int:
+    verbose = "-v" in argv
+    paths = [Path(a) for a in argv if a != "-v"] or sorted(DOCS.glob("*.md"))
+    failures = 0
+    for path in paths:
+        for line, code in blocks(path):
+            server = start_server()
+            started = time.monotonic()
+            try:
+                with tempfile.TemporaryDirectory() as workdir:
+                    result = run(code, Path(workdir))
+            finally:
+                server.terminate()
+                server.wait(timeout=10)
+            took = time.monotonic() - started
+            status = "ok" if result.returncode == 0 else "FAILED"
+            print(f"{status:6} {path.name}:{line} ({took:.1f} s)")
+            if result.returncode != 0:
+                failures += 1
+                print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
+            elif verbose:
+                print("".join(f"    | {out}\n" for out in result.stdout.splitlines()))
+    print(f"{failures} failed" if failures else "every example ran")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

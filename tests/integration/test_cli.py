@@ -1,0 +1,420 @@
+"""The ``sipx`` command line, run as a subprocess (``python -m sipx ...``).
+
+Against ``python -m sipx serve`` (a subprocess too; plain tests, no third-party peer) and
+against Kamailio (marked ``integration``): options, register (and un-register), message to a
+registered peer, call to extension 100 with ``--duration 1``, each over UDP and TCP;
+``--verbose`` printing whole messages; a wrong password failing with a clear message; and
+``sipx demo`` printing its ladder.
+
+Every test checks the SIP outcome: the status lines the CLI prints, what the peer received
+(its handler, SIPp's trace) or what the registrar holds (a binding query).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from peers import HOST, Kamailio, SIPp, free_port, query_bindings, wait_sip_ready
+
+from sipx import AsyncClient, Auth
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "sipx"]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+CREDENTIALS_1111 = ["--user", "1111", "--password", "1111xxx"]
+
+
+@pytest.fixture(params=["udp", "tcp"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sipx *args`` and return it (stdout/stderr as text)."""
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=ENV,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+async def arun_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    """``run_cli`` without blocking the trio loop (for tests with an in-process peer)."""
+    with trio.fail_after(timeout):
+        done = await trio.run_process(
+            [*CLI, *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            cwd=ROOT,
+            env=ENV,
+            stdin=b"",
+        )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
+    )
+
+
+def show(done: subprocess.CompletedProcess[str]) -> str:
+    return f"rc={done.returncode}\n--- stdout ---\n{done.stdout}\n--- stderr ---\n{done.stderr}"
+
+
+def lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return done.stdout.splitlines()
+
+
+def client_opts(transport: str, *more: str, local_port: int | None = None) -> list[str]:
+    opts = ["--transport", transport, "--local-host", HOST, "--timeout", "5", *more]
+    if local_port is not None:
+        opts += ["--local-port", str(local_port)]
+    return opts
+
+
+def call_id_of(text: str) -> str:
+    """The Call-ID of the first whole message printed by ``--verbose``."""
+    m = re.search(r"^Call-ID:\s*(\S+)", text, re.M)
+    assert m, text
+    return m.group(1)
+
+
+def printed_requests(text: str, method: str) -> list[str]:
+    """The whole ``method`` requests in ``--verbose`` output (a message ends at a blank line)."""
+    return re.findall(rf"^{method} sip:.*?(?=\n\n|\Z)", text, re.M | re.S)
+
+
+# --------------------------------------------------------------------------------------- #
+# python -m sipx serve (subprocess)
+# --------------------------------------------------------------------------------------- #
+class Serve:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.proc, self.port, self.log = proc, port, log
+        self.host = HOST
+
+    @property
+    def hostport(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def aor(self, user: str) -> str:
+        return f"sip:{user}@{self.hostport}"
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    """``python -m sipx serve --host 127.0.0.1 --port P``, ready when OPTIONS gets 200
+    over UDP and TCP."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*CLI, "serve", "--host", HOST, "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=ENV,
+            start_new_session=True,
+        )
+    try:
+        wait_sip_ready(HOST, port, timeout=15, proc=proc)
+        yield Serve(proc, port, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_options_serve(serve: Serve, transport: str) -> None:
+    done = run_cli("options", f"sip:{serve.hostport}", *client_opts(transport))
+    assert done.returncode == 0, show(done)
+    out = lines(done)
+    assert out[0] == "OPTIONS: 200 OK", show(done)
+    assert out[1].startswith("Allow: ")
+    allowed = {m.strip() for m in out[1].removeprefix("Allow: ").split(",")}
+    assert {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "REGISTER"} <= allowed
+    assert done.stderr == ""
+
+
+def test_register_and_unregister_serve(serve: Serve, transport: str) -> None:
+    port = free_port()
+    opts = client_opts(transport, *CREDENTIALS_1111, local_port=port)
+    done = run_cli("register", serve.aor("1111"), "--expires", "60", *opts)
+    assert done.returncode == 0, show(done)
+    out = lines(done)
+    assert out[0] == "REGISTER: 200 OK", show(done)
+    suffix = ";transport=tcp" if transport == "tcp" else ""
+    ours = [line for line in out[1:] if f"<sip:1111@{HOST}:{port}{suffix}>" in line]
+    assert len(ours) == 1 and re.search(r";expires=(5\d|60)\b", ours[0]), out
+    held = [c for c in query_bindings(serve, "1111") if f":{port}" in c]
+    assert len(held) == 1 and held[0].startswith(f"<sip:1111@{HOST}:{port}{suffix}>"), held
+    # un-register from the same local port (same Contact): the binding goes away
+    done = run_cli("register", serve.aor("1111"), "--expires", "0", *opts)
+    assert done.returncode == 0, show(done)
+    assert lines(done)[0] == "REGISTER: 200 OK"
+    assert not any(f":{port}" in line for line in lines(done)[1:]), show(done)
+    assert not [c for c in query_bindings(serve, "1111") if f":{port}" in c]
+
+
+def test_register_wrong_password_serve(serve: Serve, transport: str) -> None:
+    done = run_cli(
+        "register",
+        serve.aor("1111"),
+        *client_opts(transport, "--user", "1111", "--password", "wrong"),
+    )
+    assert done.returncode != 0, show(done)
+    assert lines(done)[0] == "REGISTER: 401 Unauthorized", show(done)
+    assert "authentication failed" in done.stderr and "--password" in done.stderr, show(done)
+    assert "Traceback" not in done.stderr
+
+
+def test_call_without_credentials_says_so(serve: Serve) -> None:
+    done = run_cli("call", f"sip:100@{serve.hostport}", "--duration", "1", *client_opts("udp"))
+    assert done.returncode != 0, show(done)
+    assert lines(done)[0] == "INVITE: 407 Proxy Authentication Required", show(done)
+    assert "requires authentication" in done.stderr and "--user" in done.stderr, show(done)
+
+
+async def test_message_to_registered_peer_serve(serve: Serve, transport: str) -> None:
+    await _message_to_registered_peer(serve, transport)
+
+
+def test_call_extension_100_serve(serve: Serve, transport: str) -> None:
+    started = time.monotonic()
+    done = run_cli(
+        "call",
+        f"sip:100@{serve.hostport}",
+        "--duration",
+        "1",
+        *client_opts(transport, *CREDENTIALS_1111),
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, show(done)
+    out = lines(done)
+    assert out[0] == "INVITE: 200 OK", show(done)
+    assert out[1].startswith("Codecs: ") and "PCMU/8000" in out[1], out
+    assert out[-1] == "BYE: 200 OK", out
+    assert 1.0 <= elapsed < 10, elapsed  # held the call for --duration before the BYE
+
+
+def test_verbose_prints_whole_messages(serve: Serve, transport: str) -> None:
+    done = run_cli("options", f"sip:{serve.hostport}", "--verbose", *client_opts(transport))
+    assert done.returncode == 0, show(done)
+    text = done.stdout
+    tr = transport.upper()
+    # the ladder lines, then each whole message: request line, headers, status line
+    assert re.search(rf"──OPTIONS sip:{re.escape(serve.hostport)}──▶ .*\({tr}\)", text), text
+    assert re.search(rf"◀──200 OK \(1 OPTIONS\)── .*\({tr}\)", text), text
+    assert re.search(rf"^OPTIONS sip:{re.escape(serve.hostport)} SIP/2\.0$", text, re.M), text
+    assert re.search(rf"^Via: SIP/2\.0/{tr} 127\.0\.0\.1:\d+;branch=z9hG4bK", text, re.M)
+    assert re.search(r"^CSeq: 1 OPTIONS$", text, re.M)
+    assert re.search(r"^SIP/2\.0 200 OK$", text, re.M), text
+    assert re.search(r"^Allow: .*INVITE", text, re.M)
+    assert lines(done)[-2] == "OPTIONS: 200 OK"
+    # without --verbose nothing but the summary
+    quiet = run_cli("options", f"sip:{serve.hostport}", *client_opts(transport))
+    assert "Via:" not in quiet.stdout and len(lines(quiet)) == 2, show(quiet)
+
+
+def test_verbose_call_shows_the_ladder(serve: Serve) -> None:
+    done = run_cli(
+        "call",
+        f"sip:100@{serve.hostport}",
+        "--duration",
+        "0.2",
+        "-v",
+        *client_opts("udp", *CREDENTIALS_1111),
+    )
+    assert done.returncode == 0, show(done)
+    ladder = [line for line in lines(done) if "──" in line]
+    steps = [re.sub(r"^\s*me (◀──|──)", "", line).split("──")[0] for line in ladder]
+    assert [s.split(" ")[0] for s in steps] == [
+        "INVITE",
+        "407",
+        "ACK",
+        "INVITE",
+        "100",
+        "180",
+        "200",
+        "ACK",
+        "BYE",
+        "200",
+    ], ladder
+    assert re.search(r"^Proxy-Authorization: Digest ", done.stdout, re.M)
+    assert re.search(r"^Content-Type: application/sdp$", done.stdout, re.M)
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    port = free_port()  # nothing listens there
+    done = run_cli("options", f"sip:{HOST}:{port}", *client_opts("udp"), "--timeout", "1")
+    assert done.returncode == 2, show(done)
+    assert done.stderr.startswith("error: ") and "no final response" in done.stderr, show(done)
+    done = run_cli("options", f"sip:{HOST}:{port}", *client_opts("tcp"))
+    assert done.returncode == 2, show(done)
+    assert done.stderr.startswith("error: "), show(done)
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_demo(transport: str, verbose: bool) -> None:
+    started = time.monotonic()
+    done = run_cli("demo", "--transport", transport, *(["--verbose"] if verbose else []))
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, show(done)
+    assert elapsed < 10, elapsed
+    text = done.stdout
+    tr = transport.upper()
+    ladder = [line for line in lines(done) if "──" in line]
+    assert ladder and all(line.endswith(f"({tr})") for line in ladder), ladder
+    summary = "\n".join(ladder)
+    for step in (
+        "──REGISTER sip:",
+        "◀──401 Unauthorized (1 REGISTER)──",
+        "◀──200 OK (2 REGISTER)──",
+        "──INVITE sip:100@",
+        "◀──407 Proxy Authentication Required (1 INVITE)──",
+        "◀──180 Ringing (2 INVITE)──",
+        "◀──200 OK (2 INVITE)──",
+        "──ACK sip:",
+        "──BYE sip:",
+        "◀──200 OK (3 BYE)──",
+        "◀──MESSAGE sip:2222@",
+        "◀──INVITE sip:2222@",
+    ):
+        assert step in summary, f"{step!r} missing from\n{summary}"
+    assert "FAILED" not in text
+    assert "Demo finished" in lines(done)[-1]
+    assert ("Via: SIP/2.0/" in text) is verbose  # whole messages only with --verbose
+
+
+# --------------------------------------------------------------------------------------- #
+# against Kamailio
+# --------------------------------------------------------------------------------------- #
+async def _message_to_registered_peer(registrar: Kamailio | Serve, transport: str) -> None:
+    """2222 is a sipx client registered at ``registrar``; the CLI (1111) sends it a MESSAGE."""
+    received: list[tuple[str, str]] = []
+    aor = registrar.aor("2222")
+    async with AsyncClient(
+        HOST, 0, transport.upper(), Auth.Digest("2222", "2222xxx"), timeout=5
+    ) as peer:
+        peer.on_request(
+            "MESSAGE",
+            lambda incoming: received.append((incoming.text, str(incoming.request.from_.uri))),
+        )
+        assert (await peer.register(aor, expires=60)).status_code == 200
+        try:
+            done = await arun_cli(
+                "message",
+                aor,
+                "Hello from the sipx CLI",
+                *client_opts(transport, *CREDENTIALS_1111),
+            )
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await peer.unregister(aor)
+    assert done.returncode == 0, show(done)
+    assert lines(done) == ["MESSAGE: 200 OK"], show(done)
+    assert received == [("Hello from the sipx CLI", f"sip:1111@{registrar.hostport}")]
+
+
+@pytest.mark.integration
+def test_options_kamailio(kamailio: Kamailio, transport: str) -> None:
+    done = run_cli("options", kamailio.uri, *client_opts(transport))
+    assert done.returncode == 0, show(done)
+    out = lines(done)
+    assert out[0] == "OPTIONS: 200 OK", show(done)
+    allowed = {m.strip() for m in out[1].removeprefix("Allow: ").split(",")}
+    assert {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "MESSAGE", "REGISTER"} <= allowed, out
+
+
+@pytest.mark.integration
+def test_register_and_unregister_kamailio(kamailio: Kamailio, transport: str) -> None:
+    port = free_port()
+    opts = client_opts(transport, *CREDENTIALS_1111, local_port=port)
+    done = run_cli("register", kamailio.aor("1111"), "--expires", "60", *opts)
+    try:
+        assert done.returncode == 0, show(done)
+        assert lines(done)[0] == "REGISTER: 200 OK", show(done)
+        suffix = ";transport=tcp" if transport == "tcp" else ""
+        contact = f"<sip:1111@{HOST}:{port}{suffix}>"
+        assert any(contact in line for line in lines(done)[1:]), show(done)
+        held = [c for c in query_bindings(kamailio, "1111") if f":{port}" in c]
+        assert len(held) == 1 and held[0].startswith(contact), held
+    finally:
+        gone = run_cli("register", kamailio.aor("1111"), "--expires", "0", *opts)
+    assert gone.returncode == 0, show(gone)
+    assert lines(gone)[0] == "REGISTER: 200 OK"
+    assert [c for c in query_bindings(kamailio, "1111") if f":{port}" in c] == []
+
+
+@pytest.mark.integration
+def test_register_wrong_password_kamailio(kamailio: Kamailio, transport: str) -> None:
+    done = run_cli(
+        "register",
+        kamailio.aor("1111"),
+        *client_opts(transport, "--user", "1111", "--password", "wrong"),
+    )
+    assert done.returncode != 0, show(done)
+    assert lines(done)[0] == "REGISTER: 401 Unauthorized", show(done)
+    assert "authentication failed" in done.stderr and "'1111'" in done.stderr, show(done)
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.integration
+async def test_message_to_registered_peer_kamailio(kamailio: Kamailio, transport: str) -> None:
+    await _message_to_registered_peer(kamailio, transport)
+
+
+@pytest.mark.integration
+def test_call_extension_100_kamailio(kamailio: Kamailio, echo_uas: SIPp, transport: str) -> None:
+    started = time.monotonic()
+    done = run_cli(
+        "call",
+        f"sip:100@{kamailio.hostport}",
+        "--duration",
+        "1",
+        "--verbose",
+        *client_opts(transport, *CREDENTIALS_1111),
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, show(done)
+    out = lines(done)
+    assert "INVITE: 200 OK" in out, show(done)
+    assert out[-1] == "BYE: 200 OK", out
+    assert any(line.startswith("Codecs: PCMU/8000") for line in out), out
+    assert 1.0 <= elapsed < 10, elapsed
+    # the echo UAS behind Kamailio got the INVITE, the ACK and the BYE of this call
+    call_id = call_id_of(done.stdout)
+    deadline = time.monotonic() + 3
+    while True:
+        log = echo_uas.log
+        got = re.findall(
+            rf"^(INVITE|ACK|BYE) sip:[^\n]*\n(?:[^\n]+\n)*?Call-ID: {re.escape(call_id)}",
+            log.replace("\r\n", "\n"),
+            re.M,
+        )
+        if got == ["INVITE", "ACK", "BYE"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert got == ["INVITE", "ACK", "BYE"], got
+    # ACK and BYE followed Kamailio's Record-Route (Route header in the printed messages)
+    ack_2xx = [m for m in printed_requests(done.stdout, "ACK") if "CSeq: 2 ACK" in m]
+    (bye,) = printed_requests(done.stdout, "BYE")
+    for message in (*ack_2xx, bye):
+        assert re.search(rf"^Route: <sip:{re.escape(kamailio.hostport)}[;>]", message, re.M), (
+            message
+        )
+    assert len(ack_2xx) == 1, ack_2xx

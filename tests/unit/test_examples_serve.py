@@ -1,0 +1,647 @@
+"""Every script in ``examples/`` run as a subprocess against ``sipx serve``'s DevServer.
+
+No external peers: one background thread runs ``trio.run`` and hosts a fresh
+:class:`~sipx._serve.DevServer` on a free port for every scenario (so that scenarios running
+at the same time never see each other's registrations). A scenario runs one or more examples
+exactly as a user would (``python examples/X.py --server 127.0.0.1:PORT ...``), then asserts
+the exit status, the key lines of their output, and what the server saw on the wire (its
+trace) or holds (its registrations).
+
+The scenarios selected for a session run concurrently on a thread pool (module fixture
+``outcomes``); each ``test_example[...]`` waits for its own. ``test_every_example_is_tested``
+fails when a file in ``examples/`` is not exercised by any scenario.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import trio
+
+from sipx._serve import DevServer
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+#: a single example must never take longer than this (they take about a second)
+RUN_TIMEOUT = 30.0
+
+
+# --------------------------------------------------------------------------------------- #
+# the dev servers (one trio thread hosting one DevServer per scenario)
+# --------------------------------------------------------------------------------------- #
+@dataclass
+class Server:
+    """A running DevServer and the messages it received (start lines and whole texts)."""
+
+    dev: DevServer
+    host: str
+    port: int
+    token: trio.lowlevel.TrioToken
+    received: list[tuple[str, str]] = field(default_factory=list)  # (transport, text)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def trace(self, direction: str, data: bytes, address: Any, transport: str) -> None:
+        if direction == "in" and data.strip():
+            with self.lock:
+                self.received.append((transport, data.decode("utf-8", "replace")))
+
+    def requests(self, method: str) -> list[tuple[str, str]]:
+        """``(transport, text)`` of every ``method`` request the server received."""
+        with self.lock:
+            return [(t, text) for t, text in self.received if text.startswith(f"{method} ")]
+
+    def registered_users(self) -> dict[str, int]:
+        """User -> number of live bindings (read on the server's own trio thread)."""
+
+        def snapshot() -> dict[str, int]:
+            return {user: len(b) for user, b in self.dev.registrations.items() if b}
+
+        return trio.from_thread.run_sync(snapshot, trio_token=self.token)
+
+
+class ServerThread:
+    """``trio.run`` in a daemon thread; :meth:`new` starts one more DevServer in it."""
+
+    def __init__(self) -> None:
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._nursery: trio.Nursery | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
+
+    async def _main(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._token = trio.lowlevel.current_trio_token()
+            self._nursery = nursery
+            self._ready.set()
+            await trio.sleep_forever()
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        assert self._ready.wait(10), "the server thread did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._nursery is not None and self._token is not None
+        trio.from_thread.run_sync(self._nursery.cancel_scope.cancel, trio_token=self._token)
+        self._thread.join(10)
+
+    def new(self) -> Server:
+        assert self._nursery is not None and self._token is not None
+        nursery, token = self._nursery, self._token
+        holder: dict[str, Server] = {}
+
+        async def start() -> None:
+            dev = DevServer("127.0.0.1", 0)
+            server = Server(dev, "", 0, token)
+            dev.trace = server.trace
+            host, port = await nursery.start(dev.serve)
+            server.host, server.port = host, port
+            holder["server"] = server
+
+        trio.from_thread.run(start, trio_token=token)
+        return holder["server"]
+
+
+# --------------------------------------------------------------------------------------- #
+# running examples
+# --------------------------------------------------------------------------------------- #
+def _env() -> dict[str, str]:
+    """The user's environment without SIPX_* settings, sipx importable, output unbuffered."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIPX_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Run:
+    """A finished example: its command, exit status and output."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+    def __str__(self) -> str:
+        return (
+            f"$ {' '.join(self.args)}\nexit status {self.returncode}\n"
+            f"--- stdout ---\n{self.stdout}--- stderr ---\n{self.stderr}"
+        )
+
+    def has(self, pattern: str) -> bool:
+        """A whole line of stdout matches the regular expression ``pattern``."""
+        return any(re.fullmatch(pattern, line) for line in self.lines)
+
+
+def command(example: str, server: Server, *args: str) -> list[str]:
+    return [sys.executable, str(EXAMPLES / f"{example}.py"), "--server", server.address, *args]
+
+
+def run_example(example: str, server: Server, *args: str, env: dict[str, str] | None = None) -> Run:
+    cmd = command(example, server, *args)
+    done = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        env=env or _env(),
+        cwd=ROOT,
+    )
+    return Run(cmd, done.returncode, done.stdout, done.stderr)
+
+
+class Background:
+    """An example running in the background (a callee), its stdout read line by line."""
+
+    def __init__(self, example: str, server: Server, *args: str) -> None:
+        self.args = command(example, server, *args)
+        self.proc = subprocess.Popen(
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+            cwd=ROOT,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = 10.0) -> None:
+        """Wait until a line matching ``pattern`` (regex search) was printed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if any(re.search(pattern, line) for line in self.seen):
+                return
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                self.proc.kill()
+                raise AssertionError(f"{pattern!r} never printed\n{self.finish()}")
+            self.seen.append(line)
+
+    def finish(self, timeout: float = RUN_TIMEOUT) -> Run:
+        """Wait for the exit (killing it after ``timeout``) and collect everything."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        while (line := self.lines.get(timeout=5)) is not None:
+            self.seen.append(line)
+        assert self.proc.stderr is not None
+        stderr = self.proc.stderr.read()
+        self.proc.stderr.close()
+        return Run(self.args, self.proc.returncode, "".join(self.seen), stderr)
+
+
+def cseq(message: str) -> str:
+    found = re.search(r"^CSeq:\s*(.+?)\s*$", message, re.M | re.I)
+    assert found, message
+    return found[1]
+
+
+def ok(run: Run) -> Run:
+    assert run.returncode == 0, str(run)
+    assert "FAILED" not in run.stderr, str(run)
+    return run
+
+
+# --------------------------------------------------------------------------------------- #
+# the scenarios
+# --------------------------------------------------------------------------------------- #
+@dataclass
+class Scenario:
+    covers: tuple[str, ...]  # example files (stems) it exercises
+    body: Callable[[Server], None]
+
+
+SCENARIOS: dict[str, Scenario] = {}
+TRANSPORTS = ("udp", "tcp")
+
+
+def scenario(
+    name: str, *, covers: tuple[str, ...] = (), transports: tuple[str, ...] = TRANSPORTS
+) -> Callable[[Callable[[Server, str], None]], Callable[[Server, str], None]]:
+    """Register ``body(server, transport)`` as ``name-udp`` and ``name-tcp`` (or as given)."""
+
+    def register(body: Callable[[Server, str], None]) -> Callable[[Server, str], None]:
+        for transport in transports:
+            key = f"{name}-{transport}" if transports != ("udp",) else name
+            SCENARIOS[key] = Scenario(
+                covers or (name,),
+                lambda server, body=body, transport=transport: body(server, transport),
+            )
+        return body
+
+    return register
+
+
+@scenario("options", transports=("udp",))
+def _options(server: Server, transport: str) -> None:
+    run = ok(run_example("options", server, "--transport", transport))
+    assert run.lines[0] == "Status: 200 OK", str(run)
+    assert run.has(r"Methods: .*\bINVITE\b.*"), str(run)
+    assert run.has("ok: the server answered OPTIONS with 200"), str(run)
+    assert [t for t, _ in server.requests("OPTIONS")] == [transport.upper()]
+
+
+@scenario("options-env", covers=("options",), transports=("udp",))
+def _options_env(server: Server, transport: str) -> None:
+    """The server comes from SIPX_SERVER when --server is not given."""
+    env = {**_env(), "SIPX_SERVER": server.address, "SIPX_TRANSPORT": "tcp"}
+    cmd = [sys.executable, str(EXAMPLES / "options.py")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env)
+    run = ok(Run(cmd, done.returncode, done.stdout, done.stderr))
+    assert run.lines[0] == "Status: 200 OK", str(run)
+    assert [t for t, _ in server.requests("OPTIONS")] == ["TCP"]
+
+
+@scenario("register", transports=("udp",))
+def _register(server: Server, transport: str) -> None:
+    run = ok(run_example("register", server, "--transport", transport))
+    assert run.has(rf"REGISTER sip:1111@{server.address}: 401 -> 200"), str(run)
+    assert run.has("Registered successfully!"), str(run)
+    assert run.has("Expires in: 3600 seconds"), str(run)
+    assert run.has("Unregistered: 200 OK"), str(run)
+    assert server.registered_users() == {}
+    # four REGISTERs: challenged, accepted; the unregister challenged, accepted
+    assert len(server.requests("REGISTER")) == 4
+
+
+@scenario("register-keep", covers=("register",), transports=("udp",))
+def _register_keep(server: Server, transport: str) -> None:
+    run = ok(run_example("register", server, "--keep", "--user", "3333", "--password", "3333xxx"))
+    assert run.has(rf"REGISTER sip:3333@{server.address}: 401 -> 200"), str(run)
+    assert server.registered_users() == {"3333": 1}
+
+
+@scenario("register-wrong-password", covers=("register",), transports=("udp",))
+def _register_wrong_password(server: Server, transport: str) -> None:
+    """A failed SIP outcome gives a non-zero exit status and says what failed."""
+    run = run_example("register", server, "--password", "nope")
+    assert run.returncode == 1, str(run)
+    assert "FAILED: 1111 registered" in run.stderr, str(run)
+    assert "Traceback" not in run.stderr, str(run)
+    assert server.registered_users() == {}
+
+
+@scenario("auto_reregister", transports=("udp",))
+def _auto_reregister(server: Server, transport: str) -> None:
+    run = ok(
+        run_example(
+            "auto_reregister",
+            server,
+            "--transport",
+            transport,
+            "--interval",
+            "0.3",
+            "--duration",
+            "1",
+        )
+    )
+    refreshes = [int(m[1]) for m in re.finditer(r"(\d+) automatic refresh", run.stdout)]
+    assert refreshes and refreshes[0] >= 1, str(run)
+    assert run.has("ok: the registration was refreshed automatically"), str(run)
+    assert run.has("ok: 1111 unregistered"), str(run)
+    # initial + refreshes + unregister, each challenged once (UDP may add retransmissions)
+    assert len(server.requests("REGISTER")) >= 2 * (1 + refreshes[0] + 1), str(run)
+    assert server.registered_users() == {}
+
+
+@scenario("call_with_sdp")
+def _call_with_sdp(server: Server, transport: str) -> None:
+    run = ok(run_example("call_with_sdp", server, "--transport", transport, "--duration", "0.1"))
+    assert run.has(rf"INVITE sip:100@{server.address}: 407 -> (1\d\d -> )*200"), str(run)
+    assert run.has("Answer codecs: PCMU/8000, PCMA/8000"), str(run)
+    assert run.has("ok: BYE answered 200 OK"), str(run)
+    invites = server.requests("INVITE")
+    assert len(invites) == 2 and all("m=audio 8000 RTP/AVP 0 8" in t for _, t in invites)
+    assert {t for t, _ in invites} == {transport.upper()}
+    # the ACK of the 407 (CSeq 1, sent by the transaction) and the ACK of the 200 (CSeq 2)
+    assert [cseq(text) for _, text in server.requests("ACK")] == ["1 ACK", "2 ACK"]
+    assert len(server.requests("BYE")) == 1
+
+
+@scenario("late_offer")
+def _late_offer(server: Server, transport: str) -> None:
+    run = ok(run_example("late_offer", server, "--transport", transport, "--duration", "0.1"))
+    assert run.has(rf"INVITE \(no SDP\) sip:100@{server.address}: 407 -> (1\d\d -> )*200")
+    assert run.has("Offer codecs: PCMU/8000, PCMA/8000, telephone-event/8000"), str(run)
+    assert run.has("Call accepted with SDP answer \\(sent in the ACK\\)"), str(run)
+    assert run.has("ok: BYE answered 200 OK"), str(run)
+    assert all("v=0" not in text for _, text in server.requests("INVITE"))
+    acks = [text for _, text in server.requests("ACK")]
+    assert [cseq(text) for text in acks] == ["1 ACK", "2 ACK"]
+    assert "application/sdp" in acks[1] and "m=audio 8000 RTP/AVP 0 8 101" in acks[1], acks[1]
+
+
+@scenario("per_request_credentials", transports=("udp",))
+def _per_request_credentials(server: Server, transport: str) -> None:
+    run = ok(run_example("per_request_credentials", server, "--transport", transport))
+    expected = [
+        f"REGISTER sip:1111@{server.address}: 401 Unauthorized",
+        "  retried as 1111: 200 OK",
+        f"INVITE sip:100@{server.address}: 407 Proxy Authentication Required",
+        "  retried as 2222: 200 OK",
+    ]
+    assert [line for line in run.lines if not line.startswith("ok:")][:4] == expected, str(run)
+    assert run.has("ok: 1111 unregistered"), str(run)
+    invites = [text for _, text in server.requests("INVITE")]
+    assert 'username="2222"' in invites[1] and "From: <sip:2222@" in invites[1], invites[1]
+    assert server.registered_users() == {}
+
+
+@scenario("event_handlers", transports=("tcp",))
+def _event_handlers(server: Server, transport: str) -> None:
+    run = ok(run_example("event_handlers", server, "--transport", transport))
+    events = [line for line in run.lines if line.startswith((">>", "<<"))]
+    assert events[:7] == [
+        f">> Sending OPTIONS -> sip:{server.address}",
+        "<< 200 OK",
+        f">> Sending REGISTER -> sip:{server.address}",
+        "<< Authentication required",
+        events[4],
+        f">> Sending REGISTER -> sip:{server.address}",
+        "<< 200 OK",
+    ], str(run)
+    assert re.fullmatch(r'<< Challenge received: Digest realm="sipx", nonce="[^"]+".*', events[4])
+    assert run.has("ok: the auth_challenge handler saw the challenge"), str(run)
+
+
+@scenario("early_media-ext100", covers=("early_media",), transports=("udp",))
+def _early_media_ext100(server: Server, transport: str) -> None:
+    """Extension 100 of the dev server rings with 180, so no early media is seen."""
+    run = ok(run_example("early_media", server, "--transport", transport))
+    assert run.has("180 Ringing"), str(run)
+    assert not run.has(r"Early Media.*"), str(run)
+    assert run.has("Early media seen: no"), str(run)
+    failed = run_example("early_media", server, "--transport", transport, "--require-early-media")
+    assert failed.returncode == 1, str(failed)
+    assert "FAILED: early media (183) was received" in failed.stderr, str(failed)
+
+
+@scenario("early_media-answer_calls", covers=("early_media", "answer_calls"))
+def _early_media_callee(server: Server, transport: str) -> None:
+    """A registered answer_calls.py that sends 183 with SDP: the early media is seen."""
+    callee = Background(
+        "answer_calls",
+        server,
+        *("--transport", transport, "--user", "3333", "--password", "3333xxx"),
+        *("--early-media", "--ring-time", "0.2", "--calls", "1", "--duration", "20"),
+    )
+    callee.wait_for("Waiting for calls to sip:3333@")
+    caller = run_example(
+        "early_media", server, "--transport", transport, "--to", "3333", "--require-early-media"
+    )
+    answered = ok(callee.finish())
+    ok(caller)
+    assert caller.has("Early Media \\(183 Session Progress\\)"), str(caller)
+    assert caller.has("   Codecs: PCMU/8000, PCMA/8000"), str(caller)
+    assert caller.has("Early media seen: yes"), str(caller)
+    for line in (
+        "ok: 3333 registered",
+        f"Incoming call from sip:1111@{server.address}",
+        "  sent 183 Session Progress (early media)",
+        "  answered (200 OK)",
+        "  call ended (remote)",
+        "Unregistered: 200 OK",
+        "ok: 1 call(s) answered",
+    ):
+        assert answered.has(re.escape(line)), str(answered)
+    assert server.registered_users() == {}
+
+
+@scenario("answer_calls", covers=("answer_calls", "call_with_sdp"), transports=("tcp",))
+def _answer_calls(server: Server, transport: str) -> None:
+    """call_with_sdp.py calls 2222, a registered answer_calls.py (180, then 200)."""
+    callee = Background(
+        "answer_calls",
+        server,
+        *("--transport", transport, "--ring-time", "0.1", "--calls", "1", "--duration", "20"),
+    )
+    callee.wait_for("Waiting for calls to sip:2222@")
+    caller = ok(
+        run_example(
+            "call_with_sdp", server, "--transport", transport, "--to", "2222", "--duration", "0.1"
+        )
+    )
+    answered = ok(callee.finish())
+    assert caller.has(rf"INVITE sip:2222@{server.address}: 407 -> (1\d\d -> )*180 -> 200"), str(
+        caller
+    )
+    assert caller.has("Answer codecs: PCMU/8000, PCMA/8000"), str(caller)
+    assert answered.has("  sent 180 Ringing"), str(answered)
+    assert answered.has("  call ended \\(remote\\)"), str(answered)
+    assert server.registered_users() == {}
+
+
+@scenario("answer_calls-stops", covers=("answer_calls",), transports=("udp",))
+def _answer_calls_stops(server: Server, transport: str) -> None:
+    """Without calls it stops at --duration, unregistered, failing when --calls were due."""
+    run = run_example("answer_calls", server, "--duration", "0.3", "--calls", "1")
+    assert run.returncode == 1, str(run)
+    assert run.has("Unregistered: 200 OK") and run.has("0 call\\(s\\) answered"), str(run)
+    assert "FAILED: 1 call(s) answered" in run.stderr, str(run)
+    ok(run_example("answer_calls", server, "--duration", "0.3"))
+    assert server.registered_users() == {}
+
+
+@scenario("async_client", transports=("tcp",))
+def _async_client(server: Server, transport: str) -> None:
+    run = ok(
+        run_example(
+            "async_client", server, "--transport", transport, "--interval", "0.3", "--duration", "1"
+        )
+    )
+    assert run.lines[:2] == ["Status: 200", "ok: 1111 registered"], str(run)
+    assert run.has("OPTIONS: 200"), str(run)
+    assert run.has("ok: the registration was refreshed automatically"), str(run)
+    assert run.has("ok: 1111 unregistered"), str(run)
+    assert server.registered_users() == {}
+
+
+@scenario("message")
+def _message(server: Server, transport: str) -> None:
+    run = ok(run_example("message", server, "--transport", transport))
+    assert run.has(
+        rf"\[2222\] received from sip:1111@{re.escape(server.address)}: Hello from SIPX!"
+    ), str(run)
+    assert run.has("Message sent"), str(run)
+    assert run.has("ok: 2222 received 'Hello from SIPX!'"), str(run)
+    messages = server.requests("MESSAGE")
+    assert len(messages) == 2 and "Proxy-Authorization" in messages[1][1]  # 407, then sent
+    assert server.registered_users() == {}
+
+
+@scenario("message-nobody", covers=("message",), transports=("udp",))
+def _message_nobody(server: Server, transport: str) -> None:
+    """With --no-receiver nobody is registered as 2222: the server says 480, exit 1."""
+    run = run_example("message", server, "--no-receiver")
+    assert run.returncode == 1, str(run)
+    assert run.has("Failed: 480 .*"), str(run)
+    assert "FAILED: MESSAGE to 2222 answered 200" in run.stderr, str(run)
+
+
+@scenario("tcp_transport", transports=("udp",))
+def _tcp_transport(server: Server, transport: str) -> None:
+    run = ok(run_example("tcp_transport", server))
+    assert run.has(r"TCP: OPTIONS -> 200 OK \(Via: TCP, bound to \d+\)"), str(run)
+    assert run.has(r"UDP: OPTIONS -> 200 OK \(Via: UDP, bound to \d+\)"), str(run)
+    assert run.has(r"TCP: REGISTER -> 200, Contact: <sip:1111@[^>]+;transport=tcp>"), str(run)
+    assert run.has(r"UDP: REGISTER -> 200, Contact: <sip:1111@[^;>]+>"), str(run)
+    assert [t for t, _ in server.requests("OPTIONS")] == ["TCP", "UDP"]
+    assert server.registered_users() == {}
+
+
+@scenario("timeouts")
+def _timeouts(server: Server, transport: str) -> None:
+    started = time.monotonic()
+    run = ok(run_example("timeouts", server, "--transport", transport, "--timeout", "0.5"))
+    assert run.has(f"OPTIONS sip:{server.address}: 200 OK"), str(run)
+    assert run.has(
+        r"Timed out after 0\.\d s: OPTIONS sip:127\.0\.0\.1:\d+: no final response within 0\.5 s"
+    ), str(run)
+    assert time.monotonic() - started < 10
+
+
+@scenario("asterisk_demo")
+def _asterisk_demo(server: Server, transport: str) -> None:
+    run = ok(
+        run_example(
+            "asterisk_demo",
+            server,
+            "--transport",
+            transport,
+            "--ring-time",
+            "0.1",
+            "--duration",
+            "0.2",
+        )
+    )
+    users = ("1111", "2222", "3333")
+    for user, to in zip(users, users[1:] + users[:1]):
+        assert run.has(rf"   \[{user}\] REGISTER: 401 -> 200"), str(run)
+        assert run.has(rf"   \[{to}\] message from {user}: 'Hello {to}, this is {user}!'"), str(run)
+        assert run.has(rf"ok: {user} -> {to} call answered \(200\)"), str(run)
+        assert run.has(rf"   \[{to}\] incoming call from sip:{user}@.*"), str(run)
+        assert run.has(rf"ok: {to} saw the hang-up"), str(run)
+    assert run.lines[-1] == "All steps passed!", str(run)
+    assert len(server.requests("BYE")) == 3
+    assert server.registered_users() == {}
+
+
+@scenario("simple_example", transports=("udp",))
+def _simple_example(server: Server, transport: str) -> None:
+    run = ok(run_example("simple_example", server, "--transport", transport))
+    for pattern in (
+        "1. REGISTER with auth=: 401 -> 200 OK",
+        '   Authorization: Digest username="1111", realm="sipx", .*',
+        "2. REGISTER without auth: 401 Unauthorized",
+        '   WWW-Authenticate: Digest realm="sipx", .*',
+        "   retry_with_auth: 401 -> 200 OK",
+        "3. REGISTER, wrong password: 401 -> (401 Unauthorized|403 Forbidden)",
+        "ok: a wrong password is refused",
+    ):
+        assert run.has(pattern), f"{pattern!r} not printed\n{run}"
+    assert server.registered_users() == {}
+
+
+# --------------------------------------------------------------------------------------- #
+# the tests
+# --------------------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def servers() -> Iterator[ServerThread]:
+    with ServerThread() as thread:
+        yield thread
+
+
+@pytest.fixture(scope="module")
+def outcomes(
+    request: pytest.FixtureRequest, servers: ServerThread
+) -> Iterator[dict[str, Future[None]]]:
+    """Start every selected scenario at once (a fresh server each); tests wait for theirs."""
+    selected = [
+        item.callspec.params["scenario"]
+        for item in request.session.items
+        if item.module is request.module
+        and hasattr(item, "callspec")
+        and "scenario" in item.callspec.params
+    ]
+
+    def play(name: str) -> None:
+        SCENARIOS[name].body(servers.new())
+
+    with ThreadPoolExecutor(max_workers=6, thread_name_prefix="example") as pool:
+        yield {name: pool.submit(play, name) for name in dict.fromkeys(selected)}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_example(scenario: str, outcomes: dict[str, Future[None]]) -> None:
+    outcomes[scenario].result(timeout=4 * RUN_TIMEOUT)
+
+
+def test_every_example_is_tested() -> None:
+    """Each script in examples/ is run by some scenario (and no scenario names a ghost)."""
+    files = {p.stem for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
+    covered = {name for s in SCENARIOS.values() for name in s.covers}
+    assert files - covered == set(), "examples without a test"
+    assert covered - files == set(), "tests of examples that do not exist"
+
+
+def _load_common() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("examples_common", EXAMPLES / "_common.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:5070", ("127.0.0.1", 5070)),
+        ("pbx.example.com", ("pbx.example.com", 5060)),
+        ("[::1]:5080", ("::1", 5080)),
+        ("[::1]", ("::1", 5060)),
+        ("::1", ("::1", 5060)),
+    ],
+)
+def test_server_argument(text: str, expected: tuple[str, int]) -> None:
+    assert _load_common().split_hostport(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", ":5060", "host:port"])
+def test_bad_server_argument(text: str) -> None:
+    with pytest.raises(ValueError):
+        _load_common().split_hostport(text)
