@@ -13,15 +13,20 @@ value for ``--seconds`` (``-r RATE -m RATE*SECONDS -buff_size 4194304``, bounded
 ``-timeout``). A fresh sipx process serves each rate, so every step starts with an empty
 transaction table. A step is *clean* with 0 failed calls, 0 retransmissions and every call
 successful; the sweep stops after the first step that is not clean. Reported per step: the
-rate SIPp achieved, failures, retransmissions, SIPp's mean response time, the CPU of the
-sipx process (% of one core, from ``/proc/PID/stat``) and its peak RSS (``VmHWM``; the
-server transactions of a run are all still alive at its end: Timer J is 32 s).
+rate SIPp achieved, failures, retransmissions, SIPp's mean response time (1 ms
+resolution), datagrams dropped for a full receive buffer during the step (``RcvbufErrors``
+of ``/proc/net/snmp``: system-wide, so other work on the machine can add to it), the CPU
+of the sipx process (% of one core, user+system, and the system part, from
+``/proc/PID/stat``), its peak RSS (``VmHWM``; the server transactions of a run are all
+still alive at its end: Timer J is 32 s), its longest full (generation 2) garbage
+collection and the longest stall of its event loop (how late a 10 ms sleep woke up).
 
 ``--part client``: an ``AsyncClient`` in this process sends ``client.options()`` to a peer
 in another process: SIPp ``uas_options.xml`` (``--peer sipp``, default) or sipx's
 ``DevServer`` (``--peer devserver``): first ``--sequential`` requests one after the other,
-then ``--requests`` requests from ``--concurrency`` tasks. Reported: requests/s, and the
-CPU of this process and of the peer.
+then ``--requests`` requests from ``--concurrency`` tasks. Reported: requests/s, the CPU
+of this process and of the peer, the share of the time this process spent in the garbage
+collector and its longest full collection.
 
 Nothing here asserts a time; the numbers go to bench/README.md.
 """
@@ -49,10 +54,27 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _SIPP_TUNING = ["-buff_size", "4194304", "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+
+
+def _cpu_seconds(pid: int) -> float:
+    return sum(_cpu_times(pid))
+
+
+def _machine() -> str:
+    """Python version, CPUs and how busy the machine was (other work skews every figure)."""
+    text = f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}"
+    try:
+        with open("/proc/pressure/cpu") as f:
+            some = f.readline().split()[1]  # avg10=...: % of time runnable tasks waited
+        text += f", CPU pressure {some.split('=')[1]}%"
+    except OSError:
+        pass
+    return text
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -238,7 +260,8 @@ def part_uas(args: argparse.Namespace) -> None:
     )
     print(
         f"{'target/s':>8} {'achieved/s':>10} {'ok':>6} {'failed':>6} {'retrans':>7} "
-        f"{'mean RT':>7} {'drops':>5} {'CPU':>4} {'RSS':>7} {'gen2 max':>8} {'stall':>6}  verdict"
+        f"{'mean RT':>7} {'drops':>5} {'CPU (sys)':>9} {'RSS':>7} {'gen2 max':>8} "
+        f"{'stall':>6}  verdict"
     )
     best = None
     with tempfile.TemporaryDirectory() as workdir:
@@ -247,9 +270,12 @@ def part_uas(args: argparse.Namespace) -> None:
             try:
                 time.sleep(0.2)
                 drops0 = _udp_rcvbuf_errors()
-                cpu0, t0 = _cpu_seconds(child.pid), time.perf_counter()
+                (user0, sys0), t0 = _cpu_times(child.pid), time.perf_counter()
                 result = _sipp_uac(port, rate, args.seconds, workdir)
-                cpu = (_cpu_seconds(child.pid) - cpu0) / (time.perf_counter() - t0) * 100
+                user1, sys1 = _cpu_times(child.pid)
+                elapsed = time.perf_counter() - t0
+                cpu = (user1 + sys1 - user0 - sys0) / elapsed * 100
+                sys_cpu = (sys1 - sys0) / elapsed * 100
                 drops = _udp_rcvbuf_errors() - drops0
                 rss = _peak_rss_mib(child.pid)
             finally:
@@ -259,7 +285,8 @@ def part_uas(args: argparse.Namespace) -> None:
             )
             print(
                 f"{rate:>8} {result['rate']:>10,.0f} {result['ok']:>6} {result['failed']:>6} "
-                f"{result['retrans']:>7} {result['rt_ms']:>5.0f}ms {drops:>5} {cpu:>3.0f}% "
+                f"{result['retrans']:>7} {result['rt_ms']:>5.0f}ms {drops:>5} "
+                f"{cpu:>3.0f}% ({sys_cpu:>2.0f}%) "
                 f"{rss:>4.0f}MiB {figures.get('gen2_max', 0) * 1000:>6.0f}ms "
                 f"{figures.get('lag_max', 0) * 1000:>4.0f}ms  {'clean' if clean else 'NOT clean'}",
                 flush=True,
@@ -304,13 +331,23 @@ def _start_peer(peer: str) -> tuple[subprocess.Popen[str], int]:
 
 
 def part_client(args: argparse.Namespace) -> None:
+    import gc
+
     import trio
 
     import sipx
 
     peer, port = _start_peer(args.peer)
     uri = f"sip:{_HOST}:{port}"
-    results: list[tuple[str, int, float, float, float]] = []
+    results: list[tuple[str, int, float, float, float, float, float]] = []
+    pauses: list[tuple[int, float]] = []  # (generation, seconds) of every GC pass
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((info["generation"], time.perf_counter() - started[0]))
 
     async def run() -> None:
         with trio.fail_after(50):
@@ -331,6 +368,7 @@ def part_client(args: argparse.Namespace) -> None:
                             raise RuntimeError(f"unexpected {response.status_code}")
 
                 own0, peer0 = _cpu_seconds(os.getpid()), _cpu_seconds(peer.pid)
+                pauses.clear()
                 t0 = time.perf_counter()
                 async with trio.open_nursery() as nursery:
                     for _ in range(tasks):
@@ -338,19 +376,36 @@ def part_client(args: argparse.Namespace) -> None:
                 elapsed = time.perf_counter() - t0
                 own = (_cpu_seconds(os.getpid()) - own0) / elapsed * 100
                 peer_cpu = (_cpu_seconds(peer.pid) - peer0) / elapsed * 100
-                results.append((label, per_task * tasks, per_task * tasks / elapsed, own, peer_cpu))
+                gc_share = sum(p for _, p in pauses) / elapsed * 100
+                gen2_max = max((p for g, p in pauses if g == 2), default=0.0)
+                count = per_task * tasks
+                results.append((label, count, count / elapsed, own, peer_cpu, gc_share, gen2_max))
 
             await timed("sequential", args.sequential, 1)
             await timed(f"{args.concurrency} concurrent tasks", args.requests, args.concurrency)
 
+    gc.callbacks.append(on_gc)
+    if args.gc == "off":
+        gc.disable()
     try:
         trio.run(run)
     finally:
+        gc.callbacks.remove(on_gc)
+        gc.enable()
         _stop(peer)
-    print(f"sipx AsyncClient.options() against {args.peer} (another process)")
-    print(f"{'mode':<22} {'requests':>8} {'requests/s':>10} {'sipx CPU':>8} {'peer CPU':>8}")
-    for label, count, rate, own, peer_cpu in results:
-        print(f"{label:<22} {count:>8} {rate:>10,.0f} {own:>7.0f}% {peer_cpu:>7.0f}%")
+    print(
+        f"sipx AsyncClient.options() against {args.peer} (another process)"
+        + (", gc disabled" if args.gc == "off" else "")
+    )
+    print(
+        f"{'mode':<22} {'requests':>8} {'requests/s':>10} {'sipx CPU':>8} {'peer CPU':>8} "
+        f"{'in GC':>6} {'gen2 max':>8}"
+    )
+    for label, count, rate, own, peer_cpu, gc_share, gen2_max in results:
+        print(
+            f"{label:<22} {count:>8} {rate:>10,.0f} {own:>7.0f}% {peer_cpu:>7.0f}% "
+            f"{gc_share:>5.0f}% {gen2_max * 1000:>6.0f}ms"
+        )
 
 
 def main() -> None:
@@ -378,7 +433,7 @@ def main() -> None:
         "--gc",
         choices=["on", "off"],
         default="on",
-        help="off: gc.disable() in the sipx UAS process (an experiment)",
+        help="off: gc.disable() in the sipx process (UAS child, or this one for the client)",
     )
     parser.add_argument("--serve", choices=["uas", "devserver"], help=argparse.SUPPRESS)
     parser.add_argument("--lifetime", type=float, default=60.0, help=argparse.SUPPRESS)
@@ -388,7 +443,7 @@ def main() -> None:
         return
     if (args.peer == "sipp" or args.part != "client") and shutil.which("sipp") is None:
         sys.exit("sipp is not on PATH")
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    print(_machine())
     if args.part in ("uas", "both"):
         part_uas(args)
     if args.part in ("client", "both"):

@@ -94,6 +94,18 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def _machine() -> str:
+    """Python version, CPUs and how busy the machine was (other work skews every figure)."""
+    text = f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}"
+    try:
+        with open("/proc/pressure/cpu") as f:
+            some = f.readline().split()[1]  # avg10=...: % of time runnable tasks waited
+        text += f", CPU pressure {some.split('=')[1]}%"
+    except OSError:
+        pass
+    return text
+
+
 class Generator:
     def __init__(self, port: int, window: int, size: int) -> None:
         self.address = (_HOST, port)
@@ -217,7 +229,7 @@ def main() -> None:
 
     variants = ["naive", "sipx"] if args.variant == "both" else [args.variant]
     print(
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.size}-byte datagrams, "
+        f"{_machine()}; {args.size}-byte datagrams, "
         f"{args.repeat} x {args.seconds:g} s rounds after {args.warmup:g} s warm-up"
     )
     print(

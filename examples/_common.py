@@ -28,6 +28,8 @@ from typing import Any, NoReturn
 
 import trio
 
+import sipx
+
 DEFAULT_SERVER = "127.0.0.1:5060"
 
 
@@ -139,7 +141,8 @@ def run(main: Callable[..., Any], *args: Any) -> None:
     """Run ``main(*args)`` (under ``trio.run`` when it is async); exit 1 if a check failed.
 
     A failed check inside trio tasks arrives wrapped in an exception group: every failure
-    in it is printed. Any other exception propagates with its traceback (exit status 1).
+    in it is printed. A request that got no answer or could not be sent is reported with a
+    hint; any other exception propagates with its traceback (exit status 1).
     """
     try:
         if inspect.iscoroutinefunction(main):
@@ -149,6 +152,14 @@ def run(main: Callable[..., Any], *args: Any) -> None:
     except* ExampleFailed as group:
         for failure in _leaves(group):
             print(f"FAILED: {failure}", file=sys.stderr)
+        sys.exit(1)
+    except* (sipx.TimeoutError, sipx.TransportError) as group:
+        for error in _leaves(group):
+            print(f"FAILED: {type(error).__name__}: {error}", file=sys.stderr)
+        print(
+            "Is a SIP server running at --server? (`sipx serve` starts one on 127.0.0.1:5060)",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 

@@ -37,6 +37,10 @@ async def answer(call: Call, args: argparse.Namespace) -> bool:
         if call.offer is not None
         else None
     )
+    if sdp is not None and all(media.port == 0 for media in sdp.media):
+        call.reject(488, "Not Acceptable Here")  # not one codec in common
+        print("  rejected: no codec in common (488)")
+        return False
     if args.early_media and sdp is not None:
         call.ring(183, body=sdp)  # 183 Session Progress: early media, with our SDP
         print("  sent 183 Session Progress (early media)")
@@ -68,31 +72,32 @@ async def main(args: argparse.Namespace) -> None:
         response = await client.register(aor=aor)
         check(response.status_code == 200, f"{args.user} registered")
 
-        async with trio.open_nursery() as nursery:
+        try:
+            async with trio.open_nursery() as nursery:
 
-            async def handle(call: Call) -> None:
-                nonlocal answered
-                if await answer(call, args):
-                    answered += 1
-                    if args.calls and answered >= args.calls:
-                        nursery.cancel_scope.cancel()  # done: stop listening
+                async def handle(call: Call) -> None:
+                    nonlocal answered
+                    if await answer(call, args):
+                        answered += 1
+                        if args.calls and answered >= args.calls:
+                            nursery.cancel_scope.cancel()  # done: stop listening
 
-            async def stop_on_signal() -> None:
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
+                async def stop_on_signal() -> None:
+                    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for _ in signals:
+                            nursery.cancel_scope.cancel()
 
-            nursery.start_soon(stop_on_signal)
-            nursery.cancel_scope.deadline = trio.current_time() + (args.duration or math.inf)
-            print(f"Waiting for calls to {aor} (Ctrl-C to stop)")
-            # Incoming calls arrive here; each gets its own task
-            async for call in client.calls():
-                nursery.start_soon(handle, call)
-
-        # Remove the registration before leaving
-        with trio.move_on_after(5):
-            response = await client.unregister(aor)
-            print(f"Unregistered: {response.status_code} {response.reason_phrase}")
+                nursery.start_soon(stop_on_signal)
+                nursery.cancel_scope.deadline = trio.current_time() + (args.duration or math.inf)
+                print(f"Waiting for calls to {aor} (Ctrl-C to stop)")
+                # Incoming calls arrive here; each gets its own task
+                async for call in client.calls():
+                    nursery.start_soon(handle, call)
+        finally:
+            # Remove the registration before leaving (after a failure too)
+            with trio.move_on_after(5):
+                response = await client.unregister(aor)
+                print(f"Unregistered: {response.status_code} {response.reason_phrase}")
 
     print(f"{answered} call(s) answered")
     if args.calls:

@@ -47,24 +47,27 @@ async def main(args: argparse.Namespace) -> None:
         print(f"Status: {response.status_code}")
         check(response.status_code == 200, f"{args.user} registered")
 
-        # OPTIONS
-        response = await client.options(uri=sip_uri(args), host=args.host, port=args.port)
-        print(f"OPTIONS: {response.status_code}")
-        check(response.status_code == 200, "OPTIONS answered 200")
+        try:
+            # OPTIONS
+            response = await client.options(uri=sip_uri(args), host=args.host, port=args.port)
+            print(f"OPTIONS: {response.status_code}")
+            check(response.status_code == 200, "OPTIONS answered 200")
 
-        # Enable automatic re-registration (a task in the client's nursery)
-        await client.enable_auto_reregister(aor=aor, interval=args.interval)
-        print("Auto re-registration enabled")
+            # Enable automatic re-registration (a task in the client's nursery)
+            await client.enable_auto_reregister(aor=aor, interval=args.interval)
+            print("Auto re-registration enabled")
 
-        # Wait (the re-registration happens in the background)
-        await trio.sleep(args.duration)
-        print(f"{registered - 1} automatic refresh(es) in {args.duration:g} s")
-        if args.duration >= args.interval * 1.5:
-            check(registered > 1, "the registration was refreshed automatically")
+            # Wait (the re-registration happens in the background)
+            await trio.sleep(args.duration)
+            refreshes = registered - 1
+        finally:
+            # Stop refreshing and remove the binding (also after a failure or Ctrl-C)
+            response = await client.unregister(aor)
 
-        # Stop refreshing and remove the binding
-        response = await client.unregister(aor)
-        check(response.status_code == 200, f"{args.user} unregistered")
+    print(f"{refreshes} automatic refresh(es) in {args.duration:g} s")
+    if args.duration >= args.interval * 1.5:
+        check(refreshes >= 1, "the registration was refreshed automatically")
+    check(response.status_code == 200, f"{args.user} unregistered")
 
 
 if __name__ == "__main__":

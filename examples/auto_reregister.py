@@ -64,17 +64,18 @@ def main() -> None:
         client.enable_auto_reregister(aor=aor, interval=args.interval)
         print(f"Registered with auto-renewal every {args.interval:g} s")
 
-        # Do other things... the refreshes happen by themselves
-        time.sleep(args.duration)
+        try:
+            # Do other things... the refreshes happen by themselves
+            time.sleep(args.duration)
+            refreshes = log.successes - 1
+        finally:
+            # Stop refreshing and remove the binding (unregister() does both), Ctrl-C too
+            response = client.unregister(aor)
 
-        refreshes = log.successes - 1
-        print(f"{refreshes} automatic refresh(es) in {args.duration:g} s")
-        if args.duration >= args.interval * 1.5:
-            check(refreshes >= 1, "the registration was refreshed automatically")
-
-        # Stop refreshing and remove the binding (unregister() does both)
-        response = client.unregister(aor)
-        check(response.status_code == 200, f"{args.user} unregistered")
+    print(f"{refreshes} automatic refresh(es) in {args.duration:g} s")
+    if args.duration >= args.interval * 1.5:
+        check(refreshes >= 1, "the registration was refreshed automatically")
+    check(response.status_code == 200, f"{args.user} unregistered")
 
 
 if __name__ == "__main__":

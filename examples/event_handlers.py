@@ -65,12 +65,12 @@ def main() -> None:
         check(response.status_code == 200, "OPTIONS answered 200")
 
         # REGISTER: request, 401 + challenge, request again (with credentials), 200
-        response = client.register(aor=aor)
-        check(response.status_code == 200, f"{args.user} registered")
-        check(events.challenges >= 1, "the auth_challenge handler saw the challenge")
+        registered = client.register(aor=aor)
+        check(registered.status_code == 200, f"{args.user} registered")
 
-        response = client.unregister(aor)
-        check(response.status_code == 200, f"{args.user} unregistered")
+        unregistered = client.unregister(aor)
+        check(unregistered.status_code == 200, f"{args.user} unregistered")
+        check(events.challenges >= 1, "the auth_challenge handler saw the challenge")
 
 
 if __name__ == "__main__":

@@ -60,11 +60,13 @@ def main() -> None:
             if response.status_code in (401, 407):
                 response = client.retry_with_auth(response)
 
-            if response.status_code == 200:
-                print("Message sent")
+            # 200 OK when the recipient took it; a PBX that stores and forwards (Asterisk)
+            # says 202 Accepted
+            if 200 <= response.status_code < 300:
+                print(f"Message sent ({response.status_code} {response.reason_phrase})")
             else:
                 print(f"Failed: {response.status_code} {response.reason_phrase}")
-            check(response.status_code == 200, f"MESSAGE to {args.to} answered 200")
+            check(200 <= response.status_code < 300, f"MESSAGE to {args.to} accepted")
 
         if receiver is not None:
             arrived.wait(timeout=5)

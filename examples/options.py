@@ -8,15 +8,22 @@ from __future__ import annotations
 
 from _common import check, make_parser, parse_args, run, sip_uri
 
-from sipx import Client
+from sipx import Auth, Client
 
 
 def main() -> None:
-    args = parse_args(make_parser(__doc__, user=False))
+    args = parse_args(make_parser(__doc__))
 
-    # Create the client (no credentials needed: servers answer OPTIONS without a challenge)
+    # Credentials are used only if the server challenges the OPTIONS: sipx serve and
+    # Kamailio answer it directly, Asterisk challenges requests from its users
+    auth = Auth.Digest(username=args.user, password=args.password, realm=args.realm)
+
+    # Create the client
     with Client(
-        local_host=args.local_host, local_port=args.local_port, transport=args.transport
+        local_host=args.local_host,
+        local_port=args.local_port,
+        transport=args.transport,
+        auth=auth,
     ) as client:
         # Send OPTIONS to the server; host= says where to send it
         response = client.options(uri=sip_uri(args), host=args.host, port=args.port)

@@ -34,29 +34,33 @@ def main() -> None:
             print(f"  retried as {args.user}: {response.status_code} {response.reason_phrase}")
         check(response.status_code == 200, f"registered as {args.user}")
 
-        # Different auth for INVITE. The From names the user whose credentials answer the
-        # challenge (servers refuse credentials of another user). Proxies challenge an
-        # INVITE with 407 (Proxy-Authenticate) rather than 401.
-        invite_auth = Auth.Digest(
-            username=args.invite_user, password=args.invite_password, realm=args.realm
-        )
-        response = client.invite(
-            to_uri=sip_uri(args, args.to), from_uri=sip_uri(args, args.invite_user)
-        )
-        print(f"INVITE {sip_uri(args, args.to)}: {response.status_code} {response.reason_phrase}")
-        if response.status_code in (401, 407):
-            response = client.retry_with_auth(response, auth=invite_auth)
-            print(
-                f"  retried as {args.invite_user}: {response.status_code} {response.reason_phrase}"
+        try:
+            # Different auth for INVITE. The From names the user whose credentials answer
+            # the challenge (servers refuse credentials of another user). Proxies challenge
+            # an INVITE with 407 (Proxy-Authenticate) rather than 401.
+            invite_auth = Auth.Digest(
+                username=args.invite_user, password=args.invite_password, realm=args.realm
             )
-        check(response.status_code == 200, f"the call was answered (as {args.invite_user})")
-        client.ack(response=response)
-        bye = client.bye(response=response)
-        check(bye.status_code == 200, f"BYE answered {bye.status_code} {bye.reason_phrase}")
-
-        # Every request method also takes auth= for this one request (challenge answered
-        # automatically)
-        response = client.unregister(aor, auth=register_auth)
+            response = client.invite(
+                to_uri=sip_uri(args, args.to), from_uri=sip_uri(args, args.invite_user)
+            )
+            print(
+                f"INVITE {sip_uri(args, args.to)}: {response.status_code} {response.reason_phrase}"
+            )
+            if response.status_code in (401, 407):
+                response = client.retry_with_auth(response, auth=invite_auth)
+                print(
+                    f"  retried as {args.invite_user}: "
+                    f"{response.status_code} {response.reason_phrase}"
+                )
+            check(response.status_code == 200, f"the call was answered (as {args.invite_user})")
+            client.ack(response=response)
+            bye = client.bye(response=response)
+            check(bye.status_code == 200, f"BYE answered {bye.status_code} {bye.reason_phrase}")
+        finally:
+            # Every request method also takes auth= for this one request (the challenge is
+            # then answered automatically)
+            response = client.unregister(aor, auth=register_auth)
         check(response.status_code == 200, f"{args.user} unregistered")
 
 

@@ -43,9 +43,11 @@ def main() -> None:
         if response.status_code == 200:
             print("Registered successfully!")
             # The granted expiry: an Expires header, or the expires parameter of our Contact
-            expires = response.headers.get("Expires")
-            if expires is None and response.contact:
-                expires = response.contact[0].expires
+            # (the 200 lists every binding of the user; ours is the one we sent)
+            expires = response.expires
+            if expires is None and response.request is not None:
+                ours = response.request.contact[0].uri
+                expires = next((c.expires for c in response.contact if c.uri == ours), None)
             print(f"Expires in: {expires if expires is not None else 'unknown'} seconds")
         else:
             print(f"Failed: {response.status_code} {response.reason_phrase}")

@@ -14,7 +14,7 @@ import time
 from _common import check, fail, make_parser, parse_args, run, sip_uri
 
 import sipx
-from sipx import Client
+from sipx import Auth, Client
 
 
 def silent_peer(transport: str) -> socket.socket:
@@ -30,12 +30,18 @@ def silent_peer(transport: str) -> socket.socket:
 
 
 def main() -> None:
-    parser = make_parser(__doc__, user=False)
+    parser = make_parser(__doc__)
     parser.add_argument("--timeout", type=float, default=2, help="seconds (default 2)")
     args = parse_args(parser)
 
+    # (credentials in case the server challenges OPTIONS, as Asterisk does)
+    auth = Auth.Digest(username=args.user, password=args.password, realm=args.realm)
+
     with Client(
-        local_host=args.local_host, local_port=args.local_port, transport=args.transport
+        local_host=args.local_host,
+        local_port=args.local_port,
+        transport=args.transport,
+        auth=auth,
     ) as client:
         # A timeout for one request
         response = client.options(

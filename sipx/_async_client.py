@@ -143,6 +143,8 @@ class AsyncClient:
         self._acks: dict[tuple[str, int, str], tuple[bytes, Address]] = {}
         self._sent_invites: dict[tuple[str, int], Request] = {}
         self._early_dialogs: dict[DialogId, Dialog] = {}
+        self._generated_contacts: dict[str, str] = {}  # Call-ID -> Contact we wrote
+        self._transport_errors: dict[Address, str] = {}
         self._pending_invites: dict[str, ClientTransaction] = {}
         self._registrations: dict[str, _Registration] = {}
         self._reregister_scopes: dict[str, trio.CancelScope] = {}
@@ -570,7 +572,7 @@ class AsyncClient:
         retry = self._authorize(request, response, credentials, strict_realm=True)
         assert retry is not None
         destination = self._destinations.get(_request_key(request))
-        final = await self._transact(retry, destination)
+        final = await self._transact(retry, destination, attempt=2)
         final.history[:0] = [*response.history, response]
         return await self._maybe_register_note(final)
 
@@ -624,7 +626,7 @@ class AsyncClient:
                         response = await self.register(
                             aor,
                             registrar=state.registrar if state else None,
-                            expires=state.expires if state else 3600,
+                            expires=(state.expires if state else 0) or 3600,
                         )
                         if response.is_success:
                             backoff = 1.0
@@ -709,7 +711,11 @@ class AsyncClient:
             user = request.from_.uri.user or self._default_user()
             suffix = ";transport=tcp" if transport.name == "TCP" else ""
             contact_host = f"[{host}]" if ":" in host else host
-            request.headers["Contact"] = f"<sip:{user}@{contact_host}:{port}{suffix}>"
+            contact = f"<sip:{user}@{contact_host}:{port}{suffix}>"
+            request.headers["Contact"] = contact
+            self._generated_contacts[request.call_id] = contact
+            while len(self._generated_contacts) > 256:
+                self._generated_contacts.pop(next(iter(self._generated_contacts)))
         self._last_destination = address[0]
 
     # -- sending -----------------------------------------------------------------------------
@@ -762,7 +768,7 @@ class AsyncClient:
                     if retry is None:
                         break
                     attempts += 1
-                    response = await self._transact(retry, destination)
+                    response = await self._transact(retry, destination, attempt=attempts + 1)
                     response.history[:0] = [*previous.history, previous]
         except trio.TooSlowError:
             raise TimeoutError(request.method, str(request.uri), seconds or 0.0) from None
@@ -816,7 +822,12 @@ class AsyncClient:
             cnonce=self._ids.cnonce(),
             nonce_count=self._nonces.next(challenge.nonce),
         ).to_header_value()
-        return build_auth_retry(request, digest.credentials_header_name(challenge), value)
+        retry = build_auth_retry(request, digest.credentials_header_name(challenge), value)
+        generated = self._generated_contacts.get(request.call_id)
+        if generated is not None and retry.headers.get_first("Contact") == generated:
+            # Written anew on sending: the challenge may have taught us our NAT address.
+            del retry.headers["Contact"]
+        return retry
 
     async def _run_request_hooks(self, request: Request, destination: Address) -> Request:
         if self.events is None:
@@ -827,7 +838,9 @@ class AsyncClient:
         result: Request = await dispatch(self.events, "request", request, context)
         return result
 
-    async def _transact(self, request: Request, destination: Address | None) -> Response:
+    async def _transact(
+        self, request: Request, destination: Address | None, *, attempt: int = 1
+    ) -> Response:
         """One client transaction: send, wait for the final response, run the hooks."""
         if destination is None:
             destination = await self._destination(request, None, None)
@@ -835,7 +848,11 @@ class AsyncClient:
         if "Via" not in request.headers:
             self._stamp(request, destination)
         context = RequestContext(
-            request, client=self, destination=destination, transport=transport.name
+            request,
+            client=self,
+            destination=destination,
+            transport=transport.name,
+            attempt=attempt,
         )
         if self.events is not None:
             request = await dispatch(self.events, "request", request, context)
@@ -1101,6 +1118,7 @@ class AsyncClient:
     def _on_transport_error(self, address: Address, error: Exception) -> None:
         """A connection to ``address`` failed: fail every transaction waiting on it."""
         now = trio.current_time()
+        self._transport_errors[address] = str(error) or type(error).__name__
         for transaction in list(self._waiters):
             if transaction.destination == address:
                 self._layer.transport_error(transaction, now)
@@ -1180,6 +1198,7 @@ class AsyncClient:
                     event.transaction,
                     lambda t: TransportError(
                         f"{t.request.method} {t.request.uri}: transport failure"
+                        f" ({self._transport_errors.pop(t.destination, 'send failed')})"
                     ),
                 )
 

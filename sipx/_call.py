@@ -181,7 +181,11 @@ class Call:
         return self.dialog
 
     async def reinvite(
-        self, body: SDPBody | str | None = None, *, headers: Mapping[str, str] | None = None
+        self,
+        body: SDPBody | str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Response:
         """Send a re-INVITE with a new offer (our last SDP by default) and ACK its 2xx."""
         dialog = self._require_dialog()
@@ -192,7 +196,7 @@ class Call:
             fields.setdefault("Content-Type", "application/sdp")
         fields.setdefault("Contact", self._uas.contact_for(self.invite))
         request = dialog.create_request("INVITE", headers=fields, content=content)
-        response = await self.client._send_in_dialog(dialog, request, timeout=None)
+        response = await self.client._send_in_dialog(dialog, request, timeout=timeout)
         if response.is_success:
             if isinstance(sdp, SDPBody):
                 self.local_sdp = sdp

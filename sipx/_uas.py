@@ -450,7 +450,8 @@ class UserAgentServer:
         if method in ("INFO", "NOTIFY", "MESSAGE", "UPDATE"):
             incoming.respond(200)
         elif method == "REFER":
-            incoming.respond(202)
+            # Nobody would carry out the transfer: refuse rather than promise NOTIFYs.
+            incoming.respond(405, headers={"Allow": self._allow()})
         elif method == "OPTIONS":
             incoming.respond(200, headers=self._capabilities())
         else:

@@ -182,11 +182,10 @@ class Wire:
         return "\n\n".join(f"--- {m.direction} {m.address}\n{m.text}" for m in self.messages)
 
 
-async def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
+async def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
     with trio.fail_after(timeout):
         while not predicate():
             await trio.sleep(0.01)
-    del what
 
 
 def proxy_hop(kamailio: Kamailio, value: str) -> bool:

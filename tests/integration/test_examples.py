@@ -153,7 +153,10 @@ def test_call_with_sdp(
     assert run.has("ok: BYE answered 200 OK"), str(run)
     invite, ack, bye = wait_received(echo_uas, since, ["INVITE", "ACK", "BYE"])
     assert "m=audio 8000 RTP/AVP 0 8" in invite, invite
-    assert re.search(r'Proxy-Authorization: Digest username="1111", realm="127.0.0.1"', invite)
+    # the INVITE that got through is the retry that answered the 407 (Kamailio consumed
+    # its Proxy-Authorization)
+    assert header(invite, "CSeq") == "2 INVITE", invite
+    assert header(invite, "From").startswith(f"<sip:1111@{kamailio.hostport}>"), invite
     assert header(ack, "CSeq") == "2 ACK" and header(bye, "CSeq") == "3 BYE"
     assert header(invite, "Call-ID") == header(ack, "Call-ID") == header(bye, "Call-ID")
     # our Via (below Kamailio's) names the example's transport
@@ -174,7 +177,7 @@ def test_late_offer(
     assert header(invite, "Content-Length") == "0", invite
     assert header(ack, "Content-Type") == "application/sdp", ack
     assert re.search(r"^m=audio \d+ RTP/AVP 0$", ack, re.M), ack
-    assert 'username="2222"' in header(invite, "Proxy-Authorization")
+    assert header(invite, "From").startswith(f"<sip:2222@{kamailio.hostport}>"), invite
 
 
 def test_message(kamailio: Kamailio, transport: str, bindings_removed: None) -> None:
@@ -182,7 +185,7 @@ def test_message(kamailio: Kamailio, transport: str, bindings_removed: None) -> 
     assert run.has(
         rf"\[2222\] received from sip:1111@{re.escape(kamailio.hostport)}: Hello from SIPX!"
     ), str(run)
-    assert run.has("Message sent"), str(run)
+    assert run.has("Message sent \\(200 OK\\)"), str(run)
     assert run.has("ok: 2222 received 'Hello from SIPX!'"), str(run)
     assert_unregistered(kamailio, "2222")
 

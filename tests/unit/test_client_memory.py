@@ -32,11 +32,6 @@ OFFER = sipx.SDPBody.create_offer(
 )
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 @asynccontextmanager
 async def client_on(network: MemoryNetwork, **kwargs: object) -> AsyncIterator[sipx.AsyncClient]:
     async with sipx.AsyncClient("127.0.0.1", 0, network=network, **kwargs) as client:  # type: ignore[arg-type]

@@ -14,10 +14,13 @@ fails when a file in ``examples/`` is not exercised by any scenario.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import queue
 import re
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -258,13 +261,14 @@ def scenario(
     def register(body: Callable[[Server, str], None]) -> Callable[[Server, str], None]:
         for transport in transports:
             key = f"{name}-{transport}" if transports != ("udp",) else name
-            SCENARIOS[key] = Scenario(
-                covers or (name,),
-                lambda server, body=body, transport=transport: body(server, transport),
-            )
+            SCENARIOS[key] = Scenario(covers or (name,), functools.partial(_call, body, transport))
         return body
 
     return register
+
+
+def _call(body: Callable[[Server, str], None], transport: str, server: Server) -> None:
+    body(server, transport)
 
 
 @scenario("options", transports=("udp",))
@@ -285,6 +289,28 @@ def _options_env(server: Server, transport: str) -> None:
     run = ok(Run(cmd, done.returncode, done.stdout, done.stderr))
     assert run.lines[0] == "Status: 200 OK", str(run)
     assert [t for t, _ in server.requests("OPTIONS")] == ["TCP"]
+
+
+@scenario("options-no-server", covers=("options",), transports=("tcp",))
+def _options_no_server(server: Server, transport: str) -> None:
+    """Nobody listens at --server (TCP: refused at once): exit 1 with a hint, no traceback."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        address = f"127.0.0.1:{closed.getsockname()[1]}"
+        cmd = [
+            sys.executable,
+            str(EXAMPLES / "options.py"),
+            "--server",
+            address,
+            "--transport",
+            "tcp",
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT, env=_env())
+    run = Run(cmd, done.returncode, done.stdout, done.stderr)
+    assert run.returncode == 1, str(run)
+    assert f"FAILED: TransportError: OPTIONS sip:{address}" in run.stderr, str(run)
+    assert "Is a SIP server running at --server?" in run.stderr, str(run)
+    assert "Traceback" not in run.stderr, str(run)
 
 
 @scenario("register", transports=("udp",))
@@ -468,12 +494,19 @@ def _answer_calls(server: Server, transport: str) -> None:
 
 @scenario("answer_calls-stops", covers=("answer_calls",), transports=("udp",))
 def _answer_calls_stops(server: Server, transport: str) -> None:
-    """Without calls it stops at --duration, unregistered, failing when --calls were due."""
+    """Without calls it stops at --duration (failing when --calls were due) or on Ctrl-C
+    (SIGINT), unregistered either way."""
     run = run_example("answer_calls", server, "--duration", "0.3", "--calls", "1")
     assert run.returncode == 1, str(run)
     assert run.has("Unregistered: 200 OK") and run.has("0 call\\(s\\) answered"), str(run)
     assert "FAILED: 1 call(s) answered" in run.stderr, str(run)
-    ok(run_example("answer_calls", server, "--duration", "0.3"))
+    callee = Background("answer_calls", server)
+    callee.wait_for("Waiting for calls to sip:2222@")
+    assert server.registered_users() == {"2222": 1}
+    callee.proc.send_signal(signal.SIGINT)
+    stopped = ok(callee.finish(timeout=10))
+    assert stopped.has("Unregistered: 200 OK"), str(stopped)
+    assert "Traceback" not in stopped.stderr, str(stopped)
     assert server.registered_users() == {}
 
 
@@ -497,7 +530,7 @@ def _message(server: Server, transport: str) -> None:
     assert run.has(
         rf"\[2222\] received from sip:1111@{re.escape(server.address)}: Hello from SIPX!"
     ), str(run)
-    assert run.has("Message sent"), str(run)
+    assert run.has("Message sent \\(200 OK\\)"), str(run)
     assert run.has("ok: 2222 received 'Hello from SIPX!'"), str(run)
     messages = server.requests("MESSAGE")
     assert len(messages) == 2 and "Proxy-Authorization" in messages[1][1]  # 407, then sent
@@ -510,7 +543,7 @@ def _message_nobody(server: Server, transport: str) -> None:
     run = run_example("message", server, "--no-receiver")
     assert run.returncode == 1, str(run)
     assert run.has("Failed: 480 .*"), str(run)
-    assert "FAILED: MESSAGE to 2222 answered 200" in run.stderr, str(run)
+    assert "FAILED: MESSAGE to 2222 accepted" in run.stderr, str(run)
 
 
 @scenario("tcp_transport", transports=("udp",))
@@ -553,6 +586,7 @@ def _asterisk_demo(server: Server, transport: str) -> None:
     for user, to in zip(users, users[1:] + users[:1]):
         assert run.has(rf"   \[{user}\] REGISTER: 401 -> 200"), str(run)
         assert run.has(rf"   \[{to}\] message from {user}: 'Hello {to}, this is {user}!'"), str(run)
+        assert run.has(rf"ok: {user} -> {to} MESSAGE accepted \(200\)"), str(run)
         assert run.has(rf"ok: {user} -> {to} call answered \(200\)"), str(run)
         assert run.has(rf"   \[{to}\] incoming call from sip:{user}@.*"), str(run)
         assert run.has(rf"ok: {to} saw the hang-up"), str(run)
@@ -594,7 +628,7 @@ def outcomes(
     selected = [
         item.callspec.params["scenario"]
         for item in request.session.items
-        if item.module is request.module
+        if getattr(item, "module", None) is request.module
         and hasattr(item, "callspec")
         and "scenario" in item.callspec.params
     ]

@@ -13,11 +13,6 @@ A = ("127.0.0.1", 6000)
 B = ("127.0.0.1", 6001)
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 def drain(sock: MemorySocket) -> list[tuple[bytes, tuple[str, int]]]:
     out = []
     while True:

@@ -69,3 +69,38 @@ async def test_contact_uses_the_address_the_registrar_saw() -> None:
         # The registrar now saw our own address: the learned NAT mapping is dropped.
         contact = third[0].contact[0].uri
         assert (contact.host, contact.port) == ("127.0.0.1", 5062)
+
+
+async def test_challenge_answer_carries_the_learned_contact() -> None:
+    network = MemoryNetwork()
+    async with (
+        network.socket(SERVER) as sock,
+        sipx.AsyncClient(
+            "127.0.0.1", 5063, network=network, auth=sipx.Auth.Digest("1111", "1111xxx")
+        ) as client,
+    ):
+        seen: list[sipx.Request] = []
+
+        async def registrar() -> None:
+            data, source = await sock.receive()
+            request = sipx.parse_message(data)
+            assert isinstance(request, sipx.Request)
+            seen.append(request)
+            challenge = sipx.Response(401)
+            challenge.headers.add(
+                "Via", request.headers["Via"] + ";received=203.0.113.9;rport=41000"
+            )
+            for name in ("From", "To", "Call-ID", "CSeq"):
+                challenge.headers[name] = request.headers[name]
+            challenge.headers["WWW-Authenticate"] = 'Digest realm="sipx", nonce="abc", qop="auth"'
+            sock.send(challenge.to_bytes(), source)
+            seen.append(await _answer(sock, ";received=203.0.113.9;rport=41000"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(registrar)
+            response = await client.register("sip:1111@127.0.0.1:5080")
+    assert response.status_code == 200
+    first, retry = seen
+    assert (first.contact[0].uri.host, first.contact[0].uri.port) == ("127.0.0.1", 5063)
+    assert "Authorization" in retry.headers
+    assert (retry.contact[0].uri.host, retry.contact[0].uri.port) == ("203.0.113.9", 41000)

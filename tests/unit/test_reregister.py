@@ -17,11 +17,6 @@ AOR = "sip:alice@127.0.0.1:5080"
 CREDENTIALS = Auth.Digest("alice", "secret")
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 def registrar(network: MemoryNetwork, **kwargs: object) -> ScriptedUAS:
     return ScriptedUAS(network, UAS, users={"alice": "secret"}, **kwargs)  # type: ignore[arg-type]
 

@@ -48,11 +48,6 @@ OFFER = SDPBody.create_offer(
 )
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 @asynccontextmanager
 async def client_on(network: MemoryNetwork, **kwargs: Any) -> AsyncIterator[sipx.AsyncClient]:
     async with sipx.AsyncClient("127.0.0.1", 0, network=network, **kwargs) as client:
@@ -629,7 +624,9 @@ async def test_failing_invite_handler_gets_500(autojump_clock: trio.testing.Mock
 
     async with client_on(network) as caller, client_on(network) as callee:
         callee.on_request("INVITE", broken)
-        response = await caller.invite(uri_of(callee), body=OFFER)
+        # (After its 100 Trying an unanswered INVITE would wait for ever: no Timer B.)
+        with trio.fail_after(10):
+            response = await caller.invite(uri_of(callee), body=OFFER)
         assert response.status_code == 500
         callee.on_request("INVITE", lambda call: call.answer())
         call = await caller.call(uri_of(callee))
@@ -763,10 +760,16 @@ async def test_info_and_refer_in_the_call(autojump_clock: trio.testing.MockClock
         assert info.headers["Content-Type"] == "application/dtmf-relay"
         assert "Signal=5" in info.text
         refer = await incoming.refer("sip:carol@127.0.0.1")
+        assert refer.status_code == 405  # nobody would carry out the transfer
+        transfers: list[str] = []
+        _caller.on_request("REFER", lambda req: transfers.append(req.headers["Refer-To"]))
+        refer = await incoming.refer("sip:carol@127.0.0.1")
         assert refer.status_code == 202
+        assert transfers == ["<sip:carol@127.0.0.1>"]
         assert call.established and incoming.established
-    [refer_request] = network.requests("REFER")
-    assert refer_request.message.headers["Refer-To"] == "<sip:carol@127.0.0.1>"
+    refer_requests = network.requests("REFER")
+    assert len(refer_requests) == 2
+    assert refer_requests[0].message.headers["Refer-To"] == "<sip:carol@127.0.0.1>"
 
 
 async def test_in_dialog_requests_out_of_order_or_unknown(
@@ -975,3 +978,25 @@ def test_blocking_client_runs_handlers_on_its_portal_thread() -> None:
     assert (text, method) == ("hello", "MESSAGE")
     assert thread.name == "sipx-portal"
     assert thread is bob._thread and thread is not threading.current_thread()
+
+
+def test_blocking_client_on_a_memory_network() -> None:
+    """``network=`` works for a Client when both ends live in its trio run: here it sends
+    to itself, and its handler answers on the portal thread."""
+    network = MemoryNetwork()
+    seen: list[threading.Thread] = []
+
+    def on_message(incoming: sipx.IncomingRequest) -> sipx.Response:
+        seen.append(threading.current_thread())
+        return sipx.Response(202, headers={"X-Echo": incoming.text})
+
+    with sipx.Client("127.0.0.1", 0, network=network, timeout=5) as client:
+        client.on_request("MESSAGE", on_message)
+        host, port = client.local_address
+        response = client.message(f"sip:me@{host}:{port}", "note to self")
+        options = client.options(f"sip:me@{host}:{port}")
+    assert (response.status_code, response.headers["X-Echo"]) == (202, "note to self")
+    assert options.status_code == 200 and "MESSAGE" in options.headers["Allow"]
+    [thread] = seen
+    assert thread is client._thread and thread.name == "sipx-portal"
+    assert [c.message.method for c in network.requests()] == ["MESSAGE", "OPTIONS"]
