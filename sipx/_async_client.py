@@ -675,7 +675,7 @@ class AsyncClient:
         if content:
             fields["Content-Type"] = content_type or _guess_content_type(body, content)
         fields.update(headers or {})
-        return build_request(
+        request = build_request(
             method,
             target,
             from_addr=from_addr,
@@ -686,6 +686,12 @@ class AsyncClient:
             content=content,
             user_agent=self.user_agent,
         )
+        if request.from_.tag is None:
+            # RFC 3261 8.1.1.3: a From given in headers= still gets the tag it must carry.
+            sender = NameAddr.parse(request.headers["From"])
+            sender.params["tag"] = from_addr.params["tag"]
+            request.headers["From"] = str(sender)
+        return request
 
     def _contact_host(self, address: Address) -> tuple[str, int]:
         learned = self._public_addresses.get(address)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -110,10 +111,12 @@ class TCPTransport:
         try:
             stream = await trio.open_tcp_stream(host, port)
         except OSError as exc:
-            log.info("TCP connect to %s:%s failed: %s", host, port, exc)
+            error = TransportError(f"TCP connect to {host}:{port} failed: {_connect_failure(exc)}")
+            error.__cause__ = exc
+            log.info("%s", error)
             self._drop(connection)
             if self._on_error is not None:
-                self._on_error(connection.remote, exc)
+                self._on_error(connection.remote, error)
             return
         await self._run(connection, stream)
 
@@ -160,3 +163,17 @@ class TCPTransport:
         if self._connections.get(connection.remote) is connection:
             del self._connections[connection.remote]
         connection.send_channel.close()
+
+
+def _connect_failure(exc: OSError) -> str:
+    """Why a connect failed ("Connection refused"): trio's "all attempts to connect to ...
+    failed" keeps the reasons in an exception group in ``__cause__``."""
+    cause = exc.__cause__
+    causes = cause.exceptions if isinstance(cause, BaseExceptionGroup) else (exc,)
+    reasons: list[str] = []
+    for error in causes:
+        code = getattr(error, "errno", None)
+        reason = os.strerror(code) if code else str(error)
+        if reason not in reasons:
+            reasons.append(reason)
+    return "; ".join(reasons) or str(exc)

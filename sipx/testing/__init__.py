@@ -19,6 +19,9 @@ Test a SIP application without sockets and in no real time::
   duplication, reordering, delay and jitter, scripted drops (:meth:`~MemoryNetwork.drop_next`,
   ``filter``) and a log of every datagram and its fate. Pass it as ``network=`` to
   :class:`sipx.AsyncClient`; :meth:`MemoryNetwork.socket` gives a raw endpoint.
+* :class:`DevServer` - the ``sipx serve`` development server (registrar with digest auth,
+  proxy between registered users, extension 100 answering calls) to run in-process on real
+  loopback sockets: ``async with DevServer("127.0.0.1", 0) as server: server.address``.
 * :class:`ScriptedUAS` - a server peer answering by script (INVITE, REGISTER with digest
   challenges, OPTIONS, CANCEL, ...), recording what it received.
 
@@ -37,6 +40,7 @@ from ._network import (
     MemoryTransport,
     OwnedNursery,
 )
+from .._serve import DevServer
 from ._uas import ALLOW, Arrival, Reply, ReplyLike, Script, ScriptedUAS, as_reply
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "Captured",
     "Datagram",
     "Delivery",
+    "DevServer",
     "Fate",
     "MemoryNetwork",
     "MemorySocket",
