@@ -121,6 +121,9 @@ def _serve(kind: str, lifetime: float, rcvbuf: int, gc_mode: str) -> None:
     gc.callbacks.append(on_gc)
     if gc_mode == "off":
         gc.disable()
+    # A shell that starts a job in the background makes it ignore SIGINT, which the parent
+    # sends to collect these figures: take SIGINT back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     async def watch_lag() -> None:  # how late a 10 ms sleep wakes up: the longest stall
         while True:
@@ -181,11 +184,11 @@ def _start_child(
     return child, int(child.stdout.readline())
 
 
-def _stop(process: subprocess.Popen[str]) -> dict[str, float]:
-    """Stop a child (SIGINT, so that it reports) or a peer; returns the child's figures."""
+def _stop(process: subprocess.Popen[str], sig: int = signal.SIGINT) -> dict[str, float]:
+    """Stop a child (SIGINT, so that it reports) or SIPp; returns the child's figures."""
     import json
 
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     try:
         out, _ = process.communicate(timeout=5)
     except subprocess.TimeoutExpired:
@@ -392,7 +395,7 @@ def part_client(args: argparse.Namespace) -> None:
     finally:
         gc.callbacks.remove(on_gc)
         gc.enable()
-        _stop(peer)
+        _stop(peer, signal.SIGINT if args.peer == "devserver" else signal.SIGTERM)
     print(
         f"sipx AsyncClient.options() against {args.peer} (another process)"
         + (", gc disabled" if args.gc == "off" else "")

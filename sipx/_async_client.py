@@ -70,6 +70,10 @@ _CONTACT_METHODS = frozenset(
     {"INVITE", "SUBSCRIBE", "REFER", "REGISTER", "NOTIFY", "UPDATE", "OPTIONS"}
 )
 
+# An INVITE with no timeout= (per call or per client) gives up after this long: a phone that
+# rings for ever must not hang the caller (compare Timer C, RFC 3261 16.6).
+INVITE_TIMEOUT = 180.0
+
 TraceHook = Callable[[str, bytes, Address, str], None]
 
 
@@ -572,7 +576,11 @@ class AsyncClient:
         retry = self._authorize(request, response, credentials, strict_realm=True)
         assert retry is not None
         destination = self._destinations.get(_request_key(request))
-        final = await self._transact(retry, destination, attempt=2)
+        try:
+            with _fail_after(self.timeout):
+                final = await self._transact(retry, destination, attempt=2)
+        except trio.TooSlowError:
+            raise TimeoutError(retry.method, str(retry.uri), self.timeout or 0.0) from None
         final.history[:0] = [*response.history, response]
         return await self._maybe_register_note(final)
 
@@ -581,7 +589,9 @@ class AsyncClient:
         """Refresh the registration of ``aor`` before it expires, until disabled or closed.
 
         ``interval`` (seconds) caps the refresh period; by default the client refreshes at
-        80 % of the expiry the registrar granted. Failures are retried with back-off.
+        80 % of the expiry the registrar granted, and at least 32 s (one Timer F) before it
+        runs out. An AOR not registered yet is registered at once. Failures are retried with
+        back-off (1, 2, 4 ... 60 s).
         """
         nursery = self._require_nursery()
         self.disable_auto_reregister(aor)
@@ -753,8 +763,14 @@ class AsyncClient:
         timeout: float | None = None,
         auth: Auth.Digest | None = None,
     ) -> Response:
+        if self.outbound_proxy is not None and host is None and "Route" not in request.headers:
+            # RFC 3261 8.1.2: the outbound proxy is a preloaded loose route.
+            proxy = self.outbound_proxy.replace(params={**self.outbound_proxy.params, "lr": None})
+            request.headers.add("Route", f"<{proxy}>")
         destination = await self._destination(request, host, port)
         seconds = timeout if timeout is not None else self.timeout
+        if seconds is None and request.method == "INVITE":
+            seconds = INVITE_TIMEOUT
         try:
             with _fail_after(seconds):
                 response = await self._transact(request, destination)

@@ -27,6 +27,7 @@ from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.timers import TimerConfig
 from ._core.uri import URI
+from ._errors import SIPError
 from ._events import Events
 from ._uas import RequestHandler
 
@@ -117,7 +118,7 @@ class Client:
 
     def _call(self, function: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         if self._token is None or not self._thread.is_alive():
-            raise RuntimeError("the client is closed")
+            raise SIPError("the client is closed; create a new one")
         return trio.from_thread.run(
             functools.partial(function, *args, **kwargs), trio_token=self._token
         )

@@ -56,7 +56,8 @@ class IncomingRequest:
     """A request the client received; answer it once with :meth:`respond`.
 
     A handler that returns without responding gets the default answer for its method
-    (200 for MESSAGE, NOTIFY, INFO; 202 for REFER; 405 otherwise).
+    (200 for MESSAGE, NOTIFY, INFO, OPTIONS, BYE; 202 for REFER; 500 for other methods,
+    since a handler that neither answers nor returns a response is a bug).
     """
 
     def __init__(

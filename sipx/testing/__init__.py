@@ -29,6 +29,7 @@ Time is ``trio.current_time()``: under ``trio.testing.MockClock(autojump_thresho
 every delay and SIP timer (A to K) elapses instantly.
 """
 
+from .._serve import DevServer
 from ._network import (
     Address,
     Captured,
@@ -40,7 +41,6 @@ from ._network import (
     MemoryTransport,
     OwnedNursery,
 )
-from .._serve import DevServer
 from ._uas import ALLOW, Arrival, Reply, ReplyLike, Script, ScriptedUAS, as_reply
 
 __all__ = [
