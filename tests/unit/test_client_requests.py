@@ -86,9 +86,7 @@ def one(fields: list[tuple[str, str]], name: str) -> str:
 async def test_subscribe_out_of_dialog(autojump_clock: trio.testing.MockClock) -> None:
     network = MemoryNetwork()
     async with ScriptedUAS(network, UAS) as uas, client_on(network) as client:
-        response = await client.subscribe(
-            uas.uri, "presence", 600, accept="application/pidf+xml"
-        )
+        response = await client.subscribe(uas.uri, "presence", 600, accept="application/pidf+xml")
         assert response.status_code == 202
         assert response.request is not None and response.request.method == "SUBSCRIBE"
         [received] = uas.requests_for("SUBSCRIBE")
@@ -187,7 +185,11 @@ async def test_generic_request_publish(autojump_clock: trio.testing.MockClock) -
         response = await client.request(
             "PUBLISH",
             uas.uri,
-            headers={"Event": "presence", "Expires": "3600", "Content-Type": "application/pidf+xml"},
+            headers={
+                "Event": "presence",
+                "Expires": "3600",
+                "Content-Type": "application/pidf+xml",
+            },
             body=document,
         )
         assert response.status_code == 200
@@ -213,7 +215,7 @@ async def test_generic_request_method_is_upper_cased(
     assert one(fields, "CSeq") == "1 OPTIONS"
 
 
-# -- the headers of an out-of-dialog request ----------------------------------------------------------
+# -- the headers of an out-of-dialog request -------------------------------------------------------
 async def test_mandatory_headers_in_conventional_order(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -327,7 +329,7 @@ async def test_sdp_body_object_sets_application_sdp(
         assert response.status_code == 200
         await client.ack(response)
         await client.bye(response)
-    start, fields, body = split(only_wire(network, "INVITE"))
+    _, fields, body = split(only_wire(network, "INVITE"))
     assert one(fields, "Content-Type") == "application/sdp"
     assert body == OFFER.to_bytes()
     assert one(fields, "Content-Length") == str(len(body))
@@ -375,7 +377,7 @@ async def test_message_with_json_content_type(autojump_clock: trio.testing.MockC
     assert received.content == payload.encode()
 
 
-# -- where requests go ------------------------------------------------------------------------------
+# -- where requests go -----------------------------------------------------------------------------
 async def test_host_and_port_override_the_destination(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -438,7 +440,7 @@ async def test_tel_uri_goes_to_the_outbound_proxy(autojump_clock: trio.testing.M
     assert split(sent.message.to_bytes())[0] == "MESSAGE tel:+15551234567 SIP/2.0"
 
 
-# -- misuse -----------------------------------------------------------------------------------------
+# -- misuse ----------------------------------------------------------------------------------------
 async def test_request_on_a_client_never_opened(autojump_clock: trio.testing.MockClock) -> None:
     network = MemoryNetwork()
     client = sipx.AsyncClient("127.0.0.1", 0, network=network)
