@@ -698,9 +698,8 @@ class AsyncClient:
         )
         if request.from_.tag is None:
             # RFC 3261 8.1.1.3: a From given in headers= still gets the tag it must carry.
-            sender = NameAddr.parse(request.headers["From"])
-            sender.params["tag"] = from_addr.params["tag"]
-            request.headers["From"] = str(sender)
+            tag = from_addr.params["tag"]
+            request.headers["From"] = f"{request.headers['From']};tag={tag}"
         return request
 
     def _contact_host(self, address: Address) -> tuple[str, int]:

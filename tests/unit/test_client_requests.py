@@ -286,12 +286,18 @@ async def test_user_headers_win_and_appear_once(autojump_clock: trio.testing.Moc
 async def test_custom_from_without_tag_gets_one(autojump_clock: trio.testing.MockClock) -> None:
     """RFC 3261 8.1.1.3: the From of a new request MUST carry a tag."""
     network = MemoryNetwork()
+    custom = '"Doe, John" <sip:custom@example.com>;x=1'
     async with ScriptedUAS(network, UAS) as uas, client_on(network) as client:
-        await client.request("OPTIONS", uas.uri, headers={"From": "<sip:custom@example.com>"})
+        response = await client.request("OPTIONS", uas.uri, headers={"From": custom})
+        assert response.status_code == 200
     _, fields, _ = split(only_wire(network, "OPTIONS"))
-    from_ = sipx.NameAddr.parse(one(fields, "From"))
+    value = one(fields, "From")
+    assert value.startswith(custom + ";tag=")  # the user's text kept, a tag added
+    from_ = sipx.NameAddr.parse(value)
     assert str(from_.uri) == "sip:custom@example.com"
-    assert from_.tag
+    assert from_.display_name == "Doe, John"
+    assert from_.tag and len(from_.tag) >= 8
+    assert response.from_.tag == from_.tag
 
 
 async def test_user_contact_and_to_are_kept(autojump_clock: trio.testing.MockClock) -> None:
