@@ -38,6 +38,7 @@ from ._core.header_types import NameAddr
 from ._core.ids import IdSource
 from ._core.message import Request, Response
 from ._core.parser import parse_message
+from ._core.received import stamp_received
 from ._core.sdp import SDPBody
 from ._core.timers import TimerConfig
 from ._core.transaction import (
@@ -1127,7 +1128,7 @@ class AsyncClient:
             else:
                 # RFC 3261 8.1.1: without these no response can be built; drop it here.
                 message.to, message.from_, message.call_id, message.cseq  # noqa: B018
-                self._note_source(message, source)
+                stamp_received(message, source)
                 self._layer.receive_request(
                     message, now, reliable=transport.reliable, destination=source
                 )
@@ -1144,20 +1145,6 @@ class AsyncClient:
             if transaction.destination == address:
                 self._layer.transport_error(transaction, now)
         self._pump()
-
-    def _note_source(self, request: Request, source: Address) -> None:
-        """RFC 3261 18.2.1 and RFC 3581: record where the request really came from."""
-        via = request.top_via
-        changed = False
-        if via.host.strip("[]") != source[0]:
-            via.params["received"] = source[0]
-            changed = True
-        if via.has_rport and not via.params.get("rport"):
-            via.params["rport"] = str(source[1])
-            changed = True
-        if changed:
-            request.headers.remove_first("Via")
-            request.headers.prepend("Via", str(via))
 
     def _learn_public_address(self, response: Response, source: Address) -> None:
         """Remember how ``source`` saw us (received/rport): behind a NAT, later Contacts

@@ -60,6 +60,7 @@ from collections.abc import Callable, Mapping
 
 from .._core.header_types import Via
 from .._core.message import Request, Response
+from .._core.received import stamp_received
 from .._core.transaction import MAGIC_COOKIE, make_response
 from .._core.uri import URI
 from .._errors import ParseError
@@ -153,7 +154,7 @@ class Proxy:
     ) -> list[Outgoing]:
         transport = transport.upper()
         try:
-            self._stamp_via(request, source)
+            stamp_received(request, source, force_rport=True)
         except ParseError as exc:  # no usable Via: a response could not be routed
             log.info("dropping a %s from %s:%s: %s", request.method, *source, exc)
             return []
@@ -165,15 +166,6 @@ class Proxy:
             return self.reply(
                 request, 400, f"Bad Request ({exc})"[:100], transport=transport, source=source
             )
-
-    def _stamp_via(self, request: Request, source: Address) -> None:
-        """RFC 3261 18.2.1 ``received`` and RFC 3581 ``rport`` (forced, like Kamailio)."""
-        via = request.top_via
-        if _plain(via.host) != source[0]:
-            via.params["received"] = source[0]
-        via.params["rport"] = str(source[1])
-        request.headers.remove_first("Via")
-        request.headers.prepend("Via", str(via))
 
     def _route(
         self, request: Request, now: float, transport: str, source: Address

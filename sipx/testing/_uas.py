@@ -17,6 +17,7 @@ from .._core import digest
 from .._core.header_types import NameAddr
 from .._core.message import Request, Response
 from .._core.parser import parse_message
+from .._core.received import stamp_received
 from .._core.sdp import SDPBody
 from .._core.timers import TimerConfig
 from .._core.transaction import MAGIC_COOKIE, make_response
@@ -247,7 +248,7 @@ class ScriptedUAS:
             if isinstance(message, Response):
                 self._on_response(message)
                 return
-            _note_source(message, source)
+            stamp_received(message, source)
             branch = message.top_via.branch or ""
             message.cseq  # noqa: B018 - parsing is the check
             message.call_id  # noqa: B018
@@ -544,18 +545,3 @@ def _apply_headers(message: Request | Response, headers: HeadersLike) -> None:
     else:
         for name, value in headers:
             message.headers.add(name, value)
-
-
-def _note_source(request: Request, source: Address) -> None:
-    """RFC 3261 18.2.1 / RFC 3581: ``received`` and ``rport`` on the top Via."""
-    via = request.top_via
-    changed = False
-    if via.host.strip("[]") != source[0]:
-        via.params["received"] = source[0]
-        changed = True
-    if via.has_rport and not via.params.get("rport"):
-        via.params["rport"] = str(source[1])
-        changed = True
-    if changed:
-        request.headers.remove_first("Via")
-        request.headers.prepend("Via", str(via))

@@ -1,0 +1,23 @@
+"""Where a request really came from: Via ``received`` (RFC 3261 18.2.1) and ``rport``
+(RFC 3581), written by whoever receives the request so that responses find the way back."""
+
+from __future__ import annotations
+
+from .message import Request
+
+
+def stamp_received(request: Request, source: tuple[str, int], *, force_rport: bool = False) -> None:
+    """Add ``received`` when the source differs from the top Via's sent-by, and fill in
+    ``rport`` when the sender asked for it (always with ``force_rport``, as proxies often do)."""
+    via = request.top_via
+    changed = False
+    host = via.host[1:-1] if via.host.startswith("[") else via.host
+    if host != source[0]:
+        via.params["received"] = source[0]
+        changed = True
+    if force_rport or (via.has_rport and not via.params.get("rport")):
+        via.params["rport"] = str(source[1])
+        changed = True
+    if changed:
+        request.headers.remove_first("Via")
+        request.headers.prepend("Via", str(via))

@@ -1,0 +1,48 @@
+"""RFC 3261 18.2.1 received and RFC 3581 rport, stamped by the receiver."""
+
+from __future__ import annotations
+
+import pytest
+
+import sipx
+from sipx._core.received import stamp_received
+
+BASE = (
+    "OPTIONS sip:b@example.com SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP {via};branch=z9hG4bK1{rport}\r\n"
+    "Via: SIP/2.0/UDP proxy.example.com;branch=z9hG4bK0\r\n"
+    "From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\n"
+    "Call-ID: c\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def _request(via: str, rport: str) -> sipx.Request:
+    message = sipx.parse_message(BASE.format(via=via, rport=rport).encode())
+    assert isinstance(message, sipx.Request)
+    return message
+
+
+@pytest.mark.parametrize(
+    ("via", "rport", "force", "received", "port"),
+    [
+        ("10.0.0.5:5060", ";rport", False, "192.0.2.9", "40000"),  # NAT: both filled in
+        ("192.0.2.9:5060", ";rport", False, None, "40000"),  # same host: rport only
+        ("192.0.2.9:5060", "", False, None, None),  # nothing asked, nothing changed
+        ("10.0.0.5:5060", "", False, "192.0.2.9", None),  # received without rport
+        ("192.0.2.9:5060", "", True, None, "40000"),  # a proxy forcing rport
+        ("[2001:db8::1]:5060", ";rport", False, None, "40000"),  # IPv6 sent-by, same host
+    ],
+)
+def test_stamp_received(
+    via: str, rport: str, force: bool, received: str | None, port: str | None
+) -> None:
+    source = ("2001:db8::1", 40000) if via.startswith("[") else ("192.0.2.9", 40000)
+    request = _request(via, rport)
+    stamp_received(request, source, force_rport=force)
+    top = request.top_via
+    assert top.received == received
+    assert top.params.get("rport") == port
+    assert len(request.via) == 2 and request.via[1].host == "proxy.example.com"
+    # The stamped Via survives serialisation.
+    again = sipx.parse_message(request.to_bytes())
+    assert again.top_via.params == top.params
