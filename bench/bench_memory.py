@@ -100,13 +100,13 @@ class Report:
         self.count = count
         self.base = _traced()
         print(f"\n{title} ({count:,} at once)")
-        print(f"  {'state':<58} {'bytes each':>10} {'GC objects each':>16}")
+        print(f"  {'state':<66} {'bytes each':>10} {'GC objects each':>16}")
 
     def line(self, label: str) -> None:
         memory, objects = _traced()
         per = (memory - self.base[0]) / self.count
         objs = (objects - self.base[1]) / self.count
-        print(f"  {label:<58} {per:>10,.0f} {objs:>16.1f}")
+        print(f"  {label:<66} {per:>10,.0f} {objs:>16.1f}")
 
     def back_to_baseline(self, capacity: int = 0) -> None:
         """``capacity``: bytes of empty tables the layer keeps (a dict never shrinks)."""
