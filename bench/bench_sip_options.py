@@ -20,6 +20,9 @@ of the sipx process (% of one core, user+system, and the system part, from
 ``/proc/PID/stat``), its peak RSS (``VmHWM``; the server transactions of a run are all
 still alive at its end: Timer J is 32 s), its longest full (generation 2) garbage
 collection and the longest stall of its event loop (how late a 10 ms sleep woke up).
+``--profile`` runs the sipx process under cProfile (which slows it) and prints its busiest
+functions after each rate, by own time and (sipx's functions) by time including callees,
+per request answered (``epoll.poll`` is the loop waiting for work: idle time).
 
 ``--part client``: an ``AsyncClient`` in this process sends ``client.options()`` to a peer
 in another process: SIPp ``uas_options.xml`` (``--peer sipp``, default) or sipx's
@@ -41,6 +44,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -94,7 +98,7 @@ def _free_udp_port() -> int:
 # -- child processes -------------------------------------------------------------------------
 
 
-def _serve(kind: str, lifetime: float, rcvbuf: int, gc_mode: str) -> None:
+def _serve(kind: str, lifetime: float, rcvbuf: int, gc_mode: str, profile: str | None) -> None:
     """The child: serve until SIGINT (or ``lifetime``), then print GC and loop-lag figures."""
     import gc
     import json
@@ -147,10 +151,18 @@ def _serve(kind: str, lifetime: float, rcvbuf: int, gc_mode: str) -> None:
                         print(server.address[1], flush=True)
                         await trio.sleep_forever()
 
+    import cProfile
+
+    profiler = cProfile.Profile() if profile else None
     try:
-        trio.run(main)
+        if profiler is not None:
+            profiler.runcall(trio.run, main)
+        else:
+            trio.run(main)
     except* KeyboardInterrupt:
         pass
+    if profiler is not None and profile:
+        profiler.dump_stats(profile)
     figures = {
         "gc_total": sum(pauses),
         "gen2_count": len(gen2),
@@ -162,7 +174,7 @@ def _serve(kind: str, lifetime: float, rcvbuf: int, gc_mode: str) -> None:
 
 
 def _start_child(
-    kind: str, lifetime: float, rcvbuf: int = 0, gc_mode: str = "on"
+    kind: str, lifetime: float, rcvbuf: int = 0, gc_mode: str = "on", profile: str | None = None
 ) -> tuple[subprocess.Popen[str], int]:
     child = subprocess.Popen(
         [
@@ -176,6 +188,7 @@ def _start_child(
             str(rcvbuf),
             "--gc",
             gc_mode,
+            *(["--profile-out", profile] if profile else []),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -190,7 +203,7 @@ def _stop(process: subprocess.Popen[str], sig: int = signal.SIGINT) -> dict[str,
 
     process.send_signal(sig)
     try:
-        out, _ = process.communicate(timeout=5)
+        out, _ = process.communicate(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
         out, _ = process.communicate()
@@ -255,6 +268,37 @@ def _udp_rcvbuf_errors() -> int:
     return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
+def _profile_top(path: str, requests: float) -> str:
+    """The sipx process's busiest functions, per request answered: by own time (tottime),
+    then sipx's own functions by time including callees (cumtime)."""
+    import io
+    import pstats
+
+    prefixes = [sysconfig.get_paths()["purelib"] + "/", str(ROOT) + "/"]
+    rows = []
+    for key, column, restriction in (
+        ("tottime", 1, (12,)),
+        ("cumulative", 3, (str(ROOT / "sipx"), 12)),
+    ):
+        out = io.StringIO()
+        stats = pstats.Stats(path, stream=out)
+        stats.sort_stats(key).print_stats(*restriction)
+        lines = out.getvalue().splitlines()
+        start = next(i for i, line in enumerate(lines) if line.strip().startswith("ncalls"))
+        rows.append(f"    by {key}, in us per request answered:")
+        for line in [line for line in lines[start:] if line.strip()]:
+            for prefix in prefixes:
+                line = line.replace(prefix, "")
+            fields = line.split(None, 5)
+            if len(fields) == 6 and fields[column].replace(".", "").isdigit():
+                per = float(fields[column]) / max(requests, 1) * 1e6
+                line = f"{per:7.1f}  {line}"
+            else:
+                line = f"{'':>7}  {line}"
+            rows.append("    " + line)
+    return "\n".join(rows)
+
+
 def part_uas(args: argparse.Namespace) -> None:
     print(
         f"sipx UAS (AsyncClient) loaded by SIPp uac_options.xml, {args.seconds:g} s per rate"
@@ -269,7 +313,11 @@ def part_uas(args: argparse.Namespace) -> None:
     best = None
     with tempfile.TemporaryDirectory() as workdir:
         for rate in args.rates:
-            child, port = _start_child("uas", args.seconds + 30, args.rcvbuf, args.gc)
+            profile = None
+            if args.profile:
+                fd, profile = tempfile.mkstemp(suffix=".prof")
+                os.close(fd)
+            child, port = _start_child("uas", args.seconds + 30, args.rcvbuf, args.gc, profile)
             try:
                 time.sleep(0.2)
                 drops0 = _udp_rcvbuf_errors()
@@ -294,6 +342,9 @@ def part_uas(args: argparse.Namespace) -> None:
                 f"{figures.get('lag_max', 0) * 1000:>4.0f}ms  {'clean' if clean else 'NOT clean'}",
                 flush=True,
             )
+            if profile:
+                print(_profile_top(profile, result["ok"]), flush=True)
+                os.unlink(profile)
             if not clean:
                 break
             best = (rate, result["rate"], cpu)
@@ -430,7 +481,8 @@ def main() -> None:
         "--rcvbuf",
         type=int,
         default=0,
-        help="set SO_RCVBUF of the sipx UAS socket (0: leave it as sipx sets it)",
+        help="set SO_RCVBUF of the sipx UAS socket (0: leave it as sipx sets it); Linux "
+        "doubles the value, so 106496 gives its usual default of 212992 bytes",
     )
     parser.add_argument(
         "--gc",
@@ -438,11 +490,17 @@ def main() -> None:
         default="on",
         help="off: gc.disable() in the sipx process (UAS child, or this one for the client)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the sipx UAS under cProfile and print its busiest functions per rate",
+    )
     parser.add_argument("--serve", choices=["uas", "devserver"], help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", help=argparse.SUPPRESS)
     parser.add_argument("--lifetime", type=float, default=60.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        _serve(args.serve, args.lifetime, args.rcvbuf, args.gc)
+        _serve(args.serve, args.lifetime, args.rcvbuf, args.gc, args.profile_out)
         return
     if (args.peer == "sipp" or args.part != "client") and shutil.which("sipp") is None:
         sys.exit("sipp is not on PATH")

@@ -19,7 +19,9 @@ draining what is ready), for a warm-up and then ``--repeat`` timed rounds of ``-
 A round in which nothing comes back for 200 ms refills the window and counts the missing
 datagrams as lost. Reported: echoed datagrams/s (median and each round), lost datagrams,
 and the CPU the server process and the generator used (from ``/proc/PID/stat``, in % of one
-core; a figure near 100 % marks the side that limits the rate).
+core; a figure near 100 % marks the side that limits the rate). ``--profile`` runs each
+server under cProfile and prints, per echoed datagram, how many ``epoll.poll`` calls and
+trio scheduler passes it took, and its busiest functions.
 
 Loopback (127.0.0.1) only. Nothing here asserts a time; the numbers go to bench/README.md.
 """
@@ -29,10 +31,13 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import signal
 import socket
 import statistics
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,10 +83,58 @@ async def _serve_sipx(lifetime: float, rcvbuf: int) -> None:
             print(port, flush=True)
 
 
-def _serve(variant: str, lifetime: float, rcvbuf: int) -> None:
+def _serve(variant: str, lifetime: float, rcvbuf: int, profile: str | None) -> None:
     import trio
 
-    trio.run(_serve_naive if variant == "naive" else _serve_sipx, lifetime, rcvbuf)
+    serve = _serve_naive if variant == "naive" else _serve_sipx
+    if profile is None:
+        trio.run(serve, lifetime, rcvbuf)
+        return
+    import cProfile
+
+    # The parent stops a profiled server with SIGINT (which a shell's background job
+    # would otherwise ignore) so that the profile is written.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(trio.run, serve, lifetime, rcvbuf)
+    except* KeyboardInterrupt:
+        pass
+    finally:
+        profiler.dump_stats(profile)
+
+
+def _profile_summary(path: str) -> str:
+    """Scheduler passes and epoll waits per echoed datagram, and the top functions."""
+    import io
+    import pstats
+
+    stats = pstats.Stats(path, stream=io.StringIO())
+    calls: dict[str, int] = {}
+    for (filename, _line, name), (_, ncalls, *_rest) in stats.stats.items():  # type: ignore[attr-defined]
+        if name == "<method 'sendto' of '_socket.socket' objects>":
+            calls["sendto"] = calls.get("sendto", 0) + ncalls
+        elif name == "<method 'poll' of 'select.epoll' objects>":
+            calls["epoll"] = calls.get("epoll", 0) + ncalls
+        elif name == "unrolled_run" and filename.endswith("_run.py"):
+            calls["passes"] = calls.get("passes", 0) + ncalls
+    echoed = max(calls.get("sendto", 0), 1)
+    out = io.StringIO()
+    stats.stream = out  # type: ignore[attr-defined]
+    stats.sort_stats("tottime").print_stats(8)
+    prefixes = [sysconfig.get_paths()["purelib"] + "/", str(ROOT) + "/"]
+    top = []
+    for line in [line for line in out.getvalue().splitlines() if line.strip()][-9:]:
+        for prefix in prefixes:
+            line = line.replace(prefix, "")
+        top.append(line)
+    return (
+        f"    {echoed:,} datagrams echoed, {calls.get('epoll', 0):,} epoll.poll calls "
+        f"({calls.get('epoll', 0) / echoed:.3f} per datagram), "
+        f"{calls.get('passes', 0):,} scheduler passes (trio unrolled_run, "
+        f"{calls.get('passes', 0) / echoed:.3f} per datagram)\n"
+        + "\n".join("    " + line for line in top)
+    )
 
 
 # -- the load generator ----------------------------------------------------------------------
@@ -166,7 +219,7 @@ class Generator:
 
 
 def _measure(
-    variant: str, window: int, args: argparse.Namespace
+    variant: str, window: int, args: argparse.Namespace, profile: str | None = None
 ) -> list[tuple[float, int, float, float]]:
     lifetime = args.warmup + args.repeat * (args.seconds + 0.5) + 10
     server = subprocess.Popen(
@@ -179,6 +232,7 @@ def _measure(
             str(lifetime),
             "--rcvbuf",
             str(args.rcvbuf),
+            *(["--profile-out", profile] if profile else []),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -205,8 +259,11 @@ def _measure(
         generator.close()
         return results
     finally:
-        server.terminate()
-        server.wait(timeout=5)
+        if profile:
+            server.send_signal(signal.SIGINT)
+        else:
+            server.terminate()
+        server.wait(timeout=10)
 
 
 def main() -> None:
@@ -220,11 +277,17 @@ def main() -> None:
     parser.add_argument(
         "--rcvbuf", type=int, default=0, help="server SO_RCVBUF (0: system default)"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run each server under cProfile and print what its loop did per datagram",
+    )
     parser.add_argument("--serve", choices=["naive", "sipx"], help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", help=argparse.SUPPRESS)
     parser.add_argument("--lifetime", type=float, default=60.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        _serve(args.serve, args.lifetime, args.rcvbuf)
+        _serve(args.serve, args.lifetime, args.rcvbuf, args.profile_out)
         return
 
     variants = ["naive", "sipx"] if args.variant == "both" else [args.variant]
@@ -236,9 +299,17 @@ def main() -> None:
         f"{'variant':<8} {'window':>6} {'echoed/s (median)':>18} {'rounds':>26} "
         f"{'lost':>6} {'server CPU':>10} {'gen. CPU':>9}"
     )
+    summaries = []
     for window in args.window:
         for variant in variants:
-            results = _measure(variant, window, args)
+            profile = None
+            if args.profile:
+                fd, profile = tempfile.mkstemp(suffix=".prof")
+                os.close(fd)
+            results = _measure(variant, window, args, profile)
+            if profile:
+                summaries.append((variant, window, _profile_summary(profile)))
+                os.unlink(profile)
             rates = [r[0] for r in results]
             rounds = " ".join(f"{r / 1000:.1f}k" for r in rates)
             lost = sum(r[1] for r in results)
@@ -249,6 +320,11 @@ def main() -> None:
                 f"{lost:>6} {cpu:>9.0f}% {own:>9.0f}%",
                 flush=True,
             )
+    for variant, window, summary in summaries:
+        print(
+            f"\ncProfile of the {variant} server, window {window} (rates above are slowed by it):"
+        )
+        print(summary)
 
 
 if __name__ == "__main__":

@@ -268,8 +268,8 @@ class Transaction:
             self._layer._terminate(self)
 
     def _disarm(self, *timers: str) -> None:
-        for timer in timers:
-            self._timers.pop(timer, None)
+        dropped = sum(self._timers.pop(timer, None) is not None for timer in timers)
+        self._layer._dropped_timers(dropped)
 
     def _time_out(self) -> None:
         self._layer._events.append(TransactionTimeout(self))
@@ -556,6 +556,7 @@ class TransactionLayer:
         # (deadline, sequence, timer name, transaction); entries whose sequence is no
         # longer the transaction's current one for that timer are stale and skipped.
         self._heap: list[tuple[float, int, str, Transaction]] = []
+        self._stale = 0  # heap entries whose transaction has terminated
         self._sequence = itertools.count()
 
     # -- client side -------------------------------------------------------------------------
@@ -686,6 +687,7 @@ class TransactionLayer:
             if transaction._timers.get(timer) == sequence:
                 return heap[0][0]
             heapq.heappop(heap)
+            self._stale = max(0, self._stale - 1)
         return None
 
     def handle_timers(self, now: float) -> None:
@@ -694,6 +696,7 @@ class TransactionLayer:
         while heap and heap[0][0] <= now:
             _, sequence, timer, transaction = heapq.heappop(heap)
             if transaction._timers.get(timer) != sequence:
+                self._stale = max(0, self._stale - 1)
                 continue
             del transaction._timers[timer]
             transaction._fire(timer, now)
@@ -713,11 +716,22 @@ class TransactionLayer:
         transaction._timers[timer] = sequence
         heapq.heappush(self._heap, (deadline, sequence, timer, transaction))
 
+    def _dropped_timers(self, count: int) -> None:
+        """Count heap entries of disarmed timers; compact the heap when they dominate, or
+        they would keep ended transactions (and their messages) alive until each came due."""
+        self._stale += count
+        if self._stale > 64 and self._stale * 2 > len(self._heap):
+            self._heap[:] = [e for e in self._heap if e[3]._timers.get(e[2]) == e[1]]
+            heapq.heapify(self._heap)
+            self._stale = 0
+
     def _terminate(self, transaction: Transaction) -> None:
         if transaction.state is _S.TERMINATED:
             return
         transaction.state = _S.TERMINATED
+        dropped = len(transaction._timers)
         transaction._timers.clear()
+        self._dropped_timers(dropped)
         if isinstance(transaction, ClientTransaction):
             key = (transaction.branch, transaction.method)
             if self._clients.get(key) is transaction:

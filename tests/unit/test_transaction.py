@@ -1049,3 +1049,17 @@ def test_transactions_are_hashable_by_identity() -> None:
     waiters = {first: "a", second: "b"}
     assert waiters[first] == "a" and waiters[second] == "b"
     assert first != second and not first.terminated
+
+
+def test_terminated_transactions_do_not_linger_in_the_timer_heap() -> None:
+    # Transactions that end early (a final response stops Timer F) leave dead heap entries;
+    # the layer compacts them rather than keeping the transactions until F would have fired.
+    layer = TransactionLayer()
+    for n in range(1000):
+        client = layer.send_request(request("OPTIONS", branch=f"z9hG4bK-o{n}"), 0.0, reliable=True)
+        layer.receive_response(response(client.request, 200), 0.01)
+    layer.pop_events()
+    assert len(layer) == 0
+    live = sum(1 for entry in layer._heap if entry[3]._timers.get(entry[2]) == entry[1])
+    assert live == 0
+    assert len(layer._heap) <= 130  # compacted: not one dead F entry per transaction
