@@ -1179,7 +1179,12 @@ class AsyncClient:
             if isinstance(event, Send):
                 destination = event.transaction.destination
                 assert isinstance(destination, tuple)
-                self._send_bytes(event.message.to_bytes(), destination)
+                try:
+                    self._send_bytes(event.message.to_bytes(), destination)
+                except (TransportError, OSError) as exc:
+                    # RFC 3261 17.1.4 / 17.2.4: the transaction hears of it; the client goes on.
+                    self._transport_errors[destination] = str(exc)
+                    self._layer.transport_error(event.transaction, trio.current_time())
             elif isinstance(event, ResponseReceived):
                 channel = self._waiters.get(event.transaction)
                 if channel is not None:

@@ -25,7 +25,7 @@ from ._core.headers import header_key
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction, make_response
-from ._errors import ParseError, ProtocolError, SIPError
+from ._errors import ParseError, ProtocolError
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -258,7 +258,7 @@ class UserAgentServer:
             call._end("timeout")  # first: the BYE would record the end as "local"
             try:
                 await self.client.bye(dialog_id=dialog.id)
-            except SIPError as exc:  # a peer that never ACKed may not answer the BYE either
+            except Exception as exc:  # a peer that never ACKed may not answer the BYE either
                 log.info("BYE after the missing ACK failed: %s", exc)
 
     def _resend(self, transaction: ServerTransaction, response: Response) -> None:
