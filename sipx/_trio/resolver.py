@@ -38,7 +38,7 @@ class Resolver:
         try:
             infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         except (OSError, UnicodeError) as exc:  # UnicodeError: not a valid IDNA name
-            raise TransportError(f"cannot resolve {host!r}: {exc}") from exc
+            raise TransportError(f"cannot resolve {host}: {exc}") from exc
         # Prefer IPv4: most SIP servers and NATs still speak it first.
         infos.sort(key=lambda info: info[0] != socket.AF_INET)
         address = (str(infos[0][4][0]), port)
