@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 import sipx
+from sipx._trio.resolver import is_ip
 from sipx.testing import MemoryNetwork
 
 PEER = ("127.0.0.1", 5090)
@@ -32,6 +33,13 @@ SEEDS = [
     b"To: <sip:alice@127.0.0.1>;tag=a{n}\r\n"
     b"Call-ID: x-{n}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
 ]
+
+
+async def _resolve_literals_only(host: str, port: int) -> tuple[str, int]:
+    host = host[1:-1] if host.startswith("[") else host
+    if not is_ip(host):
+        raise sipx.TransportError(f"cannot resolve {host}: not resolved in this test")
+    return (host, port)
 
 
 def _mutate(rng: random.Random, data: bytes) -> bytes:
@@ -65,11 +73,13 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 
 @pytest.mark.parametrize("seed", [4475, 3261, 6026, 3581, 8866])
 async def test_mutated_messages_never_stop_the_client(
-    autojump_clock: trio.testing.MockClock, seed: int
+    autojump_clock: trio.testing.MockClock, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = random.Random(seed)
     network = MemoryNetwork()
     async with network.socket(PEER) as peer, sipx.AsyncClient(*CLIENT, network=network) as client:
+        # Mutated hosts must never reach a real DNS server: only IP literals resolve here.
+        monkeypatch.setattr(client._resolver, "resolve", _resolve_literals_only)
         client.on_request("INVITE", lambda call: call.answer())
         for n in range(400):
             seed = rng.choice(SEEDS).replace(b"{n}", str(n).encode())
