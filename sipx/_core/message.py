@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ParseError
+from .digest import Challenge, parse_challenge, parse_credentials
 from .header_types import CSeq, MediaType, NameAddr, Via, parse_int
 from .headers import Headers, split_list
 from .uri import URI
@@ -256,6 +257,45 @@ class Message:
                 return None
             value = typed["content-type"] = MediaType.parse(text)
         return value
+
+    @property
+    def content_length(self) -> int | None:
+        """The Content-Length header as received (``to_bytes()`` always writes the true one)."""
+        value = self.headers.get_first("Content-Length")
+        return None if value is None else parse_int(value, "Content-Length")
+
+    @property
+    def allow(self) -> list[str]:
+        """The methods of Allow, upper-case, in order."""
+        return [method.upper() for method in self.headers.get_list("Allow")]
+
+    @property
+    def supported(self) -> list[str]:
+        """The option tags of Supported (``k``)."""
+        return self.headers.get_list("Supported")
+
+    @property
+    def www_authenticate(self) -> list[Challenge]:
+        """Every WWW-Authenticate challenge, parsed (ParseError for a malformed one)."""
+        return self._challenges("WWW-Authenticate")
+
+    @property
+    def proxy_authenticate(self) -> list[Challenge]:
+        """Every Proxy-Authenticate challenge, parsed."""
+        return self._challenges("Proxy-Authenticate")
+
+    @property
+    def authorization(self) -> list[dict[str, str]]:
+        """The parameters of every Authorization header (lower-case names)."""
+        return [parse_credentials(value) for value in self.headers.get_list("Authorization")]
+
+    @property
+    def proxy_authorization(self) -> list[dict[str, str]]:
+        """The parameters of every Proxy-Authorization header."""
+        return [parse_credentials(value) for value in self.headers.get_list("Proxy-Authorization")]
+
+    def _challenges(self, name: str) -> list[Challenge]:
+        return [parse_challenge(value, name) for value in self.headers.get_list(name)]
 
     def _name_addrs(self, name: str, slot: str) -> list[NameAddr]:
         typed = self.headers._typed
