@@ -909,9 +909,9 @@ def test_custom_timeouts(transport: str) -> None:
         client.close()
     if transport == "UDP":
         assert isinstance(info.value, sipx.TimeoutError)
-        assert 0.9 <= elapsed < 2.0, elapsed
+        assert 0.9 <= elapsed < 5.0, elapsed  # the 1 s timeout, far from Timer F's 32 s
     else:  # TCP: the refused connection may be reported at once, never later than the timeout
-        assert elapsed < 2.0, elapsed
+        assert elapsed < 5.0, elapsed
 
 
 def test_tcp_connection_refused_fails_fast() -> None:
@@ -919,8 +919,8 @@ def test_tcp_connection_refused_fails_fast() -> None:
     try:
         t0 = time.monotonic()
         with pytest.raises(sipx.TransportError):
-            client.options(uri=f"sip:127.0.0.1:{free_port()}", host="127.0.0.1", timeout=2.0)
-        assert time.monotonic() - t0 < 1.0
+            client.options(uri=f"sip:127.0.0.1:{free_port()}", host="127.0.0.1", timeout=20.0)
+        assert time.monotonic() - t0 < 10.0  # the refusal, not the 20 s timeout
     finally:
         client.close()
 
