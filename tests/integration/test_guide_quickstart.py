@@ -539,7 +539,7 @@ def test_retry_manual_script_exits(kamailio: Kamailio, transport: str) -> None:
     elapsed = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "✅ Autenticado e aceito\n", proc.stderr
-    assert elapsed < 5.0, f"the program took {elapsed:.1f} s to exit"
+    assert elapsed < 10.0, f"the program took {elapsed:.1f} s to exit"
 
 
 def test_per_request_credentials(kamailio: Kamailio, echo_uas: SIPp, transport: str) -> None:
