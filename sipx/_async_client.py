@@ -28,10 +28,12 @@ from ._call import Call, CallState
 from ._call import _sdp as _sdp_of
 from ._core import digest
 from ._core.builder import (
+    body_bytes,
     build_ack_for_2xx,
     build_auth_retry,
     build_cancel,
     build_request,
+    guess_content_type,
 )
 from ._core.dialog import Dialog, DialogId, DialogState, dialog_id_of
 from ._core.header_types import NameAddr
@@ -368,7 +370,7 @@ class AsyncClient:
         self, dialog: Dialog, response: Response, body: str | bytes | SDPBody | None = None
     ) -> Request:
         assert response.request is not None
-        ack = build_ack_for_2xx(response.request, dialog, _body_bytes(body))
+        ack = build_ack_for_2xx(response.request, dialog, body_bytes(body))
         address = await self._next_hop_address(dialog.next_hop())
         self._stamp(ack, address)
         ack = await self._run_request_hooks(ack, address)
@@ -681,10 +683,10 @@ class AsyncClient:
         from_addr.params["tag"] = self._ids.tag()
         to_text = to_uri or str(target.replace(params={}, headers={}))
         to_addr = to_text if "<" in to_text else f"<{to_text}>"
-        content = _body_bytes(body)
+        content = body_bytes(body)
         fields: dict[str, str] = {}
         if content:
-            fields["Content-Type"] = content_type or _guess_content_type(body, content)
+            fields["Content-Type"] = content_type or guess_content_type(body, content)
         fields.update(headers or {})
         request = build_request(
             method,
@@ -1034,9 +1036,9 @@ class AsyncClient:
         content_type: str | None,
         kwargs: dict[str, Any],
     ) -> Response:
-        content = _body_bytes(body)
+        content = body_bytes(body)
         if content:
-            fields.setdefault("Content-Type", content_type or _guess_content_type(body, content))
+            fields.setdefault("Content-Type", content_type or guess_content_type(body, content))
         if response is not None or dialog_id is not None:
             dialog = self._find_dialog(response, dialog_id)
             request = dialog.create_request(method, headers=fields, content=content)
@@ -1298,20 +1300,6 @@ def _single(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     return error
-
-
-def _body_bytes(body: str | bytes | SDPBody | None) -> bytes:
-    if body is None:
-        return b""
-    if isinstance(body, SDPBody):
-        return body.to_bytes()
-    return body.encode() if isinstance(body, str) else bytes(body)
-
-
-def _guess_content_type(body: object, content: bytes) -> str:
-    if isinstance(body, SDPBody) or content.lstrip().startswith(b"v=0"):
-        return "application/sdp"
-    return "text/plain"
 
 
 def _version() -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._core.builder import copy_record_route
+from ._core.builder import attach_body, copy_record_route
 from ._core.dialog import Dialog, DialogState
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
@@ -163,12 +163,7 @@ class Call:
         for name, value in (headers or {}).items():
             response.headers[name] = value
         if body is not None:
-            response.content = (
-                body.to_bytes()
-                if isinstance(body, SDPBody)
-                else (body.encode() if isinstance(body, str) else body)
-            )
-            response.headers.setdefault("Content-Type", "application/sdp")
+            attach_body(response, body, "application/sdp")
         if not self.transaction.respond(response, trio.current_time()):
             raise ProtocolError(f"the transaction no longer takes a {status_code}")
         self.client._pump()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._call import Call, CallState
-from ._core.builder import copy_record_route
+from ._core.builder import attach_body, copy_record_route
 from ._core.dialog import Dialog, DialogId, dialog_id_of
 from ._core.headers import header_key
 from ._core.message import Request, Response
@@ -106,15 +106,7 @@ class IncomingRequest:
         for name, value in (headers or {}).items():
             response.headers[name] = value
         if body is not None:
-            response.content = (
-                body.to_bytes()
-                if isinstance(body, SDPBody)
-                else (body.encode() if isinstance(body, str) else body)
-            )
-            response.headers.setdefault(
-                "Content-Type",
-                content_type or ("application/sdp" if isinstance(body, SDPBody) else "text/plain"),
-            )
+            attach_body(response, body, content_type)
         if not self.transaction.respond(response, trio.current_time()):
             raise ProtocolError(f"{self.method} was already answered")
         self.response = response

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 
 from .dialog import Dialog
 from .header_types import NameAddr
-from .message import Request, Response
+from .message import Message, Request, Response
+from .sdp import SDPBody
 from .uri import URI
 
 DEFAULT_MAX_FORWARDS = "70"
@@ -90,6 +91,33 @@ def build_auth_retry(request: Request, header_name: str, credentials: str) -> Re
     fields["CSeq"] = f"{request.cseq.seq + 1} {request.method}"
     fields[header_name] = credentials
     return retry
+
+
+Body = str | bytes | SDPBody
+
+
+def body_bytes(body: Body | None) -> bytes:
+    """The wire form of a body given as text, bytes or an SDPBody."""
+    if body is None:
+        return b""
+    if isinstance(body, SDPBody):
+        return body.to_bytes()
+    return body.encode() if isinstance(body, str) else bytes(body)
+
+
+def guess_content_type(body: object, content: bytes) -> str:
+    """``application/sdp`` for an SDPBody or text that starts like SDP, else text/plain."""
+    if isinstance(body, SDPBody) or content.lstrip().startswith(b"v=0"):
+        return "application/sdp"
+    return "text/plain"
+
+
+def attach_body(message: Message, body: Body | None, content_type: str | None = None) -> None:
+    """Set the content and, unless the message has one, a Content-Type for it."""
+    content = body_bytes(body)
+    message.content = content
+    if content and "Content-Type" not in message.headers:
+        message.headers["Content-Type"] = content_type or guess_content_type(body, content)
 
 
 def copy_record_route(request: Request, response: Response) -> None:
