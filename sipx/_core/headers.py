@@ -210,7 +210,7 @@ class Headers(MutableMapping[str, str]):
     ) -> None:
         # Each field is (key, name as written or canonical, value).
         self._fields: list[tuple[str, str, str]] = []
-        self._index: dict[str, list[str]] | None = None
+        self._index: dict[str, tuple[str, ...]] | None = None
         self._typed: dict[str, Any] = {}
         if fields is None:
             return
@@ -223,7 +223,7 @@ class Headers(MutableMapping[str, str]):
 
     @classmethod
     def _from_parsed(
-        cls, fields: list[tuple[str, str, str]], index: dict[str, list[str]] | None = None
+        cls, fields: list[tuple[str, str, str]], index: dict[str, tuple[str, ...]] | None = None
     ) -> Headers:
         """Wrap fields the parser produced (already clean), with their index if built."""
         headers = cls.__new__(cls)
@@ -232,16 +232,13 @@ class Headers(MutableMapping[str, str]):
         headers._typed = {}
         return headers
 
-    def _lookup(self) -> dict[str, list[str]]:
+    def _lookup(self) -> dict[str, tuple[str, ...]]:
         index = self._index
         if index is None:
             index = {}
             for key, _, value in self._fields:
                 values = index.get(key)
-                if values is None:
-                    index[key] = [value]
-                else:
-                    values.append(value)
+                index[key] = (value,) if values is None else (*values, value)
             self._index = index
         return index
 

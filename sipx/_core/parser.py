@@ -166,7 +166,7 @@ def _parse_lines(
                 )
     fields: list[tuple[str, str, str]] = []
     append = fields.append
-    index: dict[str, list[str]] = {}
+    index: dict[str, tuple[str, ...]] = {}
     exact = _EXACT
     for line in lines[1:]:
         name, colon, value = line.partition(":")
@@ -177,10 +177,9 @@ def _parse_lines(
         key = entry[0]
         append((key, entry[1], value))
         values = index.get(key)
-        if values is None:
-            index[key] = [value]
-        else:
-            values.append(value)
+        # Tuples of strings (unlike lists) drop out of the garbage collector's tracking,
+        # which keeps full collections short when thousands of messages are alive.
+        index[key] = (value,) if values is None else (*values, value)
     return _parse_start_line(lines[0], Headers._from_parsed(fields, index))
 
 
