@@ -61,6 +61,7 @@ class Call:
         self.final_response: Response | None = None
         self.ended_by: str | None = None  # "local", "remote", "cancel" or "timeout"
         self._ended = trio.Event()
+        self._reinviting = False  # our re-INVITE is pending: a crossing one gets 491
         self._acked = trio.Event()
 
     def __repr__(self) -> str:
@@ -182,7 +183,11 @@ class Call:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> Response:
-        """Send a re-INVITE with a new offer (our last SDP by default) and ACK its 2xx."""
+        """Send a re-INVITE with a new offer (our last SDP by default) and ACK its 2xx.
+
+        A 491 (both sides re-INVITEd at once, RFC 3261 14.1) is retried after the random
+        wait the RFC gives each side, up to three times.
+        """
         dialog = self._require_dialog()
         sdp = body if body is not None else self.local_sdp
         content = sdp.to_bytes() if isinstance(sdp, SDPBody) else (sdp.encode() if sdp else None)
@@ -190,8 +195,16 @@ class Call:
         if content:
             fields.setdefault("Content-Type", "application/sdp")
         fields.setdefault("Contact", self._uas.contact_for(self.invite))
-        request = dialog.create_request("INVITE", headers=fields, content=content)
-        response = await self.client._send_in_dialog(dialog, request, timeout=timeout)
+        for _ in range(4):
+            request = dialog.create_request("INVITE", headers=fields, content=content)
+            self._reinviting = True
+            try:
+                response = await self.client._send_in_dialog(dialog, request, timeout=timeout)
+            finally:
+                self._reinviting = False
+            if response.status_code != 491:
+                break
+            await trio.sleep(self._glare_wait())
         if response.is_success:
             if isinstance(sdp, SDPBody):
                 self.local_sdp = sdp
@@ -202,6 +215,14 @@ class Call:
                 self.remote_sdp = remote
             await self.client._ack_in_dialog(dialog, response)
         return response
+
+    def _glare_wait(self) -> float:
+        """RFC 3261 14.1: 2.1-4 s when we own the Call-ID (we sent the first INVITE), else
+        0-2 s, in units of 10 ms."""
+        steps = int(self.client._ids.token(2), 16) % 191 if self.direction == "outgoing" else None
+        if steps is not None:
+            return 2.1 + steps / 100
+        return (int(self.client._ids.token(2), 16) % 201) / 100
 
     async def hold(self) -> Response:
         """Put the call on hold: re-INVITE with our SDP set to sendonly."""

@@ -432,6 +432,9 @@ class UserAgentServer:
                 call._end("remote")
             return
         if method == "INVITE" and call is not None:
+            if call._reinviting:
+                incoming.respond(491)  # RFC 3261 14.2: our own re-INVITE is pending
+                return
             answer = call._on_reinvite(request)
             response = incoming.respond(
                 200, body=answer, headers={"Contact": self.contact_for(call.invite)}

@@ -30,6 +30,10 @@ class IdSource:
         value = self._token(16)
         return f"{value}@{host}" if host else value
 
+    def token(self, nbytes: int) -> str:
+        """Random hex of ``nbytes`` bytes (for waits such as the 491 back-off)."""
+        return self._token(nbytes)
+
     def cnonce(self) -> str:
         return self._token(8)
 

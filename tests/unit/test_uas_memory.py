@@ -1000,3 +1000,29 @@ def test_blocking_client_on_a_memory_network() -> None:
     [thread] = seen
     assert thread is client._thread and thread.name == "sipx-portal"
     assert [c.message.method for c in network.requests()] == ["MESSAGE", "OPTIONS"]
+
+
+async def test_crossing_reinvites_get_491_and_both_succeed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(delay=0.05)  # both re-INVITEs are in flight before either lands
+    results: dict[str, tuple[sipx.Response, float]] = {}
+    async with a_call(network) as (_caller, _callee, call, incoming):
+
+        async def hold(name: str, side: sipx.Call) -> None:
+            start = trio.current_time()
+            response = await side.hold()
+            results[name] = (response, trio.current_time() - start)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hold, "caller", call)
+            nursery.start_soon(hold, "callee", incoming)
+    statuses = [c.message.status_code for c in network.responses(method="INVITE")]
+    assert statuses.count(491) == 2  # each side refused the other's crossing re-INVITE
+    assert results["caller"][0].status_code == 200
+    assert results["callee"][0].status_code == 200
+    # The Call-ID owner (the caller) waits 2.1-4 s, the other side 0-2 s (RFC 3261 14.1).
+    assert 2.1 <= results["caller"][1] <= 4.5
+    assert results["callee"][1] < results["caller"][1]
+    retried = [c for c in network.requests("INVITE")][1:]
+    assert len(retried) == 4  # two crossing re-INVITEs, then one retry from each side
