@@ -19,6 +19,7 @@ from ._core.timers import TimerConfig
 from ._core.uri import URI
 from ._errors import AuthError, ParseError, ProtocolError, SIPError, TimeoutError, TransportError
 from ._events import Events, RequestContext, event_handler
+from ._sync_call import BlockingCall
 from ._sync_client import Client
 from ._uas import IncomingRequest
 
@@ -29,6 +30,7 @@ __all__ = [
     "AsyncClient",
     "Auth",
     "AuthError",
+    "BlockingCall",
     "CSeq",
     "Call",
     "CallState",

@@ -78,6 +78,11 @@ class Call:
         return str(party.uri)
 
     @property
+    def acked(self) -> bool:
+        """True once our 2xx was ACKed (or the call ended)."""
+        return self._acked.is_set()
+
+    @property
     def established(self) -> bool:
         return self.state is CallState.ESTABLISHED
 
@@ -299,6 +304,8 @@ class Call:
             self.ended_by = by
             if self.dialog is not None:
                 self.dialog.terminate()
+            if self._uas._pending_calls.get(self.call_id) is self:
+                del self._uas._pending_calls[self.call_id]
             self._acked.set()
             self._ended.set()
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import trio
@@ -29,9 +30,11 @@ from ._core.timers import TimerConfig
 from ._core.uri import URI
 from ._errors import SIPError
 from ._events import Events
+from ._sync_call import BlockingCall, _CallFeed, _IncomingCalls
 from ._uas import RequestHandler
 
 T = TypeVar("T")
+log = logging.getLogger("sipx")
 
 _open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -81,6 +84,7 @@ class Client:
         )
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
+        self._nursery: trio.Nursery | None = None  # the portal's own tasks (calls() feeds)
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run_portal, name="sipx-portal", daemon=True)
@@ -95,9 +99,11 @@ class Client:
     def _run_portal(self) -> None:
         try:
             trio.run(self._main)
-        except BaseException as exc:  # reported to the constructor
+        except BaseException as exc:  # reported to the constructor, or logged
             if not self._ready.is_set():
                 self._error = exc
+            else:
+                log.error("the client's portal thread failed", exc_info=exc)
         finally:
             self._ready.set()
 
@@ -110,9 +116,12 @@ class Client:
             self._error = exc
             self._ready.set()
             return
-        self._ready.set()
         try:
-            await self._stop.wait()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._ready.set()
+                await self._stop.wait()
+                nursery.cancel_scope.cancel()  # ends the calls() feeds (their calls get 480)
         finally:
             await self._async.aclose()
 
@@ -120,6 +129,14 @@ class Client:
         if self._token is None or not self._thread.is_alive():
             raise SIPError("the client is closed; create a new one")
         return trio.from_thread.run(
+            functools.partial(function, *args, **kwargs), trio_token=self._token
+        )
+
+    def _call_sync(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a plain function on the portal thread (trio state is only touched there)."""
+        if self._token is None or not self._thread.is_alive():
+            raise SIPError("the client is closed; create a new one")
+        return trio.from_thread.run_sync(
             functools.partial(function, *args, **kwargs), trio_token=self._token
         )
 
@@ -261,6 +278,51 @@ class Client:
 
     def ack(self, response: Response, body: str | bytes | SDPBody | None = None) -> Request | None:
         return self._call(self._async.ack, response, body)
+
+    def call(
+        self,
+        to_uri: str,
+        body: str | bytes | SDPBody | None = None,
+        *,
+        from_uri: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> BlockingCall:
+        """Place a call (INVITE, then ACK of the 2xx); ``established`` tells if it was
+        answered. The returned :class:`BlockingCall` holds, re-INVITEs and hangs up."""
+        call = self._call(
+            self._async.call,
+            to_uri,
+            body,
+            from_uri=from_uri,
+            headers=headers,
+            timeout=timeout,
+            host=host,
+            port=port,
+            auth=auth,
+        )
+        return BlockingCall(call, self)
+
+    def calls(self, timeout: float | None = None) -> Iterator[BlockingCall]:
+        """Incoming calls, as a blocking iterator: ``for call in client.calls(): ...``.
+
+        The client listens from the moment this returns: calls that arrive while the loop
+        body runs wait for the next ``next()``. Each ``next()`` waits up to ``timeout``
+        seconds (``None``: forever); a timeout ends the iteration. Once the iterator is
+        exhausted, closed (``close()``) or collected, incoming calls get 480 again (as do
+        the calls it had received but not returned), unless an INVITE handler is set.
+        """
+        feed = self._call(self._start_feed)
+        return _IncomingCalls(self, feed, timeout)
+
+    async def _start_feed(self) -> _CallFeed:
+        assert self._nursery is not None
+        feed = _CallFeed(self._async)
+        await self._nursery.start(feed.run)
+        return feed
 
     def bye(
         self,

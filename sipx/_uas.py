@@ -162,6 +162,15 @@ class UserAgentServer:
                     yield call
         finally:
             self._listening -= 1
+            if not self._listening:
+                # Calls queued for a listener that has just gone: nobody will answer them.
+                while True:
+                    try:
+                        call = self._call_receive.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    if call.state is CallState.INCOMING and call.final_response is None:
+                        call.reject(480, "Temporarily Unavailable")
 
     # -- helpers used by Call ------------------------------------------------------------------
     def local_tag(self, request: Request) -> str | None:

@@ -1,4 +1,5 @@
-"""Client (blocking) and AsyncClient must offer the same public API."""
+"""Client (blocking) and AsyncClient must offer the same public API, and BlockingCall the
+API of Call; the few differences are listed here, explicitly."""
 
 from __future__ import annotations
 
@@ -6,12 +7,51 @@ import inspect
 
 import sipx
 
-ASYNC_ONLY = {"open", "aclose", "calls", "call"}  # trio-only: lifecycle and call control
+ASYNC_ONLY = {"open", "aclose"}  # trio-only: lifecycle
 SYNC_ONLY = {"close", "async_client", "auth"}  # auth: an instance attribute of AsyncClient
+
+_TIMEOUT = inspect.Parameter(
+    "timeout", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="float | None"
+)
+# name -> (parameters the blocking form adds at the end, (async return, blocking return)).
+# Annotations are compared as written (the modules use ``from __future__ import annotations``).
+CLIENT_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | None]] = {
+    "call": ([], ("Call", "BlockingCall")),
+    "calls": ([_TIMEOUT], ("AsyncIterator[Call]", "Iterator[BlockingCall]")),
+}
+CALL_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | None]] = {
+    "wait_ended": ([_TIMEOUT], None),
+    "wait_acked": ([_TIMEOUT], ("None", "bool")),
+}
 
 
 def _public(cls: type) -> dict[str, object]:
     return {name: member for name, member in vars(cls).items() if not name.startswith("_")}
+
+
+def _methods(cls: type) -> dict[str, object]:
+    return {name: member for name, member in _public(cls).items() if callable(member)}
+
+
+def _assert_same_signatures(
+    original: type,
+    blocking: type,
+    skip: set[str],
+    differences: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | None]],
+) -> None:
+    blocking_members = _public(blocking)
+    for name, member in _methods(original).items():
+        if name in skip:
+            continue
+        expected = inspect.signature(member)  # type: ignore[arg-type]
+        actual = inspect.signature(blocking_members[name])  # type: ignore[arg-type]
+        extra, returns = differences.get(name, ([], None))
+        expected_parameters = [*expected.parameters.values(), *extra]
+        assert list(actual.parameters.values()) == expected_parameters, name
+        if returns is None:
+            assert actual.return_annotation == expected.return_annotation, name
+        else:
+            assert (expected.return_annotation, actual.return_annotation) == returns, name
 
 
 def test_same_public_names() -> None:
@@ -21,14 +61,14 @@ def test_same_public_names() -> None:
 
 
 def test_same_signatures() -> None:
-    blocking = _public(sipx.Client)
-    for name, member in _public(sipx.AsyncClient).items():
-        if name in ASYNC_ONLY or isinstance(member, property):
-            continue
-        expected = inspect.signature(member)  # type: ignore[arg-type]
-        actual = inspect.signature(blocking[name])  # type: ignore[arg-type]
-        assert list(actual.parameters.values()) == list(expected.parameters.values()), name
-        assert actual.return_annotation == expected.return_annotation, name
+    _assert_same_signatures(sipx.AsyncClient, sipx.Client, ASYNC_ONLY, CLIENT_DIFFERENCES)
+
+
+def test_the_listed_differences_exist() -> None:
+    for name in CLIENT_DIFFERENCES:
+        assert name in _methods(sipx.AsyncClient) and name in _methods(sipx.Client), name
+    for name in CALL_DIFFERENCES:
+        assert name in _methods(sipx.Call) and name in _methods(sipx.BlockingCall), name
 
 
 def test_constructors_match() -> None:
@@ -42,3 +82,14 @@ def test_every_async_method_is_a_coroutine_and_blocking_ones_are_not() -> None:
     for name, member in _public(sipx.Client).items():
         if callable(member):
             assert not inspect.iscoroutinefunction(member), name
+
+
+def test_blocking_call_has_the_methods_and_properties_of_call() -> None:
+    assert set(_methods(sipx.Call)) == set(_methods(sipx.BlockingCall))
+    _assert_same_signatures(sipx.Call, sipx.BlockingCall, set(), CALL_DIFFERENCES)
+    for name, member in _public(sipx.Call).items():
+        if isinstance(member, property):
+            assert isinstance(getattr(sipx.BlockingCall, name), property), name
+    for name, member in _methods(sipx.BlockingCall).items():
+        assert not inspect.iscoroutinefunction(member), name
+    assert sipx.BlockingCall.hangup is sipx.BlockingCall.bye
