@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 
 import trio
 
-from . import _core
 from ._auth import Auth
 from ._call import Call, CallState
 from ._call import _sdp as _sdp_of
@@ -1309,4 +1308,3 @@ def _version() -> str:
 
 
 __all__ = ["AsyncClient", "LocalAddress"]
-_ = _core

@@ -126,7 +126,3 @@ def copy_record_route(request: Request, response: Response) -> None:
         return
     for value in request.headers.get_list("Record-Route"):
         response.headers.add("Record-Route", value)
-
-
-def response_reason(response: Response) -> str:
-    return f"{response.status_code} {response.reason_phrase}".strip()
