@@ -35,6 +35,7 @@ from .._errors import ParseError
 from .header_types import Via
 from .headers import Headers
 from .message import Message, Request, Response
+from .parser import parse_message
 from .timers import DEFAULT_TIMERS, TimerConfig
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -211,13 +212,13 @@ class Transaction:
         "_interval",
         "_key",
         "_layer",
+        "_request",
         "_timers",
         "branch",
         "destination",
         "last_response",
         "method",
         "reliable",
-        "request",
         "state",
     )
 
@@ -238,13 +239,27 @@ class Transaction:
         self._key = key
         self._timers: dict[str, int] = {}
         self._interval = 0.0
-        self.request = request
+        self._request: Request | None = request
         self.branch = branch
         self.method = request.method
         self.reliable = reliable
         self.destination = destination
         self.state = state
         self.last_response: Response | None = None
+
+    @property
+    def request(self) -> Request:
+        """The request of the transaction.
+
+        A completed non-INVITE transaction over an unreliable transport lets go of its
+        messages (it lives on for Timer J or K only to absorb retransmissions, and under
+        load those idle transactions are most of what the garbage collector walks): reading
+        ``request`` then raises RuntimeError, and ``last_response`` is None.
+        """
+        request = self._request
+        if request is None:
+            raise RuntimeError(f"{self!r} released its request when it completed")
+        return request
 
     @property
     def config(self) -> TimerConfig:
@@ -277,6 +292,13 @@ class Transaction:
 
     def _fire(self, timer: str, now: float) -> None:
         raise NotImplementedError
+
+    def _release(self) -> None:
+        # Completed non-INVITE transaction on an unreliable transport: nothing but
+        # retransmissions to absorb until Timer J/K (see ``request``).
+        if self.state is _S.COMPLETED:
+            self._request = None
+            self.last_response = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.method} {self.branch} {self.state.value}>"
@@ -391,6 +413,7 @@ class NonInviteClientTransaction(ClientTransaction):
             self.state = _S.COMPLETED
             self._to_tu(response)
             self._arm_or_end("K", self.config.timer_k(self.reliable), now)
+            self._release()
 
     def _fire(self, timer: str, now: float) -> None:
         if timer == "E" and self.state in (_S.TRYING, _S.PROCEEDING):
@@ -489,11 +512,16 @@ class InviteServerTransaction(ServerTransaction):
 
 
 class NonInviteServerTransaction(ServerTransaction):
-    """Figure 8: Trying, Proceeding, Completed, Terminated."""
+    """Figure 8: Trying, Proceeding, Completed, Terminated.
 
-    __slots__ = ()
+    Completed over an unreliable transport, it keeps only the bytes of its final response
+    (for retransmitted requests) and releases its messages: see ``Transaction.request``.
+    """
+
+    __slots__ = ("_final",)
 
     def _start(self, now: float) -> None:
+        self._final: bytes | None = None
         self._layer._events.append(RequestReceived(self, self.request))
 
     def respond(self, response: Response, now: float) -> bool:
@@ -507,7 +535,17 @@ class NonInviteServerTransaction(ServerTransaction):
         else:
             self.state = _S.COMPLETED
             self._arm_or_end("J", self.config.timer_j(self.reliable), now)
+            if self.state is _S.COMPLETED:
+                self._final = response.to_bytes()
+                self._release()
         return True
+
+    def _on_retransmission(self, now: float) -> None:
+        if self._final is not None:
+            # A response parsed from our own bytes; retransmissions are rare, memory is not.
+            self._send(parse_message(self._final))
+        else:
+            super()._on_retransmission(now)
 
     def _fire(self, timer: str, now: float) -> None:
         if timer == "J":

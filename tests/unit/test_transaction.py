@@ -6,11 +6,12 @@ time and records when each event happened.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
 
-from sipx._core.message import Request, Response
+from sipx._core.message import Message, Request, Response
 from sipx._core.parser import parse_message
 from sipx._core.timers import DEFAULT_TIMERS, TimerConfig
 from sipx._core.transaction import (
@@ -225,7 +226,12 @@ def test_non_invite_final_response_completes_then_timer_k(code: int, via_proceed
     final = response(req, code)
     layer.receive_response(final, 1.0)
     assert layer.pop_events() == [ResponseReceived(tx, final)]
-    assert state(tx) is S.COMPLETED and tx.last_response is final
+    assert state(tx) is S.COMPLETED
+    # Completed over UDP, the transaction only absorbs retransmissions: it lets go of its
+    # messages (the TU got the response in the event) instead of holding them for Timer K.
+    assert tx.last_response is None
+    with pytest.raises(RuntimeError, match="released its request"):
+        tx.request  # noqa: B018
     assert layer.next_deadline() == 6.0  # Timer K = T4; E and F are cancelled
     # Retransmitted finals and late provisionals are absorbed.
     assert layer.receive_response(response(req, code), 2.0) is tx
@@ -542,8 +548,12 @@ def test_server_non_invite_full_cycle(code: int) -> None:
     final = response(req, code)
     assert tx.respond(final, 2.0) is True
     assert state(tx) is S.COMPLETED
+    assert layer.pop_events() == [Send(tx, final)]
+    # Completed over UDP it keeps only the final's bytes: the retransmission is identical.
+    assert tx.last_response is None
     layer.receive_request(request("MESSAGE"), 3.0, reliable=False)
-    assert layer.pop_events() == [Send(tx, final), Send(tx, final)]
+    resent = sent(layer.pop_events())
+    assert [m.to_bytes() for m in resent] == [final.to_bytes()]
     assert tx.respond(response(req, 500), 3.0) is False
     assert layer.pop_events() == []
     timeline = advance(layer, 100.0)
@@ -650,10 +660,11 @@ def test_rfc2543_non_invite_retransmission() -> None:
     layer = TransactionLayer()
     tx = layer.receive_request(request("OPTIONS", branch=None), 0.0, reliable=False)
     assert tx is not None
-    tx.respond(response(tx.request, 200), 0.1)
+    final = response(tx.request, 200)
+    tx.respond(final, 0.1)
     layer.pop_events()
     assert layer.receive_request(request("OPTIONS", branch=None), 0.2, reliable=False) is tx
-    assert sent(layer.pop_events()) == [tx.last_response]
+    assert [m.to_bytes() for m in sent(layer.pop_events())] == [final.to_bytes()]
 
 
 def test_client_matching_branch_and_cseq_method() -> None:
@@ -1063,3 +1074,37 @@ def test_terminated_transactions_do_not_linger_in_the_timer_heap() -> None:
     live = sum(1 for entry in layer._heap if entry[3]._timers.get(entry[2]) == entry[1])
     assert live == 0
     assert len(layer._heap) <= 130  # compacted: not one dead F entry per transaction
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+def _held_by(message: Message, holder: object) -> bool:
+    return any(referrer is holder for referrer in gc.get_referrers(message))
+
+
+def test_completed_non_invite_server_transaction_releases_its_messages() -> None:
+    layer, req, tx, _ = served("OPTIONS")
+    final = response(req, 200)
+    tx.respond(final, 0.1)
+    layer.pop_events()
+    assert len(layer) == 1  # still there for Timer J, to absorb retransmissions
+    assert not _held_by(req, tx) and not _held_by(final, tx)
+    # An INVITE server transaction keeps both (ACK matching, CANCEL, Timer G).
+    layer, invite, itx, _ = served("INVITE")
+    busy = response(invite, 486)
+    itx.respond(busy, 0.1)
+    assert _held_by(invite, itx) and _held_by(busy, itx)
+
+
+def test_completed_non_invite_client_transaction_releases_its_messages() -> None:
+    layer, req, tx = started("OPTIONS")
+    final = response(req, 200)
+    layer.receive_response(final, 0.1)
+    assert layer.pop_events() == [ResponseReceived(tx, final)]
+    assert len(layer) == 1  # still there for Timer K
+    assert not _held_by(req, tx) and not _held_by(final, tx)
+    # Reliable transports end the transaction at once; nothing is held either way.
+    layer, req, tx = started("OPTIONS", reliable=True)
+    layer.receive_response(response(req, 200), 0.1)
+    assert len(layer) == 0 and tx.terminated
