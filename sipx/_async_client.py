@@ -60,6 +60,7 @@ from ._errors import AuthError, ParseError, ProtocolError, SIPError, TimeoutErro
 from ._events import Events, RequestContext, dispatch
 from ._trio.resolver import Resolver
 from ._trio.tcp import TCPTransport
+from ._trio.tls import TLSCert, TLSTransport, TLSVerify, client_context, server_context
 from ._trio.transport import Address, Transport, routable_host
 from ._trio.udp import UDPTransport
 from ._uas import RequestHandler, UserAgentServer
@@ -119,10 +120,18 @@ class AsyncClient:
         trace: TraceHook | None = None,
         network: Any = None,
         id_token: Callable[[int], str] | None = None,
+        verify: TLSVerify = True,
+        cert: TLSCert | None = None,
     ) -> None:
         transport_name = transport.upper()
-        if transport_name not in ("UDP", "TCP"):
-            raise ValueError(f"unsupported transport {transport!r}: use 'UDP' or 'TCP'")
+        if transport_name not in ("UDP", "TCP", "TLS"):
+            raise ValueError(f"unsupported transport {transport!r}: use 'UDP', 'TCP' or 'TLS'")
+        # TLS: checked now, so that a wrong file is an error here rather than at first send.
+        self._tls = (
+            (client_context(verify, cert), server_context(cert) if cert is not None else None)
+            if transport_name == "TLS" and network is None
+            else None
+        )
         self.local_host = local_host
         self.local_port = local_port
         self.transport_name = transport_name
@@ -221,6 +230,14 @@ class AsyncClient:
             return self._network.transport(self._on_message, self.transport_name)
         if self.transport_name == "TCP":
             return TCPTransport(self._on_message, on_error=self._on_transport_error)
+        if self._tls is not None:
+            return TLSTransport(
+                self._on_message,
+                client_context=self._tls[0],
+                server_context=self._tls[1],
+                server_name=self._resolver.name_for,
+                on_error=self._on_transport_error,
+            )
         return UDPTransport(self._on_message)
 
     @property
@@ -725,20 +742,29 @@ class AsyncClient:
             f";branch={branch};rport",
         )
         if request.method in _CONTACT_METHODS and "Contact" not in request.headers:
-            user = request.from_.uri.user or self._default_user()
-            suffix = ";transport=tcp" if transport.name == "TCP" else ""
-            contact_host = f"[{host}]" if ":" in host else host
-            contact = f"<sip:{user}@{contact_host}:{port}{suffix}>"
+            contact = self._contact(request.from_.uri.user or self._default_user(), host, port)
             request.headers["Contact"] = contact
             self._generated_contacts[request.call_id] = contact
             while len(self._generated_contacts) > 256:
                 self._generated_contacts.pop(next(iter(self._generated_contacts)))
         self._last_destination = address[0]
 
+    def _contact(self, user: str, host: str, port: int) -> str:
+        """Our Contact for ``user`` at ``host:port``, naming the transport unless UDP."""
+        transport = self._require_transport().name
+        suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
+        host = f"[{host}]" if ":" in host else host
+        return f"<sip:{user}@{host}:{port}{suffix}>"
+
+    def _default_port(self, scheme: str) -> int:
+        # RFC 3263 4.2 (without SRV): 5061 for sips: and TLS, else 5060.
+        return 5061 if scheme == "sips" or self.transport_name == "TLS" else 5060
+
     # -- sending -----------------------------------------------------------------------------
     async def _destination(self, request: Request, host: str | None, port: int | None) -> Address:
         if host is not None:
-            return await self._resolver.resolve(host, port or request.uri.port or 5060)
+            port = port or request.uri.port or self._default_port(request.uri.scheme)
+            return await self._resolver.resolve(host, port)
         routes = request.route
         if routes:
             target = routes[0].uri
@@ -752,8 +778,9 @@ class AsyncClient:
         if target.scheme not in ("sip", "sips"):
             raise ProtocolError(f"cannot send to a {target.scheme}: URI without a proxy")
         host = target.params.get("maddr") or target.host
-        default = 5061 if target.scheme == "sips" else 5060
-        return await self._resolver.resolve(host, port or target.port or default)
+        return await self._resolver.resolve(
+            host, port or target.port or self._default_port(target.scheme)
+        )
 
     async def _send(
         self,

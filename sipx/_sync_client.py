@@ -31,6 +31,7 @@ from ._core.uri import URI
 from ._errors import SIPError
 from ._events import Events
 from ._sync_call import BlockingCall, _CallFeed, _IncomingCalls
+from ._trio.tls import TLSCert, TLSVerify
 from ._uas import RequestHandler
 
 T = TypeVar("T")
@@ -67,6 +68,8 @@ class Client:
         trace: TraceHook | None = None,
         network: Any = None,
         id_token: Callable[[int], str] | None = None,
+        verify: TLSVerify = True,
+        cert: TLSCert | None = None,
     ) -> None:
         self._async = AsyncClient(
             local_host,
@@ -81,6 +84,8 @@ class Client:
             trace=trace,
             network=network,
             id_token=id_token,
+            verify=verify,
+            cert=cert,
         )
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None

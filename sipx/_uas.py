@@ -187,13 +187,9 @@ class UserAgentServer:
         return tag
 
     def contact_for(self, request: Request) -> str:
-        transport = self.client._require_transport()
         source = self.client._last_destination or "127.0.0.1"
         host, port = self.client._contact_host((source, 0))
-        user = request.uri.user or self.client._default_user()
-        suffix = ";transport=tcp" if transport.name == "TCP" else ""
-        host = f"[{host}]" if ":" in host else host
-        return f"<sip:{user}@{host}:{port}{suffix}>"
+        return self.client._contact(request.uri.user or self.client._default_user(), host, port)
 
     def default_sdp(self, offer: SDPBody | None) -> SDPBody:
         """Our SDP: an answer to ``offer``, or a PCMU/PCMA offer when there is none."""

@@ -26,6 +26,11 @@ def is_ip(host: str) -> bool:
 class Resolver:
     def __init__(self) -> None:
         self._cache: dict[tuple[str, int], Address] = {}
+        self._names: dict[Address, str] = {}  # address -> the name resolved to it
+
+    def name_for(self, address: Address) -> str | None:
+        """The host name last resolved to ``address`` (TLS checks certificates against it)."""
+        return self._names.get(address)
 
     async def resolve(self, host: str, port: int) -> Address:
         host = host[1:-1] if host.startswith("[") else host
@@ -43,4 +48,5 @@ class Resolver:
         infos.sort(key=lambda info: info[0] != socket.AF_INET)
         address = (str(infos[0][4][0]), port)
         self._cache[key] = address
+        self._names[address] = host
         return address

@@ -74,7 +74,8 @@ class TCPTransport:
             sock.listen(128)
         except OSError as exc:
             sock.close()
-            raise TransportError(f"cannot bind TCP {host}:{port}: {exc.strerror or exc}") from exc
+            reason = exc.strerror or exc
+            raise TransportError(f"cannot bind {self.name} {host}:{port}: {reason}") from exc
         self._address = sock.getsockname()[:2]
         listener = trio.SocketListener(sock)
         async with listener, trio.open_nursery() as nursery:
@@ -84,13 +85,13 @@ class TCPTransport:
                 try:
                     stream = await listener.accept()
                 except OSError as exc:
-                    log.warning("TCP accept failed: %s", exc)
+                    log.warning("%s accept failed: %s", self.name, exc)
                     await trio.sleep(0.1)
                     continue
                 remote = stream.socket.getpeername()[:2]
                 connection = _Connection(remote)
                 self._connections[remote] = connection
-                nursery.start_soon(self._run, connection, stream)
+                nursery.start_soon(self._accepted, connection, stream)
 
     def has_connection(self, address: Address) -> bool:
         """True while a connection to or from ``address`` is open."""
@@ -98,7 +99,7 @@ class TCPTransport:
 
     def send_nowait(self, data: bytes, address: Address) -> None:
         if self._nursery is None:
-            raise TransportError("TCP transport is not running")
+            raise TransportError(f"{self.name} transport is not running")
         connection = self._connections.get(address)
         if connection is None:
             connection = _Connection(address)
@@ -106,13 +107,23 @@ class TCPTransport:
             self._nursery.start_soon(self._connect, connection)
         connection.send_channel.send_nowait(data)
 
-    async def _connect(self, connection: _Connection) -> None:
-        host, port = connection.remote
+    async def _open_stream(self, host: str, port: int) -> trio.abc.Stream:
+        """Connect to ``host:port``; TransportError saying why not."""
         try:
-            stream = await trio.open_tcp_stream(host, port)
+            return await trio.open_tcp_stream(host, port)
         except OSError as exc:
-            error = TransportError(f"TCP connect to {host}:{port} failed: {_connect_failure(exc)}")
-            error.__cause__ = exc
+            raise TransportError(
+                f"{self.name} connect to {host}:{port} failed: {_connect_failure(exc)}"
+            ) from exc
+
+    async def _accept_stream(self, stream: trio.SocketStream) -> trio.abc.Stream:
+        """The stream to speak SIP on over an accepted connection (TLS wraps it)."""
+        return stream
+
+    async def _connect(self, connection: _Connection) -> None:
+        try:
+            stream = await self._open_stream(*connection.remote)
+        except TransportError as error:
             log.info("%s", error)
             self._drop(connection)
             if self._on_error is not None:
@@ -120,18 +131,28 @@ class TCPTransport:
             return
         await self._run(connection, stream)
 
-    async def _run(self, connection: _Connection, stream: trio.SocketStream) -> None:
+    async def _accepted(self, connection: _Connection, stream: trio.SocketStream) -> None:
+        try:
+            secured = await self._accept_stream(stream)
+        except TransportError as error:
+            log.info("%s", error)
+            self._drop(connection)
+            await trio.aclose_forcefully(stream)
+            return
+        await self._run(connection, secured)
+
+    async def _run(self, connection: _Connection, stream: trio.abc.Stream) -> None:
         try:
             async with stream, trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, connection, stream)
                 await self._reader(connection, stream)
                 nursery.cancel_scope.cancel()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            log.debug("TCP connection %s closed: %s", connection.remote, exc)
+            log.debug("%s connection %s closed: %s", self.name, connection.remote, exc)
         finally:
             self._drop(connection)
 
-    async def _reader(self, connection: _Connection, stream: trio.SocketStream) -> None:
+    async def _reader(self, connection: _Connection, stream: trio.abc.Stream) -> None:
         framer = StreamFramer()
         while True:
             with trio.move_on_after(self._idle_timeout) as idle:
@@ -146,7 +167,7 @@ class TCPTransport:
             try:
                 messages = framer.feed(data)
             except ParseError as exc:
-                log.warning("closing TCP connection %s: %s", connection.remote, exc)
+                log.warning("closing %s connection %s: %s", self.name, connection.remote, exc)
                 return
             for message in messages:
                 try:
@@ -154,7 +175,7 @@ class TCPTransport:
                 except Exception:
                     log.exception("dropping a message from %s:%s", *connection.remote)
 
-    async def _writer(self, connection: _Connection, stream: trio.SocketStream) -> None:
+    async def _writer(self, connection: _Connection, stream: trio.abc.Stream) -> None:
         async for data in connection.receive_channel:
             await stream.send_all(data)
             connection.last_activity = trio.current_time()

@@ -222,8 +222,8 @@ class MemoryNetwork:
     ``jitter``) are seconds of trio time. A reordered datagram is held back until the next
     datagram on the same link (same source and destination) has been delivered, and is
     delivered right after it; if none follows within ``reorder_delay`` seconds it is
-    delivered then. Transports named ``"TCP"`` make reliable links: no loss, duplication or
-    reordering (scripted drops still apply), delivery in order after ``delay``.
+    delivered then. Transports named ``"TCP"`` or ``"TLS"`` make reliable links: no loss,
+    duplication or reordering (scripted drops still apply), delivery in order after ``delay``.
 
     Every random choice comes from one ``random.Random(seed)``, drawn in a fixed pattern per
     datagram, so a run that sends the same datagrams in the same order sees the same fates.
@@ -277,12 +277,12 @@ class MemoryNetwork:
     def transport(self, on_message: MessageHandler, name: str = "UDP") -> MemoryTransport:
         """A new, unbound transport; ``on_message(data, source, transport)`` receives.
 
-        ``name`` is ``"UDP"`` (unreliable: loss, duplication, reordering apply) or ``"TCP"``
-        (a reliable, ordered, lossless link).
+        ``name`` is ``"UDP"`` (unreliable: loss, duplication, reordering apply), ``"TCP"``
+        or ``"TLS"`` (a reliable, ordered, lossless link; no encryption in memory).
         """
         kind = name.upper()
-        if kind not in ("UDP", "TCP"):
-            raise ValueError(f"unsupported memory transport {name!r}: use 'UDP' or 'TCP'")
+        if kind not in ("UDP", "TCP", "TLS"):
+            raise ValueError(f"unsupported memory transport {name!r}: use 'UDP', 'TCP' or 'TLS'")
         return MemoryTransport(self, on_message, kind)
 
     def socket(self, address: Address = ("127.0.0.1", 0)) -> MemorySocket:
