@@ -21,6 +21,7 @@ from ._ladder import Ladder
 def _client(args: argparse.Namespace) -> AsyncClient:
     auth = Auth.Digest(args.user, args.password) if args.user and args.password else None
     ladder = Ladder(full=True) if args.verbose else None
+    verify: str | bool = False if args.insecure else (args.ca or True)
     return AsyncClient(
         local_host=args.local_host,
         local_port=args.local_port,
@@ -28,6 +29,8 @@ def _client(args: argparse.Namespace) -> AsyncClient:
         auth=auth,
         timeout=args.timeout,
         trace=ladder.hook("me") if ladder else None,
+        verify=verify,
+        cert=args.cert,
     )
 
 
@@ -114,7 +117,9 @@ async def _call(args: argparse.Namespace) -> int:
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--transport", choices=["udp", "tcp", "UDP", "TCP"], default="udp")
+    parser.add_argument(
+        "--transport", choices=["udp", "tcp", "tls", "UDP", "TCP", "TLS"], default="udp"
+    )
     parser.add_argument("--user", help="digest username")
     parser.add_argument("--password", help="digest password")
     parser.add_argument("--local-host", default="0.0.0.0")
@@ -123,6 +128,10 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="send to this port instead of the URI's")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every message")
+    tls = parser.add_argument_group("TLS (with --transport tls)")
+    tls.add_argument("--ca", help="CA bundle (PEM) to check the server's certificate with")
+    tls.add_argument("--insecure", action="store_true", help="do not check the certificate")
+    tls.add_argument("--cert", help="our certificate and key (one PEM file)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     try:
         return trio.run(runner, args)
-    except SIPError as exc:
+    except (SIPError, ValueError) as exc:  # ValueError: a bad URI, file or option value
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -64,7 +64,7 @@ def _reason(exc: BaseException) -> str:
     """Why a handshake failed: trio wraps the ssl error in BrokenResourceError."""
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, ssl.SSLCertVerificationError):
-        return cause.verify_message or str(cause)
+        return f"certificate verify failed: {cause.verify_message or cause}"
     if isinstance(cause, ssl.SSLError):
         return cause.reason or str(cause)
     if isinstance(exc, trio.TooSlowError):

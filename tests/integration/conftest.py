@@ -10,6 +10,9 @@ Fixtures
                       (``.host``, ``.port``, ``.uri``, ``.aor(user)``, ``.log_text()``).
 ``kamailio_sha256``   (module) the same with ``algorithm=SHA-256`` challenges.
 ``kamailio_asterisk`` (module) the same (MD5) with realm "asterisk", as in the guide.
+``kamailio_tls``      (module) MD5 Kamailio that also listens for TLS on ``.tls_port``
+                      (``.tls_uri``) with a trustme certificate for 127.0.0.1/localhost;
+                      ``.tls_ca`` is the trustme.CA (``ca.configure_trust(ctx)``).
 ``sipp``              (function) factory ``sipp(scenario, remote=None, **kw) -> SIPp``
                       (see :meth:`peers.SIPp.start`); ``sipp.run(...) -> (rc, text)``;
                       ``sipp.registered_uas(kamailio, "2222", "uas_answer.xml", ...)``
@@ -116,6 +119,31 @@ def kamailio_asterisk(
         k.stop()
 
 
+@pytest.fixture(scope="module")
+def kamailio_tls(tmp_path_factory: pytest.TempPathFactory, echo_uas: SIPp) -> Iterator[Kamailio]:
+    """Fresh MD5 Kamailio with an extra TLS listener (``.tls_port``, ``.tls_uri``).
+
+    The server certificate (for "127.0.0.1" and "localhost") is issued by a fresh trustme
+    CA, attached as ``.tls_ca``: verify with ``k.tls_ca.configure_trust(ctx)`` and
+    ``server_hostname="127.0.0.1"``.  Kamailio does not verify UA certificates.
+    """
+    import trustme  # test dependency: imported only when a test asks for TLS
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_dir = tmp_path_factory.mktemp("kamailio_tls_certs")
+    cert_path, key_path = cert_dir / "server-chain.pem", cert_dir / "server-key.pem"
+    cert_path.write_bytes(b"".join(blob.bytes() for blob in server_cert.cert_chain_pems))
+    server_cert.private_key_pem.write_to_path(str(key_path))
+    ca.cert_pem.write_to_path(str(cert_dir / "ca.pem"))  # for openssl s_client & co
+    k = _start_kamailio(tmp_path_factory, echo_uas, tls_cert=cert_path, tls_key=key_path)
+    k.tls_ca = ca
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
 class SIPpFactory:
     """``sipp(scenario, remote=None, **kw)`` starts SIPp (background); all stopped at teardown."""
 
@@ -207,7 +235,7 @@ def pytest_runtest_makereport(
     report = yield
     if report.failed:
         funcargs = getattr(item, "funcargs", {})
-        for name in ("kamailio", "kamailio_sha256"):
+        for name in ("kamailio", "kamailio_sha256", "kamailio_tls"):
             k = funcargs.get(name)
             if isinstance(k, Kamailio):
                 report.sections.append((f"{name} log tail ({k.log_path})", k.log_tail(60)))

@@ -17,6 +17,12 @@ Overview::
 Users provisioned in Kamailio: 1111/1111xxx, 2222/2222xxx, 3333/3333xxx
 (see ``USERS``).  Extension 100 is relayed to ``echo_uri``.
 
+TLS (optional)::
+
+    with Kamailio.start(tls_cert="cert.pem", tls_key="key.pem") as k:  # + OPTIONS 200 over TLS
+        with SipClient(k.host, k.tls_port, "tls") as c:  # probe context: no verification
+            assert c.options().status == 200
+
 Pitfalls handled here (see peers/README in the shared kit):
   * Kamailio is started in its own session/process group and stopped by
     signalling the *group* (main + ~8 forked children); a child left behind
@@ -26,6 +32,8 @@ Pitfalls handled here (see peers/README in the shared kit):
   * the main process is reaped with poll() before the group is tested, and
     zombies (PID 1 of a container may not reap orphans) count as dead.
   * all paths handed to Kamailio are absolute (-w chdirs before -P is written).
+  * with TLS, readiness also needs a 200 to OPTIONS over TLS (the TLS listener
+    is served by the TCP workers; its port is a separate, TCP-only free port).
 """
 
 from __future__ import annotations
@@ -39,15 +47,19 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import string
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:  # test dependency, never imported at runtime here
+    import trustme
 
 HOST = "127.0.0.1"
 PEERS_DIR = Path(__file__).resolve().with_name("peers")
@@ -61,6 +73,9 @@ USERS: dict[str, str] = {"1111": "1111xxx", "2222": "2222xxx", "3333": "3333xxx"
 ECHO_EXTENSION = "100"
 
 _TRUE_WORDS = {"1", "true", "yes", "on", "y"}
+#: transports of the stdlib SipClient (TLS: stream framing like TCP, over ssl)
+TRANSPORTS = ("udp", "tcp", "tls")
+_VIA_PROTO = {"udp": "UDP", "tcp": "TCP", "tls": "TLS"}
 
 
 # --------------------------------------------------------------------------- #
@@ -212,17 +227,18 @@ def build_request(
     call_id: str | None = None,
     cseq: int = 1,
     from_tag: str | None = None,
+    to_tag: str | None = None,
     headers: Sequence[str] = (),
     body: str = "",
     contact: str | None = None,
 ) -> bytes:
-    proto = "TCP" if transport == "tcp" else "UDP"
+    proto = _VIA_PROTO[transport]
     lines = [
         f"{method} {ruri} SIP/2.0",
         f"Via: SIP/2.0/{proto} {HOST}:{local_port};branch=z9hG4bK{_rand()}{_rand()};rport",
         "Max-Forwards: 70",
         f"From: <{from_uri}>;tag={from_tag or _rand()}",
-        f"To: <{to_uri}>",
+        f"To: <{to_uri}>" + (f";tag={to_tag}" if to_tag else ""),
         f"Call-ID: {call_id or 'peers-' + _rand(64)}@{HOST}",
         f"CSeq: {cseq} {method}",
     ]
@@ -235,23 +251,53 @@ def build_request(
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
 
 
+def insecure_client_context() -> ssl.SSLContext:
+    """TLS client context that checks neither the certificate nor the host name (probes)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
 class SipClient:
-    """A tiny blocking SIP client socket (UDP or TCP) on 127.0.0.1.
+    """A tiny blocking SIP client socket (UDP, TCP or TLS) on 127.0.0.1.
 
     ``transact(request)`` sends and returns the first *final* response.
     Use as a context manager.  Good enough for probes and peer self-checks;
     it is not a SIP stack (no retransmission over UDP).
+
+    TLS: ``ssl_context`` defaults to :func:`insecure_client_context` (no verification);
+    pass a verifying context (e.g. ``ca.configure_trust(ctx)`` with trustme) to check the
+    server certificate against ``server_hostname`` (default: ``host``).
     """
 
-    def __init__(self, host: str, port: int, transport: str = "udp", timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        transport: str = "udp",
+        timeout: float = 2.0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
         self.host, self.port, self.transport, self.timeout = host, port, transport, timeout
-        if transport == "tcp":
+        self.sock: socket.socket
+        if transport in ("tcp", "tls"):
             self.sock = socket.create_connection((host, port), timeout=timeout)
+            if transport == "tls":
+                ctx = ssl_context or insecure_client_context()
+                try:  # handshake now, bounded by the socket timeout
+                    self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname or host)
+                except BaseException:
+                    self.sock.close()
+                    raise
         elif transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sock.bind((HOST, 0))
         else:
-            raise ValueError(f"transport must be 'udp' or 'tcp', not {transport!r}")
+            raise ValueError(f"transport must be one of {TRANSPORTS}, not {transport!r}")
         self.sock.settimeout(timeout)
         self.local_port: int = self.sock.getsockname()[1]
         self._buf = b""
@@ -265,8 +311,13 @@ class SipClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def uri_params(self) -> str:
+        """``;transport=tcp`` / ``;transport=tls`` for stream transports, else ``""``."""
+        return "" if self.transport == "udp" else f";transport={self.transport}"
+
     def send(self, data: bytes) -> None:
-        if self.transport == "tcp":
+        if self.transport != "udp":
             self.sock.sendall(data)
         else:
             self.sock.sendto(data, (self.host, self.port))
@@ -274,7 +325,7 @@ class SipClient:
     def recv(self) -> SipResponse:
         if self.transport == "udp":
             return SipResponse(self.sock.recv(65535).decode(errors="replace"))
-        while True:  # TCP: frame by Content-Length
+        while True:  # TCP/TLS: frame by Content-Length
             head_end = self._buf.find(b"\r\n\r\n")
             if head_end >= 0:
                 m = re.search(
@@ -298,9 +349,7 @@ class SipClient:
 
     # -- convenience ------------------------------------------------------
     def options(self) -> SipResponse:
-        ruri = f"sip:{self.host}:{self.port}" + (
-            ";transport=tcp" if self.transport == "tcp" else ""
-        )
+        ruri = f"sip:{self.host}:{self.port}{self.uri_params}"
         return self.transact(
             build_request(
                 "OPTIONS",
@@ -320,22 +369,29 @@ class SipClient:
         expires: int = 60,
         auth_user: str | None = None,
         algorithm: str | None = None,
+        contact: str | None = None,
     ) -> list[SipResponse]:
         """REGISTER ``user``; answer one digest challenge if ``password`` is given.
 
-        Returns every final response received (challenge first).
+        Returns every final response received (challenge first).  The Contact defaults to
+        this socket's address (``;transport=tls`` over TLS); ``expires=0`` removes it.
+        Over TLS the R-URI carries ``;transport=tls`` too.
         """
         srv = f"{self.host}:{self.port}"
+        if contact is None:
+            contact = f"sip:{user}@{HOST}:{self.local_port}" + (
+                ";transport=tls" if self.transport == "tls" else ""
+            )
         return self._request_with_auth(
             "REGISTER",
-            f"sip:{srv}",
+            f"sip:{srv}" + (";transport=tls" if self.transport == "tls" else ""),
             user=user,
             to_uri=f"sip:{user}@{srv}",
             password=password,
             auth_user=auth_user,
             algorithm=algorithm,
             headers=[f"Expires: {expires}"],
-            contact=f"sip:{user}@{HOST}:{self.local_port}",
+            contact=contact,
         )
 
     def message(
@@ -444,13 +500,27 @@ def digest_credentials(
 
 
 def sip_options(
-    host: str, port: int, transport: str = "udp", timeout: float = 0.5
+    host: str,
+    port: int,
+    transport: str = "udp",
+    timeout: float = 0.5,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> SipResponse | None:
-    """Send one OPTIONS; return the final response or None (no answer / refused)."""
+    """Send one OPTIONS; return the final response or None (no answer / refused /
+    TLS handshake failed).  TLS: see :class:`SipClient` (default: no verification)."""
     try:
-        with SipClient(host, port, transport, timeout=timeout) as c:
+        with SipClient(
+            host,
+            port,
+            transport,
+            timeout=timeout,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+        ) as c:
             return c.options()
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
         return None
 
 
@@ -461,9 +531,12 @@ def query_bindings(
 
     Answers the digest challenge (MD5 or the challenge's algorithm); raises AssertionError
     when the final response is not 200. Each entry is a Contact value as the registrar sent
-    it, e.g. ``<sip:1111@127.0.0.1:20001>;expires=42``.
+    it, e.g. ``<sip:1111@127.0.0.1:20001>;expires=42``.  ``transport="tls"`` needs a
+    registrar with ``tls_port`` (a TLS :class:`Kamailio`).
     """
     host, _, port = _hostport(registrar).rpartition(":")
+    if transport == "tls":
+        port = str(registrar.tls_port)
     with SipClient(host, int(port), transport) as c:
         srv = f"{host}:{port}"
         responses = c._request_with_auth(
@@ -485,16 +558,19 @@ def wait_sip_ready(
     timeout: float = 10.0,
     transports: Iterable[str] = ("udp", "tcp"),
     proc: subprocess.Popen[bytes] | None = None,
+    tls_port: int | None = None,
 ) -> float:
     """Wait until OPTIONS gets a 200 over every transport; return seconds waited.
 
+    "tls" probes ``tls_port`` (default ``port``) without certificate verification.
     Raises TimeoutError, or RuntimeError if ``proc`` exits meanwhile.
     """
     want, done = set(transports), set[str]()
+    ports = {tr: tls_port if tr == "tls" and tls_port is not None else port for tr in want}
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         for tr in sorted(want - done):
-            r = sip_options(host, port, tr, timeout=0.05 if tr == "udp" else 0.5)
+            r = sip_options(host, ports[tr], tr, timeout=0.05 if tr == "udp" else 0.5)
             if r is not None and r.status == 200:
                 done.add(tr)
         if done == want:
@@ -502,9 +578,8 @@ def wait_sip_ready(
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with rc={proc.returncode} before it was ready")
         time.sleep(0.01)
-    raise TimeoutError(
-        f"no 200 to OPTIONS from {host}:{port} over {sorted(want - done)} within {timeout} s"
-    )
+    missing = ", ".join(f"{tr} {ports[tr]}" for tr in sorted(want - done))
+    raise TimeoutError(f"no 200 to OPTIONS from {host} over {missing} within {timeout} s")
 
 
 # --------------------------------------------------------------------------- #
@@ -585,8 +660,26 @@ def _mkdir(run_dir: str | os.PathLike[str] | None, prefix: str) -> Path:
 # --------------------------------------------------------------------------- #
 # Kamailio
 # --------------------------------------------------------------------------- #
+_TLS_CFG_TEMPLATE = """\
+# written by peers.py (Kamailio.start); Kamailio 5.6 tls module config
+[server:default]
+method = TLSv1.2+
+certificate = {cert}
+private_key = {key}
+verify_certificate = no
+require_certificate = no
+
+# outgoing TLS (to UAs registered with ;transport=tls): their certificates are NOT verified
+[client:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+"""
+
+
 class Kamailio:
-    """A Kamailio registrar/proxy from peers/kamailio.cfg on 127.0.0.1:port (UDP+TCP).
+    """A Kamailio registrar/proxy from peers/kamailio.cfg on 127.0.0.1:port (UDP+TCP),
+    optionally with a TLS listener on ``tls_port``.
 
     Use ``Kamailio.start(...)``; ``stop()`` is idempotent; context manager.
     """
@@ -594,13 +687,26 @@ class Kamailio:
     host = HOST
 
     def __init__(
-        self, port: int, run_dir: Path, proc: subprocess.Popen[bytes], args: list[str], sha256: bool
+        self,
+        port: int,
+        run_dir: Path,
+        proc: subprocess.Popen[bytes],
+        args: list[str],
+        sha256: bool,
+        tls_port: int | None = None,
     ) -> None:
         self.port = port
         self.run_dir = run_dir
         self.proc = proc
         self.args = args
         self.sha256 = sha256
+        #: TLS listener port on 127.0.0.1 (None: no TLS listener)
+        self.tls_port = tls_port
+        #: the tls module config written into run_dir (None without TLS)
+        self.tls_config: Path | None = run_dir / "tls.cfg" if tls_port is not None else None
+        #: the CA that issued the server certificate, when the creator attached it
+        #: (the ``kamailio_tls`` fixture does); None otherwise
+        self.tls_ca: trustme.CA | None = None
         self.log_path = run_dir / "kamailio.log"
         self.ready_after: float | None = None
         self._stopped = False
@@ -617,6 +723,18 @@ class Kamailio:
     def aor(self, user: str) -> str:
         return f"sip:{user}@{self.hostport}"
 
+    @property
+    def tls_hostport(self) -> str:
+        """``127.0.0.1:tls_port``; RuntimeError when started without TLS."""
+        if self.tls_port is None:
+            raise RuntimeError("this Kamailio has no TLS listener (start it with tls_cert/tls_key)")
+        return f"{self.host}:{self.tls_port}"
+
+    @property
+    def tls_uri(self) -> str:
+        """``sip:127.0.0.1:tls_port;transport=tls``; RuntimeError when started without TLS."""
+        return f"sip:{self.tls_hostport};transport=tls"
+
     @classmethod
     def start(
         cls,
@@ -629,19 +747,43 @@ class Kamailio:
         extra_defines: Iterable[str] = (),
         run_dir: str | os.PathLike[str] | None = None,
         ready_timeout: float = 10.0,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_port: int | None = None,
     ) -> Kamailio:
-        """Launch Kamailio and wait until OPTIONS gets 200 over UDP and TCP.
+        """Launch Kamailio and wait until OPTIONS gets 200 over UDP and TCP (and TLS).
 
         ``extra_defines`` are passed as ``-A <define>`` each (e.g. "QUIET",
         "AUTH_QOP_FLAGS=0", 'AUTH_REALM="test.realm"').
+
+        TLS: with ``tls_cert`` (PEM chain, leaf first) and ``tls_key`` (PEM private key)
+        Kamailio also listens for TLS on 127.0.0.1:``tls_port`` (default: a free TCP
+        port), presenting that certificate; it requires no client certificate and does not
+        verify the certificates of UAs it connects to.  ``run_dir/tls.cfg`` is written.
         """
         binary = require_binary("kamailio")
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if tls_port is not None and tls_cert is None:
+            raise ValueError("tls_port needs tls_cert and tls_key")
         if port is None:
             port = free_port()
         elif not _bind_free(port, "udp+tcp", reuse=True):
             raise RuntimeError(f"port {port} is already in use on {HOST} (udp or tcp)")
         rd = _mkdir(run_dir, f"sipx-kamailio-{port}-")
         defines = [f"SIP_PORT={port}"]
+        if tls_cert is not None and tls_key is not None:
+            cert, key = Path(tls_cert).resolve(), Path(tls_key).resolve()
+            for f in (cert, key):
+                if not f.is_file():
+                    raise FileNotFoundError(f"TLS file not found: {f}")
+            if tls_port is None:
+                tls_port = free_port("tcp")
+            elif tls_port == port or not _bind_free(tls_port, "tcp", reuse=True):
+                raise RuntimeError(f"TLS port {tls_port} is already in use on {HOST} (tcp)")
+            tls_cfg = rd / "tls.cfg"
+            tls_cfg.write_text(_TLS_CFG_TEMPLATE.format(cert=cert, key=key))
+            defines += ["WITH_TLS", f"TLS_PORT={tls_port}", f'TLS_CONFIG="{tls_cfg}"']
         if sha256:
             defines.append("WITH_SHA256")
         if nonce_expire is not None:
@@ -684,16 +826,21 @@ class Kamailio:
             )
         finally:
             log.close()
-        self = cls(port, rd, proc, args, sha256)
+        self = cls(port, rd, proc, args, sha256, tls_port)
         _LIVE.add(self)
+        transports = ("udp", "tcp") if tls_port is None else ("udp", "tcp", "tls")
         try:
-            self.ready_after = wait_sip_ready(HOST, port, ready_timeout, proc=proc)
+            self.ready_after = wait_sip_ready(
+                HOST, port, ready_timeout, transports, proc=proc, tls_port=tls_port
+            )
             if proc.poll() is not None:  # someone else answered (pitfall 2)
                 raise RuntimeError(f"kamailio exited with rc={proc.returncode}")
         except (TimeoutError, RuntimeError) as exc:
             self.stop()
             raise RuntimeError(
-                f"kamailio on {HOST}:{port} did not become ready: {exc}\n"
+                f"kamailio on {HOST}:{port}"
+                + (f" (TLS {tls_port})" if tls_port is not None else "")
+                + f" did not become ready: {exc}\n"
                 f"command: {' '.join(args)}\n--- log tail ---\n{_tail(self.log_path)}"
             ) from None
         return self
@@ -727,8 +874,9 @@ class Kamailio:
         self.stop()
 
     def __repr__(self) -> str:
+        tls = f" tls={self.tls_port}" if self.tls_port is not None else ""
         return (
-            f"<Kamailio {self.hostport} pid={self.proc.pid} "
+            f"<Kamailio {self.hostport}{tls} pid={self.proc.pid} "
             f"{'SHA-256' if self.sha256 else 'MD5'} {'running' if self.running() else 'stopped'}>"
         )
 
