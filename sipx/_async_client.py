@@ -15,7 +15,7 @@ import logging
 import math
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -122,6 +122,7 @@ class AsyncClient:
         id_token: Callable[[int], str] | None = None,
         verify: TLSVerify = True,
         cert: TLSCert | None = None,
+        nameservers: Sequence[str] | None = None,
     ) -> None:
         transport_name = transport.upper()
         if transport_name not in ("UDP", "TCP", "TLS"):
@@ -145,7 +146,7 @@ class AsyncClient:
         self._network = network
         self._ids = IdSource(id_token or secrets.token_hex)
         self._layer = TransactionLayer(self.timers)
-        self._resolver = Resolver()
+        self._resolver = Resolver(nameservers)
         self._nonces = digest.NonceCounter()
         self._transport: Transport | None = None
         self._nursery: trio.Nursery | None = None
@@ -756,15 +757,15 @@ class AsyncClient:
         host = f"[{host}]" if ":" in host else host
         return f"<sip:{user}@{host}:{port}{suffix}>"
 
-    def _default_port(self, scheme: str) -> int:
-        # RFC 3263 4.2 (without SRV): 5061 for sips: and TLS, else 5060.
-        return 5061 if scheme == "sips" or self.transport_name == "TLS" else 5060
-
     # -- sending -----------------------------------------------------------------------------
     async def _destination(self, request: Request, host: str | None, port: int | None) -> Address:
         if host is not None:
-            port = port or request.uri.port or self._default_port(request.uri.scheme)
-            return await self._resolver.resolve(host, port)
+            return await self._resolver.locate(
+                host,
+                port or request.uri.port,
+                scheme=request.uri.scheme,
+                transport=self.transport_name,
+            )
         routes = request.route
         if routes:
             target = routes[0].uri
@@ -777,9 +778,11 @@ class AsyncClient:
     async def _next_hop_address(self, target: URI, port: int | None = None) -> Address:
         if target.scheme not in ("sip", "sips"):
             raise ProtocolError(f"cannot send to a {target.scheme}: URI without a proxy")
-        host = target.params.get("maddr") or target.host
-        return await self._resolver.resolve(
-            host, port or target.port or self._default_port(target.scheme)
+        return await self._resolver.locate(
+            target.params.get("maddr") or target.host,
+            port or target.port,
+            scheme=target.scheme,
+            transport=self.transport_name,
         )
 
     async def _send(

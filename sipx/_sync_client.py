@@ -16,7 +16,7 @@ import functools
 import logging
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import trio
@@ -70,6 +70,7 @@ class Client:
         id_token: Callable[[int], str] | None = None,
         verify: TLSVerify = True,
         cert: TLSCert | None = None,
+        nameservers: Sequence[str] | None = None,
     ) -> None:
         self._async = AsyncClient(
             local_host,
@@ -86,6 +87,7 @@ class Client:
             id_token=id_token,
             verify=verify,
             cert=cert,
+            nameservers=nameservers,
         )
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
