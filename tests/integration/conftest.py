@@ -1,4 +1,4 @@
-"""Fixtures that start real SIP peers (Kamailio, SIPp, baresip) on 127.0.0.1.
+"""Fixtures that start real peers (Kamailio, SIPp, baresip, dnsmasq) on 127.0.0.1.
 
 Fixtures
 --------
@@ -20,6 +20,12 @@ Fixtures
                       Everything it started is stopped (and unregistered) at teardown.
 ``baresip``           (function) factory ``baresip(user, password=None, registrar=None,
                       **kw) -> Baresip``; registrar defaults to the module's ``kamailio``.
+``dnsmasq``           (function) factory ``dnsmasq(srv=(), hosts=None, **kw) -> Dnsmasq``
+                      (see :meth:`peers.Dnsmasq.start`; ``domain="example.test"``): a DNS
+                      server on ``.host``:``.port`` (``.nameserver`` = "127.0.0.1:port")
+                      answering only its own records, never forwarding; ``.resolver()``
+                      is a dnspython resolver for it, ``.queries()`` what was asked.
+                      Everything it started is stopped at teardown.
 
 A missing binary skips the test, or fails it when CI is set (see ``require_binary``).
 On a failing test that used a Kamailio fixture, the Kamailio log tail is attached
@@ -29,7 +35,7 @@ to the report.
 from __future__ import annotations
 
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,7 @@ if _HERE not in sys.path:  # works with any --import-mode
 
 from peers import (  # noqa: E402
     Baresip,
+    Dnsmasq,
     Kamailio,
     SIPp,
     free_port,
@@ -221,6 +228,39 @@ class BaresipFactory:
 def baresip(tmp_path: Path, kamailio: Kamailio) -> Iterator[BaresipFactory]:
     require_binary("baresip")
     factory = BaresipFactory(tmp_path, kamailio)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+class DnsmasqFactory:
+    """``dnsmasq(srv=..., hosts=..., domain=..., **kw)`` starts dnsmasq (waits until it
+    answers); every instance is stopped at teardown."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.started: list[Dnsmasq] = []
+
+    def __call__(
+        self, srv: Iterable[Any] = (), hosts: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Dnsmasq:
+        kwargs.setdefault("run_dir", self.work_dir / f"dnsmasq-{len(self.started)}")
+        d = Dnsmasq.start(srv, hosts, **kwargs)
+        self.started.append(d)
+        return d
+
+    start = __call__
+
+    def stop_all(self) -> None:
+        for d in self.started:
+            d.stop()
+
+
+@pytest.fixture
+def dnsmasq(tmp_path: Path) -> Iterator[DnsmasqFactory]:
+    require_binary("dnsmasq")
+    factory = DnsmasqFactory(tmp_path)
     try:
         yield factory
     finally:

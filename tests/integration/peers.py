@@ -1,4 +1,4 @@
-"""Real third-party SIP peers (Kamailio, SIPp, baresip) for sipx integration tests.
+"""Real third-party peers (Kamailio, SIPp, baresip, dnsmasq) for sipx integration tests.
 
 Pure stdlib + pytest: this module never imports sipx, so the peers can be
 started (and the kit self-checked) before the library exists.
@@ -17,6 +17,14 @@ Overview::
 Users provisioned in Kamailio: 1111/1111xxx, 2222/2222xxx, 3333/3333xxx
 (see ``USERS``).  Extension 100 is relayed to ``echo_uri``.
 
+DNS (RFC 3263 lookups against a real server; dnsmasq, no upstream, 127.0.0.1 only)::
+
+    with Dnsmasq.start(srv=[("_sip._udp.example.test", "pbx.example.test", 5070, 10, 60)],
+                       hosts={"pbx.example.test": "127.0.0.1"}) as d:   # domain="example.test"
+        d.port, d.nameserver            # 20431, "127.0.0.1:20431"
+        d.resolver().resolve("_sip._udp.example.test", "SRV")   # dnspython, this server only
+        d.queries()                     # [("SRV", "_sip._udp.example.test")]
+
 TLS (optional)::
 
     with Kamailio.start(tls_cert="cert.pem", tls_key="key.pem") as k:  # + OPTIONS 200 over TLS
@@ -34,6 +42,10 @@ Pitfalls handled here (see peers/README in the shared kit):
   * all paths handed to Kamailio are absolute (-w chdirs before -P is written).
   * with TLS, readiness also needs a 200 to OPTIONS over TLS (the TLS listener
     is served by the TCP workers; its port is a separate, TCP-only free port).
+  * dnsmasq runs with --keep-in-foreground (otherwise it daemonizes into a new
+    session, out of reach of the group stop), --user=root (its default "nobody" must
+    exist), no resolv.conf/hosts/dnsmasq.conf; readiness = a configured record answered
+    over UDP *and* TCP (TCP queries are served by forked children).
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import ipaddress
 import os
 import random
 import re
@@ -49,16 +62,18 @@ import signal
 import socket
 import ssl
 import string
+import struct
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
-if TYPE_CHECKING:  # test dependency, never imported at runtime here
+if TYPE_CHECKING:  # test dependencies, never imported at runtime here
+    import dns.resolver
     import trustme
 
 HOST = "127.0.0.1"
@@ -1420,4 +1435,498 @@ class Baresip:
     def __repr__(self) -> str:
         return (
             f"<Baresip {self.user} sip={self.sip_port} cons={self.cons_port} pid={self.proc.pid}>"
+        )
+
+
+# --------------------------------------------------------------------------- #
+# dnsmasq (DNS server for RFC 3263 NAPTR/SRV/A lookups)
+# --------------------------------------------------------------------------- #
+#: query types the stdlib probe (:func:`dns_query`) knows
+DNS_TYPES: dict[str, int] = {
+    "A": 1,
+    "NS": 2,
+    "CNAME": 5,
+    "SOA": 6,
+    "PTR": 12,
+    "TXT": 16,
+    "AAAA": 28,
+    "SRV": 33,
+    "NAPTR": 35,
+}
+DNS_NOERROR, DNS_SERVFAIL, DNS_NXDOMAIN, DNS_REFUSED = 0, 2, 3, 5
+_DNS_RCODE_TEXT = {
+    0: "NOERROR",
+    1: "FORMERR",
+    2: "SERVFAIL",
+    3: "NXDOMAIN",
+    4: "NOTIMP",
+    5: "REFUSED",
+}
+#: a name (or SRV/NAPTR field) must not break dnsmasq's comma/slash separated options
+_DNS_NAME = re.compile(r"^[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_*-]+)*\.?$")
+
+
+class DnsReply(NamedTuple):
+    """What :func:`dns_query` saw: response code, answer count (ANCOUNT), AA flag."""
+
+    rcode: int
+    answers: int
+    authoritative: bool
+
+    @property
+    def rcode_text(self) -> str:
+        return _DNS_RCODE_TEXT.get(self.rcode, str(self.rcode))
+
+
+def _dns_wire_query(name: str, qtype: str, qid: int) -> bytes:
+    qname = b""
+    for label in name.rstrip(".").split("."):
+        raw = label.encode("ascii")
+        if not 0 < len(raw) < 64:
+            raise ValueError(f"bad DNS name {name!r}")
+        qname += bytes([len(raw)]) + raw
+    qtype_code = DNS_TYPES[qtype.upper()]
+    # header: id, flags (RD), QDCOUNT=1, AN/NS/AR=0; question: name, type, class IN
+    return (
+        struct.pack("!6H", qid, 0x0100, 1, 0, 0, 0)
+        + qname
+        + b"\0"
+        + struct.pack("!2H", qtype_code, 1)
+    )
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed by the DNS server")
+        data += chunk
+    return data
+
+
+def dns_query(
+    host: str,
+    port: int,
+    name: str,
+    qtype: str = "A",
+    transport: str = "udp",
+    timeout: float = 0.5,
+) -> DnsReply | None:
+    """One stdlib DNS query (class IN, RD set) to ``host:port`` over "udp" or "tcp".
+
+    Returns the reply's rcode/answer count/AA flag, or None when nothing (valid) answered
+    in time.  For probes only: the records themselves are not parsed (use dnspython).
+    """
+    if transport not in ("udp", "tcp"):
+        raise ValueError(f"transport must be 'udp' or 'tcp', not {transport!r}")
+    qid = random.getrandbits(16)
+    msg = _dns_wire_query(name, qtype, qid)
+    try:
+        if transport == "udp":
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(timeout)
+                s.connect((host, port))  # only replies from host:port; ICMP -> error
+                s.send(msg)
+                while True:  # skip stale datagrams (other ids)
+                    data = s.recv(65535)
+                    if len(data) >= 12 and data[:2] == msg[:2]:
+                        break
+        else:
+            with socket.create_connection((host, port), timeout=timeout) as s:
+                s.sendall(struct.pack("!H", len(msg)) + msg)
+                (length,) = struct.unpack("!H", _recv_exact(s, 2))
+                data = _recv_exact(s, length)
+    except OSError:  # timeout, refused, reset
+        return None
+    if len(data) < 12:
+        return None
+    rid, flags, _qd, ancount = struct.unpack("!4H", data[:8])
+    if rid != qid or not flags & 0x8000:
+        return None
+    return DnsReply(flags & 0x000F, ancount, bool(flags & 0x0400))
+
+
+class SrvRecord(NamedTuple):
+    """``--srv-host``: ``name`` (``_sip._udp.example.test``) -> ``target``:``port``.
+
+    ``target=None`` publishes the RFC 2782 "service not available" record (target ".").
+    """
+
+    name: str
+    target: str | None
+    port: int = 5060
+    priority: int = 0
+    weight: int = 0
+
+
+class NaptrRecord(NamedTuple):
+    """``--naptr-record`` (RFC 3403), e.g. ``("example.test", 10, 50, "s", "SIP+D2U", "",
+    "_sip._udp.example.test")``."""
+
+    name: str
+    order: int
+    preference: int
+    flags: str
+    service: str
+    regexp: str = ""
+    replacement: str = ""
+
+
+def _in_zones(name: str, zones: Iterable[str]) -> bool:
+    n = name.rstrip(".").lower()
+    return any(n == z or n.endswith("." + z) for z in zones)
+
+
+def _check_name(name: str, what: str) -> str:
+    if not _DNS_NAME.match(name):
+        raise ValueError(f"{what} {name!r} is not a plain DNS name (letters, digits, - _ .)")
+    return name.rstrip(".")
+
+
+class Dnsmasq:
+    """A dnsmasq DNS server on 127.0.0.1:port (UDP+TCP) answering only from its options.
+
+    No upstream server (``--no-resolv``, no ``--server``), no /etc/hosts, no
+    /etc/dnsmasq.conf, no DHCP: it never sends a query anywhere.  By default it is the
+    authoritative server of ``domain`` (``--auth-zone``): answers carry AA, a name under
+    the domain without records gets NXDOMAIN (AA, SOA in the authority section), a name
+    with records of other types NODATA; names outside every domain get REFUSED.
+    Use ``Dnsmasq.start(...)``; ``stop()`` is idempotent; context manager.
+    """
+
+    host = HOST
+
+    def __init__(
+        self,
+        port: int,
+        run_dir: Path,
+        proc: subprocess.Popen[bytes],
+        args: list[str],
+        *,
+        srv: list[SrvRecord],
+        hosts: dict[str, list[str]],
+        naptr: list[NaptrRecord],
+        domains: list[str],
+        ttl: int,
+        authoritative: bool,
+    ) -> None:
+        self.port = port
+        self.run_dir = run_dir
+        self.proc = proc
+        self.args = args
+        self.srv = srv
+        self.hosts = hosts
+        self.naptr = naptr
+        self.domains = domains
+        self.ttl = ttl
+        self.authoritative = authoritative
+        #: dnsmasq's query log (--log-facility); startup errors go to ``out_path``
+        self.log_path = run_dir / "dnsmasq.log"
+        #: dnsmasq's stdout/stderr ("failed to create listening socket ...")
+        self.out_path = run_dir / "dnsmasq.out"
+        self.ready_after: float | None = None
+        self._ready_offset = 0
+        self._stopped = False
+
+    @property
+    def hostport(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def nameserver(self) -> str:
+        """``127.0.0.1:<port>`` (the form ``sipx``'s ``Resolver(nameservers=[...])`` takes)."""
+        return self.hostport
+
+    @classmethod
+    def start(
+        cls,
+        srv: Iterable[SrvRecord | Sequence[Any]] = (),
+        hosts: Mapping[str, str | Iterable[str]] | None = None,
+        *,
+        naptr: Iterable[NaptrRecord | Sequence[Any]] = (),
+        domain: str | Iterable[str] | None = "example.test",
+        ttl: int = 60,
+        authoritative: bool = True,
+        port: int | None = None,
+        run_dir: str | os.PathLike[str] | None = None,
+        extra: Sequence[str] = (),
+        ready_timeout: float = 5.0,
+    ) -> Dnsmasq:
+        """Launch dnsmasq and wait until it answers over UDP and TCP.
+
+        ``srv``: :class:`SrvRecord` or tuples ``(name, target, port, priority, weight)``
+        (port default 5060, priority/weight 0; target None: "not available").  ``hosts``:
+        name -> address or addresses (IPv4 -> A, IPv6 -> AAAA; the PTR too, but only when
+        not authoritative).  ``naptr``: :class:`NaptrRecord` or tuples.
+        ``domain``: the zone(s) this server answers for; unknown names under them get
+        NXDOMAIN at once, never a forward.  ``authoritative`` (default): ``--auth-zone`` per
+        domain, every SRV/host/NAPTR name must lie in one (ValueError otherwise); AA set on
+        every answer, SOA with negative answers.  ``authoritative=False``: only
+        ``--local=/domain/`` (NXDOMAIN without AA/SOA; records may lie anywhere; SRV answers
+        carry the targets' addresses as additional records); ``domain=None`` is allowed then.
+        ``ttl``: TTL of every record and the SOA minimum (``--local-ttl``/``--auth-ttl``;
+        dnsmasq's defaults are 0 and 600).
+        ``extra``: more dnsmasq options (e.g. ``"--cname=alias.example.test,pbx.example.test"``).
+        ``port`` default: a free UDP+TCP port (retried with a fresh one on a clash).
+
+        Readiness: the first SRV (else host, else NAPTR) record is queried over UDP and TCP
+        and must be answered with NOERROR and at least one record (no records: a name
+        under ``domain`` must get NXDOMAIN).
+        """
+        binary = require_binary("dnsmasq")
+        srv_records = [r if isinstance(r, SrvRecord) else SrvRecord(*r) for r in srv]
+        naptr_records = [r if isinstance(r, NaptrRecord) else NaptrRecord(*r) for r in naptr]
+        host_map: dict[str, list[str]] = {}
+        for name, addrs in (hosts or {}).items():
+            values = [addrs] if isinstance(addrs, str) else list(addrs)
+            for a in values:
+                ipaddress.ip_address(a)  # ValueError for anything else
+            host_map[_check_name(name, "host name")] = values
+        if domain is None:
+            domains: list[str] = []
+        else:
+            domains = [domain] if isinstance(domain, str) else list(domain)
+        domains = [_check_name(d, "domain").lower() for d in domains]
+        if authoritative:
+            if not domains:
+                raise ValueError("authoritative=True needs a domain (or authoritative=False)")
+            names = [r.name for r in srv_records] + list(host_map) + [n.name for n in naptr_records]
+            outside = [n for n in names if not _in_zones(n, domains)]
+            if outside:
+                raise ValueError(
+                    f"names outside the authoritative domain(s) {domains}: {outside} "
+                    "(dnsmasq would answer REFUSED; add their domain or authoritative=False)"
+                )
+        options = cls._record_options(srv_records, host_map, naptr_records, domains)
+        options.append(f"--local-ttl={int(ttl)}")
+        if authoritative:
+            # queries to 127.0.0.1 are answered from the zones only (glue-less, AA, SOA)
+            options.append(f"--auth-server=ns.{domains[0]},{HOST}")
+            options += [f"--auth-zone={d}" for d in domains]
+            options.append(f"--auth-ttl={int(ttl)}")
+        options += [str(e) for e in extra]
+        probe = cls._probe(srv_records, host_map, naptr_records, domains)
+        for attempt in range(3):
+            last = attempt == 2 or port is not None  # retry only our own picks
+            rd = Path(f"{run_dir}-retry{attempt}") if attempt and run_dir else run_dir
+            p = port if port is not None else free_port()
+            try:
+                self = cls._start_once(
+                    binary,
+                    p,
+                    _mkdir(rd, f"sipx-dnsmasq-{p}-"),
+                    options,
+                    probe,
+                    ready_timeout,
+                    dict(
+                        srv=srv_records,
+                        hosts=host_map,
+                        naptr=naptr_records,
+                        domains=domains,
+                        ttl=int(ttl),
+                        authoritative=authoritative,
+                    ),
+                )
+            except RuntimeError as exc:
+                if last or "in use" not in str(exc):
+                    raise
+                continue
+            return self
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _record_options(
+        srv: list[SrvRecord],
+        hosts: dict[str, list[str]],
+        naptr: list[NaptrRecord],
+        domains: list[str],
+    ) -> list[str]:
+        out = []
+        for r in srv:
+            name = _check_name(r.name, "SRV name")
+            if r.target is None or r.target == ".":
+                out.append(f"--srv-host={name}")  # answered as "0 0 1 ." (not available)
+                continue
+            target = _check_name(r.target, "SRV target")
+            fields = [int(r.port), int(r.priority), int(r.weight)]
+            if not all(0 <= v <= 65535 for v in fields):
+                raise ValueError(f"SRV port/priority/weight out of range: {r}")
+            out.append(f"--srv-host={name},{target},{fields[0]},{fields[1]},{fields[2]}")
+        for name, addrs in hosts.items():
+            # one --host-record per address: a record takes at most one IPv4 and one IPv6
+            out += [f"--host-record={name},{a}" for a in addrs]
+        for n in naptr:
+            texts = (n.flags, n.service, n.regexp)
+            if any("," in t or "\n" in t for t in texts):
+                raise ValueError(f"NAPTR fields must not contain commas: {n}")
+            repl = _check_name(n.replacement, "NAPTR replacement") if n.replacement else ""
+            out.append(
+                f"--naptr-record={_check_name(n.name, 'NAPTR name')},{int(n.order)},"
+                f"{int(n.preference)},{n.flags},{n.service},{n.regexp}"
+                + (f",{repl}" if repl else "")
+            )
+        out += [f"--local=/{d}/" for d in domains]
+        return out
+
+    @staticmethod
+    def _probe(
+        srv: list[SrvRecord],
+        hosts: dict[str, list[str]],
+        naptr: list[NaptrRecord],
+        domains: list[str],
+    ) -> tuple[str, str, int] | None:
+        """(name, type, expected rcode) of the readiness query; None: any reply will do."""
+        if srv:
+            return srv[0].name.rstrip("."), "SRV", DNS_NOERROR
+        for name, addrs in hosts.items():
+            if addrs:
+                v6 = ipaddress.ip_address(addrs[0]).version == 6
+                return name, "AAAA" if v6 else "A", DNS_NOERROR
+        if naptr:
+            return naptr[0].name.rstrip("."), "NAPTR", DNS_NOERROR
+        if domains:
+            return f"sipx-ready-probe.{domains[0]}", "A", DNS_NXDOMAIN
+        return None
+
+    @classmethod
+    def _start_once(
+        cls,
+        binary: str,
+        port: int,
+        rd: Path,
+        options: list[str],
+        probe: tuple[str, str, int] | None,
+        ready_timeout: float,
+        records: dict[str, Any],
+    ) -> Dnsmasq:
+        args = [
+            binary,
+            "--keep-in-foreground",  # no fork+setsid: it stays in our process group
+            "--conf-file=/dev/null",  # not /etc/dnsmasq.conf (nor its conf-dir)
+            "--no-resolv",  # no upstream from /etc/resolv.conf: never forwards
+            "--no-hosts",  # not /etc/hosts
+            "--no-poll",
+            f"--listen-address={HOST}",
+            "--bind-interfaces",  # bind 127.0.0.1:port itself, not the wildcard address
+            f"--port={port}",
+            # default is to drop to "nobody" (group "dip"), which must exist; root keeps
+            # the current user (also when not started as root)
+            "--user=root",
+            "--group=root",
+            f"--pid-file={rd / 'dnsmasq.pid'}",
+            "--log-queries",
+            f"--log-facility={rd / 'dnsmasq.log'}",  # contains "/": a file, not a facility
+            *options,
+        ]
+        with open(rd / "dnsmasq.out", "wb") as out:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=rd,
+                start_new_session=True,
+            )
+        self = cls(port, rd, proc, args, **records)
+        _LIVE.add(self)
+        try:
+            self.ready_after = self._wait_ready(probe, ready_timeout)
+            if proc.poll() is not None:  # someone else answered
+                raise RuntimeError(f"dnsmasq exited with rc={proc.returncode}")
+        except (TimeoutError, RuntimeError) as exc:
+            self.stop()
+            out_text = self.out_path.read_text(errors="replace").strip()
+            raise RuntimeError(
+                f"dnsmasq on {HOST}:{port} did not become ready: {exc}\n"
+                f"command: {' '.join(args)}\n--- output ---\n{out_text}\n"
+                f"--- log tail ---\n{_tail(self.log_path)}"
+            ) from None
+        self._ready_offset = len(self.log_text())
+        return self
+
+    def _wait_ready(self, probe: tuple[str, str, int] | None, timeout: float) -> float:
+        t0 = time.monotonic()
+        done: set[str] = set()
+        last: dict[str, DnsReply | None] = {}
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dnsmasq exited with rc={self.proc.returncode}")
+            for tr in ("udp", "tcp"):
+                if tr in done:
+                    continue
+                name, qtype = (probe[0], probe[1]) if probe else ("sipx-ready-probe.test", "A")
+                reply = dns_query(HOST, self.port, name, qtype, tr, timeout=0.2)
+                last[tr] = reply
+                if reply is not None and (
+                    probe is None
+                    or (reply.rcode == probe[2] and (probe[2] != DNS_NOERROR or reply.answers > 0))
+                ):
+                    done.add(tr)
+            if len(done) == 2:
+                return time.monotonic() - t0
+            time.sleep(0.01)
+        want = f"{probe[1]} {probe[0]} -> {_DNS_RCODE_TEXT[probe[2]]}" if probe else "any reply"
+        raise TimeoutError(f"no valid answer ({want}) within {timeout} s; last replies: {last}")
+
+    # queries -------------------------------------------------------------
+    def query(self, name: str, qtype: str = "A", transport: str = "udp") -> DnsReply | None:
+        """A stdlib probe query to this server (see :func:`dns_query`)."""
+        return dns_query(HOST, self.port, name, qtype, transport, timeout=1.0)
+
+    def resolver(self, lifetime: float = 2.0) -> dns.resolver.Resolver:
+        """A dnspython resolver that asks only this server (never the system's config)."""
+        import dns.resolver  # test dependency: imported on use only
+
+        r = dns.resolver.Resolver(configure=False)
+        r.nameservers = [HOST]
+        r.port = self.port
+        r.lifetime = r.timeout = lifetime
+        r.cache = None
+        return r
+
+    def log_offset(self) -> int:
+        return len(self.log_text())
+
+    def queries(self, start: int | None = None) -> list[tuple[str, str]]:
+        """(type, name) of every query logged after offset ``start`` (default: after the
+        readiness probes), e.g. ``[("NAPTR", "example.test"), ("SRV", "_sip._udp...")]``."""
+        text = self.log_text()[self._ready_offset if start is None else start :]
+        # "query[SRV] name from ..." (recursive path) or "auth[SRV] ..." (auth zone)
+        return re.findall(r"(?:query|auth)\[(\w+)\] (\S+) from ", text)
+
+    # lifecycle -------------------------------------------------------------
+    def running(self) -> bool:
+        return not self._stopped and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM the process group (TCP queries are served by forked children), SIGKILL
+        after 3 s; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            _stop_group(self.proc, term_timeout=3.0)
+        finally:
+            _LIVE.discard(self)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+    def __enter__(self) -> Dnsmasq:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Dnsmasq {self.hostport} pid={self.proc.pid} "
+            f"{'running' if self.running() else 'stopped'}>"
         )

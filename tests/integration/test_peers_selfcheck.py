@@ -1,4 +1,5 @@
-"""Self-check of the integration kit: real Kamailio and SIPp processes, no sipx.
+"""Self-check of the integration kit: real Kamailio, SIPp, baresip and dnsmasq processes,
+no sipx.
 
 If this module fails, the peers (not sipx) are broken: fix the kit first.
 """
@@ -11,23 +12,31 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from peers import (
+    DNS_NXDOMAIN,
+    DNS_REFUSED,
     HOST,
     USERS,
+    Dnsmasq,
     Kamailio,
     SipClient,
     SIPp,
     SipResponse,
     build_request,
+    dns_query,
     free_port,
     parse_challenge,
     query_bindings,
     require_binary,
 )
+
+if TYPE_CHECKING:
+    import dns.resolver
 
 pytestmark = pytest.mark.integration
 
@@ -437,3 +446,186 @@ def test_tls_registered_ua_reached_over_new_tls_connection(kamailio_tls: Kamaili
         assert gone.status == 200, gone.raw
     finally:
         uas.close()
+
+
+# --------------------------------------------------------------------------- #
+# dnsmasq (dnsmasq fixture): RFC 3263 records from a real DNS server
+# --------------------------------------------------------------------------- #
+#: the ``dnsmasq`` fixture (conftest.DnsmasqFactory): ``dnsmasq(srv, hosts, **kw) -> Dnsmasq``
+DnsmasqFactory = Callable[..., Dnsmasq]
+
+PBX_SRV = [
+    ("_sip._udp.example.test", "pbx.example.test", 5070, 10, 60),
+    ("_sip._udp.example.test", "backup.example.test", 5080, 20, 0),
+]
+PBX_HOSTS = {"pbx.example.test": "127.0.0.1", "backup.example.test": ["127.0.0.2", "::1"]}
+
+
+def _resolver(d: Dnsmasq) -> dns.resolver.Resolver:
+    """dnspython resolver asking only this dnsmasq (never the system configuration)."""
+    import dns.resolver  # runtime dependency of sipx; imported here so SIP checks run without
+
+    r = dns.resolver.Resolver(configure=False)
+    r.nameservers = ["127.0.0.1"]
+    r.port = d.port
+    r.lifetime = r.timeout = 2.0
+    return r
+
+
+def _srv_set(answer: Any) -> set[tuple[int, int, int, str]]:
+    return {(r.priority, r.weight, r.port, r.target.to_text()) for r in answer}
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_dnsmasq_srv_records(dnsmasq: DnsmasqFactory, tcp: bool) -> None:
+    import dns.flags
+
+    d = dnsmasq(srv=PBX_SRV[:1], hosts=PBX_HOSTS, domain="example.test")
+    assert (d.host, d.nameserver) == (HOST, f"127.0.0.1:{d.port}")
+    answer = _resolver(d).resolve("_sip._udp.example.test", "SRV", tcp=tcp)
+    assert _srv_set(answer) == {(10, 60, 5070, "pbx.example.test.")}
+    assert answer.rrset is not None and answer.rrset.ttl == 60
+    assert answer.response.flags & dns.flags.AA
+    assert answer.nameserver == "127.0.0.1" and answer.port == d.port
+    assert d.queries() == [("SRV", "_sip._udp.example.test")], d.log_text()
+
+
+def test_dnsmasq_two_priorities_both_returned(dnsmasq: DnsmasqFactory) -> None:
+    d = dnsmasq(srv=PBX_SRV, hosts=PBX_HOSTS)
+    answer = _resolver(d).resolve("_sip._udp.example.test", "SRV")
+    # both records, in no particular order (dnsmasq does not sort by priority)
+    assert _srv_set(answer) == {
+        (10, 60, 5070, "pbx.example.test."),
+        (20, 0, 5080, "backup.example.test."),
+    }
+
+
+def test_dnsmasq_a_and_aaaa_records(dnsmasq: DnsmasqFactory) -> None:
+    d = dnsmasq(srv=PBX_SRV, hosts=PBX_HOSTS)
+    r = _resolver(d)
+    assert [a.address for a in r.resolve("pbx.example.test", "A")] == ["127.0.0.1"]
+    assert [a.address for a in r.resolve("backup.example.test", "A")] == ["127.0.0.2"]
+    assert [a.address for a in r.resolve("backup.example.test", "AAAA")] == ["::1"]
+    # the name exists, the type does not: NODATA, not NXDOMAIN
+    import dns.resolver
+
+    with pytest.raises(dns.resolver.NoAnswer):
+        r.resolve("pbx.example.test", "AAAA")
+
+
+def test_dnsmasq_unknown_names_nxdomain_fast_never_forwarded(dnsmasq: DnsmasqFactory) -> None:
+    import dns.resolver
+
+    d = dnsmasq(srv=PBX_SRV, hosts=PBX_HOSTS, domain="example.test")
+    r = _resolver(d)
+    for name, qtype in [
+        ("nope.example.test", "A"),
+        ("_sip._tcp.example.test", "SRV"),  # no TCP service published
+        ("_sips._tcp.example.test", "SRV"),
+    ]:
+        t0 = time.monotonic()
+        with pytest.raises(dns.resolver.NXDOMAIN):
+            r.resolve(name, qtype)
+        assert time.monotonic() - t0 < 1.0, name
+    # authoritative NXDOMAIN (AA, SOA for negative caching), over UDP and TCP
+    for transport in ("udp", "tcp"):
+        reply = dns_query(d.host, d.port, "nope.example.test", "SRV", transport)
+        assert reply is not None and reply.rcode == DNS_NXDOMAIN, reply
+        assert reply.authoritative and reply.answers == 0
+    # outside the domain: REFUSED at once (no upstream to ask)
+    t0 = time.monotonic()
+    with pytest.raises(dns.resolver.NoNameservers, match="REFUSED"):
+        r.resolve("sip.example.com", "A")
+    assert time.monotonic() - t0 < 1.0
+    reply = d.query("sip.example.com")
+    assert reply is not None and reply.rcode == DNS_REFUSED
+    log = d.log_text()
+    assert "forwarded" not in log and "no upstream servers configured" in log, log
+
+
+def test_dnsmasq_naptr_and_service_not_available(dnsmasq: DnsmasqFactory) -> None:
+    d = dnsmasq(
+        srv=[*PBX_SRV, ("_sips._tcp.example.test", None)],
+        hosts=PBX_HOSTS,
+        naptr=[("example.test", 10, 50, "s", "SIP+D2U", "", "_sip._udp.example.test")],
+    )
+    r = _resolver(d)
+    (naptr,) = r.resolve("example.test", "NAPTR")
+    assert (naptr.order, naptr.preference, naptr.flags, naptr.service) == (
+        10,
+        50,
+        b"s",
+        b"SIP+D2U",
+    )
+    assert naptr.replacement.to_text() == "_sip._udp.example.test."
+    # RFC 2782: target "." means the service is decidedly not available
+    (srv,) = r.resolve("_sips._tcp.example.test", "SRV")
+    assert srv.target.to_text() == "."
+    assert d.queries() == [("NAPTR", "example.test"), ("SRV", "_sips._tcp.example.test")]
+
+
+def test_dnsmasq_non_authoritative_mode_and_zone_check(dnsmasq: DnsmasqFactory) -> None:
+    import dns.resolver
+
+    with pytest.raises(ValueError, match="outside the authoritative"):
+        dnsmasq(hosts={"pbx.other.test": "127.0.0.1"})  # domain defaults to example.test
+    d = dnsmasq(
+        srv=[("_sip._udp.other.test", "pbx.other.test", 5070, 0, 0)],
+        hosts={"pbx.other.test": "127.0.0.1"},
+        domain="other.test",
+        authoritative=False,
+        ttl=5,
+    )
+    answer = _resolver(d).resolve("_sip._udp.other.test", "SRV")
+    assert _srv_set(answer) == {(0, 0, 5070, "pbx.other.test.")}
+    assert answer.rrset is not None and answer.rrset.ttl == 5
+    # the recursive path adds the target's address as an additional record
+    assert any(rr.name.to_text() == "pbx.other.test." for rr in answer.response.additional)
+    with pytest.raises(dns.resolver.NXDOMAIN):
+        _resolver(d).resolve("nope.other.test", "A")
+    reply = d.query("nope.other.test")
+    assert reply is not None and reply.rcode == DNS_NXDOMAIN and not reply.authoritative
+
+
+def test_dnsmasq_stop_frees_the_port(tmp_path: Path) -> None:
+    require_binary("dnsmasq")
+    d = Dnsmasq.start(PBX_SRV, PBX_HOSTS, run_dir=tmp_path / "d1")
+    port, pgid = d.port, d.proc.pid
+    for transport in ("udp", "tcp"):  # a TCP query is served by a forked child
+        assert d.query("pbx.example.test", "A", transport) is not None
+    assert d.running()
+    d.stop()
+    d.stop()  # idempotent
+    assert not d.running() and d.proc.returncode is not None
+    assert _live_members_of_group(pgid) == []
+    assert d.query("pbx.example.test") is None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, port))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # like dnsmasq's listener
+        s.bind((HOST, port))
+    # and a new instance can take it over at once
+    with Dnsmasq.start(PBX_SRV, PBX_HOSTS, port=port, run_dir=tmp_path / "d2") as again:
+        assert again.port == port
+        assert _srv_set(_resolver(again).resolve("_sip._udp.example.test", "SRV"))
+    assert not again.running()
+
+
+def test_dnsmasq_port_clash_fails_loudly_or_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_binary("dnsmasq")
+    import peers
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind((HOST, 0))
+        taken = busy.getsockname()[1]
+        with pytest.raises(RuntimeError, match="Address already in use"):
+            Dnsmasq.start(port=taken, run_dir=tmp_path / "explicit")
+        # a port we picked ourselves that turns out busy is replaced by a fresh one
+        picks = iter([taken])
+        real_free_port = peers.free_port
+        monkeypatch.setattr(peers, "free_port", lambda: next(picks, None) or real_free_port())
+        with Dnsmasq.start(PBX_SRV, PBX_HOSTS, run_dir=tmp_path / "picked") as d:
+            assert d.port != taken
+            assert d.run_dir.name == "picked-retry1"
