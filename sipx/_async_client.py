@@ -759,8 +759,15 @@ class AsyncClient:
 
     # -- sending -----------------------------------------------------------------------------
     async def _destination(self, request: Request, host: str | None, port: int | None) -> Address:
+        return (await self._candidates(request, host, port))[0]
+
+    async def _candidates(
+        self, request: Request, host: str | None, port: int | None
+    ) -> list[Address]:
+        """Where to send ``request`` (first Route, outbound proxy or Request-URI), in the
+        order to try (several with DNS SRV, RFC 3263)."""
         if host is not None:
-            return await self._resolver.locate(
+            return await self._resolver.locate_all(
                 host,
                 port or request.uri.port,
                 scheme=request.uri.scheme,
@@ -773,14 +780,21 @@ class AsyncClient:
             target = self.outbound_proxy
         else:
             target = request.uri
-        return await self._next_hop_address(target, port)
+        if target.scheme not in ("sip", "sips"):
+            raise ProtocolError(f"cannot send to a {target.scheme}: URI without a proxy")
+        return await self._resolver.locate_all(
+            target.params.get("maddr") or target.host,
+            port or target.port,
+            scheme=target.scheme,
+            transport=self.transport_name,
+        )
 
-    async def _next_hop_address(self, target: URI, port: int | None = None) -> Address:
+    async def _next_hop_address(self, target: URI) -> Address:
         if target.scheme not in ("sip", "sips"):
             raise ProtocolError(f"cannot send to a {target.scheme}: URI without a proxy")
         return await self._resolver.locate(
             target.params.get("maddr") or target.host,
-            port or target.port,
+            target.port,
             scheme=target.scheme,
             transport=self.transport_name,
         )
@@ -798,13 +812,13 @@ class AsyncClient:
             # RFC 3261 8.1.2: the outbound proxy is a preloaded loose route.
             proxy = self.outbound_proxy.replace(params={**self.outbound_proxy.params, "lr": None})
             request.headers.add("Route", f"<{proxy}>")
-        destination = await self._destination(request, host, port)
+        destinations = await self._candidates(request, host, port)
         seconds = timeout if timeout is not None else self.timeout
         if seconds is None and request.method == "INVITE":
             seconds = INVITE_TIMEOUT
         try:
             with _fail_after(seconds):
-                response = await self._transact(request, destination)
+                response, destination = await self._transact_with_failover(request, destinations)
                 credentials = auth or self.auth
                 attempts = 0
                 while (
@@ -826,6 +840,26 @@ class AsyncClient:
         except trio.TooSlowError:
             raise TimeoutError(request.method, str(request.uri), seconds or 0.0) from None
         return await self._maybe_register_note(response)
+
+    async def _transact_with_failover(
+        self, request: Request, destinations: list[Address]
+    ) -> tuple[Response, Address]:
+        """The first transaction of a request: on a transport failure or a transaction
+        timeout, the same request (new branch) goes to the next address (RFC 3263 4.3)."""
+        for destination in destinations[:-1]:
+            stamped = "Via" not in request.headers
+            try:
+                return await self._transact(request, destination), destination
+            except (TransportError, TimeoutError) as exc:
+                log.info(
+                    "%s to %s:%s failed (%s); trying the next server",
+                    request.method,
+                    *destination,
+                    exc,
+                )
+                if stamped:
+                    del request.headers["Via"]
+        return await self._transact(request, destinations[-1]), destinations[-1]
 
     async def _maybe_register_note(self, response: Response) -> Response:
         request = response.request

@@ -69,12 +69,20 @@ class Resolver:
 
     async def locate(self, host: str, port: int | None, *, scheme: str, transport: str) -> Address:
         """The address to send to for a URI's ``host`` and ``port`` (RFC 3263 4.2)."""
+        return (await self.locate_all(host, port, scheme=scheme, transport=transport))[0]
+
+    async def locate_all(
+        self, host: str, port: int | None, *, scheme: str, transport: str
+    ) -> list[Address]:
+        """Every address to try, in order: one, or one per SRV target that resolves (the
+        client moves to the next when a transaction fails on the transport, RFC 3263 4.3)."""
         default = 5061 if scheme == "sips" or transport.upper() == "TLS" else 5060
         host = host[1:-1] if host.startswith("[") else host
         if not uses_srv(host, port):
-            return await self.resolve(host, port or default)
+            return [await self.resolve(host, port or default)]
         name = srv_name(host, scheme, transport)
         records = await self._srv(name)
+        addresses: list[Address] = []
         failures: list[str] = []
         for record in order_srv(records, random.random):
             try:
@@ -84,12 +92,15 @@ class Resolver:
                 continue
             # RFC 5922 4: a TLS certificate must name the URI's domain, not the SRV target.
             self._names[address] = host
-            return address
+            if address not in addresses:
+                addresses.append(address)
+        if addresses:
+            return addresses
         if records and not failures:
             raise TransportError(f"{name}: the domain says it offers no such service")
         if failures:
             log.info("no SRV target of %s resolved (%s); trying %s", name, failures, host)
-        return await self.resolve(host, default)
+        return [await self.resolve(host, default)]
 
     async def resolve(self, host: str, port: int) -> Address:
         host = host[1:-1] if host.startswith("[") else host

@@ -143,3 +143,42 @@ async def test_a_dot_target_means_the_domain_offers_no_sip(dnsmasq: object) -> N
     async with AsyncClient(HOST, 0, "UDP", nameservers=[dns.nameserver], timeout=5) as client:
         with pytest.raises(TransportError, match="offers no such service"):
             await client.options(f"sip:{DOMAIN}")
+
+
+@pytest.mark.parametrize("transport", ["TCP", "TLS"])
+async def test_the_next_srv_target_when_the_first_refuses(
+    transport: str, kamailio_domain: Kamailio, dnsmasq: object, pki: dict[str, Path]
+) -> None:
+    dead = free_port("tcp")  # nothing listens there
+    service = "_sip._tcp" if transport == "TCP" else "_sips._tcp"
+    good = kamailio_domain.port if transport == "TCP" else kamailio_domain.tls_port
+    assert good is not None
+    dns = dnsmasq(  # type: ignore[operator]
+        srv=[
+            (f"{service}.{DOMAIN}", f"down.{DOMAIN}", dead, 5, 0),
+            (f"{service}.{DOMAIN}", f"pbx.{DOMAIN}", good, 10, 0),
+        ],
+        hosts={f"down.{DOMAIN}": HOST, f"pbx.{DOMAIN}": HOST},
+        domain=DOMAIN,
+    )
+    sent: list[tuple[int, str]] = []  # (port, top Via) of every request sent
+
+    def trace(direction: str, data: bytes, address: tuple[str, int], tr: str) -> None:
+        if direction == "out":
+            via = next(line for line in data.split(b"\r\n") if line.lower().startswith(b"via:"))
+            sent.append((address[1], via.decode()))
+
+    async with AsyncClient(
+        HOST,
+        0,
+        transport,
+        nameservers=[dns.nameserver],
+        verify=str(pki["ca"]),
+        trace=trace,
+        timeout=5,
+    ) as client:
+        response = await client.options(f"sip:{DOMAIN}")
+    assert response.status_code == 200
+    assert [port for port, _ in sent] == [dead, good]
+    first_via, second_via = (via for _, via in sent)
+    assert first_via != second_via  # a new transaction: a new branch
