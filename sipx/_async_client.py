@@ -1245,7 +1245,7 @@ class AsyncClient:
                 destination = event.transaction.destination
                 assert isinstance(destination, tuple)
                 try:
-                    self._send_bytes(event.message.to_bytes(), destination)
+                    self._send_bytes(event.to_bytes(), destination)
                 except (TransportError, OSError) as exc:
                     # RFC 3261 17.1.4 / 17.2.4: the transaction hears of it; the client goes on.
                     self._transport_errors[destination] = str(exc)

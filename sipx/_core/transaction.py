@@ -28,7 +28,7 @@ import enum
 import heapq
 import itertools
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
 
 from .._errors import ParseError
@@ -120,14 +120,22 @@ def make_ack_for_non2xx(invite: Request, response: Response) -> Request:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Put ``message`` on the wire to ``transaction.destination``."""
+    """Put ``message`` on the wire to ``transaction.destination``.
+
+    ``data`` is the message already serialised when the transaction needed the bytes
+    itself (else None); :meth:`to_bytes` gives the bytes either way.
+    """
 
     transaction: Transaction
     message: Request | Response
+    data: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def destination(self) -> object:
         return self.transaction.destination
+
+    def to_bytes(self) -> bytes:
+        return self.data if self.data is not None else self.message.to_bytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,15 +537,20 @@ class NonInviteServerTransaction(ServerTransaction):
         if self.state not in (_S.TRYING, _S.PROCEEDING):
             return False
         self.last_response = response
-        self._send(response)
         if code < 200:
             self.state = _S.PROCEEDING
+            self._send(response)
+            return True
+        self.state = _S.COMPLETED
+        wait = self.config.timer_j(self.reliable)
+        if wait > 0:
+            self._final = response.to_bytes()
+            self._layer._events.append(Send(self, response, self._final))
+            self._arm("J", wait, now)
+            self._release()
         else:
-            self.state = _S.COMPLETED
-            self._arm_or_end("J", self.config.timer_j(self.reliable), now)
-            if self.state is _S.COMPLETED:
-                self._final = response.to_bytes()
-                self._release()
+            self._send(response)
+            self._layer._terminate(self)
         return True
 
     def _on_retransmission(self, now: float) -> None:

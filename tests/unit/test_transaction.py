@@ -548,7 +548,11 @@ def test_server_non_invite_full_cycle(code: int) -> None:
     final = response(req, code)
     assert tx.respond(final, 2.0) is True
     assert state(tx) is S.COMPLETED
-    assert layer.pop_events() == [Send(tx, final)]
+    events = layer.pop_events()
+    assert events == [Send(tx, final)]
+    # Serialised once: the bytes it keeps for retransmissions go out with the first Send.
+    assert isinstance(events[0], Send) and events[0].data == final.to_bytes()
+    assert events[0].to_bytes() == final.to_bytes()
     # Completed over UDP it keeps only the final's bytes: the retransmission is identical.
     assert tx.last_response is None
     layer.receive_request(request("MESSAGE"), 3.0, reliable=False)
