@@ -62,6 +62,14 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
         help="how long the extension rings before it answers (default 0)",
     )
     parser.add_argument(
+        "--cert",
+        metavar="PEM",
+        help="certificate and key (one PEM file): also serve TLS, on --tls-port",
+    )
+    parser.add_argument(
+        "--tls-port", type=int, default=None, help="TLS port (default: --port + 1; 0: pick one)"
+    )
+    parser.add_argument(
         "--verbose", "-v", action="store_true", help="print every message sent and received"
     )
     return parser
@@ -109,24 +117,32 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
     )
     if args.verbose:  # the trace prints the messages; the wire logger would repeat them
         logging.getLogger("sipx.serve.wire").setLevel(logging.INFO)
-    server = DevServer(
-        args.host,
-        args.port,
-        transports=_TRANSPORTS[args.transport],
-        users=users,
-        realm=args.realm,
-        algorithm=args.algorithm,
-        echo_extension=args.echo_extension,
-        echo_answer_delay=args.answer_delay,
-        trace=_print_trace if args.verbose else None,
-    )
+    try:
+        server = DevServer(
+            args.host,
+            args.port,
+            transports=_TRANSPORTS[args.transport],
+            users=users,
+            realm=args.realm,
+            algorithm=args.algorithm,
+            echo_extension=args.echo_extension,
+            echo_answer_delay=args.answer_delay,
+            trace=_print_trace if args.verbose else None,
+            cert=args.cert,
+            tls_port=args.tls_port,
+        )
+    except ValueError as exc:  # an unreadable --cert
+        parser.error(str(exc))
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:
             host, port = await nursery.start(server.serve)
             shown = f"[{host}]" if ":" in host else host
+            tls = server.tls_address
             print(
-                f"sipx serve listening on {shown}:{port} ({args.transport}); realm "
+                f"sipx serve listening on {shown}:{port} ({args.transport})"
+                + (f", TLS on port {tls[1]}" if tls is not None else "")
+                + "; realm "
                 f"{server.realm!r}, {server.algorithm}; users {', '.join(sorted(users))}; "
                 f"extension {args.echo_extension} answers calls",
                 flush=True,

@@ -19,7 +19,8 @@ from .._core.uri import URI
 Address = tuple[str, int]
 
 TRANSPORTS = ("UDP", "TCP")
-"""Transports ``sipx serve`` can run (TLS is not offered by the development server)."""
+"""Transports ``sipx serve`` runs on its port; TLS is added on a port of its own when the
+server has a certificate."""
 
 ALLOW = (
     "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, REFER, NOTIFY, SUBSCRIBE, UPDATE, INFO"
@@ -31,7 +32,7 @@ SERVER_AGENT = "sipx-serve"
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A message to put on the wire: ``message`` over ``transport`` ("UDP"/"TCP") to ``address``."""
+    """A message to put on the wire: ``message`` over ``transport`` (UDP/TCP/TLS) to ``address``."""
 
     message: Request | Response
     transport: str
@@ -59,7 +60,7 @@ class ServerIdentity:
     and every loopback address when ``host`` is a loopback or wildcard address).
     """
 
-    __slots__ = ("_names", "host", "port", "transports")
+    __slots__ = ("_names", "host", "port", "tls_port", "transports")
 
     def __init__(
         self,
@@ -68,10 +69,14 @@ class ServerIdentity:
         *,
         transports: Iterable[str] = TRANSPORTS,
         aliases: Iterable[str] = (),
+        tls_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.tls_port = tls_port
         self.transports = tuple(t.upper() for t in transports)
+        if tls_port is not None and "TLS" not in self.transports:
+            self.transports += ("TLS",)
         names = {host.lower(), "localhost", *(a.lower() for a in aliases)}
         plain = host[1:-1] if host.startswith("[") else host
         if plain in ("0.0.0.0", "::") or plain.startswith("127.") or plain == "::1":
@@ -87,22 +92,34 @@ class ServerIdentity:
     def hostport(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def port_for(self, transport: str) -> int:
+        """The port we serve ``transport`` on (TLS has its own)."""
+        if transport.upper() == "TLS" and self.tls_port is not None:
+            return self.tls_port
+        return self.port
+
+    def _ports(self) -> tuple[int, ...]:
+        return (self.port,) if self.tls_port is None else (self.port, self.tls_port)
+
     def is_ours(self, uri: URI) -> bool:
-        """Does ``uri`` name this server (host is one of ours, port ours or 5060 absent)?"""
+        """Does ``uri`` name this server (host is one of ours, port one of ours, or absent
+        and the default port is)?"""
         if uri.scheme not in ("sip", "sips"):
             return False
         host = (uri.params.get("maddr") or uri.host).lower()
         if host not in self._names:
             return False
-        return (uri.port or default_port(uri.transport or "UDP")) == self.port
+        secure = uri.scheme == "sips" or (uri.transport or "").upper() == "TLS"
+        return (uri.port or default_port("TLS" if secure else "UDP")) in self._ports()
 
     def is_our_address(self, address: Address) -> bool:
         host, port = address
-        return port == self.port and (host.lower() in self._names or host == self.host)
+        return port in self._ports() and (host.lower() in self._names or host == self.host)
 
     def uri(self, transport: str, user: str | None = None, *, lr: bool = False) -> str:
         """``sip:[user@]HOST:PORT[;transport=tcp][;lr]`` for one of our transports."""
-        text = "sip:" + (f"{user}@" if user else "") + self.hostport
+        host = f"{self.host}:{self.port_for(transport)}"
+        text = "sip:" + (f"{user}@" if user else "") + host
         if transport.upper() != "UDP":
             text += f";transport={transport.lower()}"
         if lr:
@@ -114,7 +131,8 @@ class ServerIdentity:
         return f"<{self.uri(transport, lr=True)}>"
 
     def via(self, transport: str, branch: str) -> str:
-        return f"SIP/2.0/{transport.upper()} {self.hostport};branch={branch}"
+        host = f"{self.host}:{self.port_for(transport)}"
+        return f"SIP/2.0/{transport.upper()} {host};branch={branch}"
 
     def pick_transport(self, wanted: str | None) -> str:
         """``wanted`` when we run it, else the first transport we do run."""

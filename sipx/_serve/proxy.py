@@ -354,6 +354,8 @@ class Proxy:
 
     def next_hop(self, target: URI, binding: Binding | None = None) -> tuple[str, Address] | None:
         """Transport and address for ``target`` (RFC 3263 without DNS); None if it needs DNS."""
+        if binding is None:
+            binding = self.registrar.binding_at(target)  # e.g. an ACK or BYE to a UA
         if (
             binding is not None
             and binding.transport != "UDP"

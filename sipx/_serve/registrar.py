@@ -188,6 +188,17 @@ class Registrar:
         bindings = self._bindings.get(user, [])
         return sorted(bindings, key=lambda b: b.registered_at, reverse=True)
 
+    def binding_at(self, uri: URI) -> Binding | None:
+        """The binding whose Contact has ``uri``'s host, port and transport, if any (an
+        in-dialog request to a registered UA can then use the connection it registered
+        over)."""
+        key = _where(uri)
+        for bindings in self._bindings.values():
+            for binding in bindings:
+                if _where(binding.uri) == key:
+                    return binding
+        return None
+
     def snapshot(self, now: float) -> dict[str, list[Binding]]:
         """Every user with current bindings (most recent first); expired ones are dropped."""
         self.expire(now)
@@ -210,3 +221,7 @@ class Registrar:
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._bindings.values())
+
+
+def _where(uri: URI) -> tuple[str, int | None, str]:
+    return uri.host.lower(), uri.port, (uri.transport or "UDP").upper()

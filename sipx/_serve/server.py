@@ -25,6 +25,7 @@ from .._core.parser import parse_message
 from .._core.timers import DEFAULT_TIMERS, TimerConfig
 from .._errors import SIPError, TransportError
 from .._trio.tcp import TCPTransport
+from .._trio.tls import TLSCert, TLSTransport, client_context, server_context
 from .._trio.transport import Address, Transport, family_for, routable_host
 from .._trio.udp import UDPTransport
 from .auth import DEFAULT_USERS, DigestAuthenticator
@@ -76,6 +77,8 @@ class DevServer:
         max_expires: int = 3600,
         min_expires: int = 0,
         aliases: Iterable[str] = (),
+        cert: TLSCert | None = None,
+        tls_port: int | None = None,
     ) -> None:
         names = tuple(dict.fromkeys(t.upper() for t in transports))
         unknown = [t for t in names if t not in TRANSPORTS]
@@ -84,6 +87,11 @@ class DevServer:
         self.host = host
         self.port = port
         self.transports = names
+        # TLS on a port of its own: ``tls_port``, else port + 1 (5061 beside 5060), else any.
+        # UAs' certificates are not checked when the server connects to them (a lab tool).
+        self._tls = (server_context(cert), client_context(False)) if cert is not None else None
+        self.tls_port = tls_port if tls_port is not None else (port + 1 if port else 0)
+        self._tls_address: Address | None = None
         self.echo_extension = echo_extension
         self.echo_answer_delay = echo_answer_delay
         self.timers = timers
@@ -145,12 +153,22 @@ class DevServer:
         """Current bindings per user, most recent first (a snapshot; expired ones dropped)."""
         return self.registrar.snapshot(self._clock())
 
+    @property
+    def tls_address(self) -> Address | None:
+        """The bound TLS ``(host, port)``; None without a certificate or when not running."""
+        return self._tls_address
+
     def uri(self, user: str | None = None, transport: str = "UDP") -> str:
-        """``sip:[user@]host:port`` of the running server (``;transport=tcp`` for TCP)."""
+        """``sip:[user@]host:port`` of the running server (``;transport=tcp``/``tls`` too)."""
+        kind = transport.upper()
         host, port = self.address
+        if kind == "TLS":
+            if self._tls_address is None:
+                raise RuntimeError("the server has no TLS listener (give it a certificate)")
+            port = self._tls_address[1]
         host = f"[{host}]" if ":" in host else host
         text = f"sip:{user}@{host}:{port}" if user else f"sip:{host}:{port}"
-        return text + (";transport=tcp" if transport.upper() == "TCP" else "")
+        return text + ("" if kind == "UDP" else f";transport={kind.lower()}")
 
     # -- running -----------------------------------------------------------------------------
     async def serve(self, *, task_status: TaskStatus[Address] = trio.TASK_STATUS_IGNORED) -> None:
@@ -161,12 +179,21 @@ class DevServer:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 address = await self._bind(nursery)
+                if self._tls is not None:
+                    tls = TLSTransport(
+                        self._on_message,
+                        server_context=self._tls[0],
+                        client_context=self._tls[1],
+                    )
+                    self._tls_address = await nursery.start(tls.serve, self.host, self.tls_port)
+                    self._transports["TLS"] = tls
                 self._setup(address)
                 nursery.start_soon(self._timer_loop)
                 log.info(
-                    "sipx dev server on %s:%s (%s)",
+                    "sipx dev server on %s:%s (%s)%s",
                     *address,
                     "+".join(t.lower() for t in self.transports),
+                    f", tls on port {self._tls_address[1]}" if self._tls_address else "",
                 )
                 task_status.started(address)
         except BaseExceptionGroup as group:
@@ -177,6 +204,7 @@ class DevServer:
         finally:
             self._nursery = None
             self._address = None
+            self._tls_address = None
             self._transports = {}
 
     async def __aenter__(self) -> DevServer:
@@ -259,7 +287,11 @@ class DevServer:
         if ":" in host:
             host = f"[{host}]"
         identity = ServerIdentity(
-            host, address[1], transports=self.transports, aliases=(self.host, *self.aliases)
+            host,
+            address[1],
+            transports=self.transports,
+            aliases=(self.host, *self.aliases),
+            tls_port=self._tls_address[1] if self._tls_address is not None else None,
         )
         echo = EchoUA(
             identity,

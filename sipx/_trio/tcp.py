@@ -88,7 +88,11 @@ class TCPTransport:
                     log.warning("%s accept failed: %s", self.name, exc)
                     await trio.sleep(0.1)
                     continue
-                remote = stream.socket.getpeername()[:2]
+                try:
+                    remote = stream.socket.getpeername()[:2]
+                except OSError:  # reset before we looked: nothing to serve
+                    await trio.aclose_forcefully(stream)
+                    continue
                 connection = _Connection(remote)
                 self._connections[remote] = connection
                 nursery.start_soon(self._accepted, connection, stream)
@@ -116,7 +120,7 @@ class TCPTransport:
                 f"{self.name} connect to {host}:{port} failed: {_connect_failure(exc)}"
             ) from exc
 
-    async def _accept_stream(self, stream: trio.SocketStream) -> trio.abc.Stream:
+    async def _accept_stream(self, stream: trio.SocketStream, remote: Address) -> trio.abc.Stream:
         """The stream to speak SIP on over an accepted connection (TLS wraps it)."""
         return stream
 
@@ -133,7 +137,7 @@ class TCPTransport:
 
     async def _accepted(self, connection: _Connection, stream: trio.SocketStream) -> None:
         try:
-            secured = await self._accept_stream(stream)
+            secured = await self._accept_stream(stream, connection.remote)
         except TransportError as error:
             log.info("%s", error)
             self._drop(connection)
@@ -147,8 +151,11 @@ class TCPTransport:
                 nursery.start_soon(self._writer, connection, stream)
                 await self._reader(connection, stream)
                 nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            log.debug("%s connection %s closed: %s", self.name, connection.remote, exc)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+            # A reset connection (or TLS cut without close_notify) ends this connection
+            # only; raised inside the nursery, it arrives in an exception group.
+            reason = group.exceptions[0]
+            log.debug("%s connection %s closed: %r", self.name, connection.remote, reason)
         finally:
             self._drop(connection)
 

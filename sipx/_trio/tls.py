@@ -107,8 +107,8 @@ class TLSTransport(TCPTransport):
             ) from exc
         return stream
 
-    async def _accept_stream(self, stream: trio.SocketStream) -> trio.abc.Stream:
-        host, port = stream.socket.getpeername()[:2]
+    async def _accept_stream(self, stream: trio.SocketStream, remote: Address) -> trio.abc.Stream:
+        host, port = remote
         if self._server_context is None:
             raise TransportError(
                 f"TLS connection from {host}:{port} closed: this client has no certificate"

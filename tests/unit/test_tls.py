@@ -200,3 +200,21 @@ def test_unreadable_files_are_a_value_error_naming_them(option: str, tmp_path: P
         sipx.AsyncClient(LOOPBACK, 0, transport="TLS", **{option: missing})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'UDP', 'TCP' or 'TLS'"):
         sipx.AsyncClient(LOOPBACK, 0, transport="SCTP")
+
+
+async def test_a_tls_connection_cut_without_close_notify_does_not_stop_the_client(
+    pki: dict[str, str], ca: trustme.CA
+) -> None:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    async with tls_server(pki["local"]) as server:
+        port = server.local_address.port
+        for _ in range(3):
+            stream = await trio.open_ssl_over_tcp_stream(LOOPBACK, port, ssl_context=context)
+            await stream.send_all(b"OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n")  # half a request
+            await trio.aclose_forcefully(stream.transport_stream)  # no close_notify
+        await trio.sleep(0.2)
+        async with sipx.AsyncClient(LOOPBACK, 0, transport="TLS", verify=pki["ca"]) as client:
+            with trio.fail_after(5):
+                response = await client.options(f"sip:{LOOPBACK}:{port}")
+    assert response.status_code == 200

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -521,3 +522,23 @@ def test_ipv6_availability_is_known() -> None:
     """Documents, in the test log, whether the IPv6 tests above ran."""
     if not IPV6:
         pytest.skip("IPv6 loopback (::1) is not available here")
+
+
+async def test_a_reset_connection_does_not_stop_the_client() -> None:
+    async with sipx.AsyncClient(LOOPBACK, 0, transport="TCP") as client:
+        for _ in range(3):
+            raw = socket.create_connection(client.local_address, timeout=2)
+            raw.sendall(options_request()[:40])  # half a message, then a reset (RST)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raw.close()
+        await trio.sleep(0.2)
+        # Still serving: a whole request over a new connection gets its answer.
+        stream = await trio.open_tcp_stream(*client.local_address)
+        async with stream:
+            await stream.send_all(options_request())
+            framer = StreamFramer()
+            messages: list[bytes] = []
+            with trio.fail_after(2):
+                while not messages:
+                    messages = framer.feed(await stream.receive_some(65_536))
+    assert messages[0].startswith(b"SIP/2.0 200 OK\r\n")
