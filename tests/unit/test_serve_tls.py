@@ -114,3 +114,19 @@ def test_cli_serves_tls_with_cert(pki: dict[str, str], tmp_path: Path) -> None:
             process.terminate()
             process.wait(timeout=10)
     assert "TLS on port" in banner
+
+
+async def test_the_blocking_client_over_tls(pki: dict[str, str]) -> None:
+    async with DevServer(LOOPBACK, 0, cert=pki["server"], tls_port=0) as server:
+        uri = server.uri("1111", "TLS")
+
+        def blocking() -> tuple[int, int]:
+            with sipx.Client(
+                LOOPBACK, 0, "TLS", sipx.Auth.Digest("1111", "1111xxx"), verify=pki["ca"]
+            ) as client:
+                registered = client.register(uri)
+                options = client.options(uri)
+            return registered.status_code, options.status_code
+
+        with trio.fail_after(10):
+            assert await trio.to_thread.run_sync(blocking) == (200, 200)
