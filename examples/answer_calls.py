@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import signal
+from typing import Any
 
 import trio
 from _common import check, make_parser, parse_args, run, sip_uri
@@ -82,12 +83,13 @@ async def main(args: argparse.Namespace) -> None:
                         if args.calls and answered >= args.calls:
                             nursery.cancel_scope.cancel()  # done: stop listening
 
-                async def stop_on_signal() -> None:
+                async def stop_on_signal(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        task_status.started()  # Ctrl-C is ours from here on
                         async for _ in signals:
                             nursery.cancel_scope.cancel()
 
-                nursery.start_soon(stop_on_signal)
+                await nursery.start(stop_on_signal)
                 nursery.cancel_scope.deadline = trio.current_time() + (args.duration or math.inf)
                 print(f"Waiting for calls to {aor} (Ctrl-C to stop)")
                 # Incoming calls arrive here; each gets its own task

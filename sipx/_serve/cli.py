@@ -17,12 +17,16 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
 from .._errors import TransportError
 from .auth import ALGORITHMS, DEFAULT_USERS
 from .server import DevServer
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 
 _TRANSPORTS = {"udp": ("UDP",), "tcp": ("TCP",), "both": ("UDP", "TCP")}
 
@@ -94,9 +98,12 @@ def _print_trace(direction: str, data: bytes, address: tuple[str, int], transpor
     print(f"{arrow} {transport} {where} {address[0]}:{address[1]}\n{text}\n", file=sys.stderr)
 
 
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
+async def _stop_on_signal(
+    scope: trio.CancelScope, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     """SIGINT (Ctrl-C) or SIGTERM: stop serving and exit 0."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()  # installed before the banner tells anyone we are up
         async for signum in signals:
             logging.getLogger("sipx.serve").info("stopping on %s", signal.Signals(signum).name)
             scope.cancel()
@@ -137,6 +144,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
     async def run() -> None:
         async with trio.open_nursery() as nursery:
             host, port = await nursery.start(server.serve)
+            if threading.current_thread() is threading.main_thread():
+                await nursery.start(_stop_on_signal, nursery.cancel_scope)
             shown = f"[{host}]" if ":" in host else host
             tls = server.tls_address
             print(
@@ -147,8 +156,6 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
                 f"extension {args.echo_extension} answers calls",
                 flush=True,
             )
-            if threading.current_thread() is threading.main_thread():
-                nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
 
     try:
         trio.run(run)

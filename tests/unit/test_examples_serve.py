@@ -54,6 +54,7 @@ class Server:
     host: str
     port: int
     token: trio.lowlevel.TrioToken
+    tls_port: int | None = None
     received: list[tuple[str, str]] = field(default_factory=list)  # (transport, text)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -106,17 +107,20 @@ class ServerThread:
         trio.from_thread.run_sync(self._nursery.cancel_scope.cancel, trio_token=self._token)
         self._thread.join(10)
 
-    def new(self) -> Server:
+    def new(self, cert: str | None = None) -> Server:
+        """A DevServer on free ports; with ``cert`` it serves TLS too (``tls_port``)."""
         assert self._nursery is not None and self._token is not None
         nursery, token = self._nursery, self._token
         holder: dict[str, Server] = {}
 
         async def start() -> None:
-            dev = DevServer("127.0.0.1", 0)
+            dev = DevServer("127.0.0.1", 0, cert=cert, tls_port=0)
             server = Server(dev, "", 0, token)
             dev.trace = server.trace
             host, port = await nursery.start(dev.serve)
             server.host, server.port = host, port
+            if dev.tls_address is not None:
+                server.tls_port = dev.tls_address[1]
             holder["server"] = server
 
         trio.from_thread.run(start, trio_token=token)
@@ -247,6 +251,7 @@ def ok(run: Run) -> Run:
 class Scenario:
     covers: tuple[str, ...]  # example files (stems) it exercises
     body: Callable[[Server], None]
+    tls: bool = False  # the server gets a certificate (see examples_pki)
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -254,14 +259,20 @@ TRANSPORTS = ("udp", "tcp")
 
 
 def scenario(
-    name: str, *, covers: tuple[str, ...] = (), transports: tuple[str, ...] = TRANSPORTS
+    name: str,
+    *,
+    covers: tuple[str, ...] = (),
+    transports: tuple[str, ...] = TRANSPORTS,
+    tls: bool = False,
 ) -> Callable[[Callable[[Server, str], None]], Callable[[Server, str], None]]:
     """Register ``body(server, transport)`` as ``name-udp`` and ``name-tcp`` (or as given)."""
 
     def register(body: Callable[[Server, str], None]) -> Callable[[Server, str], None]:
         for transport in transports:
             key = f"{name}-{transport}" if transports != ("udp",) else name
-            SCENARIOS[key] = Scenario(covers or (name,), functools.partial(_call, body, transport))
+            SCENARIOS[key] = Scenario(
+                covers or (name,), functools.partial(_call, body, transport), tls
+            )
         return body
 
     return register
@@ -557,6 +568,36 @@ def _tcp_transport(server: Server, transport: str) -> None:
     assert server.registered_users() == {}
 
 
+@functools.cache
+def examples_pki() -> dict[str, str]:
+    """A throwaway CA and a certificate for 127.0.0.1 (PEM files), made once."""
+    import tempfile
+
+    import trustme
+
+    folder = Path(tempfile.mkdtemp(prefix="sipx-examples-pki-"))
+    ca = trustme.CA()
+    files = {"ca": str(folder / "ca.pem"), "server": str(folder / "server.pem")}
+    ca.cert_pem.write_to_path(files["ca"])
+    issued = ca.issue_cert("127.0.0.1")
+    issued.private_key_and_cert_chain_pem.write_to_path(files["server"])
+    return files
+
+
+@scenario("tls_transport", transports=("udp",), tls=True)
+def _tls_transport(server: Server, transport: str) -> None:
+    tls = f"{server.host}:{server.tls_port}"
+    run = ok(run_example("tls_transport", server, "--server", tls, "--ca", examples_pki()["ca"]))
+    assert run.has("OPTIONS -> 200 OK"), str(run)
+    assert run.has(r"REGISTER -> 200, Contact: <sip:1111@[^>]+;transport=tls>"), str(run)
+    assert run.has(r"MESSAGE -> 200, received: \['Hello over TLS!'\]"), str(run)
+    assert {t for t, _ in server.received} == {"TLS"}
+    assert server.registered_users() == {}
+    # Without the CA the system's CAs refuse the certificate: a clear failure, exit 1.
+    refused = run_example("tls_transport", server, "--server", tls)
+    assert refused.returncode != 0 and "certificate verify failed" in refused.stderr, str(refused)
+
+
 @scenario("timeouts")
 def _timeouts(server: Server, transport: str) -> None:
     started = time.monotonic()
@@ -634,7 +675,8 @@ def outcomes(
     ]
 
     def play(name: str) -> None:
-        SCENARIOS[name].body(servers.new())
+        chosen = SCENARIOS[name]
+        chosen.body(servers.new(examples_pki()["server"] if chosen.tls else None))
 
     with ThreadPoolExecutor(max_workers=6, thread_name_prefix="example") as pool:
         yield {name: pool.submit(play, name) for name in dict.fromkeys(selected)}
