@@ -740,7 +740,7 @@ class AsyncClient:
         request.headers.prepend(
             "Via",
             f"SIP/2.0/{transport.name} {via_host}:{transport.local_address[1]}"
-            f";branch={branch};rport",
+            f";branch={branch};rport" + ("" if transport.name == "UDP" else ";alias"),
         )
         if request.method in _CONTACT_METHODS and "Contact" not in request.headers:
             contact = self._contact(request.from_.uri.user or self._default_user(), host, port)

@@ -58,9 +58,14 @@ def aor(kamailio: Kamailio, user: str) -> str:
 
 @asynccontextmanager
 async def registered(
-    kamailio: Kamailio, user: str, pki: dict[str, str], wire: Wire | None = None
+    kamailio: Kamailio,
+    user: str,
+    pki: dict[str, str],
+    wire: Wire | None = None,
+    *,
+    cert: bool = True,
 ) -> AsyncIterator[AsyncClient]:
-    """A TLS client registered as ``user`` (serving TLS with its certificate)."""
+    """A TLS client registered as ``user`` (serving TLS with its certificate, if ``cert``)."""
     async with AsyncClient(
         HOST,
         0,
@@ -69,7 +74,7 @@ async def registered(
         trace=wire,
         timeout=5,
         verify=pki["ca"],
-        cert=pki["cert"],
+        cert=pki["cert"] if cert else None,
     ) as client:
         response = await client.register(aor(kamailio, user), expires=120)
         assert response.status_code == 200, response
@@ -195,3 +200,24 @@ def test_cli_options_over_tls(kamailio_tls: Kamailio, pki: dict[str, str]) -> No
         [*command, "--ca", missing], capture_output=True, text=True, timeout=30, check=False
     )
     assert bad.returncode == 2 and "missing.pem" in bad.stderr
+
+
+async def test_a_tls_client_without_certificate_is_reached_over_its_connection(
+    kamailio_tls: Kamailio, pki: dict[str, str]
+) -> None:
+    """RFC 5923: our Via says ;alias, so Kamailio reuses bob's connection to reach him (bob
+    has no certificate, so nobody could open a TLS connection to him)."""
+    inbox: list[IncomingRequest] = []
+    bob_wire = Wire()
+    async with (
+        registered(kamailio_tls, "2222", pki, bob_wire, cert=False) as bob,
+        registered(kamailio_tls, "1111", pki, cert=False) as alice,
+    ):
+        bob.on_request("MESSAGE", inbox.append)
+        response = await alice.message(aor(kamailio_tls, "2222"), "no certificate needed")
+        with trio.fail_after(5):
+            while not inbox:
+                await trio.sleep(0.01)
+    assert response.status_code == 200
+    assert [m.text for m in inbox] == ["no certificate needed"]
+    assert any(d == "in" and line.startswith("MESSAGE ") for d, line, _ in bob_wire.seen)

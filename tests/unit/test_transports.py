@@ -428,6 +428,8 @@ async def test_wildcard_bind_writes_a_real_host(kind: str) -> None:
     assert b"0.0.0.0" not in data
     [via] = header_values(data, "Via")
     assert via.startswith(f"SIP/2.0/{kind} {LOOPBACK}:{port};branch=z9hG4bK")
+    # RFC 5923: over a connection, ask the peer to reuse it for requests to us.
+    assert via.endswith(";rport;alias" if kind == "TCP" else ";rport")
     suffix = ";transport=tcp" if kind == "TCP" else ""
     assert header_values(data, "Contact") == [f"<sip:sipx@{LOOPBACK}:{port}{suffix}>"]
 
