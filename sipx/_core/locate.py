@@ -1,8 +1,9 @@
-"""Locating SIP servers (RFC 3263), sans-I/O: when to ask DNS for SRV records, which name
-to ask, and in what order to try the targets (RFC 2782).
+"""Locating SIP servers (RFC 3263), sans-I/O: when to ask DNS, which SRV name to ask (from
+the domain's NAPTR records, else built from the scheme and transport), and in what order to
+try the targets (RFC 2782).
 
-A client of sipx speaks one transport, so the NAPTR step (which picks a transport) is left
-out: the SRV name follows from the URI scheme and the client's transport (RFC 3263 4.1).
+A client of sipx speaks one transport, so NAPTR does not choose the transport here: it can
+only name the SRV records to use for ours (RFC 3263 4.1).
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ class SrvRecord:
     weight: int
     port: int
     target: str  # without the trailing dot; "" when the record says "not offered here"
+
+
+@dataclass(frozen=True, slots=True)
+class NaptrRecord:
+    """One NAPTR answer (RFC 3403) as RFC 3263 uses it."""
+
+    order: int
+    preference: int
+    flags: str
+    service: str
+    replacement: str  # without the trailing dot; "" for "."
 
 
 def _is_ip(host: str) -> bool:
@@ -47,6 +59,27 @@ def srv_name(host: str, scheme: str, transport: str) -> str:
     service = "_sips" if secure else "_sip"
     protocol = "_udp" if transport.upper() == "UDP" and not secure else "_tcp"
     return f"{service}.{protocol}.{host.rstrip('.')}"
+
+
+def naptr_service(scheme: str, transport: str) -> str:
+    """The NAPTR service field for our transport: ``SIP+D2U``, ``SIP+D2T`` or ``SIPS+D2T``."""
+    if scheme == "sips" or transport.upper() == "TLS":
+        return "SIPS+D2T"
+    return "SIP+D2U" if transport.upper() == "UDP" else "SIP+D2T"
+
+
+def srv_name_from_naptr(records: Iterable[NaptrRecord], scheme: str, transport: str) -> str | None:
+    """The SRV name the best usable NAPTR record points to (lowest order, then preference),
+    or None when no record offers our transport (then :func:`srv_name` applies)."""
+    wanted = naptr_service(scheme, transport)
+    usable = [
+        r
+        for r in records
+        if r.flags.lower() == "s" and r.service.upper() == wanted and r.replacement
+    ]
+    if not usable:
+        return None
+    return min(usable, key=lambda r: (r.order, r.preference)).replacement
 
 
 def order_srv(records: Iterable[SrvRecord], random: Callable[[], float]) -> list[SrvRecord]:

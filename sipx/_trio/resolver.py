@@ -1,7 +1,8 @@
-"""Name resolution: RFC 3263 SRV lookups (dnspython, on trio) and A/AAAA with a cache.
+"""Name resolution: RFC 3263 NAPTR and SRV lookups (dnspython, on trio), A/AAAA, cached.
 
 ``locate`` is what the client calls for a next hop: a host name without a port is looked up
-as SRV first (``_sip._udp.example.com``...; see ``sipx._core.locate``), its targets tried
+as NAPTR (for the SRV name of our transport), then SRV (``_sip._udp.example.com``... when
+NAPTR names none; see ``sipx._core.locate``), its targets tried
 in RFC 2782 order until one resolves; otherwise, or when DNS has no SRV records, the host is
 resolved with the default port. By default SRV queries follow the system's resolver
 configuration and addresses come from ``getaddrinfo`` (so /etc/hosts applies); with
@@ -19,7 +20,15 @@ from typing import Any
 
 import trio
 
-from .._core.locate import SrvRecord, is_localhost, order_srv, srv_name, uses_srv
+from .._core.locate import (
+    NaptrRecord,
+    SrvRecord,
+    is_localhost,
+    order_srv,
+    srv_name,
+    srv_name_from_naptr,
+    uses_srv,
+)
 from .._errors import TransportError
 from .transport import Address
 
@@ -60,7 +69,9 @@ class Resolver:
         self._lifetime = lifetime
         self._dns: Any = None  # dns.asyncresolver.Resolver, built on first use
         self._cache: dict[tuple[str, int], Address] = {}
-        self._srv_cache: dict[str, tuple[float, list[SrvRecord]]] = {}
+        # name -> (until, dnspython records), per record type
+        self._srv_cache: dict[str, tuple[float, list[Any]]] = {}
+        self._naptr_cache: dict[str, tuple[float, list[Any]]] = {}
         self._names: dict[Address, str] = {}  # address -> the name it was reached by
 
     def name_for(self, address: Address) -> str | None:
@@ -80,7 +91,8 @@ class Resolver:
         host = host[1:-1] if host.startswith("[") else host
         if not uses_srv(host, port):
             return [await self.resolve(host, port or default)]
-        name = srv_name(host, scheme, transport)
+        naptr = srv_name_from_naptr(await self._naptr(host), scheme, transport)
+        name = naptr or srv_name(host, scheme, transport)
         records = await self._srv(name)
         addresses: list[Address] = []
         failures: list[str] = []
@@ -144,10 +156,34 @@ class Resolver:
         return self._dns
 
     async def _srv(self, name: str) -> list[SrvRecord]:
+        records = await self._records(name, "SRV", self._srv_cache)
+        return [
+            SrvRecord(r.priority, r.weight, r.port, _target(r.target.to_text(True)))
+            for r in records
+        ]
+
+    async def _naptr(self, domain: str) -> list[NaptrRecord]:
+        records = await self._records(domain, "NAPTR", self._naptr_cache)
+        return [
+            NaptrRecord(
+                r.order,
+                r.preference,
+                r.flags.decode("ascii", "replace"),
+                r.service.decode("ascii", "replace"),
+                _target(r.replacement.to_text(True)),
+            )
+            for r in records
+        ]
+
+    async def _records(
+        self, name: str, kind: str, cache: dict[str, tuple[float, list[Any]]]
+    ) -> list[Any]:
+        """The ``kind`` records of ``name`` (cached for their TTL, at most 300 s); [] when
+        there are none or DNS does not answer."""
         now = trio.current_time()
-        cached = self._srv_cache.get(name)
+        cached = cache.get(name)
         if cached is not None and cached[0] > now:
-            return cached[1]
+            return list(cached[1])
         import dns.exception
         import dns.resolver
 
@@ -155,20 +191,17 @@ class Resolver:
         if resolver is False:
             return []
         try:
-            answer = await resolver.resolve(name, "SRV", lifetime=self._lifetime)
+            answer = await resolver.resolve(name, kind, lifetime=self._lifetime)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            records: list[SrvRecord] = []
+            records: list[Any] = []
             ttl = _SRV_CACHE_SECONDS
         except dns.exception.DNSException as exc:  # timeout, no name server answered...
-            log.info("SRV lookup of %s failed: %s", name, exc)
+            log.info("%s lookup of %s failed: %s", kind, name, exc)
             return []
         else:
-            records = [
-                SrvRecord(r.priority, r.weight, r.port, _target(r.target.to_text(True)))
-                for r in answer
-            ]
+            records = list(answer)
             ttl = min(float(answer.rrset.ttl), _SRV_CACHE_SECONDS)
-        self._srv_cache[name] = (now + ttl, records)
+        cache[name] = (now + ttl, records)
         return records
 
     async def _query_address(self, host: str) -> str:

@@ -182,3 +182,33 @@ async def test_the_next_srv_target_when_the_first_refuses(
     assert [port for port, _ in sent] == [dead, good]
     first_via, second_via = (via for _, via in sent)
     assert first_via != second_via  # a new transaction: a new branch
+
+
+async def test_naptr_names_the_srv_records_of_our_transport(
+    kamailio_domain: Kamailio, dnsmasq: object
+) -> None:
+    provider = f"provider.{DOMAIN}"
+    dns = dnsmasq(  # type: ignore[operator]
+        naptr=[
+            (DOMAIN, 10, 50, "s", "SIP+D2T", "", f"_sip._tcp.{provider}"),
+            (DOMAIN, 20, 50, "s", "SIP+D2U", "", f"_sip._udp.{provider}"),
+            (DOMAIN, 5, 50, "s", "SIPS+D2T", "", f"_sips._tcp.{provider}"),  # not for us
+        ],
+        srv=[
+            (f"_sip._tcp.{provider}", f"pbx.{DOMAIN}", kamailio_domain.port, 10, 0),
+            (f"_sip._udp.{provider}", f"pbx.{DOMAIN}", kamailio_domain.port, 10, 0),
+        ],
+        hosts={f"pbx.{DOMAIN}": HOST},
+        domain=DOMAIN,
+    )
+    for transport in ("UDP", "TCP"):
+        async with AsyncClient(
+            HOST, 0, transport, nameservers=[dns.nameserver], timeout=5
+        ) as client:
+            response = await client.options(f"sip:{DOMAIN}")
+        assert response.status_code == 200, transport
+    asked = dns.queries()
+    assert ("NAPTR", DOMAIN) in asked
+    assert ("SRV", f"_sip._udp.{provider}") in asked and ("SRV", f"_sip._tcp.{provider}") in asked
+    # The names NAPTR replaced were never asked for.
+    assert not {("SRV", f"_sip._udp.{DOMAIN}"), ("SRV", f"_sip._tcp.{DOMAIN}")} & set(asked)

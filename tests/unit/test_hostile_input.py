@@ -87,10 +87,10 @@ async def test_mutated_messages_never_stop_the_client(
         # Mutated hosts must never reach a real DNS server: only IP literals resolve here.
         monkeypatch.setattr(client._resolver, "resolve", _resolve_literals_only)
 
-        async def no_srv(name: str) -> list[object]:
-            return []  # nor SRV lookups (RFC 3263) of mutated names
+        async def no_dns(name: str, kind: str, cache: object) -> list[object]:
+            return []  # nor NAPTR/SRV lookups (RFC 3263) of mutated names
 
-        monkeypatch.setattr(client._resolver, "_srv", no_srv)
+        monkeypatch.setattr(client._resolver, "_records", no_dns)
         client.on_request("INVITE", lambda call: call.answer())
         for n in range(400):
             seed = rng.choice(SEEDS).replace(b"{n}", str(n).encode())

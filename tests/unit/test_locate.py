@@ -9,7 +9,16 @@ from collections.abc import Callable, Iterator
 import pytest
 import trio
 
-from sipx._core.locate import SrvRecord, is_localhost, order_srv, srv_name, uses_srv
+from sipx._core.locate import (
+    NaptrRecord,
+    SrvRecord,
+    is_localhost,
+    naptr_service,
+    order_srv,
+    srv_name,
+    srv_name_from_naptr,
+    uses_srv,
+)
 from sipx._trio.resolver import Resolver, _nameserver
 
 
@@ -129,3 +138,31 @@ async def test_no_dns_query_for_addresses_ports_and_localhost() -> None:
         )
         host, port = await resolver.locate("localhost", None, scheme="sip", transport="TLS")
     assert host in ("127.0.0.1", "::1") and port == 5061
+
+
+@pytest.mark.parametrize(
+    ("scheme", "transport", "expected"),
+    [
+        ("sip", "UDP", "SIP+D2U"),
+        ("sip", "TCP", "SIP+D2T"),
+        ("sip", "TLS", "SIPS+D2T"),
+        ("sips", "TCP", "SIPS+D2T"),
+    ],
+)
+def test_naptr_service(scheme: str, transport: str, expected: str) -> None:
+    assert naptr_service(scheme, transport) == expected
+
+
+def test_srv_name_from_naptr_takes_the_best_record_for_our_transport() -> None:
+    records = [
+        NaptrRecord(20, 10, "s", "SIP+D2U", "_sip._udp.backup.example.com"),
+        NaptrRecord(10, 20, "S", "sip+d2u", "_sip._udp.second.example.com"),
+        NaptrRecord(10, 10, "s", "SIP+D2U", "_sip._udp.first.example.com"),
+        NaptrRecord(1, 1, "s", "SIP+D2T", "_sip._tcp.example.com"),
+        NaptrRecord(1, 1, "a", "SIP+D2U", "not-an-srv.example.com"),  # flag "a": not SRV
+        NaptrRecord(1, 1, "s", "SIP+D2U", ""),  # replacement "."
+    ]
+    assert srv_name_from_naptr(records, "sip", "UDP") == "_sip._udp.first.example.com"
+    assert srv_name_from_naptr(records, "sip", "TCP") == "_sip._tcp.example.com"
+    assert srv_name_from_naptr(records, "sip", "TLS") is None  # then srv_name() applies
+    assert srv_name_from_naptr([], "sip", "UDP") is None
