@@ -780,6 +780,10 @@ class AsyncClient:
             target = self.outbound_proxy
         else:
             target = request.uri
+        return await self._hop_candidates(target, port)
+
+    async def _hop_candidates(self, target: URI, port: int | None = None) -> list[Address]:
+        """The addresses of the next hop ``target`` (maddr, else host), in the order to try."""
         if target.scheme not in ("sip", "sips"):
             raise ProtocolError(f"cannot send to a {target.scheme}: URI without a proxy")
         return await self._resolver.locate_all(
@@ -790,14 +794,7 @@ class AsyncClient:
         )
 
     async def _next_hop_address(self, target: URI) -> Address:
-        if target.scheme not in ("sip", "sips"):
-            raise ProtocolError(f"cannot send to a {target.scheme}: URI without a proxy")
-        return await self._resolver.locate(
-            target.params.get("maddr") or target.host,
-            target.port,
-            scheme=target.scheme,
-            transport=self.transport_name,
-        )
+        return (await self._hop_candidates(target))[0]
 
     async def _send(
         self,

@@ -1,6 +1,6 @@
 """Name resolution: RFC 3263 NAPTR and SRV lookups (dnspython, on trio), A/AAAA, cached.
 
-``locate`` is what the client calls for a next hop: a host name without a port is looked up
+``locate_all`` is what the client calls for a next hop: a host name without a port is looked up
 as NAPTR (for the SRV name of our transport), then SRV (``_sip._udp.example.com``... when
 NAPTR names none; see ``sipx._core.locate``), its targets tried
 in RFC 2782 order until one resolves; otherwise, or when DNS has no SRV records, the host is
@@ -77,10 +77,6 @@ class Resolver:
     def name_for(self, address: Address) -> str | None:
         """The host name last resolved to ``address`` (TLS checks certificates against it)."""
         return self._names.get(address)
-
-    async def locate(self, host: str, port: int | None, *, scheme: str, transport: str) -> Address:
-        """The address to send to for a URI's ``host`` and ``port`` (RFC 3263 4.2)."""
-        return (await self.locate_all(host, port, scheme=scheme, transport=transport))[0]
 
     async def locate_all(
         self, host: str, port: int | None, *, scheme: str, transport: str

@@ -68,7 +68,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import pytest
 
@@ -692,7 +692,45 @@ require_certificate = no
 """
 
 
-class Kamailio:
+class _GroupProcess:
+    """A peer started in its own process group (Kamailio, dnsmasq: forked children) with a
+    log file: ``running()``, idempotent ``stop()`` (SIGTERM to the group, SIGKILL after
+    ``term_timeout`` s), ``log_text()``/``log_tail()``, and a context manager."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    _stopped: bool
+    term_timeout = 5.0
+
+    def running(self) -> bool:
+        return not self._stopped and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            _stop_group(self.proc, term_timeout=self.term_timeout)
+        finally:
+            _LIVE.discard(self)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Kamailio(_GroupProcess):
     """A Kamailio registrar/proxy from peers/kamailio.cfg on 127.0.0.1:port (UDP+TCP),
     optionally with a TLS listener on ``tls_port``.
 
@@ -859,34 +897,6 @@ class Kamailio:
                 f"command: {' '.join(args)}\n--- log tail ---\n{_tail(self.log_path)}"
             ) from None
         return self
-
-    def running(self) -> bool:
-        return not self._stopped and self.proc.poll() is None
-
-    def stop(self) -> None:
-        """SIGTERM the whole process group, SIGKILL after 5 s; idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
-        try:
-            _stop_group(self.proc, term_timeout=5.0)
-        finally:
-            _LIVE.discard(self)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
-
-    def __enter__(self) -> Kamailio:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         tls = f" tls={self.tls_port}" if self.tls_port is not None else ""
@@ -1584,7 +1594,7 @@ def _check_name(name: str, what: str) -> str:
     return name.rstrip(".")
 
 
-class Dnsmasq:
+class Dnsmasq(_GroupProcess):
     """A dnsmasq DNS server on 127.0.0.1:port (UDP+TCP) answering only from its options.
 
     No upstream server (``--no-resolv``, no ``--server``), no /etc/hosts, no
@@ -1594,6 +1604,8 @@ class Dnsmasq:
     with records of other types NODATA; names outside every domain get REFUSED.
     Use ``Dnsmasq.start(...)``; ``stop()`` is idempotent; context manager.
     """
+
+    term_timeout = 3.0  # TCP queries are served by forked children
 
     host = HOST
 
@@ -1896,35 +1908,6 @@ class Dnsmasq:
         return re.findall(r"(?:query|auth)\[(\w+)\] (\S+) from ", text)
 
     # lifecycle -------------------------------------------------------------
-    def running(self) -> bool:
-        return not self._stopped and self.proc.poll() is None
-
-    def stop(self) -> None:
-        """SIGTERM the process group (TCP queries are served by forked children), SIGKILL
-        after 3 s; idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
-        try:
-            _stop_group(self.proc, term_timeout=3.0)
-        finally:
-            _LIVE.discard(self)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
-
-    def __enter__(self) -> Dnsmasq:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return (
             f"<Dnsmasq {self.hostport} pid={self.proc.pid} "

@@ -124,19 +124,14 @@ async def test_no_dns_query_for_addresses_ports_and_localhost() -> None:
     # The name server is a port nothing answers on: any query would fail or time out.
     resolver = Resolver(["127.0.0.1:9"], lifetime=0.5)
     with trio.fail_after(2):
-        assert await resolver.locate("192.0.2.7", None, scheme="sip", transport="UDP") == (
-            "192.0.2.7",
-            5060,
-        )
-        assert await resolver.locate("192.0.2.7", None, scheme="sips", transport="TCP") == (
-            "192.0.2.7",
-            5061,
-        )
-        assert await resolver.locate("192.0.2.7", 5070, scheme="sip", transport="TLS") == (
-            "192.0.2.7",
-            5070,
-        )
-        host, port = await resolver.locate("localhost", None, scheme="sip", transport="TLS")
+        for host, port, scheme, transport, expected in (
+            ("192.0.2.7", None, "sip", "UDP", ("192.0.2.7", 5060)),
+            ("192.0.2.7", None, "sips", "TCP", ("192.0.2.7", 5061)),
+            ("192.0.2.7", 5070, "sip", "TLS", ("192.0.2.7", 5070)),
+        ):
+            found = await resolver.locate_all(host, port, scheme=scheme, transport=transport)
+            assert found == [expected]
+        [(host, port)] = await resolver.locate_all("localhost", None, scheme="sip", transport="TLS")
     assert host in ("127.0.0.1", "::1") and port == 5061
 
 
