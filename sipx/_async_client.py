@@ -836,7 +836,23 @@ class AsyncClient:
                     response.history[:0] = [*previous.history, previous]
         except trio.TooSlowError:
             raise TimeoutError(request.method, str(request.uri), seconds or 0.0) from None
+        if request.method == "REGISTER" and response.is_success:
+            self._keep_registrar_connection(response.request or request, destination)
         return await self._maybe_register_note(response)
+
+    def _keep_registrar_connection(self, register: Request, destination: Address) -> None:
+        """Over TCP/TLS the registrar reaches us over our connection: keep it open with
+        keep-alives while a binding lasts (RFC 5626 4.4.1), let it idle out once removed."""
+        keep_alive = getattr(self._transport, "keep_alive", None)
+        if keep_alive is None:
+            return  # UDP, or a memory transport
+        try:
+            removing = register.expires == 0 or any(
+                c.expires == 0 for c in register.contact if not c.is_wildcard
+            )
+        except ParseError:
+            return
+        keep_alive(destination, not removing)
 
     async def _transact_with_failover(
         self, request: Request, destinations: list[Address]

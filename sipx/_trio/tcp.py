@@ -32,6 +32,7 @@ class _Connection:
         self.remote = remote
         self.send_channel, self.receive_channel = trio.open_memory_channel[bytes](math.inf)
         self.last_activity = trio.current_time()
+        self.wait: trio.CancelScope | None = None  # the reader's current wait for data
 
 
 class TCPTransport:
@@ -43,11 +44,14 @@ class TCPTransport:
         on_message: MessageHandler,
         *,
         idle_timeout: float = 300.0,
+        keepalive_interval: float = 100.0,
         on_error: Callable[[Address, Exception], None] | None = None,
     ) -> None:
         self._on_message = on_message
         self._on_error = on_error
         self._idle_timeout = idle_timeout
+        self._keepalive_interval = keepalive_interval
+        self._kept: set[Address] = set()
         self._connections: dict[Address, _Connection] = {}
         self._nursery: trio.Nursery | None = None
         self._address: Address = ("0.0.0.0", 0)
@@ -96,6 +100,18 @@ class TCPTransport:
                 connection = _Connection(remote)
                 self._connections[remote] = connection
                 nursery.start_soon(self._accepted, connection, stream)
+
+    def keep_alive(self, address: Address, enabled: bool = True) -> None:
+        """Keep connections to ``address`` open: a CRLF keep-alive (RFC 5626 4.4.1) after
+        ``keepalive_interval`` quiet seconds instead of closing them when idle. For the
+        registrar's connection, over which it reaches us (and NATs on the way stay open)."""
+        if enabled:
+            self._kept.add(address)
+        else:
+            self._kept.discard(address)
+        connection = self._connections.get(address)
+        if connection is not None and connection.wait is not None:
+            connection.wait.cancel()  # the reader recomputes its deadline
 
     def has_connection(self, address: Address) -> bool:
         """True while a connection to or from ``address`` is open."""
@@ -162,10 +178,19 @@ class TCPTransport:
     async def _reader(self, connection: _Connection, stream: trio.abc.Stream) -> None:
         framer = StreamFramer()
         while True:
-            with trio.move_on_after(self._idle_timeout) as idle:
+            kept = connection.remote in self._kept
+            quiet_limit = self._keepalive_interval if kept else self._idle_timeout
+            with trio.CancelScope(deadline=connection.last_activity + quiet_limit) as wait:
+                connection.wait = wait
                 data = await stream.receive_some(65_536)
-            if idle.cancelled_caught:
-                if trio.current_time() - connection.last_activity >= self._idle_timeout:
+            connection.wait = None
+            if wait.cancelled_caught:  # quiet for quiet_limit, or keep_alive() changed it
+                quiet = trio.current_time() - connection.last_activity
+                if connection.remote in self._kept:
+                    if quiet >= self._keepalive_interval:
+                        connection.send_channel.send_nowait(b"\r\n\r\n")  # RFC 5626 ping
+                        connection.last_activity = trio.current_time()
+                elif quiet >= self._idle_timeout:
                     return
                 continue
             if not data:

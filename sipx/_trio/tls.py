@@ -85,9 +85,15 @@ class TLSTransport(TCPTransport):
         server_name: Callable[[Address], str | None] | None = None,
         handshake_timeout: float = 10.0,
         idle_timeout: float = 300.0,
+        keepalive_interval: float = 100.0,
         on_error: Callable[[Address, Exception], None] | None = None,
     ) -> None:
-        super().__init__(on_message, idle_timeout=idle_timeout, on_error=on_error)
+        super().__init__(
+            on_message,
+            idle_timeout=idle_timeout,
+            keepalive_interval=keepalive_interval,
+            on_error=on_error,
+        )
         self._client_context = client_context
         self._server_context = server_context
         self._server_name = server_name

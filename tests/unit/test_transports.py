@@ -26,6 +26,7 @@ from sipx._trio.resolver import Resolver, is_ip
 from sipx._trio.tcp import TCPTransport
 from sipx._trio.transport import Address, Transport
 from sipx._trio.udp import UDPTransport
+from sipx.testing import DevServer
 
 Received = list[tuple[bytes, Address]]
 LOOPBACK = "127.0.0.1"
@@ -544,3 +545,47 @@ async def test_a_reset_connection_does_not_stop_the_client() -> None:
                 while not messages:
                     messages = framer.feed(await stream.receive_some(65_536))
     assert messages[0].startswith(b"SIP/2.0 200 OK\r\n")
+
+
+async def test_a_kept_connection_sends_keepalives_instead_of_idling_out() -> None:
+    received = bytearray()
+    closed = trio.Event()
+
+    async def peer(stream: trio.SocketStream) -> None:
+        async with stream:
+            while data := await stream.receive_some(65_536):
+                received.extend(data)
+        closed.set()
+
+    transport = TCPTransport(Collector(), idle_timeout=0.6, keepalive_interval=0.2)
+    async with trio.open_nursery() as nursery:
+        [listener] = await trio.open_tcp_listeners(0, host=LOOPBACK)
+        await nursery.start(trio.serve_listeners, peer, [listener])
+        address = (LOOPBACK, listener.socket.getsockname()[1])
+        async with serving(transport):
+            transport.send_nowait(options_request(), address)
+            transport.keep_alive(address)
+            await trio.sleep(1.3)
+            assert transport.has_connection(address)  # well past the 0.6 s idle timeout
+            pings = bytes(received).count(b"\r\n\r\n") - 1  # the OPTIONS ends with one too
+            assert 2 <= pings <= 7, received  # one per 0.2 s of quiet (RFC 5626 4.4.1)
+            transport.keep_alive(address, enabled=False)
+            with trio.fail_after(5):
+                await closed.wait()  # idle again: closed after 0.6 s without traffic
+            assert not transport.has_connection(address)
+        nursery.cancel_scope.cancel()
+
+
+async def test_registering_over_tcp_keeps_the_registrar_connection() -> None:
+    async with DevServer(LOOPBACK, 0, transports=("TCP",)) as server:
+        registrar = server.address
+        aor = server.uri("1111", "TCP")
+        async with sipx.AsyncClient(
+            LOOPBACK, 0, "TCP", sipx.Auth.Digest("1111", "1111xxx")
+        ) as client:
+            transport = client._transport
+            assert isinstance(transport, TCPTransport)
+            assert (await client.register(aor)).status_code == 200
+            assert transport._kept == {registrar}
+            assert (await client.unregister(aor)).status_code == 200
+            assert transport._kept == set()
