@@ -17,7 +17,15 @@ from ._core.parser import ParserLimits, parse_message
 from ._core.sdp import Codec, MediaDescription, SDPBody
 from ._core.timers import TimerConfig
 from ._core.uri import URI
-from ._errors import AuthError, ParseError, ProtocolError, SIPError, TimeoutError, TransportError
+from ._errors import (
+    AuthError,
+    ClientClosedError,
+    ParseError,
+    ProtocolError,
+    SIPError,
+    TimeoutError,
+    TransportError,
+)
 from ._events import Events, RequestContext, event_handler
 from ._sync_call import BlockingCall
 from ._sync_client import Client
@@ -36,6 +44,7 @@ __all__ = [
     "CallState",
     "Challenge",
     "Client",
+    "ClientClosedError",
     "Codec",
     "Dialog",
     "DialogId",

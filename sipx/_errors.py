@@ -6,6 +6,7 @@
     ├── ParseError            malformed SIP message, URI, header value or SDP
     ├── TransportError        a socket could not be bound, connected or written
     ├── TimeoutError          a transaction got no final response in time (Timer B/F or timeout=)
+    ├── ClientClosedError     the client closed while the request was still waiting
     ├── ProtocolError         the peer or the caller broke a protocol rule
     └── AuthError             a challenge could not be answered
 """
@@ -43,6 +44,11 @@ class TimeoutError(SIPError, builtins.TimeoutError):
         super().__init__(f"{method} {uri}: no final response within {seconds:g} s")
 
 
+class ClientClosedError(SIPError):
+    """The client closed (``async with`` left, ``aclose()`` or ``close()``) while this request
+    or call was still waiting for an answer."""
+
+
 class ProtocolError(SIPError):
     """A SIP protocol rule was broken (by the peer or by the caller)."""
 
@@ -51,4 +57,12 @@ class AuthError(SIPError):
     """A digest challenge could not be answered (no credentials, unsupported algorithm)."""
 
 
-__all__ = ["AuthError", "ParseError", "ProtocolError", "SIPError", "TimeoutError", "TransportError"]
+__all__ = [
+    "AuthError",
+    "ClientClosedError",
+    "ParseError",
+    "ProtocolError",
+    "SIPError",
+    "TimeoutError",
+    "TransportError",
+]
