@@ -38,16 +38,17 @@ class Call:
 
     def __init__(
         self,
-        client: AsyncClient,
+        uas: UserAgentServer,
         invite: Request,
         *,
         direction: str,
         transaction: ServerTransaction | None = None,
         local_tag: str | None = None,
-        uas: UserAgentServer | None = None,
     ) -> None:
-        self.client = client
-        self._uas = uas if uas is not None else client._uas
+        self.client: AsyncClient = uas.client
+        self._uas = uas
+        self._engine = uas.engine
+        self._uac = uas.uac
         self.invite = invite
         self.direction = direction
         self.transaction = transaction
@@ -170,9 +171,8 @@ class Call:
             response.headers[name] = value
         if body is not None:
             attach_body(response, body, "application/sdp")
-        if not self.transaction.respond(response, trio.current_time()):
+        if not self._engine.respond(self.transaction, response):
             raise ProtocolError(f"the transaction no longer takes a {status_code}")
-        self.client._pump()
         return response
 
     # -- in-dialog requests (both directions) -----------------------------------------------------
@@ -204,7 +204,7 @@ class Call:
             request = dialog.create_request("INVITE", headers=fields, content=content)
             self._reinviting = True
             try:
-                response = await self.client._send_in_dialog(dialog, request, timeout=timeout)
+                response = await self._uac.send_in_dialog(dialog, request, timeout=timeout)
             finally:
                 self._reinviting = False
             if response.status_code != 491:
@@ -218,16 +218,16 @@ class Call:
             remote = _sdp(response)
             if remote is not None:
                 self.remote_sdp = remote
-            await self.client._ack_in_dialog(dialog, response)
+            await self._uac.ack(dialog, response)
         return response
 
     def _glare_wait(self) -> float:
         """RFC 3261 14.1: 2.1-4 s when we own the Call-ID (we sent the first INVITE), else
         0-2 s, in units of 10 ms."""
-        steps = int(self.client._ids.token(2), 16) % 191 if self.direction == "outgoing" else None
-        if steps is not None:
-            return 2.1 + steps / 100
-        return (int(self.client._ids.token(2), 16) % 201) / 100
+        token = int(self._engine.ids.token(2), 16)
+        if self.direction == "outgoing":
+            return 2.1 + (token % 191) / 100
+        return (token % 201) / 100
 
     async def hold(self) -> Response:
         """Put the call on hold: re-INVITE with our SDP set to sendonly."""
@@ -255,10 +255,7 @@ class Call:
 
     async def bye(self) -> Response:
         """Hang up: BYE within the dialog."""
-        dialog = self._require_dialog()
-        response = await self.client.bye(dialog_id=dialog.id)
-        self._end("local")
-        return response
+        return await self._uac.bye(self._require_dialog())
 
     hangup = bye
 
@@ -299,15 +296,23 @@ class Call:
         return answer
 
     def _end(self, by: str) -> None:
-        if self.state is not CallState.ENDED:
-            self.state = CallState.ENDED
-            self.ended_by = by
-            if self.dialog is not None:
-                self.dialog.terminate()
-            if self._uas._pending_calls.get(self.call_id) is self:
-                del self._uas._pending_calls[self.call_id]
-            self._acked.set()
-            self._ended.set()
+        """The call is over: record who ended it and let the engine forget it."""
+        if self.state is CallState.ENDED:
+            return
+        self.state = CallState.ENDED
+        self.ended_by = by
+        engine = self._engine
+        if self.dialog is not None:
+            self.dialog.terminate()
+            if engine.calls.get(self.dialog.id) is self:
+                del engine.calls[self.dialog.id]
+            engine.dialogs.pop(self.dialog.id, None)
+            if self.final_response is not None:
+                engine.cancel_retransmit((self.dialog.id, self.final_response.cseq.seq))
+        if engine.pending_calls.get(self.call_id) is self:
+            del engine.pending_calls[self.call_id]
+        self._acked.set()
+        self._ended.set()
 
 
 def _sdp(message: Request | Response) -> SDPBody | None:

@@ -28,7 +28,7 @@ from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.timers import TimerConfig
 from ._core.uri import URI
-from ._errors import SIPError
+from ._errors import ClientClosedError
 from ._events import Events
 from ._sync_call import BlockingCall, _CallFeed, _IncomingCalls
 from ._trio.tls import TLSCert, TLSVerify
@@ -118,34 +118,46 @@ class Client:
         self._token = trio.lowlevel.current_trio_token()
         self._stop = trio.Event()
         try:
-            await self._async.open()
+            await self._async.__aenter__()
         except BaseException as exc:
             self._error = exc
             self._ready.set()
             return
+        # The AsyncClient is entered and left in this one function: a with block in effect,
+        # spelled out so that a failure to enter reaches the constructor.
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._ready.set()
                 await self._stop.wait()
                 nursery.cancel_scope.cancel()  # ends the calls() feeds (their calls get 480)
-        finally:
-            await self._async.aclose()
+        except BaseException as exc:
+            if not await self._async.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await self._async.__aexit__(None, None, None)
 
     def _call(self, function: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         if self._token is None or not self._thread.is_alive():
-            raise SIPError("the client is closed; create a new one")
-        return trio.from_thread.run(
-            functools.partial(function, *args, **kwargs), trio_token=self._token
-        )
+            raise ClientClosedError("the client is closed; create a new one")
+        try:
+            return trio.from_thread.run(
+                functools.partial(function, *args, **kwargs), trio_token=self._token
+            )
+        except (trio.Cancelled, trio.RunFinishedError):
+            # close() from another thread ended the portal while this call waited.
+            raise ClientClosedError("the client closed while the call was waiting") from None
 
     def _call_sync(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a plain function on the portal thread (trio state is only touched there)."""
         if self._token is None or not self._thread.is_alive():
-            raise SIPError("the client is closed; create a new one")
-        return trio.from_thread.run_sync(
-            functools.partial(function, *args, **kwargs), trio_token=self._token
-        )
+            raise ClientClosedError("the client is closed; create a new one")
+        try:
+            return trio.from_thread.run_sync(
+                functools.partial(function, *args, **kwargs), trio_token=self._token
+            )
+        except trio.RunFinishedError:
+            raise ClientClosedError("the client is closed; create a new one") from None
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> Client:
@@ -162,7 +174,7 @@ class Client:
                 trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
             except trio.RunFinishedError:
                 pass
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=16 * self._async.timers.t1 + 2)
 
     @property
     def async_client(self) -> AsyncClient:
@@ -184,6 +196,27 @@ class Client:
     @property
     def auth(self) -> Auth.Digest | None:
         return self._async.auth
+
+    @property
+    def events(self) -> Events | None:
+        return self._async.events
+
+    @events.setter
+    def events(self, value: Events | None) -> None:
+        self._call_sync(setattr, self._async, "events", value)
+
+    @property
+    def timeout(self) -> float | None:
+        return self._async.timeout
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        self._call_sync(setattr, self._async, "timeout", value)
+
+    @property
+    def closed(self) -> bool:
+        """True once the client is closed (or its portal thread has ended)."""
+        return self._async.closed or not self._thread.is_alive()
 
     # -- requests (same signatures as AsyncClient, checked by a test) ----------------------
     def request(

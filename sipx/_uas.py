@@ -20,15 +20,18 @@ import trio
 
 from ._call import Call, CallState
 from ._core.builder import attach_body, copy_record_route
-from ._core.dialog import Dialog, DialogId, dialog_id_of
+from ._core.dialog import Dialog, DialogState, dialog_id_of
 from ._core.headers import header_key
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction, make_response
-from ._errors import ParseError, ProtocolError
+from ._errors import ParseError, ProtocolError, SIPError
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
+    from ._engine import Engine
+    from ._next_hop import NextHop
+    from ._uac import UserAgentClient
 
 log = logging.getLogger("sipx")
 
@@ -107,10 +110,9 @@ class IncomingRequest:
             response.headers[name] = value
         if body is not None:
             attach_body(response, body, content_type)
-        if not self.transaction.respond(response, trio.current_time()):
+        if not self._uas.engine.respond(self.transaction, response):
             raise ProtocolError(f"{self.method} was already answered")
         self.response = response
-        self._uas.client._pump()
         return response
 
     def _complete(self, response: Response) -> Response:
@@ -137,18 +139,22 @@ class IncomingRequest:
 
 
 class UserAgentServer:
-    """Owns incoming calls and request handlers for one AsyncClient."""
+    """Answers the requests one user agent receives: calls, in-dialog requests, handlers."""
 
-    def __init__(self, client: AsyncClient) -> None:
-        self.client = client
+    def __init__(
+        self, engine: Engine, next_hop: NextHop, uac: UserAgentClient, client: AsyncClient
+    ) -> None:
+        self.engine = engine
+        self.next_hop = next_hop
+        self.uac = uac
+        self.client = client  # the public client, handed to the Calls it creates
         self.handlers: dict[str, RequestHandler] = {}
-        self.calls: dict[DialogId, Call] = {}
-        self._pending_calls: dict[str, Call] = {}  # Call-ID -> incoming call not yet answered
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
-        # 2xx responses to re-INVITEs awaiting their ACK, by dialog and CSeq.
-        self._awaiting_ack: dict[tuple[DialogId, int], trio.Event] = {}
+        engine.on_request = self.serve
+        engine.on_ack = self.on_ack
+        engine.add_wind_down(self._wind_down)
 
     # -- registration ----------------------------------------------------------------------
     def on_request(self, method: str, handler: RequestHandler) -> None:
@@ -172,6 +178,27 @@ class UserAgentServer:
                     if call.state is CallState.INCOMING and call.final_response is None:
                         call.reject(480, "Temporarily Unavailable")
 
+    async def _wind_down(self) -> None:
+        """The client is closing: 480 to unanswered calls, BYE to established ones."""
+        for call in list(self.engine.pending_calls.values()):
+            if call.direction == "incoming" and call.final_response is None:
+                try:
+                    call.reject(480, "Temporarily Unavailable")
+                except ProtocolError:
+                    call._end("local")
+        async with trio.open_nursery() as nursery:
+            for call in list(self.engine.calls.values()):
+                if call.dialog is not None and not call.ended:
+                    nursery.start_soon(self._quiet_bye, call)
+
+    async def _quiet_bye(self, call: Call) -> None:
+        try:
+            await call.bye()
+        except SIPError as exc:
+            log.info("BYE on closing failed: %s", exc)
+        finally:
+            call._end("local")
+
     # -- helpers used by Call ------------------------------------------------------------------
     def local_tag(self, request: Request) -> str | None:
         existing = request.to.tag
@@ -180,21 +207,19 @@ class UserAgentServer:
         key = (request.call_id, request.from_.tag or "")
         tag = self._tags.get(key)
         if tag is None:
-            tag = self.client._ids.tag()
+            tag = self.engine.ids.tag()
             self._tags[key] = tag
             if len(self._tags) > 4096:
                 self._tags.pop(next(iter(self._tags)))
         return tag
 
     def contact_for(self, request: Request) -> str:
-        source = self.client._last_destination or "127.0.0.1"
-        host, port = self.client._contact_host((source, 0))
-        return self.client._contact(request.uri.user or self.client._default_user(), host, port)
+        return self.next_hop.contact_for(request)
 
     def default_sdp(self, offer: SDPBody | None) -> SDPBody:
         """Our SDP: an answer to ``offer``, or a PCMU/PCMA offer when there is none."""
-        host = self.client.local_address.host
-        user = self.client._default_user()
+        host = self.next_hop.local_host()
+        user = self.next_hop.default_user
         if offer is not None:
             return SDPBody.create_answer(
                 offer, origin_username=user, origin_address=host, connection_address=host
@@ -225,78 +250,36 @@ class UserAgentServer:
     def dialog_from_incoming(self, invite: Request, response: Response, call: Call) -> Dialog:
         tag = response.to.tag or self.local_tag(invite) or ""
         dialog = Dialog.from_uas_request(invite, tag, confirmed=False)
-        self.client._dialogs[dialog.id] = dialog
-        self.calls[dialog.id] = call
-        self._pending_calls.pop(invite.call_id, None)
+        self.engine.dialogs[dialog.id] = dialog
+        self.engine.calls[dialog.id] = call
+        self.engine.pending_calls.pop(invite.call_id, None)
         return dialog
 
     def retransmit_2xx(self, call: Call, response: Response) -> None:
         """RFC 3261 13.3.1.4: resend the 2xx at T1, 2*T1, ... T2 until the ACK arrives, and
         end the call after 64*T1 without one. "This is independent of whatever transport
         protocols are used": the ACK is end to end and may cross an unreliable hop."""
-        if call.transaction is None:
+        if call.transaction is None or call.dialog is None:
             return
-        self.client._require_nursery().start_soon(self._retransmit_2xx, call, response)
+        dialog = call.dialog
 
-    async def _retransmit_2xx(self, call: Call, response: Response) -> None:
-        timers = self.client.timers
-        interval = timers.t1
-        with trio.move_on_after(timers.timer_b):  # 64*T1 without ACK: give up
-            while True:
-                with trio.move_on_after(interval):
-                    await call.wait_acked()
-                    return
-                assert call.transaction is not None
-                self._resend(call.transaction, response)
-                interval = min(interval * 2, timers.t2)
-        if not call._acked.is_set() and call.dialog is not None:
+        def no_ack() -> None:
+            if call.acked or call.ended:
+                return
             log.warning("no ACK for our 2xx to %s: ending the call", call.call_id)
-            dialog = call.dialog
             call._end("timeout")  # first: the BYE would record the end as "local"
-            try:
-                await self.client.bye(dialog_id=dialog.id)
-            except Exception as exc:  # a peer that never ACKed may not answer the BYE either
-                log.info("BYE after the missing ACK failed: %s", exc)
+            if self.engine.running:
+                self.engine.start_soon(self._bye_after_timeout, dialog)
 
-    def _resend(self, transaction: ServerTransaction, response: Response) -> None:
-        if not transaction.respond(response, trio.current_time()):  # after Timer L
-            destination = transaction.destination
-            assert isinstance(destination, tuple)
-            self.client._send_bytes(response.to_bytes(), destination)
-        self.client._pump()
-
-    def _retransmit_reinvite_2xx(
-        self, call: Call, dialog: Dialog, transaction: ServerTransaction, response: Response
-    ) -> None:
-        """The 2xx to a re-INVITE is the TU's to retransmit too (13.3.1.4, RFC 6026)."""
-        key = (dialog.id, response.cseq.seq)
-        acked = self._awaiting_ack[key] = trio.Event()
-        self.client._require_nursery().start_soon(
-            self._resend_until_acked, call, key, acked, transaction, response
+        self.engine.retransmit_2xx(
+            (dialog.id, response.cseq.seq), call.transaction, response, no_ack
         )
 
-    async def _resend_until_acked(
-        self,
-        call: Call,
-        key: tuple[DialogId, int],
-        acked: trio.Event,
-        transaction: ServerTransaction,
-        response: Response,
-    ) -> None:
-        timers = self.client.timers
-        interval = timers.t1
+    async def _bye_after_timeout(self, dialog: Dialog) -> None:
         try:
-            with trio.move_on_after(timers.timer_b):
-                while True:
-                    with trio.move_on_after(interval):
-                        await acked.wait()
-                    if acked.is_set() or call.ended:
-                        return
-                    self._resend(transaction, response)
-                    interval = min(interval * 2, timers.t2)
-            log.warning("no ACK for our 2xx to a re-INVITE in %s", call.call_id)
-        finally:
-            self._awaiting_ack.pop(key, None)
+            await self.uac.bye(dialog)
+        except SIPError as exc:  # a peer that never ACKed may not answer the BYE either
+            log.info("BYE after the missing ACK failed: %s", exc)
 
     # -- the request path --------------------------------------------------------------------
     async def serve(self, transaction: ServerTransaction, request: Request) -> None:
@@ -358,10 +341,9 @@ class UserAgentServer:
             result = await result
         if isinstance(result, Response) and not incoming.responded:
             result = incoming._complete(result)
-            if not incoming.transaction.respond(result, trio.current_time()):
+            if not self.engine.respond(incoming.transaction, result):
                 raise ProtocolError("handler's response was refused by the transaction")
             incoming.response = result
-            self.client._pump()
         if not incoming.responded:
             defaults = {
                 "MESSAGE": 200,
@@ -377,15 +359,14 @@ class UserAgentServer:
     async def _new_call(self, incoming: IncomingRequest) -> None:
         request = incoming.request
         call = Call(
-            self.client,
+            self,
             request,
             direction="incoming",
             transaction=incoming.transaction,
             local_tag=self.local_tag(request),
-            uas=self,
         )
         incoming.call = call
-        self._pending_calls[request.call_id] = call
+        self.engine.pending_calls[request.call_id] = call
         handler = self.handlers.get("INVITE")
         if handler is not None:
             result = handler(call)
@@ -398,27 +379,26 @@ class UserAgentServer:
         call.reject(480, "Temporarily Unavailable")
 
     def _cancel(self, incoming: IncomingRequest) -> None:
-        target = self.client._layer.find_transaction_to_cancel(incoming.request)
+        target = self.engine.layer.find_transaction_to_cancel(incoming.request)
         if target is None:
             incoming.respond(481)
             return
         incoming.respond(200)
         if target.last_response is None or target.last_response.status_code < 200:
-            call = self._pending_calls.pop(target.request.call_id, None)
+            call = self.engine.pending_calls.pop(target.request.call_id, None)
             if call is not None and call.final_response is None:
                 call._end("cancel")  # first: reject() would record the end as "local"
                 call.reject(487, "Request Terminated")
             else:
-                target.respond(
+                self.engine.respond(
+                    target,
                     make_response(target.request, 487, to_tag=self.local_tag(target.request)),
-                    trio.current_time(),
                 )
-                self.client._pump()
 
     async def _in_dialog(self, incoming: IncomingRequest) -> None:
         request = incoming.request
         dialog_id = dialog_id_of(request)
-        dialog = self.client._dialogs.get(dialog_id) if dialog_id else None
+        dialog = self.engine.dialogs.get(dialog_id) if dialog_id else None
         if dialog is None:
             incoming.respond(481)
             return
@@ -427,12 +407,12 @@ class UserAgentServer:
         except (ProtocolError, ParseError) as exc:
             incoming.respond(500, str(exc)[:60])
             return
-        call = self.calls.get(dialog.id) or self.client._outgoing_calls.get(dialog.id)
+        call = self.engine.calls.get(dialog.id)
         method = request.method
         if method == "BYE":
             incoming.respond(200)
             dialog.terminate()
-            self.client._dialogs.pop(dialog.id, None)
+            self.engine.dialogs.pop(dialog.id, None)
             if call is not None:
                 call._end("remote")
             return
@@ -444,7 +424,12 @@ class UserAgentServer:
             response = incoming.respond(
                 200, body=answer, headers={"Contact": self.contact_for(call.invite)}
             )
-            self._retransmit_reinvite_2xx(call, dialog, incoming.transaction, response)
+            self.engine.retransmit_2xx(
+                (dialog.id, response.cseq.seq),
+                incoming.transaction,
+                response,
+                lambda: log.warning("no ACK for our 2xx to a re-INVITE in %s", call.call_id),
+            )
             return
         if await self._run_handler(incoming):
             return
@@ -462,9 +447,10 @@ class UserAgentServer:
         dialog_id = dialog_id_of(ack)
         if dialog_id is None:
             return
-        acked = self._awaiting_ack.pop((dialog_id, ack.cseq.seq), None)
-        if acked is not None:
-            acked.set()
-        call = self.calls.get(dialog_id)
-        if call is not None:
+        self.engine.acked((dialog_id, ack.cseq.seq))
+        dialog = self.engine.dialogs.get(dialog_id)
+        if dialog is not None and dialog.state is DialogState.EARLY:
+            dialog.state = DialogState.CONFIRMED
+        call = self.engine.calls.get(dialog_id)
+        if call is not None and call.direction == "incoming":
             call._on_ack(ack)

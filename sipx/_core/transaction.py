@@ -20,14 +20,21 @@ to an INVITE moves both the client and the server INVITE transaction to Accepted
 and L); the client passes every 2xx up and never ACKs one (the TU does); the server passes
 2xx retransmissions from the TU down and an ACK matching it up. A server INVITE transaction
 sends 100 Trying as soon as it is created.
+
+A request without a To tag that matches the From tag, Call-ID and CSeq of a request that
+created a live server transaction, but not that transaction (another branch: a forked
+request that reached this UAS by two paths), is a merged request (RFC 3261 8.2.2.2): the
+layer answers it 482 (Loop Detected) through a server transaction of its own, and the TU
+never sees it.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import heapq
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
 
@@ -440,7 +447,24 @@ class NonInviteClientTransaction(ClientTransaction):
 class ServerTransaction(Transaction):
     """A server transaction (17.2): created by :meth:`TransactionLayer.receive_request`."""
 
-    __slots__ = ()
+    __slots__ = ("_merge_key",)
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        request: Request,
+        branch: str,
+        key: tuple[object, ...],
+        *,
+        reliable: bool,
+        destination: object,
+        state: TransactionState,
+    ) -> None:
+        super().__init__(
+            layer, request, branch, key, reliable=reliable, destination=destination, state=state
+        )
+        # Its entry in the layer's record of recent requests (8.2.2.2), if it has one.
+        self._merge_key: _MergeKey | None = None
 
     def respond(self, response: Response, now: float) -> bool:
         """Send a response of the TU through this transaction.
@@ -450,7 +474,8 @@ class ServerTransaction(Transaction):
         """
         raise NotImplementedError
 
-    def _start(self, now: float) -> None:
+    def _start(self, now: float, *, to_tu: bool = True) -> None:
+        """Enter the initial state; ``to_tu=False`` (a merged request) tells the TU nothing."""
         raise NotImplementedError
 
     def _on_retransmission(self, now: float) -> None:
@@ -471,7 +496,9 @@ class InviteServerTransaction(ServerTransaction):
     __slots__ = ()
     is_invite = True
 
-    def _start(self, now: float) -> None:
+    def _start(self, now: float, *, to_tu: bool = True) -> None:
+        if not to_tu:
+            return
         # 17.2.1: send 100 Trying at once rather than guess whether the TU answers in 200 ms.
         trying = make_response(self.request, 100)
         self.last_response = trying
@@ -528,9 +555,10 @@ class NonInviteServerTransaction(ServerTransaction):
 
     __slots__ = ("_final",)
 
-    def _start(self, now: float) -> None:
+    def _start(self, now: float, *, to_tu: bool = True) -> None:
         self._final: bytes | None = None
-        self._layer._events.append(RequestReceived(self, self.request))
+        if to_tu:
+            self._layer._events.append(RequestReceived(self, self.request))
 
     def respond(self, response: Response, now: float) -> bool:
         code = self._check(response)
@@ -580,6 +608,36 @@ def _sent_by(via: Via) -> tuple[str, int]:
     return via.host.lower(), port
 
 
+_MergeKey: TypeAlias = tuple[str | None, str, int, str]
+
+MERGE_RECORDS = 8192
+"""Default bound of the record of recent requests used to spot merged requests."""
+
+
+def _merge_key(request: Request) -> _MergeKey | None:
+    """From tag, Call-ID, CSeq number and method of a request outside a dialog (8.2.2.2).
+
+    None when the rule does not apply: a request with a To tag, an ACK (never answered), a
+    CANCEL (matched to its INVITE instead), or headers too broken to read (the TU answers
+    those itself, e.g. with a 400).
+    """
+    method = request.method
+    if method in ("ACK", "CANCEL"):
+        return None
+    try:
+        if request.to.tag is not None:
+            return None
+        return (request.from_.tag, request.call_id, request.cseq.seq, method)
+    except ParseError:
+        return None
+
+
+def _loop_tag(request: Request) -> str:
+    """The To tag of a 482 for a merged request: never a dialog, so derived, not drawn."""
+    seed = f"{request.top_via.branch}\0{request.call_id}\0{request.from_.tag}"
+    return hashlib.blake2s(seed.encode(), digest_size=8).hexdigest()
+
+
 def _server_key(request: Request, to_tag: str | None) -> tuple[object, ...]:
     """The key a request shares with its retransmissions, its ACK and its CANCEL (17.2.3).
 
@@ -598,8 +656,17 @@ def _server_key(request: Request, to_tag: str | None) -> tuple[object, ...]:
 class TransactionLayer:
     """Every transaction of one user agent; see the module docstring for the protocol."""
 
-    def __init__(self, config: TimerConfig = DEFAULT_TIMERS) -> None:
+    def __init__(
+        self, config: TimerConfig = DEFAULT_TIMERS, *, merge_records: int = MERGE_RECORDS
+    ) -> None:
+        if merge_records < 1:
+            raise ValueError(f"merge_records must be at least 1, not {merge_records!r}")
         self.config = config
+        # Requests outside a dialog that created a live server transaction, oldest first,
+        # so that a merged request can be spotted (8.2.2.2). An entry leaves with its
+        # transaction, or as the oldest once there are more than ``merge_records``.
+        self._recent: OrderedDict[_MergeKey, ServerTransaction] = OrderedDict()
+        self._merge_records = merge_records
         self._events: deque[Event] = deque()
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
         self._servers: dict[tuple[object, ...], dict[str, ServerTransaction]] = {}
@@ -660,7 +727,9 @@ class TransactionLayer:
 
         A retransmission is absorbed (the last response, if any, is sent again) and its
         transaction returned. A new request creates a transaction and emits
-        :class:`RequestReceived` (an INVITE also sends 100 Trying). An ACK completes the
+        :class:`RequestReceived` (an INVITE also sends 100 Trying), unless it is a merged
+        request (8.2.2.2): that one's new transaction sends 482 and the TU is not told. An
+        ACK completes the
         non-2xx INVITE transaction it matches; otherwise it is emitted as
         :class:`AckReceived` and None is returned unless it matched an Accepted INVITE
         transaction. Raises ParseError when the headers matching needs are unreadable.
@@ -686,6 +755,20 @@ class TransactionLayer:
         )
         self._servers.setdefault(key, {})[method] = transaction
         self._server_count += 1
+        merge_key = _merge_key(request)
+        if merge_key is not None and merge_key in self._recent:
+            # Merged: the original's transaction is live (entries leave with it) and this
+            # request did not match it. Its own transaction absorbs its retransmissions.
+            transaction._start(now, to_tu=False)
+            loop = make_response(request, 482, to_tag=_loop_tag(request))
+            transaction.respond(loop, now)
+            return transaction
+        if merge_key is not None:
+            transaction._merge_key = merge_key
+            recent = self._recent
+            recent[merge_key] = transaction
+            if len(recent) > self._merge_records:
+                recent.popitem(last=False)[1]._merge_key = None
         transaction._start(now)
         return transaction
 
@@ -787,18 +870,24 @@ class TransactionLayer:
             key = (transaction.branch, transaction.method)
             if self._clients.get(key) is transaction:
                 del self._clients[key]
-        else:
+        elif isinstance(transaction, ServerTransaction):
             group = self._servers.get(transaction._key)
             if group is not None and group.get(transaction.method) is transaction:
                 del group[transaction.method]
                 self._server_count -= 1
                 if not group:
                     del self._servers[transaction._key]
+            merge_key = transaction._merge_key
+            if merge_key is not None:
+                transaction._merge_key = None
+                if self._recent.get(merge_key) is transaction:
+                    del self._recent[merge_key]
         self._events.append(TransactionTerminated(transaction))
 
 
 __all__ = [
     "MAGIC_COOKIE",
+    "MERGE_RECORDS",
     "AckReceived",
     "ClientTransaction",
     "Event",

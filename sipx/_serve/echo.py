@@ -7,8 +7,9 @@ It sits on the core's :class:`~sipx._core.transaction.TransactionLayer` like any
   an SDP answer made by :meth:`SDPBody.create_answer`. An INVITE without SDP (late offer)
   gets an SDP offer in the 200 and the answer is taken from the ACK. An offer with no codec
   in common gets 488.
-* Over UDP the 2xx is retransmitted by the UA (RFC 3261 13.3.1.4) at T1, 2*T1, ... capped at
-  T2, until the ACK arrives; after 64*T1 without ACK the dialog is dropped.
+* Over UDP the 2xx is retransmitted by the UA (RFC 3261 13.3.1.4, a
+  :class:`~sipx._core.retransmit.TwoXXRetransmitter`) at T1, 2*T1, ... capped at T2, until
+  the ACK arrives; after 64*T1 without ACK the dialog is dropped.
 * re-INVITE: answered 200 with a new SDP answer (origin version bumped), or an offer.
 * BYE: 200 (481 for an unknown dialog). CANCEL: 200, and 487 for the INVITE while it is
   still ringing. OPTIONS, MESSAGE, INFO, UPDATE, NOTIFY: 200. Anything else: 405.
@@ -29,6 +30,7 @@ from typing import Any, cast
 
 from .._core.ids import IdSource
 from .._core.message import Request, Response
+from .._core.retransmit import AckTimeout, Retransmit, TwoXXRetransmitter
 from .._core.sdp import SDPBody
 from .._core.timers import DEFAULT_TIMERS, TimerConfig
 from .._core.transaction import (
@@ -72,11 +74,6 @@ class EchoCall:
     local_sdp: SDPBody | None = None
     remote_sdp: SDPBody | None = None
     awaiting_answer: bool = False  # late offer: our 200 carried the offer
-    # 2xx retransmission (unreliable transports): the response, next send, interval, deadline
-    pending_2xx: Response | None = None
-    retransmit_at: float = 0.0
-    interval: float = 0.0
-    give_up_at: float = 0.0
     answer_at: float | None = None  # a delayed answer is due then
     history: list[str] = field(default_factory=list)
 
@@ -106,7 +103,8 @@ class EchoUA:
         self._ids = ids
         self._layer = TransactionLayer(timers)
         self._calls: dict[tuple[str, str, str], EchoCall] = {}
-        self._wakeups: list[tuple[float, int, EchoCall]] = []
+        self._wakeups: list[tuple[float, int, EchoCall]] = []  # delayed answers
+        self._retransmitter = TwoXXRetransmitter(timers)  # 2xx over UDP, keyed by call.key
         self._sequence = itertools.count()
         self._out: list[Outgoing] = []
 
@@ -126,7 +124,11 @@ class EchoUA:
         return self._drain()
 
     def next_deadline(self) -> float | None:
-        deadlines = (self._layer.next_deadline(), self._own_deadline())
+        deadlines = (
+            self._layer.next_deadline(),
+            self._own_deadline(),
+            self._retransmitter.next_deadline(),
+        )
         known = [d for d in deadlines if d is not None]
         return min(known) if known else None
 
@@ -137,6 +139,9 @@ class EchoUA:
             _, _, call = heapq.heappop(self._wakeups)
             if self._calls.get(call.key) is call:
                 self._on_wakeup(call, now)
+        self._pump(now)
+        for action in self._retransmitter.handle_timers(now):
+            self._on_retransmit(action, now)
         self._pump(now)
         return self._drain()
 
@@ -265,11 +270,7 @@ class EchoUA:
         transaction.respond(response, now)
         call.history.append("answered")
         if call.transport == "UDP":
-            call.pending_2xx = response
-            call.interval = self.timers.t1
-            call.retransmit_at = now + call.interval
-            call.give_up_at = now + 64 * self.timers.t1
-            self._wake(call, call.retransmit_at)
+            self._retransmitter.start(call.key, response, now)
 
     def _sdp_for(self, call: EchoCall) -> SDPBody | None:
         """Our SDP for the INVITE: an answer to its offer, or an offer (late offer)."""
@@ -322,7 +323,7 @@ class EchoUA:
             return
         if call is None or call.invite.cseq.seq != ack.cseq.seq:
             return
-        call.pending_2xx = None
+        self._retransmitter.ack(call.key)
         call.confirmed = True
         call.history.append("acked")
         if call.awaiting_answer and ack.content:
@@ -339,9 +340,7 @@ class EchoUA:
     def _own_deadline(self) -> float | None:
         while self._wakeups:
             when, _, call = self._wakeups[0]
-            retransmit = call.pending_2xx is not None and when == call.retransmit_at
-            live = self._calls.get(call.key) is call and (when == call.answer_at or retransmit)
-            if live:
+            if self._calls.get(call.key) is call and when == call.answer_at:
                 return when
             heapq.heappop(self._wakeups)
         return None
@@ -349,22 +348,20 @@ class EchoUA:
     def _on_wakeup(self, call: EchoCall, now: float) -> None:
         if call.answer_at is not None and call.answer_at <= now:
             self._answer(call, now)
+
+    def _on_retransmit(self, action: Retransmit | AckTimeout, now: float) -> None:
+        call = self._calls.get(cast("tuple[str, str, str]", action.key))
+        if call is None:
             return
-        response = call.pending_2xx
-        if response is None or call.retransmit_at > now:
-            return
-        if now >= call.give_up_at:
+        if isinstance(action, AckTimeout):
             log.info("echo: no ACK for the 2xx of %s; dropping the call", call.call_id)
-            call.pending_2xx = None
             if not call.confirmed:
                 self._forget(call)
             return
+        # Through the Accepted transaction (RFC 6026), or straight out once it has ended.
         transaction = call.transaction
-        if transaction is None or not transaction.respond(response, now):
-            self._out.append(Outgoing(response, call.transport, call.address))
-        call.interval = min(2 * call.interval, self.timers.t2)
-        call.retransmit_at = min(now + call.interval, call.give_up_at)
-        self._wake(call, call.retransmit_at)
+        if transaction is None or not transaction.respond(action.response, now):
+            self._out.append(Outgoing(action.response, call.transport, call.address))
 
     # -- dialogs -----------------------------------------------------------------------------
     def _find(self, request: Request) -> EchoCall | None:
@@ -374,7 +371,7 @@ class EchoUA:
         return self._calls.get((request.call_id, tag, request.from_.tag or ""))
 
     def _forget(self, call: EchoCall) -> None:
-        call.pending_2xx = None
+        self._retransmitter.cancel(call.key)
         call.answer_at = None
         self._calls.pop(call.key, None)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 
 Address = tuple[str, int]
 
@@ -13,13 +16,21 @@ class Transport(Protocol):
     """A bound transport. ``send_nowait`` never blocks the caller: data that cannot be
     written at once is queued and written by the transport's own task."""
 
-    name: str  # "UDP", "TCP"
+    name: str  # "UDP", "TCP", "TLS"
     reliable: bool
 
     @property
     def local_address(self) -> Address: ...
 
+    async def serve(
+        self, host: str, port: int, *, task_status: TaskStatus[Address] = ...
+    ) -> None:
+        """Bind ``(host, port)``, report the bound address, deliver messages until cancelled."""
+
     def send_nowait(self, data: bytes, address: Address) -> None: ...
+
+    def keep_alive(self, address: Address, enabled: bool = True) -> None:
+        """Keep the connection to ``address`` open (a no-op without connections)."""
 
 
 # Called for every complete message received: (data, source address, transport).

@@ -93,6 +93,9 @@ class UDPTransport:
                 continue
             await trio.lowlevel.wait_readable(sock.fileno())
 
+    def keep_alive(self, address: Address, enabled: bool = True) -> None:
+        """UDP has no connection to keep."""
+
     def send_nowait(self, data: bytes, address: Address) -> None:
         sock = self._sock
         if sock is None:

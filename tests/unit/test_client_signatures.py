@@ -7,8 +7,8 @@ import inspect
 
 import sipx
 
-ASYNC_ONLY = {"open", "aclose"}  # trio-only: lifecycle
-SYNC_ONLY = {"close", "async_client", "auth"}  # auth: an instance attribute of AsyncClient
+ASYNC_ONLY = {"aclose"}  # trio-only: lifecycle
+SYNC_ONLY = {"close", "async_client"}
 
 _TIMEOUT = inspect.Parameter(
     "timeout", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="float | None"

@@ -36,12 +36,13 @@ def gaps(times: list[float]) -> list[float]:
 
 @pytest.mark.parametrize(
     ("granted", "period"),
-    [(40, 8), (60, 28), (100, 68), (160, 128), (600, 480), (3600, 2880)],
+    [(6, 5), (33, 16.5), (40, 20), (60, 30), (100, 68), (160, 128), (600, 480), (3600, 2880)],
 )
 async def test_refresh_period_follows_the_granted_expiry(
     autojump_clock: trio.testing.MockClock, granted: int, period: float
 ) -> None:
-    """max(1, min(80 % of the expiry, the expiry less one Timer F of 32 s))."""
+    """Half the expiry below 64 s (never under 5 s); above, min(80 % of it, the expiry less
+    one Timer F of 32 s). A 33 s grant used to be refreshed every second."""
     network = MemoryNetwork()
     async with registrar(network, max_expires=granted), client_on(network) as client:
         start = trio.current_time()
@@ -52,10 +53,10 @@ async def test_refresh_period_follows_the_granted_expiry(
     assert starts == pytest.approx([0, period, 2 * period])
 
 
-async def test_short_expiry_refreshes_32_seconds_early(
+async def test_short_expiry_refreshes_at_half_of_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """60 s granted: 80 % (48 s) would leave less than one Timer F (32 s): refresh at 28 s."""
+    """60 s granted: refreshed at 30 s, half of it."""
     network = MemoryNetwork()
     async with registrar(network, max_expires=60) as uas, client_on(network) as client:
         start = trio.current_time()
@@ -66,9 +67,9 @@ async def test_short_expiry_refreshes_32_seconds_early(
         assert client.auto_reregistering == [AOR]
         await trio.sleep(2 * 3600 + 1)
     starts = [c.time - start for c in fresh_registers(network)]
-    assert starts[:4] == pytest.approx([0, 28, 56, 84])
-    assert gaps(starts) == [28.0] * (len(starts) - 1)
-    assert len(starts) == 2 * 3600 // 28 + 1
+    assert starts[:4] == pytest.approx([0, 30, 60, 90])
+    assert gaps(starts) == [30.0] * (len(starts) - 1)
+    assert len(starts) == 2 * 3600 // 30 + 1
     # Every refresh was challenged and answered with fresh credentials.
     assert uas.authorized == len(starts)
     assert len(network.responses(401)) == len(starts)
@@ -110,7 +111,7 @@ async def test_enable_before_registering_registers_at_once(
         await trio.sleep(100)
         assert uas.bindings.get(AOR)
     starts = [c.time - start for c in fresh_registers(network)]
-    assert starts == pytest.approx([0, 28, 56, 84])
+    assert starts == pytest.approx([0, 30, 60, 90])
     [first, *_] = [c.message for c in network.requests("REGISTER")]
     assert first.expires == 3600  # the default expiry, capped to 60 by the registrar
     assert uas.authorized == 4
@@ -119,8 +120,8 @@ async def test_enable_before_registering_registers_at_once(
 async def test_first_refresh_counts_from_the_last_registration(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """Enabled 20 s after registering (60 s granted), the refresh is due 8 s later, not
-    28 s later when fewer than 32 s of the binding would be left."""
+    """Enabled 20 s after registering (60 s granted), the refresh is due 10 s later (30 s
+    after the registration), not 30 s later."""
     network = MemoryNetwork()
     async with registrar(network, max_expires=60), client_on(network) as client:
         start = trio.current_time()
@@ -129,7 +130,7 @@ async def test_first_refresh_counts_from_the_last_registration(
         await client.enable_auto_reregister(AOR)
         await trio.sleep(60)
     starts = [c.time - start for c in fresh_registers(network)]
-    assert starts == pytest.approx([0, 28, 56])
+    assert starts == pytest.approx([0, 30, 60])
 
 
 async def test_interval_caps_the_refresh_period(autojump_clock: trio.testing.MockClock) -> None:
@@ -170,18 +171,18 @@ async def test_failures_back_off_and_recover(autojump_clock: trio.testing.MockCl
         assert uas.bindings[AOR]
     times = [t for t, _ in statuses]
     codes = [code for _, code in statuses]
-    # 0, 28, 56 and 84 succeed; from 112 the registrar fails until t=200.
-    assert statuses[:4] == [(0, 200), (28, 200), (56, 200), (84, 200)]
+    # 0, 30, 60 and 90 succeed; from 120 the registrar fails until t=200.
+    assert statuses[:4] == [(0, 200), (30, 200), (60, 200), (90, 200)]
     failures = [t for t, code in statuses if code == 503]
-    assert failures[0] == 112
-    assert gaps(failures) == [1, 2, 4, 8, 16, 32]  # back-off doubles
+    assert failures[0] == 120
+    assert gaps(failures) == [4, 8, 16, 32]  # back-off doubles, from 4 s
     recovered = times[codes.index(503) + len(failures)]
     # The next retry waits 60 s (the back-off's cap, not 64 s) and succeeds.
-    assert recovered == 112 + 1 + 2 + 4 + 8 + 16 + 32 + 60
+    assert recovered == 120 + 4 + 8 + 16 + 32 + 60
     assert codes[codes.index(503) + len(failures)] == 200
     # Back to the normal period once recovered, with the back-off reset.
     after = [t for t, code in statuses if t > recovered]
-    assert after[:3] == [recovered + 28, recovered + 56, recovered + 84]
+    assert after[:3] == [recovered + 30, recovered + 60, recovered + 90]
 
 
 async def test_disable_stops_refreshing(autojump_clock: trio.testing.MockClock) -> None:
@@ -191,7 +192,7 @@ async def test_disable_stops_refreshing(autojump_clock: trio.testing.MockClock) 
         await client.register(AOR)
         await client.enable_auto_reregister(AOR)
         await trio.sleep(100)
-        assert len(fresh_registers(network)) == 4  # 0, 28, 56, 84
+        assert len(fresh_registers(network)) == 4  # 0, 30, 60, 90
         client.disable_auto_reregister(AOR)
         assert client.auto_reregistering == []
         await trio.sleep(1000)
@@ -200,7 +201,7 @@ async def test_disable_stops_refreshing(autojump_clock: trio.testing.MockClock) 
         await client.enable_auto_reregister(AOR)
         await trio.sleep(50)
     starts = [c.time - start for c in fresh_registers(network)]
-    assert starts == pytest.approx([0, 28, 56, 84, 1100, 1128])
+    assert starts == pytest.approx([0, 30, 60, 90, 1100, 1130])
 
 
 async def test_enabling_twice_keeps_one_refresher(autojump_clock: trio.testing.MockClock) -> None:
@@ -211,7 +212,7 @@ async def test_enabling_twice_keeps_one_refresher(autojump_clock: trio.testing.M
         await client.enable_auto_reregister(AOR)
         assert client.auto_reregistering == [AOR]
         await trio.sleep(100)
-        assert len(fresh_registers(network)) == 4  # 0, 28, 56, 84
+        assert len(fresh_registers(network)) == 4  # 0, 30, 60, 90
 
 
 async def test_closing_the_client_stops_refreshing(autojump_clock: trio.testing.MockClock) -> None:
@@ -235,12 +236,12 @@ async def test_refresh_survives_a_lossy_network(autojump_clock: trio.testing.Moc
         await client.enable_auto_reregister(AOR)
         await trio.sleep(3600)
         # Some datagrams were lost, yet every refresh got through: each within two
-        # transactions' worst case (2 x 64*T1) of the 28 s period.
+        # transactions' worst case (2 x 64*T1) of the 30 s period.
         assert "lost" in {entry.fate for entry in network.log}
         granted_at: dict[int, float] = {}
         for c in network.responses(200, method="REGISTER"):
             granted_at.setdefault(c.message.cseq.seq, c.time)
         times = sorted(granted_at.values())
         assert len(times) > 3600 // 60
-        assert max(gaps(times)) < 28 + 64
+        assert max(gaps(times)) < 30 + 64
         assert next(iter(uas.bindings[AOR].values())) > trio.current_time()

@@ -583,9 +583,12 @@ def test_server_non_invite_reliable_timer_j_is_zero() -> None:
 def test_server_matching_branch_sent_by_and_method() -> None:
     layer = TransactionLayer()
     first = layer.receive_request(request("INVITE"), 0.0, reliable=False)
-    other_branch = layer.receive_request(request("INVITE", branch="z9hG4bK-2"), 0.0, reliable=False)
+    # other calls (the same call by another path would be a merged request, 8.2.2.2)
+    other_branch = layer.receive_request(
+        request("INVITE", branch="z9hG4bK-2", call_id="call-2"), 0.0, reliable=False
+    )
     other_host = layer.receive_request(
-        request("INVITE", sent_by="elsewhere.example.com"), 0.0, reliable=False
+        request("INVITE", sent_by="elsewhere.example.com", call_id="call-3"), 0.0, reliable=False
     )
     cancel = request("CANCEL")
     cancel_tx = layer.receive_request(cancel, 0.1, reliable=False)
@@ -792,12 +795,12 @@ def test_memory_is_bounded_terminated_transactions_are_dropped() -> None:
         client = layer.send_request(request("MESSAGE", branch=f"z9hG4bK-c{n}"), 0.0, reliable=False)
         layer.receive_response(response(client.request, 200), 0.1)
         server = layer.receive_request(
-            request("MESSAGE", branch=f"z9hG4bK-s{n}"), 0.0, reliable=False
+            request("MESSAGE", branch=f"z9hG4bK-s{n}", call_id=f"s{n}"), 0.0, reliable=False
         )
         assert server is not None
         server.respond(response(server.request, 200), 0.1)
         invite = layer.receive_request(
-            request("INVITE", branch=f"z9hG4bK-i{n}"), 0.0, reliable=False
+            request("INVITE", branch=f"z9hG4bK-i{n}", call_id=f"i{n}"), 0.0, reliable=False
         )
         assert invite is not None
         invite.respond(response(invite.request, 486), 0.1)
@@ -812,6 +815,7 @@ def test_memory_is_bounded_terminated_transactions_are_dropped() -> None:
     assert len(layer) == 0
     assert layer.next_deadline() is None
     assert layer._heap == [] and layer._clients == {} and layer._servers == {}
+    assert not layer._recent
 
 
 # -- make_response ---------------------------------------------------------------------------

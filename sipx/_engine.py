@@ -1,0 +1,391 @@
+"""The user-agent engine: the one owner of a client's transport, transactions and tasks.
+
+An :class:`Engine` holds the transport, the sans-I/O transaction layer, the 2xx retransmitter,
+the dialog and call registries and one nursery, entered lexically by :meth:`Engine.run` (an
+async context manager). Everything that talks to the network goes through it:
+
+* :meth:`respond` and :meth:`open_transaction` hand a message to the transaction layer and
+  carry out what it asks for at once ("pumping"): no caller has to remember to;
+* one timer task sleeps until the earliest deadline of the layer and the retransmitter;
+* leaving :meth:`run` first runs the wind-down hooks (BYE, CANCEL, final responses) shielded
+  and bounded by 16·T1, then fails every request still waiting with
+  :class:`~sipx.ClientClosedError`, then cancels the engine's tasks and closes the transport.
+
+The user agent's two halves (``_uac``, ``_uas``) and :class:`~sipx.Call` receive the engine,
+never the public client.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._core.dialog import Dialog, DialogId
+from ._core.ids import IdSource
+from ._core.message import Request, Response
+from ._core.parser import parse_message
+from ._core.received import stamp_received
+from ._core.retransmit import AckTimeout, Retransmit, TwoXXRetransmitter
+from ._core.timers import TimerConfig
+from ._core.transaction import (
+    AckReceived,
+    ClientTransaction,
+    RequestReceived,
+    ResponseReceived,
+    Send,
+    ServerTransaction,
+    StrayResponse,
+    TransactionLayer,
+    TransactionTimeout,
+    TransportFailed,
+)
+from ._errors import ClientClosedError, ParseError, ProtocolError, TimeoutError, TransportError
+from ._trio.groups import single_exception
+from ._trio.transport import Address, MessageHandler, Transport
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from ._call import Call
+
+log = logging.getLogger("sipx")
+wire_log = logging.getLogger("sipx.wire")
+
+TraceHook = Callable[[str, bytes, Address, str], None]
+Responses = trio.MemoryReceiveChannel[Response | Exception]
+Waiter = tuple[trio.MemorySendChannel[Response | Exception], Responses]
+
+
+class Engine:
+    """Owns one user agent's transport, transaction layer, timers, dialogs, calls and tasks."""
+
+    def __init__(
+        self, timers: TimerConfig, ids: IdSource, *, trace: TraceHook | None = None
+    ) -> None:
+        self.timers = timers
+        self.ids = ids
+        self.layer = TransactionLayer(timers)
+        self.retransmitter = TwoXXRetransmitter(timers)
+        self.dialogs: dict[DialogId, Dialog] = {}
+        self.calls: dict[DialogId, Call] = {}  # calls with a dialog, both directions
+        self.pending_calls: dict[str, Call] = {}  # Call-ID -> call without a dialog yet
+        self.transport: Transport | None = None
+        self.closed = False
+        self._trace = trace
+        self._nursery: trio.Nursery | None = None
+        self._waiters: dict[ClientTransaction, Waiter] = {}
+        self._transport_errors: dict[Address, str] = {}
+        self._timer_wakeup = trio.Event()
+        self._armed_deadline = math.inf
+        self._retransmits: dict[object, tuple[ServerTransaction, Callable[[], None]]] = {}
+        self._wind_down: list[Callable[[], Awaitable[None]]] = []
+        self._service_scopes: list[trio.CancelScope] = []
+        # What the user agent does with what arrives (set by the UA before run()).
+        self.on_request: Callable[[ServerTransaction, Request], Awaitable[None]] | None = None
+        self.on_ack: Callable[[Request], None] = lambda ack: None
+        self.on_stray_response: Callable[[Response], None] = lambda response: None
+        self.on_response_seen: Callable[[Response, Address], None] = lambda r, a: None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @asynccontextmanager
+    async def run(
+        self, host: str, port: int, make_transport: Callable[[MessageHandler], Any]
+    ) -> AsyncIterator[Engine]:
+        """Bind the transport and run the engine's tasks for the body of the ``async with``."""
+        if self.closed or self._nursery is not None:
+            raise ClientClosedError("the client is closed; create a new one")
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    transport: Transport = make_transport(self._on_message)
+                    await nursery.start(self._service, transport.serve, host, port)
+                    self.transport = transport
+                    await nursery.start(self._service, self._timer_loop)
+                    yield self
+                finally:
+                    await self.close()
+        except BaseExceptionGroup as group:
+            raise single_exception(group) from None
+        finally:
+            self._nursery = None
+
+    async def close(self) -> None:
+        """End calls and pending requests (shielded, within 16·T1), then cancel every task.
+
+        Safe from any task and any nesting: it never enters or exits the engine's nursery.
+        """
+        if self.closed:
+            return
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + 16 * self.timers.t1
+            if self.transport is not None and self._nursery is not None:
+                async with trio.open_nursery() as nursery:
+                    for hook in self._wind_down:
+                        nursery.start_soon(hook)
+        self.closed = True
+        self._fail_all_waiters()
+        self.retransmitter = TwoXXRetransmitter(self.timers)
+        self._retransmits.clear()
+        for scope in self._service_scopes:
+            scope.cancel()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _service(
+        self,
+        function: Callable[..., Awaitable[object]],
+        *args: object,
+        task_status: TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run one of the engine's own services (receive loop, timers) shielded from the
+        caller's cancellation: they must outlive it long enough to wind down; close() ends
+        them."""
+        with trio.CancelScope(shield=True) as scope:
+            self._service_scopes.append(scope)
+            await function(*args, task_status=task_status)
+
+    def add_wind_down(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` (shielded, bounded) when the engine closes, before its tasks end."""
+        self._wind_down.append(hook)
+
+    def _fail_all_waiters(self) -> None:
+        for transaction, (channel, _) in list(self._waiters.items()):
+            channel.send_nowait(_closed_error(transaction.request))
+        self._waiters.clear()
+
+    def require_transport(self) -> Transport:
+        if self.closed:
+            raise ClientClosedError("the client is closed; create a new one")
+        if self.transport is None:
+            raise RuntimeError("the client is not open: use 'async with AsyncClient(...)'")
+        return self.transport
+
+    def start_soon(self, function: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run a task in the engine's nursery (it ends when the engine closes)."""
+        if self._nursery is None or self.closed:
+            raise ClientClosedError("the client is closed; create a new one")
+        self._nursery.start_soon(function, *args)
+
+    @property
+    def running(self) -> bool:
+        return self._nursery is not None and not self.closed
+
+    # -- sending -----------------------------------------------------------------------------
+    def send_bytes(self, data: bytes, address: Address) -> None:
+        transport = self.require_transport()
+        if self._trace is not None:
+            self._trace("out", data, address, transport.name)
+        if wire_log.isEnabledFor(logging.DEBUG):
+            wire_log.debug("send to %s:%s\n%s", *address, data.decode("utf-8", "replace"))
+        transport.send_nowait(data, address)
+
+    def open_transaction(
+        self, request: Request, destination: Address
+    ) -> tuple[ClientTransaction, Responses]:
+        """Start a client transaction; its responses (or the error that ends it) arrive on
+        the returned channel. Call :meth:`release` when done with it."""
+        transport = self.require_transport()
+        send_channel, receive_channel = trio.open_memory_channel[Response | Exception](math.inf)
+        transaction = self.layer.send_request(
+            request, trio.current_time(), reliable=transport.reliable, destination=destination
+        )
+        self._waiters[transaction] = (send_channel, receive_channel)
+        self._pump()
+        return transaction, receive_channel
+
+    def take_over(self, transaction: ClientTransaction) -> Responses:
+        """Fail the current waiter of ``transaction`` with ClientClosedError and deliver its
+        further responses on a new channel (to the wind-down that CANCELs it)."""
+        send_channel, receive_channel = trio.open_memory_channel[Response | Exception](math.inf)
+        previous = self._waiters.get(transaction)
+        self._waiters[transaction] = (send_channel, receive_channel)
+        if previous is not None:
+            previous[0].send_nowait(_closed_error(transaction.request))
+        return receive_channel
+
+    def release(self, transaction: ClientTransaction, responses: Responses) -> None:
+        """Stop delivering ``transaction``'s responses to ``responses`` (later ones are
+        strays)."""
+        waiter = self._waiters.get(transaction)
+        if waiter is not None and waiter[1] is responses:
+            del self._waiters[transaction]
+
+    def waiting(self) -> int:
+        """How many client transactions still have someone waiting for them."""
+        return len(self._waiters)
+
+    def respond(self, transaction: ServerTransaction, response: Response) -> bool:
+        """Send ``response`` through its server transaction; False if it takes no more."""
+        accepted = transaction.respond(response, trio.current_time())
+        self._pump()
+        return accepted
+
+    def retransmit_2xx(
+        self,
+        key: object,
+        transaction: ServerTransaction,
+        response: Response,
+        on_timeout: Callable[[], None],
+    ) -> None:
+        """Resend a 2xx to INVITE until :meth:`acked` (RFC 3261 13.3.1.4); after 64·T1
+        without an ACK, ``on_timeout`` runs."""
+        self._retransmits[key] = (transaction, on_timeout)
+        self.retransmitter.start(key, response, trio.current_time())
+        self._wake_timer()
+
+    def acked(self, key: object) -> bool:
+        self._retransmits.pop(key, None)
+        return self.retransmitter.ack(key)
+
+    def cancel_retransmit(self, key: object) -> None:
+        self._retransmits.pop(key, None)
+        self.retransmitter.cancel(key)
+
+    def transport_error(self, address: Address, error: Exception) -> None:
+        """A connection to ``address`` failed: fail every transaction waiting on it."""
+        now = trio.current_time()
+        self._transport_errors[address] = str(error) or type(error).__name__
+        for transaction in list(self._waiters):
+            if transaction.destination == address:
+                self.layer.transport_error(transaction, now)
+        self._pump()
+
+    # -- the receive path (runs synchronously inside the transport's loop) --------------------
+    def _on_message(self, data: bytes, source: Address, transport: Transport) -> None:
+        if self._trace is not None:
+            self._trace("in", data, source, transport.name)
+        if wire_log.isEnabledFor(logging.DEBUG):
+            wire_log.debug("received from %s:%s\n%s", *source, data.decode("utf-8", "replace"))
+        if not data.strip() or self.closed:
+            return  # keep-alive
+        try:
+            message = parse_message(data)
+            now = trio.current_time()
+            if isinstance(message, Response):
+                message.top_via  # noqa: B018 - a response we cannot match is dropped
+                self.on_response_seen(message, source)
+                self.layer.receive_response(message, now)
+            else:
+                # RFC 3261 8.1.1: without these no response can be built; drop it here.
+                message.to, message.from_, message.call_id, message.cseq  # noqa: B018
+                stamp_received(message, source)
+                self.layer.receive_request(
+                    message, now, reliable=transport.reliable, destination=source
+                )
+        except (ParseError, ProtocolError) as exc:
+            log.info("dropping a malformed message from %s:%s: %s", source[0], source[1], exc)
+            return
+        self._pump()
+
+    def _pump(self) -> None:
+        """Carry out what the transaction layer asks for (until it has nothing more)."""
+        while events := self.layer.pop_events():
+            for event in events:
+                if isinstance(event, Send):
+                    self._send_event(event)
+                elif isinstance(event, ResponseReceived):
+                    waiter = self._waiters.get(event.transaction)
+                    if waiter is not None:
+                        waiter[0].send_nowait(event.response)
+                    else:
+                        self.on_stray_response(event.response)
+                elif isinstance(event, RequestReceived):
+                    if self.on_request is not None and self._nursery is not None:
+                        self._nursery.start_soon(
+                            self._serve_request, event.transaction, event.request
+                        )
+                elif isinstance(event, AckReceived):
+                    self.on_ack(event.request)
+                elif isinstance(event, StrayResponse):
+                    self.on_stray_response(event.response)
+                elif isinstance(event, TransactionTimeout | TransportFailed):
+                    self._fail_waiter(event.transaction, event)
+        self._wake_timer()
+
+    def _send_event(self, event: Send) -> None:
+        destination = event.transaction.destination
+        assert isinstance(destination, tuple)
+        try:
+            self.send_bytes(event.to_bytes(), destination)
+        except (TransportError, OSError) as exc:
+            # RFC 3261 17.1.4 / 17.2.4: the transaction hears of it; the client goes on.
+            self._transport_errors[destination] = str(exc)
+            self.layer.transport_error(event.transaction, trio.current_time())
+
+    def _fail_waiter(
+        self, transaction: object, event: TransactionTimeout | TransportFailed
+    ) -> None:
+        waiter = self._waiters.get(transaction)  # type: ignore[call-overload]
+        if waiter is None:
+            return
+        request = event.transaction.request
+        error: Exception
+        if isinstance(event, TransactionTimeout):
+            error = TimeoutError(request.method, str(request.uri), self.timers.timer_b)
+        else:
+            destination = event.transaction.destination
+            assert isinstance(destination, tuple)
+            reason = self._transport_errors.pop(destination, "send failed")
+            error = TransportError(f"{request.method} {request.uri}: transport failure ({reason})")
+        waiter[0].send_nowait(error)
+
+    async def _serve_request(self, transaction: ServerTransaction, request: Request) -> None:
+        assert self.on_request is not None
+        try:
+            await self.on_request(transaction, request)
+        except Exception:  # a background task never crashes the client
+            log.exception("serving %s failed", request.method)
+
+    # -- timers --------------------------------------------------------------------------------
+    def _next_deadline(self) -> float:
+        deadlines = [d for d in (self.layer.next_deadline(), self.retransmitter.next_deadline())]
+        return min((d for d in deadlines if d is not None), default=math.inf)
+
+    def _wake_timer(self) -> None:
+        if self._next_deadline() < self._armed_deadline:
+            self._timer_wakeup.set()
+
+    async def _timer_loop(
+        self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            self._armed_deadline = self._next_deadline()
+            with trio.move_on_at(self._armed_deadline):
+                await self._timer_wakeup.wait()
+            self._timer_wakeup = trio.Event()
+            now = trio.current_time()
+            self.layer.handle_timers(now)
+            for action in self.retransmitter.handle_timers(now):
+                self._on_retransmit(action)
+            self._pump()
+
+    def _on_retransmit(self, action: Retransmit | AckTimeout) -> None:
+        entry = self._retransmits.get(action.key)
+        if entry is None:
+            return
+        transaction, on_timeout = entry
+        if isinstance(action, AckTimeout):
+            del self._retransmits[action.key]
+            on_timeout()
+            return
+        if not transaction.respond(action.response, trio.current_time()):
+            destination = transaction.destination  # after Timer L: straight to the transport
+            assert isinstance(destination, tuple)
+            try:
+                self.send_bytes(action.response.to_bytes(), destination)
+            except (TransportError, OSError) as exc:
+                log.info("resending a 2xx failed: %s", exc)
+
+
+def _closed_error(request: Request) -> ClientClosedError:
+    return ClientClosedError(f"{request.method} {request.uri}: the client closed")
+
+
+__all__ = ["Engine", "Responses", "TraceHook"]

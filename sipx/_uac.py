@@ -1,0 +1,432 @@
+"""The user agent client side: sending requests and carrying them to a final response.
+
+:class:`UserAgentClient` sends a request to its next hop (with RFC 3263 failover), runs one
+client transaction per attempt through the engine, answers digest challenges (the flow of
+:mod:`sipx._auth_flow`), keeps the INVITE bookkeeping (early dialogs, the dialog a 2xx
+creates, the ACK for each 2xx and its retransmissions, RFC 3261 13.2.2.4) and CANCELs an
+INVITE its caller gave up on, or that was still pending when the client closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import trio
+
+from ._auth import Auth
+from ._auth_flow import DigestAuth, run_flow
+from ._core.builder import body_bytes, build_ack_for_2xx, build_cancel
+from ._core.dialog import Dialog, DialogId, dialog_id_of
+from ._core.message import Request, Response
+from ._core.sdp import SDPBody
+from ._core.transaction import ClientTransaction, TransactionState
+from ._engine import Engine, Responses
+from ._errors import ParseError, ProtocolError, SIPError, TimeoutError, TransportError
+from ._events import Events, RequestContext, dispatch
+from ._next_hop import NextHop
+from ._trio.transport import Address
+
+log = logging.getLogger("sipx")
+
+# An INVITE with no timeout= (per call or per client) gives up after this long: a phone that
+# rings for ever must not hang the caller (compare Timer C, RFC 3261 16.6).
+INVITE_TIMEOUT = 180.0
+
+
+def fail_after(seconds: float | None) -> AbstractContextManager[object]:
+    return trio.fail_after(seconds) if seconds is not None else trio.CancelScope()
+
+
+def request_key(request: Request) -> tuple[str, int, str]:
+    return (request.call_id, request.cseq.seq, request.method)
+
+
+class UserAgentClient:
+    """Sends requests for one user agent and waits for their final responses."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        next_hop: NextHop,
+        auth: DigestAuth,
+        *,
+        events: Events | None,
+        context_client: Any,
+        timeout: float | None,
+        credentials: Auth.Digest | None,
+    ) -> None:
+        self.engine = engine
+        self.credentials = credentials  # the client's own auth=
+        self.next_hop = next_hop
+        self.auth = auth
+        self.events = events
+        self.timeout = timeout
+        self._context_client = context_client  # the public client, for RequestContext
+        self.early_dialogs: dict[DialogId, Dialog] = {}
+        self.pending_invites: dict[str, ClientTransaction] = {}
+        self.on_success: Callable[[Request, Response, Address], None] = lambda q, r, a: None
+        # ACKs sent for 2xx, by (Call-ID, CSeq, To tag): resent when the 2xx is retransmitted.
+        self._acks: dict[tuple[str, int, str], tuple[bytes, Address]] = {}
+        self._sent_invites: dict[tuple[str, int], Request] = {}
+        # Where recent requests went, so that retry_with_auth() sends the retry there too.
+        self._destinations: OrderedDict[tuple[str, int, str], Address] = OrderedDict()
+        self._aborts = 0
+        self._aborts_idle = trio.Event()
+        self._aborts_idle.set()
+        engine.on_stray_response = self._on_stray_response
+        engine.add_wind_down(self._wind_down)
+
+    # -- out of dialog ---------------------------------------------------------------------------
+    async def send(
+        self,
+        request: Request,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> Response:
+        """Send ``request`` out of dialog; answer challenges; return the final response."""
+        self.engine.require_transport()
+        self.next_hop.add_outbound_route(request, host)
+        destinations = await self.next_hop.candidates(request, host, port)
+        seconds = timeout if timeout is not None else self.timeout
+        if seconds is None and request.method == "INVITE":
+            seconds = INVITE_TIMEOUT
+        used: list[Address] = []
+
+        async def first(first_request: Request) -> Response:
+            response, destination = await self._transact_with_failover(
+                first_request, destinations
+            )
+            used.append(destination)
+            return response
+
+        async def retry(again: Request) -> Response:
+            return await self.transact(again, used[0], attempt=2)
+
+        try:
+            with fail_after(seconds):
+                response = await run_flow(
+                    self.auth.flow(request, auth or self.credentials), first, retry
+                )
+        except trio.TooSlowError:
+            raise TimeoutError(request.method, str(request.uri), seconds or 0.0) from None
+        self.on_success(response.request or request, response, used[0])
+        return response
+
+    async def retry_with_auth(self, response: Response, credentials: Auth.Digest) -> Response:
+        """Answer a 401/407 challenge with a new transaction (new branch, CSeq + 1)."""
+        request = response.request
+        if request is None:
+            raise ValueError("the response does not carry the request it answers")
+        retry = self.auth.authorize(request, response, credentials, strict_realm=True)
+        assert retry is not None
+        destination = self._destinations.get(request_key(request))
+        try:
+            with fail_after(self.timeout):
+                final = await self.transact(retry, destination, attempt=2)
+        except trio.TooSlowError:
+            raise TimeoutError(retry.method, str(retry.uri), self.timeout or 0.0) from None
+        final.history[:0] = [*response.history, response]
+        return final
+
+    async def _transact_with_failover(
+        self, request: Request, destinations: list[Address]
+    ) -> tuple[Response, Address]:
+        """The first transaction of a request: on a transport failure or a transaction
+        timeout, the same request (new branch) goes to the next address (RFC 3263 4.3)."""
+        for destination in destinations[:-1]:
+            stamped = "Via" not in request.headers
+            try:
+                return await self.transact(request, destination), destination
+            except (TransportError, TimeoutError) as exc:
+                log.info(
+                    "%s to %s:%s failed (%s); trying the next server",
+                    request.method,
+                    *destination,
+                    exc,
+                )
+                if stamped:
+                    del request.headers["Via"]
+        return await self.transact(request, destinations[-1]), destinations[-1]
+
+    # -- within a dialog -------------------------------------------------------------------------
+    async def send_in_dialog(
+        self, dialog: Dialog, request: Request, *, timeout: float | None
+    ) -> Response:
+        address = await self.next_hop.address(dialog.next_hop())
+        seconds = timeout if timeout is not None else self.timeout
+
+        async def retry(again: Request) -> Response:
+            dialog.local_seq += 1  # the retry took the next CSeq
+            return await self.transact(again, address)
+
+        try:
+            with fail_after(seconds):
+                response = await run_flow(
+                    self.auth.flow(request, self.credentials),
+                    lambda first: self.transact(first, address),
+                    retry,
+                )
+        except trio.TooSlowError:
+            raise TimeoutError(request.method, str(request.uri), seconds or 0.0) from None
+        dialog.receive_response(response)
+        return response
+
+    async def ack(
+        self, dialog: Dialog, response: Response, body: str | bytes | SDPBody | None = None
+    ) -> Request:
+        """ACK a 2xx to INVITE (a request of its own within the dialog, RFC 3261 13.2.2.4)."""
+        assert response.request is not None
+        ack = build_ack_for_2xx(response.request, dialog, body_bytes(body))
+        address = await self.next_hop.address(dialog.next_hop())
+        self.next_hop.stamp(ack, address)
+        ack = await self._run_request_hooks(ack, address)
+        data = ack.to_bytes()
+        self._acks[(dialog.call_id, response.request.cseq.seq, dialog.remote_tag)] = (data, address)
+        while len(self._acks) > 1024:
+            self._acks.pop(next(iter(self._acks)))
+        self.engine.send_bytes(data, address)
+        return ack
+
+    async def bye(
+        self,
+        dialog: Dialog,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """End ``dialog`` with BYE; its call (if any) ends as ended by us."""
+        request = dialog.create_request("BYE", headers=headers or {})
+        dialog.terminate()
+        call = self.engine.calls.get(dialog.id)
+        try:
+            return await self.send_in_dialog(dialog, request, timeout=timeout)
+        finally:
+            self.engine.dialogs.pop(dialog.id, None)
+            if call is not None:
+                call._end("local")
+
+    def dialog_for(self, response: Response) -> Dialog:
+        dialog_id = dialog_id_of(response)
+        dialog = self.engine.dialogs.get(dialog_id) if dialog_id else None
+        if dialog is None:
+            raise ProtocolError("no dialog for this response (was it a 2xx to an INVITE?)")
+        return dialog
+
+    # -- one transaction ---------------------------------------------------------------------------
+    async def _run_request_hooks(self, request: Request, destination: Address) -> Request:
+        if self.events is None:
+            return request
+        context = RequestContext(
+            request,
+            client=self._context_client,
+            destination=destination,
+            transport=self.next_hop.transport_name,
+        )
+        result: Request = await dispatch(self.events, "request", request, context)
+        return result
+
+    async def transact(
+        self, request: Request, destination: Address | None, *, attempt: int = 1
+    ) -> Response:
+        """One client transaction: send, wait for the final response, run the hooks."""
+        if destination is None:
+            destination = (await self.next_hop.candidates(request))[0]
+        transport = self.engine.require_transport()
+        if "Via" not in request.headers:
+            self.next_hop.stamp(request, destination)
+        context = RequestContext(
+            request,
+            client=self._context_client,
+            destination=destination,
+            transport=transport.name,
+            attempt=attempt,
+        )
+        if self.events is not None:
+            request = await dispatch(self.events, "request", request, context)
+            context.request = request
+        self._remember_destination(request, destination)
+        transaction, responses = self.engine.open_transaction(request, destination)
+        is_invite = request.method == "INVITE"
+        if is_invite:
+            self.pending_invites[request.call_id] = transaction
+        handed_off = False
+        history: list[Response] = []
+        try:
+            async for item in responses:
+                if isinstance(item, Exception):
+                    raise item
+                response = item
+                response.request = request
+                context.response = response
+                if self.events is not None:
+                    response = await dispatch(self.events, "response", response, context)
+                    if response.status_code in (401, 407):
+                        response = await dispatch(self.events, "auth_challenge", response, context)
+                    response.request = request
+                if response.status_code < 200:
+                    if is_invite:
+                        self._on_provisional(request, response)
+                    history.append(response)
+                    continue
+                response.history = history
+                if is_invite and response.is_success:
+                    self.on_invite_success(request, response)
+                return response
+            raise TransportError("transaction ended without a response")
+        except trio.Cancelled:
+            if is_invite and self.engine.running:
+                # CANCEL in the engine's nursery, so that the caller's deadline is kept
+                # even while the CANCEL still waits for a provisional response.
+                handed_off = True
+                self._hand_off(transaction, responses)
+            raise
+        finally:
+            if not handed_off:
+                self.engine.release(transaction, responses)
+            if is_invite:
+                if self.pending_invites.get(request.call_id) is transaction:
+                    del self.pending_invites[request.call_id]
+                # A final response (or giving up) ends the INVITE's early dialogs.
+                for early in [d for d in self.early_dialogs.values() if d.invite is request]:
+                    del self.early_dialogs[early.id]
+
+    def _remember_destination(self, request: Request, destination: Address) -> None:
+        self._destinations[request_key(request)] = destination
+        while len(self._destinations) > 256:
+            self._destinations.popitem(last=False)
+
+    # -- INVITE bookkeeping ------------------------------------------------------------------------
+    def _on_provisional(self, request: Request, response: Response) -> None:
+        """A 101-199 with a To tag creates an early dialog; forks make several (12.1.2)."""
+        if request.to.tag or not response.to.tag or response.status_code == 100:
+            return
+        try:
+            dialog = Dialog.from_uac_response(request, response)
+        except (ProtocolError, ParseError):
+            return
+        self.early_dialogs.setdefault(dialog.id, dialog)
+
+    def on_invite_success(self, request: Request, response: Response) -> None:
+        if request.to.tag:
+            return  # a re-INVITE: the dialog exists and absorbs the response itself
+        self._sent_invites[(request.call_id, request.cseq.seq)] = request
+        while len(self._sent_invites) > 256:
+            self._sent_invites.pop(next(iter(self._sent_invites)))
+        try:
+            dialog = Dialog.from_uac_response(request, response)
+        except (ProtocolError, ParseError) as exc:
+            log.warning("2xx to INVITE does not create a dialog: %s", exc)
+            return
+        self.engine.dialogs[dialog.id] = dialog
+        for early in [d for d in self.early_dialogs.values() if d.call_id == dialog.call_id]:
+            del self.early_dialogs[early.id]
+
+    def _on_stray_response(self, response: Response) -> None:
+        """A 2xx after the INVITE completed: ACK a retransmission again; a 2xx from another
+        fork (new To tag) is ACKed and ended with BYE (RFC 3261 13.2.2.4)."""
+        try:
+            if not (response.is_success and response.cseq.method == "INVITE"):
+                return
+            key = (response.call_id, response.cseq.seq)
+            sent = self._acks.get((*key, response.to.tag or ""))
+            if sent is not None:
+                self.engine.send_bytes(*sent)
+                return
+            if dialog_id_of(response) in self.engine.dialogs:
+                return  # the caller has not ACKed this dialog's 2xx yet
+            invite = self._sent_invites.get(key)
+        except ParseError:
+            return
+        if invite is not None and response.to.tag and self.engine.running:
+            response.request = invite
+            self.engine.start_soon(self._end_unwanted_call, response)
+
+    # -- CANCEL ------------------------------------------------------------------------------------
+    async def cancel(self, transaction: ClientTransaction) -> Response:
+        cancel = build_cancel(transaction.request)
+        destination = transaction.destination
+        assert isinstance(destination, tuple)
+        return await self.transact(cancel, destination)
+
+    def _hand_off(self, transaction: ClientTransaction, responses: Responses) -> None:
+        self._aborts += 1
+        self._aborts_idle = trio.Event()
+        self.engine.start_soon(self._cancel_on_abort, transaction, responses)
+
+    async def _wind_down(self) -> None:
+        """The client is closing: CANCEL every INVITE still pending (its caller gets
+        ClientClosedError), then wait for the CANCELs already running."""
+        for transaction in list(self.pending_invites.values()):
+            request = transaction.request
+            responses = self.engine.take_over(transaction)
+            self._hand_off(transaction, responses)
+            log.debug("closing: cancelling the pending INVITE to %s", request.uri)
+        await self._aborts_idle.wait()
+
+    async def _cancel_on_abort(self, transaction: ClientTransaction, responses: Responses) -> None:
+        """The caller gave up on an INVITE: CANCEL it, bounded in time (RFC 3261 9.1).
+
+        CANCEL waits for a provisional response; a 2xx that wins the race is ACKed and
+        ended with BYE so that the callee is not left in a half-open call.
+        """
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + self.engine.timers.t1 * 16
+                async with trio.open_nursery() as nursery:
+                    cancelled = False
+                    if transaction.state is not TransactionState.CALLING:
+                        nursery.start_soon(self._quiet_cancel, transaction)
+                        cancelled = True
+                    async for item in responses:
+                        if isinstance(item, Exception):
+                            break
+                        if item.status_code < 200:
+                            if not cancelled:
+                                nursery.start_soon(self._quiet_cancel, transaction)
+                                cancelled = True
+                            continue
+                        if item.is_success:
+                            item.request = transaction.request
+                            await self._end_unwanted_call(item)
+                        break
+                    nursery.cancel_scope.deadline = min(
+                        nursery.cancel_scope.deadline,
+                        trio.current_time() + self.engine.timers.t1 * 8,
+                    )
+        finally:
+            self.engine.release(transaction, responses)
+            self._aborts -= 1
+            if not self._aborts:
+                self._aborts_idle.set()
+
+    async def _quiet_cancel(self, transaction: ClientTransaction) -> None:
+        try:
+            await self.cancel(transaction)
+        except SIPError as exc:
+            log.debug("CANCEL after abort failed: %s", exc)
+
+    async def _end_unwanted_call(self, response: Response) -> None:
+        """ACK and BYE a 2xx to an INVITE the caller no longer wants."""
+        assert response.request is not None
+        self.on_invite_success(response.request, response)
+        try:
+            dialog = self.dialog_for(response)
+            await self.ack(dialog, response)
+            await self.bye(dialog)
+        except SIPError as exc:
+            log.debug("ending an abandoned call failed: %s", exc)
+
+    @property
+    def aborts(self) -> int:
+        """INVITEs given up on whose CANCEL still runs."""
+        return self._aborts
+
+
+__all__ = ["INVITE_TIMEOUT", "UserAgentClient", "fail_after"]
