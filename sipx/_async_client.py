@@ -498,7 +498,7 @@ class AsyncClient:
         The refresh comes at half the expiry the registrar granted below 64 s, else at 80 %
         of it and at least 32 s (one Timer F) before it runs out, and never sooner than 5 s
         after the last one; ``interval`` (seconds), if given, caps the period. An AOR not
-        registered yet is registered at once. Failures are retried with back-off (4, 8, 16 ... 60 s).
+        registered yet is registered at once. Failures are retried with back-off (4, 8 ... 60 s).
         """
         self._registrations.enable(aor, interval, self.register)
 

@@ -100,9 +100,7 @@ class UserAgentClient:
         used: list[Address] = []
 
         async def first(first_request: Request) -> Response:
-            response, destination = await self._transact_with_failover(
-                first_request, destinations
-            )
+            response, destination = await self._transact_with_failover(first_request, destinations)
             used.append(destination)
             return response
 

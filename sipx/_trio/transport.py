@@ -22,9 +22,7 @@ class Transport(Protocol):
     @property
     def local_address(self) -> Address: ...
 
-    async def serve(
-        self, host: str, port: int, *, task_status: TaskStatus[Address] = ...
-    ) -> None:
+    async def serve(self, host: str, port: int, *, task_status: TaskStatus[Address] = ...) -> None:
         """Bind ``(host, port)``, report the bound address, deliver messages until cancelled."""
 
     def send_nowait(self, data: bytes, address: Address) -> None: ...
