@@ -311,6 +311,10 @@ class Call:
                 engine.cancel_retransmit((self.dialog.id, self.final_response.cseq.seq))
         if engine.pending_calls.get(self.call_id) is self:
             del engine.pending_calls[self.call_id]
+        if self.direction == "incoming":
+            self._uas.forget_tag(self.invite)
+        elif self.dialog is not None:
+            self._uac.forget(self.dialog, self.invite)
         self._acked.set()
         self._ended.set()
 

@@ -69,8 +69,9 @@ class UserAgentClient:
         self.early_dialogs: dict[DialogId, Dialog] = {}
         self.pending_invites: dict[str, ClientTransaction] = {}
         self.on_success: Callable[[Request, Response, Address], None] = lambda q, r, a: None
-        # ACKs sent for 2xx, by (Call-ID, CSeq, To tag): resent when the 2xx is retransmitted.
-        self._acks: dict[tuple[str, int, str], tuple[bytes, Address]] = {}
+        # The last ACK sent in each dialog, by (Call-ID, To tag): (CSeq, bytes, address),
+        # resent when its 2xx is retransmitted; forgotten when the call ends.
+        self._acks: dict[tuple[str, str], tuple[int, bytes, Address]] = {}
         self._sent_invites: dict[tuple[str, int], Request] = {}
         # Where recent requests went, so that retry_with_auth() sends the retry there too.
         self._destinations: OrderedDict[tuple[str, int, str], Address] = OrderedDict()
@@ -186,7 +187,13 @@ class UserAgentClient:
         self.next_hop.stamp(ack, address)
         ack = await self._run_request_hooks(ack, address)
         data = ack.to_bytes()
-        self._acks[(dialog.call_id, response.request.cseq.seq, dialog.remote_tag)] = (data, address)
+        self._acks[(dialog.call_id, dialog.remote_tag)] = (
+            response.request.cseq.seq,
+            data,
+            address,
+        )
+        while len(self._acks) > 1024:
+            self._acks.pop(next(iter(self._acks)))
         while len(self._acks) > 1024:
             self._acks.pop(next(iter(self._acks)))
         self.engine.send_bytes(data, address)
@@ -209,6 +216,11 @@ class UserAgentClient:
             self.engine.dialogs.pop(dialog.id, None)
             if call is not None:
                 call._end("local")
+
+    def forget(self, dialog: Dialog, invite: Request) -> None:
+        """A call has ended: drop what was kept to ACK its 2xx retransmissions."""
+        self._acks.pop((dialog.call_id, dialog.remote_tag), None)
+        self._sent_invites.pop((invite.call_id, invite.cseq.seq), None)
 
     def dialog_for(self, response: Response) -> Dialog:
         dialog_id = dialog_id_of(response)
@@ -333,9 +345,9 @@ class UserAgentClient:
             if not (response.is_success and response.cseq.method == "INVITE"):
                 return
             key = (response.call_id, response.cseq.seq)
-            sent = self._acks.get((*key, response.to.tag or ""))
-            if sent is not None:
-                self.engine.send_bytes(*sent)
+            sent = self._acks.get((response.call_id, response.to.tag or ""))
+            if sent is not None and sent[0] == response.cseq.seq:
+                self.engine.send_bytes(sent[1], sent[2])
                 return
             if dialog_id_of(response) in self.engine.dialogs:
                 return  # the caller has not ACKed this dialog's 2xx yet

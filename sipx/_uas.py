@@ -113,6 +113,8 @@ class IncomingRequest:
         if not self._uas.engine.respond(self.transaction, response):
             raise ProtocolError(f"{self.method} was already answered")
         self.response = response
+        if status_code >= 200 and self.method != "INVITE":
+            self._uas.forget_tag(self.request)
         return response
 
     def _complete(self, response: Response) -> Response:
@@ -212,6 +214,10 @@ class UserAgentServer:
             if len(self._tags) > 4096:
                 self._tags.pop(next(iter(self._tags)))
         return tag
+
+    def forget_tag(self, request: Request) -> None:
+        """The request is answered for good (or its call ended): its To tag is not needed."""
+        self._tags.pop((request.call_id, request.from_.tag or ""), None)
 
     def contact_for(self, request: Request) -> str:
         return self.next_hop.contact_for(request)
@@ -344,6 +350,8 @@ class UserAgentServer:
             if not self.engine.respond(incoming.transaction, result):
                 raise ProtocolError("handler's response was refused by the transaction")
             incoming.response = result
+            if result.status_code >= 200 and incoming.method != "INVITE":
+                self.forget_tag(incoming.request)
         if not incoming.responded:
             defaults = {
                 "MESSAGE": 200,

@@ -1,13 +1,14 @@
 """Calls with the blocking Client: ``Client.call()``, ``Client.calls()`` and BlockingCall.
 
 Two Clients on real loopback UDP; the callee iterates ``calls()`` in a worker thread. Every
-wait is bounded, so a regression fails in seconds instead of hanging.
+wait is bounded, so a regression fails in seconds instead of hanging, and no test sleeps for a
+guessed time: what a test needs to have happened is waited for (``wait_until``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -41,13 +42,26 @@ def status_of(call: BlockingCall) -> int:
     return call.final_response.status_code
 
 
-def wait_buffered(incoming: Iterator[BlockingCall]) -> None:
-    """Until ``incoming`` holds a call not yet returned by next() (white box: our feed)."""
-    feed = incoming._feed  # type: ignore[attr-defined]
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Until ``condition()`` holds; the WAIT bound only matters when a test fails."""
     deadline = time.monotonic() + WAIT
-    while feed._receive.statistics().current_buffer_used == 0:
-        assert time.monotonic() < deadline, "no INVITE arrived"
-        time.sleep(0.01)
+    while not condition():
+        assert time.monotonic() < deadline, f"not {what} after {WAIT} s"
+        time.sleep(0.001)
+
+
+def wait_for_feed(
+    incoming: Iterator[BlockingCall], what: str, condition: Callable[..., bool]
+) -> None:
+    """Until ``condition(statistics)`` holds for the channel behind ``incoming`` (white box:
+    our feed), its statistics read on the client's portal thread."""
+    client, feed = incoming._client, incoming._feed  # type: ignore[attr-defined]
+    wait_until(lambda: condition(client._call_sync(feed._receive.statistics)), what)
+
+
+def wait_buffered(incoming: Iterator[BlockingCall]) -> None:
+    """Until ``incoming`` holds a call not yet returned by next()."""
+    wait_for_feed(incoming, "an INVITE buffered", lambda stats: stats.current_buffer_used > 0)
 
 
 def first_call(incoming: Iterator[BlockingCall]) -> BlockingCall:
@@ -174,7 +188,7 @@ def test_listening_starts_when_calls_returns(
     incoming = bob.calls(timeout=5)
 
     def late_callee() -> object:
-        time.sleep(0.3)  # alice's INVITE is in by now
+        wait_buffered(incoming)  # alice's INVITE is in, before the first next()
         call = first_call(incoming)
         call.answer()
         return call.remote_uri
@@ -238,7 +252,9 @@ def test_closing_the_client_ends_a_waiting_iteration(
     with Client("127.0.0.1", 0) as bob:
         incoming = bob.calls()  # no timeout: only the client's end stops it
         waiting = worker.submit(lambda: next(incoming, None))
-        time.sleep(0.1)  # next() waits on the portal by now (or finds the feed closed)
+        wait_for_feed(  # next() waits on the portal
+            incoming, "waiting in next()", lambda stats: stats.tasks_waiting_receive == 1
+        )
     assert waiting.result(WAIT) is None
     assert next(incoming, None) is None
     with pytest.raises(sipx.SIPError, match="closed"):

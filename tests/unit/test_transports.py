@@ -1,8 +1,12 @@
-"""UDPTransport, TCPTransport and Resolver on real loopback sockets (trio, real clock).
+"""UDPTransport, TCPTransport and Resolver on real loopback sockets.
 
 Also AsyncClient on real sockets where the transport layer decides what goes on the wire:
-bind errors, wildcard binds, name resolution, IPv6, TCP connect failures. Every test here
-takes well under a second.
+bind errors, wildcard binds, name resolution, IPv6, TCP connect failures. No test sleeps: a
+test waits for the event it needs, or for ``trio.testing.wait_all_tasks_blocked()`` (every
+task, the transport's included, has handled what the loopback delivered and waits again).
+The idle timeout and the keep-alives run on the autojump clock (``autojump_clock``): on
+loopback, data sent is readable at once, and trio polls the sockets before it declares every
+task blocked and jumps the clock.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import sipx
 from sipx._core.framer import StreamFramer
 from sipx._core.message import Request
 from sipx._core.parser import parse_message
 from sipx._core.transaction import make_response
+from sipx._trio import tcp
 from sipx._trio.resolver import Resolver, is_ip
 from sipx._trio.tcp import TCPTransport
 from sipx._trio.transport import Address, Transport
@@ -261,7 +267,7 @@ async def test_udp_loop_survives_a_failing_handler(caplog: pytest.LogCaptureFixt
             for payload in (b"one", b"boom", b"two"):
                 raw.sendto(payload, address)
             await collector.wait_for(2)
-            await trio.sleep(0.05)  # the loop is idle again, waiting for the socket
+            await trio.testing.wait_all_tasks_blocked()  # the loop waits for the socket again
             raw.sendto(b"three", address)
             received = await collector.wait_for(3)
     assert [data for data, _ in received] == [b"one", b"two", b"three"]
@@ -274,7 +280,17 @@ async def test_udp_send_before_serve_is_a_transport_error() -> None:
 
 
 # -- TCP framing and connections -------------------------------------------------------------------
-async def test_tcp_framing_split_writes_and_several_messages_per_write() -> None:
+async def test_tcp_framing_split_writes_and_several_messages_per_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chunks: list[bytes] = []  # what the transport read, in order
+
+    class RecordingFramer(StreamFramer):
+        def feed(self, data: bytes) -> list[bytes]:
+            chunks.append(bytes(data))
+            return super().feed(data)
+
+    monkeypatch.setattr(tcp, "StreamFramer", RecordingFramer)
     collector = Collector()
     transport = TCPTransport(collector)
     first = options_request("z9hG4bKone", body=b"hello")
@@ -285,10 +301,12 @@ async def test_tcp_framing_split_writes_and_several_messages_per_write() -> None
         async with stream:
             me = stream.socket.getsockname()[:2]
             # One message in three writes: within the headers, within the body.
-            for piece in (first[:20], first[20:-3], first[-3:]):
+            pieces = [first[:20], first[20:-3], first[-3:]]
+            for piece in pieces:
                 await stream.send_all(piece)
-                await trio.sleep(0.02)
+                await trio.testing.wait_all_tasks_blocked()  # the transport has read it
             await collector.wait_for(1)
+            assert chunks == pieces  # three reads, not one
             # Two messages (and a keep-alive CRLF between them) in one write.
             await stream.send_all(second + b"\r\n\r\n" + third)
             received = await collector.wait_for(3)
@@ -356,20 +374,22 @@ async def test_client_over_tcp_answers_on_the_incoming_connection() -> None:
     assert response.top_via.branch == "z9hG4bKraw1"
 
 
-async def test_tcp_idle_connection_is_closed() -> None:
-    transport = TCPTransport(Collector(), idle_timeout=0.3)
+async def test_tcp_idle_connection_is_closed(autojump_clock: trio.testing.MockClock) -> None:
+    collector = Collector()
+    transport = TCPTransport(collector)  # the default idle_timeout: 300 s
     async with serving(transport) as address:
         stream = await trio.open_tcp_stream(*address)
         async with stream:
             await stream.send_all(options_request())
+            await collector.wait_for(1)
             start = trio.current_time()
-            await trio.sleep(0.1)
+            await trio.sleep(299)
             assert transport.connection_count == 1
             with trio.fail_after(10):
                 data = await stream.receive_some(100)
             elapsed = trio.current_time() - start
         assert data == b""  # closed by the transport
-        assert elapsed >= 0.25  # not before the idle timeout (fail_after bounds the other side)
+        assert elapsed == 300  # after 300 s without traffic (virtual time: exact)
         assert transport.connection_count == 0
 
 
@@ -521,12 +541,6 @@ async def test_ipv6_options_exchange(kind: str, bind: str) -> None:
     assert header_values(data, "Contact") == [f"<sip:sipx@[::1]:{port}{suffix}>"]
 
 
-def test_ipv6_availability_is_known() -> None:
-    """Documents, in the test log, whether the IPv6 tests above ran."""
-    if not IPV6:
-        pytest.skip("IPv6 loopback (::1) is not available here")
-
-
 async def test_a_reset_connection_does_not_stop_the_client() -> None:
     async with sipx.AsyncClient(LOOPBACK, 0, transport="TCP") as client:
         for _ in range(3):
@@ -534,7 +548,7 @@ async def test_a_reset_connection_does_not_stop_the_client() -> None:
             raw.sendall(options_request()[:40])  # half a message, then a reset (RST)
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             raw.close()
-        await trio.sleep(0.2)
+        await trio.testing.wait_all_tasks_blocked()  # the client has handled the resets
         # Still serving: a whole request over a new connection gets its answer.
         stream = await trio.open_tcp_stream(*client.local_address)
         async with stream:
@@ -547,31 +561,38 @@ async def test_a_reset_connection_does_not_stop_the_client() -> None:
     assert messages[0].startswith(b"SIP/2.0 200 OK\r\n")
 
 
-async def test_a_kept_connection_sends_keepalives_instead_of_idling_out() -> None:
+async def test_a_kept_connection_sends_keepalives_instead_of_idling_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     received = bytearray()
+    arrived = trio.Event()
     closed = trio.Event()
 
     async def peer(stream: trio.SocketStream) -> None:
         async with stream:
             while data := await stream.receive_some(65_536):
                 received.extend(data)
+                arrived.set()
         closed.set()
 
-    transport = TCPTransport(Collector(), idle_timeout=0.6, keepalive_interval=0.2)
+    transport = TCPTransport(Collector(), idle_timeout=300, keepalive_interval=100)
     async with trio.open_nursery() as nursery:
         [listener] = await trio.open_tcp_listeners(0, host=LOOPBACK)
         await nursery.start(trio.serve_listeners, peer, [listener])
         address = (LOOPBACK, listener.socket.getsockname()[1])
         async with serving(transport):
+            start = trio.current_time()
             transport.send_nowait(options_request(), address)
             transport.keep_alive(address)
-            await trio.sleep(1.3)
-            assert transport.has_connection(address)  # well past the 0.6 s idle timeout
-            pings = bytes(received).count(b"\r\n\r\n") - 1  # the OPTIONS ends with one too
-            assert 2 <= pings <= 7, received  # one per 0.2 s of quiet (RFC 5626 4.4.1)
+            await arrived.wait()
+            await trio.sleep(350)
+            assert transport.has_connection(address)  # past the 300 s idle timeout
+            # One CRLFCRLF per 100 s of quiet (RFC 5626 4.4.1): at 100, 200 and 300 s.
+            assert bytes(received) == options_request() + b"\r\n\r\n" * 3
             transport.keep_alive(address, enabled=False)
-            with trio.fail_after(5):
-                await closed.wait()  # idle again: closed after 0.6 s without traffic
+            with trio.fail_after(400):
+                await closed.wait()  # idle again: closed 300 s after the last ping
+            assert trio.current_time() - start == 600
             assert not transport.has_connection(address)
         nursery.cancel_scope.cancel()
 
@@ -583,7 +604,7 @@ async def test_registering_over_tcp_keeps_the_registrar_connection() -> None:
         async with sipx.AsyncClient(
             LOOPBACK, 0, "TCP", sipx.Auth.Digest("1111", "1111xxx")
         ) as client:
-            transport = client._transport
+            transport = client._engine.transport
             assert isinstance(transport, TCPTransport)
             assert (await client.register(aor)).status_code == 200
             assert transport._kept == {registrar}

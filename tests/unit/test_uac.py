@@ -1,4 +1,9 @@
-"""AsyncClient against a ScriptedUAS on sipx.testing.MemoryNetwork, on the autojump clock."""
+"""The client side of AsyncClient (sipx._uac): requests carried to their final response.
+
+OPTIONS, digest challenges, retransmissions and timeouts, CANCEL, ACK and BYE in a dialog,
+event handlers and the client's lifecycle, against a ScriptedUAS on
+sipx.testing.MemoryNetwork, on the autojump clock. The server side: test_uas_memory.py.
+"""
 
 from __future__ import annotations
 

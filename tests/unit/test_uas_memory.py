@@ -1028,3 +1028,35 @@ async def test_crossing_reinvites_get_491_and_both_succeed(
     assert results["callee"][1] < results["caller"][1]
     retried = [c for c in network.requests("INVITE")][1:]
     assert len(retried) == 4  # two crossing re-INVITEs, then one retry from each side
+
+
+# -- merged requests (RFC 3261 8.2.2.2) ---------------------------------------------------------
+@pytest.mark.parametrize("method", ["INVITE", "MESSAGE"])
+async def test_a_merged_request_gets_482_and_reaches_the_application_once(
+    autojump_clock: trio.testing.MockClock, method: str
+) -> None:
+    """The same request forked to us twice (same From tag, Call-ID, CSeq; other branch)."""
+    network = MemoryNetwork()
+    seen: list[str] = []
+
+    def handler(incoming: Any) -> None:
+        if isinstance(incoming, sipx.Call):
+            seen.append(incoming.invite.top_via.branch)
+            incoming.answer()
+        else:
+            seen.append(incoming.request.top_via.branch)
+
+    async with client_on(network) as callee, network.socket(PEER) as peer:
+        callee.on_request(method, handler)
+        body = OFFER if method == "INVITE" else None
+        first = raw_request(method, address_of(callee), branch="z9hG4bKpath1", body=body)
+        second = raw_request(method, address_of(callee), branch="z9hG4bKpath2", body=body)
+        peer.send(first.to_bytes(), address_of(callee))
+        peer.send(second.to_bytes(), address_of(callee))
+        await trio.sleep(1)
+        finals: dict[str, int] = {}
+        for entry in network.responses():
+            if entry.message.status_code >= 200:
+                finals.setdefault(entry.message.top_via.branch, entry.message.status_code)
+        assert seen == ["z9hG4bKpath1"]
+        assert finals == {"z9hG4bKpath1": 200, "z9hG4bKpath2": 482}
