@@ -20,8 +20,7 @@ from typing import Any, NamedTuple
 
 from ._auth import Auth
 from ._auth_flow import DigestAuth
-from ._call import Call, CallState
-from ._call import _sdp as _sdp_of
+from ._call import Call, CallState, end_call, sdp_of
 from ._core.builder import body_bytes, build_request, guess_content_type
 from ._core.dialog import Dialog, DialogId
 from ._core.header_types import NameAddr
@@ -326,12 +325,12 @@ class AsyncClient:
         if response.is_success:
             dialog = self._uac.dialog_for(response)
             call.dialog = dialog
-            call.remote_sdp = call.answer_sdp = _sdp_of(response)
+            call.remote_sdp = call.answer_sdp = sdp_of(response)
             call.state = CallState.ESTABLISHED
             self._engine.calls[dialog.id] = call
             await self._uac.ack(dialog, response)
         else:
-            call._end("rejected")
+            end_call(call, "rejected")
         return call
 
     def calls(self) -> AsyncIterator[Call]:
@@ -496,9 +495,10 @@ class AsyncClient:
         """Refresh the registration of ``aor`` before it expires, until disabled or closed.
 
         The refresh comes at half the expiry the registrar granted below 64 s, else at 80 %
-        of it and at least 32 s (one Timer F) before it runs out, and never sooner than 5 s
-        after the last one; ``interval`` (seconds), if given, caps the period. An AOR not
-        registered yet is registered at once. Failures are retried with back-off (4, 8 ... 60 s).
+        of it and at least 32 s (one Timer F) before it runs out (so never more often than
+        every 5 s unless the registrar grants under 10 s); ``interval`` (seconds) caps it.
+        An AOR not registered yet is registered at once. Failures are retried with back-off
+        (4, 8 ... 60 s).
         """
         self._registrations.enable(aor, interval, self.register)
 

@@ -2,7 +2,7 @@
 
 As in httpx, the flow is a generator: it yields a request, receives that request's final
 response, and yields the retry a 401/407 calls for (a new transaction: new branch, CSeq + 1)
-until nothing more is to be answered. :func:`sipx._uac` drives it for every request, in and
+until nothing more is to be answered. :mod:`sipx._uac` drives it for every request, in and
 out of dialog; :meth:`DigestAuth.authorize` also serves ``retry_with_auth()``.
 """
 

@@ -307,8 +307,7 @@ class Call:
             if engine.calls.get(self.dialog.id) is self:
                 del engine.calls[self.dialog.id]
             engine.dialogs.pop(self.dialog.id, None)
-            if self.final_response is not None:
-                engine.cancel_retransmit((self.dialog.id, self.final_response.cseq.seq))
+            engine.cancel_retransmits(self.dialog.id)
         if engine.pending_calls.get(self.call_id) is self:
             del engine.pending_calls[self.call_id]
         if self.direction == "incoming":
@@ -317,6 +316,32 @@ class Call:
             self._uac.forget(self.dialog, self.invite)
         self._acked.set()
         self._ended.set()
+
+
+# -- for the user agent (sipx._uac, sipx._uas, sipx._async_client): a call's state changes --------
+def end_call(call: Call, by: str) -> None:
+    """The call is over (``by``: "local", "remote", "cancel", "timeout" or "rejected")."""
+    call._end(by)
+
+
+def ack_received(call: Call, ack: Request) -> None:
+    """The ACK of our 2xx arrived (it may carry the SDP answer to a late offer)."""
+    call._on_ack(ack)
+
+
+def reinvite_received(call: Call, request: Request) -> SDPBody | None:
+    """The peer re-INVITEd: take its offer and return our answer."""
+    return call._on_reinvite(request)
+
+
+def reinvite_pending(call: Call) -> bool:
+    """Our own re-INVITE is pending (a crossing one gets 491, RFC 3261 14.2)."""
+    return call._reinviting
+
+
+def sdp_of(message: Request | Response) -> SDPBody | None:
+    """The SDP body of ``message``, or None (no body, another type, or a broken SDP)."""
+    return _sdp(message)
 
 
 def _sdp(message: Request | Response) -> SDPBody | None:

@@ -7,6 +7,7 @@ message sent and received.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 
@@ -103,17 +104,19 @@ async def _call(args: argparse.Namespace) -> int:
             return 1
         if call.remote_sdp is not None:
             print(f"Codecs: {', '.join(call.remote_sdp.get_codecs_summary())}")
+        interrupted = False
         try:
-            with trio.move_on_after(args.duration):
+            # A negative --duration holds the call until the peer hangs up (or Ctrl-C).
+            with trio.move_on_after(math.inf if args.duration < 0 else args.duration):
                 ended_by = await call.wait_ended()
                 print(f"Call ended by the {ended_by} side")
                 return 0
         except KeyboardInterrupt:
-            pass
+            interrupted = True
         if not call.ended:
             with trio.CancelScope(shield=True):
                 _print_response("BYE", await call.bye())
-        return 0
+        return 130 if interrupted else 0
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -154,7 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     call = commands.add_parser("call", help="call, wait for the answer, hang up")
     call.add_argument("uri")
-    call.add_argument("--duration", type=float, default=5.0, help="hang up after N seconds")
+    call.add_argument(
+        "--duration",
+        type=float,
+        default=5.0,
+        help="hang up after N seconds (negative: when the peer does, or on Ctrl-C)",
+    )
     _add_client_options(call)
 
     serve = commands.add_parser("serve", help="run the development SIP server", add_help=False)

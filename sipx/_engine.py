@@ -11,8 +11,9 @@ async context manager). Everything that talks to the network goes through it:
   and bounded by 16·T1, then fails every request still waiting with
   :class:`~sipx.ClientClosedError`, then cancels the engine's tasks and closes the transport.
 
-The user agent's two halves (``_uac``, ``_uas``) and :class:`~sipx.Call` receive the engine,
-never the public client.
+The user agent's two halves (``_uac``, ``_uas``) and :class:`~sipx.Call` work through the
+engine; none of them reads the public client's private state (they hold the public client
+only to hand it to event hooks and handlers).
 """
 
 from __future__ import annotations
@@ -168,8 +169,10 @@ class Engine:
 
     def start_soon(self, function: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run a task in the engine's nursery (it ends when the engine closes)."""
-        if self._nursery is None or self.closed:
+        if self.closed:
             raise ClientClosedError("the client is closed; create a new one")
+        if self._nursery is None:
+            raise RuntimeError("the client is not open: use 'async with AsyncClient(...)'")
         self._nursery.start_soon(function, *args)
 
     @property
@@ -243,9 +246,11 @@ class Engine:
         self._retransmits.pop(key, None)
         return self.retransmitter.ack(key)
 
-    def cancel_retransmit(self, key: object) -> None:
-        self._retransmits.pop(key, None)
-        self.retransmitter.cancel(key)
+    def cancel_retransmits(self, dialog_id: DialogId) -> None:
+        """Stop resending every 2xx of a dialog that has ended (keys are (dialog id, CSeq))."""
+        for key in [k for k in self._retransmits if isinstance(k, tuple) and k[0] == dialog_id]:
+            del self._retransmits[key]
+            self.retransmitter.cancel(key)
 
     def transport_error(self, address: Address, error: Exception) -> None:
         """A connection to ``address`` failed: fail every transaction waiting on it."""

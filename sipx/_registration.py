@@ -22,8 +22,6 @@ from ._errors import ParseError, SIPError
 
 log = logging.getLogger("sipx")
 
-# Never refresh more often than this, whatever the registrar grants.
-MIN_REFRESH = 5.0
 # After a failed refresh: wait FIRST_BACKOFF, doubling up to MAX_BACKOFF.
 FIRST_BACKOFF = 4.0
 MAX_BACKOFF = 60.0
@@ -33,10 +31,11 @@ def refresh_period(granted: float, interval: float | None = None) -> float:
     """When to refresh a binding granted for ``granted`` seconds.
 
     Half of it below 64 s; above, 80 % of it but at least one Timer F (32 s) before it runs
-    out; never less than :data:`MIN_REFRESH`. ``interval``, the caller's own choice, caps it.
+    out. So a binding is refreshed every 5 s or less only when the registrar grants under
+    10 s (below that, refreshing less often would let it lapse). ``interval``, the caller's
+    own choice, caps the period.
     """
     period = granted / 2 if granted < 64 else min(granted * 0.8, granted - 32.0)
-    period = max(MIN_REFRESH, period)
     return period if interval is None else min(period, interval)
 
 
@@ -179,4 +178,4 @@ class Registrations:
             backoff = min(backoff * 2, MAX_BACKOFF)
 
 
-__all__ = ["MIN_REFRESH", "Registration", "Registrations", "refresh_period"]
+__all__ = ["Registration", "Registrations", "refresh_period"]

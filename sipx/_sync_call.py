@@ -15,7 +15,6 @@ buffered then are rejected with 480, as when nobody listens.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
     from ._async_client import AsyncClient
+    from ._portal import Portal
     from ._sync_client import Client
 
 
@@ -42,11 +42,12 @@ class BlockingCall:
     used from the portal thread only). Attributes are read-only views of the Call's.
     """
 
-    __slots__ = ("_call", "_client")
+    __slots__ = ("_call", "_client", "_portal")
 
-    def __init__(self, call: Call, client: Client) -> None:
+    def __init__(self, call: Call, client: Client, portal: Portal) -> None:
         self._call = call
         self._client = client
+        self._portal = portal
 
     def __repr__(self) -> str:
         call = self._call
@@ -134,13 +135,13 @@ class BlockingCall:
     # -- incoming: ring, answer, reject (plain methods of Call: run_sync) --------------------------
     def ring(self, status_code: int = 180, body: SDPBody | str | None = None) -> Response:
         """Send a provisional response (180 Ringing, or 183 with early media SDP)."""
-        return self._client._call_sync(self._call.ring, status_code, body)
+        return self._portal.run_sync(self._call.ring, status_code, body)
 
     def answer(
         self, body: SDPBody | str | None = None, *, headers: Mapping[str, str] | None = None
     ) -> Response:
         """Answer with 200 OK (an SDP answer to the offer unless ``body`` is given)."""
-        return self._client._call_sync(self._call.answer, body, headers=headers)
+        return self._portal.run_sync(self._call.answer, body, headers=headers)
 
     def reject(
         self,
@@ -150,7 +151,7 @@ class BlockingCall:
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         """Refuse the call (486 Busy Here by default)."""
-        return self._client._call_sync(self._call.reject, status_code, reason, headers=headers)
+        return self._portal.run_sync(self._call.reject, status_code, reason, headers=headers)
 
     def respond(
         self,
@@ -161,7 +162,7 @@ class BlockingCall:
         body: SDPBody | str | bytes | None = None,
     ) -> Response:
         """Send any response to the INVITE (prefer ring/answer/reject)."""
-        return self._client._call_sync(
+        return self._portal.run_sync(
             self._call.respond, status_code, reason, headers=headers, body=body
         )
 
@@ -174,26 +175,26 @@ class BlockingCall:
         timeout: float | None = None,
     ) -> Response:
         """Send a re-INVITE with a new offer (our last SDP by default) and ACK its 2xx."""
-        return self._client._call(self._call.reinvite, body, headers=headers, timeout=timeout)
+        return self._portal.run(self._call.reinvite, body, headers=headers, timeout=timeout)
 
     def hold(self) -> Response:
         """Put the call on hold: re-INVITE with our SDP set to sendonly."""
-        return self._client._call(self._call.hold)
+        return self._portal.run(self._call.hold)
 
     def unhold(self) -> Response:
         """Take the call off hold: re-INVITE with our SDP set to sendrecv."""
-        return self._client._call(self._call.unhold)
+        return self._portal.run(self._call.unhold)
 
     def refer(self, refer_to: str) -> Response:
         """Ask the peer to call ``refer_to`` (RFC 3515)."""
-        return self._client._call(self._call.refer, refer_to)
+        return self._portal.run(self._call.refer, refer_to)
 
     def info(self, body: str | bytes, content_type: str = "application/dtmf-relay") -> Response:
-        return self._client._call(self._call.info, body, content_type)
+        return self._portal.run(self._call.info, body, content_type)
 
     def bye(self) -> Response:
         """Hang up: BYE within the dialog."""
-        return self._client._call(self._call.bye)
+        return self._portal.run(self._call.bye)
 
     hangup = bye
 
@@ -208,7 +209,7 @@ class BlockingCall:
                     await call.wait_ended()
             return call.ended_by if call.ended else None
 
-        return self._client._call(wait)
+        return self._portal.run(wait)
 
     def wait_acked(self, timeout: float | None = None) -> bool:
         """Block until the ACK of our 2xx arrives (incoming calls) or the call ends; ``False``
@@ -222,7 +223,7 @@ class BlockingCall:
                 await call.wait_acked()
             return not scope.cancelled_caught
 
-        return self._client._call(wait)
+        return self._portal.run(wait)
 
 
 def _seconds(timeout: float | None) -> float:
@@ -329,8 +330,11 @@ def _unanswered(call: Call) -> Call | None:
 class _IncomingCalls(Iterator[BlockingCall]):
     """What ``Client.calls()`` returns: a blocking iterator over a :class:`_CallFeed`."""
 
-    def __init__(self, client: Client, feed: _CallFeed, timeout: float | None) -> None:
+    def __init__(
+        self, client: Client, portal: Portal, feed: _CallFeed, timeout: float | None
+    ) -> None:
         self._client = client
+        self._portal = portal
         self._feed: _CallFeed | None = feed
         self._timeout = timeout
 
@@ -343,7 +347,7 @@ class _IncomingCalls(Iterator[BlockingCall]):
             self._feed = None
             raise StopIteration
         try:
-            call = self._client._call(feed.next, self._timeout)
+            call = self._portal.run(feed.next, self._timeout)
         except (trio.Cancelled, trio.RunFinishedError):  # the client closed meanwhile
             call = None
         except BaseException:  # a closed client, KeyboardInterrupt: stop listening
@@ -352,7 +356,7 @@ class _IncomingCalls(Iterator[BlockingCall]):
         if call is None:
             self._feed = None
             raise StopIteration
-        return BlockingCall(call, self._client)
+        return BlockingCall(call, self._client, self._portal)
 
     def close(self) -> None:
         """Stop listening: from now on incoming calls get 480 (unless another iterator or an
@@ -360,19 +364,15 @@ class _IncomingCalls(Iterator[BlockingCall]):
         feed, self._feed = self._feed, None
         if feed is None:
             return
-        client = self._client
-        if threading.current_thread() is client._thread:  # collected on the portal
+        portal = self._portal
+        if portal.on_portal_thread():  # collected on the portal
             feed.close()
             return
         try:
-            client._call(feed.stop)
+            portal.run(feed.stop)
         except RuntimeError:  # collected on another trio thread: must not block there
-            if client._token is not None:
-                try:
-                    client._token.run_sync_soon(feed.close)
-                except trio.RunFinishedError:
-                    pass
-        except (SIPError, trio.RunFinishedError, trio.Cancelled):
+            portal.run_sync_soon(feed.close)
+        except SIPError:
             pass  # the client is closed: its end closed the feed
 
     def __del__(self) -> None:

@@ -12,7 +12,6 @@ daemon, and open clients are closed at interpreter exit.
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
 import threading
 import weakref
@@ -30,6 +29,7 @@ from ._core.timers import TimerConfig
 from ._core.uri import URI
 from ._errors import ClientClosedError
 from ._events import Events
+from ._portal import Portal
 from ._sync_call import BlockingCall, _CallFeed, _IncomingCalls
 from ._trio.tls import TLSCert, TLSVerify
 from ._uas import RequestHandler
@@ -89,17 +89,16 @@ class Client:
             cert=cert,
             nameservers=nameservers,
         )
-        self._token: trio.lowlevel.TrioToken | None = None
+        self._portal = Portal()
         self._stop: trio.Event | None = None
         self._nursery: trio.Nursery | None = None  # the portal's own tasks (calls() feeds)
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run_portal, name="sipx-portal", daemon=True)
-        self._thread.start()
+        self._portal.start(self._run_portal)
         self._ready.wait()
         if self._error is not None:
             error, self._error = self._error, None
-            self._thread.join()
+            self._portal.join()
             raise error
         _open_clients.add(self)
 
@@ -115,7 +114,7 @@ class Client:
             self._ready.set()
 
     async def _main(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
+        self._portal.entered()
         self._stop = trio.Event()
         try:
             await self._async.__aenter__()
@@ -137,28 +136,6 @@ class Client:
         else:
             await self._async.__aexit__(None, None, None)
 
-    def _call(self, function: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        if self._token is None or not self._thread.is_alive():
-            raise ClientClosedError("the client is closed; create a new one")
-        try:
-            return trio.from_thread.run(
-                functools.partial(function, *args, **kwargs), trio_token=self._token
-            )
-        except (trio.Cancelled, trio.RunFinishedError):
-            # close() from another thread ended the portal while this call waited.
-            raise ClientClosedError("the client closed while the call was waiting") from None
-
-    def _call_sync(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a plain function on the portal thread (trio state is only touched there)."""
-        if self._token is None or not self._thread.is_alive():
-            raise ClientClosedError("the client is closed; create a new one")
-        try:
-            return trio.from_thread.run_sync(
-                functools.partial(function, *args, **kwargs), trio_token=self._token
-            )
-        except trio.RunFinishedError:
-            raise ClientClosedError("the client is closed; create a new one") from None
-
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> Client:
         return self
@@ -169,12 +146,12 @@ class Client:
     def close(self) -> None:
         """Cancel the client's tasks, close its transport and stop the portal thread."""
         _open_clients.discard(self)
-        if self._token is not None and self._stop is not None and self._thread.is_alive():
+        if self._stop is not None and self._portal.alive:
             try:
-                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
-            except trio.RunFinishedError:
+                self._portal.run_sync(self._stop.set)
+            except ClientClosedError:
                 pass
-            self._thread.join(timeout=16 * self._async.timers.t1 + 2)
+            self._portal.join(timeout=16 * self._async.timers.t1 + 2)
 
     @property
     def async_client(self) -> AsyncClient:
@@ -203,7 +180,7 @@ class Client:
 
     @events.setter
     def events(self, value: Events | None) -> None:
-        self._call_sync(setattr, self._async, "events", value)
+        self._portal.run_sync(setattr, self._async, "events", value)
 
     @property
     def timeout(self) -> float | None:
@@ -211,12 +188,12 @@ class Client:
 
     @timeout.setter
     def timeout(self, value: float | None) -> None:
-        self._call_sync(setattr, self._async, "timeout", value)
+        self._portal.run_sync(setattr, self._async, "timeout", value)
 
     @property
     def closed(self) -> bool:
         """True once the client is closed (or its portal thread has ended)."""
-        return self._async.closed or not self._thread.is_alive()
+        return self._async.closed or not self._portal.alive
 
     # -- requests (same signatures as AsyncClient, checked by a test) ----------------------
     def request(
@@ -234,7 +211,7 @@ class Client:
         timeout: float | None = None,
         auth: Auth.Digest | None = None,
     ) -> Response:
-        return self._call(
+        return self._portal.run(
             self._async.request,
             method,
             uri,
@@ -259,7 +236,7 @@ class Client:
         timeout: float | None = None,
         auth: Auth.Digest | None = None,
     ) -> Response:
-        return self._call(
+        return self._portal.run(
             self._async.options, uri, host, port, headers=headers, timeout=timeout, auth=auth
         )
 
@@ -276,7 +253,7 @@ class Client:
         timeout: float | None = None,
         auth: Auth.Digest | None = None,
     ) -> Response:
-        return self._call(
+        return self._portal.run(
             self._async.register,
             aor,
             registrar=registrar,
@@ -290,7 +267,7 @@ class Client:
         )
 
     def unregister(self, aor: str, **kwargs: Any) -> Response:
-        return self._call(self._async.unregister, aor, **kwargs)
+        return self._portal.run(self._async.unregister, aor, **kwargs)
 
     def invite(
         self,
@@ -304,7 +281,7 @@ class Client:
         port: int | None = None,
         auth: Auth.Digest | None = None,
     ) -> Response:
-        return self._call(
+        return self._portal.run(
             self._async.invite,
             to_uri,
             from_uri,
@@ -317,7 +294,7 @@ class Client:
         )
 
     def ack(self, response: Response, body: str | bytes | SDPBody | None = None) -> Request | None:
-        return self._call(self._async.ack, response, body)
+        return self._portal.run(self._async.ack, response, body)
 
     def call(
         self,
@@ -333,7 +310,7 @@ class Client:
     ) -> BlockingCall:
         """Place a call (INVITE, then ACK of the 2xx); ``established`` tells if it was
         answered. The returned :class:`BlockingCall` holds, re-INVITEs and hangs up."""
-        call = self._call(
+        call = self._portal.run(
             self._async.call,
             to_uri,
             body,
@@ -344,7 +321,7 @@ class Client:
             port=port,
             auth=auth,
         )
-        return BlockingCall(call, self)
+        return BlockingCall(call, self, self._portal)
 
     def calls(self, timeout: float | None = None) -> Iterator[BlockingCall]:
         """Incoming calls, as a blocking iterator: ``for call in client.calls(): ...``.
@@ -355,8 +332,8 @@ class Client:
         exhausted, closed (``close()``) or collected, incoming calls get 480 again (as do
         the calls it had received but not returned), unless an INVITE handler is set.
         """
-        feed = self._call(self._start_feed)
-        return _IncomingCalls(self, feed, timeout)
+        feed = self._portal.run(self._start_feed)
+        return _IncomingCalls(self, self._portal, feed, timeout)
 
     async def _start_feed(self) -> _CallFeed:
         assert self._nursery is not None
@@ -372,10 +349,12 @@ class Client:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> Response:
-        return self._call(self._async.bye, response, dialog_id, headers=headers, timeout=timeout)
+        return self._portal.run(
+            self._async.bye, response, dialog_id, headers=headers, timeout=timeout
+        )
 
     def cancel(self, request: Request | None = None, *, call_id: str | None = None) -> Response:
-        return self._call(self._async.cancel, request, call_id=call_id)
+        return self._portal.run(self._async.cancel, request, call_id=call_id)
 
     def message(
         self,
@@ -390,7 +369,7 @@ class Client:
         timeout: float | None = None,
         auth: Auth.Digest | None = None,
     ) -> Response:
-        return self._call(
+        return self._portal.run(
             self._async.message,
             to_uri,
             text,
@@ -413,7 +392,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> Response:
-        return self._call(
+        return self._portal.run(
             self._async.subscribe, uri, event, expires, accept=accept, headers=headers, **kwargs
         )
 
@@ -430,7 +409,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> Response:
-        return self._call(
+        return self._portal.run(
             self._async.notify,
             uri,
             event,
@@ -453,7 +432,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> Response:
-        return self._call(
+        return self._portal.run(
             self._async.refer,
             uri,
             refer_to,
@@ -474,7 +453,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> Response:
-        return self._call(
+        return self._portal.run(
             self._async.info,
             uri,
             body,
@@ -486,13 +465,13 @@ class Client:
         )
 
     def retry_with_auth(self, response: Response, auth: Auth.Digest | None = None) -> Response:
-        return self._call(self._async.retry_with_auth, response, auth)
+        return self._portal.run(self._async.retry_with_auth, response, auth)
 
     def enable_auto_reregister(self, aor: str, interval: float | None = None) -> None:
-        self._call(self._async.enable_auto_reregister, aor, interval)
+        self._portal.run(self._async.enable_auto_reregister, aor, interval)
 
     def disable_auto_reregister(self, aor: str | None = None) -> None:
-        self._call(_as_async(self._async.disable_auto_reregister), aor)
+        self._portal.run(_as_async(self._async.disable_auto_reregister), aor)
 
     @property
     def auto_reregistering(self) -> list[str]:
@@ -500,7 +479,7 @@ class Client:
 
     def on_request(self, method: str, handler: RequestHandler) -> None:
         """Handle incoming ``method`` requests; the handler runs on the portal thread."""
-        self._call(_as_async(self._async.on_request), method, handler)
+        self._portal.run(_as_async(self._async.on_request), method, handler)
 
 
 def _as_async(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:

@@ -19,6 +19,7 @@ import trio
 
 from ._auth import Auth
 from ._auth_flow import DigestAuth, run_flow
+from ._call import end_call
 from ._core.builder import body_bytes, build_ack_for_2xx, build_cancel
 from ._core.dialog import Dialog, DialogId, dialog_id_of
 from ._core.message import Request, Response
@@ -194,8 +195,6 @@ class UserAgentClient:
         )
         while len(self._acks) > 1024:
             self._acks.pop(next(iter(self._acks)))
-        while len(self._acks) > 1024:
-            self._acks.pop(next(iter(self._acks)))
         self.engine.send_bytes(data, address)
         return ack
 
@@ -215,7 +214,7 @@ class UserAgentClient:
         finally:
             self.engine.dialogs.pop(dialog.id, None)
             if call is not None:
-                call._end("local")
+                end_call(call, "local")
 
     def forget(self, dialog: Dialog, invite: Request) -> None:
         """A call has ended: drop what was kept to ACK its 2xx retransmissions."""
@@ -266,11 +265,12 @@ class UserAgentClient:
         is_invite = request.method == "INVITE"
         if is_invite:
             self.pending_invites[request.call_id] = transaction
-        handed_off = False
+        handed_off = ended = False
         history: list[Response] = []
         try:
             async for item in responses:
                 if isinstance(item, Exception):
+                    ended = True  # the transaction (or the client) ended it: no CANCEL
                     raise item
                 response = item
                 response.request = request
@@ -288,12 +288,14 @@ class UserAgentClient:
                 response.history = history
                 if is_invite and response.is_success:
                     self.on_invite_success(request, response)
+                ended = True
                 return response
             raise TransportError("transaction ended without a response")
-        except trio.Cancelled:
-            if is_invite and self.engine.running:
-                # CANCEL in the engine's nursery, so that the caller's deadline is kept
-                # even while the CANCEL still waits for a provisional response.
+        except BaseException:
+            # Cancelled, Ctrl-C, a failing event hook: the caller gives up on a pending
+            # INVITE. CANCEL it in the engine's nursery, so that the caller's deadline is
+            # kept even while the CANCEL still waits for a provisional response.
+            if is_invite and not ended and self.engine.running:
                 handed_off = True
                 self._hand_off(transaction, responses)
             raise

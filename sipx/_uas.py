@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._call import Call, CallState
+from ._call import (
+    Call,
+    CallState,
+    ack_received,
+    end_call,
+    reinvite_pending,
+    reinvite_received,
+)
 from ._core.builder import attach_body, copy_record_route
 from ._core.dialog import Dialog, DialogState, dialog_id_of
 from ._core.headers import header_key
@@ -187,11 +194,16 @@ class UserAgentServer:
                 try:
                     call.reject(480, "Temporarily Unavailable")
                 except ProtocolError:
-                    call._end("local")
+                    end_call(call, "local")
         async with trio.open_nursery() as nursery:
             for call in list(self.engine.calls.values()):
                 if call.dialog is not None and not call.ended:
                     nursery.start_soon(self._quiet_bye, call)
+            # Dialogs of a bare invite() + ack(), which have no Call.
+            with_calls = {call.dialog.id for call in self.engine.calls.values() if call.dialog}
+            for dialog in list(self.engine.dialogs.values()):
+                if dialog.id not in with_calls and dialog.state is DialogState.CONFIRMED:
+                    nursery.start_soon(self._quiet_dialog_bye, dialog)
 
     async def _quiet_bye(self, call: Call) -> None:
         try:
@@ -199,7 +211,13 @@ class UserAgentServer:
         except SIPError as exc:
             log.info("BYE on closing failed: %s", exc)
         finally:
-            call._end("local")
+            end_call(call, "local")
+
+    async def _quiet_dialog_bye(self, dialog: Dialog) -> None:
+        try:
+            await self.uac.bye(dialog)
+        except SIPError as exc:
+            log.info("BYE on closing failed: %s", exc)
 
     # -- helpers used by Call ------------------------------------------------------------------
     def local_tag(self, request: Request) -> str | None:
@@ -273,7 +291,7 @@ class UserAgentServer:
             if call.acked or call.ended:
                 return
             log.warning("no ACK for our 2xx to %s: ending the call", call.call_id)
-            call._end("timeout")  # first: the BYE would record the end as "local"
+            end_call(call, "timeout")  # first: the BYE would record the end as "local"
             if self.engine.running:
                 self.engine.start_soon(self._bye_after_timeout, dialog)
 
@@ -395,7 +413,7 @@ class UserAgentServer:
         if target.last_response is None or target.last_response.status_code < 200:
             call = self.engine.pending_calls.pop(target.request.call_id, None)
             if call is not None and call.final_response is None:
-                call._end("cancel")  # first: reject() would record the end as "local"
+                end_call(call, "cancel")  # first: reject() would record the end as "local"
                 call.reject(487, "Request Terminated")
             else:
                 self.engine.respond(
@@ -422,13 +440,13 @@ class UserAgentServer:
             dialog.terminate()
             self.engine.dialogs.pop(dialog.id, None)
             if call is not None:
-                call._end("remote")
+                end_call(call, "remote")
             return
         if method == "INVITE" and call is not None:
-            if call._reinviting:
+            if reinvite_pending(call):
                 incoming.respond(491)  # RFC 3261 14.2: our own re-INVITE is pending
                 return
-            answer = call._on_reinvite(request)
+            answer = reinvite_received(call, request)
             response = incoming.respond(
                 200, body=answer, headers={"Contact": self.contact_for(call.invite)}
             )
@@ -461,4 +479,4 @@ class UserAgentServer:
             dialog.state = DialogState.CONFIRMED
         call = self.engine.calls.get(dialog_id)
         if call is not None and call.direction == "incoming":
-            call._on_ack(ack)
+            ack_received(call, ack)

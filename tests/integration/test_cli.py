@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -208,6 +209,40 @@ def test_call_extension_100_serve(serve: Serve, transport: str) -> None:
     assert out[1].startswith("Codecs: ") and "PCMU/8000" in out[1], out
     assert out[-1] == "BYE: 200 OK", out
     assert 1.0 <= elapsed < 10, elapsed  # held the call for --duration before the BYE
+
+
+def test_call_held_until_ctrl_c_hangs_up(serve: Serve) -> None:
+    """``--duration -1`` holds the call (it used to fail with no BYE); Ctrl-C then hangs up
+    with a BYE and exits 130."""
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "call",
+            f"sip:100@{serve.hostport}",
+            "--duration",
+            "-1",
+            *client_opts("udp", *CREDENTIALS_1111),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "INVITE: 200 OK"
+        assert proc.stdout.readline().startswith("Codecs: ")
+        time.sleep(1.5)  # the call is held (the old code failed here at once)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert out.splitlines()[-1] == "BYE: 200 OK", (out, err)
+    assert "Traceback" not in err
 
 
 def test_verbose_prints_whole_messages(serve: Serve, transport: str) -> None:

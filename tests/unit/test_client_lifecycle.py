@@ -281,3 +281,44 @@ def test_leaving_a_blocking_client_ends_its_calls() -> None:
         assert call.state is CallState.ENDED and call.ended_by == "local"
         assert ended.wait(10)
         assert callee_calls[0].ended_by == "remote"
+
+
+async def test_ctrl_c_while_an_invite_rings_sends_cancel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    async with ScriptedUAS(network, UAS, ring=300) as uas:
+        with pytest.raises(KeyboardInterrupt):
+            async with client_on(network) as client:
+
+                class Interrupt(sipx.Events):
+                    @sipx.event_handler("response")
+                    def response(self, response: sipx.Response, context: Any) -> None:
+                        if response.status_code == 180:
+                            raise KeyboardInterrupt  # as Ctrl-C during the ringing
+
+                client.events = Interrupt()
+                await client.invite(uas.uri)
+        assert len(uas.requests_for("CANCEL")) == 1
+        assert [r.status_code for r in uas.responses if r.cseq.method == "INVITE"][-1] == 487
+
+
+async def test_leaving_ends_the_dialog_of_a_bare_invite(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    answered: list[sipx.Call] = []
+
+    def answer(call: sipx.Call) -> None:
+        answered.append(call)
+        call.answer()
+
+    async with client_on(network) as callee:
+        callee.on_request("INVITE", answer)
+        async with client_on(network) as caller:
+            response = await caller.invite(uri_of(callee))
+            await caller.ack(response)
+            await trio.sleep(1)
+        assert len(network.requests("BYE")) == 1
+        assert answered[0].ended_by == "remote"
+        assert caller.dialogs == []

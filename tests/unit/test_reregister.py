@@ -36,13 +36,13 @@ def gaps(times: list[float]) -> list[float]:
 
 @pytest.mark.parametrize(
     ("granted", "period"),
-    [(6, 5), (33, 16.5), (40, 20), (60, 30), (100, 68), (160, 128), (600, 480), (3600, 2880)],
+    [(6, 3), (33, 16.5), (40, 20), (60, 30), (100, 68), (160, 128), (600, 480), (3600, 2880)],
 )
 async def test_refresh_period_follows_the_granted_expiry(
     autojump_clock: trio.testing.MockClock, granted: int, period: float
 ) -> None:
-    """Half the expiry below 64 s (never under 5 s); above, min(80 % of it, the expiry less
-    one Timer F of 32 s). A 33 s grant used to be refreshed every second."""
+    """Half the expiry below 64 s; above, min(80 % of it, the expiry less one Timer F of
+    32 s). A 33 s grant used to be refreshed every second."""
     network = MemoryNetwork()
     async with registrar(network, max_expires=granted), client_on(network) as client:
         start = trio.current_time()

@@ -56,7 +56,7 @@ def wait_for_feed(
     """Until ``condition(statistics)`` holds for the channel behind ``incoming`` (white box:
     our feed), its statistics read on the client's portal thread."""
     client, feed = incoming._client, incoming._feed  # type: ignore[attr-defined]
-    wait_until(lambda: condition(client._call_sync(feed._receive.statistics)), what)
+    wait_until(lambda: condition(client._portal.run_sync(feed._receive.statistics)), what)
 
 
 def wait_buffered(incoming: Iterator[BlockingCall]) -> None:

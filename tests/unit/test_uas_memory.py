@@ -979,7 +979,7 @@ def test_blocking_client_runs_handlers_on_its_portal_thread() -> None:
     [(text, thread, method)] = seen
     assert (text, method) == ("hello", "MESSAGE")
     assert thread.name == "sipx-portal"
-    assert thread is bob._thread and thread is not threading.current_thread()
+    assert thread is bob._portal.thread and thread is not threading.current_thread()
 
 
 def test_blocking_client_on_a_memory_network() -> None:
@@ -1000,7 +1000,7 @@ def test_blocking_client_on_a_memory_network() -> None:
     assert (response.status_code, response.headers["X-Echo"]) == (202, "note to self")
     assert options.status_code == 200 and "MESSAGE" in options.headers["Allow"]
     [thread] = seen
-    assert thread is client._thread and thread.name == "sipx-portal"
+    assert thread is client._portal.thread and thread.name == "sipx-portal"
     assert [c.message.method for c in network.requests()] == ["MESSAGE", "OPTIONS"]
 
 
