@@ -37,7 +37,7 @@ from ._registration import Registrations
 from ._trio.resolver import Resolver
 from ._trio.tcp import TCPTransport
 from ._trio.tls import TLSCert, TLSTransport, TLSVerify, client_context, server_context
-from ._trio.transport import Address, MessageHandler, Transport
+from ._trio.transport import Address, MessageHandler, Network, Transport
 from ._trio.udp import UDPTransport
 from ._uac import INVITE_TIMEOUT, UserAgentClient
 from ._uas import RequestHandler, UserAgentServer
@@ -70,7 +70,7 @@ class AsyncClient:
         user_agent: str | None = None,
         outbound_proxy: str | None = None,
         trace: TraceHook | None = None,
-        network: Any = None,
+        network: Network | None = None,
         id_token: Callable[[int], str] | None = None,
         verify: TLSVerify = True,
         cert: TLSCert | None = None,
@@ -175,8 +175,7 @@ class AsyncClient:
 
     def _make_transport(self, on_message: MessageHandler) -> Transport:
         if self._network is not None:
-            transport: Transport = self._network.transport(on_message, self.transport_name)
-            return transport
+            return self._network.transport(on_message, self.transport_name)
         if self.transport_name == "TCP":
             return TCPTransport(on_message, on_error=self._engine.transport_error)
         if self._tls is not None:

@@ -95,7 +95,7 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------------
     @asynccontextmanager
     async def run(
-        self, host: str, port: int, make_transport: Callable[[MessageHandler], Any]
+        self, host: str, port: int, make_transport: Callable[[MessageHandler], Transport]
     ) -> AsyncIterator[Engine]:
         """Bind the transport and run the engine's tasks for the body of the ``async with``."""
         if self.closed or self._nursery is not None:

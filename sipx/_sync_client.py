@@ -32,6 +32,7 @@ from ._events import Events
 from ._portal import Portal
 from ._sync_call import BlockingCall, _CallFeed, _IncomingCalls
 from ._trio.tls import TLSCert, TLSVerify
+from ._trio.transport import Network
 from ._uas import RequestHandler
 
 T = TypeVar("T")
@@ -66,7 +67,7 @@ class Client:
         user_agent: str | None = None,
         outbound_proxy: str | None = None,
         trace: TraceHook | None = None,
-        network: Any = None,
+        network: Network | None = None,
         id_token: Callable[[int], str] | None = None,
         verify: TLSVerify = True,
         cert: TLSCert | None = None,

@@ -13,7 +13,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -30,6 +30,9 @@ from ._errors import ParseError, ProtocolError, SIPError, TimeoutError, Transpor
 from ._events import Events, RequestContext, dispatch
 from ._next_hop import NextHop
 from ._trio.transport import Address
+
+if TYPE_CHECKING:
+    from ._async_client import AsyncClient
 
 log = logging.getLogger("sipx")
 
@@ -56,7 +59,7 @@ class UserAgentClient:
         auth: DigestAuth,
         *,
         events: Events | None,
-        context_client: Any,
+        context_client: AsyncClient,
         timeout: float | None,
         credentials: Auth.Digest | None,
     ) -> None:

@@ -35,6 +35,12 @@ class Transport(Protocol):
 MessageHandler = Callable[[bytes, Address, "Transport"], None]
 
 
+class Network(Protocol):
+    """Something that makes transports: ``sipx.testing.MemoryNetwork`` (``network=``)."""
+
+    def transport(self, on_message: MessageHandler, name: str = "UDP") -> Transport: ...
+
+
 def family_for(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 

@@ -2,7 +2,7 @@
 
 OPTIONS, digest challenges, retransmissions and timeouts, CANCEL, ACK and BYE in a dialog,
 event handlers and the client's lifecycle, against a ScriptedUAS on
-sipx.testing.MemoryNetwork, on the autojump clock. The server side: test_uas_memory.py.
+sipx.testing.MemoryNetwork, on the autojump clock. The server side: test_uas.py.
 """
 
 from __future__ import annotations
