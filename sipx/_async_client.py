@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple
 
 from ._auth import Auth
@@ -30,10 +30,11 @@ from ._core.sdp import SDPBody
 from ._core.timers import TimerConfig
 from ._core.uri import URI
 from ._engine import Engine, TraceHook
-from ._errors import AuthError, ClientClosedError, ParseError, ProtocolError
+from ._errors import AuthError, ParseError, ProtocolError
 from ._events import Events
 from ._next_hop import NextHop
 from ._registration import Registrations
+from ._trio.lifetime import Lifetime
 from ._trio.resolver import Resolver
 from ._trio.tcp import TCPTransport
 from ._trio.tls import TLSCert, TLSTransport, TLSVerify, client_context, server_context
@@ -48,7 +49,7 @@ class LocalAddress(NamedTuple):
     port: int
 
 
-class AsyncClient:
+class AsyncClient(Lifetime):
     """A SIP user agent on trio; use ``async with AsyncClient(...) as client``.
 
     ``local_port=0`` picks a free port. Requests raise :class:`sipx.TimeoutError` when no
@@ -56,6 +57,8 @@ class AsyncClient:
     transaction's own Timer B/F (32 s with the default T1), and
     :class:`sipx.ClientClosedError` when the client closes first.
     """
+
+    _already_running = "the client is already open"
 
     def __init__(
         self,
@@ -116,7 +119,6 @@ class AsyncClient:
         self._uas = UserAgentServer(self._engine, self._next_hop, self._uac, self)
         self._registrations = Registrations(self._engine, self._ids, self.user_agent)
         self._engine.on_response_seen = self._next_hop.learn_public_address
-        self._stack: AsyncExitStack | None = None
 
     @property
     def auth(self) -> Auth.Digest | None:
@@ -147,21 +149,9 @@ class AsyncClient:
         self._uac.timeout = value
 
     # -- lifecycle -----------------------------------------------------------------------
-    async def __aenter__(self) -> AsyncClient:
-        if self._engine.closed:
-            raise ClientClosedError("the client is closed; create a new one")
-        if self._stack is not None:
-            raise RuntimeError("the client is already open")
-        stack = AsyncExitStack()
-        await stack.enter_async_context(
-            self._engine.run(self.local_host, self.local_port, self._make_transport)
-        )
-        self._stack = stack
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        assert self._stack is not None
-        return await self._stack.__aexit__(*exc_info)
+    def _lifetime(self) -> AbstractAsyncContextManager[Engine]:
+        """The engine runs for the body of ``async with`` (see :class:`Lifetime`)."""
+        return self._engine.run(self.local_host, self.local_port, self._make_transport)
 
     async def aclose(self) -> None:
         """End the client now: its calls (BYE, CANCEL, 480, within 16·T1), its pending

@@ -117,25 +117,20 @@ class Client:
     async def _main(self) -> None:
         self._portal.entered()
         self._stop = trio.Event()
+        entered = False
         try:
-            await self._async.__aenter__()
+            async with self._async:
+                entered = True
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self._ready.set()
+                    await self._stop.wait()
+                    nursery.cancel_scope.cancel()  # ends the calls() feeds (their calls get 480)
         except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        # The AsyncClient is entered and left in this one function: a with block in effect,
-        # spelled out so that a failure to enter reaches the constructor.
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                self._ready.set()
-                await self._stop.wait()
-                nursery.cancel_scope.cancel()  # ends the calls() feeds (their calls get 480)
-        except BaseException as exc:
-            if not await self._async.__aexit__(type(exc), exc, exc.__traceback__):
+            if entered:
                 raise
-        else:
-            await self._async.__aexit__(None, None, None)
+            self._error = exc  # reported by the constructor (a port in use, a bad cert)
+            self._ready.set()
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> Client:

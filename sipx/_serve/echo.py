@@ -7,9 +7,9 @@ It sits on the core's :class:`~sipx._core.transaction.TransactionLayer` like any
   an SDP answer made by :meth:`SDPBody.create_answer`. An INVITE without SDP (late offer)
   gets an SDP offer in the 200 and the answer is taken from the ACK. An offer with no codec
   in common gets 488.
-* Over UDP the 2xx is retransmitted by the UA (RFC 3261 13.3.1.4, a
+* The 2xx is retransmitted by the UA (RFC 3261 13.3.1.4, a
   :class:`~sipx._core.retransmit.TwoXXRetransmitter`) at T1, 2*T1, ... capped at T2, until
-  the ACK arrives; after 64*T1 without ACK the dialog is dropped.
+  the ACK arrives, whatever the transport; after 64*T1 without ACK the dialog is dropped.
 * re-INVITE: answered 200 with a new SDP answer (origin version bumped), or an offer.
 * BYE: 200 (481 for an unknown dialog). CANCEL: 200, and 487 for the INVITE while it is
   still ringing. OPTIONS, MESSAGE, INFO, UPDATE, NOTIFY: 200. Anything else: 405.
@@ -104,7 +104,7 @@ class EchoUA:
         self._layer = TransactionLayer(timers)
         self._calls: dict[tuple[str, str, str], EchoCall] = {}
         self._wakeups: list[tuple[float, int, EchoCall]] = []  # delayed answers
-        self._retransmitter = TwoXXRetransmitter(timers)  # 2xx over UDP, keyed by call.key
+        self._retransmitter = TwoXXRetransmitter(timers)  # our 2xx, keyed by call.key
         self._sequence = itertools.count()
         self._out: list[Outgoing] = []
 
@@ -269,8 +269,9 @@ class EchoUA:
         call.local_sdp = sdp
         transaction.respond(response, now)
         call.history.append("answered")
-        if call.transport == "UDP":
-            self._retransmitter.start(call.key, response, now)
+        # RFC 3261 13.3.1.4: "independent of whatever transport protocols are used" (the
+        # ACK is end to end); over TCP too, and after 64*T1 without it the call is dropped.
+        self._retransmitter.start(call.key, response, now)
 
     def _sdp_for(self, call: EchoCall) -> SDPBody | None:
         """Our SDP for the INVITE: an answer to its offer, or an offer (late offer)."""

@@ -13,8 +13,8 @@ import logging
 import math
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -24,6 +24,8 @@ from .._core.message import Response
 from .._core.parser import parse_message
 from .._core.timers import DEFAULT_TIMERS, TimerConfig
 from .._errors import SIPError, TransportError
+from .._trio.groups import single_exception
+from .._trio.lifetime import Lifetime, task_nursery
 from .._trio.tcp import TCPTransport
 from .._trio.tls import TLSCert, TLSTransport, client_context, server_context
 from .._trio.transport import Address, Transport, family_for, routable_host
@@ -46,7 +48,7 @@ TraceCallback = Callable[[str, bytes, Address, str], None]
 _BIND_ATTEMPTS = 25
 
 
-class DevServer:
+class DevServer(Lifetime):
     """A development SIP server: registrar, record-routing stateless proxy, extension 100.
 
     ::
@@ -59,6 +61,8 @@ class DevServer:
     picks a port that is free for both UDP and TCP. ``users`` maps user to password
     (default 1111/1111xxx, 2222/2222xxx, 3333/3333xxx).
     """
+
+    _already_running = "the server is already running"
 
     def __init__(
         self,
@@ -112,8 +116,6 @@ class DevServer:
         self._transports: dict[str, Transport] = {}
         self._address: Address | None = None
         self._nursery: trio.Nursery | None = None
-        self._manager: Any = None
-        self._outer: trio.Nursery | None = None
         self._wakeup = trio.Event()
         self._armed = math.inf
         self._now = 0.0
@@ -197,7 +199,7 @@ class DevServer:
                 )
                 task_status.started(address)
         except BaseExceptionGroup as group:
-            single = _single(group)
+            single = single_exception(group)
             if single is group:
                 raise
             raise single from None
@@ -207,43 +209,16 @@ class DevServer:
             self._tls_address = None
             self._transports = {}
 
-    async def __aenter__(self) -> DevServer:
-        manager = trio.open_nursery()
-        nursery = await manager.__aenter__()
-        try:
-            await nursery.start(self.serve)
-        except BaseException:
-            nursery.cancel_scope.cancel()
-            try:
-                await manager.__aexit__(None, None, None)
-            except BaseException:
-                pass
-            raise
-        self._manager = manager
-        self._outer = nursery
-        return self
+    @asynccontextmanager
+    async def _lifetime(self) -> AsyncIterator[None]:
+        """``serve()`` in a nursery of its own for the body of the ``async with``.
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        manager, self._manager = self._manager, None
-        if manager is None:
-            return None
-        if self._outer is not None:
-            self._outer.cancel_scope.cancel()
-        try:
-            # The body's own exception is not handed to the nursery, so it propagates as
-            # itself rather than wrapped in an ExceptionGroup.
-            await manager.__aexit__(None, None, None)
-        except BaseExceptionGroup as group:
-            if exc is not None:
-                log.error("the dev server failed while leaving", exc_info=group)
-                return None
-            raise _single(group) from None
-        return None
+        Leaving cancels it; the body's exception comes out unchanged and an error of the
+        server's tasks as itself (a group only when there are several).
+        """
+        async with task_nursery() as nursery:
+            await nursery.start(self.serve)
+            yield
 
     def close(self) -> None:
         """Stop serving (cancels the server's tasks; ``serve()`` then returns)."""
@@ -403,14 +378,6 @@ class DevServer:
                 log.exception("a timer of the built-in UA failed")
                 continue
             self._send(outgoing)
-
-
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one exception inside nested groups, or ``group`` itself when there are several."""
-    leaf: BaseException = group
-    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
-        leaf = leaf.exceptions[0]
-    return group if isinstance(leaf, BaseExceptionGroup) else leaf
 
 
 async def _run_in_scope(

@@ -39,7 +39,6 @@ from ._network import (
     MemoryNetwork,
     MemorySocket,
     MemoryTransport,
-    OwnedNursery,
 )
 from ._uas import ALLOW, Arrival, Reply, ReplyLike, Script, ScriptedUAS, as_reply
 
@@ -55,7 +54,6 @@ __all__ = [
     "MemoryNetwork",
     "MemorySocket",
     "MemoryTransport",
-    "OwnedNursery",
     "Reply",
     "ReplyLike",
     "Script",

@@ -7,10 +7,9 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Literal, NamedTuple, TypeVar
 
 import trio
@@ -18,6 +17,7 @@ import trio
 from .._core.message import Request, Response
 from .._core.parser import parse_message
 from .._errors import ParseError, TransportError
+from .._trio.lifetime import Lifetime, task_nursery
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -166,6 +166,9 @@ class MemoryTransport:
             self._running = False
             self._queue.clear()
             self._held.clear()
+
+    def keep_alive(self, address: Address, enabled: bool = True) -> None:
+        """The memory network has no connection to keep."""
 
     def send_nowait(self, data: bytes, address: Address) -> None:
         """Send one datagram (never blocks); TransportError when not serving."""
@@ -496,12 +499,14 @@ class MemoryNetwork:
         )
 
 
-class MemorySocket:
+class MemorySocket(Lifetime):
     """A raw datagram endpoint on a :class:`MemoryNetwork` (for sending hand-made bytes).
 
     ``async with network.socket(("127.0.0.1", 6000)) as sock:`` then ``sock.send(data, to)``
     and ``data, source = await sock.receive()``. Leaving the block unbinds the address.
     """
+
+    _already_running = "this memory socket is already open"
 
     def __init__(self, network: MemoryNetwork, address: Address, name: str = "UDP") -> None:
         self._requested = address
@@ -509,7 +514,6 @@ class MemorySocket:
             math.inf
         )
         self.transport = network.transport(self._on_message, name)
-        self._nursery = OwnedNursery()
 
     @property
     def address(self) -> Address:
@@ -530,53 +534,8 @@ class MemorySocket:
         """The next datagram already received (trio.WouldBlock if none)."""
         return self._receive_channel.receive_nowait()
 
-    async def __aenter__(self) -> MemorySocket:
-        nursery = await self._nursery.open()
-        try:
+    @asynccontextmanager
+    async def _lifetime(self) -> AsyncIterator[None]:
+        async with task_nursery() as nursery:
             await nursery.start(self.transport.serve, *self._requested)
-        except BaseException:
-            await self._nursery.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._nursery.close()
-
-
-class OwnedNursery:
-    """A nursery held open between an object's ``__aenter__`` and ``__aexit__``.
-
-    ``close`` cancels every task in it and waits for them; a single error from those tasks
-    is raised as itself rather than as an ExceptionGroup. The owner's own exception (the
-    body of its ``async with``) is not passed in: it goes on propagating after ``close``.
-    """
-
-    def __init__(self) -> None:
-        self._manager: AbstractAsyncContextManager[trio.Nursery] | None = None
-        self.nursery: trio.Nursery | None = None
-
-    async def open(self) -> trio.Nursery:
-        if self._manager is not None:
-            raise RuntimeError("already open")
-        manager = trio.open_nursery()
-        self.nursery = await manager.__aenter__()
-        self._manager = manager
-        return self.nursery
-
-    async def close(self) -> None:
-        manager, nursery = self._manager, self.nursery
-        if manager is None or nursery is None:
-            return
-        self._manager = None
-        nursery.cancel_scope.cancel()
-        try:
-            await manager.__aexit__(None, None, None)
-        except BaseExceptionGroup as group:
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+            yield

@@ -6,15 +6,14 @@ import inspect
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 import trio
 
-from .._core import digest
-from .._core.header_types import NameAddr
 from .._core.message import Request, Response
 from .._core.parser import parse_message
 from .._core.received import stamp_received
@@ -22,7 +21,10 @@ from .._core.sdp import SDPBody
 from .._core.timers import TimerConfig
 from .._core.transaction import MAGIC_COOKIE, make_response
 from .._errors import ParseError, ProtocolError, TimeoutError
-from ._network import Address, MemoryNetwork, MemoryTransport, OwnedNursery
+from .._serve.auth import DigestAuthenticator
+from .._serve.registrar import Registrar
+from .._trio.lifetime import Lifetime, task_nursery
+from ._network import Address, MemoryNetwork, MemoryTransport
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -33,6 +35,8 @@ HeadersLike: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str]] | None
 BodyLike: TypeAlias = str | bytes | SDPBody | None
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, NOTIFY, SUBSCRIBE, REFER"
+
+_NO_LIMIT = 2**32 - 1  # RFC 3261 25.1: the largest delta-seconds; no cap on expiry
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ class _ServerTransaction:
     responses: list[Response] = field(default_factory=list)
 
 
-class ScriptedUAS:
+class ScriptedUAS(Lifetime):
     """A scripted SIP peer (user agent server) on a :class:`MemoryNetwork`, for tests.
 
     Start it with ``async with ScriptedUAS(network) as uas:`` or
@@ -112,14 +116,19 @@ class ScriptedUAS:
       unanswered.
     * Defaults: INVITE gets 100, 180 and, after ``ring`` seconds, 200 with an SDP answer, a
       Contact and a To tag; REGISTER gets 200 listing the bindings with the granted expiry
-      (``max_expires`` caps it); OPTIONS gets 200 with Allow; BYE, MESSAGE, INFO, NOTIFY,
-      UPDATE and PRACK get 200, SUBSCRIBE and REFER 202, anything else 405; a CANCEL gets
-      200 and its INVITE 487 (481 when no INVITE matches).
+      (``max_expires`` caps it; bindings per To user, kept and refused, 400/423/500, by
+      ``sipx serve``'s :class:`~sipx._serve.registrar.Registrar`); OPTIONS gets 200 with
+      Allow; BYE, MESSAGE, INFO, NOTIFY, UPDATE and PRACK get 200, SUBSCRIBE and REFER
+      202, anything else 405; a CANCEL gets 200 and its INVITE 487 (481 when no INVITE
+      matches).
     * ``users`` (``{username: password}``) turns on digest authentication for the methods
       in ``auth_methods``: a request without valid credentials gets 401 with
-      ``WWW-Authenticate: Digest realm=..., nonce=..., qop="auth", algorithm=MD5`` (fresh
-      nonce each time) before the script runs. :attr:`authorized` counts requests that
-      passed.
+      ``WWW-Authenticate: Digest realm=..., nonce=..., qop="auth", algorithm=MD5`` before
+      the script runs. Nonces and checks are those of ``sipx serve``
+      (:class:`~sipx._serve.auth.DigestAuthenticator`: signed, stateless nonces), except
+      that a nonce never goes stale, any configured user may authenticate any request and
+      the ``uri`` parameter must be the Request-URI. :attr:`authorized` counts requests
+      that passed.
     * ``ignore`` (a mutable set of methods): requests recorded but never answered.
     * ``record_route``: Record-Route values added to 1xx/2xx responses to INVITE.
     * Responses follow RFC 3261 8.2.6: Via (with ``received``/``rport`` filled in, 18.2.1),
@@ -130,6 +139,8 @@ class ScriptedUAS:
 
     :meth:`request` sends a non-INVITE request to a peer (e.g. the client under test).
     """
+
+    _already_running = "this ScriptedUAS is already running"
 
     def __init__(
         self,
@@ -158,9 +169,17 @@ class ScriptedUAS:
             self._script_function = script
         elif script is not None:
             self.script.update({method.upper(): entry for method, entry in script.items()})
-        self.users = dict(users or {})
-        self.realm = realm
+        self.random = random.Random(seed)
+        self._authenticator = DigestAuthenticator(
+            dict(users or {}),
+            realm=realm,
+            secret=self.random.randbytes(32),
+            nonce_lifetime=math.inf,
+        )
         self.auth_methods = {method.upper() for method in auth_methods}
+        self._registrar = Registrar(max_expires=_NO_LIMIT, max_contacts=sys.maxsize)
+        self._aors: dict[str, str] = {}  # user -> the To URI of the last REGISTER for it
+        self._max_expires: int | None = None
         self.max_expires = max_expires
         self.ring = ring
         self.record_route = list(record_route)
@@ -168,22 +187,47 @@ class ScriptedUAS:
         self.retransmit_final = retransmit_final
         self.timers = timers or TimerConfig()
         self.user = user
-        self.random = random.Random(seed)
         self.transport: MemoryTransport = network.transport(self._on_message, transport)
         self.requests: list[Request] = []
         self.arrivals: list[Arrival] = []
         self.responses: list[Response] = []
-        self.bindings: dict[str, dict[str, float]] = {}
         self.authorized = 0
         self.malformed = 0
         self.unacknowledged: list[tuple[str, int]] = []
         self._transactions: dict[tuple[str, str], _ServerTransaction] = {}
         self._awaiting_ack: dict[tuple[str, int], trio.Event] = {}
-        self._nonces: set[str] = set()
         self._clients: dict[str, trio.MemorySendChannel[Response]] = {}
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._owned = OwnedNursery()
+        self._now = 0.0
+
+    # -- configuration ------------------------------------------------------------------------
+    @property
+    def users(self) -> dict[str, str]:
+        """``{username: password}`` accepted for digest authentication (may be changed)."""
+        return self._authenticator.users
+
+    @users.setter
+    def users(self, users: Mapping[str, str]) -> None:
+        self._authenticator.users = dict(users)
+
+    @property
+    def realm(self) -> str:
+        return self._authenticator.realm
+
+    @realm.setter
+    def realm(self, realm: str) -> None:
+        self._authenticator.realm = realm
+
+    @property
+    def max_expires(self) -> int | None:
+        """The longest registration granted (None: as long as asked)."""
+        return self._max_expires
+
+    @max_expires.setter
+    def max_expires(self, seconds: int | None) -> None:
+        self._registrar.max_expires = _NO_LIMIT if seconds is None else seconds
+        self._max_expires = seconds
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -210,24 +254,22 @@ class ScriptedUAS:
         finally:
             self._nursery = None
 
-    async def __aenter__(self) -> ScriptedUAS:
-        nursery = await self._owned.open()
-        try:
+    @asynccontextmanager
+    async def _lifetime(self) -> AsyncIterator[None]:
+        async with task_nursery() as nursery:
             await nursery.start(self.run)
-        except BaseException:
-            await self._owned.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._owned.close()
+            yield
 
     # -- what tests look at ---------------------------------------------------------------------
+    @property
+    def bindings(self) -> dict[str, dict[str, float]]:
+        """Current registrations: ``{AOR: {contact URI: expiry time}}``, the AOR being the To
+        URI of the REGISTER (a snapshot; expired bindings are left out)."""
+        return {
+            self._aors.get(user, user): {str(binding.uri): binding.expires_at for binding in found}
+            for user, found in self._registrar.snapshot(self._clock()).items()
+        }
+
     def requests_for(self, method: str) -> list[Request]:
         """New requests of ``method`` (retransmissions not repeated), in arrival order."""
         method = method.upper()
@@ -351,32 +393,16 @@ class ScriptedUAS:
         return [Reply(405, {"Allow": ALLOW})]
 
     def _register(self, request: Request) -> Reply:
-        """RFC 3261 10.3 in miniature: add, refresh and remove bindings of the To AOR."""
-        now = trio.current_time()
-        aor = str(request.to.uri)
-        bindings = self.bindings.setdefault(aor, {})
-        header_expires = request.expires
-        for value in request.headers.get_list("Contact"):
-            if value.strip() == "*":
-                if header_expires == 0:
-                    bindings.clear()
-                continue
-            contact = NameAddr.parse(value)
-            requested = contact.expires if contact.expires is not None else header_expires
-            granted = 3600 if requested is None else requested
-            if self.max_expires is not None:
-                granted = min(granted, self.max_expires)
-            if granted <= 0:
-                bindings.pop(str(contact.uri), None)
-            else:
-                bindings[str(contact.uri)] = now + granted
-        for uri in [uri for uri, until in bindings.items() if until <= now]:
-            del bindings[uri]
+        """RFC 3261 10.3: add, refresh and remove bindings, by ``sipx serve``'s registrar."""
+        response = self._registrar.register(request, self._clock(), transport=self.transport.name)
+        if response.status_code == 200:  # so the To URI parsed and has a user
+            self._aors[request.to.uri.user or ""] = str(request.to.uri)
         headers = [
-            ("Contact", f"<{uri}>;expires={math.ceil(until - now)}")
-            for uri, until in bindings.items()
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() in ("contact", "min-expires")
         ]
-        return Reply(200, headers)
+        return Reply(response.status_code, headers, reason=response.reason_phrase)
 
     def _respond(self, transaction: _ServerTransaction, reply: Reply) -> None:
         request = transaction.request
@@ -446,30 +472,35 @@ class ScriptedUAS:
 
     # -- digest ---------------------------------------------------------------------------------
     def _challenge(self) -> str:
-        nonce = self._token(16)
-        self._nonces.add(nonce)
-        return f'Digest realm="{self.realm}", nonce="{nonce}", qop="auth", algorithm=MD5'
+        value = self._authenticator.challenge(self._clock())
+        if "algorithm=" not in value:
+            value += ", algorithm=MD5"  # sipx serve leaves MD5 unnamed, as Kamailio does
+        return value
 
     def _check_credentials(self, request: Request) -> bool:
-        value = request.headers.get_first("Authorization")
-        if value is None:
+        authenticator = self._authenticator
+        params = authenticator.find_credentials(request.headers, "Authorization")
+        if params is None or params.get("uri") != str(request.uri):
             return False
-        try:
-            params = digest.parse_credentials(value)
-        except ParseError:
-            return False
-        username = params.get("username", "")
-        password = self.users.get(username)
-        if password is None or params.get("realm") != self.realm:
-            return False
-        if params.get("nonce") not in self._nonces or params.get("uri") != str(request.uri):
-            return False
-        if not digest.verify_credentials(
-            params, password=password, method=request.method, body=request.content
-        ):
+        result = authenticator.verify(
+            request.headers,
+            request.method,
+            self._clock(),
+            proxy=False,
+            identity=params.get("username"),  # any configured user will do
+            body=request.content,
+        )
+        if not result.ok:
             return False
         self.authorized += 1
         return True
+
+    def _clock(self) -> float:
+        try:
+            self._now = trio.current_time()
+        except RuntimeError:  # outside trio (a test peeking at the bindings afterwards)
+            pass
+        return self._now
 
     # -- sending requests -----------------------------------------------------------------------
     async def request(

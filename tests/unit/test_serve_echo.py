@@ -130,11 +130,16 @@ def test_2xx_retransmission_interval_is_capped_at_t2_and_gives_up_after_64_t1() 
     assert echo.calls == []  # no ACK: the call is dropped
 
 
-def test_no_2xx_retransmission_over_tcp() -> None:
+def test_2xx_over_tcp_is_resent_too_and_the_call_dropped_without_ack() -> None:
+    """RFC 3261 13.3.1.4: the 2xx is the UA's to resend whatever the transport (the ACK is
+    end to end); a call never ACKed is dropped after 64*T1 (it used to stay for ever)."""
     echo = make()
     call(echo, transport="TCP")
+    resent: list[int] = []
     while (deadline := echo.next_deadline()) is not None:
-        assert echo.handle_timers(deadline) == []
+        resent += codes(echo.handle_timers(deadline))
+    assert resent and set(resent) == {200}
+    assert echo.calls == []
 
 
 def test_bye_ends_the_call_and_an_unknown_bye_is_481() -> None:
