@@ -10,13 +10,14 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias, cast
 
 import trio
 
 from .._core.message import Request, Response
 from .._core.parser import parse_message
 from .._core.received import stamp_received
+from .._core.retransmit import AckTimeout, TwoXXRetransmitter
 from .._core.sdp import SDPBody
 from .._core.timers import TimerConfig
 from .._core.transaction import MAGIC_COOKIE, make_response
@@ -195,7 +196,10 @@ class ScriptedUAS(Lifetime):
         self.malformed = 0
         self.unacknowledged: list[tuple[str, int]] = []
         self._transactions: dict[tuple[str, str], _ServerTransaction] = {}
-        self._awaiting_ack: dict[tuple[str, int], trio.Event] = {}
+        # Final responses to INVITE resent until their ACK (sans-I/O schedule; data, to).
+        self._retransmitter = TwoXXRetransmitter(self.timers)
+        self._resend: dict[tuple[str, int], tuple[bytes, Address]] = {}
+        self._retransmit_wakeup = trio.Event()
         self._clients: dict[str, trio.MemorySendChannel[Response]] = {}
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -250,7 +254,7 @@ class ScriptedUAS(Lifetime):
                 self._nursery = nursery
                 await nursery.start(self.transport.serve, *self._requested_address)
                 task_status.started(self.address)
-                await trio.sleep_forever()
+                await self._retransmit_loop()
         finally:
             self._nursery = None
 
@@ -316,9 +320,9 @@ class ScriptedUAS(Lifetime):
         self._changed.set()
         self._changed = trio.Event()
         if method == "ACK":
-            waiting = self._awaiting_ack.get((request.call_id, request.cseq.seq))
-            if waiting is not None:
-                waiting.set()
+            acked = (request.call_id, request.cseq.seq)
+            if self._retransmitter.ack(acked):
+                del self._resend[acked]
             return
         if method in self.ignore:
             return
@@ -438,26 +442,25 @@ class ScriptedUAS(Lifetime):
             transaction.final = True
             if is_invite and self.retransmit_final and not self.transport.reliable:
                 key = (request.call_id, request.cseq.seq)
-                acked = trio.Event()
-                self._awaiting_ack[key] = acked
-                if self._nursery is not None:
-                    self._nursery.start_soon(self._retransmit, key, acked, data, transaction.source)
+                self._resend[key] = (data, transaction.source)
+                self._retransmitter.start(key, response, trio.current_time())
+                self._retransmit_wakeup.set()
 
-    async def _retransmit(
-        self, key: tuple[str, int], acked: trio.Event, data: bytes, to: Address
-    ) -> None:
-        t1, t2 = self.timers.t1, self.timers.t2
-        interval = t1
-        with trio.move_on_after(64 * t1):
-            while True:
-                with trio.move_on_after(interval):
-                    await acked.wait()
-                if acked.is_set():
-                    return
-                self.transport.send_nowait(data, to)
-                interval = min(2 * interval, t2)
-        if not acked.is_set():
-            self.unacknowledged.append(key)
+    async def _retransmit_loop(self) -> None:
+        """Resend final responses to INVITE at T1, 2*T1, ... T2 until their ACK; after 64*T1
+        without one, note it in :attr:`unacknowledged`."""
+        while True:
+            deadline = self._retransmitter.next_deadline()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await self._retransmit_wakeup.wait()
+            self._retransmit_wakeup = trio.Event()
+            for action in self._retransmitter.handle_timers(trio.current_time()):
+                key = cast("tuple[str, int]", action.key)
+                if isinstance(action, AckTimeout):
+                    self._resend.pop(key, None)
+                    self.unacknowledged.append(key)
+                elif key in self._resend:
+                    self.transport.send_nowait(*self._resend[key])
 
     def _answer_sdp(self, request: Request) -> SDPBody | None:
         content_type = request.headers.get_first("Content-Type") or ""
