@@ -28,6 +28,18 @@ async def client_on(network: MemoryNetwork, **kwargs: Any) -> AsyncIterator[sipx
         yield client
 
 
+def answer_calls(client: sipx.AsyncClient) -> list[sipx.Call]:
+    """Answer every incoming call of ``client``; the calls, as they arrive."""
+    answered: list[sipx.Call] = []
+
+    def answer(call: sipx.Call) -> None:
+        answered.append(call)
+        call.answer()
+
+    client.on_request("INVITE", answer)
+    return answered
+
+
 def uri_of(client: sipx.AsyncClient, user: str = "bob") -> str:
     return f"sip:{user}@127.0.0.1:{client.local_address.port}"
 
@@ -36,14 +48,8 @@ async def test_leaving_ends_established_calls_with_bye(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     network = MemoryNetwork()
-    answered: list[sipx.Call] = []
-
-    def answer(call: sipx.Call) -> None:
-        answered.append(call)
-        call.answer()
-
     async with client_on(network) as callee:
-        callee.on_request("INVITE", answer)
+        answered = answer_calls(callee)
         async with client_on(network) as caller:
             outgoing = await caller.call(uri_of(callee))
             assert outgoing.established
@@ -63,15 +69,9 @@ async def test_leaving_ends_answered_incoming_calls_with_bye(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     network = MemoryNetwork()
-    answered: list[sipx.Call] = []
-
-    def answer(call: sipx.Call) -> None:
-        answered.append(call)
-        call.answer()
-
     async with client_on(network) as caller:
         async with client_on(network) as callee:
-            callee.on_request("INVITE", answer)
+            answered = answer_calls(callee)
             outgoing = await caller.call(uri_of(callee))
             await trio.sleep(1)
         [incoming] = answered
@@ -172,14 +172,8 @@ async def test_ctrl_c_inside_the_client_still_ends_its_calls(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     network = MemoryNetwork()
-    answered: list[sipx.Call] = []
-
-    def answer(call: sipx.Call) -> None:
-        answered.append(call)
-        call.answer()
-
     async with client_on(network) as callee:
-        callee.on_request("INVITE", answer)
+        answered = answer_calls(callee)
         with pytest.raises(KeyboardInterrupt):
             async with client_on(network) as caller:
                 outgoing = await caller.call(uri_of(callee))
@@ -307,14 +301,8 @@ async def test_leaving_ends_the_dialog_of_a_bare_invite(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     network = MemoryNetwork()
-    answered: list[sipx.Call] = []
-
-    def answer(call: sipx.Call) -> None:
-        answered.append(call)
-        call.answer()
-
     async with client_on(network) as callee:
-        callee.on_request("INVITE", answer)
+        answered = answer_calls(callee)
         async with client_on(network) as caller:
             response = await caller.invite(uri_of(callee))
             await caller.ack(response)
