@@ -15,7 +15,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -288,8 +288,8 @@ class DevServer(Lifetime):
 
     def _connected(self, transport: str, address: Address) -> bool:
         """Is a connection to ``address`` open on ``transport``? (False when unknown.)"""
-        probe = getattr(self._transports.get(transport), "has_connection", None)
-        return bool(probe(address)) if callable(probe) else False
+        found = self._transports.get(transport)
+        return found is not None and found.has_connection(address)
 
     # -- the receive path (synchronous, inside the transports' loops) -------------------------
     def _on_message(self, data: bytes, source: Address, transport: Transport) -> None:
@@ -382,7 +382,7 @@ class DevServer(Lifetime):
 
 async def _run_in_scope(
     scope: trio.CancelScope,
-    transport: Any,
+    transport: Transport,
     host: str,
     port: int,
     *,

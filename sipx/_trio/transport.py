@@ -30,6 +30,9 @@ class Transport(Protocol):
     def keep_alive(self, address: Address, enabled: bool = True) -> None:
         """Keep the connection to ``address`` open (a no-op without connections)."""
 
+    def has_connection(self, address: Address) -> bool:
+        """True while a connection to or from ``address`` is open (never, without any)."""
+
 
 # Called for every complete message received: (data, source address, transport).
 MessageHandler = Callable[[bytes, Address, "Transport"], None]

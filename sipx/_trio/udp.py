@@ -93,6 +93,10 @@ class UDPTransport:
                 continue
             await trio.lowlevel.wait_readable(sock.fileno())
 
+    def has_connection(self, address: Address) -> bool:
+        """Datagrams have no connections."""
+        return False
+
     def keep_alive(self, address: Address, enabled: bool = True) -> None:
         """UDP has no connection to keep."""
 

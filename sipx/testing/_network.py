@@ -167,6 +167,10 @@ class MemoryTransport:
             self._queue.clear()
             self._held.clear()
 
+    def has_connection(self, address: Address) -> bool:
+        """Datagrams have no connections."""
+        return False
+
     def keep_alive(self, address: Address, enabled: bool = True) -> None:
         """The memory network has no connection to keep."""
 
