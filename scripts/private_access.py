@@ -1,6 +1,8 @@
 """List reads of another module's underscored attributes in sipx/ (``obj._name`` where obj
-is not ``self`` or ``cls`` and ``_name`` is not defined by the reading module alone): the
-check behind "no module uses another module's private state". Exits 1 when one is found.
+is not ``self``, ``cls`` or ``super()`` and the reading module does not define ``_name``
+itself): the check behind "no module uses another module's private state". Exits 1 when
+one is found. A name defined in several modules counts as each one's own, so a read of
+another module's attribute of the same name is missed: a guard, not a proof.
 
 Run: ``.venv/bin/python scripts/private_access.py``
 """
@@ -24,8 +26,8 @@ def defined_names(tree: ast.Module) -> set[str]:
     return {name for name in names if name.startswith("_") and not name.startswith("__")}
 
 
-def main() -> int:
-    root = pathlib.Path(__file__).resolve().parent.parent / "sipx"
+def main(root: pathlib.Path | None = None) -> int:
+    root = root or pathlib.Path(__file__).resolve().parent.parent / "sipx"
     trees = {path: ast.parse(path.read_text(), str(path)) for path in sorted(root.rglob("*.py"))}
     definers: dict[str, set[pathlib.Path]] = collections.defaultdict(set)
     for path, tree in trees.items():
@@ -41,12 +43,14 @@ def main() -> int:
                 continue
             if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
                 continue
-            if definers.get(name) == {path}:
-                continue  # the module's own private name, on another instance of its class
+            if isinstance(node.value, ast.Call) and ast.unparse(node.value.func) == "super":
+                continue  # a subclass extending its base's hook
+            if path in definers.get(name, ()):
+                continue  # the module's own private name (on another instance of its class)
             found += 1
-            print(f"{path.relative_to(root.parent)}:{node.lineno}: .{name}")
+            print(f"{path.relative_to(root)}:{node.lineno}: .{name}")
     return 1 if found else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else None))

@@ -201,68 +201,75 @@ class Headers(MutableMapping[str, str]):
     ``headers["Via"]`` joins every value of that name with ``", "`` (equivalent in SIP);
     :meth:`get_list` returns the values one by one (comma-joined lists split);
     :meth:`add` appends another field; assignment replaces every field of that name.
+
+    ``entries``, ``index``, ``typed`` and :meth:`lookup` are the storage the parser and
+    :class:`~sipx.Message` work on directly (the hottest paths of sipx); treat them as
+    read-only and use the mapping methods.
     """
 
-    __slots__ = ("_fields", "_index", "_typed")
+    __slots__ = ("entries", "index", "typed")
 
     def __init__(
         self, fields: Mapping[str, str] | Iterable[tuple[str, str]] | Headers | None = None
     ) -> None:
         # Each field is (key, name as written or canonical, value).
-        self._fields: list[tuple[str, str, str]] = []
-        self._index: dict[str, tuple[str, ...]] | None = None
-        self._typed: dict[str, Any] = {}
+        self.entries: list[tuple[str, str, str]] = []
+        # key -> its values, built on first lookup; None after a change.
+        self.index: dict[str, tuple[str, ...]] | None = None
+        # Typed views (Via, CSeq, ...) parsed from these fields, by slot; cleared on change.
+        self.typed: dict[str, Any] = {}
         if fields is None:
             return
         if isinstance(fields, Headers):
-            self._fields = list(fields._fields)
+            self.entries = list(fields.entries)
             return
         items = fields.items() if isinstance(fields, Mapping) else fields
         for name, value in items:
             self.add(name, value)
 
     @classmethod
-    def _from_parsed(
+    def from_parsed(
         cls, fields: list[tuple[str, str, str]], index: dict[str, tuple[str, ...]] | None = None
     ) -> Headers:
         """Wrap fields the parser produced (already clean), with their index if built."""
         headers = cls.__new__(cls)
-        headers._fields = fields
-        headers._index = index
-        headers._typed = {}
+        headers.entries = fields
+        headers.index = index
+        headers.typed = {}
         return headers
 
-    def _lookup(self) -> dict[str, tuple[str, ...]]:
-        index = self._index
+    def lookup(self) -> dict[str, tuple[str, ...]]:
+        """Every key with its values (the index, built now if it was not)."""
+        index = self.index
         if index is None:
             index = {}
-            for key, _, value in self._fields:
+            for key, _, value in self.entries:
                 values = index.get(key)
                 index[key] = (value,) if values is None else (*values, value)
-            self._index = index
+            self.index = index
         return index
 
     def _changed(self) -> None:
-        self._index = None
-        if self._typed:
-            self._typed.clear()
+        self.index = None
+        if self.typed:
+            self.typed.clear()
 
     # -- Mapping -------------------------------------------------------------------------
     def __getitem__(self, name: str) -> str:
-        values = self._lookup().get(header_key(name))
+        values = self.lookup().get(header_key(name))
         if values is None:
             raise KeyError(name)
         return values[0] if len(values) == 1 else ", ".join(values)
 
     def get_first(self, name: str) -> str | None:
         """The first field's value as written (not comma-split), or None."""
-        values = self._lookup().get(header_key(name))
+        values = self.lookup().get(header_key(name))
         return values[0] if values else None
 
     def get_list(self, name: str) -> list[str]:
         """Every value of ``name`` in order; comma-joined list headers are split."""
         key = header_key(name)
-        values = self._lookup().get(key)
+        values = self.lookup().get(key)
         if not values:
             return []
         if key not in LIST_HEADERS:
@@ -274,21 +281,21 @@ class Headers(MutableMapping[str, str]):
     get_all = get_list
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and header_key(name) in self._lookup()
+        return isinstance(name, str) and header_key(name) in self.lookup()
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()
-        for key, name, _ in self._fields:
+        for key, name, _ in self.entries:
             if key not in seen:
                 seen.add(key)
                 yield name
 
     def __len__(self) -> int:
-        return len(self._lookup())
+        return len(self.lookup())
 
     def multi_items(self) -> list[tuple[str, str]]:
         """Every field as ``(name, value)``, in order, nothing joined."""
-        return [(name, value) for _, name, value in self._fields]
+        return [(name, value) for _, name, value in self.entries]
 
     # -- mutation ------------------------------------------------------------------------
     def __setitem__(self, name: str, value: str) -> None:
@@ -296,7 +303,7 @@ class Headers(MutableMapping[str, str]):
         value = _clean_value(value)
         fields: list[tuple[str, str, str]] = []
         placed = False
-        for field in self._fields:
+        for field in self.entries:
             if field[0] == key:
                 if not placed:
                     fields.append((key, canonical_name(name), value))
@@ -305,39 +312,39 @@ class Headers(MutableMapping[str, str]):
                 fields.append(field)
         if not placed:
             fields.append((key, canonical_name(name), value))
-        self._fields = fields
+        self.entries = fields
         self._changed()
 
     def __delitem__(self, name: str) -> None:
         key = header_key(name)
-        fields = [field for field in self._fields if field[0] != key]
-        if len(fields) == len(self._fields):
+        fields = [field for field in self.entries if field[0] != key]
+        if len(fields) == len(self.entries):
             raise KeyError(name)
-        self._fields = fields
+        self.entries = fields
         self._changed()
 
     def add(self, name: str, value: str) -> None:
         """Append a field (keeps those of the same name)."""
         name = _clean_name(name)
-        self._fields.append((header_key(name), canonical_name(name), _clean_value(value)))
+        self.entries.append((header_key(name), canonical_name(name), _clean_value(value)))
         self._changed()
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a field before every other (a new top Via)."""
         name = _clean_name(name)
-        self._fields.insert(0, (header_key(name), canonical_name(name), _clean_value(value)))
+        self.entries.insert(0, (header_key(name), canonical_name(name), _clean_value(value)))
         self._changed()
 
     def remove_first(self, name: str) -> str | None:
         """Remove the first value of ``name`` (splitting a comma-joined list); return it."""
         key = header_key(name)
-        for position, (field_key, field_name, value) in enumerate(self._fields):
+        for position, (field_key, field_name, value) in enumerate(self.entries):
             if field_key == key:
                 parts = split_list(value) if key in LIST_HEADERS else [value]
                 if len(parts) > 1:
-                    self._fields[position] = (field_key, field_name, ", ".join(parts[1:]))
+                    self.entries[position] = (field_key, field_name, ", ".join(parts[1:]))
                 else:
-                    del self._fields[position]
+                    del self.entries[position]
                 self._changed()
                 return parts[0]
         return None
@@ -347,10 +354,10 @@ class Headers(MutableMapping[str, str]):
 
     # -- typed-view cache ------------------------------------------------------------------
     def cached(self, slot: str) -> Any:
-        return self._typed.get(slot)
+        return self.typed.get(slot)
 
     def cache(self, slot: str, value: Any) -> None:
-        self._typed[slot] = value
+        self.typed[slot] = value
 
     # -- comparison ----------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
@@ -359,7 +366,7 @@ class Headers(MutableMapping[str, str]):
         if not isinstance(other, Headers):
             return NotImplemented
         # RFC 3261 7.3.1: only the order of fields with the same name is significant.
-        mine, theirs = self._lookup(), other._lookup()
+        mine, theirs = self.lookup(), other.lookup()
         if mine.keys() != theirs.keys():
             return False
         return all(self.get_list(key) == other.get_list(key) for key in mine)

@@ -102,8 +102,8 @@ def _rank(field: tuple[str, str, str]) -> int:
 def _same_headers(mine: Headers, theirs: Headers) -> bool:
     """Headers equality for messages: Content-Length is left out (``to_bytes`` derives it
     from the content), the rest as :meth:`Headers.__eq__` (order only within a name)."""
-    keys = mine._lookup().keys() - {"content-length"}
-    if keys != theirs._lookup().keys() - {"content-length"}:
+    keys = mine.lookup().keys() - {"content-length"}
+    if keys != theirs.lookup().keys() - {"content-length"}:
         return False
     return all(mine.get_list(key) == theirs.get_list(key) for key in keys)
 
@@ -135,7 +135,7 @@ class Message:
 
     def to_bytes(self) -> bytes:
         """Serialise: conventional header order, Content-Length always right."""
-        fields = self.headers._fields
+        fields = self.headers.entries
         lines = [self._start_line()]
         for _, name, value in sorted(fields, key=_rank):
             if name == "Content-Length":
@@ -155,16 +155,16 @@ class Message:
     # Each view is parsed on first access and cached in ``headers`` (which forgets it when
     # the header changes). The cache is read inline: these are the hottest reads in sipx.
     def _typed(self, slot: str, build: Any) -> Any:
-        value = self.headers._typed.get(slot)
+        value = self.headers.typed.get(slot)
         if value is None:
             value = build()
-            self.headers._typed[slot] = value
+            self.headers.typed[slot] = value
         return value
 
     @property
     def via(self) -> list[Via]:
         """Every Via entry, top first."""
-        typed = self.headers._typed
+        typed = self.headers.typed
         vias: list[Via] | None = typed.get("via")
         if vias is None:
             vias = typed["via"] = [Via.parse(v) for v in self.headers.get_list("Via")]
@@ -173,7 +173,7 @@ class Message:
     @property
     def top_via(self) -> Via:
         """The first Via entry (parsing only that one); ParseError when there is none."""
-        typed = self.headers._typed
+        typed = self.headers.typed
         top: Via | None = typed.get("top_via")
         if top is None:
             vias: list[Via] | None = typed.get("via")
@@ -196,7 +196,7 @@ class Message:
 
     @property
     def from_(self) -> NameAddr:
-        typed = self.headers._typed
+        typed = self.headers.typed
         value: NameAddr | None = typed.get("from")
         if value is None:
             value = typed["from"] = NameAddr.parse(self._required("From"))
@@ -204,7 +204,7 @@ class Message:
 
     @property
     def to(self) -> NameAddr:
-        typed = self.headers._typed
+        typed = self.headers.typed
         value: NameAddr | None = typed.get("to")
         if value is None:
             value = typed["to"] = NameAddr.parse(self._required("To"))
@@ -219,7 +219,7 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
-        typed = self.headers._typed
+        typed = self.headers.typed
         value: CSeq | None = typed.get("cseq")
         if value is None:
             value = typed["cseq"] = CSeq.parse(self._required("CSeq"))
@@ -249,7 +249,7 @@ class Message:
 
     @property
     def content_type(self) -> MediaType | None:
-        typed = self.headers._typed
+        typed = self.headers.typed
         value: MediaType | None = typed.get("content-type")
         if value is None:
             text = self.headers.get_first("Content-Type")
@@ -298,7 +298,7 @@ class Message:
         return [parse_challenge(value, name) for value in self.headers.get_list(name)]
 
     def _name_addrs(self, name: str, slot: str) -> list[NameAddr]:
-        typed = self.headers._typed
+        typed = self.headers.typed
         value: list[NameAddr] | None = typed.get(slot)
         if value is None:
             value = typed[slot] = [NameAddr.parse(v) for v in self.headers.get_list(name)]
@@ -409,7 +409,7 @@ class Request(Message):
         self._uri_text = str(value)
 
     @classmethod
-    def _from_wire(cls, method: str, uri_text: str, version: str, headers: Headers) -> Request:
+    def from_wire(cls, method: str, uri_text: str, version: str, headers: Headers) -> Request:
         """A request as the parser builds it (skips the checks and copies of ``__init__``)."""
         request = cls.__new__(cls)
         request.method = method
@@ -482,7 +482,7 @@ class Response(Message):
         return 200 <= self.status_code < 300
 
     @classmethod
-    def _from_wire(
+    def from_wire(
         cls, status_code: int, reason_phrase: str, version: str, headers: Headers
     ) -> Response:
         """A response as the parser builds it (skips the checks and copies of ``__init__``)."""

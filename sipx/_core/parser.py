@@ -101,7 +101,7 @@ def parse_message(
             message = _parse_lines(lines, len(head), limits, normalised=True)
         except _Folded:
             raise ParseError("a header line starts with whitespace") from None
-    index = message.headers._index
+    index = message.headers.index
     lengths = index.get("content-length") if index is not None else None
     if lengths is None:
         message.content = body
@@ -180,7 +180,7 @@ def _parse_lines(
         # Tuples of strings (unlike lists) drop out of the garbage collector's tracking,
         # which keeps full collections short when thousands of messages are alive.
         index[key] = (value,) if values is None else (*values, value)
-    return _parse_start_line(lines[0], Headers._from_parsed(fields, index))
+    return _parse_start_line(lines[0], Headers.from_parsed(fields, index))
 
 
 def _header_name(name: str, colon: str, line: str) -> tuple[str, str]:
@@ -207,7 +207,7 @@ def _parse_start_line(line: str, headers: Headers) -> Request | Response:
             raise ParseError(f"bad status code {code[:20]!r} in status line")
         if not _VERSION_RE.fullmatch(version):
             raise ParseError(f"bad SIP version {version[:20]!r} in status line")
-        response = Response._from_wire(int(code), reason, version, headers)
+        response = Response.from_wire(int(code), reason, version, headers)
         if version != SIP_VERSION:
             response.defects.append(f"unsupported SIP version {version}")
         return response
@@ -224,7 +224,7 @@ def _parse_start_line(line: str, headers: Headers) -> Request | Response:
         raise ParseError(f"bad method {method[:40]!r} in request line")
     if ":" not in uri or uri[0] == "<":
         raise ParseError(f"bad Request-URI {uri[:80]!r}")
-    request = Request._from_wire(method, uri, version, headers)
+    request = Request.from_wire(method, uri, version, headers)
     if version != SIP_VERSION:
         request.defects.append(f"unsupported SIP version {version}")
     return request
