@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from ._auth import Auth
 from ._auth_flow import DigestAuth
-from ._call import Call, CallState, end_call, sdp_of
+from ._call import Call, CallState, end_call, media_of, sdp_of
 from ._core.builder import body_bytes, build_request, guess_content_type
 from ._core.dialog import Dialog, DialogId
 from ._core.header_types import NameAddr
@@ -78,6 +78,7 @@ class AsyncClient(Lifetime):
         verify: TLSVerify = True,
         cert: TLSCert | None = None,
         nameservers: Sequence[str] | None = None,
+        rtp_ports: tuple[int, int] = (10000, 20000),
     ) -> None:
         transport_name = transport.upper()
         if transport_name not in ("UDP", "TCP", "TLS"):
@@ -117,6 +118,10 @@ class AsyncClient(Lifetime):
         )
         self._uac.on_success = self._on_success
         self._uas = UserAgentServer(self._engine, self._next_hop, self._uac, self)
+        if not (isinstance(rtp_ports, tuple) and len(rtp_ports) == 2):
+            raise ValueError(f"rtp_ports is a (low, high) pair of ports, not {rtp_ports!r}")
+        self._uas.rtp_host = local_host
+        self._uas.rtp_ports = rtp_ports
         self._registrations = Registrations(self._engine, self._ids, self.user_agent)
         self._engine.on_response_seen = self._next_hop.learn_public_address
 
@@ -303,13 +308,20 @@ class AsyncClient(Lifetime):
         then ACK the 2xx. Returns the :class:`Call`; ``call.established`` tells if it was answered.
         """
         self._engine.require_transport()
-        if body is None:
-            body = self._uas.default_sdp(None)
-        response = await self.invite(
-            to_uri, from_uri, body, headers, timeout, host=host, port=port, auth=auth
-        )
+        stream = None
+        if body is None:  # our own offer: sipx carries the media, on a port of rtp_ports
+            stream = self._uas.new_media_stream()
+            body = self._uas.default_sdp(None, port=stream.local_port)
+        try:
+            response = await self.invite(
+                to_uri, from_uri, body, headers, timeout, host=host, port=port, auth=auth
+            )
+        except BaseException:
+            if stream is not None:
+                stream.close()
+            raise
         assert response.request is not None
-        call = Call(self._uas, response.request, direction="outgoing")
+        call = Call(self._uas, response.request, direction="outgoing", stream=stream)
         call.final_response = response
         if response.is_success:
             dialog = self._uac.dialog_for(response)
@@ -318,6 +330,7 @@ class AsyncClient(Lifetime):
             call.state = CallState.ESTABLISHED
             self._engine.calls[dialog.id] = call
             await self._uac.ack(dialog, response)
+            media_of(call).negotiated(call.local_sdp, call.remote_sdp, we_offered=True)
         else:
             end_call(call, "rejected")
         return call

@@ -8,17 +8,22 @@ with a call: answer or reject it (incoming), re-INVITE, hold, unhold, REFER, INF
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 import trio
 
+from ._call_media import AudioSource, CallMedia
 from ._core.builder import attach_body, copy_record_route
 from ._core.dialog import Dialog, DialogState
+from ._core.dtmf import digit_to_event
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError
+from ._media_stream import MediaStats, MediaStream
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -44,6 +49,7 @@ class Call:
         direction: str,
         transaction: ServerTransaction | None = None,
         local_tag: str | None = None,
+        stream: MediaStream | None = None,
     ) -> None:
         self.client: AsyncClient = uas.client
         self._uas = uas
@@ -64,6 +70,7 @@ class Call:
         self._ended = trio.Event()
         self._reinviting = False  # our re-INVITE is pending: a crossing one gets 491
         self._acked = trio.Event()
+        self._media = CallMedia(uas.engine, stream)
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.invite.uri} {self.state.value}>"
@@ -109,16 +116,23 @@ class Call:
         in the ACK.
         """
         if body is None:
-            body = self._uas.default_sdp(self.offer)
+            if self._media.stream is None:
+                self._media.stream = self._uas.new_media_stream()
+            body = self._uas.default_sdp(self.offer, port=self._media.stream.local_port)
         sdp = body if isinstance(body, SDPBody) else SDPBody.parse(body)
         if self.offer is not None:
             self.answer_sdp = sdp
         self.local_sdp = sdp
-        response = self._respond(200, body=sdp, headers=headers)
+        try:
+            response = self._respond(200, body=sdp, headers=headers)
+        except BaseException:
+            self._media.close()
+            raise
         self.final_response = response
         self.dialog = self._uas.dialog_from_incoming(self.invite, response, self)
         self.state = CallState.ESTABLISHED
         self._uas.retransmit_2xx(self, response)
+        self._media.negotiated(sdp, self.offer, we_offered=False)
         return response
 
     def reject(
@@ -219,6 +233,7 @@ class Call:
             if remote is not None:
                 self.remote_sdp = remote
             await self._uac.ack(dialog, response)
+            self._media.negotiated(self.local_sdp, remote, we_offered=True)
         return response
 
     def _glare_wait(self) -> float:
@@ -268,6 +283,60 @@ class Call:
         """Wait for the ACK of our 2xx (incoming calls)."""
         await self._acked.wait()
 
+    # -- media ---------------------------------------------------------------------------------
+    async def play(self, source: AudioSource) -> None:
+        """Send audio to the peer and return once its last packet is sent (cancellable).
+
+        ``source``: a WAV file's path (other rates and stereo are converted to 8 kHz mono),
+        16-bit 8 kHz mono PCM bytes, or an iterable of 20 ms frames (320 bytes each).
+        """
+        await self._media.play(source)
+
+    async def send_audio(self, frames: Iterable[bytes] | AsyncIterable[bytes]) -> None:
+        """Send 20 ms frames (320 bytes of 16-bit 8 kHz PCM each) as they come."""
+        await self._media.send_audio(frames)
+
+    def audio_frames(self) -> AsyncIterator[bytes]:
+        """Decoded 20 ms frames of what the peer sends, from now until the call ends."""
+        return self._media.audio_frames()
+
+    def recording(self, path: str | os.PathLike[str]) -> AbstractAsyncContextManager[None]:
+        """``async with call.recording("in.wav"):`` writes what the peer sends, decoded, to
+        a WAV file (8 kHz mono 16-bit) when the block ends."""
+        return self._media.recording(path)
+
+    async def send_dtmf(
+        self, digits: str, *, method: str = "auto", duration: float = 0.1, gap: float = 0.05
+    ) -> None:
+        """Send DTMF digits (0-9, *, #, A-D): ``method="rfc4733"`` (RTP telephone-events),
+        ``"info"`` (SIP INFO, application/dtmf-relay) or ``"auto"`` (RFC 4733 when
+        negotiated, else INFO). ``duration`` and ``gap`` are seconds per digit and between."""
+        for digit in digits:
+            digit_to_event(digit)  # ValueError now, before anything is sent
+        if method not in ("auto", "rfc4733", "info"):
+            raise ValueError(f"method is 'auto', 'rfc4733' or 'info', not {method!r}")
+        if method == "rfc4733" or (method == "auto" and self._media.rfc4733):
+            await self._media.send_rfc4733(digits, duration, gap)
+            return
+        for digit in digits:
+            body = f"Signal={digit.upper()}\r\nDuration={round(duration * 1000)}\r\n"
+            await self.info(body, "application/dtmf-relay")
+            await trio.sleep(gap)
+
+    async def collect_dtmf(self, count: int, timeout: float | None = None) -> str:
+        """Wait for ``count`` digits (RFC 4733 or INFO); fewer if ``timeout`` passes first."""
+        return await self._media.collect_dtmf(count, timeout)
+
+    def dtmf(self) -> AsyncIterator[str]:
+        """The digits the peer sends (RFC 4733 or INFO), as they arrive."""
+        return self._media.dtmf()
+
+    @property
+    def media_stats(self) -> MediaStats | None:
+        """Packets and bytes sent and received, loss, jitter, codec, addresses (None when
+        the call carries no sipx media)."""
+        return self._media.stats
+
     # -- called by the client -----------------------------------------------------------------
     def _on_ack(self, ack: Request) -> None:
         if self.answer_sdp is None and ack.content:
@@ -275,6 +344,7 @@ class Call:
             if remote is not None:
                 self.remote_sdp = remote
                 self.answer_sdp = remote
+                self._media.negotiated(self.local_sdp, remote, we_offered=True)  # late offer
         if self.dialog is not None and self.dialog.state is DialogState.EARLY:
             self.dialog.state = DialogState.CONFIRMED
         self._acked.set()
@@ -285,7 +355,8 @@ class Call:
         if offer is None:
             return self.local_sdp
         self.remote_sdp = offer
-        answer = self._uas.default_sdp(offer)
+        stream = self._media.stream
+        answer = self._uas.default_sdp(offer, port=None if stream is None else stream.local_port)
         previous = self.local_sdp
         if previous is not None:
             # RFC 3264 8: our origin stays; its version goes up when the SDP changes.
@@ -293,6 +364,7 @@ class Call:
             if answer.to_bytes() != previous.to_bytes():
                 answer.origin = previous.origin.bumped()
         self.local_sdp = answer
+        self._media.negotiated(answer, offer, we_offered=False)
         return answer
 
     def _end(self, by: str) -> None:
@@ -301,6 +373,7 @@ class Call:
             return
         self.state = CallState.ENDED
         self.ended_by = by
+        self._media.close()
         engine = self._engine
         if self.dialog is not None:
             self.dialog.terminate()
@@ -337,6 +410,11 @@ def reinvite_received(call: Call, request: Request) -> SDPBody | None:
 def reinvite_pending(call: Call) -> bool:
     """Our own re-INVITE is pending (a crossing one gets 491, RFC 3261 14.2)."""
     return call._reinviting
+
+
+def media_of(call: Call) -> CallMedia:
+    """The call's media side (for the UA: INFO digits, the stream made with the offer)."""
+    return call._media
 
 
 def sdp_of(message: Request | Response) -> SDPBody | None:

@@ -7,6 +7,7 @@ message sent and received.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ import trio
 
 from ._async_client import AsyncClient
 from ._auth import Auth
+from ._call import Call
 from ._errors import SIPError
 from ._ladder import Ladder
 
@@ -106,17 +108,33 @@ async def _call(args: argparse.Namespace) -> int:
             print(f"Codecs: {', '.join(call.remote_sdp.get_codecs_summary())}")
         interrupted = False
         try:
-            # A negative --duration holds the call until the peer hangs up (or Ctrl-C).
-            with trio.move_on_after(math.inf if args.duration < 0 else args.duration):
-                ended_by = await call.wait_ended()
-                print(f"Call ended by the {ended_by} side")
-                return 0
+            async with contextlib.AsyncExitStack() as stack:
+                if args.record:
+                    await stack.enter_async_context(call.recording(args.record))
+                # A negative --duration holds the call until the peer hangs up (or Ctrl-C).
+                with trio.move_on_after(math.inf if args.duration < 0 else args.duration):
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(_act, call, args)
+                        ended_by = await call.wait_ended()
+                        nursery.cancel_scope.cancel()
+                        print(f"Call ended by the {ended_by} side")
+                        return 0
         except KeyboardInterrupt:
             interrupted = True
         if not call.ended:
             with trio.CancelScope(shield=True):
                 _print_response("BYE", await call.bye())
         return 130 if interrupted else 0
+
+
+async def _act(call: Call, args: argparse.Namespace) -> None:
+    """What --play and --dtmf ask of an answered call, in that order."""
+    if args.play:
+        await call.play(args.play)
+        print(f"Played {args.play}")
+    if args.dtmf:
+        await call.send_dtmf(args.dtmf)
+        print(f"Sent DTMF {args.dtmf}")
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -163,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="hang up after N seconds (negative: when the peer does, or on Ctrl-C)",
     )
+    call.add_argument("--play", metavar="FILE", help="play a WAV file once answered")
+    call.add_argument("--record", metavar="FILE", help="record what the peer sends to a WAV")
+    call.add_argument("--dtmf", metavar="DIGITS", help="send DTMF digits (after --play)")
     _add_client_options(call)
 
     serve = commands.add_parser("serve", help="run the development SIP server", add_help=False)

@@ -14,18 +14,23 @@ buffered then are rejected with 480, as when nobody listens.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+import os
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import trio
 
 from ._call import Call, CallState
+from ._call_media import AudioSource
 from ._core.dialog import Dialog
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction
 from ._errors import SIPError
+from ._media_stream import MediaStats
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -224,6 +229,89 @@ class BlockingCall:
             return not scope.cancelled_caught
 
         return self._portal.run(wait)
+
+    # -- media (the same as Call's, blocking) -------------------------------------------------
+    def play(self, source: AudioSource) -> None:
+        """Send audio (a WAV path, 16-bit 8 kHz PCM bytes or 20 ms frames); return once its
+        last packet is sent."""
+        self._portal.run(self._call.play, source)
+
+    def send_audio(self, frames: Iterable[bytes]) -> None:
+        """Send 20 ms frames (320 bytes of 16-bit 8 kHz PCM each)."""
+        self._portal.run(self._call.send_audio, list(frames))
+
+    def audio_frames(self, timeout: float | None = None) -> Iterator[bytes]:
+        """Decoded 20 ms frames of what the peer sends, until the call ends (or no frame
+        came for ``timeout`` seconds)."""
+        return _BlockingIterator(self._portal, self._call.audio_frames(), timeout)
+
+    @contextlib.contextmanager
+    def recording(self, path: str | os.PathLike[str]) -> Iterator[None]:
+        """``with call.recording("in.wav"):`` writes what the peer sends to a WAV file."""
+        manager = self._call.recording(path)
+        self._portal.run(manager.__aenter__)
+        try:
+            yield
+        except BaseException as exc:
+            if not self._portal.run(manager.__aexit__, type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            self._portal.run(manager.__aexit__, None, None, None)
+
+    def send_dtmf(
+        self, digits: str, *, method: str = "auto", duration: float = 0.1, gap: float = 0.05
+    ) -> None:
+        """Send DTMF digits (RFC 4733 when negotiated, else SIP INFO; see ``Call``)."""
+        self._portal.run(
+            functools.partial(
+                self._call.send_dtmf, digits, method=method, duration=duration, gap=gap
+            )
+        )
+
+    def collect_dtmf(self, count: int, timeout: float | None = None) -> str:
+        """Block until ``count`` digits arrived (fewer if ``timeout`` passes first)."""
+        return self._portal.run(self._call.collect_dtmf, count, timeout)
+
+    def dtmf(self, timeout: float | None = None) -> Iterator[str]:
+        """The digits the peer sends, as they arrive (ends after ``timeout`` quiet seconds)."""
+        return _BlockingIterator(self._portal, self._call.dtmf(), timeout)
+
+    @property
+    def media_stats(self) -> MediaStats | None:
+        return self._call.media_stats
+
+
+T = TypeVar("T")
+
+
+class _BlockingIterator(Iterator[T]):
+    """An async iterator of the portal, pulled from another thread (``None`` timeout: wait
+    as long as it takes)."""
+
+    def __init__(self, portal: Portal, source: AsyncIterator[T], timeout: float | None) -> None:
+        self._portal = portal
+        self._source = source
+        self._timeout = timeout
+
+    def __iter__(self) -> _BlockingIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        async def pull() -> tuple[bool, T | None]:
+            with trio.move_on_after(_seconds(self._timeout)):
+                try:
+                    return True, await anext(self._source)
+                except StopAsyncIteration:
+                    pass
+            return False, None
+
+        try:
+            more, item = self._portal.run(pull)
+        except SIPError:
+            raise StopIteration from None
+        if not more:
+            raise StopIteration
+        return cast(T, item)
 
 
 def _seconds(timeout: float | None) -> float:

@@ -72,6 +72,7 @@ class Client:
         verify: TLSVerify = True,
         cert: TLSCert | None = None,
         nameservers: Sequence[str] | None = None,
+        rtp_ports: tuple[int, int] = (10000, 20000),
     ) -> None:
         self._async = AsyncClient(
             local_host,
@@ -89,6 +90,7 @@ class Client:
             verify=verify,
             cert=cert,
             nameservers=nameservers,
+            rtp_ports=rtp_ports,
         )
         self._portal = Portal()
         self._stop: trio.Event | None = None

@@ -23,9 +23,11 @@ from ._call import (
     CallState,
     ack_received,
     end_call,
+    media_of,
     reinvite_pending,
     reinvite_received,
 )
+from ._call_media import DTMF_INFO_TYPES
 from ._core.builder import attach_body, copy_record_route
 from ._core.dialog import Dialog, DialogState, dialog_id_of
 from ._core.headers import header_key
@@ -33,6 +35,7 @@ from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError
+from ._media_stream import MediaStream, bind_rtp_socket
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -59,6 +62,12 @@ DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 _NEED_A_HANDLER = frozenset({"SUBSCRIBE", "REFER"})
 # What a response copies from its request (RFC 3261 8.2.6.2).
 _COPIED = frozenset(header_key(name) for name in ("Via", "From", "To", "Call-ID", "CSeq"))
+# What sipx's own media can carry (PCMU, PCMA and RFC 4733 events), for SDP answers.
+_SUPPORTED_CODECS = (
+    {"payload": "0", "name": "PCMU", "rate": 8000},
+    {"payload": "8", "name": "PCMA", "rate": 8000},
+    {"payload": "101", "name": "telephone-event", "rate": 8000, "fmtp": "0-16"},
+)
 RequestHandler = Callable[..., Any]  # IncomingRequest (or Call for INVITE) -> Response | None
 
 
@@ -158,6 +167,8 @@ class UserAgentServer:
         self.uac = uac
         self.client = client  # the public client, handed to the Calls it creates
         self.handlers: dict[str, RequestHandler] = {}
+        self.rtp_host = "0.0.0.0"
+        self.rtp_ports = (10000, 20000)
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
@@ -240,23 +251,37 @@ class UserAgentServer:
     def contact_for(self, request: Request) -> str:
         return self.next_hop.contact_for(request)
 
-    def default_sdp(self, offer: SDPBody | None) -> SDPBody:
-        """Our SDP: an answer to ``offer``, or a PCMU/PCMA offer when there is none."""
+    def new_media_stream(self) -> MediaStream:
+        """An RTP socket from the client's port range, for the SDP about to be written."""
+        return MediaStream(bind_rtp_socket(self.rtp_host, self.rtp_ports))
+
+    def default_sdp(self, offer: SDPBody | None, *, port: int | None = None) -> SDPBody:
+        """Our SDP: an answer to ``offer``, or a PCMU/PCMA offer when there is none; media
+        on ``port`` (8000 when the call carries no sipx media), a new o= session id each
+        time (RFC 8866 5.2)."""
         host = self.next_hop.local_host()
         user = self.next_hop.default_user
+        session_id = int(self.engine.ids.token(4), 16)
         if offer is not None:
             return SDPBody.create_answer(
-                offer, origin_username=user, origin_address=host, connection_address=host
+                offer,
+                origin_username=user,
+                origin_address=host,
+                connection_address=host,
+                port=port or 8000,
+                session_id=session_id,
+                supported_codecs=_SUPPORTED_CODECS if port else None,
             )
         return SDPBody.create_offer(
             session_name="sipx",
             origin_username=user,
             origin_address=host,
             connection_address=host,
+            session_id=session_id,
             media_specs=[
                 {
                     "media": "audio",
-                    "port": 8000,
+                    "port": port or 8000,
                     "codecs": [
                         {"payload": "0", "name": "PCMU", "rate": "8000"},
                         {"payload": "8", "name": "PCMA", "rate": "8000"},
@@ -457,6 +482,8 @@ class UserAgentServer:
                 lambda: log.warning("no ACK for our 2xx to a re-INVITE in %s", call.call_id),
             )
             return
+        if method == "INFO" and call is not None:
+            self._dtmf_info(call, request)
         if await self._run_handler(incoming):
             return
         if method in ("INFO", "NOTIFY", "MESSAGE", "UPDATE"):
@@ -468,6 +495,16 @@ class UserAgentServer:
             incoming.respond(200, headers=self._capabilities())
         else:
             incoming.respond(405, headers={"Allow": self._allow()})
+
+    def _dtmf_info(self, call: Call, request: Request) -> None:
+        """An INFO carrying a digit (application/dtmf-relay or application/dtmf)."""
+        content_type = (request.headers.get_first("Content-Type") or "").lower()
+        if not content_type.startswith(DTMF_INFO_TYPES):
+            return
+        media = media_of(call)
+        digit = media.info_digit(content_type, request.content)
+        if digit is not None:
+            media.digit_received(digit)
 
     def on_ack(self, ack: Request) -> None:
         dialog_id = dialog_id_of(ack)

@@ -22,7 +22,12 @@ CLIENT_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | N
 CALL_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | None]] = {
     "wait_ended": ([_TIMEOUT], None),
     "wait_acked": ([_TIMEOUT], ("None", "bool")),
+    "audio_frames": ([_TIMEOUT], ("AsyncIterator[bytes]", "Iterator[bytes]")),
+    "dtmf": ([_TIMEOUT], ("AsyncIterator[str]", "Iterator[str]")),
+    "recording": ([], ("AbstractAsyncContextManager[None]", "Iterator[None]")),
 }
+# Blocking forms that take fewer kinds of argument (no async iterables on a thread).
+CALL_PARAMETER_DIFFERENCES = {"send_audio"}
 
 
 def _public(cls: type) -> dict[str, object]:
@@ -86,7 +91,11 @@ def test_every_async_method_is_a_coroutine_and_blocking_ones_are_not() -> None:
 
 def test_blocking_call_has_the_methods_and_properties_of_call() -> None:
     assert set(_methods(sipx.Call)) == set(_methods(sipx.BlockingCall))
-    _assert_same_signatures(sipx.Call, sipx.BlockingCall, set(), CALL_DIFFERENCES)
+    _assert_same_signatures(
+        sipx.Call, sipx.BlockingCall, CALL_PARAMETER_DIFFERENCES, CALL_DIFFERENCES
+    )
+    send_audio = inspect.signature(sipx.BlockingCall.send_audio).parameters["frames"]
+    assert send_audio.annotation == "Iterable[bytes]"
     for name, member in _public(sipx.Call).items():
         if isinstance(member, property):
             assert isinstance(getattr(sipx.BlockingCall, name), property), name

@@ -1,0 +1,338 @@
+"""One call's audio on trio: an RTP socket, a paced sender and a drain-loop receiver.
+
+A :class:`MediaStream` is made when a call's SDP is written (its socket's port goes into the
+SDP) and runs, in the engine's nursery, from when the offer/answer is complete until the
+call ends. Every ``ptime`` (20 ms) the send task wakes at an absolute deadline from trio's
+clock (no drift) and sends the next frame the call plays, a telephone-event packet, or
+silence; the receive task drains the socket, latches onto the address the peer really
+sends from (symmetric RTP, RFC 4961), puts audio in sequence order (RFC 3550 A.1) and hands
+decoded frames and received digits to whoever listens. Bad packets are counted, never
+raised.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import random
+import socket as stdlib_socket
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from ._core import g711
+from ._core.dtmf import DtmfReceiver, DtmfSender
+from ._core.media_params import MediaParams
+from ._core.rtp import RtpPacket
+from ._core.rtp_receiver import RtpReceiver
+from ._core.rtp_sender import RtpSender
+from ._errors import ParseError, TransportError
+from ._trio.transport import family_for
+
+log = logging.getLogger("sipx.media")
+
+FRAME_BYTES = 320  # 20 ms of 16-bit PCM at 8 kHz
+SILENCE = bytes(FRAME_BYTES)
+_ENCODERS = {"PCMU": g711.ulaw_encode, "PCMA": g711.alaw_encode}
+_DECODERS = {"PCMU": g711.ulaw_decode, "PCMA": g711.alaw_decode}
+
+
+@dataclass
+class MediaStats:
+    """What a call's audio stream did (``call.media_stats``)."""
+
+    codec: str | None = None
+    local_address: tuple[str, int] | None = None
+    remote_address: tuple[str, int] | None = None  # latched (where the peer sends from)
+    packets_sent: int = 0
+    bytes_sent: int = 0
+    packets_received: int = 0
+    bytes_received: int = 0
+    packets_lost: int = 0
+    duplicates: int = 0
+    jitter: float = 0.0  # seconds (RFC 3550 A.8)
+    dropped: dict[str, int] = field(default_factory=dict)  # malformed, unknown payload, ...
+    digits_received: int = 0
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+def bind_rtp_socket(host: str, ports: tuple[int, int]) -> stdlib_socket.socket:
+    """A non-blocking UDP socket on an even port of ``ports`` (low, high), tried from a
+    random start."""
+    low, high = ports
+    if not (0 < low <= high <= 65535):
+        raise ValueError(f"rtp_ports must be (low, high) within 1-65535, not {ports!r}")
+    evens = list(range(low + (low % 2), high + 1, 2)) or [low]
+    start = random.randrange(len(evens))
+    for port in evens[start:] + evens[:start]:
+        sock = stdlib_socket.socket(family_for(host), stdlib_socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                continue
+            raise TransportError(f"cannot bind an RTP socket on {host}:{port}: {exc}") from None
+        return sock
+    raise TransportError(f"no free RTP port in {low}-{high} on {host}")
+
+
+class MediaStream:
+    """The audio of one call: send and receive tasks around one UDP socket."""
+
+    def __init__(self, sock: stdlib_socket.socket) -> None:
+        self.socket = sock
+        host, port = sock.getsockname()[:2]
+        self.stats = MediaStats(local_address=(host, port))
+        self.params: MediaParams | None = None
+        self._sender = RtpSender(
+            random.getrandbits(32),
+            first_sequence=random.getrandbits(16),
+            first_timestamp=random.getrandbits(32),
+        )
+        self._receiver: RtpReceiver | None = None
+        self._dtmf_in = DtmfReceiver()
+        self._latched: tuple[str, int] | None = None
+        # Frames to play; the last frame of each play() carries the event set once it is sent.
+        self._playing: deque[tuple[bytes, trio.Event | None]] = deque()
+        self._events: deque[tuple[bytes, int, bool]] = deque()  # (payload, timestamp, marker)
+        self._events_done: trio.Event | None = None
+        self.frame_listeners: list[Callable[[bytes], None]] = []
+        self.digit_listeners: list[Callable[[str], None]] = []
+        self.close_listeners: list[Callable[[], None]] = []
+        self._cancel = trio.CancelScope()
+        self._restart = trio.Event()
+        self.closed = False
+
+    @property
+    def local_port(self) -> int:
+        assert self.stats.local_address is not None
+        return self.stats.local_address[1]
+
+    # -- configuration (offer/answer, re-INVITE) ------------------------------------------------
+    def configure(self, params: MediaParams | None) -> None:
+        """Apply a (new) negotiation: codec, payload numbers, ptime, peer, direction."""
+        previous = self.params
+        self.params = params
+        if params is None:
+            return
+        self.stats.codec = params.codec
+        if previous is None or previous.remote != params.remote:
+            self._latched = None  # a re-INVITE that moves the peer moves the stream
+        if previous is None or previous.codec != params.codec:
+            self._receiver = RtpReceiver()
+        self._restart.set()
+
+    @property
+    def destination(self) -> tuple[str, int] | None:
+        """Where RTP goes: the address the peer sends from once seen, else its SDP's."""
+        if self.params is None or not self.params.sends:
+            return None
+        return self._latched or self.params.remote
+
+    # -- what the call sends ---------------------------------------------------------------------
+    def queue_audio(self, pcm_frames: list[bytes]) -> trio.Event:
+        """Queue 20 ms frames to send; the event is set once the last has gone out."""
+        done = trio.Event()
+        if not pcm_frames:
+            done.set()
+            return done
+        last = len(pcm_frames) - 1
+        self._playing.extend(
+            (frame, done if index == last else None) for index, frame in enumerate(pcm_frames)
+        )
+        return done
+
+    def stop_audio(self) -> None:
+        """Drop what was queued (a cancelled play, the call's end)."""
+        while self._playing:
+            _, done = self._playing.popleft()
+            if done is not None:
+                done.set()
+
+    def queue_digit(self, digit: str, duration: float, volume: int = 10) -> trio.Event:
+        """Queue one RFC 4733 event; the event is set once its last end packet has gone."""
+        params = self.params
+        if params is None or params.event_send_payload is None:
+            raise RuntimeError("telephone-event was not negotiated")
+        sender = DtmfSender(
+            interval=params.samples_per_packet, duration_ms=duration * 1000, volume=volume
+        )
+        for packet in sender.packets(digit, self._sender.timestamp):
+            self._events.append((packet.payload, packet.timestamp, packet.marker))
+        done = trio.Event()
+        self._events_done = done
+        return done
+
+    # -- the tasks -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Send and receive until :meth:`close` (or the engine's nursery ends)."""
+        with self._cancel:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._receive_loop)
+                    await self._send_loop()
+            finally:
+                self.close()
+
+    def close(self) -> None:
+        """Stop both tasks and close the socket (the call ended)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel.cancel()
+        trio.lowlevel.notify_closing(self.socket.fileno())
+        self.socket.close()
+        self.stop_audio()
+        while self._events:
+            self._events.popleft()
+        if self._events_done is not None:
+            self._events_done.set()
+        for listener in self.close_listeners:
+            listener()
+
+    async def _send_loop(self) -> None:
+        while True:
+            params = self.params
+            if params is None:
+                self._restart = trio.Event()
+                await self._restart.wait()
+                continue
+            interval = params.ptime / 1000
+            start = trio.current_time()
+            tick = 0
+            self._restart = trio.Event()
+            while not self._restart.is_set():
+                tick += 1
+                deadline = start + tick * interval
+                now = trio.current_time()
+                if now - deadline > 10 * interval:  # fell far behind (a stalled loop): resync
+                    start, tick = now, 0
+                    continue
+                await trio.sleep_until(deadline)
+                self._send_one(params)
+
+    def _send_one(self, params: MediaParams) -> None:
+        destination = self.destination
+        samples = params.samples_per_packet
+        frame = self._next_frame(samples)
+        if destination is None:
+            self._sender.skip(samples)
+            return
+        data: bytes
+        if self._events and params.event_send_payload is not None:
+            payload, timestamp, marker = self._events.popleft()
+            data = self._sender.event(payload, params.event_send_payload, timestamp, marker)
+            self._sender.skip(samples)
+            if not self._events and self._events_done is not None:
+                self._events_done.set()
+        else:
+            encoded = _ENCODERS[params.codec](frame)
+            data = self._sender.audio(encoded, params.send_payload, samples)
+        try:
+            self.socket.sendto(data, destination)
+        except OSError as exc:  # a full buffer, an ICMP error queued on the socket
+            self.stats.drop(f"send failed: {exc.strerror or exc}")
+            return
+        self.stats.packets_sent += 1
+        self.stats.bytes_sent += len(data)
+
+    def _next_frame(self, samples: int) -> bytes:
+        size = samples * 2
+        if not self._playing:
+            return bytes(size)
+        frame, done = self._playing.popleft()
+        if done is not None:
+            done.set()
+        return frame if len(frame) == size else (frame + bytes(size))[:size]
+
+    async def _receive_loop(self) -> None:
+        sock = self.socket
+        while True:
+            await trio.lowlevel.wait_readable(sock.fileno())
+            for _ in range(64):  # drain, then let the send task run
+                try:
+                    data, source = sock.recvfrom(2048)
+                except BlockingIOError:
+                    break
+                except OSError as exc:  # ICMP port unreachable from an earlier send, ...
+                    self.stats.drop(f"receive error: {exc.strerror or exc}")
+                    continue
+                self._on_datagram(data, (source[0], source[1]))
+            else:
+                await trio.lowlevel.checkpoint()
+
+    def _on_datagram(self, data: bytes, source: tuple[str, int]) -> None:
+        params = self.params
+        if params is None:
+            self.stats.drop("before negotiation")
+            return
+        try:
+            packet = RtpPacket.parse(data)
+        except ParseError:
+            self.stats.drop("malformed")
+            return
+        audio = packet.payload_type in (params.receive_payload, params.send_payload)
+        event = params.event_receive_payload is not None and packet.payload_type in (
+            params.event_receive_payload,
+            params.event_send_payload,
+        )
+        if not (audio or event):
+            self.stats.drop(f"payload type {packet.payload_type}")
+            return
+        if self._latched is None:
+            self._latched = source  # symmetric RTP: answer where the peer sends from
+            self.stats.remote_address = source
+        elif source != self._latched:
+            self.stats.drop("unexpected source")
+            return
+        self.stats.packets_received += 1
+        self.stats.bytes_received += len(data)
+        if event:
+            self._on_event(packet)
+            return
+        if self._receiver is None or self._receiver.ssrc not in (None, packet.ssrc):
+            self._receiver = RtpReceiver()  # a new source (the peer restarted its stream)
+        ready = self._receiver.receive(packet, trio.current_time(), 8000)
+        stats = self._receiver.stats
+        self.stats.packets_lost = stats.lost
+        self.stats.duplicates = stats.duplicates
+        self.stats.jitter = stats.jitter_seconds
+        if not params.receives or not self.frame_listeners:
+            return
+        decode = _DECODERS[params.codec]
+        for ordered in ready:
+            frame = decode(ordered.payload)
+            for listener in list(self.frame_listeners):
+                listener(frame)
+
+    def _on_event(self, packet: RtpPacket) -> None:
+        try:
+            events = self._dtmf_in.feed(packet.payload, packet.timestamp, packet.marker)
+        except ParseError:
+            self.stats.drop("malformed telephone-event")
+            return
+        for event in events:
+            if event.digit is None:
+                continue
+            self.stats.digits_received += 1
+            for listener in list(self.digit_listeners):
+                listener(event.digit)
+
+
+def frames_of(pcm: bytes) -> list[bytes]:
+    """16-bit PCM cut into 20 ms frames (the last padded with silence)."""
+    if len(pcm) % 2:
+        raise ValueError(f"16-bit PCM has an even number of bytes, not {len(pcm)}")
+    out = [pcm[i : i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
+    if out and len(out[-1]) < FRAME_BYTES:
+        out[-1] += bytes(FRAME_BYTES - len(out[-1]))
+    return out
+
+
+__all__ = ["FRAME_BYTES", "MediaStats", "MediaStream", "bind_rtp_socket", "frames_of"]

@@ -1,0 +1,193 @@
+"""Calls carry audio and DTMF: two sipx clients on loopback (SIP and RTP over real UDP).
+
+Everything is checked by content: the tone one side plays is found at its frequency on the
+other side (sipx.media's Goertzel scan), digits arrive exactly once, a recording holds the
+tone, hold stops the flow, the end of the call closes the RTP socket.
+"""
+
+from __future__ import annotations
+
+import socket
+import wave
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+import sipx
+from sipx.media import dominant_frequency, frames, tone
+
+pytestmark = pytest.mark.filterwarnings("ignore::trio.TrioDeprecationWarning")
+
+
+@asynccontextmanager
+async def a_call() -> AsyncIterator[tuple[sipx.Call, sipx.Call]]:
+    """A call from one sipx client to another, answered: (outgoing, incoming)."""
+    answered: list[sipx.Call] = []
+    ready = trio.Event()
+
+    def answer(call: sipx.Call) -> None:
+        call.answer()
+        answered.append(call)
+        ready.set()
+
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, rtp_ports=(20000, 30000)) as callee,
+        sipx.AsyncClient("127.0.0.1", 0, rtp_ports=(20000, 30000)) as caller,
+    ):
+        callee.on_request("INVITE", answer)
+        with trio.fail_after(5):
+            call = await caller.call(f"sip:bob@127.0.0.1:{callee.local_address.port}")
+            await ready.wait()
+        assert call.established
+        yield call, answered[0]
+
+
+async def heard(call: sipx.Call, seconds: float) -> bytes:
+    """What ``call`` receives for ``seconds`` (decoded PCM)."""
+    received: list[bytes] = []
+    with trio.move_on_after(seconds):
+        async for frame in call.audio_frames():
+            received.append(frame)
+    return b"".join(received)
+
+
+async def test_the_sdp_carries_the_real_port_and_a_new_session_id() -> None:
+    async with a_call() as (outgoing, incoming):
+        assert outgoing.local_sdp is not None and incoming.local_sdp is not None
+        offer_port = outgoing.local_sdp.media[0].port
+        answer_port = incoming.local_sdp.media[0].port
+        assert 20000 <= offer_port <= 30000 and offer_port % 2 == 0
+        assert 20000 <= answer_port <= 30000 and answer_port != offer_port
+        stats = outgoing.media_stats
+        assert stats is not None and stats.local_address is not None
+        assert stats.local_address[1] == offer_port and stats.codec == "PCMU"
+        assert outgoing.local_sdp.origin.sess_id != incoming.local_sdp.origin.sess_id
+
+
+async def test_a_played_tone_is_heard_at_its_frequency_both_ways() -> None:
+    async with a_call() as (outgoing, incoming):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(outgoing.play, tone(1000, 1.0))
+            nursery.start_soon(incoming.play, tone(700, 1.0))
+            at_callee = await heard(incoming, 0.8)
+            at_caller = await heard(outgoing, 0.1)
+        assert abs(dominant_frequency(at_callee) - 1000) <= 20
+        assert abs(dominant_frequency(at_caller) - 700) <= 20
+        stats = incoming.media_stats
+        assert stats is not None and stats.packets_received >= 30
+        assert stats.remote_address is not None  # latched onto the caller's RTP source
+        assert stats.remote_address[1] == outgoing.media_stats.local_address[1]  # type: ignore[union-attr]
+
+
+async def test_play_returns_when_the_last_packet_is_sent() -> None:
+    async with a_call() as (outgoing, _):
+        started = trio.current_time()
+        await outgoing.play(tone(440, 0.4))
+        took = trio.current_time() - started
+        assert 0.35 <= took <= 1.0  # paced: 20 frames of 20 ms
+
+
+@pytest.mark.parametrize("method", ["rfc4733", "info", "auto"])
+async def test_digits_arrive_once_each(method: str) -> None:
+    async with a_call() as (outgoing, incoming):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: outgoing.send_dtmf("1#1*", method=method, duration=0.06))
+            with trio.fail_after(10):
+                digits = await incoming.collect_dtmf(4)
+        assert digits == "1#1*"
+        assert await incoming.collect_dtmf(1, timeout=0.3) == ""  # nothing more
+
+
+async def test_recording_writes_what_the_peer_sends(tmp_path: Path) -> None:
+    path = tmp_path / "in.wav"
+    async with a_call() as (outgoing, incoming), incoming.recording(path):
+        await outgoing.play(tone(1200, 0.6))
+        await trio.sleep(0.1)
+    with wave.open(str(path)) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
+        pcm = wav.readframes(wav.getnframes())
+    assert len(pcm) >= 2 * 8000 * 0.5
+    assert abs(dominant_frequency(pcm) - 1200) <= 20
+
+
+async def test_play_a_wav_file_at_another_rate(tmp_path: Path) -> None:
+    path = tmp_path / "prompt.wav"
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        mono = tone(900, 0.5, rate=16000)
+        wav.writeframes(b"".join(mono[i : i + 2] * 2 for i in range(0, len(mono), 2)))
+    async with a_call() as (outgoing, incoming), trio.open_nursery() as nursery:
+        nursery.start_soon(outgoing.play, str(path))
+        at_callee = await heard(incoming, 0.5)
+    assert abs(dominant_frequency(at_callee) - 900) <= 20
+
+
+async def test_bad_audio_is_a_value_error_before_anything_is_sent(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    async with a_call() as (outgoing, _):
+        before = outgoing.media_stats.packets_sent  # type: ignore[union-attr]
+        with pytest.raises(ValueError, match="bad.wav"):
+            await outgoing.play(str(bad))
+        with pytest.raises(ValueError, match="cannot read"):
+            await outgoing.play(str(tmp_path / "missing.wav"))
+        with pytest.raises(ValueError, match="320 bytes"):
+            await outgoing.play([b"\x00" * 10])
+        with pytest.raises(ValueError, match="not a DTMF digit"):
+            await outgoing.send_dtmf("1x")
+        assert outgoing.media_stats.packets_sent >= before  # type: ignore[union-attr]
+
+
+async def test_hold_stops_the_flow_and_unhold_resumes_it() -> None:
+    async with a_call() as (outgoing, incoming):
+        await trio.sleep(0.2)
+        response = await outgoing.hold()
+        assert response.status_code == 200
+        await trio.sleep(0.1)
+        # We offered sendonly, the peer answered recvonly: it stops sending, we go on.
+        ours, theirs = outgoing.media_stats, incoming.media_stats
+        assert ours is not None and theirs is not None
+        held, sent = ours.packets_received, theirs.packets_received
+        await trio.sleep(0.4)
+        assert ours.packets_received == held
+        assert theirs.packets_received > sent
+        await outgoing.unhold()
+        await trio.sleep(0.4)
+        assert ours.packets_received > held
+
+
+async def test_garbage_is_counted_and_the_call_goes_on() -> None:
+    async with a_call() as (outgoing, incoming):
+        port = incoming.media_stats.local_address[1]  # type: ignore[union-attr]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk:
+            for data in (b"", b"\x00", b"\x40" * 12, b"\x80\x00" + b"\xff" * 3, b"x" * 500):
+                junk.sendto(data, ("127.0.0.1", port))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(outgoing.play, tone(1000, 0.5))
+            at_callee = await heard(incoming, 0.4)
+        assert abs(dominant_frequency(at_callee) - 1000) <= 20
+        dropped = incoming.media_stats.dropped  # type: ignore[union-attr]
+        assert sum(dropped.values()) >= 4, dropped
+
+
+async def test_the_end_of_the_call_closes_the_rtp_socket() -> None:
+    async with a_call() as (outgoing, incoming):
+        ports = [
+            outgoing.media_stats.local_address[1],  # type: ignore[union-attr]
+            incoming.media_stats.local_address[1],  # type: ignore[union-attr]
+        ]
+        await outgoing.bye()
+        await trio.sleep(0.1)
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", port))  # free again
+
+
+def test_frames_helper_pads_the_last_frame() -> None:
+    cut = list(frames(b"\x01\x00" * 170))
+    assert [len(f) for f in cut] == [320, 320] and cut[1][20:] == bytes(300)
