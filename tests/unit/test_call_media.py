@@ -132,7 +132,7 @@ async def test_bad_audio_is_a_value_error_before_anything_is_sent(tmp_path: Path
     bad.write_bytes(b"RIFF....WAVEjunk")
     async with a_call() as (outgoing, _):
         before = outgoing.media_stats.packets_sent  # type: ignore[union-attr]
-        with pytest.raises(ValueError, match="bad.wav"):
+        with pytest.raises(ValueError, match=r"bad\.wav"):
             await outgoing.play(str(bad))
         with pytest.raises(ValueError, match="cannot read"):
             await outgoing.play(str(tmp_path / "missing.wav"))
