@@ -127,11 +127,10 @@ async def test_play_a_wav_file_at_another_rate(tmp_path: Path) -> None:
     assert abs(dominant_frequency(at_callee) - 900) <= 20
 
 
-async def test_bad_audio_is_a_value_error_before_anything_is_sent(tmp_path: Path) -> None:
+async def test_bad_audio_and_digits_are_value_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF....WAVEjunk")
     async with a_call() as (outgoing, _):
-        before = outgoing.media_stats.packets_sent  # type: ignore[union-attr]
         with pytest.raises(ValueError, match=r"bad\.wav"):
             await outgoing.play(str(bad))
         with pytest.raises(ValueError, match="cannot read"):
@@ -140,7 +139,6 @@ async def test_bad_audio_is_a_value_error_before_anything_is_sent(tmp_path: Path
             await outgoing.play([b"\x00" * 10])
         with pytest.raises(ValueError, match="not a DTMF digit"):
             await outgoing.send_dtmf("1x")
-        assert outgoing.media_stats.packets_sent >= before  # type: ignore[union-attr]
 
 
 async def test_hold_stops_the_flow_and_unhold_resumes_it() -> None:
