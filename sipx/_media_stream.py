@@ -16,6 +16,7 @@ import errno
 import logging
 import random
 import socket as stdlib_socket
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,8 +24,18 @@ from dataclasses import dataclass, field
 import trio
 
 from ._core import g711
-from ._core.dtmf import DtmfReceiver, DtmfSender
+from ._core.dtmf import DtmfDigit, DtmfReceiver, DtmfSender
 from ._core.media_params import MediaParams
+from ._core.rtcp import (
+    Bye,
+    ReceiverReport,
+    ReportBlock,
+    RtcpPacket,
+    SenderReport,
+    build_compound,
+    ntp_from_unix,
+    parse_compound,
+)
 from ._core.rtp import RtpPacket
 from ._core.rtp_receiver import RtpReceiver
 from ._core.rtp_sender import RtpSender
@@ -33,6 +44,7 @@ from ._trio.transport import family_for
 
 log = logging.getLogger("sipx.media")
 
+REPORT_INTERVAL = 5.0  # seconds between RTCP reports, on average
 FRAME_BYTES = 320  # 20 ms of 16-bit PCM at 8 kHz
 SILENCE = bytes(FRAME_BYTES)
 _ENCODERS = {"PCMU": g711.ulaw_encode, "PCMA": g711.alaw_encode}
@@ -55,6 +67,9 @@ class MediaStats:
     jitter: float = 0.0  # seconds (RFC 3550 A.8)
     dropped: dict[str, int] = field(default_factory=dict)  # malformed, unknown payload, ...
     digits_received: int = 0
+    rtcp_sent: int = 0
+    rtcp_received: int = 0
+    peer_said_bye: bool = False  # an RTCP BYE arrived
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -82,11 +97,32 @@ def bind_rtp_socket(host: str, ports: tuple[int, int]) -> stdlib_socket.socket:
     raise TransportError(f"no free RTP port in {low}-{high} on {host}")
 
 
+def bind_rtp_pair(
+    host: str, ports: tuple[int, int]
+) -> tuple[stdlib_socket.socket, stdlib_socket.socket]:
+    """RTP on an even port of ``ports`` and RTCP on the next one (RFC 3550 11)."""
+    for _ in range(64):
+        rtp = bind_rtp_socket(host, ports)
+        rtcp = stdlib_socket.socket(family_for(host), stdlib_socket.SOCK_DGRAM)
+        rtcp.setblocking(False)
+        try:
+            rtcp.bind((host, rtp.getsockname()[1] + 1))
+        except OSError:
+            rtcp.close()
+            rtp.close()
+            continue
+        return rtp, rtcp
+    raise TransportError(f"no free RTP/RTCP port pair in {ports[0]}-{ports[1]} on {host}")
+
+
 class MediaStream:
     """The audio of one call: send and receive tasks around one UDP socket."""
 
-    def __init__(self, sock: stdlib_socket.socket) -> None:
+    def __init__(
+        self, sock: stdlib_socket.socket, rtcp: stdlib_socket.socket | None = None
+    ) -> None:
         self.socket = sock
+        self.rtcp_socket = rtcp
         host, port = sock.getsockname()[:2]
         self.stats = MediaStats(local_address=(host, port))
         self.params: MediaParams | None = None
@@ -97,6 +133,7 @@ class MediaStream:
         )
         self._receiver: RtpReceiver | None = None
         self._dtmf_in = DtmfReceiver()
+        self._last_event_at: float | None = None  # when the last telephone-event arrived
         self._latched: tuple[str, int] | None = None
         # Frames to play; the last frame of each play() carries the event set once it is sent.
         self._playing: deque[tuple[bytes, trio.Event | None]] = deque()
@@ -175,7 +212,10 @@ class MediaStream:
         with self._cancel:
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._receive_loop)
+                    nursery.start_soon(self._receive_loop, self.socket)
+                    if self.rtcp_socket is not None:
+                        nursery.start_soon(self._receive_loop, self.rtcp_socket)
+                    nursery.start_soon(self._report_loop)
                     await self._send_loop()
             finally:
                 self.close()
@@ -186,8 +226,11 @@ class MediaStream:
             return
         self.closed = True
         self._cancel.cancel()
-        trio.lowlevel.notify_closing(self.socket.fileno())
-        self.socket.close()
+        self._send_rtcp(bye=True)
+        for sock in (self.socket, self.rtcp_socket):
+            if sock is not None:
+                trio.lowlevel.notify_closing(sock.fileno())
+                sock.close()
         self.stop_audio()
         while self._events:
             self._events.popleft()
@@ -218,6 +261,10 @@ class MediaStream:
                 self._send_one(params)
 
     def _send_one(self, params: MediaParams) -> None:
+        if self._last_event_at is not None and trio.current_time() - self._last_event_at > 0.5:
+            # Every end packet of the last event was lost: report its digit now.
+            self._last_event_at = None
+            self._report_digits([event] if (event := self._dtmf_in.flush()) else [])
         destination = self.destination
         samples = params.samples_per_packet
         frame = self._next_frame(samples)
@@ -251,10 +298,13 @@ class MediaStream:
             done.set()
         return frame if len(frame) == size else (frame + bytes(size))[:size]
 
-    async def _receive_loop(self) -> None:
-        sock = self.socket
-        while True:
-            await trio.lowlevel.wait_readable(sock.fileno())
+    async def _receive_loop(self, sock: stdlib_socket.socket) -> None:
+        rtcp = sock is self.rtcp_socket
+        while not self.closed:
+            try:
+                await trio.lowlevel.wait_readable(sock.fileno())
+            except trio.ClosedResourceError:
+                return  # close() from another task (the call ended)
             for _ in range(64):  # drain, then let the send task run
                 try:
                     data, source = sock.recvfrom(2048)
@@ -263,7 +313,10 @@ class MediaStream:
                 except OSError as exc:  # ICMP port unreachable from an earlier send, ...
                     self.stats.drop(f"receive error: {exc.strerror or exc}")
                     continue
-                self._on_datagram(data, (source[0], source[1]))
+                if rtcp or _is_rtcp(data):  # RFC 5761 4: demultiplexed by packet type
+                    self._on_rtcp(data)
+                else:
+                    self._on_datagram(data, (source[0], source[1]))
             else:
                 await trio.lowlevel.checkpoint()
 
@@ -311,18 +364,88 @@ class MediaStream:
             for listener in list(self.frame_listeners):
                 listener(frame)
 
-    def _on_event(self, packet: RtpPacket) -> None:
-        try:
-            events = self._dtmf_in.feed(packet.payload, packet.timestamp, packet.marker)
-        except ParseError:
-            self.stats.drop("malformed telephone-event")
+    # -- RTCP (RFC 3550 6) ----------------------------------------------------------------------
+    async def _report_loop(self) -> None:
+        """A sender or receiver report every 5 s on average (0.5 to 1.5 times, 6.2)."""
+        while True:
+            await trio.sleep(REPORT_INTERVAL * (0.5 + random.random()))
+            self._send_rtcp()
+
+    def _rtcp_destination(self) -> tuple[tuple[str, int], stdlib_socket.socket] | None:
+        params, rtp = self.params, self.destination
+        if params is None or params.remote is None:
+            return None
+        host, port = rtp or params.remote
+        if params.rtcp_mux or self.rtcp_socket is None:
+            return (host, port), self.socket
+        return (host, port + 1), self.rtcp_socket
+
+    def _send_rtcp(self, *, bye: bool = False) -> None:
+        target = self._rtcp_destination()
+        if target is None:
             return
+        address, sock = target
+        now = trio.current_time()
+        blocks: tuple[ReportBlock, ...] = ()
+        if self._receiver is not None and self._receiver.ssrc is not None:
+            try:
+                blocks = (self._receiver.report_block(now),)
+            except ValueError:
+                blocks = ()
+        sender = self._sender
+        report: RtcpPacket
+        if sender.packets:
+            report = SenderReport(
+                ssrc=sender.ssrc,
+                ntp_timestamp=ntp_from_unix(time.time()),
+                rtp_timestamp=sender.timestamp,
+                packet_count=sender.packets & 0xFFFFFFFF,
+                octet_count=sender.octets & 0xFFFFFFFF,
+                reports=blocks,
+            )
+        else:
+            report = ReceiverReport(ssrc=sender.ssrc, reports=blocks)
+        packets: list[RtcpPacket] = [report]
+        if bye:
+            packets.append(Bye(ssrcs=(sender.ssrc,)))
+        try:
+            sock.sendto(build_compound(packets), address)
+        except OSError:
+            return
+        self.stats.rtcp_sent += 1
+
+    def _on_rtcp(self, data: bytes) -> None:
+        try:
+            packets = parse_compound(data)
+        except ParseError:
+            self.stats.drop("malformed RTCP")
+            return
+        self.stats.rtcp_received += 1
+        for packet in packets:
+            if isinstance(packet, SenderReport) and self._receiver is not None:
+                try:
+                    self._receiver.on_sender_report(packet, trio.current_time())
+                except ValueError:
+                    pass  # an SR about another source
+            elif isinstance(packet, Bye):
+                self.stats.peer_said_bye = True
+
+    def _on_event(self, packet: RtpPacket) -> None:
+        self._last_event_at = trio.current_time()
+        self._report_digits(self._dtmf_in.feed(packet.payload, packet.timestamp, packet.marker))
+
+    def _report_digits(self, events: list[DtmfDigit]) -> None:
         for event in events:
             if event.digit is None:
                 continue
             self.stats.digits_received += 1
             for listener in list(self.digit_listeners):
                 listener(event.digit)
+
+
+def _is_rtcp(data: bytes) -> bool:
+    """RTCP packet types 192-223 in the second octet (RFC 5761 4)."""
+    return len(data) > 1 and 192 <= data[1] <= 223
 
 
 def frames_of(pcm: bytes) -> list[bytes]:
@@ -335,4 +458,11 @@ def frames_of(pcm: bytes) -> list[bytes]:
     return out
 
 
-__all__ = ["FRAME_BYTES", "MediaStats", "MediaStream", "bind_rtp_socket", "frames_of"]
+__all__ = [
+    "FRAME_BYTES",
+    "MediaStats",
+    "MediaStream",
+    "bind_rtp_pair",
+    "bind_rtp_socket",
+    "frames_of",
+]

@@ -19,7 +19,7 @@ import trio
 
 from ._auth import Auth
 from ._auth_flow import DigestAuth, run_flow
-from ._call import end_call
+from ._call import end_call, media_of
 from ._core.builder import body_bytes, build_ack_for_2xx, build_cancel
 from ._core.dialog import Dialog, DialogId, dialog_id_of
 from ._core.message import Request, Response
@@ -212,6 +212,8 @@ class UserAgentClient:
         request = dialog.create_request("BYE", headers=headers or {})
         dialog.terminate()
         call = self.engine.calls.get(dialog.id)
+        if call is not None:
+            media_of(call).close()  # RTCP BYE first: we leave the session (RFC 3550 6.6)
         try:
             return await self.send_in_dialog(dialog, request, timeout=timeout)
         finally:

@@ -35,7 +35,7 @@ from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError
-from ._media_stream import MediaStream, bind_rtp_socket
+from ._media_stream import MediaStream, bind_rtp_pair
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -253,7 +253,7 @@ class UserAgentServer:
 
     def new_media_stream(self) -> MediaStream:
         """An RTP socket from the client's port range, for the SDP about to be written."""
-        return MediaStream(bind_rtp_socket(self.rtp_host, self.rtp_ports))
+        return MediaStream(*bind_rtp_pair(self.rtp_host, self.rtp_ports))
 
     def default_sdp(self, offer: SDPBody | None, *, port: int | None = None) -> SDPBody:
         """Our SDP: an answer to ``offer``, or a PCMU/PCMA offer when there is none; media

@@ -189,3 +189,19 @@ async def test_the_end_of_the_call_closes_the_rtp_socket() -> None:
 def test_frames_helper_pads_the_last_frame() -> None:
     cut = list(frames(b"\x01\x00" * 170))
     assert [len(f) for f in cut] == [320, 320] and cut[1][20:] == bytes(300)
+
+
+async def test_rtcp_reports_flow_on_the_next_port_and_bye_ends_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sipx._media_stream.REPORT_INTERVAL", 0.1)
+    async with a_call() as (outgoing, incoming):
+        await outgoing.play(tone(500, 0.5))
+        ours, theirs = outgoing.media_stats, incoming.media_stats
+        assert ours is not None and theirs is not None
+        assert ours.rtcp_sent >= 2 and theirs.rtcp_received >= 2
+        assert theirs.rtcp_sent >= 2 and ours.rtcp_received >= 2
+        assert not theirs.peer_said_bye
+        await outgoing.bye()
+        await trio.sleep(0.1)
+        assert theirs.peer_said_bye  # the RTCP BYE sent as the stream closed
