@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from ._auth import Auth
 from ._auth_flow import DigestAuth
 from ._call import Call, CallState, end_call, media_of, sdp_of
+from ._call_media import CallMedia
 from ._core.builder import body_bytes, build_request, guess_content_type
 from ._core.dialog import Dialog, DialogId
 from ._core.header_types import NameAddr
@@ -308,20 +309,31 @@ class AsyncClient(Lifetime):
         then ACK the 2xx. Returns the :class:`Call`; ``call.established`` tells if it was answered.
         """
         self._engine.require_transport()
-        stream = None
+        media = None
         if body is None:  # our own offer: sipx carries the media, on a port of rtp_ports
-            stream = self._uas.new_media_stream()
-            body = self._uas.default_sdp(None, port=stream.local_port)
+            media = CallMedia(self._engine, self._uas.new_media_stream())
+            assert media.stream is not None
+            offer = self._uas.default_sdp(None, port=media.stream.local_port)
+            body = offer
+
+            def early(response: Response) -> None:  # a 183 with SDP: media starts now
+                media.negotiated(offer, sdp_of(response), we_offered=True)
+
+        request = self._new_request("INVITE", to_uri, headers=headers, body=body, from_uri=from_uri)
+        if media is not None:
+            self._uac.early_media[request.call_id] = early
         try:
-            response = await self.invite(
-                to_uri, from_uri, body, headers, timeout, host=host, port=port, auth=auth
+            response = await self._uac.send(
+                request, host=host, port=port, timeout=timeout, auth=auth
             )
         except BaseException:
-            if stream is not None:
-                stream.close()
+            if media is not None:
+                media.close()
             raise
+        finally:
+            self._uac.early_media.pop(request.call_id, None)
         assert response.request is not None
-        call = Call(self._uas, response.request, direction="outgoing", stream=stream)
+        call = Call(self._uas, response.request, direction="outgoing", media=media)
         call.final_response = response
         if response.is_success:
             dialog = self._uac.dialog_for(response)

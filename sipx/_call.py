@@ -22,8 +22,8 @@ from ._core.dtmf import digit_to_event
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction, make_response
-from ._errors import ParseError, ProtocolError
-from ._media_stream import MediaStats, MediaStream
+from ._errors import ParseError, ProtocolError, TransportError
+from ._media_stream import MediaStats
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -49,7 +49,7 @@ class Call:
         direction: str,
         transaction: ServerTransaction | None = None,
         local_tag: str | None = None,
-        stream: MediaStream | None = None,
+        media: CallMedia | None = None,
     ) -> None:
         self.client: AsyncClient = uas.client
         self._uas = uas
@@ -70,7 +70,7 @@ class Call:
         self._ended = trio.Event()
         self._reinviting = False  # our re-INVITE is pending: a crossing one gets 491
         self._acked = trio.Event()
-        self._media = CallMedia(uas.engine, stream)
+        self._media = media if media is not None else CallMedia(uas.engine, None)
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.invite.uri} {self.state.value}>"
@@ -100,12 +100,37 @@ class Call:
 
     # -- incoming: ring, answer, reject -------------------------------------------------------
     def ring(self, status_code: int = 180, body: SDPBody | str | None = None) -> Response:
-        """Send a provisional response (180 Ringing, or 183 with early media SDP)."""
+        """Send a provisional response (180 Ringing, or 183 Session Progress).
+
+        A 183 without ``body`` carries our SDP answer and starts the call's media at once
+        (early media: ``play()`` an announcement before answering, or never answer); the
+        200 then repeats the same SDP.
+        """
         if not 101 <= status_code <= 199:
             raise ValueError("ring() sends a provisional response (101-199)")
+        early = status_code == 183 and body is None and self.offer is not None
+        if early:
+            body = self._media_sdp()
         response = self._respond(status_code, body=body)
         self.state = CallState.EARLY
+        if early:
+            self._media.negotiated(self.local_sdp, self.offer, we_offered=False)
         return response
+
+    def _media_sdp(self) -> SDPBody:
+        """Our SDP with sipx media (made once: a 183 and the 200 carry the same)."""
+        if self._media.stream is None:
+            try:
+                self._media.stream = self._uas.new_media_stream()
+            except TransportError:
+                # No RTP port: the call cannot be set up (RFC 3261 21.5.4).
+                self.reject(503, "No Media Port Available", headers={"Retry-After": "5"})
+                raise
+            self.local_sdp = self._uas.default_sdp(self.offer, port=self._media.stream.local_port)
+            if self.offer is not None:
+                self.answer_sdp = self.local_sdp
+        assert self.local_sdp is not None
+        return self.local_sdp
 
     def answer(
         self, body: SDPBody | str | None = None, *, headers: Mapping[str, str] | None = None
@@ -116,9 +141,7 @@ class Call:
         in the ACK.
         """
         if body is None:
-            if self._media.stream is None:
-                self._media.stream = self._uas.new_media_stream()
-            body = self._uas.default_sdp(self.offer, port=self._media.stream.local_port)
+            body = self._media_sdp()
         sdp = body if isinstance(body, SDPBody) else SDPBody.parse(body)
         if self.offer is not None:
             self.answer_sdp = sdp

@@ -72,6 +72,8 @@ class UserAgentClient:
         self._context_client = context_client  # the public client, for RequestContext
         self.early_dialogs: dict[DialogId, Dialog] = {}
         self.pending_invites: dict[str, ClientTransaction] = {}
+        # Call-ID -> what to do with a 1xx carrying SDP (start a placed call's media early).
+        self.early_media: dict[str, Callable[[Response], None]] = {}
         self.on_success: Callable[[Request, Response, Address], None] = lambda q, r, a: None
         # The last ACK sent in each dialog, by (Call-ID, To tag): (CSeq, bytes, address),
         # resent when its 2xx is retransmitted; forgotten when the call ends.
@@ -324,6 +326,9 @@ class UserAgentClient:
         """A 101-199 with a To tag creates an early dialog; forks make several (12.1.2)."""
         if request.to.tag or not response.to.tag or response.status_code == 100:
             return
+        early_media = self.early_media.get(request.call_id)
+        if early_media is not None and response.content:
+            early_media(response)
         try:
             dialog = Dialog.from_uac_response(request, response)
         except (ProtocolError, ParseError):

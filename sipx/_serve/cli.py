@@ -3,7 +3,8 @@
 ::
 
     python -m sipx._serve.cli --host 127.0.0.1 --port 5070 --transport both \\
-        --user 1111:1111xxx --user 2222:2222xxx --realm sipx --algorithm MD5 --verbose
+        --user 1111:1111xxx --user 2222:2222xxx --realm sipx --algorithm MD5 \\
+        --rtp-ports 10000-20000 --verbose
 
 Without ``--user`` the guide's users (1111, 2222, 3333 with passwords 1111xxx...) exist.
 The bound address is printed on stdout (``--port 0`` picks a free port). Ctrl-C stops it.
@@ -23,7 +24,7 @@ import trio
 
 from .._errors import TransportError
 from .auth import ALGORITHMS, DEFAULT_USERS
-from .server import DevServer
+from .server import DEFAULT_RTP_PORTS, DevServer
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -66,6 +67,14 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
         help="how long the extension rings before it answers (default 0)",
     )
     parser.add_argument(
+        "--rtp-ports",
+        type=parse_port_range,
+        default=DEFAULT_RTP_PORTS,
+        metavar="LOW-HIGH",
+        help="UDP ports for the extension's RTP echo (default "
+        f"{DEFAULT_RTP_PORTS[0]}-{DEFAULT_RTP_PORTS[1]})",
+    )
+    parser.add_argument(
         "--cert",
         metavar="PEM",
         help="certificate and key (one PEM file): also serve TLS, on --tls-port",
@@ -77,6 +86,18 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
         "--verbose", "-v", action="store_true", help="print every message sent and received"
     )
     return parser
+
+
+def parse_port_range(value: str) -> tuple[int, int]:
+    """``"10000-20000"`` -> ``(10000, 20000)`` (for ``--rtp-ports``)."""
+    low, dash, high = value.partition("-")
+    try:
+        ports = (int(low), int(high))
+    except ValueError:
+        ports = (0, 0)
+    if not dash or not 0 < ports[0] <= ports[1] <= 65535:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH within 1-65535, not {value!r}")
+    return ports
 
 
 def parse_users(values: Sequence[str] | None) -> dict[str, str]:
@@ -137,6 +158,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
             trace=_print_trace if args.verbose else None,
             cert=args.cert,
             tls_port=args.tls_port,
+            rtp_ports=args.rtp_ports,
         )
     except ValueError as exc:  # an unreadable --cert
         parser.error(str(exc))

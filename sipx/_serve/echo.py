@@ -16,8 +16,19 @@ It sits on the core's :class:`~sipx._core.transaction.TransactionLayer` like any
 * At most ``max_calls`` calls are kept (the oldest is forgotten), so callers that never
   hang up cannot make the server grow without bound.
 
-No media is sent: the SDP only advertises a port. Server transactions' ``destination`` is
-``(transport, address)``; responses go back to where the request came from (RFC 3581).
+Media (an echo, as Asterisk's ``Echo()``): the UA stays sans-I/O and borrows RTP ports
+through ``media``, a :class:`MediaPorts` the server passes in. When the UA writes its SDP for
+a call (the answer to an offer, or its own offer for a late offer) it asks
+``media.open(call.key)`` for a port once per call and puts it in every accepted m-line;
+``media.close(call.key)`` is called exactly once when the call is forgotten (BYE, CANCEL,
+64*T1 without ACK, a 488 to the initial INVITE, the ``max_calls`` eviction). The server
+(:class:`~sipx._serve.server.RtpEcho`) binds a UDP socket for each port and sends every RTP
+datagram back to where it came from; when it stops it closes the sockets itself. Without
+``media`` (or when ``open`` finds no free port) the SDP advertises :data:`MEDIA_PORT`, where
+nothing listens.
+
+Server transactions' ``destination`` is ``(transport, address)``; responses go back to where
+the request came from (RFC 3581).
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ import heapq
 import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from .._core.ids import IdSource
 from .._core.message import Request, Response
@@ -50,7 +61,23 @@ from .common import ALLOW, SERVER_AGENT, Address, Outgoing, ServerIdentity
 log = logging.getLogger("sipx.serve")
 
 MEDIA_PORT = 40000
-"""The audio port the built-in UA advertises (nothing listens there)."""
+"""The audio port the built-in UA advertises without :class:`MediaPorts` (nothing listens)."""
+
+CallKey = tuple[str, str, str]
+"""``(Call-ID, local tag, remote tag)``: one dialog of the built-in UA."""
+
+
+class MediaPorts(Protocol):
+    """Real RTP ports for the UA's calls, lent by whoever does the I/O (the server)."""
+
+    def open(self, call: CallKey) -> int | None:
+        """A port that serves ``call``'s media from now on; None when none can be had."""
+        ...
+
+    def close(self, call: CallKey) -> None:
+        """``call`` has ended: release its port."""
+        ...
+
 
 _OFFER_CODECS: list[dict[str, Any]] = [
     {"payload": "0", "name": "PCMU", "rate": "8000"},
@@ -75,10 +102,11 @@ class EchoCall:
     remote_sdp: SDPBody | None = None
     awaiting_answer: bool = False  # late offer: our 200 carried the offer
     answer_at: float | None = None  # a delayed answer is due then
+    media_port: int | None = None  # lent by MediaPorts.open, until _forget
     history: list[str] = field(default_factory=list)
 
     @property
-    def key(self) -> tuple[str, str, str]:
+    def key(self) -> CallKey:
         return (self.call_id, self.local_tag, self.remote_tag)
 
 
@@ -94,15 +122,17 @@ class EchoUA:
         timers: TimerConfig = DEFAULT_TIMERS,
         answer_delay: float = 0.0,
         max_calls: int = 1024,
+        media: MediaPorts | None = None,
     ) -> None:
         self.identity = identity
+        self.media = media
         self.max_calls = max_calls
         self.extension = extension
         self.timers = timers
         self.answer_delay = answer_delay
         self._ids = ids
         self._layer = TransactionLayer(timers)
-        self._calls: dict[tuple[str, str, str], EchoCall] = {}
+        self._calls: dict[CallKey, EchoCall] = {}
         self._wakeups: list[tuple[float, int, EchoCall]] = []  # delayed answers
         self._retransmitter = TwoXXRetransmitter(timers)  # our 2xx, keyed by call.key
         self._sequence = itertools.count()
@@ -285,7 +315,9 @@ class EchoUA:
             offer = SDPBody.parse(invite.content)
             call.remote_sdp = offer
             call.awaiting_answer = False
-            sdp = SDPBody.create_answer(offer, "sipx", host, host, port=MEDIA_PORT)
+            port = self._media_port(call)
+            ports = [port] * len(offer.media)  # one socket echoes every accepted stream
+            sdp = SDPBody.create_answer(offer, "sipx", host, host, ports=ports)
             if not any(media.port for media in sdp.media):
                 return None
         else:
@@ -295,11 +327,17 @@ class EchoUA:
                 "sipx",
                 host,
                 host,
-                [{"media": "audio", "port": MEDIA_PORT, "codecs": _OFFER_CODECS}],
+                [{"media": "audio", "port": self._media_port(call), "codecs": _OFFER_CODECS}],
             )
         if previous is not None:  # RFC 3264 8: same session id, version + 1
             sdp.origin = previous.origin.bumped()
         return sdp
+
+    def _media_port(self, call: EchoCall) -> int:
+        """The call's RTP port: lent by ``media`` once per call, else :data:`MEDIA_PORT`."""
+        if call.media_port is None and self.media is not None:
+            call.media_port = self.media.open(call.key)
+        return MEDIA_PORT if call.media_port is None else call.media_port
 
     def _on_cancel(self, transaction: ServerTransaction, request: Request, now: float) -> None:
         target = self._layer.find_transaction_to_cancel(request)
@@ -351,7 +389,7 @@ class EchoUA:
             self._answer(call, now)
 
     def _on_retransmit(self, action: Retransmit | AckTimeout, now: float) -> None:
-        call = self._calls.get(cast("tuple[str, str, str]", action.key))
+        call = self._calls.get(cast("CallKey", action.key))
         if call is None:
             return
         if isinstance(action, AckTimeout):
@@ -375,6 +413,9 @@ class EchoUA:
         self._retransmitter.cancel(call.key)
         call.answer_at = None
         self._calls.pop(call.key, None)
+        if call.media_port is not None and self.media is not None:
+            call.media_port = None
+            self.media.close(call.key)
 
 
 def _destination(transaction: Transaction) -> tuple[str, Address]:

@@ -2,9 +2,11 @@
 
 :class:`DevServer` binds one UDP and one TCP transport on the same host and port, feeds every
 received message to the sans-I/O :class:`~sipx._serve.proxy.Proxy` and sends what it returns.
-The receive callback is synchronous (as the transports require); the only task besides the
-transports is the timer task that sleeps until the built-in UA's next deadline. A datagram
-that does not parse, or that trips any bug, is logged and dropped: the server keeps going.
+The receive callback is synchronous (as the transports require); besides the transports
+there is the timer task that sleeps until the built-in UA's next deadline, and one task per
+call of the built-in UA that echoes its RTP (:class:`RtpEcho`: the UA asks it for a port
+when it writes its SDP, and tells it when the call ends). A datagram that does not parse,
+or that trips any bug, is logged and dropped: the server keeps going.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import trio
@@ -22,8 +25,10 @@ import trio
 from .._core.ids import IdSource
 from .._core.message import Response
 from .._core.parser import parse_message
+from .._core.rtp import RtpPacket
 from .._core.timers import DEFAULT_TIMERS, TimerConfig
-from .._errors import SIPError, TransportError
+from .._errors import ParseError, SIPError, TransportError
+from .._media_stream import bind_rtp_socket
 from .._trio.groups import single_exception
 from .._trio.lifetime import Lifetime, task_nursery
 from .._trio.tcp import TCPTransport
@@ -32,7 +37,7 @@ from .._trio.transport import Address, Transport, family_for, routable_host
 from .._trio.udp import UDPTransport
 from .auth import DEFAULT_USERS, DigestAuthenticator
 from .common import TRANSPORTS, Outgoing, ServerIdentity
-from .echo import EchoUA
+from .echo import CallKey, EchoUA
 from .proxy import Proxy
 from .registrar import Binding, Registrar
 
@@ -46,6 +51,7 @@ TraceCallback = Callable[[str, bytes, Address, str], None]
 """``trace(direction, data, address, transport)``: direction is "in" or "out"."""
 
 _BIND_ATTEMPTS = 25
+DEFAULT_RTP_PORTS = (10000, 20000)
 
 
 class DevServer(Lifetime):
@@ -59,7 +65,8 @@ class DevServer(Lifetime):
 
     or ``await nursery.start(server.serve)`` (which reports the bound address). Port 0
     picks a port that is free for both UDP and TCP. ``users`` maps user to password
-    (default 1111/1111xxx, 2222/2222xxx, 3333/3333xxx).
+    (default 1111/1111xxx, 2222/2222xxx, 3333/3333xxx). Extension 100 echoes each call's
+    RTP from an even UDP port of ``rtp_ports`` (low, high) on ``host``.
     """
 
     _already_running = "the server is already running"
@@ -83,7 +90,11 @@ class DevServer(Lifetime):
         aliases: Iterable[str] = (),
         cert: TLSCert | None = None,
         tls_port: int | None = None,
+        rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
     ) -> None:
+        low, high = rtp_ports
+        if not 0 < low <= high <= 65535:
+            raise ValueError(f"rtp_ports must be (low, high) within 1-65535, not {rtp_ports!r}")
         names = tuple(dict.fromkeys(t.upper() for t in transports))
         unknown = [t for t in names if t not in TRANSPORTS]
         if not names or unknown:
@@ -97,6 +108,8 @@ class DevServer(Lifetime):
         self.tls_port = tls_port if tls_port is not None else (port + 1 if port else 0)
         self._tls_address: Address | None = None
         self.echo_extension = echo_extension
+        self.rtp_ports = (low, high)
+        self.rtp_echo: RtpEcho | None = None  # extension 100's media (while serving)
         self.echo_answer_delay = echo_answer_delay
         self.timers = timers
         self.aliases = tuple(aliases)
@@ -204,6 +217,8 @@ class DevServer(Lifetime):
                 raise
             raise single from None
         finally:
+            if self.rtp_echo is not None:
+                self.rtp_echo.stop()
             self._nursery = None
             self._address = None
             self._tls_address = None
@@ -268,12 +283,15 @@ class DevServer(Lifetime):
             aliases=(self.host, *self.aliases),
             tls_port=self._tls_address[1] if self._tls_address is not None else None,
         )
+        assert self._nursery is not None
+        self.rtp_echo = RtpEcho(self.host, self.rtp_ports, self._nursery)
         echo = EchoUA(
             identity,
             ids=IdSource(secrets.token_hex),
             extension=self.echo_extension,
             timers=self.timers,
             answer_delay=self.echo_answer_delay,
+            media=self.rtp_echo,
         )
         self._proxy = Proxy(
             identity,
@@ -378,6 +396,117 @@ class DevServer(Lifetime):
                 log.exception("a timer of the built-in UA failed")
                 continue
             self._send(outgoing)
+
+
+@dataclass(eq=False)
+class _EchoSocket:
+    """One call's RTP socket and the cancel scope of the task that echoes on it."""
+
+    sock: socket.socket
+    port: int
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    closed: bool = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.scope.cancel()
+        try:
+            trio.lowlevel.notify_closing(self.sock.fileno())  # wakes a waiting task
+        except RuntimeError:  # outside trio
+            pass
+        self.sock.close()
+
+
+class RtpEcho:
+    """Extension 100's media: per call, a UDP socket that sends every RTP packet back.
+
+    The built-in UA calls :meth:`open` when it writes a call's SDP (the port goes in it) and
+    :meth:`close` when the call ends (it is the UA's
+    :class:`~sipx._serve.echo.MediaPorts`). Each socket is bound on ``host``, on an even
+    port of ``ports``; a task in the server's nursery receives on it and sends each datagram
+    that looks like RTP straight back to its source (symmetric: the SDP's address is not
+    used). Anything else is dropped. :meth:`stop` (the server stops) closes them all.
+    """
+
+    def __init__(self, host: str, ports: tuple[int, int], nursery: trio.Nursery) -> None:
+        self.host = host
+        self.ports = ports
+        self._nursery: trio.Nursery | None = nursery
+        self._sockets: dict[CallKey, _EchoSocket] = {}
+
+    @property
+    def calls(self) -> dict[CallKey, int]:
+        """The calls that have an echo socket, and its port (a snapshot)."""
+        return {key: echo.port for key, echo in self._sockets.items()}
+
+    def open(self, call: CallKey) -> int | None:
+        if self._nursery is None:
+            return None
+        self.close(call)
+        try:
+            sock = bind_rtp_socket(self.host, self.ports)
+        except (TransportError, OSError) as exc:
+            log.warning("no RTP echo for call %s: %s", call[0], exc)
+            return None
+        echo = _EchoSocket(sock, int(sock.getsockname()[1]))
+        self._sockets[call] = echo
+        self._nursery.start_soon(self._run, call, echo)
+        log.debug("echoing RTP of call %s on %s:%s", call[0], self.host, echo.port)
+        return echo.port
+
+    def close(self, call: CallKey) -> None:
+        echo = self._sockets.pop(call, None)
+        if echo is not None:
+            echo.close()
+
+    def stop(self) -> None:
+        """Close every socket; later :meth:`open` calls get no port."""
+        self._nursery = None
+        for call in list(self._sockets):
+            self.close(call)
+
+    async def _run(self, call: CallKey, echo: _EchoSocket) -> None:
+        try:
+            if echo.closed:
+                return
+            with echo.scope:
+                await _echo_rtp(echo.sock)
+        except trio.ClosedResourceError:  # closed while waiting for a datagram
+            pass
+        except Exception:
+            log.exception("the RTP echo of call %s failed", call[0])
+        finally:
+            echo.close()
+            if self._sockets.get(call) is echo:
+                del self._sockets[call]
+
+
+async def _echo_rtp(sock: socket.socket) -> None:
+    """Send every RTP datagram back to its source, forever."""
+    local = sock.getsockname()[:2]
+    while True:
+        await trio.lowlevel.wait_readable(sock.fileno())
+        for _ in range(64):  # drain, then let the other tasks run
+            try:
+                data, source = sock.recvfrom(4096)
+            except BlockingIOError:
+                break
+            except OSError:  # an ICMP error from an earlier send, ...
+                continue
+            if source[:2] == local:
+                continue  # our own packet (a spoofed source): no loop
+            try:
+                RtpPacket.parse(data)
+            except ParseError:
+                continue
+            try:
+                sock.sendto(data, source)
+            except OSError as exc:  # a full buffer, an unreachable source
+                log.debug("RTP echo to %s:%s failed: %s", source[0], source[1], exc)
+        else:
+            await trio.lowlevel.checkpoint()
 
 
 async def _run_in_scope(

@@ -205,3 +205,48 @@ async def test_rtcp_reports_flow_on_the_next_port_and_bye_ends_them(
         await outgoing.bye()
         await trio.sleep(0.1)
         assert theirs.peer_said_bye  # the RTCP BYE sent as the stream closed
+
+
+async def test_early_media_plays_an_announcement_before_any_answer() -> None:
+    announced = trio.Event()
+    early_packets: list[int] = []
+
+    async def announce(call: sipx.Call) -> None:
+        call.ring(183)  # our SDP answer goes with the 183: media starts now
+        await call.play(tone(600, 0.6))
+        # The caller's media started with the 183 too (before any 200).
+        early_packets.append(call.media_stats.packets_received)  # type: ignore[union-attr]
+        announced.set()
+        await trio.sleep(0.2)
+        call.answer()  # the 200 repeats the same SDP
+
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0) as callee,
+        sipx.AsyncClient("127.0.0.1", 0) as caller,
+    ):
+        callee.on_request("INVITE", announce)
+        with trio.fail_after(5):
+            call = await caller.call(f"sip:ivr@127.0.0.1:{callee.local_address.port}")
+        assert announced.is_set() and call.established
+        assert early_packets[0] >= 20
+        [early] = [r for r in call.final_response.history if r.status_code == 183]  # type: ignore[union-attr]
+        assert sipx.SDPBody.parse(early.content).to_bytes() == call.remote_sdp.to_bytes()  # type: ignore[union-attr]
+        assert call.media_stats is not None
+
+
+async def test_no_free_rtp_port_fails_the_call_with_a_clear_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        full = (port, port)  # the only port of the range is in use
+        async with (
+            sipx.AsyncClient("127.0.0.1", 0, rtp_ports=full) as callee,
+            sipx.AsyncClient("127.0.0.1", 0, rtp_ports=full) as caller,
+        ):
+            with pytest.raises(sipx.TransportError, match="no free RTP"):
+                await caller.call(f"sip:bob@127.0.0.1:{callee.local_address.port}")
+            callee.on_request("INVITE", lambda call: call.answer())
+            async with sipx.AsyncClient("127.0.0.1", 0) as other:
+                refused = await other.call(f"sip:bob@127.0.0.1:{callee.local_address.port}")
+            assert refused.final_response is not None
+            assert refused.final_response.status_code == 503
