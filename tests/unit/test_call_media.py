@@ -7,7 +7,9 @@ tone, hold stops the flow, the end of the call closes the RTP socket.
 
 from __future__ import annotations
 
+import itertools
 import socket
+import threading
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -250,3 +252,32 @@ async def test_no_free_rtp_port_fails_the_call_with_a_clear_error() -> None:
                 refused = await other.call(f"sip:bob@127.0.0.1:{callee.local_address.port}")
             assert refused.final_response is not None
             assert refused.final_response.status_code == 503
+
+
+def test_blocking_calls_play_record_and_exchange_digits(tmp_path: Path) -> None:
+    incoming: list[sipx.Call] = []
+    answered = threading.Event()
+
+    def answer(call: sipx.Call) -> None:
+        call.answer()
+        incoming.append(call)
+        answered.set()
+
+    with sipx.Client("127.0.0.1", 0) as callee, sipx.Client("127.0.0.1", 0) as caller:
+        callee.on_request("INVITE", answer)
+        call = caller.call(f"sip:bob@127.0.0.1:{callee.local_address.port}")
+        assert call.established and answered.wait(5)
+        peer = sipx.BlockingCall(incoming[0], callee, callee._portal)
+        path = tmp_path / "heard.wav"
+        with call.recording(path):
+            peer.play(tone(1100, 0.6))
+            peer.send_dtmf("42", duration=0.06)
+            assert call.collect_dtmf(2, timeout=5) == "42"
+        frames_heard = list(itertools.islice(call.audio_frames(timeout=2), 3))
+        assert [len(f) for f in frames_heard] == [320, 320, 320]
+        stats = call.media_stats
+        assert stats is not None and stats.packets_received > 30
+        call.bye()
+    with wave.open(str(path)) as wav:
+        pcm = wav.readframes(wav.getnframes())
+    assert abs(dominant_frequency(pcm) - 1100) <= 20
