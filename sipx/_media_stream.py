@@ -45,6 +45,8 @@ from ._trio.transport import family_for
 log = logging.getLogger("sipx.media")
 
 REPORT_INTERVAL = 5.0  # seconds between RTCP reports, on average
+# Set to a list by bench/bench_media.py: how late each packet left after its deadline (s).
+PACING: list[float] | None = None
 FRAME_BYTES = 320  # 20 ms of 16-bit PCM at 8 kHz
 SILENCE = bytes(FRAME_BYTES)
 _ENCODERS = {"PCMU": g711.ulaw_encode, "PCMA": g711.alaw_encode}
@@ -258,6 +260,8 @@ class MediaStream:
                     start, tick = now, 0
                     continue
                 await trio.sleep_until(deadline)
+                if PACING is not None:
+                    PACING.append(trio.current_time() - deadline)
                 self._send_one(params)
 
     def _send_one(self, params: MediaParams) -> None:
