@@ -1,0 +1,117 @@
+"""The per-call RTP stream (sipx._media_stream): pacing by absolute deadlines on trio's
+clock, symmetric latching, ordering and bad input, with real loopback sockets."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+import trio
+import trio.testing
+
+import sipx._media_stream as media_stream
+from sipx._core.g711 import ulaw_encode
+from sipx._core.media_params import MediaParams
+from sipx._core.rtp import RtpPacket
+from sipx._media_stream import MediaStream, bind_rtp_pair
+
+
+def params(remote: tuple[str, int], direction: str = "sendrecv") -> MediaParams:
+    return MediaParams(
+        codec="PCMU",
+        send_payload=0,
+        receive_payload=0,
+        event_send_payload=101,
+        event_receive_payload=101,
+        ptime=20,
+        remote=remote,
+        direction=direction,
+        rtcp_mux=False,
+    )
+
+
+def peer_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    return sock
+
+
+def drain(sock: socket.socket) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(2048))
+        except BlockingIOError:
+            return out
+
+
+async def test_two_minutes_of_packets_leave_on_their_deadlines(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Absolute deadlines: 120 s at 20 ms is exactly 6000 packets, none late, no drift."""
+    lateness: list[float] = []
+    monkeypatch.setattr(media_stream, "PACING", lateness)
+    peer = peer_socket()
+    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (30000, 40000)))
+    stream.configure(params(peer.getsockname()))
+    sent: list[bytes] = []
+    with peer:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.run)
+            start = trio.current_time()
+            for _ in range(120):
+                await trio.sleep(1)
+                sent += drain(peer)
+            stream.close()
+        assert trio.current_time() - start == pytest.approx(120)
+    assert len(lateness) == 6000 and max(lateness) == 0
+    packets = [RtpPacket.parse(data) for data in sent]
+    assert len(packets) == 6000
+    assert [p.sequence for p in packets] == [
+        (packets[0].sequence + i) & 0xFFFF for i in range(6000)
+    ]
+    assert {(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in zip(packets, packets[1:])} == {160}
+    assert packets[0].marker and not any(p.marker for p in packets[1:])
+
+
+async def test_latching_ordering_and_bad_input(autojump_clock: trio.testing.MockClock) -> None:
+    nat = peer_socket()  # the peer's RTP comes from here, not from its SDP address
+    sdp_address = ("127.0.0.1", 9)  # what the SDP said (nothing there)
+    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (30000, 40000)))
+    stream.configure(params(sdp_address))
+    frames: list[bytes] = []
+    stream.frame_listeners.append(frames.append)
+    target = ("127.0.0.1", stream.local_port)
+
+    def rtp(seq: int, level: int) -> bytes:
+        pcm = struct.pack("<160h", *([level] * 160))
+        return RtpPacket(
+            payload_type=0, sequence=seq, timestamp=seq * 160, ssrc=7, payload=ulaw_encode(pcm)
+        ).to_bytes()
+
+    nat_address = nat.getsockname()
+    with nat:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.run)
+            await trio.sleep(0.1)
+            assert drain(nat) == []  # nothing reaches us before we are latched
+            for data in (b"\x00" * 3, b"\x80", rtp(1, 100)[:-200] + b"\x00", b"\x40" * 20):
+                nat.sendto(data, target)
+            # RTP 1, 3, 2 (reordered), 2 again (duplicate), PT 96 (unknown)
+            for data in (rtp(1, 1000), rtp(3, 3000), rtp(2, 2000), rtp(2, 2000)):
+                nat.sendto(data, target)
+            nat.sendto(
+                RtpPacket(payload_type=96, sequence=4, timestamp=640, ssrc=7).to_bytes(), target
+            )
+            await trio.sleep(0.2)
+            latched = drain(nat)  # symmetric RTP: we now send to where the peer sends from
+            stream.close()
+    assert latched, "no RTP came back to the latched address"
+    assert stream.stats.remote_address == nat_address
+    levels = [struct.unpack_from("<h", frame)[0] for frame in frames]
+    assert [round(level, -3) for level in levels] == [1000, 2000, 3000]  # in order, once
+    assert stream.stats.duplicates == 1
+    assert stream.stats.dropped.get("payload type 96") == 1
+    assert stream.stats.dropped.get("malformed", 0) >= 2
