@@ -3,6 +3,7 @@ clock, symmetric latching, ordering and bad input, with real loopback sockets.""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
 
@@ -72,7 +73,9 @@ async def test_two_minutes_of_packets_leave_on_their_deadlines(
     assert [p.sequence for p in packets] == [
         (packets[0].sequence + i) & 0xFFFF for i in range(6000)
     ]
-    assert {(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in zip(packets, packets[1:])} == {160}
+    assert {(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in itertools.pairwise(packets)} == {
+        160
+    }
     assert packets[0].marker and not any(p.marker for p in packets[1:])
 
 
