@@ -519,3 +519,40 @@ async def test_hold_and_resume_both_ways(
         acks = [m for m in msgs if m.cseq == f"{seq} ACK"]
         assert len(oks) == 1 and len(acks) == 1, ladder
     assert_unregistered(kamailio, "2222")
+
+
+# --------------------------------------------------------------------------------------- #
+# media with baresip (its aubridge device plays back what it receives)
+# --------------------------------------------------------------------------------------- #
+@pytest.mark.parametrize("transport", ["UDP"])
+async def test_baresip_returns_the_tone_sipx_plays(
+    kamailio: Kamailio, softphone: Baresip, transport: str
+) -> None:
+    """baresip decodes our PCMU, its aubridge loops the audio into its own source and it
+    encodes it back: the tone we play comes back at its frequency."""
+    from sipx.media import dominant_frequency, tone
+
+    trace = WireTrace()
+    mark = softphone.log_offset()
+    with trio.fail_after(TEST_TIMEOUT):
+        async with (
+            client_for("1111", transport, trace) as client,
+            Registered(client, kamailio.aor("1111")),
+        ):
+            call = await client.call(f"sip:3333@127.0.0.1:{kamailio.port}")
+            assert call.established, trace.ladder()
+            await wait_log(softphone, r"Call established: sip:1111@", mark)
+            received: list[bytes] = []
+
+            async def listen() -> None:
+                with trio.move_on_after(2.5):
+                    async for frame in call.audio_frames():
+                        received.append(frame)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(listen)
+                await call.play(tone(1000, 2.0))
+            await call.bye()
+    heard = b"".join(received)
+    assert call.media_stats is not None and call.media_stats.packets_received > 50
+    assert abs(dominant_frequency(heard) - 1000) <= 20, call.media_stats
