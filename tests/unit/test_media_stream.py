@@ -65,8 +65,10 @@ async def test_two_minutes_of_packets_leave_on_their_deadlines(
             for _ in range(120):
                 await trio.sleep(1)
                 sent += drain(peer)
+            await trio.sleep(0.01)  # past the 6000th deadline, before the 6001st
+            sent += drain(peer)
             stream.close()
-        assert trio.current_time() - start == pytest.approx(120)
+        assert trio.current_time() - start == pytest.approx(120.01)
     assert len(lateness) == 6000 and max(lateness) == 0
     packets = [RtpPacket.parse(data) for data in sent]
     assert len(packets) == 6000
@@ -118,3 +120,25 @@ async def test_latching_ordering_and_bad_input(autojump_clock: trio.testing.Mock
     assert stream.stats.duplicates == 1
     assert stream.stats.dropped.get("payload type 96") == 1
     assert stream.stats.dropped.get("malformed", 0) >= 2
+
+
+async def test_a_new_remote_address_moves_the_stream(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A re-INVITE that moves the peer (new c=/m= port) moves where we send, and forgets
+    the address we had latched onto."""
+    first, second = peer_socket(), peer_socket()
+    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (30000, 40000)))
+    stream.configure(params(first.getsockname()))
+    with first, second:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.run)
+            await trio.sleep(0.5)
+            assert len(drain(first)) >= 24 and drain(second) == []
+            stream.configure(params(second.getsockname()))
+            await trio.sleep(0.5)
+            assert drain(first) == [] and len(drain(second)) >= 24
+            stream.configure(params(second.getsockname(), "recvonly"))  # put on hold
+            await trio.sleep(0.5)
+            assert drain(second) == []
+            stream.close()
