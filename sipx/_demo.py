@@ -1,9 +1,10 @@
 """``sipx demo``: the guide's flows against an in-process development server.
 
 Starts :class:`~sipx._serve.DevServer` on 127.0.0.1 and runs, with sipx clients: REGISTER
-(401 then 200), OPTIONS, a MESSAGE from 1111 received by 2222's handler, an INVITE to
-extension 100 with an SDP offer and answer, ACK and BYE, and a call from 1111 answered by
-2222. Every message is printed as a ladder. Needs no network beyond loopback.
+(401 then 200), OPTIONS, a MESSAGE from 1111 received by 2222's handler, a call to
+extension 100 (the echo) that plays a 1 s tone and checks it comes back at its frequency,
+then BYE, and a call from 1111 answered by 2222. Every message is printed as a ladder.
+Needs no network beyond loopback.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import trio
 
 from ._async_client import AsyncClient
 from ._auth import Auth
-from ._core.sdp import SDPBody
 from ._ladder import Ladder
 from ._serve import DevServer
+from .media import dominant_frequency, tone
+
+ECHO_TONE = 1000  # Hz, played to extension 100 for ECHO_SECONDS
+ECHO_SECONDS = 1.0
 
 
 class DemoFailed(Exception):
@@ -83,35 +87,31 @@ async def demo(*, transport: str = "UDP", full: bool = False, out: TextIO | None
                 out,
             )
 
-            print("\n== INVITE extension 100 with an SDP offer, ACK, BYE", file=out)
-            offer = SDPBody.create_offer(
-                session_name="My Call",
-                origin_username="1111",
-                origin_address=host,
-                connection_address=host,
-                media_specs=[
-                    {
-                        "media": "audio",
-                        "port": 8000,
-                        "codecs": [
-                            {"payload": "0", "name": "PCMU", "rate": "8000"},
-                            {"payload": "8", "name": "PCMA", "rate": "8000"},
-                        ],
-                    }
-                ],
-            )
-            response = await alice.invite(f"sip:100@{domain}", body=offer.to_string())
-            answer = response.body
+            print("\n== Call extension 100 (the echo): a 1 s tone, heard back, BYE", file=out)
+            echo_call = await alice.call(f"sip:100@{domain}")
+            answer = echo_call.remote_sdp
             _check(
-                response.status_code == 200 and isinstance(answer, SDPBody),
+                echo_call.established and answer is not None,
                 "extension 100 answered with SDP",
                 out,
             )
-            assert isinstance(answer, SDPBody)
+            assert answer is not None
             print(f"       answer codecs: {', '.join(answer.get_codecs_summary())}", file=out)
-            await alice.ack(response=response)
-            await trio.sleep(0.2)
-            response = await alice.bye(response=response)
+            heard: list[bytes] = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(echo_call.play, tone(ECHO_TONE, ECHO_SECONDS))
+                with trio.move_on_after(ECHO_SECONDS + 0.1):  # + the last packets' round trip
+                    async for frame in echo_call.audio_frames():
+                        heard.append(frame)
+            frequency = dominant_frequency(b"".join(heard))
+            echoed = abs(frequency - ECHO_TONE) <= 20
+            _check(
+                echoed,
+                f"Echo from extension 100: {len(heard)} packets, {frequency:.0f} Hz"
+                + ("" if echoed else f" (expected the {ECHO_TONE} Hz tone back)"),
+                out,
+            )
+            response = await echo_call.bye()
             _check(response.status_code == 200, "BYE answered 200", out)
 
             print("\n== Call 1111 -> 2222, answered by 2222", file=out)

@@ -331,6 +331,7 @@ def test_demo(transport: str, verbose: bool) -> None:
     ):
         assert step in summary, f"{step!r} missing from\n{summary}"
     assert "FAILED" not in text
+    assert re.search(r"Echo from extension 100: \d+ packets, 1000 Hz", text), text
     assert "Demo finished" in lines(done)[-1]
     assert ("Via: SIP/2.0/" in text) is verbose  # whole messages only with --verbose
 
