@@ -294,13 +294,27 @@ class MediaStream:
         self.stats.bytes_sent += len(data)
 
     def _next_frame(self, samples: int) -> bytes:
+        """The next ``samples`` of what is played (queued frames are 20 ms; a negotiated
+        ptime of 10 or 30 ms takes half a frame or one and a half), silence after it."""
         size = samples * 2
         if not self._playing:
             return bytes(size)
-        frame, done = self._playing.popleft()
-        if done is not None:
-            done.set()
-        return frame if len(frame) == size else (frame + bytes(size))[:size]
+        parts: list[bytes] = []
+        wanted = size
+        while wanted and self._playing:
+            frame, done = self._playing[0]
+            if len(frame) <= wanted:
+                self._playing.popleft()
+                parts.append(frame)
+                wanted -= len(frame)
+                if done is not None:
+                    done.set()
+            else:
+                parts.append(frame[:wanted])
+                self._playing[0] = (frame[wanted:], done)
+                wanted = 0
+        chunk = b"".join(parts)
+        return chunk if len(chunk) == size else chunk + bytes(size - len(chunk))
 
     async def _receive_loop(self, sock: stdlib_socket.socket) -> None:
         rtcp = sock is self.rtcp_socket

@@ -4,6 +4,7 @@ clock, symmetric latching, ordering and bad input, with real loopback sockets.""
 from __future__ import annotations
 
 import itertools
+import dataclasses
 import socket
 import struct
 
@@ -12,7 +13,7 @@ import trio
 import trio.testing
 
 import sipx._media_stream as media_stream
-from sipx._core.g711 import ulaw_encode
+from sipx._core.g711 import ulaw_decode, ulaw_encode
 from sipx._core.media_params import MediaParams
 from sipx._core.rtp import RtpPacket
 from sipx._media_stream import MediaStream, bind_rtp_pair
@@ -142,3 +143,27 @@ async def test_a_new_remote_address_moves_the_stream(
             await trio.sleep(0.5)
             assert drain(second) == []
             stream.close()
+
+
+async def test_a_negotiated_ptime_of_30_ms_carries_the_audio_whole(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The played audio is cut at the negotiated packet size (240 samples), not at 20 ms."""
+    peer = peer_socket()
+    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (30000, 40000)))
+    stream.configure(dataclasses.replace(params(peer.getsockname()), ptime=30))
+    ramp = b"".join(struct.pack("<h", (n * 37) % 8000 - 4000) for n in range(1600))
+    with peer:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.run)
+            done = stream.queue_audio(media_stream.frames_of(ramp))  # 10 frames of 20 ms
+            await done.wait()
+            await trio.sleep(0.01)
+            packets = [RtpPacket.parse(data) for data in drain(peer)]
+            stream.close()
+    assert {len(p.payload) for p in packets} == {240}
+    decoded = b"".join(ulaw_decode(p.payload) for p in packets)
+    assert len(decoded) >= len(ramp)
+    expected = ulaw_decode(ulaw_encode(ramp))
+    start = decoded.find(expected[:480])
+    assert start >= 0 and decoded[start : start + len(expected)] == expected
