@@ -3,8 +3,8 @@ clock, symmetric latching, ordering and bad input, with real loopback sockets.""
 
 from __future__ import annotations
 
-import itertools
 import dataclasses
+import itertools
 import socket
 import struct
 
