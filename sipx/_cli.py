@@ -119,7 +119,7 @@ async def _call(args: argparse.Namespace) -> int:
                         nursery.cancel_scope.cancel()
                         print(f"Call ended by the {ended_by} side")
                         return 0
-        except KeyboardInterrupt:
+        except* KeyboardInterrupt:  # Ctrl-C (inside the nursery, it comes in a group)
             interrupted = True
         if not call.ended:
             with trio.CancelScope(shield=True):
