@@ -263,7 +263,7 @@ class UserAgentServer:
         user = self.next_hop.default_user
         session_id = int(self.engine.ids.token(4), 16)
         if offer is not None:
-            return SDPBody.create_answer(
+            answer = SDPBody.create_answer(
                 offer,
                 origin_username=user,
                 origin_address=host,
@@ -272,6 +272,11 @@ class UserAgentServer:
                 session_id=session_id,
                 supported_codecs=_SUPPORTED_CODECS if port else None,
             )
+            if port:  # RFC 5761: RTCP on the RTP port when the offerer asks for it
+                for offered, ours in zip(offer.media, answer.media, strict=False):
+                    if offered.has_attribute("rtcp-mux") and ours.port:
+                        ours.attributes.append(("rtcp-mux", None))
+            return answer
         return SDPBody.create_offer(
             session_name="sipx",
             origin_username=user,

@@ -281,3 +281,46 @@ def test_blocking_calls_play_record_and_exchange_digits(tmp_path: Path) -> None:
     with wave.open(str(path)) as wav:
         pcm = wav.readframes(wav.getnframes())
     assert abs(dominant_frequency(pcm) - 1100) <= 20
+
+
+async def test_rtcp_is_muxed_on_the_rtp_port_when_the_offer_asks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RFC 5761: an offer with a=rtcp-mux gets it back, and RTCP then shares the RTP port."""
+    monkeypatch.setattr("sipx._media_stream.REPORT_INTERVAL", 0.1)
+    answered: list[sipx.Call] = []
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0) as callee,
+        sipx.AsyncClient("127.0.0.1", 0) as caller,
+    ):
+
+        def answer(call: sipx.Call) -> None:
+            answered.append(call)
+            call.answer()
+
+        callee.on_request("INVITE", answer)
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        raw.bind(("127.0.0.1", 0))
+        raw.setblocking(False)
+        port = raw.getsockname()[1]
+        offer = (
+            "v=0\r\no=- 7 7 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\n"
+        )
+        with raw:
+            response = await caller.invite(
+                f"sip:bob@127.0.0.1:{callee.local_address.port}", body=offer
+            )
+            await caller.ack(response)
+            assert "a=rtcp-mux" in response.text
+            await trio.sleep(0.6)
+            datagrams = []
+            while True:
+                try:
+                    datagrams.append(raw.recv(2048))
+                except BlockingIOError:
+                    break
+            await caller.bye(response)
+    rtcp = [d for d in datagrams if 200 <= d[1] <= 204]
+    rtp = [d for d in datagrams if d[1] & 0x7F == 0]
+    assert rtp and rtcp  # both on the one port
