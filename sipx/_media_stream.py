@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import trio
 
 from ._core import g711
-from ._core.dtmf import DtmfDigit, DtmfReceiver, DtmfSender
+from ._core.dtmf import DtmfReceiver, DtmfSender, event_to_digit
 from ._core.media_params import MediaParams
 from ._core.rtcp import (
     Bye,
@@ -135,7 +135,8 @@ class MediaStream:
         )
         self._receiver: RtpReceiver | None = None
         self._dtmf_in = DtmfReceiver()
-        self._last_event_at: float | None = None  # when the last telephone-event arrived
+        self._announced: deque[int] = deque(maxlen=16)  # timestamps of events reported
+        self._event_packets = 0  # telephone-event packets (they use sequence numbers too)
         self._latched: tuple[str, int] | None = None
         # Frames to play; the last frame of each play() carries the event set once it is sent.
         self._playing: deque[tuple[bytes, trio.Event | None]] = deque()
@@ -265,10 +266,6 @@ class MediaStream:
                 self._send_one(params)
 
     def _send_one(self, params: MediaParams) -> None:
-        if self._last_event_at is not None and trio.current_time() - self._last_event_at > 0.5:
-            # Every end packet of the last event was lost: report its digit now.
-            self._last_event_at = None
-            self._report_digits([event] if (event := self._dtmf_in.flush()) else [])
         destination = self.destination
         samples = params.samples_per_packet
         frame = self._next_frame(samples)
@@ -371,7 +368,8 @@ class MediaStream:
             self._receiver = RtpReceiver()  # a new source (the peer restarted its stream)
         ready = self._receiver.receive(packet, trio.current_time(), 8000)
         stats = self._receiver.stats
-        self.stats.packets_lost = stats.lost
+        # Telephone-events take sequence numbers between audio packets: not lost.
+        self.stats.packets_lost = max(0, stats.lost - self._event_packets)
         self.stats.duplicates = stats.duplicates
         self.stats.jitter = stats.jitter_seconds
         if not params.receives or not self.frame_listeners:
@@ -449,16 +447,25 @@ class MediaStream:
                 self.stats.peer_said_bye = True
 
     def _on_event(self, packet: RtpPacket) -> None:
-        self._last_event_at = trio.current_time()
-        self._report_digits(self._dtmf_in.feed(packet.payload, packet.timestamp, packet.marker))
+        """A telephone-event packet: its digit is reported once, as soon as the event is
+        seen (a key held down is a digit now, not when it is released)."""
+        self._event_packets += 1
+        for event in self._dtmf_in.feed(packet.payload, packet.timestamp, packet.marker):
+            self._announce(event.event, event.timestamp)
+        started = self._dtmf_in.in_progress
+        if started is not None:
+            self._announce(*started)
 
-    def _report_digits(self, events: list[DtmfDigit]) -> None:
-        for event in events:
-            if event.digit is None:
-                continue
-            self.stats.digits_received += 1
-            for listener in list(self.digit_listeners):
-                listener(event.digit)
+    def _announce(self, event: int, timestamp: int) -> None:
+        if timestamp in self._announced:
+            return
+        self._announced.append(timestamp)
+        digit = event_to_digit(event)
+        if digit is None:
+            return
+        self.stats.digits_received += 1
+        for listener in list(self.digit_listeners):
+            listener(digit)
 
 
 def _is_rtcp(data: bytes) -> bool:

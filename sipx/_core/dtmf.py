@@ -238,6 +238,13 @@ class DtmfReceiver:
             reported.append(self._finish(ended=True))
         return reported
 
+    @property
+    def in_progress(self) -> tuple[int, int] | None:
+        """``(event, timestamp)`` of the event being received and not yet reported (for a
+        caller that reports digits as they start, e.g. a key held down)."""
+        current = self._current
+        return None if current is None else (current.event, current.timestamp)
+
     def flush(self) -> DtmfDigit | None:
         """Report the event in progress, if any, as if it had ended now."""
         return None if self._current is None else self._finish(ended=False)

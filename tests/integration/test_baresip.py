@@ -556,3 +556,28 @@ async def test_baresip_returns_the_tone_sipx_plays(
     heard = b"".join(received)
     assert call.media_stats is not None and call.media_stats.packets_received > 50
     assert abs(dominant_frequency(heard) - 1000) <= 20, call.media_stats
+
+
+@pytest.mark.parametrize("transport", ["UDP"])
+async def test_a_digit_pressed_on_baresip_reaches_sipx(
+    kamailio: Kamailio, softphone: Baresip, transport: str
+) -> None:
+    """baresip sends a key press as RFC 4733 events (a key held until released): sipx
+    reports the digit once, as soon as the event starts."""
+    trace = WireTrace()
+    mark = softphone.log_offset()
+    with trio.fail_after(TEST_TIMEOUT):
+        async with (
+            client_for("1111", transport, trace) as client,
+            Registered(client, kamailio.aor("1111")),
+        ):
+            call = await client.call(f"sip:3333@127.0.0.1:{kamailio.port}")
+            assert call.established, trace.ladder()
+            await wait_log(softphone, r"Call established: sip:1111@", mark)
+            softphone.command("7")
+            await wait_log(softphone, r"send DTMF digit: '7'", mark)
+            assert await call.collect_dtmf(1, timeout=5) == "7"
+            assert await call.collect_dtmf(1, timeout=1) == ""  # once
+            stats = call.media_stats
+            assert stats is not None and stats.digits_received == 1
+            await call.bye()
