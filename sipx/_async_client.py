@@ -119,8 +119,13 @@ class AsyncClient(Lifetime):
         )
         self._uac.on_success = self._on_success
         self._uas = UserAgentServer(self._engine, self._next_hop, self._uac, self)
-        if not (isinstance(rtp_ports, tuple) and len(rtp_ports) == 2):
-            raise ValueError(f"rtp_ports is a (low, high) pair of ports, not {rtp_ports!r}")
+        if not (
+            isinstance(rtp_ports, tuple)
+            and len(rtp_ports) == 2
+            and all(isinstance(port, int) for port in rtp_ports)
+            and 0 < rtp_ports[0] <= rtp_ports[1] <= 65535
+        ):
+            raise ValueError(f"rtp_ports is a (low, high) pair within 1-65535, not {rtp_ports!r}")
         self._uas.rtp_host = local_host
         self._uas.rtp_ports = rtp_ports
         self._registrations = Registrations(self._engine, self._ids, self.user_agent)

@@ -173,6 +173,8 @@ class CallMedia:
 
     async def send_rfc4733(self, digits: str, duration: float, gap: float) -> None:
         stream = self._require_stream()
+        if not self.rfc4733:
+            raise ProtocolError("telephone-event (RFC 4733) was not negotiated: use method='info'")
         for digit in digits:
             done = stream.queue_digit(digit, duration)
             await done.wait()

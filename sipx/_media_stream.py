@@ -32,6 +32,7 @@ from ._core.rtcp import (
     ReportBlock,
     RtcpPacket,
     SenderReport,
+    SourceDescription,
     build_compound,
     ntp_from_unix,
     parse_compound,
@@ -421,7 +422,12 @@ class MediaStream:
             )
         else:
             report = ReceiverReport(ssrc=sender.ssrc, reports=blocks)
-        packets: list[RtcpPacket] = [report]
+        host = self.stats.local_address[0] if self.stats.local_address else "localhost"
+        cname = f"sipx-{sender.ssrc:08x}@{host}"  # RFC 3550 6.5.1: unique, stable per stream
+        packets: list[RtcpPacket | SourceDescription] = [
+            report,
+            SourceDescription(ssrc=sender.ssrc, cname=cname),
+        ]
         if bye:
             packets.append(Bye(ssrcs=(sender.ssrc,)))
         try:

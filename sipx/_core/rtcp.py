@@ -210,10 +210,30 @@ class Bye:
         return _header(len(self.ssrcs), BYE, body)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceDescription:
+    """SDES (6.5) with one chunk: the source's CNAME, which every compound packet carries
+    (6.1). Only sent: received SDES packets are skipped by :func:`parse_compound`."""
+
+    ssrc: int
+    cname: str
+
+    def __post_init__(self) -> None:
+        _check_u32("ssrc", self.ssrc)
+        if not 0 < len(self.cname.encode()) <= 255:
+            raise ValueError("a CNAME is 1 to 255 octets")
+
+    def to_bytes(self) -> bytes:
+        text = self.cname.encode()
+        chunk = struct.pack("!IBB", self.ssrc, 1, len(text)) + text + b"\x00"
+        chunk += bytes(-len(chunk) % 4)  # the item list ends with a null octet, padded
+        return _header(1, SDES, chunk)
+
+
 RtcpPacket = SenderReport | ReceiverReport | Bye
 
 
-def build_compound(packets: Iterable[RtcpPacket]) -> bytes:
+def build_compound(packets: Iterable[RtcpPacket | SourceDescription]) -> bytes:
     """The packets concatenated into one compound RTCP packet (6.1); the caller orders
     them (SR or RR first for a compound that RFC 3550 receivers accept)."""
     return b"".join(packet.to_bytes() for packet in packets)
@@ -308,6 +328,7 @@ __all__ = [
     "ReportBlock",
     "RtcpPacket",
     "SenderReport",
+    "SourceDescription",
     "build_compound",
     "ntp_from_seconds",
     "ntp_from_unix",

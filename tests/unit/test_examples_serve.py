@@ -23,8 +23,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import wave
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ import pytest
 import trio
 
 from sipx._serve import DevServer
+from sipx.media import dominant_frequency, tone
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -401,6 +404,83 @@ def _late_offer(server: Server, transport: str) -> None:
     acks = [text for _, text in server.requests("ACK")]
     assert [cseq(text) for text in acks] == ["1 ACK", "2 ACK"]
     assert "application/sdp" in acks[1] and "m=audio 8000 RTP/AVP 0 8 101" in acks[1], acks[1]
+
+
+@scenario("play_and_collect")
+def _play_and_collect(server: Server, transport: str) -> None:
+    """Extension 100 echoes RTP: the RFC 4733 events sent come back and are collected."""
+    run = ok(run_example("play_and_collect", server, "--transport", transport))
+    assert run.has(r"Media: PCMU, RTP on port \d+"), str(run)
+    assert run.has("Played a 440 Hz tone"), str(run)
+    assert run.has(r"Sent DTMF 1234 \(RFC 4733\)"), str(run)
+    assert run.has("Collected: 1234"), str(run)
+    assert run.has(r"RTP: \d+ packets sent, \d+ received"), str(run)
+    assert run.has("ok: collected 1234") and run.has("ok: RTP arrived from the peer"), str(run)
+    assert server.requests("INFO") == []  # the digits went in RTP
+    assert len(server.requests("BYE")) == 1
+
+
+@scenario("play_and_collect-info", covers=("play_and_collect",), transports=("udp",))
+def _play_and_collect_info(server: Server, transport: str) -> None:
+    """A WAV prompt (16 kHz stereo, converted), DTMF by SIP INFO: extension 100 answers
+    each INFO 200 but echoes only RTP, so nothing comes back."""
+    with tempfile.TemporaryDirectory(prefix="sipx-prompt-") as folder:
+        prompt = str(Path(folder) / "prompt.wav")
+        with wave.open(prompt, "wb") as wav:
+            wav.setnchannels(2)
+            wav.setsampwidth(2)
+            wav.setframerate(16000)
+            mono = tone(600, 0.3, rate=16000)
+            wav.writeframes(b"".join(mono[i : i + 2] * 2 for i in range(0, len(mono), 2)))
+        run = ok(
+            run_example(
+                "play_and_collect",
+                server,
+                *("--prompt", prompt, "--digits", "5*", "--method", "info"),
+                *("--expect", "", "--timeout", "0.5"),
+            )
+        )
+    assert run.has(f"Played {re.escape(prompt)}"), str(run)
+    assert run.has(r"Sent DTMF 5\* \(SIP INFO\)"), str(run)
+    assert run.has(r"Collected: \(nothing\)"), str(run)
+    bodies = [text for _, text in server.requests("INFO") if "Signal=" in text]
+    assert re.findall(r"Signal=(\S+)", "".join(bodies)) == ["5", "*"], bodies
+    assert all("application/dtmf-relay" in body for body in bodies), bodies
+
+
+@scenario("play_and_collect-bad-prompt", covers=("play_and_collect",), transports=("udp",))
+def _play_and_collect_bad_prompt(server: Server, transport: str) -> None:
+    """A prompt that cannot be read: exit 1 naming the file, the call still hung up."""
+    missing = str(ROOT / "no-such-prompt.wav")
+    run = run_example("play_and_collect", server, "--prompt", missing)
+    assert run.returncode == 1, str(run)
+    assert f"FAILED: cannot play the prompt: cannot read {missing!r}" in run.stderr, str(run)
+    assert "Traceback" not in run.stderr, str(run)
+    assert len(server.requests("BYE")) == 1
+
+
+@scenario("record_call")
+def _record_call(server: Server, transport: str) -> None:
+    """The echoed tone is recorded; the WAV holds it at its frequency."""
+    with tempfile.TemporaryDirectory(prefix="sipx-record-") as folder:
+        path = str(Path(folder) / "echo.wav")
+        run = ok(
+            run_example(
+                "record_call",
+                server,
+                *("--transport", transport, "--output", path),
+                *("--frequency", "800", "--seconds", "0.6"),
+            )
+        )
+        with wave.open(path) as wav:
+            assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
+            pcm = wav.readframes(wav.getnframes())
+    assert run.has("Played 0.6 s of 800 Hz"), str(run)
+    assert run.has(rf"Recorded \d+\.\d\d s to {re.escape(path)} \(RMS level \d+\)"), str(run)
+    assert run.has("Dominant frequency: 800 Hz"), str(run)
+    assert run.has("ok: the recording holds 800 Hz"), str(run)
+    assert len(pcm) >= 2 * 8000 * 0.5 and abs(dominant_frequency(pcm) - 800) <= 20
+    assert len(server.requests("BYE")) == 1
 
 
 @scenario("per_request_credentials", transports=("udp",))

@@ -335,3 +335,18 @@ def test_fuzz_only_parse_errors() -> None:
             if packets:
                 assert parse_compound(build_compound(packets)) == packets
     assert parsed > 500 and failed > 500  # both paths were exercised
+
+
+def test_sdes_cname_chunk_bytes_and_compound_parse() -> None:
+    from sipx._core.rtcp import SourceDescription
+
+    sdes = SourceDescription(ssrc=0x01020304, cname="ab").to_bytes()
+    # V=2 SC=1 PT=202, length 3 (4 words less one); SSRC; CNAME (1), 2 octets, "ab"; the
+    # null octet that ends the item list, padded to a 32-bit boundary
+    assert sdes == bytes.fromhex("81ca0003010203040102616200000000")
+    compound = build_compound(
+        [ReceiverReport(ssrc=5), SourceDescription(ssrc=5, cname="sipx@127.0.0.1")]
+    )
+    assert parse_compound(compound) == [ReceiverReport(ssrc=5)]  # SDES skipped, not an error
+    with pytest.raises(ValueError):
+        SourceDescription(ssrc=1, cname="")
