@@ -36,8 +36,8 @@ async def a_call() -> AsyncIterator[tuple[sipx.Call, sipx.Call]]:
         ready.set()
 
     async with (
-        sipx.AsyncClient("127.0.0.1", 0, rtp_ports=(20000, 30000)) as callee,
-        sipx.AsyncClient("127.0.0.1", 0, rtp_ports=(20000, 30000)) as caller,
+        sipx.AsyncClient("127.0.0.1", 0, rtp_ports=(40000, 50000)) as callee,
+        sipx.AsyncClient("127.0.0.1", 0, rtp_ports=(40000, 50000)) as caller,
     ):
         callee.on_request("INVITE", answer)
         with trio.fail_after(5):
@@ -61,8 +61,8 @@ async def test_the_sdp_carries_the_real_port_and_a_new_session_id() -> None:
         assert outgoing.local_sdp is not None and incoming.local_sdp is not None
         offer_port = outgoing.local_sdp.media[0].port
         answer_port = incoming.local_sdp.media[0].port
-        assert 20000 <= offer_port <= 30000 and offer_port % 2 == 0
-        assert 20000 <= answer_port <= 30000 and answer_port != offer_port
+        assert 40000 <= offer_port <= 50000 and offer_port % 2 == 0
+        assert 40000 <= answer_port <= 50000 and answer_port != offer_port
         stats = outgoing.media_stats
         assert stats is not None and stats.local_address is not None
         assert stats.local_address[1] == offer_port and stats.codec == "PCMU"

@@ -56,7 +56,7 @@ async def test_two_minutes_of_packets_leave_on_their_deadlines(
     lateness: list[float] = []
     monkeypatch.setattr(media_stream, "PACING", lateness)
     peer = peer_socket()
-    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (30000, 40000)))
+    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000)))
     stream.configure(params(peer.getsockname()))
     sent: list[bytes] = []
     with peer:
@@ -85,7 +85,7 @@ async def test_two_minutes_of_packets_leave_on_their_deadlines(
 async def test_latching_ordering_and_bad_input(autojump_clock: trio.testing.MockClock) -> None:
     nat = peer_socket()  # the peer's RTP comes from here, not from its SDP address
     sdp_address = ("127.0.0.1", 9)  # what the SDP said (nothing there)
-    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (30000, 40000)))
+    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000)))
     stream.configure(params(sdp_address))
     frames: list[bytes] = []
     stream.frame_listeners.append(frames.append)
@@ -129,7 +129,7 @@ async def test_a_new_remote_address_moves_the_stream(
     """A re-INVITE that moves the peer (new c=/m= port) moves where we send, and forgets
     the address we had latched onto."""
     first, second = peer_socket(), peer_socket()
-    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (30000, 40000)))
+    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000)))
     stream.configure(params(first.getsockname()))
     with first, second:
         async with trio.open_nursery() as nursery:
@@ -150,7 +150,7 @@ async def test_a_negotiated_ptime_of_30_ms_carries_the_audio_whole(
 ) -> None:
     """The played audio is cut at the negotiated packet size (240 samples), not at 20 ms."""
     peer = peer_socket()
-    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (30000, 40000)))
+    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000)))
     stream.configure(dataclasses.replace(params(peer.getsockname()), ptime=30))
     ramp = b"".join(struct.pack("<h", (n * 37) % 8000 - 4000) for n in range(1600))
     with peer:

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::trio.TrioDeprecationWarning")
 
 HOST = "127.0.0.1"
 AUTH = sipx.Auth.Digest("1111", "1111xxx")
-RTP_PORTS = (30000, 40000)
+RTP_PORTS = (40000, 50000)
 
 
 # -- the sans-I/O UA and its MediaPorts ---------------------------------------------------
