@@ -316,7 +316,7 @@ class AsyncClient(Lifetime):
         self._engine.require_transport()
         media = None
         if body is None:  # our own offer: sipx carries the media, on a port of rtp_ports
-            media = CallMedia(self._engine, self._uas.new_media_stream())
+            media = CallMedia(self._engine, self._uas.new_media_stream(), self._uas.media_clock)
             assert media.stream is not None
             offer = self._uas.default_sdp(None, port=media.stream.local_port)
             body = offer

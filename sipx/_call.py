@@ -70,7 +70,7 @@ class Call:
         self._ended = trio.Event()
         self._reinviting = False  # our re-INVITE is pending: a crossing one gets 491
         self._acked = trio.Event()
-        self._media = media if media is not None else CallMedia(uas.engine, None)
+        self._media = media if media is not None else CallMedia(uas.engine, None, uas.media_clock)
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.invite.uri} {self.state.value}>"

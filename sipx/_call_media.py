@@ -22,7 +22,7 @@ from ._core.media_params import MediaParams, negotiate
 from ._core.sdp import SDPBody
 from ._core.wav import build_wav, parse_wav, to_pcm16_mono_8k
 from ._errors import ParseError, ProtocolError
-from ._media_stream import FRAME_BYTES, MediaStats, MediaStream, frames_of
+from ._media_stream import FRAME_BYTES, MediaClock, MediaStats, MediaStream, frames_of
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -35,8 +35,9 @@ _SIGNAL = re.compile(r"^\s*Signal\s*=\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 class CallMedia:
     """The media side of one call."""
 
-    def __init__(self, engine: Engine, stream: MediaStream | None) -> None:
+    def __init__(self, engine: Engine, stream: MediaStream | None, clock: MediaClock) -> None:
         self._engine = engine
+        self._clock = clock
         self.stream = stream
         self._started = False
         self._digits_send, self._digits = trio.open_memory_channel[str](math.inf)
@@ -54,7 +55,10 @@ class CallMedia:
         if not self._started and self._engine.running:
             self._started = True
             stream.digit_listeners.append(self.digit_received)
-            self._engine.start_soon(stream.run)
+            self._clock.add(stream)
+            if not self._clock.running:  # the client's one media task, in the engine's nursery
+                self._clock.running = True
+                self._engine.start_soon(self._clock.run)
 
     def close(self) -> None:
         if self.stream is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import random
 import socket as stdlib_socket
 import time
@@ -46,6 +47,7 @@ from ._trio.transport import family_for
 log = logging.getLogger("sipx.media")
 
 REPORT_INTERVAL = 5.0  # seconds between RTCP reports, on average
+POLL_INTERVAL = 0.02  # how often a stream not negotiated yet reads its sockets
 # Set to a list by bench/bench_media.py: how late each packet left after its deadline (s).
 PACING: list[float] | None = None
 FRAME_BYTES = 320  # 20 ms of 16-bit PCM at 8 kHz
@@ -147,7 +149,10 @@ class MediaStream:
         self.digit_listeners: list[Callable[[str], None]] = []
         self.close_listeners: list[Callable[[], None]] = []
         self._cancel = trio.CancelScope()
-        self._restart = trio.Event()
+        self._clock: MediaClock | None = None
+        self._next_send: float | None = None  # absolute deadline of the next packet
+        self._next_report: float | None = None  # of the next RTCP report
+        self._resync = False  # a new ptime: start the schedule again
         self.closed = False
 
     @property
@@ -167,7 +172,10 @@ class MediaStream:
             self._latched = None  # a re-INVITE that moves the peer moves the stream
         if previous is None or previous.codec != params.codec:
             self._receiver = RtpReceiver()
-        self._restart.set()
+        if previous is None or previous.ptime != params.ptime:
+            self._resync = True
+        if self._clock is not None:
+            self._clock.wake()
 
     @property
     def destination(self) -> tuple[str, int] | None:
@@ -210,30 +218,29 @@ class MediaStream:
         self._events_done = done
         return done
 
-    # -- the tasks -------------------------------------------------------------------------------
+    # -- the clock's work (one task for every stream of a client, see MediaClock) ---------------
     async def run(self) -> None:
-        """Send and receive until :meth:`close` (or the engine's nursery ends)."""
+        """Send and receive on a clock of this stream's own until :meth:`close`."""
+        clock = MediaClock()
+        clock.add(self)
         with self._cancel:
             try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._receive_loop, self.socket)
-                    if self.rtcp_socket is not None:
-                        nursery.start_soon(self._receive_loop, self.rtcp_socket)
-                    nursery.start_soon(self._report_loop)
-                    await self._send_loop()
+                await clock.run(until_idle=True)
             finally:
                 self.close()
 
     def close(self) -> None:
-        """Stop both tasks and close the socket (the call ended)."""
+        """Stop sending and receiving and close the sockets (the call ended)."""
         if self.closed:
             return
+        for sock in (self.socket, self.rtcp_socket):  # what arrived since the last tick
+            if sock is not None:
+                self._drain(sock)
         self.closed = True
         self._cancel.cancel()
         self._send_rtcp(bye=True)
         for sock in (self.socket, self.rtcp_socket):
             if sock is not None:
-                trio.lowlevel.notify_closing(sock.fileno())
                 sock.close()
         self.stop_audio()
         while self._events:
@@ -242,29 +249,33 @@ class MediaStream:
             self._events_done.set()
         for listener in self.close_listeners:
             listener()
+        if self._clock is not None:
+            self._clock.wake()
 
-    async def _send_loop(self) -> None:
-        while True:
-            params = self.params
-            if params is None:
-                self._restart = trio.Event()
-                await self._restart.wait()
-                continue
-            interval = params.ptime / 1000
-            start = trio.current_time()
-            tick = 0
-            self._restart = trio.Event()
-            while not self._restart.is_set():
-                tick += 1
-                deadline = start + tick * interval
-                now = trio.current_time()
-                if now - deadline > 10 * interval:  # fell far behind (a stalled loop): resync
-                    start, tick = now, 0
-                    continue
-                await trio.sleep_until(deadline)
-                if PACING is not None:
-                    PACING.append(trio.current_time() - deadline)
-                self._send_one(params)
+    def tick(self, now: float) -> float:
+        """Drain the sockets, send what is due at ``now``; the time of the next thing due."""
+        self._drain(self.socket)
+        if self.rtcp_socket is not None:
+            self._drain(self.rtcp_socket)
+        params = self.params
+        if params is None:
+            return now + POLL_INTERVAL
+        interval = params.ptime / 1000
+        if self._next_send is None or self._resync:
+            self._next_send, self._resync = now + interval, False
+        elif now - self._next_send > 10 * interval:  # fell far behind (a stalled loop)
+            self._next_send = now + interval
+        elif now >= self._next_send:
+            if PACING is not None:
+                PACING.append(now - self._next_send)
+            self._send_one(params)
+            self._next_send += interval  # absolute deadlines: no drift
+        if self._next_report is None:
+            self._next_report = now + REPORT_INTERVAL * (0.5 + random.random())
+        elif now >= self._next_report:
+            self._send_rtcp()
+            self._next_report = now + REPORT_INTERVAL * (0.5 + random.random())
+        return min(self._next_send, self._next_report)
 
     def _send_one(self, params: MediaParams) -> None:
         destination = self.destination
@@ -314,27 +325,21 @@ class MediaStream:
         chunk = b"".join(parts)
         return chunk if len(chunk) == size else chunk + bytes(size - len(chunk))
 
-    async def _receive_loop(self, sock: stdlib_socket.socket) -> None:
+    def _drain(self, sock: stdlib_socket.socket) -> None:
+        """Read every datagram waiting on ``sock`` (RTCP apart by port or packet type)."""
         rtcp = sock is self.rtcp_socket
-        while not self.closed:
+        for _ in range(256):
             try:
-                await trio.lowlevel.wait_readable(sock.fileno())
-            except trio.ClosedResourceError:
-                return  # close() from another task (the call ended)
-            for _ in range(64):  # drain, then let the send task run
-                try:
-                    data, source = sock.recvfrom(2048)
-                except BlockingIOError:
-                    break
-                except OSError as exc:  # ICMP port unreachable from an earlier send, ...
-                    self.stats.drop(f"receive error: {exc.strerror or exc}")
-                    continue
-                if rtcp or _is_rtcp(data):  # RFC 5761 4: demultiplexed by packet type
-                    self._on_rtcp(data)
-                else:
-                    self._on_datagram(data, (source[0], source[1]))
+                data, source = sock.recvfrom(2048)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # ICMP port unreachable from an earlier send, ...
+                self.stats.drop(f"receive error: {exc.strerror or exc}")
+                continue
+            if rtcp or _is_rtcp(data):  # RFC 5761 4: demultiplexed by packet type
+                self._on_rtcp(data)
             else:
-                await trio.lowlevel.checkpoint()
+                self._on_datagram(data, (source[0], source[1]))
 
     def _on_datagram(self, data: bytes, source: tuple[str, int]) -> None:
         params = self.params
@@ -382,12 +387,6 @@ class MediaStream:
                 listener(frame)
 
     # -- RTCP (RFC 3550 6) ----------------------------------------------------------------------
-    async def _report_loop(self) -> None:
-        """A sender or receiver report every 5 s on average (0.5 to 1.5 times, 6.2)."""
-        while True:
-            await trio.sleep(REPORT_INTERVAL * (0.5 + random.random()))
-            self._send_rtcp()
-
     def _rtcp_destination(self) -> tuple[tuple[str, int], stdlib_socket.socket] | None:
         params, rtp = self.params, self.destination
         if params is None or params.remote is None:
@@ -474,6 +473,49 @@ class MediaStream:
             listener(digit)
 
 
+class MediaClock:
+    """The one task that paces every media stream of a client and reads their sockets.
+
+    Each tick it drains every stream's sockets and sends what is due, then sleeps until
+    the earliest next deadline: a client with 200 calls wakes 50 times a second, not
+    20 000 (a task per stream and per socket would). Received audio is read at the
+    latest one packet time after it arrived.
+    """
+
+    def __init__(self) -> None:
+        self.streams: list[MediaStream] = []
+        self.running = False
+        self._wakeup = trio.Event()
+
+    def add(self, stream: MediaStream) -> None:
+        stream._clock = self
+        self.streams.append(stream)
+        self.wake()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Tick until cancelled (or, with ``until_idle``, until no stream is left)."""
+        self.running = True
+        try:
+            while True:
+                now = trio.current_time()
+                earliest = math.inf
+                for stream in list(self.streams):
+                    if stream.closed:
+                        self.streams.remove(stream)
+                        continue
+                    earliest = min(earliest, stream.tick(now))
+                if not self.streams and until_idle:
+                    return
+                self._wakeup = trio.Event()
+                with trio.move_on_at(earliest):
+                    await self._wakeup.wait()
+        finally:
+            self.running = False
+
+
 def _is_rtcp(data: bytes) -> bool:
     """RTCP packet types 192-223 in the second octet (RFC 5761 4)."""
     return len(data) > 1 and 192 <= data[1] <= 223
@@ -491,6 +533,7 @@ def frames_of(pcm: bytes) -> list[bytes]:
 
 __all__ = [
     "FRAME_BYTES",
+    "MediaClock",
     "MediaStats",
     "MediaStream",
     "bind_rtp_pair",

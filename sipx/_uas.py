@@ -35,7 +35,7 @@ from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError
-from ._media_stream import MediaStream, bind_rtp_pair
+from ._media_stream import MediaClock, MediaStream, bind_rtp_pair
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -167,6 +167,7 @@ class UserAgentServer:
         self.uac = uac
         self.client = client  # the public client, handed to the Calls it creates
         self.handlers: dict[str, RequestHandler] = {}
+        self.media_clock = MediaClock()  # paces and reads every call's RTP, one task
         self.rtp_host = "0.0.0.0"
         self.rtp_ports = (10000, 20000)
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
