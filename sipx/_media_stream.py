@@ -1,13 +1,17 @@
-"""One call's audio on trio: an RTP socket, a paced sender and a drain-loop receiver.
+"""One call's audio on trio: RTP and RTCP sockets, paced and read by one clock per client.
 
 A :class:`MediaStream` is made when a call's SDP is written (its socket's port goes into the
-SDP) and runs, in the engine's nursery, from when the offer/answer is complete until the
-call ends. Every ``ptime`` (20 ms) the send task wakes at an absolute deadline from trio's
-clock (no drift) and sends the next frame the call plays, a telephone-event packet, or
-silence; the receive task drains the socket, latches onto the address the peer really
-sends from (symmetric RTP, RFC 4961), puts audio in sequence order (RFC 3550 A.1) and hands
-decoded frames and received digits to whoever listens. Bad packets are counted, never
-raised.
+SDP) and has no task of its own: from when the offer/answer is complete until the call
+ends, the client's one :class:`MediaClock` task (in the engine's nursery) calls every
+stream's :meth:`MediaStream.tick` and sleeps until the earliest next deadline. Each tick
+drains the stream's sockets (non-blocking ``recvfrom`` until EAGAIN), latches onto the
+address the peer really sends from (symmetric RTP, RFC 4961), puts audio in sequence order
+(RFC 3550 A.1) and hands decoded frames and received digits to whoever listens; then, at
+the absolute deadline ``start + n·ptime`` (``ptime`` 20 ms by default; no drift), it sends
+the next frame the call plays, a telephone-event packet, or silence, and an RTCP report
+every 5 s on average. Received audio waits up to one packet time in the socket.
+:meth:`MediaStream.run` runs a lone stream on a clock of its own. Bad packets are counted,
+never raised.
 """
 
 from __future__ import annotations
@@ -506,7 +510,11 @@ class MediaClock:
                     if stream.closed:
                         self.streams.remove(stream)
                         continue
-                    earliest = min(earliest, stream.tick(now))
+                    try:
+                        earliest = min(earliest, stream.tick(now))
+                    except Exception:  # a bug must not take the client or other calls down
+                        log.exception("media stream %s failed; closing it", stream.local_port)
+                        stream.close()
                 if not self.streams and until_idle:
                     return
                 self._wakeup = trio.Event()

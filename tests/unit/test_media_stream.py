@@ -167,3 +167,33 @@ async def test_a_negotiated_ptime_of_30_ms_carries_the_audio_whole(
     expected = ulaw_decode(ulaw_encode(ramp))
     start = decoded.find(expected[:480])
     assert start >= 0 and decoded[start : start + len(expected)] == expected
+
+
+async def test_a_failing_stream_is_closed_and_the_others_go_on(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    peers = [peer_socket(), peer_socket()]
+    streams = [MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000))) for _ in peers]
+    for stream, peer in zip(streams, peers, strict=True):
+        stream.configure(params(peer.getsockname()))
+
+    def broken(data: bytes, source: tuple[str, int]) -> None:
+        raise RuntimeError("a bug in the receive path")
+
+    monkeypatch.setattr(streams[0], "_on_datagram", broken)
+    clock = media_stream.MediaClock()
+    for stream in streams:
+        clock.add(stream)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(clock.run)
+        await trio.sleep(0.1)
+        peers[1].sendto(b"\x80\x00\x00\x01" + bytes(8), ("127.0.0.1", streams[0].local_port))
+        await trio.sleep(0.5)
+        assert streams[0].closed and not streams[1].closed
+        drain(peers[1])
+        await trio.sleep(0.2)
+        assert len(drain(peers[1])) >= 9  # the other stream still sends
+        streams[1].close()
+        nursery.cancel_scope.cancel()
+    for peer in peers:
+        peer.close()
