@@ -125,7 +125,7 @@ def bind_rtp_pair(
 
 
 class MediaStream:
-    """The audio of one call: send and receive tasks around one UDP socket."""
+    """The audio of one call: its RTP and RTCP sockets, ticked by a :class:`MediaClock`."""
 
     def __init__(
         self, sock: stdlib_socket.socket, rtcp: stdlib_socket.socket | None = None
