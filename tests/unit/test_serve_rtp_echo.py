@@ -20,13 +20,11 @@ import trio
 
 import sipx
 from sipx._core.ids import IdSource, counter_token
-from sipx._core.message import Request, Response
-from sipx._core.parser import parse_message
+from sipx._core.message import Response
 from sipx._core.sdp import SDPBody
-from sipx._core.timers import TimerConfig
 from sipx._serve import DevServer
 from sipx._serve.cli import build_parser, parse_port_range
-from sipx._serve.common import Outgoing, ServerIdentity
+from sipx._serve.common import ServerIdentity
 from sipx._serve.echo import MEDIA_PORT, CallKey, EchoUA
 from sipx.media import dominant_frequency, tone
 
@@ -38,51 +36,8 @@ RTP_PORTS = (40000, 50000)
 
 
 # -- the sans-I/O UA and its MediaPorts ---------------------------------------------------
-SERVER = "127.0.0.1:5070"
-SOURCE = ("127.0.0.1", 5091)
-TIMERS = TimerConfig(t1=0.5, t2=4.0)
-OFFER = (
-    "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-    "m=audio 6000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
-)
-
-
-def build(
-    method: str,
-    *,
-    branch: str = "z9hG4bKinv1",
-    cseq: int = 1,
-    to_tag: str | None = None,
-    body: str = "",
-    call_id: str = "echo-call",
-) -> Request:
-    to = f"<sip:100@{SERVER}>" + (f";tag={to_tag}" if to_tag else "")
-    lines = [
-        f"{method} sip:100@{SERVER} SIP/2.0",
-        f"Via: SIP/2.0/UDP 127.0.0.1:5091;branch={branch};rport=5091",
-        "Max-Forwards: 70",
-        f"From: <sip:1111@{SERVER}>;tag=alice",
-        f"To: {to}",
-        f"Call-ID: {call_id}",
-        f"CSeq: {cseq} {method}",
-        "Contact: <sip:1111@127.0.0.1:5091>",
-    ]
-    if body:
-        lines.append("Content-Type: application/sdp")
-    text = "\r\n".join(lines) + f"\r\nContent-Length: {len(body)}\r\n\r\n{body}"
-    message = parse_message(text.encode())
-    assert isinstance(message, Request)
-    return message
-
-
-def responses(out: list[Outgoing]) -> list[Response]:
-    found = [o.message for o in out if isinstance(o.message, Response)]
-    assert len(found) == len(out)
-    return found
-
-
-def codes(out: list[Outgoing]) -> list[int]:
-    return [r.status_code for r in responses(out)]
+# The hand-made requests and response helpers of the echo UA's own tests.
+from test_serve_echo import OFFER, SOURCE, TIMERS, build, codes, responses  # noqa: E402
 
 
 class FakePorts:
