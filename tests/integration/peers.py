@@ -1299,8 +1299,14 @@ class Baresip:
         answermode: str = "auto",
         run_dir: str | os.PathLike[str] | None = None,
         timeout: float = 10.0,
+        play: str | os.PathLike[str] | None = None,
     ) -> Baresip:
-        """Start baresip as ``user`` and wait until its REGISTER got 200."""
+        """Start baresip as ``user`` and wait until its REGISTER got 200.
+
+        ``play``: a WAV file baresip sends in its calls (module aufile) instead of looping
+        back what it receives; the sndfile module then also records each call's audio in
+        the run directory (``dump-*-dec.wav``: what it received).
+        """
         binary = require_binary("baresip")
         if password is None:
             password = USERS[user]
@@ -1325,6 +1331,7 @@ class Baresip:
                     answermode=answermode,
                     rd=_mkdir(rd, f"sipx-baresip-{user}-"),
                     timeout=timeout,
+                    play=play,
                 )
             except RuntimeError as exc:
                 if last or "in use" not in str(exc):
@@ -1354,6 +1361,7 @@ class Baresip:
         answermode: str,
         rd: Path,
         timeout: float,
+        play: str | os.PathLike[str] | None = None,
     ) -> Baresip:
         cfg = string.Template((BARESIP_DIR / "config.template").read_text()).substitute(
             sip_port=sip_port,
@@ -1361,6 +1369,9 @@ class Baresip:
             rtp_ports=f"{rtp}-{rtp + 9}",
             module_path=_baresip_module_path(),
         )
+        if play is not None:  # play a file, record the call (modules aufile and sndfile)
+            cfg = cfg.replace("audio_source\t\taubridge,nil", f"audio_source\t\taufile,{play}")
+            cfg += f"module\t\t\taufile.so\nmodule\t\t\tsndfile.so\nsnd_path\t\t{rd}\n"
         (rd / "config").write_text(cfg)
         (rd / "accounts").write_text(
             string.Template((BARESIP_DIR / "accounts.template").read_text()).substitute(

@@ -19,8 +19,10 @@ to INVITE sent or received once and ACKed) and baresip's own SIP trace (``baresi
 from __future__ import annotations
 
 import re
+import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +33,7 @@ from peers import USERS, Baresip, Kamailio, free_port, query_bindings
 import sipx
 from sipx import AsyncClient, Auth
 from sipx._call import Call, CallState
+from sipx.media import dominant_frequency, tone
 
 pytestmark = pytest.mark.integration
 
@@ -530,8 +533,6 @@ async def test_baresip_returns_the_tone_sipx_plays(
 ) -> None:
     """baresip decodes our PCMU, its aubridge loops the audio into its own source and it
     encodes it back: the tone we play comes back at its frequency."""
-    from sipx.media import dominant_frequency, tone
-
     trace = WireTrace()
     mark = softphone.log_offset()
     with trio.fail_after(TEST_TIMEOUT):
@@ -581,3 +582,42 @@ async def test_a_digit_pressed_on_baresip_reaches_sipx(
             stats = call.media_stats
             assert stats is not None and stats.digits_received == 1
             await call.bye()
+
+
+@pytest.mark.parametrize("transport", ["UDP"])
+async def test_baresip_plays_a_file_to_sipx_and_records_what_sipx_plays(
+    kamailio: Kamailio, baresip: Any, tmp_path: Path, transport: str
+) -> None:
+    """baresip with aufile (its source: a WAV of a 700 Hz tone) and sndfile (it records the
+    call): sipx hears 700 Hz; baresip's recording of what it received holds sipx's 1200 Hz."""
+    prompt = tmp_path / "prompt.wav"
+    with wave.open(str(prompt), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(tone(700, 5.0))
+    softphone = baresip("3333", play=prompt)
+    mark = softphone.log_offset()
+    trace = WireTrace()
+    with trio.fail_after(TEST_TIMEOUT):
+        async with (
+            client_for("1111", transport, trace) as client,
+            Registered(client, kamailio.aor("1111")),
+        ):
+            call = await client.call(f"sip:3333@127.0.0.1:{kamailio.port}")
+            assert call.established, trace.ladder()
+            await wait_log(softphone, r"Call established: sip:1111@", mark)
+            heard: list[bytes] = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(call.play, tone(1200, 1.5))
+                with trio.move_on_after(1.5):
+                    async for frame in call.audio_frames():
+                        heard.append(frame)
+            await call.bye()
+            await wait_log(softphone, closed_pattern("1111"), mark)
+    assert abs(dominant_frequency(b"".join(heard)) - 700) <= 20
+    [recording] = softphone.run_dir.glob("dump-*-dec.wav")
+    with wave.open(str(recording)) as wav:
+        rate, pcm = wav.getframerate(), wav.readframes(wav.getnframes())
+        assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
+    assert abs(dominant_frequency(pcm, rate=rate) - 1200) <= 20
