@@ -166,3 +166,21 @@ def test_cli_plays_and_records_against_sipp_echo(sipp: SIPpFactory, tmp_path: Pa
     with wave.open(str(recorded)) as wav:
         pcm = wav.readframes(wav.getnframes())
     assert abs(dominant_frequency(pcm) - 800) <= 20
+
+
+async def test_digits_sent_to_sipp_rtp_echo_come_back_once_each(
+    sipp: SIPpFactory, tmp_path: Path
+) -> None:
+    uas = sipp(
+        scenario(tmp_path, ""),
+        extra=["-rtp_echo", "-mp", str(free_port("udp")), "-mi", HOST],
+        timeout_s=30,
+    )
+    async with sipx.AsyncClient(HOST, 0) as client:
+        with trio.fail_after(10):
+            call = await client.call(f"sip:echo@{uas.hostport}")
+        assert call.established
+        await call.send_dtmf("159#", method="rfc4733", duration=0.08)
+        assert await call.collect_dtmf(4, timeout=5) == "159#"
+        assert await call.collect_dtmf(1, timeout=0.5) == ""
+        await call.bye()
