@@ -4,6 +4,7 @@ Public names live here; everything else is private. ``AsyncClient`` is the trio 
 ``Client`` its blocking façade; ``parse_message`` and the message types are the sans-I/O core.
 """
 
+from . import media
 from ._async_client import AsyncClient, LocalAddress
 from ._auth import Auth
 from ._call import Call, CallState
@@ -27,6 +28,7 @@ from ._errors import (
     TransportError,
 )
 from ._events import Events, RequestContext, event_handler
+from ._media_stream import MediaStats
 from ._sync_call import BlockingCall
 from ._sync_client import Client
 from ._uas import IncomingRequest
@@ -54,6 +56,7 @@ __all__ = [
     "IncomingRequest",
     "LocalAddress",
     "MediaDescription",
+    "MediaStats",
     "MediaType",
     "Message",
     "NameAddr",
@@ -72,5 +75,6 @@ __all__ = [
     "Via",
     "__version__",
     "event_handler",
+    "media",
     "parse_message",
 ]
