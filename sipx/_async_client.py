@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple
 
+from . import _validate
 from ._auth import Auth
 from ._auth_flow import DigestAuth
 from ._call import Call, CallState, end_call, media_of, sdp_of
@@ -81,6 +82,12 @@ class AsyncClient(Lifetime):
         nameservers: Sequence[str] | None = None,
         rtp_ports: tuple[int, int] = (10000, 20000),
     ) -> None:
+        _validate.text("local_host", local_host)
+        _validate.port("local_port", local_port)
+        _validate.text("transport", transport)
+        _validate.timeout("timeout", timeout)
+        if auth is not None and not isinstance(auth, Auth.Digest):
+            raise TypeError(f"auth is an Auth.Digest(username, password) or None, not {auth!r}")
         transport_name = transport.upper()
         if transport_name not in ("UDP", "TCP", "TLS"):
             raise ValueError(f"unsupported transport {transport!r}: use 'UDP', 'TCP' or 'TLS'")
@@ -157,7 +164,7 @@ class AsyncClient(Lifetime):
 
     @timeout.setter
     def timeout(self, value: float | None) -> None:
-        self._uac.timeout = value
+        self._uac.timeout = _validate.timeout("timeout", value)
 
     # -- lifecycle -----------------------------------------------------------------------
     def _lifetime(self) -> AbstractAsyncContextManager[Engine]:
@@ -404,6 +411,7 @@ class AsyncClient(Lifetime):
         auth: Auth.Digest | None = None,
     ) -> Response:
         """Send an instant message (RFC 3428)."""
+        _validate.text("text", text)
         return await self.request(
             "MESSAGE",
             to_uri,
@@ -571,6 +579,10 @@ class AsyncClient(Lifetime):
         from_uri: str | None = None,
         to_uri: str | None = None,
     ) -> Request:
+        _validate.uri("uri", uri)
+        _validate.uri("from_uri", from_uri, optional=True)
+        _validate.uri("to_uri", to_uri, optional=True)
+        _validate.body("body", body)
         target = uri if isinstance(uri, URI) else URI.parse(uri)
         if from_uri is None:
             domain = target.host if target.port is None else f"{target.host}:{target.port}"

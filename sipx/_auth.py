@@ -16,6 +16,12 @@ class Auth:
         __slots__ = ("password", "realm", "username")
 
         def __init__(self, username: str, password: str, realm: str | None = None) -> None:
+            for name, value in (("username", username), ("password", password)):
+                if not isinstance(value, str):
+                    # the value itself is not repeated: it may be a password
+                    raise TypeError(f"Auth.Digest {name} is a string, not {type(value).__name__}")
+            if realm is not None and not isinstance(realm, str):
+                raise TypeError(f"Auth.Digest realm is a string or None, not {realm!r}")
             self.username = username
             self.password = password
             self.realm = realm

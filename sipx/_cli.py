@@ -19,6 +19,7 @@ from ._auth import Auth
 from ._call import Call
 from ._errors import SIPError
 from ._ladder import Ladder
+from ._validate import port_argument
 
 
 def _client(args: argparse.Namespace) -> AsyncClient:
@@ -144,9 +145,9 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", help="digest username")
     parser.add_argument("--password", help="digest password")
     parser.add_argument("--local-host", default="0.0.0.0")
-    parser.add_argument("--local-port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--local-port", type=port_argument, default=0, help="0 picks a free port")
     parser.add_argument("--host", help="send to this host instead of the URI's")
-    parser.add_argument("--port", type=int, help="send to this port instead of the URI's")
+    parser.add_argument("--port", type=port_argument, help="send to this port instead of the URI's")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every message")
     tls = parser.add_argument_group("TLS (with --transport tls)")

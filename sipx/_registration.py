@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import trio
 
+from . import _validate
 from ._core.builder import build_request
 from ._core.ids import IdSource
 from ._core.message import Request, Response
@@ -70,7 +71,11 @@ class Registrations:
         headers: dict[str, str],
     ) -> Request:
         """The next REGISTER of ``aor`` (same Call-ID, CSeq + 1)."""
-        aor_uri = URI.parse(aor)
+        _validate.uri("aor", aor)
+        _validate.uri("registrar", registrar, optional=True)
+        if isinstance(expires, bool) or not isinstance(expires, int) or expires < 0:
+            raise ValueError(f"expires is a whole number of seconds >= 0, not {expires!r}")
+        aor_uri = URI.parse(str(aor))
         state = self.states.get(aor)
         if state is None:
             state = self.states[aor] = Registration(aor, self.ids.call_id(), self.ids.tag())

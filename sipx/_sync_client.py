@@ -74,6 +74,11 @@ class Client:
         nameservers: Sequence[str] | None = None,
         rtp_ports: tuple[int, int] = (10000, 20000),
     ) -> None:
+        if _in_trio_run():
+            raise RuntimeError(
+                "sipx.Client is the blocking client and cannot run inside trio.run(): "
+                "use 'async with sipx.AsyncClient(...)' there"
+            )
         self._async = AsyncClient(
             local_host,
             local_port,
@@ -478,6 +483,14 @@ class Client:
     def on_request(self, method: str, handler: RequestHandler) -> None:
         """Handle incoming ``method`` requests; the handler runs on the portal thread."""
         self._portal.run(_as_async(self._async.on_request), method, handler)
+
+
+def _in_trio_run() -> bool:
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _as_async(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:

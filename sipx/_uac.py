@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from . import _validate
 from ._auth import Auth
 from ._auth_flow import DigestAuth, run_flow
 from ._call import end_call, media_of
@@ -98,6 +99,11 @@ class UserAgentClient:
         auth: Auth.Digest | None = None,
     ) -> Response:
         """Send ``request`` out of dialog; answer challenges; return the final response."""
+        _validate.text("host", host, optional=True)
+        _validate.port("port", port, optional=True)
+        timeout = _validate.timeout("timeout", timeout)
+        if auth is not None and not isinstance(auth, Auth.Digest):
+            raise TypeError(f"auth is an Auth.Digest(username, password) or None, not {auth!r}")
         self.engine.require_transport()
         self.next_hop.add_outbound_route(request, host)
         destinations = await self.next_hop.candidates(request, host, port)
@@ -164,6 +170,7 @@ class UserAgentClient:
     async def send_in_dialog(
         self, dialog: Dialog, request: Request, *, timeout: float | None
     ) -> Response:
+        timeout = _validate.timeout("timeout", timeout)
         address = await self.next_hop.address(dialog.next_hop())
         seconds = timeout if timeout is not None else self.timeout
 

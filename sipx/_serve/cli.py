@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._errors import TransportError
+from .._validate import port_argument
 from .auth import ALGORITHMS, DEFAULT_USERS
 from .server import DEFAULT_RTP_PORTS, DevServer
 
@@ -39,7 +40,9 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
         "stateless proxy, and an answering extension (100).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=5060, help="UDP and TCP port (0: pick one)")
+    parser.add_argument(
+        "--port", type=port_argument, default=5060, help="UDP and TCP port (0: pick one)"
+    )
     parser.add_argument(
         "--transport", "-t", choices=sorted(_TRANSPORTS), default="both", help="default: both"
     )
@@ -80,7 +83,10 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
         help="certificate and key (one PEM file): also serve TLS, on --tls-port",
     )
     parser.add_argument(
-        "--tls-port", type=int, default=None, help="TLS port (default: --port + 1; 0: pick one)"
+        "--tls-port",
+        type=port_argument,
+        default=None,
+        help="TLS port (default: --port + 1; 0: pick one)",
     )
     parser.add_argument(
         "--verbose", "-v", action="store_true", help="print every message sent and received"

@@ -1,0 +1,76 @@
+"""Checks of what users pass to the public API, with errors that name the argument.
+
+A wrong type or value is reported where the user made the mistake (``TypeError`` /
+``ValueError`` saying which argument and what it should be), not deep inside the parser,
+the digest code or trio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+from ._core.sdp import SDPBody
+from ._core.uri import URI
+
+
+def timeout(name: str, value: Any) -> float | None:
+    """None, or a finite number of seconds >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} is a number of seconds or None, not {value!r}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+    return float(value)
+
+
+def port(name: str, value: Any, *, optional: bool = False) -> int | None:
+    """A port number 0-65535 (None allowed when ``optional``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} is a port number (an int), not {value!r}")
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{name} must be a port number from 0 to 65535, not {value!r}")
+    return value
+
+
+def text(name: str, value: Any, *, optional: bool = False) -> str | None:
+    """A string (None allowed when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        kind = "a string or None" if optional else "a string"
+        raise TypeError(f"{name} is {kind}, not {value!r}")
+    return value
+
+
+def uri(name: str, value: Any, *, optional: bool = False) -> str | URI | None:
+    """A SIP URI, as text or a :class:`~sipx.URI` (None allowed when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str | URI):
+        raise TypeError(f"{name} is a SIP URI such as 'sip:bob@example.com', not {value!r}")
+    return value
+
+
+def body(name: str, value: Any) -> None:
+    """None, text, bytes or an :class:`~sipx.SDPBody`."""
+    if value is not None and not isinstance(value, str | bytes | bytearray | SDPBody):
+        raise TypeError(f"{name} is text, bytes or an SDPBody, not {value!r}")
+
+
+def port_argument(text: str) -> int:
+    """An argparse ``type=`` for port options: a clear message instead of a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {value}")
+    return value
+
+
+__all__ = ["body", "port", "port_argument", "text", "timeout", "uri"]
