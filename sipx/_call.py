@@ -287,6 +287,7 @@ class Call:
     async def info(
         self, body: str | bytes, content_type: str = "application/dtmf-relay"
     ) -> Response:
+        """Send INFO within the call (RFC 6086; DTMF relay by default)."""
         return await self.client.info(
             body=body, content_type=content_type, dialog_id=self._require_dialog().id
         )

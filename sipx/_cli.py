@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import math
+import os
 import sys
 from collections.abc import Sequence
 
 import trio
 
+from . import __version__
 from ._async_client import AsyncClient
 from ._auth import Auth
 from ._call import Call
@@ -143,7 +146,11 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
         "--transport", choices=["udp", "tcp", "tls", "UDP", "TCP", "TLS"], default="udp"
     )
     parser.add_argument("--user", help="digest username")
-    parser.add_argument("--password", help="digest password")
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("SIPX_PASSWORD"),
+        help="digest password (default: $SIPX_PASSWORD; with --user and neither, it is asked)",
+    )
     parser.add_argument("--local-host", default="0.0.0.0")
     parser.add_argument("--local-port", type=port_argument, default=0, help="0 picks a free port")
     parser.add_argument("--host", help="send to this host instead of the URI's")
@@ -158,6 +165,7 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sipx", description="A SIP user agent on trio.")
+    parser.add_argument("--version", action="version", version=f"sipx {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     options = commands.add_parser("options", help="send OPTIONS and print the answer")
@@ -207,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._demo import run_demo
 
         return run_demo(transport=args.transport.upper(), full=args.verbose)
+    if getattr(args, "user", None) and not args.password and sys.stdin.isatty():
+        args.password = getpass.getpass(f"Password for {args.user}: ")
     runner = {"options": _options, "register": _register, "message": _message, "call": _call}[
         args.command
     ]

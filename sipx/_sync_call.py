@@ -195,6 +195,7 @@ class BlockingCall:
         return self._portal.run(self._call.refer, refer_to)
 
     def info(self, body: str | bytes, content_type: str = "application/dtmf-relay") -> Response:
+        """Send INFO within the call (RFC 6086; DTMF relay by default)."""
         return self._portal.run(self._call.info, body, content_type)
 
     def bye(self) -> Response:

@@ -141,9 +141,11 @@ class Client:
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> Client:
+        """``with Client(...) as client:`` (the client is open from the constructor on)."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """Leaving the block closes the client (its calls end, see :meth:`close`)."""
         self.close()
 
     def close(self) -> None:
@@ -498,3 +500,18 @@ def _as_async(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
         return function(*args, **kwargs)
 
     return run
+
+
+def _blocking_docstrings(blocking: type, original: type) -> None:
+    """Give each blocking method without a docstring the one of its async original (so
+    ``help(sipx.Client)`` reads like ``help(sipx.AsyncClient)``, and no source comment
+    shows in its place)."""
+    for name, member in vars(blocking).items():
+        if name.startswith("_") or not callable(member) or member.__doc__:
+            continue
+        source = getattr(original, name, None)
+        if source is not None and source.__doc__:
+            member.__doc__ = f"{source.__doc__.rstrip()}\n\n(Blocking: waits on this thread.)"
+
+
+_blocking_docstrings(Client, AsyncClient)

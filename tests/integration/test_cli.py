@@ -25,7 +25,7 @@ import pytest
 import trio
 from peers import HOST, Kamailio, SIPp, free_port, query_bindings, wait_sip_ready
 
-from sipx import AsyncClient, Auth
+from sipx import AsyncClient, Auth, __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "sipx"]
@@ -38,7 +38,9 @@ def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 20.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m sipx *args`` and return it (stdout/stderr as text)."""
     return subprocess.run(
         [*CLI, *args],
@@ -46,7 +48,7 @@ def run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[st
         text=True,
         timeout=timeout,
         cwd=ROOT,
-        env=ENV,
+        env={**ENV, **(env or {})},
         stdin=subprocess.DEVNULL,
     )
 
@@ -168,6 +170,23 @@ def test_register_and_unregister_serve(serve: Serve, transport: str) -> None:
     assert lines(done)[0] == "REGISTER: 200 OK"
     assert not any(f":{port}" in line for line in lines(done)[1:]), show(done)
     assert not [c for c in query_bindings(serve, "1111") if f":{port}" in c]
+
+
+def test_version_and_the_password_from_the_environment(serve: Serve) -> None:
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"sipx {__version__}"
+    done = run_cli(
+        "register",
+        serve.aor("1111"),
+        "--expires",
+        "0",
+        "--user",
+        "1111",
+        *client_opts("udp"),
+        env={"SIPX_PASSWORD": "1111xxx"},  # not on the command line, where ps shows it
+    )
+    assert done.returncode == 0, show(done)
+    assert lines(done)[0] == "REGISTER: 200 OK", show(done)
 
 
 def test_register_wrong_password_serve(serve: Serve, transport: str) -> None:

@@ -4,6 +4,9 @@ API of Call; the few differences are listed here, explicitly."""
 from __future__ import annotations
 
 import inspect
+import pydoc
+
+import pytest
 
 import sipx
 
@@ -102,3 +105,13 @@ def test_blocking_call_has_the_methods_and_properties_of_call() -> None:
     for name, member in _methods(sipx.BlockingCall).items():
         assert not inspect.iscoroutinefunction(member), name
     assert sipx.BlockingCall.hangup is sipx.BlockingCall.bye
+
+
+@pytest.mark.parametrize("cls", [sipx.Client, sipx.AsyncClient, sipx.BlockingCall, sipx.Call])
+def test_help_documents_every_public_method(cls: type) -> None:
+    """``help(sipx.Client)`` is as good as ``help(sipx.AsyncClient)``: every public method
+    has a docstring, and no source comment (``# -- section``) stands in for one."""
+    for name, member in vars(cls).items():
+        if not name.startswith("_") and callable(member):
+            assert member.__doc__, f"{cls.__name__}.{name} has no docstring"
+    assert "# --" not in pydoc.render_doc(cls)
