@@ -194,7 +194,7 @@ class AsyncClient(Lifetime):
                 server_name=self._resolver.name_for,
                 on_error=self._engine.transport_error,
             )
-        return UDPTransport(on_message)
+        return UDPTransport(on_message, on_error=self._engine.transport_error)
 
     @property
     def local_address(self) -> LocalAddress:

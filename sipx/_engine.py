@@ -337,7 +337,10 @@ class Engine:
             destination = event.transaction.destination
             assert isinstance(destination, tuple)
             reason = self._transport_errors.pop(destination, "send failed")
-            error = TransportError(f"{request.method} {request.uri}: transport failure ({reason})")
+            error = TransportError(
+                f"{request.method} {request.uri}: transport failure to"
+                f" {destination[0]}:{destination[1]} ({reason})"
+            )
         waiter[0].send_nowait(error)
 
     async def _serve_request(self, transaction: ServerTransaction, request: Request) -> None:

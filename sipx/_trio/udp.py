@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import sys
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -29,14 +31,28 @@ _BATCH = 256  # datagrams handled before yielding to other tasks
 # full GC pass of a loaded process takes 100-400 ms). Linux caps it at net.core.rmem_max;
 # see bench/README.md, "SIP OPTIONS".
 _RECEIVE_BUFFER = 4 * 1024 * 1024
+# Linux's IP_RECVERR and MSG_ERRQUEUE (not in the socket module on every Python build).
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+_MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+
+
+def on_error_queue_supported(sock: socket.socket) -> bool:
+    """IP_RECVERR exists on Linux, for IPv4 sockets."""
+    return sys.platform.startswith("linux") and sock.family == socket.AF_INET
 
 
 class UDPTransport:
     name = "UDP"
     reliable = False
 
-    def __init__(self, on_message: MessageHandler) -> None:
+    def __init__(
+        self,
+        on_message: MessageHandler,
+        *,
+        on_error: Callable[[Address, Exception], None] | None = None,
+    ) -> None:
         self._on_message = on_message
+        self._on_error = on_error
         self._sock: socket.socket | None = None
         self._pending: deque[tuple[bytes, Address]] = deque()
         self._writable = trio.Event()
@@ -57,6 +73,10 @@ class UDPTransport:
         try:
             sock.setblocking(False)
             _enlarge_receive_buffer(sock)
+            if on_error_queue_supported(sock):
+                # Linux: ICMP errors (port unreachable) queued with the destination they
+                # answer, so a request to a closed port fails at once (RFC 3261 8.1.3.1).
+                sock.setsockopt(socket.SOL_IP, _IP_RECVERR, 1)
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
@@ -82,7 +102,7 @@ class UDPTransport:
                     break
                 except OSError as exc:
                     # ICMP port unreachable and friends surface here on Linux; not fatal.
-                    log.debug("UDP receive error ignored: %s", exc)
+                    self._read_error_queue(sock, exc)
                     continue
                 try:
                     handle(data, source[:2], self)
@@ -92,6 +112,30 @@ class UDPTransport:
                 await trio.lowlevel.checkpoint()
                 continue
             await trio.lowlevel.wait_readable(sock.fileno())
+
+    def _sendto(self, sock: socket.socket, data: bytes, address: Address) -> None:
+        """Send; an ICMP error queued by an earlier datagram (to another address) surfaces
+        here as ECONNREFUSED: report it for its own destination, then send once more."""
+        try:
+            sock.sendto(data, address)
+        except ConnectionRefusedError as exc:
+            self._read_error_queue(sock, exc)
+            sock.sendto(data, address)
+
+    def _read_error_queue(self, sock: socket.socket, error: OSError) -> None:
+        """Report each queued ICMP error for the destination it answers (IP_RECVERR puts
+        that destination in the message's address)."""
+        reported = False
+        for _ in range(64):
+            try:
+                _, _, _, destination = sock.recvmsg(1, 1024, _MSG_ERRQUEUE)
+            except OSError:
+                break
+            reported = True
+            if self._on_error is not None and destination:
+                self._on_error((destination[0], destination[1]), error)
+        if not reported:
+            log.debug("UDP receive error ignored: %s", error)
 
     def has_connection(self, address: Address) -> bool:
         """Datagrams have no connections."""
@@ -106,7 +150,7 @@ class UDPTransport:
             raise TransportError("UDP transport is not running")
         if not self._pending:
             try:
-                sock.sendto(data, address)
+                self._sendto(sock, data, address)
                 return
             except BlockingIOError:
                 pass
@@ -129,7 +173,7 @@ class UDPTransport:
             while self._pending:
                 data, address = self._pending[0]
                 try:
-                    sock.sendto(data, address)
+                    self._sendto(sock, data, address)
                 except BlockingIOError:
                     await trio.lowlevel.wait_writable(sock.fileno())
                     continue

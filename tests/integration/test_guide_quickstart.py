@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -894,6 +895,9 @@ def test_custom_transport(kamailio: Kamailio) -> None:
 def test_custom_timeouts(transport: str) -> None:
     """'Timeouts Personalizados' toward a port where nothing answers (timeout 1 s, not 10)."""
     dead = free_port()
+    # a bound socket that never answers: no ICMP port unreachable, so the timeout applies
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", dead))
     client = Client(local_port=free_port(), transport=transport)
     try:
         t0 = time.monotonic()
@@ -907,6 +911,7 @@ def test_custom_timeouts(transport: str) -> None:
         elapsed = time.monotonic() - t0
     finally:
         client.close()
+        silent.close()
     if transport == "UDP":
         assert isinstance(info.value, sipx.TimeoutError)
         assert 0.9 <= elapsed < 5.0, elapsed  # the 1 s timeout, far from Timer F's 32 s

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -610,3 +611,52 @@ async def test_registering_over_tcp_keeps_the_registrar_connection() -> None:
             assert transport._kept == {registrar}
             assert (await client.unregister(aor)).status_code == 200
             assert transport._kept == set()
+
+
+async def test_a_request_to_a_closed_udp_port_fails_at_once() -> None:
+    """ICMP port unreachable (read from the socket's error queue, IP_RECVERR) fails the
+    transaction with a TransportError naming the address, instead of Timer F's 32 s."""
+    if not sys.platform.startswith("linux"):
+        pytest.fail("IP_RECVERR is Linux's; sipx's CI runs on Linux")
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    async with sipx.AsyncClient("127.0.0.1", 0) as client:
+        started = trio.current_time()
+        with pytest.raises(sipx.TransportError, match=f"127.0.0.1:{port}"):
+            await client.options(f"sip:nobody@127.0.0.1:{port}")
+        assert trio.current_time() - started < 2  # not Timer F (32 s)
+        # the client goes on: a request to a live peer still works
+        async with sipx.AsyncClient("127.0.0.1", 0) as peer:
+            response = await client.options(f"sip:x@127.0.0.1:{peer.local_address.port}")
+            assert response.status_code == 200
+
+
+async def test_an_icmp_error_fails_only_the_request_it_answers() -> None:
+    """The ICMP error of one destination surfaces on the next send to another: that send
+    still goes out, and only the request to the closed port fails."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    closed = probe.getsockname()[1]
+    probe.close()
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0) as client,
+        sipx.AsyncClient("127.0.0.1", 0) as peer,
+    ):
+        live = f"sip:x@127.0.0.1:{peer.local_address.port}"
+        results: dict[str, object] = {}
+
+        async def ask(name: str, uri: str) -> None:
+            try:
+                results[name] = (await client.options(uri)).status_code
+            except sipx.TransportError as exc:
+                results[name] = exc
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ask, "closed", f"sip:x@127.0.0.1:{closed}")
+                for n in range(5):
+                    nursery.start_soon(ask, f"live{n}", live)
+        assert isinstance(results.pop("closed"), sipx.TransportError)
+        assert set(results.values()) == {200}
