@@ -81,6 +81,8 @@ class Engine:
         self._nursery: trio.Nursery | None = None
         self._waiters: dict[ClientTransaction, Waiter] = {}
         self._transport_errors: dict[Address, str] = {}
+        # Malformed messages dropped, by source: (count, last reason), for timeout errors.
+        self._malformed: dict[Address, tuple[int, str]] = {}
         self._timer_wakeup = trio.Event()
         self._armed_deadline = math.inf
         self._retransmits: dict[object, tuple[ServerTransaction, Callable[[], None]]] = {}
@@ -138,6 +140,7 @@ class Engine:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
+    @trio.lowlevel.enable_ki_protection
     async def _service(
         self,
         function: Callable[..., Awaitable[object]],
@@ -146,7 +149,7 @@ class Engine:
     ) -> None:
         """Run one of the engine's own services (receive loop, timers) shielded from the
         caller's cancellation: they must outlive it long enough to wind down; close() ends
-        them."""
+        them. Protected from KeyboardInterrupt: Ctrl-C reaches the user's task instead."""
         with trio.CancelScope(shield=True) as scope:
             self._service_scopes.append(scope)
             await function(*args, task_status=task_status)
@@ -285,8 +288,22 @@ class Engine:
                 )
         except (ParseError, ProtocolError) as exc:
             log.info("dropping a malformed message from %s:%s: %s", source[0], source[1], exc)
+            count = self._malformed.pop(source, (0, ""))[0] + 1
+            self._malformed[source] = (count, str(exc))
+            while len(self._malformed) > 64:
+                self._malformed.pop(next(iter(self._malformed)))
             return
         self._pump()
+
+    def malformed_from(self, address: Address | None) -> str | None:
+        """Why a request to ``address`` may have had no answer: the malformed messages
+        from there that were dropped, if any."""
+        record = self._malformed.get(address) if address is not None else None
+        if record is None or address is None:
+            return None
+        count, reason = record
+        plural = "message" if count == 1 else "messages"
+        return f"{count} malformed {plural} from {address[0]}:{address[1]} dropped ({reason})"
 
     def _pump(self) -> None:
         """Carry out what the transaction layer asks for (until it has nothing more)."""
@@ -332,7 +349,13 @@ class Engine:
         request = event.transaction.request
         error: Exception
         if isinstance(event, TransactionTimeout):
-            error = TimeoutError(request.method, str(request.uri), self.timers.timer_b)
+            destination = event.transaction.destination
+            error = TimeoutError(
+                request.method,
+                str(request.uri),
+                self.timers.timer_b,
+                self.malformed_from(destination if isinstance(destination, tuple) else None),
+            )
         else:
             destination = event.transaction.destination
             assert isinstance(destination, tuple)

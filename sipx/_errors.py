@@ -37,11 +37,13 @@ class TransportError(SIPError, OSError):
 class TimeoutError(SIPError, builtins.TimeoutError):
     """No final response arrived in time."""
 
-    def __init__(self, method: str, uri: str, seconds: float) -> None:
+    def __init__(self, method: str, uri: str, seconds: float, detail: str | None = None) -> None:
         self.method = method
         self.uri = uri
         self.seconds = seconds
-        super().__init__(f"{method} {uri}: no final response within {seconds:g} s")
+        self.detail = detail  # why, when sipx knows (e.g. only malformed replies came back)
+        message = f"{method} {uri}: no final response within {seconds:g} s"
+        super().__init__(f"{message}; {detail}" if detail else message)
 
 
 class ClientClosedError(SIPError):

@@ -499,8 +499,12 @@ class MediaClock:
     def wake(self) -> None:
         self._wakeup.set()
 
+    @trio.lowlevel.enable_ki_protection
     async def run(self, *, until_idle: bool = False) -> None:
-        """Tick until cancelled (or, with ``until_idle``, until no stream is left)."""
+        """Tick until cancelled (or, with ``until_idle``, until no stream is left).
+
+        Protected from KeyboardInterrupt: Ctrl-C reaches the user's task, whose handling
+        (hang up, print) then runs, instead of surfacing from this task."""
         self.running = True
         try:
             while True:

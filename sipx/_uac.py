@@ -126,7 +126,8 @@ class UserAgentClient:
                     self.auth.flow(request, auth or self.credentials), first, retry
                 )
         except trio.TooSlowError:
-            raise TimeoutError(request.method, str(request.uri), seconds or 0.0) from None
+            why = next(filter(None, map(self.engine.malformed_from, destinations)), None)
+            raise TimeoutError(request.method, str(request.uri), seconds or 0.0, why) from None
         self.on_success(response.request or request, response, used[0])
         return response
 

@@ -98,3 +98,33 @@ def test_the_cli_refuses_bad_ports_without_a_traceback(argv: list[str]) -> None:
     )
     assert done.returncode == 2, done
     assert "port" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+async def test_a_timeout_says_when_only_malformed_replies_came_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A server answering garbage: the TimeoutError says that malformed messages from it
+    were dropped (the cause), not only "no final response"."""
+    network = MemoryNetwork()
+    peer_address = ("127.0.0.1", 5098)
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
+        network.socket(peer_address) as peer,
+    ):
+
+        async def answer_garbage() -> None:
+            while True:
+                _, source = await peer.receive()
+                peer.send(b"SIP/2.0 200 OK\r\nVia: garbage\r\n\r\n", source)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answer_garbage)
+            with pytest.raises(
+                sipx.TimeoutError, match=r"malformed messages? from 127\.0\.0\.1:5098"
+            ):
+                await client.options(f"sip:x@{peer_address[0]}:{peer_address[1]}", timeout=3)
+            nursery.cancel_scope.cancel()
+        # a silent host gets the plain message
+        with pytest.raises(sipx.TimeoutError) as caught:
+            await client.options("sip:x@127.0.0.1:5097", timeout=1)
+        assert caught.value.detail is None
