@@ -86,8 +86,7 @@ class AsyncClient(Lifetime):
         _validate.port("local_port", local_port)
         _validate.text("transport", transport)
         _validate.timeout("timeout", timeout)
-        if auth is not None and not isinstance(auth, Auth.Digest):
-            raise TypeError(f"auth is an Auth.Digest(username, password) or None, not {auth!r}")
+        _validate.credentials("auth", auth)
         transport_name = transport.upper()
         if transport_name not in ("UDP", "TCP", "TLS"):
             raise ValueError(f"unsupported transport {transport!r}: use 'UDP', 'TCP' or 'TLS'")

@@ -150,15 +150,9 @@ class CallMedia:
             value = text.strip()
         try:
             digit_to_event(value)
-        except (ValueError, KeyError, ParseError):
+        except ValueError:
             return None
         return value.upper()
-
-    async def next_digit(self, timeout: float | None = None) -> str | None:
-        """The next digit received (None when ``timeout`` passes first)."""
-        with trio.move_on_after(math.inf if timeout is None else timeout):
-            return await self._digits.receive()
-        return None
 
     async def collect_dtmf(self, count: int, timeout: float | None = None) -> str:
         """``count`` digits (fewer if ``timeout`` seconds pass first)."""

@@ -375,7 +375,7 @@ class Engine:
 
     # -- timers --------------------------------------------------------------------------------
     def _next_deadline(self) -> float:
-        deadlines = [d for d in (self.layer.next_deadline(), self.retransmitter.next_deadline())]
+        deadlines = (self.layer.next_deadline(), self.retransmitter.next_deadline())
         return min((d for d in deadlines if d is not None), default=math.inf)
 
     def _wake_timer(self) -> None:

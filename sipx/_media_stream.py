@@ -133,7 +133,7 @@ class MediaStream:
         self.socket = sock
         self.rtcp_socket = rtcp
         host, port = sock.getsockname()[:2]
-        self.stats = MediaStats(local_address=(host, port))
+        self._stats = MediaStats(local_address=(host, port))
         self.params: MediaParams | None = None
         self._sender = RtpSender(
             random.getrandbits(32),
@@ -160,9 +160,22 @@ class MediaStream:
         self.closed = False
 
     @property
+    def stats(self) -> MediaStats:
+        """The counters now; loss, duplicates and jitter are read from the receiver here,
+        not copied on every packet."""
+        receiver = self._receiver
+        if receiver is not None:
+            counted = receiver.stats
+            # Telephone-events take sequence numbers between audio packets: not lost.
+            self._stats.packets_lost = max(0, counted.lost - self._event_packets)
+            self._stats.duplicates = counted.duplicates
+            self._stats.jitter = counted.jitter_seconds
+        return self._stats
+
+    @property
     def local_port(self) -> int:
-        assert self.stats.local_address is not None
-        return self.stats.local_address[1]
+        assert self._stats.local_address is not None
+        return self._stats.local_address[1]
 
     # -- configuration (offer/answer, re-INVITE) ------------------------------------------------
     def configure(self, params: MediaParams | None) -> None:
@@ -171,7 +184,7 @@ class MediaStream:
         self.params = params
         if params is None:
             return
-        self.stats.codec = params.codec
+        self._stats.codec = params.codec
         if previous is None or previous.remote != params.remote:
             self._latched = None  # a re-INVITE that moves the peer moves the stream
         if previous is None or previous.codec != params.codec:
@@ -301,10 +314,10 @@ class MediaStream:
         try:
             self.socket.sendto(data, destination)
         except OSError as exc:  # a full buffer, an ICMP error queued on the socket
-            self.stats.drop(f"send failed: {exc.strerror or exc}")
+            self._stats.drop(f"send failed: {exc.strerror or exc}")
             return
-        self.stats.packets_sent += 1
-        self.stats.bytes_sent += len(data)
+        self._stats.packets_sent += 1
+        self._stats.bytes_sent += len(data)
 
     def _next_frame(self, samples: int) -> bytes:
         """The next ``samples`` of what is played (queued frames are 20 ms; a negotiated
@@ -338,7 +351,7 @@ class MediaStream:
             except BlockingIOError:
                 return
             except OSError as exc:  # ICMP port unreachable from an earlier send, ...
-                self.stats.drop(f"receive error: {exc.strerror or exc}")
+                self._stats.drop(f"receive error: {exc.strerror or exc}")
                 continue
             if rtcp or _is_rtcp(data):  # RFC 5761 4: demultiplexed by packet type
                 self._on_rtcp(data)
@@ -348,12 +361,12 @@ class MediaStream:
     def _on_datagram(self, data: bytes, source: tuple[str, int]) -> None:
         params = self.params
         if params is None:
-            self.stats.drop("before negotiation")
+            self._stats.drop("before negotiation")
             return
         try:
             packet = RtpPacket.parse(data)
         except ParseError:
-            self.stats.drop("malformed")
+            self._stats.drop("malformed")
             return
         audio = packet.payload_type in (params.receive_payload, params.send_payload)
         event = params.event_receive_payload is not None and packet.payload_type in (
@@ -361,27 +374,22 @@ class MediaStream:
             params.event_send_payload,
         )
         if not (audio or event):
-            self.stats.drop(f"payload type {packet.payload_type}")
+            self._stats.drop(f"payload type {packet.payload_type}")
             return
         if self._latched is None:
             self._latched = source  # symmetric RTP: answer where the peer sends from
-            self.stats.remote_address = source
+            self._stats.remote_address = source
         elif source != self._latched:
-            self.stats.drop("unexpected source")
+            self._stats.drop("unexpected source")
             return
-        self.stats.packets_received += 1
-        self.stats.bytes_received += len(data)
+        self._stats.packets_received += 1
+        self._stats.bytes_received += len(data)
         if event:
             self._on_event(packet)
             return
         if self._receiver is None or self._receiver.ssrc not in (None, packet.ssrc):
             self._receiver = RtpReceiver()  # a new source (the peer restarted its stream)
         ready = self._receiver.receive(packet, trio.current_time(), 8000)
-        stats = self._receiver.stats
-        # Telephone-events take sequence numbers between audio packets: not lost.
-        self.stats.packets_lost = max(0, stats.lost - self._event_packets)
-        self.stats.duplicates = stats.duplicates
-        self.stats.jitter = stats.jitter_seconds
         if not params.receives or not self.frame_listeners:
             return
         decode = _DECODERS[params.codec]
@@ -425,7 +433,7 @@ class MediaStream:
             )
         else:
             report = ReceiverReport(ssrc=sender.ssrc, reports=blocks)
-        host = self.stats.local_address[0] if self.stats.local_address else "localhost"
+        host = self._stats.local_address[0] if self._stats.local_address else "localhost"
         cname = f"sipx-{sender.ssrc:08x}@{host}"  # RFC 3550 6.5.1: unique, stable per stream
         packets: list[RtcpPacket | SourceDescription] = [
             report,
@@ -437,15 +445,15 @@ class MediaStream:
             sock.sendto(build_compound(packets), address)
         except OSError:
             return
-        self.stats.rtcp_sent += 1
+        self._stats.rtcp_sent += 1
 
     def _on_rtcp(self, data: bytes) -> None:
         try:
             packets = parse_compound(data)
         except ParseError:
-            self.stats.drop("malformed RTCP")
+            self._stats.drop("malformed RTCP")
             return
-        self.stats.rtcp_received += 1
+        self._stats.rtcp_received += 1
         for packet in packets:
             if isinstance(packet, SenderReport) and self._receiver is not None:
                 try:
@@ -453,7 +461,7 @@ class MediaStream:
                 except ValueError:
                     pass  # an SR about another source
             elif isinstance(packet, Bye):
-                self.stats.peer_said_bye = True
+                self._stats.peer_said_bye = True
 
     def _on_event(self, packet: RtpPacket) -> None:
         """A telephone-event packet: its digit is reported once, as soon as the event is
@@ -472,7 +480,7 @@ class MediaStream:
         digit = event_to_digit(event)
         if digit is None:
             return
-        self.stats.digits_received += 1
+        self._stats.digits_received += 1
         for listener in list(self.digit_listeners):
             listener(digit)
 

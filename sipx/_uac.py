@@ -102,8 +102,7 @@ class UserAgentClient:
         _validate.text("host", host, optional=True)
         _validate.port("port", port, optional=True)
         timeout = _validate.timeout("timeout", timeout)
-        if auth is not None and not isinstance(auth, Auth.Digest):
-            raise TypeError(f"auth is an Auth.Digest(username, password) or None, not {auth!r}")
+        _validate.credentials("auth", auth)
         self.engine.require_transport()
         self.next_hop.add_outbound_route(request, host)
         destinations = await self.next_hop.candidates(request, host, port)

@@ -210,26 +210,19 @@ class UserAgentServer:
         async with trio.open_nursery() as nursery:
             for call in list(self.engine.calls.values()):
                 if call.dialog is not None and not call.ended:
-                    nursery.start_soon(self._quiet_bye, call)
+                    nursery.start_soon(self._quiet_bye, call.dialog, "on closing")
             # Dialogs of a bare invite() + ack(), which have no Call.
             with_calls = {call.dialog.id for call in self.engine.calls.values() if call.dialog}
             for dialog in list(self.engine.dialogs.values()):
                 if dialog.id not in with_calls and dialog.state is DialogState.CONFIRMED:
-                    nursery.start_soon(self._quiet_dialog_bye, dialog)
+                    nursery.start_soon(self._quiet_bye, dialog, "on closing")
 
-    async def _quiet_bye(self, call: Call) -> None:
-        try:
-            await call.bye()
-        except SIPError as exc:
-            log.info("BYE on closing failed: %s", exc)
-        finally:
-            end_call(call, "local")
-
-    async def _quiet_dialog_bye(self, dialog: Dialog) -> None:
+    async def _quiet_bye(self, dialog: Dialog, when: str) -> None:
+        """BYE that only logs a failure (its call, if any, ends as ended by us anyway)."""
         try:
             await self.uac.bye(dialog)
-        except SIPError as exc:
-            log.info("BYE on closing failed: %s", exc)
+        except SIPError as exc:  # a peer that never ACKed may not answer the BYE either
+            log.info("BYE %s failed: %s", when, exc)
 
     # -- helpers used by Call ------------------------------------------------------------------
     def local_tag(self, request: Request) -> str | None:
@@ -324,17 +317,11 @@ class UserAgentServer:
             log.warning("no ACK for our 2xx to %s: ending the call", call.call_id)
             end_call(call, "timeout")  # first: the BYE would record the end as "local"
             if self.engine.running:
-                self.engine.start_soon(self._bye_after_timeout, dialog)
+                self.engine.start_soon(self._quiet_bye, dialog, "after the missing ACK")
 
         self.engine.retransmit_2xx(
             (dialog.id, response.cseq.seq), call.transaction, response, no_ack
         )
-
-    async def _bye_after_timeout(self, dialog: Dialog) -> None:
-        try:
-            await self.uac.bye(dialog)
-        except SIPError as exc:  # a peer that never ACKed may not answer the BYE either
-            log.info("BYE after the missing ACK failed: %s", exc)
 
     # -- the request path --------------------------------------------------------------------
     async def serve(self, transaction: ServerTransaction, request: Request) -> None:

@@ -11,6 +11,7 @@ import argparse
 import math
 from typing import Any
 
+from ._auth import Auth
 from ._core.sdp import SDPBody
 from ._core.uri import URI
 
@@ -56,6 +57,12 @@ def uri(name: str, value: Any, *, optional: bool = False) -> str | URI | None:
     return value
 
 
+def credentials(name: str, value: Any) -> None:
+    """None or an ``Auth.Digest``."""
+    if value is not None and not isinstance(value, Auth.Digest):
+        raise TypeError(f"{name} is an Auth.Digest(username, password) or None, not {value!r}")
+
+
 def body(name: str, value: Any) -> None:
     """None, text, bytes or an :class:`~sipx.SDPBody`."""
     if value is not None and not isinstance(value, str | bytes | bytearray | SDPBody):
@@ -73,4 +80,4 @@ def port_argument(text: str) -> int:
     return value
 
 
-__all__ = ["body", "port", "port_argument", "text", "timeout", "uri"]
+__all__ = ["body", "credentials", "port", "port_argument", "text", "timeout", "uri"]
