@@ -261,7 +261,7 @@ class AsyncClient(Lifetime):
         fields: dict[str, str] = {} if contact is None else {"Contact": contact}
         fields.update(headers or {})
         request = self._registrations.build(
-            aor, registrar=registrar, expires=expires, headers=fields
+            aor, registrar=registrar, expires=expires, headers=fields, host=host, port=port
         )
         return await self._uac.send(request, host=host, port=port, timeout=timeout, auth=auth)
 

@@ -50,6 +50,9 @@ class Registration:
     granted: int | None = None
     registrar: str | None = None
     registered_at: float | None = None  # trio time of the last 2xx
+    # where register() was told to send it (host=, port=): refreshes go there too
+    host: str | None = None
+    port: int | None = None
 
 
 class Registrations:
@@ -69,6 +72,8 @@ class Registrations:
         registrar: str | None,
         expires: int,
         headers: dict[str, str],
+        host: str | None = None,
+        port: int | None = None,
     ) -> Request:
         """The next REGISTER of ``aor`` (same Call-ID, CSeq + 1)."""
         _validate.uri("aor", aor)
@@ -81,6 +86,7 @@ class Registrations:
             state = self.states[aor] = Registration(aor, self.ids.call_id(), self.ids.tag())
         state.expires = expires
         state.registrar = registrar
+        state.host, state.port = host, port
         state.cseq += 1
         request_uri = (
             URI.parse(registrar)
@@ -173,6 +179,8 @@ class Registrations:
                     aor,
                     registrar=state.registrar if state else None,
                     expires=(state.expires if state else 0) or 3600,
+                    host=state.host if state else None,
+                    port=state.port if state else None,
                 )
                 if response.is_success:
                     return

@@ -82,7 +82,8 @@ class UserAgentClient:
         self._sent_invites: dict[tuple[str, int], Request] = {}
         # Where recent requests went, so that retry_with_auth() sends the retry there too.
         self._destinations: OrderedDict[tuple[str, int, str], Address] = OrderedDict()
-        self._aborts = 0
+        # INVITEs given up on whose CANCEL still runs, each with the scope that bounds it.
+        self._aborts: dict[ClientTransaction, trio.CancelScope] = {}
         self._aborts_idle = trio.Event()
         self._aborts_idle.set()
         engine.on_stray_response = self._on_stray_response
@@ -385,9 +386,10 @@ class UserAgentClient:
         return await self.transact(cancel, destination)
 
     def _hand_off(self, transaction: ClientTransaction, responses: Responses) -> None:
-        self._aborts += 1
+        scope = trio.CancelScope(shield=True)
+        self._aborts[transaction] = scope
         self._aborts_idle = trio.Event()
-        self.engine.start_soon(self._cancel_on_abort, transaction, responses)
+        self.engine.start_soon(self._cancel_on_abort, transaction, responses, scope)
 
     async def _wind_down(self) -> None:
         """The client is closing: CANCEL every INVITE still pending (its caller gets
@@ -397,16 +399,27 @@ class UserAgentClient:
             responses = self.engine.take_over(transaction)
             self._hand_off(transaction, responses)
             log.debug("closing: cancelling the pending INVITE to %s", request.uri)
+        # An INVITE with no provisional response cannot be CANCELled yet (RFC 3261 9.1): do
+        # not hold the close waiting for one. Should the callee answer later, it ends the
+        # dialog itself when no ACK comes (13.3.1.4).
+        for transaction, scope in self._aborts.items():
+            if transaction.state is TransactionState.CALLING:
+                log.debug(
+                    "closing: abandoning the unanswered INVITE to %s", transaction.request.uri
+                )
+                scope.cancel()
         await self._aborts_idle.wait()
 
-    async def _cancel_on_abort(self, transaction: ClientTransaction, responses: Responses) -> None:
+    async def _cancel_on_abort(
+        self, transaction: ClientTransaction, responses: Responses, scope: trio.CancelScope
+    ) -> None:
         """The caller gave up on an INVITE: CANCEL it, bounded in time (RFC 3261 9.1).
 
         CANCEL waits for a provisional response; a 2xx that wins the race is ACKed and
         ended with BYE so that the callee is not left in a half-open call.
         """
         try:
-            with trio.CancelScope(shield=True) as scope:
+            with scope:
                 scope.deadline = trio.current_time() + self.engine.timers.t1 * 16
                 async with trio.open_nursery() as nursery:
                     cancelled = False
@@ -431,7 +444,7 @@ class UserAgentClient:
                     )
         finally:
             self.engine.release(transaction, responses)
-            self._aborts -= 1
+            del self._aborts[transaction]
             if not self._aborts:
                 self._aborts_idle.set()
 
@@ -455,7 +468,7 @@ class UserAgentClient:
     @property
     def aborts(self) -> int:
         """INVITEs given up on whose CANCEL still runs."""
-        return self._aborts
+        return len(self._aborts)
 
 
 __all__ = ["INVITE_TIMEOUT", "UserAgentClient", "fail_after"]

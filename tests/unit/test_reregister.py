@@ -245,3 +245,20 @@ async def test_refresh_survives_a_lossy_network(autojump_clock: trio.testing.Moc
         assert len(times) > 3600 // 60
         assert max(gaps(times)) < 30 + 64
         assert next(iter(uas.bindings[AOR].values())) > trio.current_time()
+
+
+async def test_refreshes_go_where_register_was_told_to_send(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """register(aor, host=, port=) to a registrar that is not the AOR's domain: the
+    refreshes go to that registrar too, not to the domain's address."""
+    network = MemoryNetwork()
+    aor = "sip:alice@127.0.0.1:5999"  # nothing answers there
+    async with registrar(network, max_expires=60), client_on(network) as client:
+        response = await client.register(aor, host=UAS[0], port=UAS[1])
+        assert response.status_code == 200
+        await client.enable_auto_reregister(aor)
+        await trio.sleep(65)
+    registers = fresh_registers(network)
+    assert len(registers) == 3  # at 0, 30 and 60 s
+    assert {c.destination for c in registers} == {UAS}
