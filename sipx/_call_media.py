@@ -188,18 +188,21 @@ async def _frames_from(source: AudioSource) -> list[bytes]:
     if isinstance(source, bytes | bytearray | memoryview):
         return frames_of(bytes(source))
     if isinstance(source, str | os.PathLike):
-        try:
-            data = await trio.Path(source).read_bytes()
-        except OSError as exc:
-            raise ValueError(f"cannot read {os.fspath(source)!r}: {exc.strerror or exc}") from None
-        try:
-            audio = parse_wav(data)
-        except ParseError as exc:
-            raise ValueError(
-                f"{os.fspath(source)!r} is not a WAV file sipx can read: {exc}"
-            ) from None
-        return frames_of(to_pcm16_mono_8k(audio))
+        return frames_of(await trio.to_thread.run_sync(read_wav_file, source))
     return [_check_frame(frame) for frame in source]
+
+
+def read_wav_file(path: str | os.PathLike[str]) -> bytes:
+    """A WAV file as 16-bit 8 kHz mono PCM; ValueError naming the file if it cannot be."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read {os.fspath(path)!r}: {exc.strerror or exc}") from None
+    try:
+        return to_pcm16_mono_8k(parse_wav(data))
+    except ParseError as exc:
+        raise ValueError(f"{os.fspath(path)!r} is not a WAV file sipx can read: {exc}") from None
 
 
 def _check_frame(frame: bytes) -> bytes:
@@ -212,4 +215,4 @@ def _check_frame(frame: bytes) -> bytes:
     return bytes(frame)
 
 
-__all__ = ["DTMF_INFO_TYPES", "AudioSource", "CallMedia"]
+__all__ = ["DTMF_INFO_TYPES", "AudioSource", "CallMedia", "read_wav_file"]

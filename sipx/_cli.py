@@ -1,7 +1,11 @@
 """The ``sipx`` command line: options, register, message, call, serve, demo.
 
-Each client command runs one AsyncClient under ``trio.run``; ``--verbose`` prints every
-message sent and received.
+Each client command runs one AsyncClient under ``trio.run``; provisional responses are
+shown as they come (``Ringing (180)...``), ``--ladder`` prints a line per message and
+``--verbose`` every message whole.
+
+Exit status: 0 a 2xx; 1 another final response; 2 a bad argument; 3 no usable answer (a
+timeout, a transport failure); 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,15 +24,35 @@ from . import __version__
 from ._async_client import AsyncClient
 from ._auth import Auth
 from ._call import Call
+from ._call_media import read_wav_file
+from ._core.dtmf import digit_to_event
+from ._core.message import Response
 from ._errors import SIPError
+from ._events import Events, RequestContext
 from ._ladder import Ladder
-from ._validate import port_argument
+from ._validate import duration_argument, port_argument, seconds_argument
+
+EXIT_OK = 0
+EXIT_REJECTED = 1  # a final response other than 2xx
+EXIT_USAGE = 2  # a bad argument (argparse uses 2 too)
+EXIT_NO_ANSWER = 3  # a timeout or a transport failure: nothing usable came back
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+def _progress(response: Response, context: RequestContext) -> None:
+    """A provisional response, as one line while the request waits (``Ringing (180)...``)."""
+    if response.status_code < 200:
+        print(f"{response.reason_phrase or 'Progress'} ({response.status_code})...", flush=True)
 
 
 def _client(args: argparse.Namespace) -> AsyncClient:
     auth = Auth.Digest(args.user, args.password) if args.user and args.password else None
-    ladder = Ladder(full=True) if args.verbose else None
+    ladder = Ladder(full=args.verbose) if args.verbose or args.ladder else None
     verify: str | bool = False if args.insecure else (args.ca or True)
+    events = None
+    if ladder is None:  # the ladder shows the 1xx already
+        events = Events()
+        events.on("response", _progress)
     return AsyncClient(
         local_host=args.local_host,
         local_port=args.local_port,
@@ -38,6 +62,7 @@ def _client(args: argparse.Namespace) -> AsyncClient:
         trace=ladder.hook("me") if ladder else None,
         verify=verify,
         cert=args.cert,
+        events=events,
     )
 
 
@@ -80,7 +105,7 @@ async def _options(args: argparse.Namespace) -> int:
         _print_response("OPTIONS", response, args)
         if "Allow" in response.headers:
             print(f"Allow: {response.headers['Allow']}")
-        return 0 if response.is_success else 1
+        return EXIT_OK if response.is_success else EXIT_REJECTED
 
 
 async def _register(args: argparse.Namespace) -> int:
@@ -91,14 +116,40 @@ async def _register(args: argparse.Namespace) -> int:
         _print_response("REGISTER", response, args)
         for contact in response.contact:
             print(f"Contact: {contact}")
-        return 0 if response.is_success else 1
+        if not response.is_success:
+            return EXIT_REJECTED
+        if args.expires == 0:
+            return EXIT_OK
+        host, port = client.local_address.host, client.local_address.port
+        if not args.keep:
+            print(
+                f"note: the binding points at {host}:{port}, which closes when sipx exits;"
+                " requests to it fail until it expires. --keep stays registered (until"
+                " Ctrl-C), --expires 0 removes it.",
+                file=sys.stderr,
+            )
+            return EXIT_OK
+        return await _keep_registered(client, args)
+
+
+async def _keep_registered(client: AsyncClient, args: argparse.Namespace) -> int:
+    """--keep: refresh the binding until Ctrl-C, then remove it."""
+    await client.enable_auto_reregister(args.aor)
+    print("Registered; refreshing until Ctrl-C", flush=True)
+    try:
+        await trio.sleep_forever()
+    except KeyboardInterrupt:
+        with trio.CancelScope(shield=True):
+            response = await client.unregister(args.aor, host=args.host, port=args.port)
+            _print_response("REGISTER (expires 0)", response)
+    return EXIT_INTERRUPTED
 
 
 async def _message(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         response = await client.message(args.uri, args.text, host=args.host, port=args.port)
         _print_response("MESSAGE", response, args)
-        return 0 if response.is_success else 1
+        return EXIT_OK if response.is_success else EXIT_REJECTED
 
 
 async def _call(args: argparse.Namespace) -> int:
@@ -107,7 +158,7 @@ async def _call(args: argparse.Namespace) -> int:
         assert call.final_response is not None
         _print_response("INVITE", call.final_response, args)
         if not call.established:
-            return 1
+            return EXIT_REJECTED
         if call.remote_sdp is not None:
             print(f"Codecs: {', '.join(call.remote_sdp.get_codecs_summary())}")
         interrupted = False
@@ -122,23 +173,30 @@ async def _call(args: argparse.Namespace) -> int:
                         ended_by = await call.wait_ended()
                         nursery.cancel_scope.cancel()
                         print(f"Call ended by the {ended_by} side")
-                        return 0
+                        return EXIT_OK
         except* KeyboardInterrupt:  # Ctrl-C (inside the nursery, it comes in a group)
             interrupted = True
         if not call.ended:
             with trio.CancelScope(shield=True):
                 _print_response("BYE", await call.bye())
-        return 130 if interrupted else 0
+        return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
 async def _act(call: Call, args: argparse.Namespace) -> None:
     """What --play and --dtmf ask of an answered call, in that order."""
     if args.play:
-        await call.play(args.play)
+        await call.play(args.audio)
         print(f"Played {args.play}")
     if args.dtmf:
         await call.send_dtmf(args.dtmf)
         print(f"Sent DTMF {args.dtmf}")
+
+
+def _check_call_arguments(args: argparse.Namespace) -> None:
+    """Read --play and check --dtmf before the call is placed (ValueError if they are bad)."""
+    args.audio = read_wav_file(args.play) if args.play else None
+    for digit in args.dtmf or "":
+        digit_to_event(digit)
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -155,8 +213,16 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local-port", type=port_argument, default=0, help="0 picks a free port")
     parser.add_argument("--host", help="send to this host instead of the URI's")
     parser.add_argument("--port", type=port_argument, help="send to this port instead of the URI's")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    parser.add_argument("--verbose", "-v", action="store_true", help="print every message")
+    parser.add_argument(
+        "--timeout",
+        type=seconds_argument,
+        default=10.0,
+        help="seconds to wait for each request's final response (default 10)",
+    )
+    parser.add_argument(
+        "--ladder", "-l", action="store_true", help="print a line per message sent or received"
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="print every message whole")
     tls = parser.add_argument_group("TLS (with --transport tls)")
     tls.add_argument("--ca", help="CA bundle (PEM) to check the server's certificate with")
     tls.add_argument("--insecure", action="store_true", help="do not check the certificate")
@@ -175,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     register = commands.add_parser("register", help="REGISTER an address of record")
     register.add_argument("aor")
     register.add_argument("--expires", type=int, default=3600)
+    register.add_argument(
+        "--keep",
+        action="store_true",
+        help="stay registered, refreshing the binding, until Ctrl-C; then remove it",
+    )
     _add_client_options(register)
 
     message = commands.add_parser("message", help="send an instant message")
@@ -186,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("uri")
     call.add_argument(
         "--duration",
-        type=float,
+        type=duration_argument,
         default=5.0,
         help="hang up after N seconds (negative: when the peer does, or on Ctrl-C)",
     )
@@ -217,13 +288,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(transport=args.transport.upper(), full=args.verbose)
     if getattr(args, "user", None) and not args.password and sys.stdin.isatty():
         args.password = getpass.getpass(f"Password for {args.user}: ")
+    if args.command == "call":
+        try:
+            _check_call_arguments(args)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     runner = {"options": _options, "register": _register, "message": _message, "call": _call}[
         args.command
     ]
     try:
         return trio.run(runner, args)
-    except (SIPError, ValueError) as exc:  # ValueError: a bad URI, file or option value
+    except ValueError as exc:  # a bad URI, file or option value
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except SIPError as exc:  # a timeout, a transport failure
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NO_ANSWER
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED

@@ -46,6 +46,7 @@ from ._core.transaction import (
     TransportFailed,
 )
 from ._errors import ClientClosedError, ParseError, ProtocolError, TimeoutError, TransportError
+from ._ladder import wire_fields
 from ._trio.groups import single_exception
 from ._trio.transport import Address, MessageHandler, Transport
 
@@ -188,7 +189,12 @@ class Engine:
         if self._trace is not None:
             self._trace("out", data, address, transport.name)
         if wire_log.isEnabledFor(logging.DEBUG):
-            wire_log.debug("send to %s:%s\n%s", *address, data.decode("utf-8", "replace"))
+            wire_log.debug(
+                "send to %s:%s\n%s",
+                *address,
+                data.decode("utf-8", "replace"),
+                extra=wire_fields("out", data, address, transport.local_address, transport.name),
+            )
         transport.send_nowait(data, address)
 
     def open_transaction(
@@ -269,7 +275,12 @@ class Engine:
         if self._trace is not None:
             self._trace("in", data, source, transport.name)
         if wire_log.isEnabledFor(logging.DEBUG):
-            wire_log.debug("received from %s:%s\n%s", *source, data.decode("utf-8", "replace"))
+            wire_log.debug(
+                "received from %s:%s\n%s",
+                *source,
+                data.decode("utf-8", "replace"),
+                extra=wire_fields("in", data, source, transport.local_address, transport.name),
+            )
         if not data.strip() or self.closed:
             return  # keep-alive
         try:

@@ -3,6 +3,9 @@
 ``Ladder.hook(name)`` returns a trace callback for a client named ``name``; each message
 becomes one line (``1111 ──INVITE sip:100@...──▶ 127.0.0.1:5070``), and with ``full=True``
 the whole message follows.
+
+:func:`wire_fields` is the structured data the ``sipx.wire`` and ``sipx.serve.wire`` log
+records carry (``extra=``), from which the pytest plugin draws its ladder.
 """
 
 from __future__ import annotations
@@ -27,6 +30,30 @@ def summary(data: bytes) -> str:
     return f"{method} {rest.rsplit(' ', 1)[0]}"
 
 
+def arrow(name: str, direction: str, data: bytes, peer: Address, transport: str) -> str:
+    """One ladder line: ``name ──summary──▶ peer (transport)``, ``◀──`` when received."""
+    text = summary(data)
+    where = f"{peer[0]}:{peer[1]} ({transport})"
+    if direction == "out":
+        return f"{name} ──{text}──▶ {where}"
+    return f"{name} ◀──{text}── {where}"
+
+
+def wire_fields(
+    direction: str, data: bytes, peer: Address, local: Address, transport: str
+) -> dict[str, object]:
+    """The ``extra=`` of a wire log record: attributes ``sip_direction`` ("in"/"out"),
+    ``sip_data`` (the raw bytes), ``sip_peer`` and ``sip_local`` (host, port) and
+    ``sip_transport`` ("UDP", "TCP", "TLS")."""
+    return {
+        "sip_direction": direction,
+        "sip_data": data,
+        "sip_peer": peer,
+        "sip_local": local,
+        "sip_transport": transport,
+    }
+
+
 class Ladder:
     def __init__(
         self,
@@ -44,12 +71,7 @@ class Ladder:
         def trace(direction: str, data: bytes, address: Address, transport: str) -> None:
             if not data.strip():
                 return
-            peer = f"{address[0]}:{address[1]}"
-            text = summary(data)
-            if direction == "out":
-                line = f"{name:>6} ──{text}──▶ {peer} ({transport})"
-            else:
-                line = f"{name:>6} ◀──{text}── {peer} ({transport})"
+            line = arrow(f"{name:>6}", direction, data, address, transport)
             if self.clock is not None:
                 line = f"[{self.clock():7.3f}] {line}"
             self.lines.append(line)

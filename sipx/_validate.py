@@ -80,4 +80,37 @@ def port_argument(text: str) -> int:
     return value
 
 
-__all__ = ["body", "credentials", "port", "port_argument", "text", "timeout", "uri"]
+def seconds_argument(text: str) -> float:
+    """An argparse ``type=`` for --timeout: a number of seconds > 0."""
+    value = _float_argument(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"a number of seconds > 0, not {text!r}")
+    return value
+
+
+def duration_argument(text: str) -> float:
+    """An argparse ``type=`` for --duration: seconds, negative (or inf) for "until hung up"."""
+    return _float_argument(text)
+
+
+def _float_argument(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
+__all__ = [
+    "body",
+    "credentials",
+    "duration_argument",
+    "port",
+    "port_argument",
+    "seconds_argument",
+    "text",
+    "timeout",
+    "uri",
+]

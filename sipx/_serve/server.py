@@ -28,6 +28,7 @@ from .._core.parser import parse_message
 from .._core.rtp import RtpPacket
 from .._core.timers import DEFAULT_TIMERS, TimerConfig
 from .._errors import ParseError, SIPError, TransportError
+from .._ladder import wire_fields
 from .._media_stream import bind_rtp_socket
 from .._trio.groups import single_exception
 from .._trio.lifetime import Lifetime, task_nursery
@@ -315,7 +316,13 @@ class DevServer(Lifetime):
         if self.trace is not None:
             self._call_trace("in", data, source, name)
         if wire_log.isEnabledFor(logging.DEBUG):
-            wire_log.debug("%s in from %s:%s\n%s", name, *source, data.decode("utf-8", "replace"))
+            wire_log.debug(
+                "%s in from %s:%s\n%s",
+                name,
+                *source,
+                data.decode("utf-8", "replace"),
+                extra=wire_fields("in", data, source, transport.local_address, name),
+            )
         if not data.strip(b"\r\n\t "):
             return  # keep-alive
         proxy = self._proxy
@@ -353,6 +360,9 @@ class DevServer(Lifetime):
                     out.transport,
                     *out.address,
                     data.decode("utf-8", "replace"),
+                    extra=wire_fields(
+                        "out", data, out.address, transport.local_address, out.transport
+                    ),
                 )
             try:
                 transport.send_nowait(data, out.address)

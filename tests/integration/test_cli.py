@@ -26,6 +26,7 @@ import trio
 from peers import HOST, Kamailio, SIPp, free_port, query_bindings, wait_sip_ready
 
 from sipx import AsyncClient, Auth, __version__
+from sipx.testing import DevServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "sipx"]
@@ -76,6 +77,11 @@ def show(done: subprocess.CompletedProcess[str]) -> str:
 
 def lines(done: subprocess.CompletedProcess[str]) -> list[str]:
     return done.stdout.splitlines()
+
+
+def results(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """The printed lines without the progress of provisional responses (``Ringing (180)...``)."""
+    return [line for line in lines(done) if not re.fullmatch(r".* \(1\d\d\)\.\.\.", line)]
 
 
 def client_opts(transport: str, *more: str, local_port: int | None = None) -> list[str]:
@@ -204,7 +210,7 @@ def test_register_wrong_password_serve(serve: Serve, transport: str) -> None:
 def test_call_without_credentials_says_so(serve: Serve) -> None:
     done = run_cli("call", f"sip:100@{serve.hostport}", "--duration", "1", *client_opts("udp"))
     assert done.returncode != 0, show(done)
-    assert lines(done)[0] == "INVITE: 407 Proxy Authentication Required", show(done)
+    assert results(done)[0] == "INVITE: 407 Proxy Authentication Required", show(done)
     assert "requires authentication" in done.stderr and "--user" in done.stderr, show(done)
 
 
@@ -224,7 +230,9 @@ def test_call_extension_100_serve(serve: Serve, transport: str) -> None:
     elapsed = time.monotonic() - started
     assert done.returncode == 0, show(done)
     out = lines(done)
-    assert out[0] == "INVITE: 200 OK", show(done)
+    # the progress while it rings, then the answer
+    assert out[:3] == ["Trying (100)...", "Ringing (180)...", "INVITE: 200 OK"], show(done)
+    out = out[2:]
     assert out[1].startswith("Codecs: ") and "PCMU/8000" in out[1], out
     assert out[-1] == "BYE: 200 OK", out
     assert 1.0 <= elapsed < 10, elapsed  # held the call for --duration before the BYE
@@ -251,7 +259,10 @@ def test_call_held_until_ctrl_c_hangs_up(serve: Serve) -> None:
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "INVITE: 200 OK"
+        line = proc.stdout.readline().strip()
+        while line.endswith("..."):  # Trying (100)..., Ringing (180)...
+            line = proc.stdout.readline().strip()
+        assert line == "INVITE: 200 OK"
         assert proc.stdout.readline().startswith("Codecs: ")
         time.sleep(1.5)  # the call is held (the old code failed here at once)
         assert proc.poll() is None
@@ -315,15 +326,142 @@ def test_unreachable_server_is_a_clear_error() -> None:
     port = free_port()  # nothing listens there
     started = time.monotonic()
     done = run_cli("options", f"sip:{HOST}:{port}", *client_opts("udp"), "--timeout", "5")
-    assert done.returncode == 2, show(done)
+    assert done.returncode == 3, show(done)  # no usable answer
     # ICMP port unreachable fails the request at once, naming the address (not a timeout)
     assert done.stderr.startswith("error: "), show(done)
     assert f"transport failure to {HOST}:{port}" in done.stderr, show(done)
     assert time.monotonic() - started < 4
     done = run_cli("options", f"sip:{HOST}:{port}", *client_opts("tcp"))
-    assert done.returncode == 2, show(done)
+    assert done.returncode == 3, show(done)
     assert done.stderr.startswith("error: "), show(done)
     assert "Traceback" not in done.stderr
+
+
+# -- what the user waits for, and the exit status ---------------------------------------- #
+async def test_call_timeout_is_what_the_user_waits_on_a_silent_peer() -> None:
+    """Nothing answers the INVITE (no 1xx: nothing to CANCEL): ``--timeout 2`` is over
+    after 2 s, and the exit status says "no answer" (3). It used to take 10 s."""
+    with trio.socket.socket(type=trio.socket.SOCK_DGRAM) as silent:
+        await silent.bind((HOST, 0))
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        done = await arun_cli(
+            "call", f"sip:100@{HOST}:{port}", *client_opts("udp"), "--timeout", "2"
+        )
+        elapsed = time.monotonic() - started
+    assert done.returncode == 3, show(done)
+    assert "no final response within 2" in done.stderr, show(done)
+    assert elapsed < 4.5, elapsed  # 2 s, and the interpreter's start
+
+
+async def test_call_timeout_while_ringing_cancels_and_returns() -> None:
+    """It rings for ever: progress lines while waiting, then after ``--timeout`` the CANCEL
+    and its 487 (one round trip) and exit status 3."""
+    async with DevServer(HOST, 0, echo_answer_delay=60) as server:
+        uri = f"sip:100@{HOST}:{server.address[1]}"
+        opts = client_opts("udp", *CREDENTIALS_1111)
+        started = time.monotonic()
+        done = await arun_cli("call", uri, *opts, "--timeout", "2")
+        elapsed = time.monotonic() - started
+        assert done.returncode == 3, show(done)
+        assert lines(done) == ["Trying (100)...", "Ringing (180)..."], show(done)
+        assert elapsed < 4.5, elapsed
+        # --ladder: a line per message, the CANCEL and the 487 included
+        done = await arun_cli("call", uri, *opts, "--timeout", "1", "--ladder")
+    assert done.returncode == 3, show(done)
+    steps = [re.sub(r"^\s*me (◀──|──)", "", line).split("──")[0] for line in lines(done)]
+    names = [step.split(" ")[0] for step in steps]
+    assert names[:6] == ["INVITE", "407", "ACK", "INVITE", "100", "180"], show(done)
+    assert names[6] == "CANCEL" and sorted(names[7:]) == ["200", "487", "ACK"], show(done)
+
+
+def test_exit_status_of_a_refused_call_and_of_bad_values(serve: Serve) -> None:
+    refused = run_cli(
+        "call", f"sip:nobody@{serve.hostport}", *client_opts("udp", *CREDENTIALS_1111)
+    )
+    assert refused.returncode == 1, show(refused)
+    assert results(refused)[0].startswith("INVITE: 4"), show(refused)
+    for bad in (["--timeout", "-1"], ["--timeout", "nan"], ["--duration", "nan"]):
+        done = run_cli("call", f"sip:100@{serve.hostport}", *client_opts("udp"), *bad)
+        assert done.returncode == 2, show(done)
+        assert f"argument {bad[0]}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_bad_file_or_digit_is_refused_before_the_call(serve: Serve, tmp_path: Path) -> None:
+    """``--play`` and ``--dtmf`` are checked before the INVITE goes out (``--ladder`` would
+    show it): exit status 2 and a message naming the problem."""
+    not_wav = tmp_path / "prompt.wav"
+    not_wav.write_bytes(b"not a RIFF file")
+    cases = {
+        "--play": [str(tmp_path / "missing.wav"), str(not_wav)],
+        "--dtmf": ["12x"],
+    }
+    for option, values in cases.items():
+        for value in values:
+            done = run_cli(
+                "call",
+                f"sip:100@{serve.hostport}",
+                "--ladder",
+                option,
+                value,
+                *client_opts("udp", *CREDENTIALS_1111),
+            )
+            assert done.returncode == 2, show(done)
+            assert done.stdout == "", show(done)  # not a message sent
+            assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    assert "missing.wav" in run_cli("call", "sip:100@127.0.0.1:1", "--play", "missing.wav").stderr
+
+
+def test_register_says_the_binding_outlives_the_command(serve: Serve) -> None:
+    credentials = ["--user", "3333", "--password", "3333xxx"]
+    done = run_cli(
+        "register", serve.aor("3333"), "--expires", "30", *client_opts("udp", *credentials)
+    )
+    assert done.returncode == 0, show(done)
+    assert "note: the binding points at 127.0.0.1:" in done.stderr, show(done)
+    assert "--keep" in done.stderr
+    done = run_cli(
+        "register", serve.aor("3333"), "--expires", "0", *client_opts("udp", *credentials)
+    )
+    assert done.returncode == 0 and done.stderr == "", show(done)
+
+
+def test_register_keep_refreshes_until_ctrl_c(serve: Serve) -> None:
+    """``--keep`` keeps the binding alive past its expiry, then removes it on Ctrl-C (130)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "register",
+            serve.aor("3333"),
+            "--expires",
+            "4",
+            "--keep",
+            *client_opts("udp", "--user", "3333", "--password", "3333xxx", local_port=port),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "REGISTER: 200 OK"
+        line = proc.stdout.readline().strip()
+        while line.startswith("Contact:"):
+            line = proc.stdout.readline().strip()
+        assert line == "Registered; refreshing until Ctrl-C"
+        time.sleep(5.5)  # past the 4 s expiry: only a refresh keeps the binding
+        assert any(f":{port}" in c for c in query_bindings(serve, "3333"))
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert out.splitlines()[-1] == "REGISTER (expires 0): 200 OK", (out, err)
+    assert not any(f":{port}" in c for c in query_bindings(serve, "3333"))
 
 
 @pytest.mark.parametrize("verbose", [False, True])

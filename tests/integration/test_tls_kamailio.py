@@ -194,7 +194,7 @@ def test_cli_options_over_tls(kamailio_tls: Kamailio, pki: dict[str, str]) -> No
     assert good.returncode == 0, good.stderr
     assert "200" in good.stdout
     refused = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    assert refused.returncode == 2 and "certificate verify failed" in refused.stderr
+    assert refused.returncode == 3 and "certificate verify failed" in refused.stderr
     missing = str(Path(pki["ca"]).with_name("missing.pem"))
     bad = subprocess.run(
         [*command, "--ca", missing], capture_output=True, text=True, timeout=30, check=False
