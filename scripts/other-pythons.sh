@@ -22,7 +22,8 @@ for version in 3.12 3.13; do
     [ "${1:-}" = --list ] && continue
     venv=".venv-$version"
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]' \
+        2> >(grep -v "^WARNING: Location" >&2)
     "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit || status=1
 done
 exit $status
