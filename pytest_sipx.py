@@ -91,7 +91,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             and inspect.iscoroutinefunction(item.obj)
         ):
             continue
-        if not config.pluginmanager.hasplugin("trio"):
+        if not any(map(config.pluginmanager.hasplugin, ("trio", "pytest_trio.plugin"))):
             raise pytest.UsageError(f"{item.nodeid}: the sipx fixtures need pytest-trio")
         if "sipx_network" in item.fixturenames:
             item.add_marker(pytest.mark.trio(run=_AutojumpRun(item)), append=False)
@@ -236,7 +236,7 @@ class _Recorder(logging.Filter):
                 logger.setLevel(logging.DEBUG if captured else self.QUIET_LEVEL)
                 if not captured:
                     self._quiet[name] = logger
-            logger.addFilter(self)
+            logger.filters.insert(0, self)  # first: an outer recorder may stop the record
         try:
             yield
         finally:
