@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-.venv/bin/ruff check sipx tests examples bench
-.venv/bin/ruff format --check sipx tests examples bench
+.venv/bin/ruff check sipx pytest_sipx.py tests examples bench
+.venv/bin/ruff format --check sipx pytest_sipx.py tests examples bench
 .venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"
