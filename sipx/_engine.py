@@ -28,6 +28,7 @@ import trio
 
 from ._core.dialog import Dialog, DialogId
 from ._core.ids import IdSource
+from ._core.malformed import answer_malformed
 from ._core.message import Request, Response
 from ._core.parser import parse_message
 from ._core.received import stamp_received
@@ -291,14 +292,25 @@ class Engine:
                 self.on_response_seen(message, source)
                 self.layer.receive_response(message, now)
             else:
-                # RFC 3261 8.1.1: without these no response can be built; drop it here.
-                message.to, message.from_, message.call_id, message.cseq  # noqa: B018
+                message.check_essentials()
+                message.to, message.from_, message.call_id  # noqa: B018 - parsed now or 400
                 stamp_received(message, source)
                 self.layer.receive_request(
                     message, now, reliable=transport.reliable, destination=source
                 )
         except (ParseError, ProtocolError) as exc:
-            log.info("dropping a malformed message from %s:%s: %s", source[0], source[1], exc)
+            answer = answer_malformed(data, str(exc), to_tag=self.ids.tag())
+            if answer is not None:  # RFC 3261 8.2, 21.4.1: 400 (505) where it can be routed
+                log.info(
+                    "answering a malformed request from %s:%s with %s: %s",
+                    source[0],
+                    source[1],
+                    answer.status_code,
+                    exc,
+                )
+                self.send_bytes(answer.to_bytes(), source)
+            else:
+                log.info("dropping a malformed message from %s:%s: %s", source[0], source[1], exc)
             count = self._malformed.pop(source, (0, ""))[0] + 1
             self._malformed[source] = (count, str(exc))
             while len(self._malformed) > 64:

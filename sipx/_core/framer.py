@@ -35,7 +35,16 @@ class StreamFramer:
     every CRLF skipped (a client that sends pings sees its pongs there).
     """
 
-    __slots__ = ("_buffer", "_crlf_run", "_limits", "_scanned", "_total", "crlfs", "keepalives")
+    __slots__ = (
+        "_buffer",
+        "_crlf_run",
+        "_limits",
+        "_scanned",
+        "_total",
+        "crlfs",
+        "error",
+        "keepalives",
+    )
 
     def __init__(self, limits: ParserLimits = DEFAULT_LIMITS) -> None:
         self._buffer = bytearray()
@@ -45,15 +54,35 @@ class StreamFramer:
         self._crlf_run = 0  # CRLFs in the current run between messages
         self.keepalives = 0
         self.crlfs = 0
+        self.error: ParseError | None = None  # why the stream cannot be framed any further
 
     @property
     def buffered(self) -> int:
         return len(self._buffer)
 
+    def pending(self) -> bytes:
+        """The bytes received and not framed yet (after :meth:`feed` raised: the message it
+        could not frame, to answer with a 400 before the connection closes)."""
+        return bytes(self._buffer)
+
     def feed(self, data: bytes) -> list[bytes]:
+        """The messages ``data`` completes. When the stream cannot be framed any further,
+        raises :class:`~sipx.ParseError`, or, if complete messages came before the fault,
+        returns those and keeps the error in :attr:`error` (and raises it on the next call)."""
+        if self.error is not None:
+            raise self.error
+        messages: list[bytes] = []
+        try:
+            self._frame(data, messages)
+        except ParseError as exc:
+            self.error = exc
+            if not messages:
+                raise
+        return messages
+
+    def _frame(self, data: bytes, messages: list[bytes]) -> None:
         buffer = self._buffer
         buffer += data
-        messages: list[bytes] = []
         limit = self._limits.max_message_size
         while buffer:
             if self._total == -1:
@@ -74,7 +103,6 @@ class StreamFramer:
             del buffer[: self._total]
             self._total = -1
             self._scanned = 0
-        return messages
 
     def _skip_keepalives(self) -> bool:
         """Drop CRLFs before a message; False when the buffer holds nothing else yet."""

@@ -86,6 +86,7 @@ REASON_PHRASES = {
 
 
 _SINGLE_VALUED = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
+_ONCE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
 _NO_MAX_FORWARDS = "request has no Max-Forwards header"
 _WARNING_RE = re.compile(r"[0-9]{3}[ \t]")
 _SDP_TYPE_RE = re.compile(r"application[ \t]*/[ \t]*sdp[ \t]*(?:;|$)", re.I)
@@ -423,6 +424,22 @@ class Request(Message):
 
     def _start_line(self) -> str:
         return f"{self.method} {self._uri_text if self._uri is None else self._uri} {self.version}"
+
+    def check_essentials(self) -> None:
+        """The checks every request passes before a UAS acts on it, cheaper than
+        :meth:`validate`: SIP/2.0, one From, To, Call-ID and CSeq each, the CSeq method
+        matching, no headers in the Request-URI. Raises :class:`~sipx.ParseError`."""
+        if self.version != SIP_VERSION:
+            raise ParseError(f"unsupported SIP version {self.version[:20]}")
+        index = self.headers.lookup()
+        for key, name in _ONCE:
+            values = index.get(key)
+            if values is not None and len(values) > 1:
+                raise ParseError(f"{name} appears {len(values)} times; it takes one value")
+        if self.cseq.method != self.method:
+            raise ParseError(f"CSeq method {self.cseq.method} does not match {self.method}")
+        if "?" in (self._uri_text if self._uri is None else str(self._uri)) and self.uri.headers:
+            raise ParseError("a Request-URI must not carry headers (RFC 3261 19.1.1)")
 
     def validate(self) -> None:
         if self.uri.headers:

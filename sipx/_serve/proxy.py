@@ -59,7 +59,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from .._core.header_types import Via
-from .._core.message import Request, Response
+from .._core.message import SIP_VERSION, Request, Response
 from .._core.received import stamp_received
 from .._core.transaction import MAGIC_COOKIE, make_response
 from .._core.uri import URI
@@ -153,16 +153,15 @@ class Proxy:
         self, request: Request, now: float, *, transport: str, source: Address
     ) -> list[Outgoing]:
         transport = transport.upper()
-        try:
-            stamp_received(request, source, force_rport=True)
-        except ParseError as exc:  # no usable Via: a response could not be routed
-            log.info("dropping a %s from %s:%s: %s", request.method, *source, exc)
-            return []
+        # A Via that cannot be read raises: the server answers from the raw bytes if it can.
+        stamp_received(request, source, force_rport=True)
         try:
             request.validate()
             return self._route(request, now, transport, source)
         except ParseError as exc:
             log.info("bad %s request from %s:%s: %s", request.method, *source, exc)
+            if request.version != SIP_VERSION:
+                return self.reply(request, 505, transport=transport, source=source)
             return self.reply(
                 request, 400, f"Bad Request ({exc})"[:100], transport=transport, source=source
             )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._core.ids import IdSource
+from .._core.malformed import answer_malformed
 from .._core.message import Response
 from .._core.parser import parse_message
 from .._core.rtp import RtpPacket
@@ -333,8 +334,14 @@ class DevServer(Lifetime):
             message = parse_message(data)
             outgoing = proxy.handle(message, now, transport=name, source=source)
         except (SIPError, ValueError) as exc:
-            log.info("dropping a malformed message from %s:%s: %s", source[0], source[1], exc)
-            return
+            answer = answer_malformed(data, str(exc), to_tag=secrets.token_hex(6))
+            if answer is None:
+                log.info("dropping a malformed message from %s:%s: %s", *source, exc)
+                return
+            log.info(
+                "answering a malformed request from %s:%s with %s", *source, answer.status_code
+            )
+            outgoing = [Outgoing(answer, name, source)]
         except Exception:
             log.exception("dropping a message from %s:%s that the server choked on", *source)
             return

@@ -165,8 +165,13 @@ class TCPTransport:
         try:
             async with stream, trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, connection, stream)
-                await self._reader(connection, stream)
-                nursery.cancel_scope.cancel()
+                if await self._reader(connection, stream):
+                    # Unframeable input: let the writer send what is queued (the 400), briefly;
+                    # later messages to this address need a new connection.
+                    self._drop(connection)
+                    nursery.cancel_scope.deadline = trio.current_time() + 1.0
+                else:
+                    nursery.cancel_scope.cancel()
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
             # A reset connection (or TLS cut without close_notify) ends this connection
             # only; raised inside the nursery, it arrives in an exception group.
@@ -175,7 +180,9 @@ class TCPTransport:
         finally:
             self._drop(connection)
 
-    async def _reader(self, connection: _Connection, stream: trio.abc.Stream) -> None:
+    async def _reader(self, connection: _Connection, stream: trio.abc.Stream) -> bool:
+        """Read and frame messages until the connection ends; True when it ends because the
+        stream cannot be framed (the unframed head was handed on, to be answered)."""
         framer = StreamFramer()
         while True:
             kept = connection.remote in self._kept
@@ -191,21 +198,27 @@ class TCPTransport:
                         connection.send_channel.send_nowait(b"\r\n\r\n")  # RFC 5626 ping
                         connection.last_activity = trio.current_time()
                 elif quiet >= self._idle_timeout:
-                    return
+                    return False
                 continue
             if not data:
-                return
+                return False
             connection.last_activity = trio.current_time()
             try:
                 messages = framer.feed(data)
-            except ParseError as exc:
-                log.warning("closing %s connection %s: %s", self.name, connection.remote, exc)
-                return
-            for message in messages:
+            except ParseError:
+                messages = []
+            # The unframeable rest last: the receiver answers it with a 400 where it can.
+            unframeable = [framer.pending()] if framer.error is not None else []
+            for message in [*messages, *unframeable]:
                 try:
                     self._on_message(message, connection.remote, self)
                 except Exception:
                     log.exception("dropping a message from %s:%s", *connection.remote)
+            if framer.error is not None:
+                log.warning(
+                    "closing %s connection %s: %s", self.name, connection.remote, framer.error
+                )
+                return True
 
     async def _writer(self, connection: _Connection, stream: trio.abc.Stream) -> None:
         async for data in connection.receive_channel:

@@ -178,3 +178,16 @@ def test_arbitrary_bytes_raise_only_parse_error(data: bytes) -> None:
                 pass
     except ParseError:
         pass
+
+
+def test_messages_before_an_unframeable_one_are_not_lost() -> None:
+    """A chunk holding a good message and then a bad Content-Length: the good one is framed,
+    the error is kept (and raised on the next feed), the bad one stays pending for a 400."""
+    good = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n"
+    bad = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: -5\r\n\r\n"
+    framer = StreamFramer()
+    assert framer.feed(good + bad) == [good]
+    assert framer.error is not None and "Content-Length" in str(framer.error)
+    assert framer.pending() == bad
+    with pytest.raises(ParseError):
+        framer.feed(b"more")
