@@ -303,8 +303,8 @@ class Call:
         established Call for an attended one (its peer is asked to take over that call:
         REFER with Replaces, RFC 3891). Waits until the peer's NOTIFYs report the new call's
         final status (at most ``timeout`` seconds, by default 212 s) and returns it as a
-        :class:`~sipx.TransferResult`. No BYE is sent: the transferee ends this call when
-        its new call is answered (sipx does); hang up yourself if a peer does not."""
+        :class:`~sipx.TransferResult`. When it succeeded this call is ended with BYE
+        (RFC 5589); a failed transfer leaves it up (take the peer back with ``unhold()``)."""
         return await self._uas.transfers.transfer(self, target, timeout)
 
     async def info(

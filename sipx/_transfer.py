@@ -6,14 +6,15 @@ RFC 5589:
 * **transferor** (:meth:`Transfers.transfer`, behind ``Call.transfer``): REFER in the call's
   dialog, then the NOTIFYs of the implicit subscription (``Event: refer``, message/sipfrag
   bodies) answered 200 until ``Subscription-State: terminated``; the last status reported is
-  the :class:`TransferResult`. The transferor sends no BYE itself: the transferee ends the
-  call once the new call is up (sipx does; see below).
+  the :class:`TransferResult`. A transfer that succeeded ends the call with BYE, as the
+  transferor does in RFC 5589's flows (a failed one leaves the call up, to be taken back).
 * **transferee** (:meth:`Transfers.refer_received`): an in-dialog REFER the application does
   not refuse gets 202; a task in the engine's nursery NOTIFYs ``SIP/2.0 100 Trying``, places
-  the new call to Refer-To (with its Replaces and the REFER's Referred-By), NOTIFYs its final
-  status with ``Subscription-State: terminated;reason=noresource`` and, when the new call was
-  answered, ends the old one with BYE (``ended_by == "transferred"``, ``replaced_by`` = the
-  new call).
+  the new call to Refer-To (with its Replaces and the REFER's Referred-By) and NOTIFYs its
+  final status with ``Subscription-State: terminated;reason=noresource``. When the new call
+  was answered, the old one's ``replaced_by`` is the new call and it ends with
+  ``ended_by == "transferred"``: by the transferor's BYE, or by ours when none came within
+  8·T1 (so that two BYEs do not cross).
 * **transfer target** (:meth:`Transfers.invite_with_replaces`): an INVITE whose Replaces
   names one of our established calls is answered at once, and the replaced call ends with
   BYE (``ended_by == "replaced"``, ``replaced_by`` = the new call); no such call: 481.
@@ -50,6 +51,8 @@ log = logging.getLogger("sipx")
 TRANSFER_TIMEOUT = INVITE_TIMEOUT + 32.0
 #: the lifetime the transferee gives the implicit subscription (refreshed by each NOTIFY).
 SUBSCRIPTION_EXPIRES = 60
+#: how long the transferee waits for the transferor's BYE after a successful transfer, in T1
+BYE_GRACE_T1 = 8
 Report = tuple[SipFrag, SubscriptionState]
 
 
@@ -135,7 +138,10 @@ class Transfers:
         finally:
             if self._watchers.get(dialog.id) is send:
                 del self._watchers[dialog.id]
-        return _result(response, reports)
+        result = _result(response, reports)
+        if result.succeeded and not call.ended:
+            await self._quiet_bye(dialog, "after the transfer")  # RFC 5589 6.1
+        return result
 
     def notify_received(self, dialog: Dialog, incoming: IncomingRequest) -> bool:
         """A NOTIFY in ``dialog``: True when it reports on our pending REFER (it is answered
@@ -216,10 +222,13 @@ class Transfers:
         except (SIPError, ValueError) as exc:
             log.info("transfer to %s failed: %s", target.uri, exc)
             status, reason = 503, "Service Unavailable"
+        if new_call is not None and new_call.established:
+            call.replaced_by = new_call  # first: the transferor's BYE may follow at once
         await self._notify(dialog, event_id, status, reason, terminated=True)
-        if new_call is None or not new_call.established:
+        if call.replaced_by is None:
             return  # the transferor may take the call back (RFC 5589 6.1)
-        call.replaced_by = new_call
+        with trio.move_on_after(BYE_GRACE_T1 * self.engine.timers.t1):
+            await call.wait_ended()  # the transferor hangs up (ended "transferred")
         if not call.ended and dialog.state is not DialogState.TERMINATED:
             end_call(call, "transferred")
             await self._quiet_bye(dialog, "after the transfer")

@@ -483,8 +483,8 @@ class UserAgentServer:
             incoming.respond(200)
             dialog.terminate()
             self.engine.dialogs.pop(dialog.id, None)
-            if call is not None:
-                end_call(call, "remote")
+            if call is not None:  # a call we were transferred from ends "transferred"
+                end_call(call, "remote" if call.replaced_by is None else "transferred")
             return
         if method == "INVITE" and call is not None:
             if reinvite_pending(call):

@@ -113,10 +113,10 @@ async def test_blind_transfer(autojump_clock: trio.testing.MockClock) -> None:
         assert result.accepted and result.refer_response.status_code == 202
         assert result.succeeded and (result.status_code, result.reason) == (200, "OK")
         assert result.notifications == [sipx.SipFrag(100, "Trying"), sipx.SipFrag(200, "OK")]
+        # It worked: Bob hung up on Alice (RFC 5589); she is now in a call with Carol.
+        assert b_call.ended and b_call.ended_by == "local"
         with trio.fail_after(5):
-            assert await b_call.wait_ended() == "remote"  # Alice hung up on Bob
-        # Alice is now in a call with Carol; her call with Bob was ended by the transfer.
-        assert a_call.ended and a_call.ended_by == "transferred"
+            assert await a_call.wait_ended() == "transferred"
         new = a_call.replaced_by
         assert new is not None and new.established and new.direction == "outgoing"
         [c_call] = at_carol.calls
@@ -142,13 +142,43 @@ async def test_blind_transfer(autojump_clock: trio.testing.MockClock) -> None:
         ]
         assert new_invite.headers["Referred-By"] == refer.headers["Referred-By"]
         assert "Replaces" not in new_invite.headers
-        # Ladder: the final NOTIFY is answered before Alice's BYE to Bob.
+        # Ladder: the final NOTIFY is answered before Bob's BYE; one BYE only.
         order = wire_order(network)
         last_notify_ok = len(order) - 1 - order[::-1].index("200 NOTIFY")
         assert order.index("BYE") > last_notify_ok
         [bye] = [c.message for c in network.requests("BYE")]
-        assert bye.call_id == a_call.call_id and bye.from_.tag == a_call.dialog.local_tag  # type: ignore[union-attr]
+        assert bye.call_id == b_call.call_id and bye.from_.tag == b_call.dialog.local_tag  # type: ignore[union-attr]
+        await trio.sleep(10)  # past the transferee's grace: still one BYE
+        assert len(network.requests("BYE")) == 1
         assert not network.responses(481)
+
+
+async def test_transferee_hangs_up_when_the_transferor_does_not(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A transferor that only REFERs (no BYE after the final NOTIFY): the transferee ends the
+    old call itself 8·T1 after its final NOTIFY."""
+    network = MemoryNetwork()
+    async with (
+        client_on(network) as alice,
+        client_on(network) as bob,
+        client_on(network) as carol,
+    ):
+        at_bob, at_carol = Answering(bob), Answering(carol)
+        a_call, b_call = await call_between(alice, bob, at_bob, "bob")
+        refer = await b_call.refer(uri_of(carol, "carol"))  # the bare REFER: Bob stays
+        assert refer.status_code == 202
+        with trio.fail_after(10):
+            assert await a_call.wait_ended() == "transferred"
+            assert await b_call.wait_ended() == "remote"
+        [final_notify] = [
+            c for c in network.requests("NOTIFY") if c.message.content == b"SIP/2.0 200 OK\r\n"
+        ]
+        [bye] = network.requests("BYE")
+        assert bye.source == address_of(alice)
+        assert bye.time - final_notify.time == pytest.approx(8 * 0.5)
+        assert a_call.replaced_by is not None and a_call.replaced_by.established
+        assert at_carol.calls[0].established
 
 
 async def test_transfer_to_a_target_that_rejects(autojump_clock: trio.testing.MockClock) -> None:
@@ -276,8 +306,8 @@ async def test_attended_transfer_with_replaces(autojump_clock: trio.testing.Mock
         result = await b_with_a.transfer(b_with_c)
 
         assert result.succeeded, result
+        assert b_with_a.ended_by == "local"  # the transfer worked: Bob hung up on Alice
         with trio.fail_after(5):
-            assert await b_with_a.wait_ended() == "remote"  # Alice's BYE
             assert await b_with_c.wait_ended() == "remote"  # Carol's BYE
         # Carol took Alice's INVITE in place of her call with Bob, answered at once.
         assert c_with_b.ended and c_with_b.ended_by == "replaced"
@@ -287,7 +317,7 @@ async def test_attended_transfer_with_replaces(autojump_clock: trio.testing.Mock
         assert at_carol.calls == [c_with_b]  # the replacement was not offered to the app
         new = a_call.replaced_by
         assert new is not None and new.established and new.call_id == replacement.call_id
-        assert a_call.ended_by == "transferred"
+        assert a_call.ended and a_call.ended_by == "transferred"
 
         [refer] = [c.message for c in network.requests("REFER")]
         target = parse_refer_to(refer.headers["Refer-To"])
@@ -304,7 +334,7 @@ async def test_attended_transfer_with_replaces(autojump_clock: trio.testing.Mock
         ]
         assert Replaces.parse(invite.headers["Replaces"]) == target.replaces
         byes = {c.message.call_id: c.source for c in network.requests("BYE")}
-        assert byes == {a_call.call_id: address_of(alice), b_with_c.call_id: address_of(carol)}
+        assert byes == {a_call.call_id: address_of(bob), b_with_c.call_id: address_of(carol)}
         assert not network.responses(481)
 
 
