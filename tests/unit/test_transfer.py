@@ -481,3 +481,64 @@ async def test_info_in_a_call_to_a_scripted_peer(autojump_clock: trio.testing.Mo
         assert response.status_code == 200
         [info] = uas.requests_for("INFO")
         assert info.headers["Info-Package"] == "dtmf"
+
+
+async def test_bad_notifies_get_400_and_the_transfer_goes_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A scripted transferee (REFER → 202) sends NOTIFYs by hand: a body that is not a
+    sipfrag and a broken Subscription-State get 400 and change nothing; a NOTIFY of another
+    event falls through to the usual 200; the final one (503, terminated) is the result."""
+    network = MemoryNetwork()
+    async with (
+        ScriptedUAS(network, ("127.0.0.1", 5080)) as uas,
+        client_on(network) as bob,
+    ):
+        call = await bob.call(str(uas.uri), body=OFFER)
+        assert call.established and call.dialog is not None
+        dialog = call.dialog
+        seq = iter(range(1, 100))
+
+        async def notify(state: str, body: str, content_type: str, event: str = "refer") -> int:
+            response = await uas.request(
+                "NOTIFY",
+                str(call.invite.headers["Contact"]).strip("<>"),
+                to=address_of(bob),
+                headers={
+                    "From": str(dialog.remote_uri),
+                    "To": str(dialog.local_uri),
+                    "Call-ID": dialog.call_id,
+                    "CSeq": f"{next(seq)} NOTIFY",
+                    "Event": event,
+                    "Subscription-State": state,
+                    "Content-Type": content_type,
+                },
+                body=body,
+            )
+            return response.status_code
+
+        results: list[sipx.TransferResult] = []
+
+        async def transfer() -> None:
+            results.append(await call.transfer("sip:carol@127.0.0.1:5999"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(transfer)
+            await uas.wait_for("REFER")
+            assert await notify("active", "hello", "text/plain") == 400
+            assert await notify("active;expires=x", "SIP/2.0 100 Trying", "message/sipfrag") == 400
+            assert await notify("active", "SIP/2.0 100 Trying", "message/sipfrag", "dialog") == 200
+            assert not results
+            assert await notify("active", "SIP/2.0 100 Trying", "message/sipfrag") == 200
+            assert (
+                await notify(
+                    "terminated;reason=noresource",
+                    "SIP/2.0 503 Service Unavailable",
+                    "message/sipfrag;version=2.0",
+                )
+                == 200
+            )
+        [result] = results
+        assert (result.status_code, result.reason) == (503, "Service Unavailable")
+        assert [n.status_code for n in result.notifications] == [100, 503]
+        assert call.established  # a failed transfer keeps the call
