@@ -16,6 +16,7 @@ from ._core.headers import Headers
 from ._core.message import Message, Request, Response
 from ._core.parser import ParserLimits, parse_message
 from ._core.sdp import Codec, MediaDescription, SDPBody
+from ._core.sipfrag import SipFrag
 from ._core.timers import TimerConfig
 from ._core.uri import URI
 from ._errors import (
@@ -31,6 +32,7 @@ from ._events import Events, RequestContext, event_handler
 from ._media_stream import MediaStats
 from ._sync_call import BlockingCall
 from ._sync_client import Client
+from ._transfer import TransferResult
 from ._uas import IncomingRequest
 
 __version__ = "0.1.0"
@@ -68,9 +70,11 @@ __all__ = [
     "Response",
     "SDPBody",
     "SIPError",
+    "SipFrag",
     "StreamFramer",
     "TimeoutError",
     "TimerConfig",
+    "TransferResult",
     "TransportError",
     "Via",
     "__version__",

@@ -57,7 +57,9 @@ class AsyncClient(Lifetime):
     ``local_port=0`` picks a free port. Requests raise :class:`sipx.TimeoutError` when no
     final response arrives within ``timeout`` seconds (per call or per client) or before the
     transaction's own Timer B/F (32 s with the default T1), and
-    :class:`sipx.ClientClosedError` when the client closes first.
+    :class:`sipx.ClientClosedError` when the client closes first. ``info_packages`` names
+    the Info Packages (RFC 6086) the client takes in INFO requests (sent in Recv-Info; an
+    INFO naming another one gets 469).
     """
 
     _already_running = "the client is already open"
@@ -81,6 +83,7 @@ class AsyncClient(Lifetime):
         cert: TLSCert | None = None,
         nameservers: Sequence[str] | None = None,
         rtp_ports: tuple[int, int] = (10000, 20000),
+        info_packages: Sequence[str] = (),
     ) -> None:
         _validate.text("local_host", local_host)
         _validate.port("local_port", local_port)
@@ -134,6 +137,7 @@ class AsyncClient(Lifetime):
             raise ValueError(f"rtp_ports is a (low, high) pair within 1-65535, not {rtp_ports!r}")
         self._uas.rtp_host = local_host
         self._uas.rtp_ports = rtp_ports
+        self._uas.set_info_packages(info_packages)
         self._registrations = Registrations(self._engine, self._ids, self.user_agent)
         self._engine.on_response_seen = self._next_hop.learn_public_address
 
@@ -330,6 +334,8 @@ class AsyncClient(Lifetime):
             def early(response: Response) -> None:  # a 183 with SDP: media starts now
                 media.negotiated(offer, sdp_of(response), we_offered=True)
 
+        if self._uas.info_packages:  # RFC 6086 5.2.1: the Info Packages we take
+            headers = {"Recv-Info": ", ".join(self._uas.info_packages), **(headers or {})}
         request = self._new_request("INVITE", to_uri, headers=headers, body=body, from_uri=from_uri)
         if media is not None:
             self._uac.early_media[request.call_id] = early

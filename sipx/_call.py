@@ -1,17 +1,19 @@
 """Calls: the INVITE dialogs a user holds, placed (``client.call``) or received.
 
 A :class:`Call` keeps the dialog, the SDP offer and answer, and offers what a softphone does
-with a call: answer or reject it (incoming), re-INVITE, hold, unhold, REFER, INFO, BYE, and
+with a call: answer or reject it (incoming), re-INVITE, hold, unhold, transfer (REFER), INFO
+(sent, and received through ``on_info``/``info_requests``), BYE, and
 ``await call.wait_ended()`` for the remote hang-up.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -27,7 +29,10 @@ from ._media_stream import MediaStats
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
-    from ._uas import UserAgentServer
+    from ._transfer import TransferResult
+    from ._uas import IncomingRequest, UserAgentServer
+
+InfoHandler = Callable[..., Any]  # IncomingRequest -> Response | None (plain or async)
 
 
 class CallState(enum.Enum):
@@ -66,7 +71,13 @@ class Call:
         self.local_sdp: SDPBody | None = self.offer if direction == "outgoing" else None
         self.remote_sdp: SDPBody | None = self.offer if direction == "incoming" else None
         self.final_response: Response | None = None
-        self.ended_by: str | None = None  # "local", "remote", "cancel" or "timeout"
+        # "local", "remote", "cancel", "timeout", "rejected", "transferred" or "replaced"
+        self.ended_by: str | None = None
+        # The call that took this one's place: a transfer we carried out, or an INVITE with
+        # Replaces that named this call (RFC 3515, RFC 3891).
+        self.replaced_by: Call | None = None
+        self._info_handler: InfoHandler | None = None
+        self._info_listeners: list[trio.MemorySendChannel[IncomingRequest]] = []
         self._ended = trio.Event()
         self._reinviting = False  # our re-INVITE is pending: a crossing one gets 491
         self._acked = trio.Event()
@@ -146,6 +157,8 @@ class Call:
         if self.offer is not None:
             self.answer_sdp = sdp
         self.local_sdp = sdp
+        if self._uas.info_packages:  # RFC 6086 5.2.2: the Info Packages we take
+            headers = {"Recv-Info": ", ".join(self._uas.info_packages), **(headers or {})}
         try:
             response = self._respond(200, body=sdp, headers=headers)
         except BaseException:
@@ -281,16 +294,68 @@ class Call:
         return await self.reinvite(self.local_sdp.with_direction(direction))
 
     async def refer(self, refer_to: str) -> Response:
-        """Ask the peer to call ``refer_to`` (RFC 3515)."""
+        """Send a bare REFER (RFC 3515) and return its response; ``transfer()`` also
+        follows the outcome."""
         return await self.client.refer(refer_to=refer_to, dialog_id=self._require_dialog().id)
 
+    async def transfer(self, target: str | Call, *, timeout: float | None = None) -> TransferResult:
+        """Transfer the peer (RFC 3515, RFC 5589): a URI for a blind transfer, another
+        established Call for an attended one (its peer is asked to take over that call:
+        REFER with Replaces, RFC 3891). Waits until the peer's NOTIFYs report the new call's
+        final status (at most ``timeout`` seconds, by default 212 s) and returns it as a
+        :class:`~sipx.TransferResult`. When it succeeded this call is ended with BYE
+        (RFC 5589); a failed transfer leaves it up (take the peer back with ``unhold()``)."""
+        return await self._uas.transfers.transfer(self, target, timeout)
+
     async def info(
-        self, body: str | bytes, content_type: str = "application/dtmf-relay"
+        self,
+        body: str | bytes,
+        content_type: str = "application/dtmf-relay",
+        *,
+        info_package: str | None = None,
     ) -> Response:
-        """Send INFO within the call (RFC 6086; DTMF relay by default)."""
+        """Send INFO within the call (RFC 6086; DTMF relay by default); ``info_package``
+        names its Info-Package (legacy INFO without one when None)."""
+        headers = {"Info-Package": info_package} if info_package else None
         return await self.client.info(
-            body=body, content_type=content_type, dialog_id=self._require_dialog().id
+            body=body,
+            content_type=content_type,
+            dialog_id=self._require_dialog().id,
+            headers=headers,
         )
+
+    def on_info(self, handler: InfoHandler | None) -> None:
+        """Handle the INFO requests of this call (RFC 6086): ``handler`` (plain or async)
+        gets each :class:`~sipx.IncomingRequest` and may answer it; a handler that does not
+        gets 200 sent for it. ``None`` removes it. It takes precedence over
+        ``client.on_request("INFO", ...)`` for this call."""
+        self._info_handler = handler
+
+    def info_requests(self) -> AsyncIterator[IncomingRequest]:
+        """The INFO requests the peer sends in this call, from now until it ends, each
+        already answered (by the ``on_info`` handler, or 200)."""
+        channel: tuple[
+            trio.MemorySendChannel[IncomingRequest], trio.MemoryReceiveChannel[IncomingRequest]
+        ] = trio.open_memory_channel(math.inf)
+        send, receive = channel
+        if self.ended:
+            send.close()
+        else:
+            self._info_listeners.append(send)
+        return self._infos(send, receive)
+
+    async def _infos(
+        self,
+        send: trio.MemorySendChannel[IncomingRequest],
+        receive: trio.MemoryReceiveChannel[IncomingRequest],
+    ) -> AsyncIterator[IncomingRequest]:
+        try:
+            async with receive:
+                async for incoming in receive:
+                    yield incoming
+        finally:
+            if send in self._info_listeners:
+                self._info_listeners.remove(send)
 
     async def bye(self) -> Response:
         """Hang up: BYE within the dialog."""
@@ -411,6 +476,9 @@ class Call:
             self._uas.forget_tag(self.invite)
         elif self.dialog is not None:
             self._uac.forget(self.dialog, self.invite)
+        for listener in self._info_listeners:
+            listener.close()
+        self._info_listeners.clear()
         self._acked.set()
         self._ended.set()
 
@@ -434,6 +502,17 @@ def reinvite_received(call: Call, request: Request) -> SDPBody | None:
 def reinvite_pending(call: Call) -> bool:
     """Our own re-INVITE is pending (a crossing one gets 491, RFC 3261 14.2)."""
     return call._reinviting
+
+
+def info_handler_of(call: Call) -> InfoHandler | None:
+    """The handler ``call.on_info()`` set, if any."""
+    return call._info_handler
+
+
+def info_received(call: Call, incoming: IncomingRequest) -> None:
+    """An INFO of the call was answered: hand it to the ``info_requests()`` iterators."""
+    for listener in call._info_listeners:
+        listener.send_nowait(incoming)
 
 
 def media_of(call: Call) -> CallMedia:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 import trio
 
-from ._call import Call, CallState
+from ._call import Call, CallState, InfoHandler
 from ._call_media import AudioSource
 from ._core.dialog import Dialog
 from ._core.message import Request, Response
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from ._async_client import AsyncClient
     from ._portal import Portal
     from ._sync_client import Client
+    from ._transfer import TransferResult
+    from ._uas import IncomingRequest
 
 
 class BlockingCall:
@@ -137,6 +139,12 @@ class BlockingCall:
     def transaction(self) -> ServerTransaction | None:
         return self._call.transaction
 
+    @property
+    def replaced_by(self) -> BlockingCall | None:
+        """The call that took this one's place (a transfer, or an INVITE with Replaces)."""
+        other = self._call.replaced_by
+        return None if other is None else BlockingCall(other, self._client, self._portal)
+
     # -- incoming: ring, answer, reject (plain methods of Call: run_sync) --------------------------
     def ring(self, status_code: int = 180, body: SDPBody | str | None = None) -> Response:
         """Send a provisional response (180 Ringing, or 183 with early media SDP)."""
@@ -194,9 +202,39 @@ class BlockingCall:
         """Ask the peer to call ``refer_to`` (RFC 3515)."""
         return self._portal.run(self._call.refer, refer_to)
 
-    def info(self, body: str | bytes, content_type: str = "application/dtmf-relay") -> Response:
-        """Send INFO within the call (RFC 6086; DTMF relay by default)."""
-        return self._portal.run(self._call.info, body, content_type)
+    def transfer(
+        self, target: str | Call | BlockingCall, *, timeout: float | None = None
+    ) -> TransferResult:
+        """Transfer the peer to a URI (blind) or to the peer of another call (attended, with
+        Replaces); block until the outcome is reported (see ``Call.transfer``)."""
+        if isinstance(target, BlockingCall):
+            target = target.call
+        return self._portal.run(functools.partial(self._call.transfer, target, timeout=timeout))
+
+    def info(
+        self,
+        body: str | bytes,
+        content_type: str = "application/dtmf-relay",
+        *,
+        info_package: str | None = None,
+    ) -> Response:
+        """Send INFO within the call (RFC 6086; DTMF relay by default), with an
+        Info-Package header when ``info_package`` is given."""
+        return self._portal.run(
+            functools.partial(self._call.info, body, content_type, info_package=info_package)
+        )
+
+    def on_info(self, handler: InfoHandler | None) -> None:
+        """Handle this call's INFO requests (the handler runs on the client's thread and
+        may answer; 200 otherwise); ``None`` removes it."""
+        self._portal.run_sync(self._call.on_info, handler)
+
+    def info_requests(self, timeout: float | None = None) -> Iterator[IncomingRequest]:
+        """The INFO requests the peer sends in this call, each already answered (ends with
+        the call, or after ``timeout`` quiet seconds)."""
+        return _BlockingIterator(
+            self._portal, self._portal.run_sync(self._call.info_requests), timeout
+        )
 
     def bye(self) -> Response:
         """Hang up: BYE within the dialog."""

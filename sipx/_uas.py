@@ -5,7 +5,10 @@ INVITEs become :class:`~sipx.Call` objects (delivered to an INVITE handler or to
 ``client.calls()``); in-dialog requests go to their call; other methods go to handlers
 registered with ``client.on_request(method, handler)`` or get the defaults users expect:
 OPTIONS 200 with Allow/Accept/Supported, MESSAGE 200, BYE and CANCEL handled, known but
-unhandled methods 405 with Allow, unknown methods 501.
+unhandled methods 405 with Allow, unknown methods 501. In a call, REFER is carried out
+(:mod:`sipx._transfer`) unless a handler refuses it, an INVITE with Replaces takes the place
+of the call it names, and INFO reaches the call's ``on_info`` handler and ``info_requests()``
+(an Info-Package we did not declare gets 469, RFC 6086).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -23,6 +26,8 @@ from ._call import (
     CallState,
     ack_received,
     end_call,
+    info_handler_of,
+    info_received,
     media_of,
     reinvite_pending,
     reinvite_received,
@@ -30,12 +35,14 @@ from ._call import (
 from ._call_media import DTMF_INFO_TYPES
 from ._core.builder import attach_body, copy_record_route
 from ._core.dialog import Dialog, DialogState, dialog_id_of
+from ._core.header_types import is_token
 from ._core.headers import header_key
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError
 from ._media_stream import MediaClock, MediaStream, bind_rtp_pair
+from ._transfer import Transfers
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -173,6 +180,9 @@ class UserAgentServer:
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
+        self.transfers = Transfers(engine, uac, client)
+        # The Info Packages (RFC 6086) the client declared it takes (lower-case names).
+        self.info_packages: tuple[str, ...] = ()
         engine.on_request = self.serve
         engine.on_ack = self.on_ack
         engine.add_wind_down(self._wind_down)
@@ -374,8 +384,20 @@ class UserAgentServer:
         methods += [m for m in self.handlers if m not in methods]
         return ", ".join(methods)
 
-    async def _run_handler(self, incoming: IncomingRequest) -> bool:
-        handler = self.handlers.get(incoming.method)
+    def set_info_packages(self, packages: Sequence[str]) -> None:
+        """Declare the Info Packages we accept (``AsyncClient(info_packages=...)``)."""
+        if isinstance(packages, str) or not all(
+            isinstance(name, str) and is_token(name) for name in packages
+        ):
+            raise ValueError(f"info_packages is a sequence of package names, not {packages!r}")
+        self.info_packages = tuple(dict.fromkeys(name.lower() for name in packages))
+
+    async def _run_handler(
+        self, incoming: IncomingRequest, handler: RequestHandler | None = None
+    ) -> bool:
+        """Run ``handler`` (the method's handler by default); False when there is none."""
+        if handler is None:
+            handler = self.handlers.get(incoming.method)
         if handler is None:
             return False
         result = handler(incoming)
@@ -411,6 +433,10 @@ class UserAgentServer:
         )
         incoming.call = call
         self.engine.pending_calls[request.call_id] = call
+        replaces = request.headers.get_first("Replaces")
+        if replaces is not None:  # RFC 3891: it takes the place of one of our calls
+            self.transfers.invite_with_replaces(call, replaces)
+            return
         handler = self.handlers.get("INVITE")
         if handler is not None:
             result = handler(call)
@@ -457,8 +483,8 @@ class UserAgentServer:
             incoming.respond(200)
             dialog.terminate()
             self.engine.dialogs.pop(dialog.id, None)
-            if call is not None:
-                end_call(call, "remote")
+            if call is not None:  # a call we were transferred from ends "transferred"
+                end_call(call, "remote" if call.replaced_by is None else "transferred")
             return
         if method == "INVITE" and call is not None:
             if reinvite_pending(call):
@@ -476,18 +502,51 @@ class UserAgentServer:
             )
             return
         if method == "INFO" and call is not None:
-            self._dtmf_info(call, request)
+            await self._info(call, incoming)
+            return
+        if method == "REFER" and call is not None:
+            await self._refer(call, incoming)
+            return
+        if method == "NOTIFY" and self.transfers.notify_received(dialog, incoming):
+            return
         if await self._run_handler(incoming):
             return
         if method in ("INFO", "NOTIFY", "MESSAGE", "UPDATE"):
             incoming.respond(200)
         elif method == "REFER":
-            # Nobody would carry out the transfer: refuse rather than promise NOTIFYs.
+            # A REFER in a dialog without a call: nobody would carry out the transfer.
             incoming.respond(405, headers={"Allow": self._allow()})
         elif method == "OPTIONS":
             incoming.respond(200, headers=self._capabilities())
         else:
             incoming.respond(405, headers={"Allow": self._allow()})
+
+    async def _refer(self, call: Call, incoming: IncomingRequest) -> None:
+        """RFC 3515 in a call: a REFER handler may refuse it; accepted (202 by default), the
+        transfer is carried out (see :mod:`sipx._transfer`)."""
+        target = self.transfers.check_refer(incoming)
+        if target is None:
+            return
+        if not await self._run_handler(incoming):
+            incoming.respond(202)
+        if incoming.response is not None and incoming.response.is_success:
+            self.transfers.refer_received(call, incoming, target)
+
+    async def _info(self, call: Call, incoming: IncomingRequest) -> None:
+        """RFC 6086 in a call: an undeclared Info-Package gets 469; DTMF relay bodies feed
+        the call's digits; the call's ``on_info`` handler (else the client's INFO handler)
+        may answer; 200 otherwise; then the call's ``info_requests()`` iterators get it."""
+        request = incoming.request
+        package = request.headers.get_first("Info-Package")
+        if package is not None:
+            name = package.split(";", 1)[0].strip(" \t").lower()
+            if name not in self.info_packages:
+                incoming.respond(469, headers={"Recv-Info": ", ".join(self.info_packages)})
+                return
+        self._dtmf_info(call, request)
+        if not await self._run_handler(incoming, info_handler_of(call)):
+            incoming.respond(200)
+        info_received(call, incoming)
 
     def _dtmf_info(self, call: Call, request: Request) -> None:
         """An INFO carrying a digit (application/dtmf-relay or application/dtmf)."""

@@ -62,6 +62,7 @@ REASON_PHRASES = {
     416: "Unsupported URI Scheme",
     420: "Bad Extension",
     423: "Interval Too Brief",
+    469: "Bad Info Package",
     480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist",
     482: "Loop Detected",

@@ -621,3 +621,58 @@ async def test_baresip_plays_a_file_to_sipx_and_records_what_sipx_plays(
         rate, pcm = wav.getframerate(), wav.readframes(wav.getnframes())
         assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
     assert abs(dominant_frequency(pcm, rate=rate) - 1200) <= 20
+
+
+# --------------------------------------------------------------------------------------- #
+# transfer: baresip REFERs sipx (RFC 3515)
+# --------------------------------------------------------------------------------------- #
+@pytest.mark.parametrize("transport", ["UDP"])
+async def test_baresip_transfers_sipx(
+    kamailio: Kamailio, softphone: Baresip, transport: str
+) -> None:
+    """sipx calls baresip; baresip's ``/transfer`` REFERs sipx to extension 100 (the SIPp
+    echo UAS behind Kamailio): sipx answers 202, NOTIFYs 100 then 200 and calls 100;
+    baresip then hangs up the call with sipx, which ends "transferred" (one BYE, baresip's:
+    sipx's own would only come 8·T1 later). baresip sends no Referred-By."""
+    trace = WireTrace()
+    mark = softphone.log_offset()
+    target = f"sip:100@127.0.0.1:{kamailio.port}"
+    with trio.fail_after(TEST_TIMEOUT):
+        async with (
+            client_for("1111", transport, trace) as client,
+            Registered(client, kamailio.aor("1111")),
+        ):
+            call = await client.call(f"sip:3333@127.0.0.1:{kamailio.port}")
+            assert call.established, trace.ladder()
+            await wait_log(softphone, r"Call established: sip:1111@", mark)
+
+            softphone.command(f"/transfer {target}")
+            with trio.fail_after(STEP_TIMEOUT):
+                assert await call.wait_ended() == "transferred", trace.ladder()
+            new = call.replaced_by
+            assert new is not None and new.established, trace.ladder()
+            assert str(new.invite.uri) == target
+            msgs = await wait_baresip_saw(
+                softphone, call.call_id, lambda m: _received(m, "NOTIFY ") == 2, mark
+            )
+            assert ("out", "BYE") in [(d, s.split()[0]) for d, s in msgs], msgs
+            assert (await new.bye()).status_code == 200
+
+    msgs = trace.of_call(call.call_id)
+    ladder = trace.ladder(call.call_id)
+    refer = [m for m in msgs if m.direction == "in" and m.start.startswith("REFER ")]
+    assert len(refer) == 1, ladder
+    assert _header(refer[0].text, "Refer-To", "r").strip("<>") == target
+    notifies = [m for m in msgs if m.direction == "out" and m.start.startswith("NOTIFY ")]
+    assert [m.text.partition("\r\n\r\n")[2] for m in notifies] == [
+        "SIP/2.0 100 Trying\r\n",
+        "SIP/2.0 200 OK\r\n",
+    ], ladder
+    assert [_header(m.text, "Subscription-State") for m in notifies] == [
+        "active;expires=60",
+        "terminated;reason=noresource",
+    ], ladder
+    byes = [m.direction for m in msgs if m.start.startswith("BYE ")]
+    assert byes == ["in"], ladder
+    assert not [m for m in msgs if m.status in (481, 500)], ladder
+    assert_unregistered(kamailio, "1111")

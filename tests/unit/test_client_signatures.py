@@ -27,10 +27,15 @@ CALL_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | Non
     "wait_acked": ([_TIMEOUT], ("None", "bool")),
     "audio_frames": ([_TIMEOUT], ("AsyncIterator[bytes]", "Iterator[bytes]")),
     "dtmf": ([_TIMEOUT], ("AsyncIterator[str]", "Iterator[str]")),
+    "info_requests": (
+        [_TIMEOUT],
+        ("AsyncIterator[IncomingRequest]", "Iterator[IncomingRequest]"),
+    ),
     "recording": ([], ("AbstractAsyncContextManager[None]", "Iterator[None]")),
 }
-# Blocking forms that take fewer kinds of argument (no async iterables on a thread).
-CALL_PARAMETER_DIFFERENCES = {"send_audio"}
+# Blocking forms that take other kinds of argument (no async iterables on a thread; a
+# BlockingCall as the target of a transfer).
+CALL_PARAMETER_DIFFERENCES = {"send_audio", "transfer"}
 
 
 def _public(cls: type) -> dict[str, object]:

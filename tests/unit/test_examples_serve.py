@@ -637,6 +637,38 @@ def _message_nobody(server: Server, transport: str) -> None:
     assert "FAILED: MESSAGE to 2222 accepted" in run.stderr, str(run)
 
 
+@scenario("transfer")
+def _transfer(server: Server, transport: str) -> None:
+    """Blind: Bob REFERs Alice to 3333; the NOTIFYs report 100 then 200; Bob hangs up."""
+    run = ok(run_example("transfer", server, "--transport", transport))
+    assert run.has(r"Bob: REFER 202, NOTIFYs: 100 Trying, 200 OK"), str(run)
+    assert run.has(r"Alice: the call with Bob ended \(transferred\)"), str(run)
+    assert run.has("ok: Alice is in a call with Carol"), str(run)
+    [(_, refer)] = server.requests("REFER")
+    assert re.search(rf"(?m)^Refer-To: <sip:3333@{re.escape(server.address)}>\r?$", refer), refer
+    notifies = [text for _, text in server.requests("NOTIFY")]
+    assert [n.rpartition("\r\n\r\n")[2] for n in notifies] == [
+        "SIP/2.0 100 Trying\r\n",
+        "SIP/2.0 200 OK\r\n",
+    ], notifies
+    assert all(t == transport.upper() for t, _ in server.requests("NOTIFY"))
+    assert server.registered_users() == {}
+
+
+@scenario("transfer-attended", covers=("transfer",), transports=("udp",))
+def _transfer_attended(server: Server, transport: str) -> None:
+    """Attended: Alice's INVITE (to Carol's Contact) carries Replaces; Carol ends her call
+    with Bob."""
+    run = ok(run_example("transfer", server, "--mode", "attended"))
+    assert run.has(r"Carol: the call with Bob ended \(replaced\)"), str(run)
+    assert run.has("ok: Alice is in a call with Carol"), str(run)
+    [(_, refer)] = server.requests("REFER")
+    assert "?Replaces=" in refer and "%3Bto-tag%3D" in refer, refer
+    # Refer-To names Carol's Contact: Alice's INVITE with Replaces goes there directly.
+    assert not [t for _, t in server.requests("INVITE") if "\r\nReplaces: " in t]
+    assert server.registered_users() == {}
+
+
 @scenario("tcp_transport", transports=("udp",))
 def _tcp_transport(server: Server, transport: str) -> None:
     run = ok(run_example("tcp_transport", server))

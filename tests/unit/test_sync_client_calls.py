@@ -291,3 +291,34 @@ def test_blocking_call_forwards_every_public_attribute_of_call(
     with pytest.raises(AttributeError):
         call.state = CallState.ENDED  # type: ignore[misc]
     call.bye()
+
+
+def test_blocking_transfer_and_info(pair: tuple[Client, Client]) -> None:
+    """BlockingCall.transfer (blind), on_info and info_requests across the portal."""
+    alice, bob = pair
+    with Client("127.0.0.1", 0) as carol:
+        at_bob: list[sipx.Call] = []
+        bob.on_request("INVITE", lambda call: (at_bob.append(call), call.answer()))
+        carol.on_request("INVITE", lambda call: call.answer())
+        call = alice.call(uri_of(bob), timeout=5)
+        assert call.established
+        wait_until(lambda: bool(at_bob), "Bob has the call")
+        bob_call = BlockingCall(at_bob[0], bob, bob._portal)  # type: ignore[attr-defined]
+
+        infos = bob_call.info_requests(timeout=5)
+        seen: list[str] = []
+        bob_call.on_info(lambda incoming: seen.append(incoming.text))
+        assert call.info("ping", "text/plain").status_code == 200
+        first = next(infos)
+        assert first.text == "ping" and seen == ["ping"]
+        assert call.info("x", "text/plain", info_package="nope").status_code == 469
+
+        result = bob_call.transfer(uri_of(carol, "carol"), timeout=10)
+        assert isinstance(result, sipx.TransferResult) and result.succeeded, result
+        assert bob_call.ended_by == "local"
+        assert call.wait_ended(5) == "transferred"
+        new = call.replaced_by
+        assert isinstance(new, BlockingCall) and new.established
+        assert new.client is alice
+        new.bye()
+        assert list(infos) == []  # the call ended: the iterator is over

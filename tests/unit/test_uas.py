@@ -761,17 +761,23 @@ async def test_info_and_refer_in_the_call(autojump_clock: trio.testing.MockClock
         assert info.request.to.tag == incoming.local_tag
         assert info.headers["Content-Type"] == "application/dtmf-relay"
         assert "Signal=5" in info.text
-        refer = await incoming.refer("sip:carol@127.0.0.1")
-        assert refer.status_code == 405  # nobody would carry out the transfer
+        # A REFER handler that answers decides (here: refuses; see test_transfer.py for
+        # the transfers carried out).
         transfers: list[str] = []
-        _caller.on_request("REFER", lambda req: transfers.append(req.headers["Refer-To"]))
+
+        def refuse(req: sipx.IncomingRequest) -> None:
+            transfers.append(req.headers["Refer-To"])
+            req.respond(603)
+
+        _caller.on_request("REFER", refuse)
         refer = await incoming.refer("sip:carol@127.0.0.1")
-        assert refer.status_code == 202
+        assert refer.status_code == 603
         assert transfers == ["<sip:carol@127.0.0.1>"]
         assert call.established and incoming.established
     refer_requests = network.requests("REFER")
-    assert len(refer_requests) == 2
+    assert len(refer_requests) == 1
     assert refer_requests[0].message.headers["Refer-To"] == "<sip:carol@127.0.0.1>"
+    assert network.requests("NOTIFY") == []  # a refused REFER is not carried out
 
 
 async def test_in_dialog_requests_out_of_order_or_unknown(
