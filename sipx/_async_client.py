@@ -58,6 +58,11 @@ class AsyncClient(Lifetime):
     final response arrives within ``timeout`` seconds (per call or per client) or before the
     transaction's own Timer B/F (32 s with the default T1), and
     :class:`sipx.ClientClosedError` when the client closes first.
+
+    ``reliable_provisional`` (RFC 3262, 100rel; on by default): INVITEs carry ``Supported:
+    100rel``, incoming calls may be rung reliably (``call.ring(reliable=...)``); off, an
+    INVITE that requires 100rel gets ``420 Bad Extension``. A reliable 1xx we receive is
+    PRACKed either way.
     """
 
     _already_running = "the client is already open"
@@ -81,6 +86,7 @@ class AsyncClient(Lifetime):
         cert: TLSCert | None = None,
         nameservers: Sequence[str] | None = None,
         rtp_ports: tuple[int, int] = (10000, 20000),
+        reliable_provisional: bool = True,
     ) -> None:
         _validate.text("local_host", local_host)
         _validate.port("local_port", local_port)
@@ -134,6 +140,11 @@ class AsyncClient(Lifetime):
             raise ValueError(f"rtp_ports is a (low, high) pair within 1-65535, not {rtp_ports!r}")
         self._uas.rtp_host = local_host
         self._uas.rtp_ports = rtp_ports
+        if not isinstance(reliable_provisional, bool):
+            raise TypeError(f"reliable_provisional is True or False, not {reliable_provisional!r}")
+        # RFC 3262: Supported: 100rel in our INVITEs, PRACK for reliable 1xx, ring(reliable=).
+        self._uac.reliable_provisional = reliable_provisional
+        self._uas.reliable_provisional = reliable_provisional
         self._registrations = Registrations(self._engine, self._ids, self.user_agent)
         self._engine.on_response_seen = self._next_hop.learn_public_address
 

@@ -73,6 +73,7 @@ class Client:
         cert: TLSCert | None = None,
         nameservers: Sequence[str] | None = None,
         rtp_ports: tuple[int, int] = (10000, 20000),
+        reliable_provisional: bool = True,
     ) -> None:
         if _in_trio_run():
             raise RuntimeError(
@@ -96,6 +97,7 @@ class Client:
             cert=cert,
             nameservers=nameservers,
             rtp_ports=rtp_ports,
+            reliable_provisional=reliable_provisional,
         )
         self._portal = Portal()
         self._stop: trio.Event | None = None
