@@ -513,3 +513,51 @@ async def test_sipx_to_sipx_with_a_lost_prack(autojump_clock: trio.testing.MockC
     [ok] = network.responses(200, method="INVITE")[:1]
     assert ok.time >= delivered
     assert pracks[0].time < ok.time
+
+
+async def test_cancel_stops_the_resending_of_a_reliable_1xx(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    async with client_on(network) as callee, network.socket(PEER) as peer:
+        target = address_of(callee)
+        call = await ringing_call(network, callee, peer)
+        ringing = call.ring(180, reliable=True)
+        assert (await receive_response(peer)).status_code == 180
+        cancel = raw_request("CANCEL", target)  # the INVITE's branch and CSeq number
+        cancel.headers["CSeq"] = "1 CANCEL"
+        peer.send(cancel.to_bytes(), target)
+        codes = sorted([(await receive_response(peer)).status_code for _ in range(2)])
+        assert codes == [200, 487]
+        assert call.ended_by == "cancel"
+        peer.send(raw_request("ACK", target, to_tag=ringing.to.tag).to_bytes(), target)
+        await trio.sleep(60)
+        assert nothing_received(peer)  # no 180 again, no 500
+
+
+def test_a_blocking_call_rings_reliably() -> None:
+    """BlockingCall.ring(reliable=True) between two blocking Clients on loopback."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with (
+        sipx.Client("127.0.0.1", 0) as alice,
+        sipx.Client("127.0.0.1", 0) as bob,
+        ThreadPoolExecutor(max_workers=1) as worker,
+    ):
+        incoming = bob.calls(timeout=5)
+
+        def callee() -> sipx.Response:
+            call = next(incoming)
+            ringing = call.ring(180, reliable=True)
+            call.answer()
+            assert call.wait_acked(5)
+            return ringing
+
+        rung = worker.submit(callee)
+        call = alice.call(f"sip:bob@127.0.0.1:{bob.local_address.port}", timeout=5)
+        ringing = rung.result(10)
+        assert call.established
+        assert ringing.headers.get_list("Require") == ["100rel"] and "RSeq" in ringing.headers
+        [received] = [r for r in call.final_response.history if r.status_code == 180]  # type: ignore[union-attr]
+        assert received.headers["RSeq"] == ringing.headers["RSeq"]
+        call.bye()
