@@ -62,8 +62,11 @@ async def test_sipx_pracks_the_reliable_180_of_a_sipp_uas(sipp: SIPpFactory) -> 
     uas = sipp("uas_prack.xml", extra=["-mp", str(free_port("udp")), "-mi", HOST], timeout_s=20)
     wire = Wire()
     async with sipx.AsyncClient(HOST, 0, trace=wire) as client:
-        with trio.fail_after(10):
-            call = await client.call(f"sip:bob@{uas.hostport}")
+        try:
+            with trio.fail_after(10):
+                call = await client.call(f"sip:bob@{uas.hostport}")
+        except sipx.SIPError as exc:
+            raise AssertionError(f"{exc}\n{uas.describe()}") from exc
         assert call.established, call.final_response
         await trio.sleep(0.2)
         await call.bye()
