@@ -561,3 +561,29 @@ def test_a_blocking_call_rings_reliably() -> None:
         [received] = [r for r in call.final_response.history if r.status_code == 180]  # type: ignore[union-attr]
         assert received.headers["RSeq"] == ringing.headers["RSeq"]
         call.bye()
+
+
+async def test_a_held_200_is_never_sent_when_the_prack_never_comes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    async with client_on(network) as callee, network.socket(PEER) as peer:
+        target = address_of(callee)
+        call = await ringing_call(network, callee, peer)
+        start = trio.current_time()
+        progress = call.ring(183, reliable=True)
+        call.answer()  # held: the 183 carries SDP and is not acknowledged
+        seen = []
+        while True:
+            response = await receive_response(peer)
+            seen.append((response.status_code, trio.current_time() - start))
+            if response.status_code >= 200:
+                break
+        assert [code for code, _ in seen] == [183] * 7 + [500]
+        assert seen[-1][1] == 64 * T1
+        assert call.ended_by == "timeout" and not call.established
+        assert call.final_response is not None and call.final_response.status_code == 500
+        assert callee.dialogs == []
+        peer.send(raw_request("ACK", target, to_tag=progress.to.tag).to_bytes(), target)
+        await trio.sleep(60)
+        assert nothing_received(peer)  # and no 200 after all
