@@ -60,6 +60,11 @@ class AsyncClient(Lifetime):
     :class:`sipx.ClientClosedError` when the client closes first. ``info_packages`` names
     the Info Packages (RFC 6086) the client takes in INFO requests (sent in Recv-Info; an
     INFO naming another one gets 469).
+
+    ``reliable_provisional`` (RFC 3262, 100rel; on by default): INVITEs carry ``Supported:
+    100rel``, incoming calls may be rung reliably (``call.ring(reliable=...)``); off, an
+    INVITE that requires 100rel gets ``420 Bad Extension``. A reliable 1xx we receive is
+    PRACKed either way.
     """
 
     _already_running = "the client is already open"
@@ -84,6 +89,7 @@ class AsyncClient(Lifetime):
         nameservers: Sequence[str] | None = None,
         rtp_ports: tuple[int, int] = (10000, 20000),
         info_packages: Sequence[str] = (),
+        reliable_provisional: bool = True,
     ) -> None:
         _validate.text("local_host", local_host)
         _validate.port("local_port", local_port)
@@ -138,6 +144,11 @@ class AsyncClient(Lifetime):
         self._uas.rtp_host = local_host
         self._uas.rtp_ports = rtp_ports
         self._uas.set_info_packages(info_packages)
+        if not isinstance(reliable_provisional, bool):
+            raise TypeError(f"reliable_provisional is True or False, not {reliable_provisional!r}")
+        # RFC 3262: Supported: 100rel in our INVITEs, PRACK for reliable 1xx, ring(reliable=).
+        self._uac.reliable_provisional = reliable_provisional
+        self._uas.reliable_provisional = reliable_provisional
         self._registrations = Registrations(self._engine, self._ids, self.user_agent)
         self._engine.on_response_seen = self._next_hop.learn_public_address
 

@@ -22,10 +22,12 @@ from ._core.builder import attach_body, copy_record_route
 from ._core.dialog import Dialog, DialogState
 from ._core.dtmf import digit_to_event
 from ._core.message import Request, Response
+from ._core.reliable import send_reliably
 from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, TransportError
 from ._media_stream import MediaStats
+from ._reliable import ReliableSender
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -82,6 +84,7 @@ class Call:
         self._reinviting = False  # our re-INVITE is pending: a crossing one gets 491
         self._acked = trio.Event()
         self._media = media if media is not None else CallMedia(uas.engine, None, uas.media_clock)
+        self._reliable: ReliableSender | None = None  # our reliable 1xx (RFC 3262), if any
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.invite.uri} {self.state.value}>"
@@ -110,19 +113,41 @@ class Call:
         return self.state is CallState.ENDED
 
     # -- incoming: ring, answer, reject -------------------------------------------------------
-    def ring(self, status_code: int = 180, body: SDPBody | str | None = None) -> Response:
+    def ring(
+        self,
+        status_code: int = 180,
+        body: SDPBody | str | None = None,
+        *,
+        reliable: bool | None = None,
+    ) -> Response:
         """Send a provisional response (180 Ringing, or 183 Session Progress).
 
         A 183 without ``body`` carries our SDP answer and starts the call's media at once
         (early media: ``play()`` an announcement before answering, or never answer); the
         200 then repeats the same SDP.
+
+        ``reliable`` (RFC 3262, 100rel): None sends it reliably when the caller requires it
+        (``Require: 100rel``); True whenever the caller supports it, else unreliably (a
+        caller that did not ask never gets one); False never (a ValueError when the caller
+        requires it). A reliable response carries ``Require: 100rel`` and ``RSeq`` and is
+        resent (T1, doubling) until the caller's PRACK; 64·T1 without one rejects the call
+        with 500. A second reliable one waits for the PRACK of the first; so does a 200
+        after a reliable 183 with SDP (the call is established when it goes).
         """
         if not 101 <= status_code <= 199:
             raise ValueError("ring() sends a provisional response (101-199)")
+        if reliable is not None and not isinstance(reliable, bool):
+            raise TypeError(f"reliable is True, False or None, not {reliable!r}")
+        reliably = send_reliably(self.invite, reliable, enabled=self._uas.reliable_provisional)
+        self._check_not_answering()
         early = status_code == 183 and body is None and self.offer is not None
         if early:
             body = self._media_sdp()
-        response = self._respond(status_code, body=body)
+        if reliably:
+            response = self._respond(status_code, body=body, send=False)
+            self._reliable_sender().send(response)
+        else:
+            response = self._respond(status_code, body=body)
         self.state = CallState.EARLY
         if early:
             self._media.negotiated(self.local_sdp, self.offer, we_offered=False)
@@ -149,8 +174,10 @@ class Call:
         """Answer with 200 OK; without ``body`` an SDP answer to the offer is made.
 
         With no offer in the INVITE (late offer) ``body`` is our offer and the answer arrives
-        in the ACK.
+        in the ACK. After a reliable 183 with SDP whose PRACK has not come yet, the 200 waits
+        for it (RFC 3262 3) and the call is established when it goes.
         """
+        self._check_not_answering()
         if body is None:
             body = self._media_sdp()
         sdp = body if isinstance(body, SDPBody) else SDPBody.parse(body)
@@ -160,16 +187,34 @@ class Call:
         if self._uas.info_packages:  # RFC 6086 5.2.2: the Info Packages we take
             headers = {"Recv-Info": ", ".join(self._uas.info_packages), **(headers or {})}
         try:
-            response = self._respond(200, body=sdp, headers=headers)
+            response = self._respond(200, body=sdp, headers=headers, send=False)
+            if self._reliable is not None and self._reliable.hold_2xx(
+                lambda: self._send_answer(response, sdp)
+            ):
+                return response  # RFC 3262 3: it goes with the PRACK of our 1xx with SDP
+            self._transmit(response)
         except BaseException:
             self._media.close()
             raise
+        self._answered(response, sdp)
+        return response
+
+    def _check_not_answering(self) -> None:
+        if self._reliable is not None and self._reliable.holding:
+            raise ProtocolError("the call is answered: its 200 waits for the PRACK of our 1xx")
+
+    def _send_answer(self, response: Response, sdp: SDPBody) -> None:
+        """The held 200 goes: the PRACK of our reliable 1xx with SDP arrived."""
+        self._transmit(response)
+        self._answered(response, sdp)
+
+    def _answered(self, response: Response, sdp: SDPBody) -> None:
+        """Our 200 went out: the dialog is confirmed on our side, resent until the ACK."""
         self.final_response = response
         self.dialog = self._uas.dialog_from_incoming(self.invite, response, self)
         self.state = CallState.ESTABLISHED
         self._uas.retransmit_2xx(self, response)
         self._media.negotiated(sdp, self.offer, we_offered=False)
-        return response
 
     def reject(
         self,
@@ -204,6 +249,7 @@ class Call:
         *,
         headers: Mapping[str, str] | None = None,
         body: SDPBody | str | bytes | None = None,
+        send: bool = True,
     ) -> Response:
         if self.direction != "incoming" or self.transaction is None:
             raise ProtocolError("only an incoming call is answered")
@@ -221,9 +267,38 @@ class Call:
             response.headers[name] = value
         if body is not None:
             attach_body(response, body, "application/sdp")
-        if not self._engine.respond(self.transaction, response):
-            raise ProtocolError(f"the transaction no longer takes a {status_code}")
+        if send:
+            self._transmit(response)
         return response
+
+    def _transmit(self, response: Response) -> None:
+        assert self.transaction is not None
+        if not self._engine.respond(self.transaction, response):
+            raise ProtocolError(f"the transaction no longer takes a {response.status_code}")
+        if response.status_code >= 200 and self._reliable is not None:
+            self._reliable.final_sent()
+
+    def _reliable_sender(self) -> ReliableSender:
+        if self._reliable is None:
+            assert self.transaction is not None
+            self._reliable = ReliableSender(self._engine, self.transaction, self._no_prack)
+        return self._reliable
+
+    def _no_prack(self) -> None:
+        """64·T1 without the PRACK of our reliable 1xx: reject the INVITE with a 5xx
+        (RFC 3262 3) and end the call."""
+        if self.final_response is not None or self.ended or self.transaction is None:
+            return
+        response = make_response(self.invite, 500, "No PRACK Received", to_tag=self.local_tag)
+        self._end("timeout")
+        self.final_response = response
+        self._engine.respond(self.transaction, response)
+
+    def _on_prack(self, request: Request, respond: Callable[[int], object]) -> None:
+        if self._reliable is None:
+            respond(481)
+        else:
+            self._reliable.prack(request, respond)
 
     # -- in-dialog requests (both directions) -----------------------------------------------------
     def _require_dialog(self) -> Dialog:
@@ -463,6 +538,8 @@ class Call:
         self.state = CallState.ENDED
         self.ended_by = by
         self._media.close()
+        if self._reliable is not None:
+            self._reliable.close()
         engine = self._engine
         if self.dialog is not None:
             self.dialog.terminate()
@@ -513,6 +590,13 @@ def info_received(call: Call, incoming: IncomingRequest) -> None:
     """An INFO of the call was answered: hand it to the ``info_requests()`` iterators."""
     for listener in call._info_listeners:
         listener.send_nowait(incoming)
+
+
+def prack_received(call: Call, request: Request, respond: Callable[[int], object]) -> None:
+    """A PRACK for the call: ``respond(200)`` if it acknowledges our unacknowledged
+    reliable 1xx (RFC 3262 3), then the response that waited for it goes; else
+    ``respond(481)``."""
+    call._on_prack(request, respond)
 
 
 def media_of(call: Call) -> CallMedia:

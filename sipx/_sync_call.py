@@ -146,9 +146,16 @@ class BlockingCall:
         return None if other is None else BlockingCall(other, self._client, self._portal)
 
     # -- incoming: ring, answer, reject (plain methods of Call: run_sync) --------------------------
-    def ring(self, status_code: int = 180, body: SDPBody | str | None = None) -> Response:
-        """Send a provisional response (180 Ringing, or 183 with early media SDP)."""
-        return self._portal.run_sync(self._call.ring, status_code, body)
+    def ring(
+        self,
+        status_code: int = 180,
+        body: SDPBody | str | None = None,
+        *,
+        reliable: bool | None = None,
+    ) -> Response:
+        """Send a provisional response (180 Ringing, or 183 with early media SDP);
+        ``reliable``: RFC 3262, as :meth:`sipx.Call.ring`."""
+        return self._portal.run_sync(self._call.ring, status_code, body, reliable=reliable)
 
     def answer(
         self, body: SDPBody | str | None = None, *, headers: Mapping[str, str] | None = None

@@ -74,6 +74,7 @@ class Client:
         nameservers: Sequence[str] | None = None,
         rtp_ports: tuple[int, int] = (10000, 20000),
         info_packages: Sequence[str] = (),
+        reliable_provisional: bool = True,
     ) -> None:
         if _in_trio_run():
             raise RuntimeError(
@@ -98,6 +99,7 @@ class Client:
             nameservers=nameservers,
             rtp_ports=rtp_ports,
             info_packages=info_packages,
+            reliable_provisional=reliable_provisional,
         )
         self._portal = Portal()
         self._stop: trio.Event | None = None

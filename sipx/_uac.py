@@ -24,6 +24,8 @@ from ._call import end_call, media_of
 from ._core.builder import body_bytes, build_ack_for_2xx, build_cancel
 from ._core.dialog import Dialog, DialogId, dialog_id_of
 from ._core.message import Request, Response
+from ._core.option_tags import RELIABLE_PROVISIONAL, add_option_tag
+from ._core.reliable import ProvisionalSequence, RAck, Verdict, is_reliable, rseq_of
 from ._core.sdp import SDPBody
 from ._core.transaction import ClientTransaction, TransactionState
 from ._engine import Engine, Responses
@@ -76,6 +78,10 @@ class UserAgentClient:
         # Call-ID -> what to do with a 1xx carrying SDP (start a placed call's media early).
         self.early_media: dict[str, Callable[[Response], None]] = {}
         self.on_success: Callable[[Request, Response, Address], None] = lambda q, r, a: None
+        # RFC 3262: announce 100rel in our INVITEs (AsyncClient(reliable_provisional=...)).
+        self.reliable_provisional = True
+        # The RSeq space of each reliable 1xx sender: (early dialog id, INVITE CSeq) -> ...
+        self._provisionals: dict[tuple[DialogId, int], ProvisionalSequence] = {}
         # The last ACK sent in each dialog, by (Call-ID, To tag): (CSeq, bytes, address),
         # resent when its 2xx is retransmitted; forgotten when the call ends.
         self._acks: dict[tuple[str, str], tuple[int, bytes, Address]] = {}
@@ -105,6 +111,7 @@ class UserAgentClient:
         timeout = _validate.timeout("timeout", timeout)
         _validate.credentials("auth", auth)
         self.engine.require_transport()
+        self._announce_extensions(request)
         self.next_hop.add_outbound_route(request, host)
         destinations = await self.next_hop.candidates(request, host, port)
         seconds = timeout if timeout is not None else self.timeout
@@ -172,6 +179,7 @@ class UserAgentClient:
         self, dialog: Dialog, request: Request, *, timeout: float | None
     ) -> Response:
         timeout = _validate.timeout("timeout", timeout)
+        self._announce_extensions(request)
         address = await self.next_hop.address(dialog.next_hop())
         seconds = timeout if timeout is not None else self.timeout
 
@@ -289,6 +297,9 @@ class UserAgentClient:
                     raise item
                 response = item
                 response.request = request
+                reliable = is_invite and self._reliable_verdict(request, response)
+                if reliable is None:
+                    continue  # a retransmitted or out-of-order reliable 1xx (RFC 3262 4)
                 context.response = response
                 if self.events is not None:
                     response = await dispatch(self.events, "response", response, context)
@@ -297,7 +308,7 @@ class UserAgentClient:
                     response.request = request
                 if response.status_code < 200:
                     if is_invite:
-                        self._on_provisional(request, response)
+                        self._on_provisional(request, response, reliable=reliable)
                     history.append(response)
                     continue
                 response.history = history
@@ -323,6 +334,14 @@ class UserAgentClient:
                 # A final response (or giving up) ends the INVITE's early dialogs.
                 for early in [d for d in self.early_dialogs.values() if d.invite is request]:
                     del self.early_dialogs[early.id]
+                for key in [k for k in self._provisionals if k[0].call_id == request.call_id]:
+                    if key[1] == request.cseq.seq:
+                        del self._provisionals[key]
+
+    def _announce_extensions(self, request: Request) -> None:
+        """``Supported: 100rel`` in an INVITE (appended to any Supported already there)."""
+        if request.method == "INVITE" and self.reliable_provisional:
+            add_option_tag(request, "Supported", RELIABLE_PROVISIONAL)
 
     def _remember_destination(self, request: Request, destination: Address) -> None:
         self._destinations[request_key(request)] = destination
@@ -330,9 +349,40 @@ class UserAgentClient:
             self._destinations.popitem(last=False)
 
     # -- INVITE bookkeeping ------------------------------------------------------------------------
-    def _on_provisional(self, request: Request, response: Response) -> None:
-        """A 101-199 with a To tag creates an early dialog; forks make several (12.1.2)."""
-        if request.to.tag or not response.to.tag or response.status_code == 100:
+    def _reliable_verdict(self, request: Request, response: Response) -> bool | None:
+        """Is ``response`` a new reliable 1xx (True: PRACK it), an unreliable response
+        (False), or one to drop (None): a retransmission, which is neither acknowledged nor
+        shown again, or one whose RSeq skips a number (RFC 3262 4)?"""
+        try:
+            if not is_reliable(response):
+                return False
+            rseq = rseq_of(response)
+            dialog_id = dialog_id_of(response)
+        except ParseError as exc:
+            log.info("a reliable %s with a bad RSeq is taken as unreliable: %s", response, exc)
+            return False
+        if rseq is None or dialog_id is None:
+            return False  # without a To tag there is no dialog to send a PRACK in
+        key = (dialog_id, request.cseq.seq)
+        sequence = self._provisionals.get(key)
+        if sequence is None:
+            sequence = self._provisionals[key] = ProvisionalSequence()
+        verdict = sequence.receive(rseq)
+        if verdict is Verdict.NEW:
+            return True
+        log.debug("%s RSeq %s in %s: %s, dropped", response, rseq, request.call_id, verdict.value)
+        return None
+
+    def _on_provisional(self, request: Request, response: Response, *, reliable: bool) -> None:
+        """A 101-199 with a To tag creates an early dialog; forks make several (12.1.2).
+        A reliable one gets its PRACK in that dialog (RFC 3262 4)."""
+        if not response.to.tag or response.status_code == 100:
+            return
+        if request.to.tag:  # a re-INVITE: its dialog exists
+            dialog_id = dialog_id_of(response)
+            confirmed = self.engine.dialogs.get(dialog_id) if dialog_id else None
+            if reliable and confirmed is not None:
+                self._prack(confirmed, response)
             return
         early_media = self.early_media.get(request.call_id)
         if early_media is not None and response.content:
@@ -341,7 +391,26 @@ class UserAgentClient:
             dialog = Dialog.from_uac_response(request, response)
         except (ProtocolError, ParseError):
             return
-        self.early_dialogs.setdefault(dialog.id, dialog)
+        dialog = self.early_dialogs.setdefault(dialog.id, dialog)
+        if reliable:
+            self._prack(dialog, response)
+
+    def _prack(self, dialog: Dialog, response: Response) -> None:
+        """Acknowledge a reliable 1xx: PRACK in its dialog, the CSeq taken now (in order),
+        sent from the engine's nursery so that the INVITE's responses keep flowing."""
+        if not self.engine.running:
+            return
+        prack = dialog.create_request("PRACK", headers={"RAck": str(RAck.of(response))})
+        self.engine.start_soon(self._send_prack, dialog, prack)
+
+    async def _send_prack(self, dialog: Dialog, prack: Request) -> None:
+        try:
+            response = await self.send_in_dialog(dialog, prack, timeout=None)
+        except SIPError as exc:
+            log.info("PRACK %s failed: %s", prack.headers.get_first("RAck"), exc)
+            return
+        if not response.is_success:
+            log.info("PRACK %s got %s", prack.headers.get_first("RAck"), response.status_code)
 
     def on_invite_success(self, request: Request, response: Response) -> None:
         if request.to.tag:
@@ -354,6 +423,9 @@ class UserAgentClient:
         except (ProtocolError, ParseError) as exc:
             log.warning("2xx to INVITE does not create a dialog: %s", exc)
             return
+        early_dialog = self.early_dialogs.get(dialog.id)
+        if early_dialog is not None:  # requests sent in it (PRACK) took CSeq numbers
+            dialog.local_seq = max(dialog.local_seq, early_dialog.local_seq)
         self.engine.dialogs[dialog.id] = dialog
         for early in [d for d in self.early_dialogs.values() if d.call_id == dialog.call_id]:
             del self.early_dialogs[early.id]

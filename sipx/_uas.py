@@ -29,6 +29,7 @@ from ._call import (
     info_handler_of,
     info_received,
     media_of,
+    prack_received,
     reinvite_pending,
     reinvite_received,
 )
@@ -38,6 +39,7 @@ from ._core.dialog import Dialog, DialogState, dialog_id_of
 from ._core.header_types import is_token
 from ._core.headers import header_key
 from ._core.message import Request, Response
+from ._core.option_tags import RELIABLE_PROVISIONAL, SUPPORTED, unsupported
 from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError
@@ -63,6 +65,7 @@ ALLOWED_METHODS = (
     "NOTIFY",
     "REFER",
     "INFO",
+    "PRACK",
 )
 DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 # Listed in Allow only once a handler takes them (out of dialog they get 405 otherwise).
@@ -177,6 +180,7 @@ class UserAgentServer:
         self.media_clock = MediaClock()  # paces and reads every call's RTP, one task
         self.rtp_host = "0.0.0.0"
         self.rtp_ports = (10000, 20000)
+        self.reliable_provisional = True  # 100rel (RFC 3262) supported: AsyncClient option
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
@@ -251,6 +255,14 @@ class UserAgentServer:
     def forget_tag(self, request: Request) -> None:
         """The request is answered for good (or its call ended): its To tag is not needed."""
         self._tags.pop((request.call_id, request.from_.tag or ""), None)
+
+    @property
+    def supported(self) -> tuple[str, ...]:
+        """The option tags this user agent supports (``Supported``; a ``Require`` of any
+        other gets 420)."""
+        if self.reliable_provisional:
+            return SUPPORTED
+        return tuple(tag for tag in SUPPORTED if tag != RELIABLE_PROVISIONAL)
 
     def contact_for(self, request: Request) -> str:
         return self.next_hop.contact_for(request)
@@ -350,6 +362,8 @@ class UserAgentServer:
     async def _dispatch(self, incoming: IncomingRequest) -> None:
         request = incoming.request
         method = request.method
+        if method != "CANCEL" and self._bad_extension(incoming):
+            return
         if request.to.tag:
             await self._in_dialog(incoming)
             return
@@ -359,6 +373,9 @@ class UserAgentServer:
         if method == "CANCEL":
             self._cancel(incoming)
             return
+        if method == "PRACK":
+            incoming.respond(481)  # RFC 3262 3: it matches no reliable 1xx of ours
+            return
         if await self._run_handler(incoming):
             return
         if method == "OPTIONS":
@@ -367,7 +384,7 @@ class UserAgentServer:
             incoming.respond(200)
         elif method == "BYE":
             incoming.respond(481)
-        elif method in ALLOWED_METHODS or method in ("REGISTER", "UPDATE", "PRACK", "PUBLISH"):
+        elif method in ALLOWED_METHODS or method in ("REGISTER", "UPDATE", "PUBLISH"):
             incoming.respond(405, headers={"Allow": self._allow()})
         else:
             incoming.respond(501)
@@ -376,8 +393,19 @@ class UserAgentServer:
         return {
             "Allow": self._allow(),
             "Accept": "application/sdp, text/plain",
-            "Supported": "replaces",
+            "Supported": ", ".join(self.supported),
         }
+
+    def _bad_extension(self, incoming: IncomingRequest) -> bool:
+        """RFC 3261 8.2.2.3: a Require we do not support gets 420 with Unsupported, before
+        anything else sees the request."""
+        missing = unsupported(incoming.request, self.supported)
+        if not missing:
+            return False
+        log.info("%s requires %s: 420", incoming.method, ", ".join(missing))
+        incoming.respond(420, headers={"Unsupported": ", ".join(missing)})
+        self.forget_tag(incoming.request)
+        return True
 
     def _allow(self) -> str:
         methods = [m for m in ALLOWED_METHODS if m not in _NEED_A_HANDLER or m in self.handlers]
@@ -469,6 +497,9 @@ class UserAgentServer:
         request = incoming.request
         dialog_id = dialog_id_of(request)
         dialog = self.engine.dialogs.get(dialog_id) if dialog_id else None
+        if request.method == "PRACK":
+            self._prack(incoming, dialog)
+            return
         if dialog is None:
             incoming.respond(481)
             return
@@ -547,6 +578,30 @@ class UserAgentServer:
         if not await self._run_handler(incoming, info_handler_of(call)):
             incoming.respond(200)
         info_received(call, incoming)
+
+    def _prack(self, incoming: IncomingRequest, dialog: Dialog | None) -> None:
+        """RFC 3262 3: a PRACK that acknowledges our unacknowledged reliable 1xx gets 200,
+        any other 481. Before the call is answered its dialog is early and not registered:
+        the call is found by Call-ID and tags."""
+        request = incoming.request
+        call: Call | None
+        if dialog is not None:
+            try:
+                dialog.receive_request(request)
+            except (ProtocolError, ParseError) as exc:
+                incoming.respond(500, str(exc)[:60])
+                return
+            call = self.engine.calls.get(dialog.id)
+        else:
+            call = self.engine.pending_calls.get(request.call_id)
+            if call is not None and (
+                call.local_tag != request.to.tag or call.invite.from_.tag != request.from_.tag
+            ):
+                call = None
+        if call is None or call.direction != "incoming":
+            incoming.respond(481)
+            return
+        prack_received(call, request, incoming.respond)
 
     def _dtmf_info(self, call: Call, request: Request) -> None:
         """An INFO carrying a digit (application/dtmf-relay or application/dtmf)."""
