@@ -71,6 +71,19 @@ async def arun_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedPro
     )
 
 
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """``python -m sipx *args`` left running (stdout and stderr piped, as text)."""
+    return subprocess.Popen(
+        [*CLI, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+    )
+
+
 def show(done: subprocess.CompletedProcess[str]) -> str:
     return f"rc={done.returncode}\n--- stdout ---\n{done.stdout}\n--- stderr ---\n{done.stderr}"
 
@@ -241,21 +254,12 @@ def test_call_extension_100_serve(serve: Serve, transport: str) -> None:
 def test_call_held_until_ctrl_c_hangs_up(serve: Serve) -> None:
     """``--duration -1`` holds the call (it used to fail with no BYE); Ctrl-C then hangs up
     with a BYE and exits 130."""
-    proc = subprocess.Popen(
-        [
-            *CLI,
-            "call",
-            f"sip:100@{serve.hostport}",
-            "--duration",
-            "-1",
-            *client_opts("udp", *CREDENTIALS_1111),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=ENV,
+    proc = start_cli(
+        "call",
+        f"sip:100@{serve.hostport}",
+        "--duration",
+        "-1",
+        *client_opts("udp", *CREDENTIALS_1111),
     )
     try:
         assert proc.stdout is not None
@@ -429,22 +433,12 @@ def test_register_says_the_binding_outlives_the_command(serve: Serve) -> None:
 def test_register_keep_refreshes_until_ctrl_c(serve: Serve) -> None:
     """``--keep`` keeps the binding alive past its expiry, then removes it on Ctrl-C (130)."""
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            *CLI,
-            "register",
-            serve.aor("3333"),
-            "--expires",
-            "4",
-            "--keep",
-            *client_opts("udp", "--user", "3333", "--password", "3333xxx", local_port=port),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=ENV,
+    credentials = ["--user", "3333", "--password", "3333xxx"]
+    proc = start_cli(
+        "register",
+        serve.aor("3333"),
+        *["--expires", "4", "--keep"],
+        *client_opts("udp", *credentials, local_port=port),
     )
     try:
         assert proc.stdout is not None
