@@ -73,6 +73,8 @@ class Client:
         cert: TLSCert | None = None,
         nameservers: Sequence[str] | None = None,
         rtp_ports: tuple[int, int] = (10000, 20000),
+        transports: Sequence[str] | None = None,
+        tls_port: int | None = None,
     ) -> None:
         if _in_trio_run():
             raise RuntimeError(
@@ -96,6 +98,8 @@ class Client:
             cert=cert,
             nameservers=nameservers,
             rtp_ports=rtp_ports,
+            transports=transports,
+            tls_port=tls_port,
         )
         self._portal = Portal()
         self._stop: trio.Event | None = None
@@ -165,7 +169,18 @@ class Client:
 
     @property
     def local_address(self) -> LocalAddress:
+        """Where ``transport=`` listens (see :attr:`AsyncClient.local_address`)."""
         return self._async.local_address
+
+    @property
+    def local_addresses(self) -> dict[str, LocalAddress]:
+        """Where each transport listens (see :attr:`AsyncClient.local_addresses`)."""
+        return self._async.local_addresses
+
+    @property
+    def transports(self) -> tuple[str, ...]:
+        """The transports the client runs (``transport=`` first)."""
+        return self._async.transports
 
     @property
     def dialogs(self) -> list[Dialog]:
