@@ -175,6 +175,7 @@ class WSTransport(TCPTransport):
         except* (HandshakeError, TransportError, trio.TooSlowError) as group:
             error = _handshake_error(_first(group), self.name, connection.remote)
             log.info("%s", error)
+            self._drop(connection)  # first: a request sent now must open a new connection
             if outgoing and self._on_error is not None:
                 self._on_error(connection.remote, error)
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
