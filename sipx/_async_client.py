@@ -53,11 +53,11 @@ class LocalAddress(NamedTuple):
 class AsyncClient(Lifetime):
     """A SIP user agent on trio; use ``async with AsyncClient(...) as client``.
 
-    It listens on UDP and TCP on ``local_port`` (and on TLS with a certificate), answers
-    each request over the transport it came in on, and sends its own requests over
-    ``transport=`` unless their URI names another it runs; ``transports=`` chooses the set
-    (see ``docs/API.md``, "Transports"). ``local_port=0`` picks a port free for all of
-    them. Requests raise :class:`sipx.TimeoutError` when no
+    By default it listens on UDP and TCP on ``local_port`` (and on TLS with a
+    certificate), answers each request over the transport it came in on, and sends its own
+    requests over ``transport=`` unless their URI names another it runs; ``transports=``
+    chooses the set (see ``docs/API.md``, "Transports"). ``local_port=0`` picks a port
+    free for all of them. Requests raise :class:`sipx.TimeoutError` when no
     final response arrives within ``timeout`` seconds (per call or per client) or before the
     transaction's own Timer B/F (32 s with the default T1), and
     :class:`sipx.ClientClosedError` when the client closes first.
@@ -190,8 +190,9 @@ class AsyncClient(Lifetime):
 
     @property
     def transports(self) -> tuple[str, ...]:
-        """The transports the client runs (``transport=`` first)."""
-        return self._transports.names
+        """The transports the client runs, ``transport=`` first (before it opens: those it
+        will try; a default listener whose port was taken is not among them)."""
+        return self._transports.running(self._engine)
 
     @property
     def local_address(self) -> LocalAddress:
@@ -209,7 +210,7 @@ class AsyncClient(Lifetime):
         self._engine.require_transport()
         return {
             name: LocalAddress(host, self._engine.require_transport(name).local_address[1])
-            for name in self._transports.names
+            for name in self._transports.running(self._engine)
             if name in LISTENING
         }
 

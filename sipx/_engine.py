@@ -67,8 +67,9 @@ TraceHook = Callable[[str, bytes, Address, str], None]
 Responses = trio.MemoryReceiveChannel[Response | Exception]
 Waiter = tuple[trio.MemorySendChannel[Response | Exception], Responses]
 TransportFactory = Callable[[MessageHandler], Transport]
-PortGroup = tuple[int, Sequence[TransportFactory]]
-"""Transports started together on one port (0: a port free for all of them)."""
+PortGroup = tuple[int, Sequence[TransportFactory], frozenset[str]]
+"""Transports started together on one port (0: a port free for all of them), and the names
+of those left out when their port is taken (see ``start_on_one_port``)."""
 
 
 class Engine:
@@ -124,9 +125,13 @@ class Engine:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
-                    for port, factories in groups:
+                    for port, factories, optional in groups:
                         started, _ = await start_on_one_port(
-                            self._maker(factories), host, port, self._start_transport
+                            self._maker(factories),
+                            host,
+                            port,
+                            self._start_transport,
+                            optional=optional,
                         )
                         self.transports.update((t.name, t) for t in started)
                     self.transport = self.transports.get(self.default_transport) or next(
@@ -172,6 +177,7 @@ class Engine:
         self._fail_all_waiters()
         self.retransmitter = TwoXXRetransmitter(self.timers)
         self._retransmits.clear()
+        self._routes.clear()
         for scope in self._service_scopes:
             scope.cancel()
         if self._nursery is not None:

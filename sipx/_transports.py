@@ -1,10 +1,14 @@
 """Which transports a client runs, on which ports, and how they are made.
 
-By default a client whose requests go over UDP or TCP (``transport=``) listens on both, on
-its one port, as softphones do, and on TLS too when it has a certificate (``cert=``); a
-client whose requests go over TLS, WS or WSS runs that transport alone (it is usually where
-plain SIP cannot go, or should not be answered in clear). ``transports=`` names the set
-instead; it must include ``transport=``.
+A client always runs the transport of its requests (``transport=``). By default a client
+left on UDP also listens on TCP, on the same port, as softphones do; with a certificate
+(``cert=``) a UDP or TCP client listens on TLS too. Those extra listeners are best effort:
+on a given port already taken for them (by another program, or by another client on the
+same port, as in the guide's "Transport Personalizado" with a TCP client and a UDP client
+on 5060) the client runs without them, and says so in the log (``sipx.transport``). A
+client that chose TCP, TLS, WS or WSS does not listen on UDP: TLS, WS and WSS are chosen
+where plain SIP cannot go or should not be answered in clear. ``transports=`` names the set
+instead; it must include ``transport=``, and every transport in it must start.
 
 Ports: UDP and TCP share ``local_port`` (port 0: one port free for both). TLS takes
 ``tls_port`` when given, else ``local_port`` when TCP does not run, else ``local_port + 1``
@@ -64,11 +68,14 @@ class ClientTransports:
             raise ValueError(
                 f"a memory network (network=) carries UDP, TCP and TLS, not {transport!r}"
             )
+        self.optional: frozenset[str] = frozenset()
         if transports is None:
-            if network is not None or self.default not in ("UDP", "TCP"):
-                names: tuple[str, ...] = (self.default,)
-            else:
-                names = ("UDP", "TCP") + (("TLS",) if cert is not None else ())
+            names: tuple[str, ...] = (self.default,)
+            if network is None and self.default == "UDP":
+                names += ("TCP",)
+            if network is None and self.default in ("UDP", "TCP") and cert is not None:
+                names += ("TLS",)
+            self.optional = frozenset(names) - {self.default}
         else:
             if isinstance(transports, str) or not isinstance(transports, Sequence):
                 raise TypeError(f"transports is a sequence of transport names, not {transports!r}")
@@ -100,17 +107,25 @@ class ClientTransports:
         """What :meth:`Engine.run` starts: UDP and TCP on one port, TLS on its own, the
         WebSocket transports on none."""
         if self._network is not None:
-            return [(self.local_port, [self._memory(self._network)])]
+            return [(self.local_port, [self._memory(self._network)], frozenset())]
         shared = [self._factory(n, engine, resolver) for n in self.names if n in ("UDP", "TCP")]
         groups: list[PortGroup] = []
         if shared:
-            groups.append((self.local_port, shared))
+            groups.append((self.local_port, shared, self.optional))
         if "TLS" in self.names:
-            groups.append((self.tls_port, [self._factory("TLS", engine, resolver)]))
+            tls = [self._factory("TLS", engine, resolver)]
+            groups.append((self.tls_port, tls, self.optional))
         websockets = [self._factory(n, engine, resolver) for n in self.names if n in ("WS", "WSS")]
         if websockets:
-            groups.append((0, websockets))
+            groups.append((0, websockets, frozenset()))
         return groups
+
+    def running(self, engine: Engine) -> tuple[str, ...]:
+        """The transports running (once the client is open; before, those it will try),
+        ``transport=`` first."""
+        if not engine.transports:
+            return self.names
+        return tuple(name for name in self.names if name in engine.transports)
 
     def _memory(self, network: Network) -> TransportFactory:
         def make(on_message: MessageHandler) -> Transport:

@@ -280,6 +280,7 @@ class DevServer(Lifetime):
             start,
         )
         self._transports = {transport.name: transport for transport in transports}
+        assert address is not None  # none of them is optional
         return address
 
     def _make_transport(self, name: str) -> Transport:

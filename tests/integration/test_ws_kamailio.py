@@ -12,14 +12,25 @@ transport.
 
 from __future__ import annotations
 
+import glob
 import math
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from peers import USERS, Kamailio, SIPp, free_port, query_bindings, require_binary, wait_port_bound
+from peers import (
+    USERS,
+    Kamailio,
+    SIPp,
+    free_port,
+    in_ci,
+    query_bindings,
+    require_binary,
+    wait_port_bound,
+)
 
 from sipx import AsyncClient, Auth, Call
 
@@ -47,12 +58,30 @@ class Wire:
         return {tr for _, _, tr in self.seen}
 
 
+def require_websocket_module() -> None:
+    """Kamailio's websocket module (Debian: kamailio-websocket-modules): skipped without
+    it, failed under CI (like a missing peer binary)."""
+    folders = [
+        os.environ.get("SIPX_KAMAILIO_MPATH", ""),
+        *glob.glob("/usr/lib*/*/kamailio/modules"),
+    ]
+    folders += glob.glob("/usr/lib*/kamailio/modules") + glob.glob(
+        "/usr/local/lib*/kamailio/modules"
+    )
+    if any(os.path.isfile(os.path.join(f, "websocket.so")) for f in folders if f):
+        return
+    if in_ci():
+        pytest.fail("Kamailio's websocket module is not installed (kamailio-websocket-modules)")
+    pytest.skip("Kamailio's websocket module is not installed (kamailio-websocket-modules)")
+
+
 @pytest.fixture(scope="module")
 def kamailio_ws(
     tmp_path_factory: pytest.TempPathFactory, echo_uas: SIPp
 ) -> Iterator[tuple[Kamailio, int]]:
     """A Kamailio with its WebSocket listener, and that listener's port."""
     require_binary("kamailio")
+    require_websocket_module()
     ws_port = free_port("tcp")
     kamailio = Kamailio.start(
         free_port(),

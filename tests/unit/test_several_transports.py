@@ -9,6 +9,7 @@ transports on one port (``start_on_one_port``), including the retry on another p
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 from collections.abc import Sequence
@@ -56,6 +57,21 @@ async def read_message(stream: trio.abc.Stream) -> bytes:
                 return messages[0]
 
 
+def free_udp_tcp_port() -> int:
+    """A port free for UDP and TCP on the loopback (a moment ago)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((LOOPBACK, 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+        return port
+    raise AssertionError("no port free for UDP and TCP")
+
+
 async def udp_exchange(data: bytes, address: Address) -> tuple[bytes, Address]:
     """Send ``data`` from a fresh UDP socket; return the first datagram back and its source."""
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -96,7 +112,7 @@ async def test_a_client_answers_over_udp_and_over_tcp_on_one_port() -> None:
 
 async def test_a_tcp_client_answers_a_udp_request_over_udp() -> None:
     """The transport of the answer is the request's, not the client's ``transport=``."""
-    async with sipx.AsyncClient(LOOPBACK, 0, "TCP") as client:
+    async with sipx.AsyncClient(LOOPBACK, 0, "TCP", transports=("UDP", "TCP")) as client:
         assert client.transports == ("TCP", "UDP")
         reply, _ = await udp_exchange(
             request(transport="UDP", branch="z9hG4bKudp2"), client.local_address
@@ -116,16 +132,43 @@ async def test_transports_udp_alone_listens_on_no_tcp_port() -> None:
     assert reply.startswith(b"SIP/2.0 200 OK\r\n")
 
 
-async def test_a_taken_tcp_port_is_a_transport_error_naming_it() -> None:
+async def test_a_default_tcp_listener_whose_port_is_taken_is_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The default TCP listener is best effort on a given port; one asked for with
+    ``transports=`` must bind."""
+    caplog.set_level(logging.INFO, logger="sipx.transport")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind((LOOPBACK, 0))
         taken.listen()
         port = taken.getsockname()[1]
+        async with sipx.AsyncClient(LOOPBACK, port) as client:
+            assert client.transports == ("UDP",)
+            assert set(client.local_addresses) == {"UDP"}
+            reply, _ = await udp_exchange(
+                request(transport="UDP", branch="z9hG4bKudp4"), (LOOPBACK, port)
+            )
+            assert reply.startswith(b"SIP/2.0 200 OK\r\n")
+        assert f"cannot bind TCP {LOOPBACK}:{port}" in caplog.text
+        assert "listening without TCP" in caplog.text
         with pytest.raises(sipx.TransportError, match=f"TCP {LOOPBACK}:{port}"):
-            async with sipx.AsyncClient(LOOPBACK, port):
+            async with sipx.AsyncClient(LOOPBACK, port, transports=("UDP", "TCP")):
                 pass  # pragma: no cover - the bind fails first
-        async with sipx.AsyncClient(LOOPBACK, port, transports=("UDP",)) as client:
-            assert client.local_address.port == port  # UDP alone is free there
+
+
+async def test_a_tcp_client_and_a_udp_client_share_a_port() -> None:
+    """The guide's "Transport Personalizado": a TCP client, then a UDP client, one port."""
+    port = free_udp_tcp_port()
+    async with (
+        sipx.AsyncClient(LOOPBACK, port, "TCP") as tcp,
+        sipx.AsyncClient("0.0.0.0", port, "UDP") as udp,
+    ):
+        assert tcp.transports == ("TCP",) and udp.transports == ("UDP",)
+        assert tcp.local_address.port == udp.local_address.port == port
+        reply, _ = await udp_exchange(
+            request(transport="UDP", branch="z9hG4bKudp5"), (LOOPBACK, port)
+        )
+        assert reply.startswith(b"SIP/2.0 200 OK\r\n")
 
 
 # -- what goes out: the transport of each request, its Via and Contact -----------------------
@@ -176,8 +219,10 @@ class RawPeers:
     [
         ("UDP", "", "UDP"),
         ("UDP", ";transport=tcp", "TCP"),
+        ("UDP", ";transport=TCP", "TCP"),
         ("TCP", "", "TCP"),
         ("TCP", ";transport=udp", "UDP"),
+        ("UDP", ";transport=tls", "UDP"),  # not run by the client: its transport=
     ],
 )
 async def test_each_request_names_its_transport_in_via_and_contact(
@@ -188,7 +233,9 @@ async def test_each_request_names_its_transport_in_via_and_contact(
     peers = RawPeers()
     async with trio.open_nursery() as nursery:
         port = await nursery.start(peers.run)
-        async with sipx.AsyncClient(LOOPBACK, 0, transport, timeout=0.5) as client:
+        async with sipx.AsyncClient(
+            LOOPBACK, 0, transport, timeout=0.5, transports=("UDP", "TCP")
+        ) as client:
             ours = client.local_address.port
             with pytest.raises(sipx.TimeoutError):  # the raw peers never answer
                 await client.options(f"sip:peer@{LOOPBACK}:{port}{uri_suffix}")
@@ -262,7 +309,7 @@ def test_a_memory_client_runs_one_transport() -> None:
 
 def test_default_transport_sets() -> None:
     assert sipx.AsyncClient(LOOPBACK, 0).transports == ("UDP", "TCP")
-    assert sipx.AsyncClient(LOOPBACK, 0, "tcp").transports == ("TCP", "UDP")
+    assert sipx.AsyncClient(LOOPBACK, 0, "tcp").transports == ("TCP",)
     assert sipx.AsyncClient(LOOPBACK, 0, "TLS").transports == ("TLS",)
     assert sipx.AsyncClient(LOOPBACK, 0, "WS").transports == ("WS",)
     assert sipx.AsyncClient(LOOPBACK, 0, "WSS").transports == ("WSS",)

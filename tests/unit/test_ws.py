@@ -29,6 +29,9 @@ from trio_websocket import (
     open_websocket,
     serve_websocket,
 )
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection
+from wsproto.events import Request as WsRequest
 
 import sipx
 from sipx._core.message import Request
@@ -260,6 +263,42 @@ async def test_bad_input_never_crashes_the_client() -> None:
             await peer.connections[index].send_message(answer(request))  # type: ignore[arg-type]
 
 
+async def test_a_kept_connection_sends_a_pong_frame_every_100_quiet_seconds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The keep-alive of a kept WebSocket connection (the registrar's): an unsolicited
+    pong frame (RFC 6455 5.5.3) per 100 quiet seconds, seen by a wsproto server."""
+    events: list[object] = []
+
+    async def server(stream: trio.SocketStream) -> None:
+        connection = WSConnection(ConnectionType.SERVER)
+        async with stream:
+            while data := await stream.receive_some(65_536):
+                connection.receive_data(data)
+                for event in connection.events():
+                    events.append(event)
+                    if isinstance(event, WsRequest):
+                        accept = AcceptConnection(subprotocol="sip")
+                        await stream.send_all(connection.send(accept))
+
+    def collect(data: bytes, source: Address, transport: Transport) -> None:
+        pass
+
+    async with trio.open_nursery() as nursery:
+        serve = functools.partial(trio.serve_tcp, host=LOOPBACK)
+        [listener] = await nursery.start(serve, server, 0)
+        address = (LOOPBACK, listener.socket.getsockname()[1])
+        transport = WSTransport(collect, idle_timeout=300, keepalive_interval=100)
+        await nursery.start(transport.serve, LOOPBACK, 0)
+        transport.send_nowait(sip_request("OPTIONS", "z9hG4bKpong").encode(), address)
+        transport.keep_alive(address)
+        await trio.sleep(350)
+        assert transport.has_connection(address)
+        kinds = [type(event).__name__ for event in events]
+        assert kinds == ["Request", "TextMessage", "Pong", "Pong", "Pong"]
+        nursery.cancel_scope.cancel()
+
+
 async def test_an_idle_connection_closes_and_a_kept_one_stays(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -425,3 +464,14 @@ def test_cli_serves_websocket_on_ws_port() -> None:
             process.terminate()
             process.wait(timeout=10)
     assert re.search(r"WebSocket on port \d+", banner), banner
+
+
+async def test_cli_options_over_websocket() -> None:
+    """``sipx options URI --transport ws``: to the WebSocket server of the URI."""
+    async with DevServer(LOOPBACK, 0, ws_port=0) as server:
+        assert server.ws_address is not None
+        uri = f"sip:{LOOPBACK}:{server.ws_address[1]}"
+        command = [sys.executable, "-m", "sipx", "options", uri, "--transport", "ws", "-l"]
+        done = await trio.run_process(command, capture_stdout=True, check=False)
+    assert done.returncode == 0, done.stdout
+    assert b"(WS)" in done.stdout and b"200" in done.stdout
