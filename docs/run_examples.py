@@ -5,12 +5,14 @@
 A block runs as a script (exit status 0 expected); a block that defines ``test_...``
 functions runs under pytest (with pytest-trio's trio mode). Each block gets its own
 server, so registrations do not leak from one to the next. A block preceded by the line
-``<!-- not run -->`` is skipped. The ports the examples use (5060 for the server, 5061 and
-5062 for clients) must be free.
+``<!-- not run -->`` is skipped. The ports the examples use (5060 for the server and 8080
+for its WebSocket listener, 5061 and 5062 for clients) must be free. The blocks import the
+sipx of this checkout (``PYTHONPATH``), whatever the interpreter has installed.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +22,10 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 PYTHON = sys.executable
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(DOCS.parent), os.environ.get("PYTHONPATH")])),
+}
 BLOCK_RE = re.compile(r"(?P<before>[^\n]*)\n```python\n(?P<code>.*?)\n```", re.S)
 
 
@@ -36,7 +42,8 @@ def blocks(path: Path) -> list[tuple[int, str]]:
 
 def start_server() -> subprocess.Popen[str]:
     server = subprocess.Popen(
-        [PYTHON, "-m", "sipx", "serve", "--port", "5060"],
+        [PYTHON, "-m", "sipx", "serve", "--port", "5060", "--ws-port", "8080"],
+        env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -60,7 +67,7 @@ def run(code: str, workdir: Path) -> subprocess.CompletedProcess[str]:
         script.write_text(code, encoding="utf-8")
         command = [PYTHON, str(script)]
     return subprocess.run(
-        command, cwd=workdir, capture_output=True, text=True, timeout=120, check=False
+        command, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=120, check=False
     )
 
 

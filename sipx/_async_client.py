@@ -36,12 +36,11 @@ from ._errors import AuthError, ParseError, ProtocolError
 from ._events import Events
 from ._next_hop import NextHop
 from ._registration import Registrations
+from ._transports import LISTENING, ClientTransports
 from ._trio.lifetime import Lifetime
 from ._trio.resolver import Resolver
-from ._trio.tcp import TCPTransport
-from ._trio.tls import TLSCert, TLSTransport, TLSVerify, client_context, server_context
-from ._trio.transport import Address, MessageHandler, Network, Transport
-from ._trio.udp import UDPTransport
+from ._trio.tls import TLSCert, TLSVerify
+from ._trio.transport import Address, Network
 from ._uac import INVITE_TIMEOUT, UserAgentClient
 from ._uas import RequestHandler, UserAgentServer
 
@@ -54,7 +53,11 @@ class LocalAddress(NamedTuple):
 class AsyncClient(Lifetime):
     """A SIP user agent on trio; use ``async with AsyncClient(...) as client``.
 
-    ``local_port=0`` picks a free port. Requests raise :class:`sipx.TimeoutError` when no
+    By default it listens on UDP and TCP on ``local_port`` (and on TLS with a
+    certificate), answers each request over the transport it came in on, and sends its own
+    requests over ``transport=`` unless their URI names another it runs; ``transports=``
+    chooses the set (see ``docs/API.md``, "Transports"). ``local_port=0`` picks a port
+    free for all of them. Requests raise :class:`sipx.TimeoutError` when no
     final response arrives within ``timeout`` seconds (per call or per client) or before the
     transaction's own Timer B/F (32 s with the default T1), and
     :class:`sipx.ClientClosedError` when the client closes first. ``info_packages`` names
@@ -90,31 +93,35 @@ class AsyncClient(Lifetime):
         rtp_ports: tuple[int, int] = (10000, 20000),
         info_packages: Sequence[str] = (),
         reliable_provisional: bool = True,
+        transports: Sequence[str] | None = None,
+        tls_port: int | None = None,
     ) -> None:
         _validate.text("local_host", local_host)
         _validate.port("local_port", local_port)
+        _validate.port("tls_port", tls_port, optional=True)
         _validate.text("transport", transport)
         _validate.timeout("timeout", timeout)
         _validate.credentials("auth", auth)
-        transport_name = transport.upper()
-        if transport_name not in ("UDP", "TCP", "TLS"):
-            raise ValueError(f"unsupported transport {transport!r}: use 'UDP', 'TCP' or 'TLS'")
-        # TLS: checked now, so that a wrong file is an error here rather than at first send.
-        self._tls = (
-            (client_context(verify, cert), server_context(cert) if cert is not None else None)
-            if transport_name == "TLS" and network is None
-            else None
+        self._transports = ClientTransports(
+            transport,
+            transports,
+            local_port=local_port,
+            tls_port=tls_port,
+            verify=verify,
+            cert=cert,
+            network=network,
         )
+        transport_name = self._transports.default
         self.local_host = local_host
         self.local_port = local_port
         self.transport_name = transport_name
         self.timers = timers or TimerConfig()
         self.user_agent = user_agent if user_agent is not None else f"sipx/{_version()}"
         self.outbound_proxy = URI.parse(outbound_proxy) if outbound_proxy else None
-        self._network = network
         self._ids = IdSource(id_token or secrets.token_hex)
         self._resolver = Resolver(nameservers)
         self._engine = Engine(self.timers, self._ids, trace=trace)
+        self._engine.default_transport = transport_name
         self._next_hop = NextHop(
             self._engine,
             self._resolver,
@@ -183,7 +190,8 @@ class AsyncClient(Lifetime):
     # -- lifecycle -----------------------------------------------------------------------
     def _lifetime(self) -> AbstractAsyncContextManager[Engine]:
         """The engine runs for the body of ``async with`` (see :class:`Lifetime`)."""
-        return self._engine.run(self.local_host, self.local_port, self._make_transport)
+        groups = self._transports.groups(self._engine, self._resolver)
+        return self._engine.run(self.local_host, groups)
 
     async def aclose(self) -> None:
         """End the client now: its calls (BYE, CANCEL, 480, within 16·T1), its pending
@@ -195,26 +203,31 @@ class AsyncClient(Lifetime):
     def closed(self) -> bool:
         return self._engine.closed
 
-    def _make_transport(self, on_message: MessageHandler) -> Transport:
-        if self._network is not None:
-            return self._network.transport(on_message, self.transport_name)
-        if self.transport_name == "TCP":
-            return TCPTransport(on_message, on_error=self._engine.transport_error)
-        if self._tls is not None:
-            return TLSTransport(
-                on_message,
-                client_context=self._tls[0],
-                server_context=self._tls[1],
-                server_name=self._resolver.name_for,
-                on_error=self._engine.transport_error,
-            )
-        return UDPTransport(on_message, on_error=self._engine.transport_error)
+    @property
+    def transports(self) -> tuple[str, ...]:
+        """The transports the client runs, ``transport=`` first (before it opens: those it
+        will try; a default listener whose port was taken is not among them)."""
+        return self._transports.running(self._engine)
 
     @property
     def local_address(self) -> LocalAddress:
-        """The bound address; a wildcard bind reports the interface that routes onwards."""
-        port = self._engine.require_transport().local_address[1]
+        """Where ``transport=`` listens (UDP and TCP share it; TLS may have a port of its
+        own); for WS/WSS, which listen on nothing, the port of a transport that listens,
+        else 0. A wildcard bind reports the interface that routes onwards."""
+        port = self._transports.listening_port(self._engine)
         return LocalAddress(self._next_hop.local_host(), port)
+
+    @property
+    def local_addresses(self) -> dict[str, LocalAddress]:
+        """Where each transport listens, by name (``{"UDP": ..., "TCP": ..., "TLS": ...}``);
+        WS and WSS, which listen on nothing, are not in it."""
+        host = self._next_hop.local_host()
+        self._engine.require_transport()
+        return {
+            name: LocalAddress(host, self._engine.require_transport(name).local_address[1])
+            for name in self._transports.running(self._engine)
+            if name in LISTENING
+        }
 
     # -- public requests -----------------------------------------------------------------
     async def request(
@@ -668,7 +681,9 @@ class AsyncClient(Lifetime):
             )
         except ParseError:
             return
-        self._engine.require_transport().keep_alive(destination, not removing)
+        self._engine.require_transport(register.top_via.transport).keep_alive(
+            destination, not removing
+        )
 
 
 def _version() -> str:

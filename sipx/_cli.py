@@ -201,7 +201,10 @@ def _check_call_arguments(args: argparse.Namespace) -> None:
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--transport", choices=["udp", "tcp", "tls", "UDP", "TCP", "TLS"], default="udp"
+        "--transport",
+        choices=["udp", "tcp", "tls", "ws", "wss", "UDP", "TCP", "TLS", "WS", "WSS"],
+        default="udp",
+        help="ws/wss: to a WebSocket server (RFC 7118), the URI's or --host/--port",
     )
     parser.add_argument("--user", help="digest username")
     parser.add_argument(
@@ -223,7 +226,7 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
         "--ladder", "-l", action="store_true", help="print a line per message sent or received"
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="print every message whole")
-    tls = parser.add_argument_group("TLS (with --transport tls)")
+    tls = parser.add_argument_group("TLS (with --transport tls or wss)")
     tls.add_argument("--ca", help="CA bundle (PEM) to check the server's certificate with")
     tls.add_argument("--insecure", action="store_true", help="do not check the certificate")
     tls.add_argument("--cert", help="our certificate and key (one PEM file)")

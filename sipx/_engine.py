@@ -1,12 +1,15 @@
 """The user-agent engine: the one owner of a client's transport, transactions and tasks.
 
-An :class:`Engine` holds the transport, the sans-I/O transaction layer, the 2xx retransmitter,
+An :class:`Engine` holds the transports, the sans-I/O transaction layer, the 2xx retransmitter,
 the dialog and call registries and one nursery, entered lexically by :meth:`Engine.run` (an
 async context manager). Everything that talks to the network goes through it:
 
 * :meth:`respond` and :meth:`open_transaction` hand a message to the transaction layer and
   carry out what it asks for at once ("pumping"): no caller has to remember to;
 * one timer task sleeps until the earliest deadline of the layer and the retransmitter;
+* with several transports (UDP and TCP on one port, TLS, WS...), each transaction keeps the
+  transport it began on: a server transaction the one its request came in on (its responses
+  go back there, over the same connection), a client transaction the one its top Via names;
 * leaving :meth:`run` first runs the wind-down hooks (BYE, CANCEL, final responses) shielded
   and bounded by 16·T1, then fails every request still waiting with
   :class:`~sipx.ClientClosedError`, then cancels the engine's tasks and closes the transport.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -43,12 +46,14 @@ from ._core.transaction import (
     ServerTransaction,
     StrayResponse,
     TransactionLayer,
+    TransactionTerminated,
     TransactionTimeout,
     TransportFailed,
 )
 from ._errors import ClientClosedError, ParseError, ProtocolError, TimeoutError, TransportError
 from ._ladder import wire_fields
 from ._trio.groups import single_exception
+from ._trio.ports import start_on_one_port
 from ._trio.transport import Address, MessageHandler, Transport
 
 if TYPE_CHECKING:
@@ -62,10 +67,18 @@ wire_log = logging.getLogger("sipx.wire")
 TraceHook = Callable[[str, bytes, Address, str], None]
 Responses = trio.MemoryReceiveChannel[Response | Exception]
 Waiter = tuple[trio.MemorySendChannel[Response | Exception], Responses]
+TransportFactory = Callable[[MessageHandler], Transport]
+PortGroup = tuple[int, Sequence[TransportFactory], frozenset[str]]
+"""Transports started together on one port (0: a port free for all of them), and the names
+of those left out when their port is taken (see ``start_on_one_port``)."""
 
 
 class Engine:
-    """Owns one user agent's transport, transaction layer, timers, dialogs, calls and tasks."""
+    """Owns one user agent's transports, transaction layer, timers, dialogs, calls and tasks.
+
+    ``default_transport`` names the transport of requests whose Via names none we run;
+    ``transport`` is that transport once running, ``transports`` all of them by name.
+    """
 
     def __init__(
         self, timers: TimerConfig, ids: IdSource, *, trace: TraceHook | None = None
@@ -77,7 +90,9 @@ class Engine:
         self.dialogs: dict[DialogId, Dialog] = {}
         self.calls: dict[DialogId, Call] = {}  # calls with a dialog, both directions
         self.pending_calls: dict[str, Call] = {}  # Call-ID -> call without a dialog yet
-        self.transport: Transport | None = None
+        self.transport: Transport | None = None  # the default one, once running
+        self.transports: dict[str, Transport] = {}
+        self.default_transport = "UDP"
         self.closed = False
         self._trace = trace
         self._nursery: trio.Nursery | None = None
@@ -87,7 +102,11 @@ class Engine:
         self._malformed: dict[Address, tuple[int, str]] = {}
         self._timer_wakeup = trio.Event()
         self._armed_deadline = math.inf
-        self._retransmits: dict[object, tuple[ServerTransaction, Callable[[], None]]] = {}
+        self._retransmits: dict[
+            object, tuple[ServerTransaction, Callable[[], None], Transport]
+        ] = {}
+        # The transport of each live transaction (dropped when it terminates).
+        self._routes: dict[object, Transport] = {}
         self._wind_down: list[Callable[[], Awaitable[None]]] = []
         self._service_scopes: list[trio.CancelScope] = []
         # What the user agent does with what arrives (set by the UA before run()).
@@ -98,19 +117,27 @@ class Engine:
 
     # -- lifecycle ---------------------------------------------------------------------------
     @asynccontextmanager
-    async def run(
-        self, host: str, port: int, make_transport: Callable[[MessageHandler], Transport]
-    ) -> AsyncIterator[Engine]:
-        """Bind the transport and run the engine's tasks for the body of the ``async with``."""
+    async def run(self, host: str, groups: Sequence[PortGroup]) -> AsyncIterator[Engine]:
+        """Bind the transports (each group on a port of its own) and run the engine's tasks
+        for the body of the ``async with``."""
         if self.closed or self._nursery is not None:
             raise ClientClosedError("the client is closed; create a new one")
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
-                    transport: Transport = make_transport(self._on_message)
-                    await nursery.start(self._service, transport.serve, host, port)
-                    self.transport = transport
+                    for port, factories, optional in groups:
+                        started, _ = await start_on_one_port(
+                            self._maker(factories),
+                            host,
+                            port,
+                            self._start_transport,
+                            optional=optional,
+                        )
+                        self.transports.update((t.name, t) for t in started)
+                    self.transport = self.transports.get(self.default_transport) or next(
+                        iter(self.transports.values())
+                    )
                     await nursery.start(self._service, self._timer_loop)
                     yield self
                 finally:
@@ -119,6 +146,20 @@ class Engine:
             raise single_exception(group) from None
         finally:
             self._nursery = None
+
+    def _maker(self, factories: Sequence[TransportFactory]) -> Callable[[], list[Transport]]:
+        return lambda: [factory(self._on_message) for factory in factories]
+
+    async def _start_transport(
+        self, transport: Transport, host: str, port: int
+    ) -> tuple[Address, trio.CancelScope]:
+        """Serve ``transport`` on ``(host, port)`` as one of the engine's services; the scope
+        returned stops it again (another port is tried when a later transport finds this
+        one taken)."""
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+        address = await self._nursery.start(self._service, _serve_in, scope, transport, host, port)
+        return address, scope
 
     async def close(self) -> None:
         """End calls and pending requests (shielded, within 16·T1), then cancel every task.
@@ -137,6 +178,7 @@ class Engine:
         self._fail_all_waiters()
         self.retransmitter = TwoXXRetransmitter(self.timers)
         self._retransmits.clear()
+        self._routes.clear()
         for scope in self._service_scopes:
             scope.cancel()
         if self._nursery is not None:
@@ -165,12 +207,20 @@ class Engine:
             channel.send_nowait(_closed_error(transaction.request))
         self._waiters.clear()
 
-    def require_transport(self) -> Transport:
+    def require_transport(self, name: str | None = None) -> Transport:
+        """The running transport called ``name`` (the default one for None, or when the
+        client does not run that transport)."""
         if self.closed:
             raise ClientClosedError("the client is closed; create a new one")
         if self.transport is None:
             raise RuntimeError("the client is not open: use 'async with AsyncClient(...)'")
-        return self.transport
+        if name is None:
+            return self.transport
+        return self.transports.get(name.upper(), self.transport)
+
+    def transport_of(self, transaction: object) -> Transport:
+        """The transport ``transaction`` uses (the default one when it is not known)."""
+        return self._routes.get(transaction) or self.require_transport()
 
     def start_soon(self, function: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run a task in the engine's nursery (it ends when the engine closes)."""
@@ -185,8 +235,12 @@ class Engine:
         return self._nursery is not None and not self.closed
 
     # -- sending -----------------------------------------------------------------------------
-    def send_bytes(self, data: bytes, address: Address) -> None:
-        transport = self.require_transport()
+    def send_bytes(self, data: bytes, address: Address, transport_name: str | None = None) -> None:
+        """Put ``data`` on the wire to ``address`` over the transport called
+        ``transport_name`` (the default one for None)."""
+        self._send_over(self.require_transport(transport_name), data, address)
+
+    def _send_over(self, transport: Transport, data: bytes, address: Address) -> None:
         if self._trace is not None:
             self._trace("out", data, address, transport.name)
         if wire_log.isEnabledFor(logging.DEBUG):
@@ -201,13 +255,15 @@ class Engine:
     def open_transaction(
         self, request: Request, destination: Address
     ) -> tuple[ClientTransaction, Responses]:
-        """Start a client transaction; its responses (or the error that ends it) arrive on
-        the returned channel. Call :meth:`release` when done with it."""
-        transport = self.require_transport()
+        """Start a client transaction over the transport its top Via names; its responses
+        (or the error that ends it) arrive on the returned channel. Call :meth:`release`
+        when done with it."""
+        transport = self.require_transport(request.top_via.transport)
         send_channel, receive_channel = trio.open_memory_channel[Response | Exception](math.inf)
         transaction = self.layer.send_request(
             request, trio.current_time(), reliable=transport.reliable, destination=destination
         )
+        self._routes[transaction] = transport
         self._waiters[transaction] = (send_channel, receive_channel)
         self._pump()
         return transaction, receive_channel
@@ -248,7 +304,7 @@ class Engine:
     ) -> None:
         """Resend a 2xx to INVITE until :meth:`acked` (RFC 3261 13.3.1.4); after 64·T1
         without an ACK, ``on_timeout`` runs."""
-        self._retransmits[key] = (transaction, on_timeout)
+        self._retransmits[key] = (transaction, on_timeout, self.transport_of(transaction))
         self.retransmitter.start(key, response, trio.current_time())
         self._wake_timer()
 
@@ -262,12 +318,17 @@ class Engine:
             del self._retransmits[key]
             self.retransmitter.cancel(key)
 
-    def transport_error(self, address: Address, error: Exception) -> None:
-        """A connection to ``address`` failed: fail every transaction waiting on it."""
+    def transport_error(
+        self, address: Address, error: Exception, *, transport: str | None = None
+    ) -> None:
+        """A connection to ``address`` (over ``transport``, when the caller says) failed:
+        fail every transaction waiting on it."""
         now = trio.current_time()
         self._transport_errors[address] = str(error) or type(error).__name__
         for transaction in list(self._waiters):
-            if transaction.destination == address:
+            if transaction.destination == address and (
+                transport is None or self.transport_of(transaction).name == transport
+            ):
                 self.layer.transport_error(transaction, now)
         self._pump()
 
@@ -295,9 +356,11 @@ class Engine:
                 message.check_essentials()
                 message.to, message.from_, message.call_id  # noqa: B018 - parsed now or 400
                 stamp_received(message, source)
-                self.layer.receive_request(
+                transaction = self.layer.receive_request(
                     message, now, reliable=transport.reliable, destination=source
                 )
+                if transaction is not None and transaction not in self._routes:
+                    self._routes[transaction] = transport  # its responses go back there
         except (ParseError, ProtocolError) as exc:
             answer = answer_malformed(data, str(exc), to_tag=self.ids.tag())
             if answer is not None:  # RFC 3261 8.2, 21.4.1: 400 (505) where it can be routed
@@ -351,13 +414,15 @@ class Engine:
                     self.on_stray_response(event.response)
                 elif isinstance(event, TransactionTimeout | TransportFailed):
                     self._fail_waiter(event.transaction, event)
+                elif isinstance(event, TransactionTerminated):
+                    self._routes.pop(event.transaction, None)
         self._wake_timer()
 
     def _send_event(self, event: Send) -> None:
         destination = event.transaction.destination
         assert isinstance(destination, tuple)
         try:
-            self.send_bytes(event.to_bytes(), destination)
+            self._send_over(self.transport_of(event.transaction), event.to_bytes(), destination)
         except (TransportError, OSError) as exc:
             # RFC 3261 17.1.4 / 17.2.4: the transaction hears of it; the client goes on.
             self._transport_errors[destination] = str(exc)
@@ -424,7 +489,7 @@ class Engine:
         entry = self._retransmits.get(action.key)
         if entry is None:
             return
-        transaction, on_timeout = entry
+        transaction, on_timeout, transport = entry
         if isinstance(action, AckTimeout):
             del self._retransmits[action.key]
             on_timeout()
@@ -433,13 +498,25 @@ class Engine:
             destination = transaction.destination  # after Timer L: straight to the transport
             assert isinstance(destination, tuple)
             try:
-                self.send_bytes(action.response.to_bytes(), destination)
+                self._send_over(transport, action.response.to_bytes(), destination)
             except (TransportError, OSError) as exc:
                 log.info("resending a 2xx failed: %s", exc)
+
+
+async def _serve_in(
+    scope: trio.CancelScope,
+    transport: Transport,
+    host: str,
+    port: int,
+    *,
+    task_status: TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with scope:
+        await transport.serve(host, port, task_status=task_status)
 
 
 def _closed_error(request: Request) -> ClientClosedError:
     return ClientClosedError(f"{request.method} {request.uri}: the client closed")
 
 
-__all__ = ["Engine", "Responses", "TraceHook"]
+__all__ = ["Engine", "PortGroup", "Responses", "TraceHook", "TransportFactory"]

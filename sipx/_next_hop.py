@@ -1,10 +1,17 @@
 """Where a request goes, and how we name ourselves to the hop it goes to.
 
 :class:`NextHop` chooses the next hop of a request (first Route, outbound proxy or
-Request-URI; RFC 3261 8.1.2) and resolves it to the addresses to try in order (RFC 3263),
-stamps our top Via (fresh branch, ``rport``; ``alias`` over TCP/TLS, RFC 5923) and, where due,
-a Contact, and learns our public address from ``received``/``rport`` (RFC 3581) so that a
-client behind a NAT writes a Contact its peers can reach.
+Request-URI; RFC 3261 8.1.2), the transport it goes over (the next hop URI's ``transport``
+parameter when the client runs that transport, else the client's ``transport=``) and the
+addresses to try in order (RFC 3263); it stamps our top Via (fresh branch, ``rport``;
+``alias`` over TCP/TLS, RFC 5923) and, where due, a Contact, both naming the transport in
+use and its port, and learns our public address from ``received``/``rport`` (RFC 3581) so
+that a client behind a NAT writes a Contact its peers can reach.
+
+Over WebSocket (RFC 7118) the client cannot be reached but over its connection: its Via
+sent-by and its Contact host are a random name under ``.invalid`` (RFC 7118 section 5.2,
+RFC 6761 6.4), the same for the client's lifetime, and the Contact says ``;transport=ws``
+(for WSS too). The server routes to the client over the connection the client opened.
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ from ._core.ids import IdSource
 from ._core.message import Request, Response
 from ._core.uri import URI
 from ._engine import Engine
-from ._errors import ProtocolError
+from ._errors import ParseError, ProtocolError
 from ._trio.resolver import Resolver
 from ._trio.transport import Address, routable_host
+
+WEBSOCKETS = frozenset({"WS", "WSS"})
+"""The transports reached only over the connections we open (RFC 7118)."""
 
 # Methods whose requests carry a Contact (they create dialogs or refresh targets).
 CONTACT_METHODS = frozenset(
@@ -39,13 +49,15 @@ class NextHop:
         self.engine = engine
         self.resolver = resolver
         self.ids = ids
-        self.transport_name = transport_name
+        self.transport_name = transport_name  # what requests use unless their URI says
         self.outbound_proxy = outbound_proxy
         self.default_user = default_user
         self.last_destination: str | None = None
-        # Our address as each next hop saw it (Via received/rport, RFC 3581), for Contact.
-        self.public_addresses: dict[Address, Address] = {}
+        # Our address as each next hop saw it (Via received/rport, RFC 3581), for Contact;
+        # by (transport, next hop address).
+        self.public_addresses: dict[tuple[str, Address], Address] = {}
         self.generated_contacts: dict[str, str] = {}  # Call-ID -> Contact we wrote
+        self._ws_host: str | None = None
 
     # -- choosing the next hop -----------------------------------------------------------------
     def add_outbound_route(self, request: Request, host: str | None) -> None:
@@ -53,6 +65,32 @@ class NextHop:
         proxy = self.outbound_proxy
         if proxy is not None and host is None and "Route" not in request.headers:
             request.headers.add("Route", f"<{proxy.replace(params={**proxy.params, 'lr': None})}>")
+
+    def target(self, request: Request) -> URI:
+        """The URI of ``request``'s next hop: first Route, outbound proxy, Request-URI."""
+        routes = request.route
+        if routes:
+            return routes[0].uri
+        if self.outbound_proxy is not None:
+            return self.outbound_proxy
+        return request.uri
+
+    def transport_for(self, target: URI) -> str:
+        """The transport of a request whose next hop is ``target``: the one its
+        ``transport`` parameter names when the client runs it (``ws`` is WS or WSS,
+        whichever runs; WSS first for a ``sips:`` URI), else the client's transport."""
+        running = self.engine.transports
+        wanted = (target.params.get("transport") or "").upper()
+        if wanted == "WS":
+            choices = ("WSS", "WS") if target.scheme == "sips" else ("WS", "WSS")
+            wanted = next((name for name in choices if name in running), wanted)
+        elif not wanted and target.scheme == "sips" and self.transport_name not in ("TLS", "WSS"):
+            wanted = "TLS"
+        return wanted if wanted in running else self.transport_name
+
+    def request_transport(self, request: Request) -> str:
+        """The transport ``request`` goes over (see :meth:`transport_for`)."""
+        return self.transport_for(self.target(request))
 
     async def candidates(
         self, request: Request, host: str | None = None, port: int | None = None
@@ -63,16 +101,9 @@ class NextHop:
                 host,
                 port or request.uri.port,
                 scheme=request.uri.scheme,
-                transport=self.transport_name,
+                transport=self.request_transport(request),
             )
-        routes = request.route
-        if routes:
-            target = routes[0].uri
-        elif self.outbound_proxy is not None:
-            target = self.outbound_proxy
-        else:
-            target = request.uri
-        return await self.hop_candidates(target, port)
+        return await self.hop_candidates(self.target(request), port)
 
     async def hop_candidates(self, target: URI, port: int | None = None) -> list[Address]:
         """The addresses of the next hop ``target`` (maddr, else host), in the order to try."""
@@ -82,13 +113,20 @@ class NextHop:
             target.params.get("maddr") or target.host,
             port or target.port,
             scheme=target.scheme,
-            transport=self.transport_name,
+            transport=self.transport_for(target),
         )
 
     async def address(self, target: URI) -> Address:
         return (await self.hop_candidates(target))[0]
 
     # -- naming ourselves ----------------------------------------------------------------------
+    @property
+    def ws_host(self) -> str:
+        """Our Via sent-by and Contact host over WebSocket: ``<random>.invalid``."""
+        if self._ws_host is None:
+            self._ws_host = f"{self.ids.token(6)}.invalid"
+        return self._ws_host
+
     def local_host(self) -> str:
         """Our bound host; a wildcard bind reports the interface that routes onwards."""
         host = self.engine.require_transport().local_address[0]
@@ -96,38 +134,55 @@ class NextHop:
             host = routable_host(host, self.last_destination or "192.0.2.1")
         return host
 
-    def contact_host(self, address: Address) -> tuple[str, int]:
-        learned = self.public_addresses.get(address)
+    def contact_host(self, address: Address, transport_name: str | None = None) -> tuple[str, int]:
+        """Our host and port in a Contact for ``address`` over a transport (the default
+        one for None): learned from ``received``/``rport`` when known."""
+        transport = self.engine.require_transport(transport_name)
+        learned = self.public_addresses.get((transport.name, address))
         if learned is not None:
             return learned
-        host, port = self.engine.require_transport().local_address
+        host, port = transport.local_address
         return routable_host(host, address[0]), port
 
-    def contact(self, user: str, host: str, port: int) -> str:
-        """Our Contact for ``user`` at ``host:port``, naming the transport unless UDP."""
-        transport = self.engine.require_transport().name
+    def contact(self, user: str, host: str, port: int, transport_name: str | None = None) -> str:
+        """Our Contact for ``user`` at ``host:port`` over a transport (the default one for
+        None), naming the transport unless UDP; over WebSocket, the ``.invalid`` host."""
+        transport = self.engine.require_transport(transport_name).name
+        if transport in WEBSOCKETS:
+            return f"<sip:{user}@{self.ws_host};transport=ws>"
         suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
         host = f"[{host}]" if ":" in host else host
         return f"<sip:{user}@{host}:{port}{suffix}>"
 
     def contact_for(self, request: Request) -> str:
-        """The Contact of our responses to ``request`` (toward the last hop we used)."""
-        host, port = self.contact_host((self.last_destination or "127.0.0.1", 0))
-        return self.contact(request.uri.user or self.default_user, host, port)
+        """The Contact of our responses to ``request``, for the transport its top Via
+        names (the one it came over; ours for a request we sent)."""
+        try:
+            name = request.top_via.transport
+        except ParseError:
+            name = self.transport_name
+        name = name if name in self.engine.transports else self.transport_name
+        host, port = self.contact_host((self.last_destination or "127.0.0.1", 0), name)
+        return self.contact(request.uri.user or self.default_user, host, port, name)
 
     def stamp(self, request: Request, address: Address) -> None:
-        """Add our top Via (fresh branch, rport) and, where due, a Contact."""
-        transport = self.engine.require_transport()
-        host, port = self.contact_host(address)
-        via_host = routable_host(transport.local_address[0], address[0])
-        via_host = f"[{via_host}]" if ":" in via_host else via_host
-        request.headers.prepend(
-            "Via",
-            f"SIP/2.0/{transport.name} {via_host}:{transport.local_address[1]}"
-            f";branch={self.ids.branch()};rport" + ("" if transport.name == "UDP" else ";alias"),
-        )
+        """Add our top Via (fresh branch; ``rport``, and ``alias`` over TCP/TLS) for the
+        transport ``request`` goes over and, where due, a Contact."""
+        transport = self.engine.require_transport(self.request_transport(request))
+        name = transport.name
+        host, port = self.contact_host(address, name)
+        if name in WEBSOCKETS:
+            via = f"SIP/2.0/{name} {self.ws_host};branch={self.ids.branch()}"
+        else:
+            via_host = routable_host(transport.local_address[0], address[0])
+            via_host = f"[{via_host}]" if ":" in via_host else via_host
+            via = (
+                f"SIP/2.0/{name} {via_host}:{transport.local_address[1]}"
+                f";branch={self.ids.branch()};rport" + ("" if name == "UDP" else ";alias")
+            )
+        request.headers.prepend("Via", via)
         if request.method in CONTACT_METHODS and "Contact" not in request.headers:
-            contact = self.contact(request.from_.uri.user or self.default_user, host, port)
+            contact = self.contact(request.from_.uri.user or self.default_user, host, port, name)
             request.headers["Contact"] = contact
             self.generated_contacts[request.call_id] = contact
             while len(self.generated_contacts) > 256:
@@ -136,12 +191,12 @@ class NextHop:
 
     def learn_public_address(self, response: Response, source: Address) -> None:
         """Remember how ``source`` saw us (received/rport): behind a NAT, later Contacts
-        toward it carry that address."""
+        toward it over the same transport carry that address."""
         via = response.top_via
         received, rport = via.received, via.rport
-        if received is None and rport is None:
-            return
-        transport = self.engine.require_transport()
+        if (received is None and rport is None) or via.transport in WEBSOCKETS:
+            return  # over WebSocket we are reached over the connection, whatever we say
+        transport = self.engine.require_transport(via.transport)
         host = received or via.host
         port = rport or via.port or transport.local_address[1]
         if transport.reliable:
@@ -149,10 +204,11 @@ class NextHop:
             # no new connections: a Contact carrying it would be unreachable (and an
             # un-REGISTER with it would not match the binding). Keep our listening port.
             port = via.port or transport.local_address[1]
+        key = (transport.name, source)
         if (host, port) != (via.host, via.port):
-            self.public_addresses[source] = (host, port)
+            self.public_addresses[key] = (host, port)
         else:
-            self.public_addresses.pop(source, None)
+            self.public_addresses.pop(key, None)
 
 
-__all__ = ["CONTACT_METHODS", "NextHop"]
+__all__ = ["CONTACT_METHODS", "WEBSOCKETS", "NextHop"]

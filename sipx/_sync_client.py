@@ -75,6 +75,8 @@ class Client:
         rtp_ports: tuple[int, int] = (10000, 20000),
         info_packages: Sequence[str] = (),
         reliable_provisional: bool = True,
+        transports: Sequence[str] | None = None,
+        tls_port: int | None = None,
     ) -> None:
         if _in_trio_run():
             raise RuntimeError(
@@ -100,6 +102,8 @@ class Client:
             rtp_ports=rtp_ports,
             info_packages=info_packages,
             reliable_provisional=reliable_provisional,
+            transports=transports,
+            tls_port=tls_port,
         )
         self._portal = Portal()
         self._stop: trio.Event | None = None
@@ -169,7 +173,18 @@ class Client:
 
     @property
     def local_address(self) -> LocalAddress:
+        """Where ``transport=`` listens (see :attr:`AsyncClient.local_address`)."""
         return self._async.local_address
+
+    @property
+    def local_addresses(self) -> dict[str, LocalAddress]:
+        """Where each transport listens (see :attr:`AsyncClient.local_addresses`)."""
+        return self._async.local_addresses
+
+    @property
+    def transports(self) -> tuple[str, ...]:
+        """The transports the client runs (``transport=`` first)."""
+        return self._async.transports
 
     @property
     def dialogs(self) -> list[Dialog]:

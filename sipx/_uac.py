@@ -82,9 +82,9 @@ class UserAgentClient:
         self.reliable_provisional = True
         # The RSeq space of each reliable 1xx sender: (early dialog id, INVITE CSeq) -> ...
         self._provisionals: dict[tuple[DialogId, int], ProvisionalSequence] = {}
-        # The last ACK sent in each dialog, by (Call-ID, To tag): (CSeq, bytes, address),
-        # resent when its 2xx is retransmitted; forgotten when the call ends.
-        self._acks: dict[tuple[str, str], tuple[int, bytes, Address]] = {}
+        # The last ACK sent in each dialog, by (Call-ID, To tag): (CSeq, bytes, address,
+        # transport), resent when its 2xx is retransmitted; forgotten when the call ends.
+        self._acks: dict[tuple[str, str], tuple[int, bytes, Address, str]] = {}
         self._sent_invites: dict[tuple[str, int], Request] = {}
         # Where recent requests went, so that retry_with_auth() sends the retry there too.
         self._destinations: OrderedDict[tuple[str, int, str], Address] = OrderedDict()
@@ -209,14 +209,16 @@ class UserAgentClient:
         self.next_hop.stamp(ack, address)
         ack = await self._run_request_hooks(ack, address)
         data = ack.to_bytes()
+        transport = ack.top_via.transport
         self._acks[(dialog.call_id, dialog.remote_tag)] = (
             response.request.cseq.seq,
             data,
             address,
+            transport,
         )
         while len(self._acks) > 1024:
             self._acks.pop(next(iter(self._acks)))
-        self.engine.send_bytes(data, address)
+        self.engine.send_bytes(data, address, transport)
         return ack
 
     async def bye(
@@ -259,7 +261,7 @@ class UserAgentClient:
             request,
             client=self._context_client,
             destination=destination,
-            transport=self.next_hop.transport_name,
+            transport=request.top_via.transport,
         )
         result: Request = await dispatch(self.events, "request", request, context)
         return result
@@ -270,9 +272,10 @@ class UserAgentClient:
         """One client transaction: send, wait for the final response, run the hooks."""
         if destination is None:
             destination = (await self.next_hop.candidates(request))[0]
-        transport = self.engine.require_transport()
+        self.engine.require_transport()
         if "Via" not in request.headers:
             self.next_hop.stamp(request, destination)
+        transport = self.engine.require_transport(request.top_via.transport)
         context = RequestContext(
             request,
             client=self._context_client,
@@ -439,7 +442,7 @@ class UserAgentClient:
             key = (response.call_id, response.cseq.seq)
             sent = self._acks.get((response.call_id, response.to.tag or ""))
             if sent is not None and sent[0] == response.cseq.seq:
-                self.engine.send_bytes(sent[1], sent[2])
+                self.engine.send_bytes(sent[1], sent[2], sent[3])
                 return
             if dialog_id_of(response) in self.engine.dialogs:
                 return  # the caller has not ACKed this dialog's 2xx yet

@@ -2,8 +2,9 @@
 the domain's NAPTR records, else built from the scheme and transport), and in what order to
 try the targets (RFC 2782).
 
-A client of sipx speaks one transport, so NAPTR does not choose the transport here: it can
-only name the SRV records to use for ours (RFC 3263 4.1).
+The transport of a request is chosen before (the URI's ``transport`` parameter, else the
+client's), so NAPTR does not choose it here: it can only name the SRV records to use for
+that transport (RFC 3263 4.1).
 """
 
 from __future__ import annotations

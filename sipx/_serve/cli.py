@@ -4,7 +4,7 @@
 
     python -m sipx._serve.cli --host 127.0.0.1 --port 5070 --transport both \\
         --user 1111:1111xxx --user 2222:2222xxx --realm sipx --algorithm MD5 \\
-        --rtp-ports 10000-20000 --verbose
+        --rtp-ports 10000-20000 --ws-port 8080 --verbose
 
 Without ``--user`` the guide's users (1111, 2222, 3333 with passwords 1111xxx...) exist.
 The bound address is printed on stdout (``--port 0`` picks a free port). Ctrl-C stops it.
@@ -89,6 +89,12 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
         help="TLS port (default: --port + 1; 0: pick one)",
     )
     parser.add_argument(
+        "--ws-port",
+        type=port_argument,
+        default=None,
+        help="also serve SIP over WebSocket (RFC 7118) on this port (0: pick one)",
+    )
+    parser.add_argument(
         "--verbose", "-v", action="store_true", help="print every message sent and received"
     )
     return parser
@@ -165,6 +171,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
             cert=args.cert,
             tls_port=args.tls_port,
             rtp_ports=args.rtp_ports,
+            ws_port=args.ws_port,
         )
     except ValueError as exc:  # an unreadable --cert
         parser.error(str(exc))
@@ -175,10 +182,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
             if threading.current_thread() is threading.main_thread():
                 await nursery.start(_stop_on_signal, nursery.cancel_scope)
             shown = f"[{host}]" if ":" in host else host
-            tls = server.tls_address
+            tls, ws = server.tls_address, server.ws_address
             print(
                 f"sipx serve listening on {shown}:{port} ({args.transport})"
                 + (f", TLS on port {tls[1]}" if tls is not None else "")
+                + (f", WebSocket on port {ws[1]}" if ws is not None else "")
                 + "; realm "
                 f"{server.realm!r}, {server.algorithm}; users {', '.join(sorted(users))}; "
                 f"extension {args.echo_extension} answers calls",

@@ -20,7 +20,7 @@ Address = tuple[str, int]
 
 TRANSPORTS = ("UDP", "TCP")
 """Transports ``sipx serve`` runs on its port; TLS is added on a port of its own when the
-server has a certificate."""
+server has a certificate, WS on one of its own when asked (``--ws-port``)."""
 
 ALLOW = (
     "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, REFER, NOTIFY, SUBSCRIBE, UPDATE, INFO"
@@ -32,7 +32,8 @@ SERVER_AGENT = "sipx-serve"
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A message to put on the wire: ``message`` over ``transport`` (UDP/TCP/TLS) to ``address``."""
+    """A message to put on the wire: ``message`` over ``transport`` (UDP/TCP/TLS/WS) to
+    ``address``."""
 
     message: Request | Response
     transport: str
@@ -60,7 +61,7 @@ class ServerIdentity:
     and every loopback address when ``host`` is a loopback or wildcard address).
     """
 
-    __slots__ = ("_names", "host", "port", "tls_port", "transports")
+    __slots__ = ("_names", "host", "port", "tls_port", "transports", "ws_port")
 
     def __init__(
         self,
@@ -70,13 +71,17 @@ class ServerIdentity:
         transports: Iterable[str] = TRANSPORTS,
         aliases: Iterable[str] = (),
         tls_port: int | None = None,
+        ws_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.tls_port = tls_port
+        self.ws_port = ws_port
         self.transports = tuple(t.upper() for t in transports)
         if tls_port is not None and "TLS" not in self.transports:
             self.transports += ("TLS",)
+        if ws_port is not None and "WS" not in self.transports:
+            self.transports += ("WS",)
         names = {host.lower(), "localhost", *(a.lower() for a in aliases)}
         plain = host[1:-1] if host.startswith("[") else host
         if plain in ("0.0.0.0", "::") or plain.startswith("127.") or plain == "::1":
@@ -93,13 +98,16 @@ class ServerIdentity:
         return f"{self.host}:{self.port}"
 
     def port_for(self, transport: str) -> int:
-        """The port we serve ``transport`` on (TLS has its own)."""
+        """The port we serve ``transport`` on (TLS and WS have their own)."""
         if transport.upper() == "TLS" and self.tls_port is not None:
             return self.tls_port
+        if transport.upper() == "WS" and self.ws_port is not None:
+            return self.ws_port
         return self.port
 
     def _ports(self) -> tuple[int, ...]:
-        return (self.port,) if self.tls_port is None else (self.port, self.tls_port)
+        extra = (p for p in (self.tls_port, self.ws_port) if p is not None)
+        return (self.port, *extra)
 
     def is_ours(self, uri: URI) -> bool:
         """Does ``uri`` name this server (host is one of ours, port one of ours, or absent

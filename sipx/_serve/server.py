@@ -1,11 +1,12 @@
 """The trio half of ``sipx serve``: transports, the timer task, and the wiring.
 
-:class:`DevServer` binds one UDP and one TCP transport on the same host and port, feeds every
-received message to the sans-I/O :class:`~sipx._serve.proxy.Proxy` and sends what it returns.
-The receive callback is synchronous (as the transports require); besides the transports
-there is the timer task that sleeps until the built-in UA's next deadline, and one task per
-call of the built-in UA that echoes its RTP (:class:`RtpEcho`: the UA asks it for a port
-when it writes its SDP, and tells it when the call ends). A datagram that does not parse,
+:class:`DevServer` binds one UDP and one TCP transport on the same host and port (TLS and
+WebSocket on ports of their own when asked), feeds every received message to the sans-I/O
+:class:`~sipx._serve.proxy.Proxy` and sends what it returns. The receive callback is
+synchronous (as the transports require); besides the transports there is the timer task
+that sleeps until the built-in UA's next deadline, and one task per call of the built-in UA
+that echoes its RTP (:class:`RtpEcho`: the UA asks it for a port when it writes its SDP, and
+tells it when the call ends). A datagram that does not parse,
 or that trips any bug, is logged and dropped: the server keeps going.
 """
 
@@ -33,10 +34,12 @@ from .._ladder import wire_fields
 from .._media_stream import bind_rtp_socket
 from .._trio.groups import single_exception
 from .._trio.lifetime import Lifetime, task_nursery
+from .._trio.ports import start_on_one_port
 from .._trio.tcp import TCPTransport
 from .._trio.tls import TLSCert, TLSTransport, client_context, server_context
-from .._trio.transport import Address, Transport, family_for, routable_host
+from .._trio.transport import Address, Transport, routable_host
 from .._trio.udp import UDPTransport
+from .._trio.ws import WSTransport
 from .auth import DEFAULT_USERS, DigestAuthenticator
 from .common import TRANSPORTS, Outgoing, ServerIdentity
 from .echo import CallKey, EchoUA
@@ -52,7 +55,6 @@ wire_log = logging.getLogger("sipx.serve.wire")
 TraceCallback = Callable[[str, bytes, Address, str], None]
 """``trace(direction, data, address, transport)``: direction is "in" or "out"."""
 
-_BIND_ATTEMPTS = 25
 DEFAULT_RTP_PORTS = (10000, 20000)
 
 
@@ -68,7 +70,9 @@ class DevServer(Lifetime):
     or ``await nursery.start(server.serve)`` (which reports the bound address). Port 0
     picks a port that is free for both UDP and TCP. ``users`` maps user to password
     (default 1111/1111xxx, 2222/2222xxx, 3333/3333xxx). Extension 100 echoes each call's
-    RTP from an even UDP port of ``rtp_ports`` (low, high) on ``host``.
+    RTP from an even UDP port of ``rtp_ports`` (low, high) on ``host``. With ``ws_port``
+    it also serves SIP over WebSocket (RFC 7118, subprotocol ``sip``) on that port (0: any),
+    reaching each WebSocket client over the connection it opened.
     """
 
     _already_running = "the server is already running"
@@ -93,6 +97,7 @@ class DevServer(Lifetime):
         cert: TLSCert | None = None,
         tls_port: int | None = None,
         rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
+        ws_port: int | None = None,
     ) -> None:
         low, high = rtp_ports
         if not 0 < low <= high <= 65535:
@@ -109,6 +114,8 @@ class DevServer(Lifetime):
         self._tls = (server_context(cert), client_context(False)) if cert is not None else None
         self.tls_port = tls_port if tls_port is not None else (port + 1 if port else 0)
         self._tls_address: Address | None = None
+        self.ws_port = ws_port
+        self._ws_address: Address | None = None
         self.echo_extension = echo_extension
         self.rtp_ports = (low, high)
         self.rtp_echo: RtpEcho | None = None  # extension 100's media (while serving)
@@ -175,14 +182,24 @@ class DevServer(Lifetime):
         """The bound TLS ``(host, port)``; None without a certificate or when not running."""
         return self._tls_address
 
+    @property
+    def ws_address(self) -> Address | None:
+        """The bound WebSocket ``(host, port)``; None without ``ws_port`` or when not running."""
+        return self._ws_address
+
     def uri(self, user: str | None = None, transport: str = "UDP") -> str:
-        """``sip:[user@]host:port`` of the running server (``;transport=tcp``/``tls`` too)."""
+        """``sip:[user@]host:port`` of the running server (``;transport=tcp``/``tls``/``ws``
+        too)."""
         kind = transport.upper()
         host, port = self.address
         if kind == "TLS":
             if self._tls_address is None:
                 raise RuntimeError("the server has no TLS listener (give it a certificate)")
             port = self._tls_address[1]
+        if kind == "WS":
+            if self._ws_address is None:
+                raise RuntimeError("the server has no WebSocket listener (give it ws_port=)")
+            port = self._ws_address[1]
         host = f"[{host}]" if ":" in host else host
         text = f"sip:{user}@{host}:{port}" if user else f"sip:{host}:{port}"
         return text + ("" if kind == "UDP" else f";transport={kind.lower()}")
@@ -204,13 +221,18 @@ class DevServer(Lifetime):
                     )
                     self._tls_address = await nursery.start(tls.serve, self.host, self.tls_port)
                     self._transports["TLS"] = tls
+                if self.ws_port is not None:
+                    ws = WSTransport(self._on_message, listen=True)
+                    self._ws_address = await nursery.start(ws.serve, self.host, self.ws_port)
+                    self._transports["WS"] = ws
                 self._setup(address)
                 nursery.start_soon(self._timer_loop)
                 log.info(
-                    "sipx dev server on %s:%s (%s)%s",
+                    "sipx dev server on %s:%s (%s)%s%s",
                     *address,
                     "+".join(t.lower() for t in self.transports),
                     f", tls on port {self._tls_address[1]}" if self._tls_address else "",
+                    f", ws on port {self._ws_address[1]}" if self._ws_address else "",
                 )
                 task_status.started(address)
         except BaseExceptionGroup as group:
@@ -224,6 +246,7 @@ class DevServer(Lifetime):
             self._nursery = None
             self._address = None
             self._tls_address = None
+            self._ws_address = None
             self._transports = {}
 
     @asynccontextmanager
@@ -244,28 +267,22 @@ class DevServer(Lifetime):
 
     async def _bind(self, nursery: trio.Nursery) -> Address:
         """Start every transport on one port; with port 0 find a port free for all of them."""
-        attempts = _BIND_ATTEMPTS if self.port == 0 else 1
-        last: TransportError | None = None
-        for _ in range(attempts):
-            port = self.port if self.port != 0 else _free_port(self.host, self.transports)
-            scopes: list[trio.CancelScope] = []
-            transports: dict[str, Transport] = {}
-            try:
-                for name in self.transports:
-                    transport = self._make_transport(name)
-                    scope = trio.CancelScope()
-                    scopes.append(scope)
-                    address = await nursery.start(_run_in_scope, scope, transport, self.host, port)
-                    transports[name] = transport
-            except TransportError as exc:
-                last = exc
-                for scope in scopes:
-                    scope.cancel()
-                continue
-            self._transports = transports
-            return (str(address[0]), int(address[1]))
-        assert last is not None
-        raise last
+
+        async def start(
+            transport: Transport, host: str, port: int
+        ) -> tuple[Address, trio.CancelScope]:
+            scope = trio.CancelScope()
+            return await nursery.start(_run_in_scope, scope, transport, host, port), scope
+
+        transports, address = await start_on_one_port(
+            lambda: [self._make_transport(name) for name in self.transports],
+            self.host,
+            self.port,
+            start,
+        )
+        self._transports = {transport.name: transport for transport in transports}
+        assert address is not None  # none of them is optional
+        return address
 
     def _make_transport(self, name: str) -> Transport:
         if name == "TCP":
@@ -284,6 +301,7 @@ class DevServer(Lifetime):
             transports=self.transports,
             aliases=(self.host, *self.aliases),
             tls_port=self._tls_address[1] if self._tls_address is not None else None,
+            ws_port=self._ws_address[1] if self._ws_address is not None else None,
         )
         assert self._nursery is not None
         self.rtp_echo = RtpEcho(self.host, self.rtp_ports, self._nursery)
@@ -536,30 +554,3 @@ async def _run_in_scope(
 ) -> None:
     with scope:
         await transport.serve(host, port, task_status=task_status)
-
-
-def _free_port(host: str, transports: Sequence[str]) -> int:
-    """A port the kernel gave us for the first transport that is also free for the others."""
-    family = family_for(host)
-    for _ in range(100):
-        kinds = [socket.SOCK_STREAM if t == "TCP" else socket.SOCK_DGRAM for t in transports]
-        first = socket.socket(family, kinds[0])
-        try:
-            first.bind((host, 0))
-            port = int(first.getsockname()[1])
-            ok = True
-            for kind in kinds[1:]:
-                probe = socket.socket(family, kind)
-                try:
-                    if kind == socket.SOCK_STREAM:
-                        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    probe.bind((host, port))
-                except OSError:
-                    ok = False
-                finally:
-                    probe.close()
-            if ok:
-                return port
-        finally:
-            first.close()
-    raise TransportError(f"no port on {host} is free for {'+'.join(transports)}")

@@ -4,9 +4,11 @@
 as NAPTR (for the SRV name of our transport), then SRV (``_sip._udp.example.com``... when
 NAPTR names none; see ``sipx._core.locate``), its targets tried
 in RFC 2782 order until one resolves; otherwise, or when DNS has no SRV records, the host is
-resolved with the default port. By default SRV queries follow the system's resolver
-configuration and addresses come from ``getaddrinfo`` (so /etc/hosts applies); with
-``nameservers`` every query goes to those servers (``localhost`` excepted).
+resolved with the default port. WebSocket next hops (RFC 7118) are not looked up in SRV:
+their host is resolved with the URI's port, else 80 (WS) or 443 (WSS). By default SRV queries
+follow the system's resolver configuration and addresses come from ``getaddrinfo`` (so
+/etc/hosts applies); with ``nameservers`` every query goes to those servers (``localhost``
+excepted).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from .transport import Address
 log = logging.getLogger("sipx.resolver")
 
 _SRV_CACHE_SECONDS = 300.0  # at most; a record's TTL shortens it
+
+WS_DEFAULT_PORTS = {"WS": 80, "WSS": 443}
+"""The port of a WebSocket server whose URI names none: HTTP's (RFC 6455 3)."""
 
 
 def is_ip(host: str) -> bool:
@@ -85,6 +90,9 @@ class Resolver:
         client moves to the next when a transaction fails on the transport, RFC 3263 4.3)."""
         default = 5061 if scheme == "sips" or transport.upper() == "TLS" else 5060
         host = host[1:-1] if host.startswith("[") else host
+        websocket = WS_DEFAULT_PORTS.get(transport.upper())
+        if websocket is not None:  # RFC 7118 defines no SRV use: the URI's host and port
+            return [await self.resolve(host, port or websocket)]
         if not uses_srv(host, port):
             return [await self.resolve(host, port or default)]
         naptr = srv_name_from_naptr(await self._naptr(host), scheme, transport)

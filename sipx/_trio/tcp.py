@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sipx.transport")
 
 
-class _Connection:
+class Connection:
+    """One connection's remote address, outgoing queue and quiet-time bookkeeping."""
+
     def __init__(self, remote: Address) -> None:
         self.remote = remote
         self.send_channel, self.receive_channel = trio.open_memory_channel[bytes](math.inf)
@@ -38,6 +40,7 @@ class _Connection:
 class TCPTransport:
     name = "TCP"
     reliable = True
+    _keepalive = b"\r\n\r\n"  # RFC 5626 4.4.1 double-CRLF ping
 
     def __init__(
         self,
@@ -52,7 +55,7 @@ class TCPTransport:
         self._idle_timeout = idle_timeout
         self._keepalive_interval = keepalive_interval
         self._kept: set[Address] = set()
-        self._connections: dict[Address, _Connection] = {}
+        self._connections: dict[Address, Connection] = {}
         self._nursery: trio.Nursery | None = None
         self._address: Address = ("0.0.0.0", 0)
 
@@ -97,7 +100,7 @@ class TCPTransport:
                 except OSError:  # reset before we looked: nothing to serve
                     await trio.aclose_forcefully(stream)
                     continue
-                connection = _Connection(remote)
+                connection = Connection(remote)
                 self._connections[remote] = connection
                 nursery.start_soon(self._accepted, connection, stream)
 
@@ -122,7 +125,7 @@ class TCPTransport:
             raise TransportError(f"{self.name} transport is not running")
         connection = self._connections.get(address)
         if connection is None:
-            connection = _Connection(address)
+            connection = Connection(address)
             self._connections[address] = connection
             self._nursery.start_soon(self._connect, connection)
         connection.send_channel.send_nowait(data)
@@ -140,7 +143,7 @@ class TCPTransport:
         """The stream to speak SIP on over an accepted connection (TLS wraps it)."""
         return stream
 
-    async def _connect(self, connection: _Connection) -> None:
+    async def _connect(self, connection: Connection) -> None:
         try:
             stream = await self._open_stream(*connection.remote)
         except TransportError as error:
@@ -149,9 +152,9 @@ class TCPTransport:
             if self._on_error is not None:
                 self._on_error(connection.remote, error)
             return
-        await self._run(connection, stream)
+        await self._run(connection, stream, outgoing=True)
 
-    async def _accepted(self, connection: _Connection, stream: trio.SocketStream) -> None:
+    async def _accepted(self, connection: Connection, stream: trio.SocketStream) -> None:
         try:
             secured = await self._accept_stream(stream, connection.remote)
         except TransportError as error:
@@ -159,13 +162,14 @@ class TCPTransport:
             self._drop(connection)
             await trio.aclose_forcefully(stream)
             return
-        await self._run(connection, secured)
+        await self._run(connection, secured, outgoing=False)
 
-    async def _run(self, connection: _Connection, stream: trio.abc.Stream) -> None:
+    async def _run(
+        self, connection: Connection, stream: trio.abc.Stream, *, outgoing: bool
+    ) -> None:
         try:
             async with stream, trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer, connection, stream)
-                if await self._reader(connection, stream):
+                if await self._speak(connection, stream, nursery, outgoing=outgoing):
                     # Unframeable input: let the writer send what is queued (the 400), briefly;
                     # later messages to this address need a new connection.
                     self._drop(connection)
@@ -180,24 +184,32 @@ class TCPTransport:
         finally:
             self._drop(connection)
 
-    async def _reader(self, connection: _Connection, stream: trio.abc.Stream) -> bool:
+    async def _speak(
+        self,
+        connection: Connection,
+        stream: trio.abc.Stream,
+        nursery: trio.Nursery,
+        *,
+        outgoing: bool,
+    ) -> bool:
+        """Exchange SIP messages over an open connection until either side ends it: the
+        writer in ``nursery``, the reader here (the WebSocket transport speaks differently).
+        True when it ends because the stream cannot be framed (see :meth:`_reader`)."""
+        nursery.start_soon(self._writer, connection, stream)
+        return await self._reader(connection, stream)
+
+    async def _reader(self, connection: Connection, stream: trio.abc.Stream) -> bool:
         """Read and frame messages until the connection ends; True when it ends because the
         stream cannot be framed (the unframed head was handed on, to be answered)."""
         framer = StreamFramer()
         while True:
-            kept = connection.remote in self._kept
-            quiet_limit = self._keepalive_interval if kept else self._idle_timeout
-            with trio.CancelScope(deadline=connection.last_activity + quiet_limit) as wait:
+            deadline = connection.last_activity + self._quiet_limit(connection)
+            with trio.CancelScope(deadline=deadline) as wait:
                 connection.wait = wait
                 data = await stream.receive_some(65_536)
             connection.wait = None
             if wait.cancelled_caught:  # quiet for quiet_limit, or keep_alive() changed it
-                quiet = trio.current_time() - connection.last_activity
-                if connection.remote in self._kept:
-                    if quiet >= self._keepalive_interval:
-                        connection.send_channel.send_nowait(b"\r\n\r\n")  # RFC 5626 ping
-                        connection.last_activity = trio.current_time()
-                elif quiet >= self._idle_timeout:
+                if not self._still_wanted(connection):
                     return False
                 continue
             if not data:
@@ -220,12 +232,28 @@ class TCPTransport:
                 )
                 return True
 
-    async def _writer(self, connection: _Connection, stream: trio.abc.Stream) -> None:
+    def _quiet_limit(self, connection: Connection) -> float:
+        """How long ``connection`` may stay quiet before :meth:`_still_wanted` is asked."""
+        kept = connection.remote in self._kept
+        return self._keepalive_interval if kept else self._idle_timeout
+
+    def _still_wanted(self, connection: Connection) -> bool:
+        """Nothing came for a while: a kept connection gets a keep-alive; False when an
+        idle one should close."""
+        quiet = trio.current_time() - connection.last_activity
+        if connection.remote in self._kept:
+            if quiet >= self._keepalive_interval:
+                connection.send_channel.send_nowait(self._keepalive)
+                connection.last_activity = trio.current_time()
+            return True
+        return quiet < self._idle_timeout
+
+    async def _writer(self, connection: Connection, stream: trio.abc.Stream) -> None:
         async for data in connection.receive_channel:
             await stream.send_all(data)
             connection.last_activity = trio.current_time()
 
-    def _drop(self, connection: _Connection) -> None:
+    def _drop(self, connection: Connection) -> None:
         if self._connections.get(connection.remote) is connection:
             del self._connections[connection.remote]
         connection.send_channel.close()

@@ -72,6 +72,51 @@ def _reason(exc: BaseException) -> str:
     return str(cause or exc) or type(exc).__name__
 
 
+async def secure_client_stream(
+    tcp: trio.abc.Stream,
+    context: ssl.SSLContext,
+    address: Address,
+    server_name: str,
+    timeout: float,
+) -> trio.SSLStream:
+    """The TLS handshake over a connection we opened to ``address``, checking the server's
+    certificate for ``server_name``; TransportError saying why it failed (``tcp`` closed)."""
+    stream = trio.SSLStream(tcp, context, server_hostname=server_name)
+    try:
+        with trio.fail_after(timeout):
+            await stream.do_handshake()
+    except (trio.BrokenResourceError, trio.TooSlowError) as exc:
+        await trio.aclose_forcefully(tcp)
+        host, port = address
+        raise TransportError(
+            f"TLS handshake with {host}:{port} (as {server_name}) failed: {_reason(exc)}"
+        ) from exc
+    return stream
+
+
+async def secure_server_stream(
+    stream: trio.abc.Stream,
+    context: ssl.SSLContext | None,
+    remote: Address,
+    timeout: float,
+) -> trio.SSLStream:
+    """The TLS handshake over a connection a peer opened from ``remote``; TransportError
+    without a certificate to serve with (``context`` None) or when it fails."""
+    host, port = remote
+    if context is None:
+        raise TransportError(
+            f"TLS connection from {host}:{port} closed: this client has no certificate"
+            " to serve TLS with (cert=)"
+        )
+    secured = trio.SSLStream(stream, context, server_side=True)
+    try:
+        with trio.fail_after(timeout):
+            await secured.do_handshake()
+    except (trio.BrokenResourceError, trio.TooSlowError) as exc:
+        raise TransportError(f"TLS handshake from {host}:{port} failed: {_reason(exc)}") from exc
+    return secured
+
+
 class TLSTransport(TCPTransport):
     name = "TLS"
     reliable = True
@@ -102,30 +147,11 @@ class TLSTransport(TCPTransport):
     async def _open_stream(self, host: str, port: int) -> trio.abc.Stream:
         tcp = await super()._open_stream(host, port)
         name = (self._server_name((host, port)) if self._server_name else None) or host
-        stream = trio.SSLStream(tcp, self._client_context, server_hostname=name)
-        try:
-            with trio.fail_after(self._handshake_timeout):
-                await stream.do_handshake()
-        except (trio.BrokenResourceError, trio.TooSlowError) as exc:
-            await trio.aclose_forcefully(tcp)
-            raise TransportError(
-                f"TLS handshake with {host}:{port} (as {name}) failed: {_reason(exc)}"
-            ) from exc
-        return stream
+        return await secure_client_stream(
+            tcp, self._client_context, (host, port), name, self._handshake_timeout
+        )
 
     async def _accept_stream(self, stream: trio.SocketStream, remote: Address) -> trio.abc.Stream:
-        host, port = remote
-        if self._server_context is None:
-            raise TransportError(
-                f"TLS connection from {host}:{port} closed: this client has no certificate"
-                " to serve TLS with (cert=)"
-            )
-        secured = trio.SSLStream(stream, self._server_context, server_side=True)
-        try:
-            with trio.fail_after(self._handshake_timeout):
-                await secured.do_handshake()
-        except (trio.BrokenResourceError, trio.TooSlowError) as exc:
-            raise TransportError(
-                f"TLS handshake from {host}:{port} failed: {_reason(exc)}"
-            ) from exc
-        return secured
+        return await secure_server_stream(
+            stream, self._server_context, remote, self._handshake_timeout
+        )

@@ -58,6 +58,7 @@ class Server:
     port: int
     token: trio.lowlevel.TrioToken
     tls_port: int | None = None
+    ws_port: int | None = None
     received: list[tuple[str, str]] = field(default_factory=list)  # (transport, text)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -111,19 +112,22 @@ class ServerThread:
         self._thread.join(10)
 
     def new(self, cert: str | None = None) -> Server:
-        """A DevServer on free ports; with ``cert`` it serves TLS too (``tls_port``)."""
+        """A DevServer on free ports, serving WebSocket too (``ws_port``); with ``cert`` it
+        serves TLS too (``tls_port``)."""
         assert self._nursery is not None and self._token is not None
         nursery, token = self._nursery, self._token
         holder: dict[str, Server] = {}
 
         async def start() -> None:
-            dev = DevServer("127.0.0.1", 0, cert=cert, tls_port=0)
+            dev = DevServer("127.0.0.1", 0, cert=cert, tls_port=0, ws_port=0)
             server = Server(dev, "", 0, token)
             dev.trace = server.trace
             host, port = await nursery.start(dev.serve)
             server.host, server.port = host, port
             if dev.tls_address is not None:
                 server.tls_port = dev.tls_address[1]
+            if dev.ws_address is not None:
+                server.ws_port = dev.ws_address[1]
             holder["server"] = server
 
         trio.from_thread.run(start, trio_token=token)
@@ -708,6 +712,19 @@ def _tls_transport(server: Server, transport: str) -> None:
     # Without the CA the system's CAs refuse the certificate: a clear failure, exit 1.
     refused = run_example("tls_transport", server, "--server", tls)
     assert refused.returncode != 0 and "certificate verify failed" in refused.stderr, str(refused)
+
+
+@scenario("ws_client", transports=("udp",))
+def _ws_client(server: Server, transport: str) -> None:
+    ws = f"{server.host}:{server.ws_port}"
+    run = ok(run_example("ws_client", server, "--ws", ws))
+    contact = r"<sip:1111@[0-9a-f]{12}\.invalid;transport=ws>"
+    assert run.has(f"REGISTER -> 200, Contact: {contact}"), str(run)
+    assert run.has(r"MESSAGE -> 200, received: \['Hello over WebSocket!'\]"), str(run)
+    assert run.has("Call to 100 -> 200"), str(run)
+    assert {t for t, _ in server.received} == {"WS"}
+    assert [cseq(text) for _, text in server.requests("BYE")] == ["3 BYE"]
+    assert server.registered_users() == {}
 
 
 @scenario("timeouts")

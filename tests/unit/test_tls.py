@@ -198,7 +198,7 @@ def test_unreadable_files_are_a_value_error_naming_them(option: str, tmp_path: P
     missing = str(tmp_path / "missing.pem")
     with pytest.raises(ValueError, match=r"missing\.pem"):
         sipx.AsyncClient(LOOPBACK, 0, transport="TLS", **{option: missing})  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="'UDP', 'TCP' or 'TLS'"):
+    with pytest.raises(ValueError, match="'UDP', 'TCP', 'TLS', 'WS' or 'WSS'"):
         sipx.AsyncClient(LOOPBACK, 0, transport="SCTP")
 
 
