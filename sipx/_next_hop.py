@@ -20,7 +20,7 @@ from ._core.ids import IdSource
 from ._core.message import Request, Response
 from ._core.uri import URI
 from ._engine import Engine
-from ._errors import ParseError, ProtocolError
+from ._errors import ParseError, ProtocolError, TransportError
 from ._trio.resolver import Resolver
 from ._trio.transport import Address, routable_host
 
@@ -86,7 +86,14 @@ class NextHop:
             wanted = next((name for name in choices if name in running), wanted)
         elif not wanted and target.scheme == "sips" and self.transport_name not in ("TLS", "WSS"):
             wanted = "TLS"
-        return wanted if wanted in running else self.transport_name
+        chosen = wanted if wanted in running else self.transport_name
+        if (wanted in ("TLS", "WSS") or target.scheme == "sips") and chosen not in ("TLS", "WSS"):
+            # Never in clear what the URI asks to be secured (RFC 3261 26.2.2).
+            raise TransportError(
+                f"{target} asks for {wanted or 'TLS'}, which this client does not run"
+                f" (it runs {', '.join(running)}): add it with transport= or transports="
+            )
+        return chosen
 
     def request_transport(self, request: Request) -> str:
         """The transport ``request`` goes over (see :meth:`transport_for`)."""

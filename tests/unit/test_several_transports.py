@@ -222,7 +222,6 @@ class RawPeers:
         ("UDP", ";transport=TCP", "TCP"),
         ("TCP", "", "TCP"),
         ("TCP", ";transport=udp", "UDP"),
-        ("UDP", ";transport=tls", "UDP"),  # not run by the client: its transport=
     ],
 )
 async def test_each_request_names_its_transport_in_via_and_contact(
@@ -247,6 +246,16 @@ async def test_each_request_names_its_transport_in_via_and_contact(
     assert via.endswith(";rport" if expected == "UDP" else ";rport;alias")
     suffix = "" if expected == "UDP" else ";transport=tcp"
     assert header(data, "Contact") == [f"<sip:sipx@{LOOPBACK}:{ours}{suffix}>"]
+
+
+@pytest.mark.parametrize(
+    "uri", ["sip:peer@127.0.0.1:5999;transport=tls", "sips:peer@127.0.0.1:5999"]
+)
+async def test_a_uri_asking_for_tls_is_never_sent_in_clear(uri: str) -> None:
+    """A client without TLS refuses, naming what it runs, instead of sending over UDP."""
+    async with sipx.AsyncClient(LOOPBACK, 0, timeout=0.5, transports=("UDP", "TCP")) as client:
+        with pytest.raises(sipx.TransportError, match=r"asks for TLS.*runs UDP, TCP"):
+            await client.options(uri)
 
 
 async def test_an_incoming_call_over_tcp_is_answered_with_a_tcp_contact() -> None:
