@@ -24,15 +24,16 @@ from ._call import (
     ack_received,
     end_call,
     media_of,
-    reinvite_pending,
-    reinvite_received,
+    session_refused,
+    target_refresh_received,
 )
 from ._call_media import DTMF_INFO_TYPES
 from ._core.builder import attach_body, copy_record_route
-from ._core.dialog import Dialog, DialogState, dialog_id_of
+from ._core.dialog import Dialog, DialogId, DialogState, dialog_id_of
 from ._core.headers import header_key
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
+from ._core.session_timer import MIN_SE, OPTION_TAG, request_headers
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError
 from ._media_stream import MediaClock, MediaStream, bind_rtp_pair
@@ -56,6 +57,7 @@ ALLOWED_METHODS = (
     "NOTIFY",
     "REFER",
     "INFO",
+    "UPDATE",
 )
 DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 # Listed in Allow only once a handler takes them (out of dialog they get 405 otherwise).
@@ -170,6 +172,9 @@ class UserAgentServer:
         self.media_clock = MediaClock()  # paces and reads every call's RTP, one task
         self.rtp_host = "0.0.0.0"
         self.rtp_ports = (10000, 20000)
+        # Session timers (RFC 4028): the interval we ask for (None: off) and our minimum.
+        self.session_expires: int | None = None
+        self.min_se = MIN_SE
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
@@ -295,8 +300,41 @@ class UserAgentServer:
             ],
         )
 
+    def call_headers(self) -> dict[str, str]:
+        """What our INVITEs carry besides the basics: Allow (the peer may UPDATE us) and,
+        with session timers on, Supported: timer, Session-Expires and Min-SE (RFC 4028 7.1)."""
+        fields = {"Allow": self._allow()}
+        if self.session_expires is not None:
+            fields.update(request_headers(self.session_expires, self.min_se))
+        return fields
+
+    def allow_header(self) -> str:
+        """The Allow header of our responses (the methods we take)."""
+        return self._allow()
+
+    def early_dialog(self, call: Call, response: Response) -> Dialog | None:
+        """The early dialog a provisional response with a To tag makes (RFC 3261 12.1.1),
+        kept so that requests within it (UPDATE) find the call; answer() confirms it."""
+        tag = response.to.tag
+        if not tag:
+            return None
+        try:
+            dialog = Dialog.from_uas_request(call.invite, tag, confirmed=False)
+        except (ProtocolError, ParseError):
+            return None
+        existing = self.engine.dialogs.get(dialog.id)
+        if existing is not None:
+            return existing
+        self.engine.dialogs[dialog.id] = dialog
+        self.engine.calls[dialog.id] = call
+        return dialog
+
     def dialog_from_incoming(self, invite: Request, response: Response, call: Call) -> Dialog:
         tag = response.to.tag or self.local_tag(invite) or ""
+        early = self.engine.dialogs.get(DialogId(invite.call_id, tag, invite.from_.tag or ""))
+        if early is not None and early.invite is invite:
+            self.engine.pending_calls.pop(invite.call_id, None)
+            return early  # made by a provisional response; the ACK confirms it
         dialog = Dialog.from_uas_request(invite, tag, confirmed=False)
         self.engine.dialogs[dialog.id] = dialog
         self.engine.calls[dialog.id] = call
@@ -355,18 +393,19 @@ class UserAgentServer:
             incoming.respond(200, headers=self._capabilities())
         elif method in ("MESSAGE", "NOTIFY", "INFO"):
             incoming.respond(200)
-        elif method == "BYE":
-            incoming.respond(481)
-        elif method in ALLOWED_METHODS or method in ("REGISTER", "UPDATE", "PRACK", "PUBLISH"):
+        elif method in ("BYE", "UPDATE"):
+            incoming.respond(481)  # only ever sent within a dialog
+        elif method in ALLOWED_METHODS or method in ("REGISTER", "PRACK", "PUBLISH"):
             incoming.respond(405, headers={"Allow": self._allow()})
         else:
             incoming.respond(501)
 
     def _capabilities(self) -> dict[str, str]:
+        supported = "replaces" if self.session_expires is None else f"replaces, {OPTION_TAG}"
         return {
             "Allow": self._allow(),
             "Accept": "application/sdp, text/plain",
-            "Supported": "replaces",
+            "Supported": supported,
         }
 
     def _allow(self) -> str:
@@ -411,6 +450,8 @@ class UserAgentServer:
         )
         incoming.call = call
         self.engine.pending_calls[request.call_id] = call
+        if session_refused(call):
+            return
         handler = self.handlers.get("INVITE")
         if handler is not None:
             result = handler(call)
@@ -442,7 +483,10 @@ class UserAgentServer:
     async def _in_dialog(self, incoming: IncomingRequest) -> None:
         request = incoming.request
         dialog_id = dialog_id_of(request)
-        dialog = self.engine.dialogs.get(dialog_id) if dialog_id else None
+        dialog = None
+        if dialog_id is not None:
+            # The early dialogs of our own pending INVITEs too (an UPDATE may come in one).
+            dialog = self.engine.dialogs.get(dialog_id) or self.uac.early_dialogs.get(dialog_id)
         if dialog is None:
             incoming.respond(481)
             return
@@ -458,16 +502,15 @@ class UserAgentServer:
             dialog.terminate()
             self.engine.dialogs.pop(dialog.id, None)
             if call is not None:
+                unanswered = call.direction == "incoming" and call.final_response is None
                 end_call(call, "remote")
+                if unanswered:  # a BYE in the early dialog (RFC 3261 15.1.2)
+                    call.reject(487, "Request Terminated")
             return
-        if method == "INVITE" and call is not None:
-            if reinvite_pending(call):
-                incoming.respond(491)  # RFC 3261 14.2: our own re-INVITE is pending
+        if method in ("INVITE", "UPDATE") and call is not None:
+            response = target_refresh_received(call, incoming)
+            if method == "UPDATE" or not response.is_success:
                 return
-            answer = reinvite_received(call, request)
-            response = incoming.respond(
-                200, body=answer, headers={"Contact": self.contact_for(call.invite)}
-            )
             self.engine.retransmit_2xx(
                 (dialog.id, response.cseq.seq),
                 incoming.transaction,
@@ -479,7 +522,9 @@ class UserAgentServer:
             self._dtmf_info(call, request)
         if await self._run_handler(incoming):
             return
-        if method in ("INFO", "NOTIFY", "MESSAGE", "UPDATE"):
+        if method == "UPDATE" and request.content:
+            incoming.respond(488)  # an offer with no call to answer it for
+        elif method in ("INFO", "NOTIFY", "MESSAGE", "UPDATE"):
             incoming.respond(200)
         elif method == "REFER":
             # Nobody would carry out the transfer: refuse rather than promise NOTIFYs.
