@@ -59,7 +59,7 @@ def response(status: int, *headers: str, method: str = "INVITE") -> Response:
     return message
 
 
-# -- headers ----------------------------------------------------------------------------------------
+# -- headers ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("text", "delta", "refresher", "written"),
     [
@@ -104,7 +104,7 @@ def test_request_headers_and_option_tags() -> None:
     assert with_option_tag(None, "timer") == "timer"
 
 
-# -- the UAS's choice (RFC 4028 9) -------------------------------------------------------------------
+# -- the UAS's choice (RFC 4028 9) -----------------------------------------------------------------
 @pytest.mark.parametrize(
     ("headers", "interval", "keep", "status", "expected"),
     [
@@ -173,7 +173,7 @@ def test_uas_choice_of_a_malformed_request_is_a_parse_error() -> None:
         choose_as_uas(invite("Min-SE: -1"), interval=1800, min_se=90)
 
 
-# -- the UAC (RFC 4028 7) -------------------------------------------------------------------------------
+# -- the UAC (RFC 4028 7) --------------------------------------------------------------------------
 def test_the_2xx_settles_the_session() -> None:
     assert negotiated(response(200, "Session-Expires: 600;refresher=uas")) == SessionExpires(
         600, "uas"
@@ -231,7 +231,7 @@ def test_the_flow_retries_a_422_then_stops() -> None:
     assert len(sent) == 3 and last.status_code == 422
 
 
-# -- the deadlines (RFC 4028 10) ---------------------------------------------------------------------------
+# -- the deadlines (RFC 4028 10) -------------------------------------------------------------------
 def test_refresher_refreshes_at_half_the_interval() -> None:
     timer = SessionTimer(120, we_refresh=True, refreshed_at=1000.0)
     assert timer.next_deadline() == 1060.0
