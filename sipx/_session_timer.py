@@ -46,6 +46,7 @@ class SessionTimerTask:
         self._refresh = refresh
         self._expire = expire
         self._scope = trio.CancelScope()
+        self._stopped = False
         self._wakeup = trio.Event()
         self.refreshes = 0  # refreshes sent
 
@@ -59,13 +60,20 @@ class SessionTimerTask:
 
     def stop(self) -> None:
         """The call ended (or no longer has a session timer): the task ends."""
+        self._stopped = True
         self._scope.cancel()
 
     @property
     def stopped(self) -> bool:
-        return self._scope.cancel_called
+        return self._stopped
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except Exception:  # a background task never crashes the client
+            log.exception("the session timer failed")
+
+    async def _loop(self) -> None:
         with self._scope:
             while True:
                 deadline = min(self.timer.next_deadline(), trio.current_time() + HORIZON)
