@@ -21,14 +21,15 @@ from typing import Any, NamedTuple
 from . import _validate
 from ._auth import Auth
 from ._auth_flow import DigestAuth
-from ._call import Call, CallState, end_call, media_of, sdp_of
+from ._call import Call, CallState, end_call, media_of, sdp_of, session_established
 from ._call_media import CallMedia
 from ._core.builder import body_bytes, build_request, guess_content_type
-from ._core.dialog import Dialog, DialogId
+from ._core.dialog import Dialog, DialogId, dialog_id_of
 from ._core.header_types import NameAddr
 from ._core.ids import IdSource
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
+from ._core.session_timer import DEFAULT_SESSION_EXPIRES, MIN_SE, OPTION_TAG, with_option_tag
 from ._core.timers import TimerConfig
 from ._core.uri import URI
 from ._engine import Engine, TraceHook
@@ -95,8 +96,11 @@ class AsyncClient(Lifetime):
         reliable_provisional: bool = True,
         transports: Sequence[str] | None = None,
         tls_port: int | None = None,
+        session_expires: int | None = DEFAULT_SESSION_EXPIRES,
+        min_se: int = MIN_SE,
     ) -> None:
         _validate.text("local_host", local_host)
+        interval = _validate.session_timer(session_expires, min_se)
         _validate.port("local_port", local_port)
         _validate.port("tls_port", tls_port, optional=True)
         _validate.text("transport", transport)
@@ -156,6 +160,8 @@ class AsyncClient(Lifetime):
         # RFC 3262: Supported: 100rel in our INVITEs, PRACK for reliable 1xx, ring(reliable=).
         self._uac.reliable_provisional = reliable_provisional
         self._uas.reliable_provisional = reliable_provisional
+        self._uas.session_expires = interval
+        self._uas.min_se = min_se
         self._registrations = Registrations(self._engine, self._ids, self.user_agent)
         self._engine.on_response_seen = self._next_hop.learn_public_address
 
@@ -358,9 +364,14 @@ class AsyncClient(Lifetime):
             def early(response: Response) -> None:  # a 183 with SDP: media starts now
                 media.negotiated(offer, sdp_of(response), we_offered=True)
 
+        fields = self._uas.call_headers()  # Allow; with session timers, Session-Expires...
         if self._uas.info_packages:  # RFC 6086 5.2.1: the Info Packages we take
-            headers = {"Recv-Info": ", ".join(self._uas.info_packages), **(headers or {})}
-        request = self._new_request("INVITE", to_uri, headers=headers, body=body, from_uri=from_uri)
+            fields["Recv-Info"] = ", ".join(self._uas.info_packages)
+        for name, value in (headers or {}).items():  # the user's win (later names replace)
+            if name.lower() in ("supported", "k") and "Supported" in fields:
+                value = with_option_tag(value, OPTION_TAG)
+            fields[name] = value
+        request = self._new_request("INVITE", to_uri, headers=fields, body=body, from_uri=from_uri)
         if media is not None:
             self._uac.early_media[request.call_id] = early
         try:
@@ -384,6 +395,7 @@ class AsyncClient(Lifetime):
             self._engine.calls[dialog.id] = call
             await self._uac.ack(dialog, response)
             media_of(call).negotiated(call.local_sdp, call.remote_sdp, we_offered=True)
+            session_established(call, response)
         else:
             end_call(call, "rejected")
         return call
@@ -527,6 +539,30 @@ class AsyncClient(Lifetime):
             "INFO", uri, response, dialog_id, dict(headers or {}), body, content_type, kwargs
         )
 
+    async def update(
+        self,
+        response: Response | None = None,
+        dialog_id: DialogId | str | None = None,
+        body: str | bytes | SDPBody | None = None,
+        *,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """UPDATE (RFC 3311) within a dialog, confirmed or early: the dialog of ``response``
+        (a 2xx, or a 1xx with a To tag while the INVITE is pending) or ``dialog_id`` (from
+        ``dialogs`` or ``early_dialogs``). ``body`` is sent as it is (an SDP offer, or
+        nothing); for a :class:`Call`, ``call.update()`` also moves its media."""
+        _validate.body("body", body)
+        dialog = self._find_dialog(response, dialog_id, early=True)
+        content = body_bytes(body)
+        fields: dict[str, str] = {}  # Contact: added on sending (a target refresh)
+        if content:
+            fields["Content-Type"] = content_type or guess_content_type(body, content)
+        fields.update(headers or {})
+        request = dialog.create_request("UPDATE", headers=fields, content=content or None)
+        return await self._uac.send_in_dialog(dialog, request, timeout=timeout)
+
     async def retry_with_auth(
         self, response: Response, auth: Auth.Digest | None = None
     ) -> Response:
@@ -586,12 +622,23 @@ class AsyncClient(Lifetime):
         """Early dialogs of pending INVITEs (one per fork that sent a 1xx with a To tag)."""
         return list(self._uac.early_dialogs.values())
 
-    def _find_dialog(self, response: Response | None, dialog_id: DialogId | str | None) -> Dialog:
+    def _find_dialog(
+        self,
+        response: Response | None,
+        dialog_id: DialogId | str | None,
+        *,
+        early: bool = False,
+    ) -> Dialog:
         if response is None and dialog_id is None:
             raise ValueError("Either response or dialog_id must be provided")
+        early_dialogs = list(self._uac.early_dialogs.values()) if early else []
         if response is not None:
+            if early:
+                for dialog in early_dialogs:
+                    if dialog.id == dialog_id_of(response):
+                        return dialog
             return self._uac.dialog_for(response)
-        for dialog in self._engine.dialogs.values():
+        for dialog in [*self._engine.dialogs.values(), *early_dialogs]:
             if dialog_id in (dialog.id, str(dialog.id), dialog.call_id):
                 return dialog
         raise ProtocolError(f"no dialog {dialog_id}")

@@ -1,14 +1,17 @@
 """Calls: the INVITE dialogs a user holds, placed (``client.call``) or received.
 
 A :class:`Call` keeps the dialog, the SDP offer and answer, and offers what a softphone does
-with a call: answer or reject it (incoming), re-INVITE, hold, unhold, transfer (REFER), INFO
-(sent, and received through ``on_info``/``info_requests``), BYE, and
-``await call.wait_ended()`` for the remote hang-up.
+with a call: answer or reject it (incoming), re-INVITE, UPDATE (RFC 3311), hold, unhold,
+transfer (REFER), INFO (sent, and received through ``on_info``/``info_requests``), BYE, and
+``await call.wait_ended()`` for the remote hang-up. With the client's session timers on (RFC
+4028) an established call runs a :class:`~sipx._session_timer.SessionTimerTask` that
+refreshes the session or ends it.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
@@ -24,10 +27,20 @@ from ._core.dtmf import digit_to_event
 from ._core.message import Request, Response
 from ._core.reliable import send_reliably
 from ._core.sdp import SDPBody
+from ._core.session_timer import (
+    UAC,
+    UAS,
+    SessionTimer,
+    UASChoice,
+    choose_as_uas,
+    negotiated,
+    request_headers,
+)
 from ._core.transaction import ServerTransaction, make_response
-from ._errors import ParseError, ProtocolError, TransportError
+from ._errors import ParseError, ProtocolError, SIPError, TransportError
 from ._media_stream import MediaStats
 from ._reliable import ReliableSender
+from ._session_timer import SessionTimerTask
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -35,6 +48,7 @@ if TYPE_CHECKING:
     from ._uas import IncomingRequest, UserAgentServer
 
 InfoHandler = Callable[..., Any]  # IncomingRequest -> Response | None (plain or async)
+log = logging.getLogger("sipx")
 
 
 class CallState(enum.Enum):
@@ -73,7 +87,8 @@ class Call:
         self.local_sdp: SDPBody | None = self.offer if direction == "outgoing" else None
         self.remote_sdp: SDPBody | None = self.offer if direction == "incoming" else None
         self.final_response: Response | None = None
-        # "local", "remote", "cancel", "timeout", "rejected", "transferred" or "replaced"
+        # "local", "remote", "cancel", "timeout", "rejected", "transferred",
+        # "replaced" or "session-expired"
         self.ended_by: str | None = None
         # The call that took this one's place: a transfer we carried out, or an INVITE with
         # Replaces that named this call (RFC 3515, RFC 3891).
@@ -81,7 +96,10 @@ class Call:
         self._info_handler: InfoHandler | None = None
         self._info_listeners: list[trio.MemorySendChannel[IncomingRequest]] = []
         self._ended = trio.Event()
-        self._reinviting = False  # our re-INVITE is pending: a crossing one gets 491
+        self._reinviting = False  # our re-INVITE/UPDATE offer is pending: a crossing one gets 491
+        self._early_dialog: Dialog | None = None  # the UAS's early dialog, from ring()
+        self._session_timer: SessionTimerTask | None = None
+        self._peer_allows_update = False  # the peer's Allow lists UPDATE (refresh with it)
         self._acked = trio.Event()
         self._media = media if media is not None else CallMedia(uas.engine, None, uas.media_clock)
         self._reliable: ReliableSender | None = None  # our reliable 1xx (RFC 3262), if any
@@ -149,6 +167,8 @@ class Call:
         else:
             response = self._respond(status_code, body=body)
         self.state = CallState.EARLY
+        if self._early_dialog is None:  # in-dialog requests (UPDATE) may come now
+            self._early_dialog = self._uas.early_dialog(self, response)
         if early:
             self._media.negotiated(self.local_sdp, self.offer, we_offered=False)
         return response
@@ -184,37 +204,49 @@ class Call:
         if self.offer is not None:
             self.answer_sdp = sdp
         self.local_sdp = sdp
-        if self._uas.info_packages:  # RFC 6086 5.2.2: the Info Packages we take
-            headers = {"Recv-Info": ", ".join(self._uas.info_packages), **(headers or {})}
         try:
-            response = self._respond(200, body=sdp, headers=headers, send=False)
+            choice = self._session_choice(self.invite)
+        except ParseError:  # refused before the call was offered to the user (422/400)
+            choice = None
+        if choice is not None and choice.status != 200:
+            choice = None
+        fields = {**(choice.headers if choice is not None else {}), **(headers or {})}
+        fields.setdefault("Allow", self._uas.allow_header())
+        if self._uas.info_packages:  # RFC 6086 5.2.2: the Info Packages we take
+            fields.setdefault("Recv-Info", ", ".join(self._uas.info_packages))
+        try:
+            response = self._respond(200, body=sdp, headers=fields, send=False)
             if self._reliable is not None and self._reliable.hold_2xx(
-                lambda: self._send_answer(response, sdp)
+                lambda: self._send_answer(response, sdp, choice)
             ):
                 return response  # RFC 3262 3: it goes with the PRACK of our 1xx with SDP
             self._transmit(response)
         except BaseException:
             self._media.close()
             raise
-        self._answered(response, sdp)
+        self._answered(response, sdp, choice)
         return response
 
     def _check_not_answering(self) -> None:
         if self._reliable is not None and self._reliable.holding:
             raise ProtocolError("the call is answered: its 200 waits for the PRACK of our 1xx")
 
-    def _send_answer(self, response: Response, sdp: SDPBody) -> None:
+    def _send_answer(self, response: Response, sdp: SDPBody, choice: UASChoice | None) -> None:
         """The held 200 goes: the PRACK of our reliable 1xx with SDP arrived."""
         self._transmit(response)
-        self._answered(response, sdp)
+        self._answered(response, sdp, choice)
 
-    def _answered(self, response: Response, sdp: SDPBody) -> None:
-        """Our 200 went out: the dialog is confirmed on our side, resent until the ACK."""
+    def _answered(self, response: Response, sdp: SDPBody, choice: UASChoice | None) -> None:
+        """Our 200 went out: the dialog is confirmed on our side, resent until the ACK; the
+        session timer starts as our 200 says (RFC 4028 9)."""
         self.final_response = response
         self.dialog = self._uas.dialog_from_incoming(self.invite, response, self)
         self.state = CallState.ESTABLISHED
         self._uas.retransmit_2xx(self, response)
         self._media.negotiated(sdp, self.offer, we_offered=False)
+        self._peer_allows_update = "UPDATE" in self.invite.allow
+        if choice is not None and choice.session is not None:
+            self._session_refreshed(choice.session.delta, choice.session.refresher == UAS)
 
     def reject(
         self,
@@ -320,14 +352,55 @@ class Call:
         """
         dialog = self._require_dialog()
         sdp = body if body is not None else self.local_sdp
+        return await self._offer("INVITE", dialog, sdp, headers, timeout)
+
+    async def update(
+        self,
+        body: SDPBody | str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send UPDATE (RFC 3311) with a new offer, our last SDP by default; no ACK.
+
+        Works in the confirmed dialog and, for an incoming call, in the early dialog once
+        ``ring()`` has sent a provisional response (after ``ring(183)``: its SDP was the
+        answer, so a new offer may follow). The 2xx carries the answer; the media follow
+        it. A 491 (crossing offers) is retried as :meth:`reinvite` does.
+        """
+        dialog = self._update_dialog()
+        sdp = body if body is not None else self.local_sdp
+        if sdp is None:
+            raise ProtocolError("the call has no SDP to offer in an UPDATE")
+        return await self._offer("UPDATE", dialog, sdp, headers, timeout)
+
+    def _update_dialog(self) -> Dialog:
+        if self.dialog is not None and self.dialog.state is not DialogState.TERMINATED:
+            return self.dialog
+        early = self._early_dialog
+        if early is not None and early.state is DialogState.EARLY and not self.ended:
+            return early
+        raise ProtocolError("the call has no dialog for an UPDATE (ring() or answer first)")
+
+    async def _offer(
+        self,
+        method: str,
+        dialog: Dialog,
+        sdp: SDPBody | str | None,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+    ) -> Response:
+        """A re-INVITE or UPDATE within ``dialog``, with ``sdp`` as the offer (None: none),
+        retried after a 491; its 2xx updates the SDP, the media and the session timer."""
         content = sdp.to_bytes() if isinstance(sdp, SDPBody) else (sdp.encode() if sdp else None)
-        fields = dict(headers or {})
+        fields = self._session_request_headers()
+        fields.update(headers or {})
         if content:
             fields.setdefault("Content-Type", "application/sdp")
         fields.setdefault("Contact", self._uas.contact_for(self.invite))
         for _ in range(4):
-            request = dialog.create_request("INVITE", headers=fields, content=content)
-            self._reinviting = True
+            request = dialog.create_request(method, headers=fields, content=content)
+            self._reinviting = method == "INVITE" or content is not None
             try:
                 response = await self._uac.send_in_dialog(dialog, request, timeout=timeout)
             finally:
@@ -343,8 +416,11 @@ class Call:
             remote = _sdp(response)
             if remote is not None:
                 self.remote_sdp = remote
-            await self._uac.ack(dialog, response)
-            self._media.negotiated(self.local_sdp, remote, we_offered=True)
+            if method == "INVITE":
+                await self._uac.ack(dialog, response)
+            if method == "INVITE" or content is not None:
+                self._media.negotiated(self.local_sdp, remote, we_offered=True)
+            self._session_answered(response)
         return response
 
     def _glare_wait(self) -> float:
@@ -501,7 +577,152 @@ class Call:
         the call carries no sipx media)."""
         return self._media.stats
 
+    # -- session timer (RFC 4028) ----------------------------------------------------------------
+    def _session_choice(self, request: Request) -> UASChoice | None:
+        """Our answer, as UAS, about the session interval of ``request`` (None: timers off).
+
+        ParseError for a malformed Session-Expires or Min-SE."""
+        interval = self._uas.session_expires
+        if interval is None:
+            return None
+        keep = None
+        timer = self._running_timer()
+        if timer is not None:  # a refresh: the interval and the refresher stay as they are
+            interval = timer.interval
+            keep = UAS if timer.we_refresh else UAC
+        return choose_as_uas(request, interval=interval, min_se=self._uas.min_se, keep=keep)
+
+    def _refuse_session(self) -> bool:
+        """A new INVITE whose session interval we cannot take: 422 (or 400), at once."""
+        try:
+            choice = self._session_choice(self.invite)
+        except ParseError:
+            self.reject(400, "Bad Session-Expires or Min-SE")
+            return True
+        if choice is not None and choice.status == 422:
+            self.reject(422, headers=choice.headers)
+            return True
+        return False
+
+    def _running_timer(self) -> SessionTimer | None:
+        task = self._session_timer
+        return None if task is None or task.stopped else task.timer
+
+    def _session_request_headers(self) -> dict[str, str]:
+        """Session-Expires and the rest for our re-INVITE or UPDATE (RFC 4028 7.4)."""
+        timer = self._running_timer()
+        if timer is None:
+            return {}
+        min_se = min(self._uas.min_se, timer.interval)
+        return request_headers(timer.interval, min_se, UAC if timer.we_refresh else UAS)
+
+    def _session_refreshed(self, interval: int, we_refresh: bool) -> None:
+        """A 2xx (sent or received) settled the session interval: (re)start the timer."""
+        if self.ended or not self._engine.running:
+            return
+        task = self._session_timer
+        if task is not None and not task.stopped:
+            task.refreshed(interval, we_refresh)
+            return
+        timer = SessionTimer(interval, we_refresh, trio.current_time())
+        task = SessionTimerTask(
+            self._engine.start_soon, timer, self._refresh_session, self._session_expired
+        )
+        self._session_timer = task
+        task.start()
+
+    def _session_answered(self, response: Response) -> None:
+        """The 2xx to our INVITE, re-INVITE or UPDATE (RFC 4028 7.2): its Session-Expires
+        rules. Without one the session no longer expires, for the side that does not
+        refresh; the refresher goes on with the interval it had (a peer that does not
+        support timers answers refreshes without it, and refreshing costs nothing)."""
+        if self._uas.session_expires is None or self.state is not CallState.ESTABLISHED:
+            return
+        session = negotiated(response)
+        timer = self._running_timer()
+        if session is not None:
+            self._session_refreshed(session.delta, session.refresher == UAC)
+        elif timer is not None and timer.we_refresh:
+            self._session_refreshed(timer.interval, True)
+        elif self._session_timer is not None:
+            self._session_timer.stop()
+            self._session_timer = None
+
+    async def _refresh_session(self) -> Response | None:
+        """The refresher's refresh (RFC 4028 10): UPDATE without a body when the peer
+        allows UPDATE, else a re-INVITE with our SDP unchanged. None: put off, because an
+        offer of ours is on its way (its 2xx refreshes the session)."""
+        dialog = self.dialog
+        if self._reinviting or dialog is None or dialog.state is DialogState.TERMINATED:
+            return None
+        if self._peer_allows_update:
+            return await self._offer("UPDATE", dialog, None, None, None)
+        return await self._offer("INVITE", dialog, self.local_sdp, None, None)
+
+    def _session_expired(self, why: str) -> None:
+        """No refresh in time, or a refresh failed: BYE (RFC 4028 10)."""
+        log.info("call %s: %s; ending it with BYE", self.call_id, why)
+        dialog = self.dialog
+        self._end("session-expired")  # first: the BYE would record the end as "local"
+        if dialog is not None and self._engine.running:
+            self._engine.start_soon(self._quiet_bye, dialog)
+
+    async def _quiet_bye(self, dialog: Dialog) -> None:
+        try:
+            await self._uac.bye(dialog)
+        except SIPError as exc:
+            log.info("BYE after the session expired failed: %s", exc)
+
+    @property
+    def session_expires(self) -> int | None:
+        """The session interval in force (RFC 4028), in seconds; None when the call has no
+        session timer."""
+        timer = self._running_timer()
+        return None if timer is None else timer.interval
+
+    @property
+    def session_refresher(self) -> str | None:
+        """Who refreshes the session: ``"local"`` (sipx sends the refreshes) or
+        ``"remote"``; None when the call has no session timer."""
+        timer = self._running_timer()
+        if timer is None:
+            return None
+        return "local" if timer.we_refresh else "remote"
+
     # -- called by the client -----------------------------------------------------------------
+    def _on_target_refresh(self, incoming: IncomingRequest) -> Response:
+        """A re-INVITE or UPDATE from the peer, answered here: 491 while an offer of ours
+        is pending (RFC 3261 14.2, RFC 3311 5.2); 500 for an UPDATE offer before we
+        answered the INVITE's (RFC 3311 5.2); 488 for a body that is no SDP offer in an
+        UPDATE; 422 for a session interval too small; else 200 with our answer to its
+        offer (none for an UPDATE without one) and the session interval."""
+        request = incoming.request
+        is_invite = request.method == "INVITE"
+        offer = _sdp(request)
+        if (is_invite or request.content) and self._reinviting:
+            return incoming.respond(491)
+        if not is_invite and request.content:
+            if offer is None:
+                return incoming.respond(488)
+            if self.final_response is None and self.offer is not None and self.answer_sdp is None:
+                wait = int(self._engine.ids.token(1), 16) % 11
+                return incoming.respond(500, headers={"Retry-After": str(wait)})
+        established = self.state is CallState.ESTABLISHED
+        try:
+            choice = self._session_choice(request) if established else None
+        except ParseError:
+            return incoming.respond(400, "Bad Session-Expires or Min-SE")
+        if choice is not None and choice.status == 422:
+            return incoming.respond(422, headers=choice.headers)
+        answer = self._on_reinvite(request) if is_invite or offer is not None else None
+        fields = {"Contact": self._uas.contact_for(self.invite)}
+        if choice is not None:
+            fields.update(choice.headers)
+        response = incoming.respond(200, body=answer, headers=fields)
+        if choice is not None and choice.session is not None:
+            self._session_refreshed(choice.session.delta, choice.session.refresher == UAS)
+        return response
+
     def _on_ack(self, ack: Request) -> None:
         if self.answer_sdp is None and ack.content:
             remote = _sdp(ack)
@@ -540,13 +761,18 @@ class Call:
         self._media.close()
         if self._reliable is not None:
             self._reliable.close()
+        if self._session_timer is not None:
+            self._session_timer.stop()
+            self._session_timer = None
         engine = self._engine
-        if self.dialog is not None:
-            self.dialog.terminate()
-            if engine.calls.get(self.dialog.id) is self:
-                del engine.calls[self.dialog.id]
-            engine.dialogs.pop(self.dialog.id, None)
-            engine.cancel_retransmits(self.dialog.id)
+        dialog = self.dialog or self._early_dialog
+        if dialog is not None:
+            dialog.terminate()
+            if engine.calls.get(dialog.id) is self:
+                del engine.calls[dialog.id]
+            if engine.dialogs.get(dialog.id) is dialog:
+                del engine.dialogs[dialog.id]
+            engine.cancel_retransmits(dialog.id)
         if engine.pending_calls.get(self.call_id) is self:
             del engine.pending_calls[self.call_id]
         if self.direction == "incoming":
@@ -571,14 +797,9 @@ def ack_received(call: Call, ack: Request) -> None:
     call._on_ack(ack)
 
 
-def reinvite_received(call: Call, request: Request) -> SDPBody | None:
-    """The peer re-INVITEd: take its offer and return our answer."""
-    return call._on_reinvite(request)
-
-
-def reinvite_pending(call: Call) -> bool:
-    """Our own re-INVITE is pending (a crossing one gets 491, RFC 3261 14.2)."""
-    return call._reinviting
+def target_refresh_received(call: Call, incoming: IncomingRequest) -> Response:
+    """The peer sent a re-INVITE or UPDATE: answer it (offer, glare, session timer)."""
+    return call._on_target_refresh(incoming)
 
 
 def info_handler_of(call: Call) -> InfoHandler | None:
@@ -597,6 +818,18 @@ def prack_received(call: Call, request: Request, respond: Callable[[int], object
     reliable 1xx (RFC 3262 3), then the response that waited for it goes; else
     ``respond(481)``."""
     call._on_prack(request, respond)
+
+
+def session_refused(call: Call) -> bool:
+    """A new incoming call whose session interval is refused (422 or 400 sent)."""
+    return call._refuse_session()
+
+
+def session_established(call: Call, response: Response) -> None:
+    """A placed call got its 2xx: note what the callee allows and start its session timer
+    as the 2xx says (RFC 4028 7.2)."""
+    call._peer_allows_update = "UPDATE" in response.allow
+    call._session_answered(response)
 
 
 def media_of(call: Call) -> CallMedia:

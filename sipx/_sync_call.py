@@ -132,6 +132,14 @@ class BlockingCall:
         return self._call.final_response
 
     @property
+    def session_expires(self) -> int | None:
+        return self._call.session_expires
+
+    @property
+    def session_refresher(self) -> str | None:
+        return self._call.session_refresher
+
+    @property
     def local_tag(self) -> str | None:
         return self._call.local_tag
 
@@ -196,6 +204,16 @@ class BlockingCall:
     ) -> Response:
         """Send a re-INVITE with a new offer (our last SDP by default) and ACK its 2xx."""
         return self._portal.run(self._call.reinvite, body, headers=headers, timeout=timeout)
+
+    def update(
+        self,
+        body: SDPBody | str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send UPDATE (RFC 3311) with a new offer, our last SDP by default; no ACK."""
+        return self._portal.run(self._call.update, body, headers=headers, timeout=timeout)
 
     def hold(self) -> Response:
         """Put the call on hold: re-INVITE with our SDP set to sendonly."""

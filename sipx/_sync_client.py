@@ -25,6 +25,7 @@ from ._auth import Auth
 from ._core.dialog import Dialog, DialogId
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
+from ._core.session_timer import DEFAULT_SESSION_EXPIRES, MIN_SE
 from ._core.timers import TimerConfig
 from ._core.uri import URI
 from ._errors import ClientClosedError
@@ -77,6 +78,8 @@ class Client:
         reliable_provisional: bool = True,
         transports: Sequence[str] | None = None,
         tls_port: int | None = None,
+        session_expires: int | None = DEFAULT_SESSION_EXPIRES,
+        min_se: int = MIN_SE,
     ) -> None:
         if _in_trio_run():
             raise RuntimeError(
@@ -104,6 +107,8 @@ class Client:
             reliable_provisional=reliable_provisional,
             transports=transports,
             tls_port=tls_port,
+            session_expires=session_expires,
+            min_se=min_se,
         )
         self._portal = Portal()
         self._stop: trio.Event | None = None
@@ -486,6 +491,26 @@ class Client:
             dialog_id=dialog_id,
             headers=headers,
             **kwargs,
+        )
+
+    def update(
+        self,
+        response: Response | None = None,
+        dialog_id: DialogId | str | None = None,
+        body: str | bytes | SDPBody | None = None,
+        *,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        return self._portal.run(
+            self._async.update,
+            response,
+            dialog_id,
+            body,
+            content_type=content_type,
+            headers=headers,
+            timeout=timeout,
         )
 
     def retry_with_auth(self, response: Response, auth: Auth.Digest | None = None) -> Response:

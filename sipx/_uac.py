@@ -19,7 +19,7 @@ import trio
 
 from . import _validate
 from ._auth import Auth
-from ._auth_flow import DigestAuth, run_flow
+from ._auth_flow import AuthFlow, DigestAuth, run_flow
 from ._call import end_call, media_of
 from ._core.builder import body_bytes, build_ack_for_2xx, build_cancel
 from ._core.dialog import Dialog, DialogId, dialog_id_of
@@ -27,6 +27,7 @@ from ._core.message import Request, Response
 from ._core.option_tags import RELIABLE_PROVISIONAL, add_option_tag
 from ._core.reliable import ProvisionalSequence, RAck, Verdict, is_reliable, rseq_of
 from ._core.sdp import SDPBody
+from ._core.session_timer import interval_retry_flow
 from ._core.transaction import ClientTransaction, TransactionState
 from ._engine import Engine, Responses
 from ._errors import ParseError, ProtocolError, SIPError, TimeoutError, TransportError
@@ -129,14 +130,18 @@ class UserAgentClient:
 
         try:
             with fail_after(seconds):
-                response = await run_flow(
-                    self.auth.flow(request, auth or self.credentials), first, retry
-                )
+                response = await run_flow(self._flow(request, auth), first, retry)
         except trio.TooSlowError:
             why = next(filter(None, map(self.engine.malformed_from, destinations)), None)
             raise TimeoutError(request.method, str(request.uri), seconds or 0.0, why) from None
         self.on_success(response.request or request, response, used[0])
         return response
+
+    def _flow(self, request: Request, auth: Auth.Digest | None) -> AuthFlow:
+        """The retries a request may need: digest challenges (with ``auth`` or the client's
+        credentials), and a 422 asking for a longer session interval (RFC 4028 7.3)."""
+        credentials = auth or self.credentials
+        return interval_retry_flow(request, lambda again: self.auth.flow(again, credentials))
 
     async def retry_with_auth(self, response: Response, credentials: Auth.Digest) -> Response:
         """Answer a 401/407 challenge with a new transaction (new branch, CSeq + 1)."""
@@ -190,7 +195,7 @@ class UserAgentClient:
         try:
             with fail_after(seconds):
                 response = await run_flow(
-                    self.auth.flow(request, self.credentials),
+                    self._flow(request, None),
                     lambda first: self.transact(first, address),
                     retry,
                 )
@@ -426,9 +431,12 @@ class UserAgentClient:
         except (ProtocolError, ParseError) as exc:
             log.warning("2xx to INVITE does not create a dialog: %s", exc)
             return
-        early_dialog = self.early_dialogs.get(dialog.id)
-        if early_dialog is not None:  # requests sent in it (PRACK) took CSeq numbers
-            dialog.local_seq = max(dialog.local_seq, early_dialog.local_seq)
+        early = self.early_dialogs.get(dialog.id)
+        if early is not None:
+            # Requests may have gone within the early dialog (PRACK, UPDATE): the confirmed one
+            # goes on from its CSeqs (RFC 3261 12.1.2: the early dialog becomes it).
+            dialog.local_seq = max(dialog.local_seq, early.local_seq)
+            dialog.remote_seq = early.remote_seq
         self.engine.dialogs[dialog.id] = dialog
         for early in [d for d in self.early_dialogs.values() if d.call_id == dialog.call_id]:
             del self.early_dialogs[early.id]

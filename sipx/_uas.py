@@ -30,17 +30,18 @@ from ._call import (
     info_received,
     media_of,
     prack_received,
-    reinvite_pending,
-    reinvite_received,
+    session_refused,
+    target_refresh_received,
 )
 from ._call_media import DTMF_INFO_TYPES
 from ._core.builder import attach_body, copy_record_route
-from ._core.dialog import Dialog, DialogState, dialog_id_of
+from ._core.dialog import Dialog, DialogId, DialogState, dialog_id_of
 from ._core.header_types import is_token
 from ._core.headers import header_key
 from ._core.message import Request, Response
 from ._core.option_tags import RELIABLE_PROVISIONAL, SUPPORTED, unsupported
 from ._core.sdp import SDPBody
+from ._core.session_timer import MIN_SE, OPTION_TAG, request_headers
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError
 from ._media_stream import MediaClock, MediaStream, bind_rtp_pair
@@ -66,6 +67,7 @@ ALLOWED_METHODS = (
     "REFER",
     "INFO",
     "PRACK",
+    "UPDATE",
 )
 DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 # Listed in Allow only once a handler takes them (out of dialog they get 405 otherwise).
@@ -181,6 +183,9 @@ class UserAgentServer:
         self.rtp_host = "0.0.0.0"
         self.rtp_ports = (10000, 20000)
         self.reliable_provisional = True  # 100rel (RFC 3262) supported: AsyncClient option
+        # Session timers (RFC 4028): the interval we ask for (None: off) and our minimum.
+        self.session_expires: int | None = None
+        self.min_se = MIN_SE
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
@@ -260,9 +265,10 @@ class UserAgentServer:
     def supported(self) -> tuple[str, ...]:
         """The option tags this user agent supports (``Supported``; a ``Require`` of any
         other gets 420)."""
-        if self.reliable_provisional:
-            return SUPPORTED
-        return tuple(tag for tag in SUPPORTED if tag != RELIABLE_PROVISIONAL)
+        tags = [t for t in SUPPORTED if t != RELIABLE_PROVISIONAL or self.reliable_provisional]
+        if self.session_expires is not None:
+            tags.append(OPTION_TAG)  # session timers (RFC 4028)
+        return tuple(tags)
 
     def contact_for(self, request: Request) -> str:
         return self.next_hop.contact_for(request)
@@ -317,8 +323,41 @@ class UserAgentServer:
             ],
         )
 
+    def call_headers(self) -> dict[str, str]:
+        """What our INVITEs carry besides the basics: Allow (the peer may UPDATE us) and,
+        with session timers on, Supported: timer, Session-Expires and Min-SE (RFC 4028 7.1)."""
+        fields = {"Allow": self._allow()}
+        if self.session_expires is not None:
+            fields.update(request_headers(self.session_expires, self.min_se))
+        return fields
+
+    def allow_header(self) -> str:
+        """The Allow header of our responses (the methods we take)."""
+        return self._allow()
+
+    def early_dialog(self, call: Call, response: Response) -> Dialog | None:
+        """The early dialog a provisional response with a To tag makes (RFC 3261 12.1.1),
+        kept so that requests within it (UPDATE) find the call; answer() confirms it."""
+        tag = response.to.tag
+        if not tag:
+            return None
+        try:
+            dialog = Dialog.from_uas_request(call.invite, tag, confirmed=False)
+        except (ProtocolError, ParseError):
+            return None
+        existing = self.engine.dialogs.get(dialog.id)
+        if existing is not None:
+            return existing
+        self.engine.dialogs[dialog.id] = dialog
+        self.engine.calls[dialog.id] = call
+        return dialog
+
     def dialog_from_incoming(self, invite: Request, response: Response, call: Call) -> Dialog:
         tag = response.to.tag or self.local_tag(invite) or ""
+        early = self.engine.dialogs.get(DialogId(invite.call_id, tag, invite.from_.tag or ""))
+        if early is not None and early.invite is invite:
+            self.engine.pending_calls.pop(invite.call_id, None)
+            return early  # made by a provisional response; the ACK confirms it
         dialog = Dialog.from_uas_request(invite, tag, confirmed=False)
         self.engine.dialogs[dialog.id] = dialog
         self.engine.calls[dialog.id] = call
@@ -382,9 +421,9 @@ class UserAgentServer:
             incoming.respond(200, headers=self._capabilities())
         elif method in ("MESSAGE", "NOTIFY", "INFO"):
             incoming.respond(200)
-        elif method == "BYE":
-            incoming.respond(481)
-        elif method in ALLOWED_METHODS or method in ("REGISTER", "UPDATE", "PUBLISH"):
+        elif method in ("BYE", "UPDATE", "PRACK"):
+            incoming.respond(481)  # only ever sent within a dialog
+        elif method in ALLOWED_METHODS or method in ("REGISTER", "PUBLISH"):
             incoming.respond(405, headers={"Allow": self._allow()})
         else:
             incoming.respond(501)
@@ -461,6 +500,8 @@ class UserAgentServer:
         )
         incoming.call = call
         self.engine.pending_calls[request.call_id] = call
+        if session_refused(call):
+            return  # 422 or 400: the session interval
         replaces = request.headers.get_first("Replaces")
         if replaces is not None:  # RFC 3891: it takes the place of one of our calls
             self.transfers.invite_with_replaces(call, replaces)
@@ -496,7 +537,10 @@ class UserAgentServer:
     async def _in_dialog(self, incoming: IncomingRequest) -> None:
         request = incoming.request
         dialog_id = dialog_id_of(request)
-        dialog = self.engine.dialogs.get(dialog_id) if dialog_id else None
+        dialog = None
+        if dialog_id is not None:
+            # The early dialogs of our own pending INVITEs too (an UPDATE may come in one).
+            dialog = self.engine.dialogs.get(dialog_id) or self.uac.early_dialogs.get(dialog_id)
         if request.method == "PRACK":
             self._prack(incoming, dialog)
             return
@@ -514,17 +558,17 @@ class UserAgentServer:
             incoming.respond(200)
             dialog.terminate()
             self.engine.dialogs.pop(dialog.id, None)
-            if call is not None:  # a call we were transferred from ends "transferred"
+            if call is not None:
+                unanswered = call.direction == "incoming" and call.final_response is None
+                # a call we were transferred from ends "transferred"
                 end_call(call, "remote" if call.replaced_by is None else "transferred")
+                if unanswered:  # a BYE in the early dialog (RFC 3261 15.1.2)
+                    call.reject(487, "Request Terminated")
             return
-        if method == "INVITE" and call is not None:
-            if reinvite_pending(call):
-                incoming.respond(491)  # RFC 3261 14.2: our own re-INVITE is pending
+        if method in ("INVITE", "UPDATE") and call is not None:
+            response = target_refresh_received(call, incoming)
+            if method == "UPDATE" or not response.is_success:
                 return
-            answer = reinvite_received(call, request)
-            response = incoming.respond(
-                200, body=answer, headers={"Contact": self.contact_for(call.invite)}
-            )
             self.engine.retransmit_2xx(
                 (dialog.id, response.cseq.seq),
                 incoming.transaction,
@@ -542,7 +586,9 @@ class UserAgentServer:
             return
         if await self._run_handler(incoming):
             return
-        if method in ("INFO", "NOTIFY", "MESSAGE", "UPDATE"):
+        if method == "UPDATE" and request.content:
+            incoming.respond(488)  # an offer with no call to answer it for
+        elif method in ("INFO", "NOTIFY", "MESSAGE", "UPDATE"):
             incoming.respond(200)
         elif method == "REFER":
             # A REFER in a dialog without a call: nobody would carry out the transfer.

@@ -69,6 +69,30 @@ def body(name: str, value: Any) -> None:
         raise TypeError(f"{name} is text, bytes or an SDPBody, not {value!r}")
 
 
+def session_timer(session_expires: Any, min_se: Any) -> int | None:
+    """``session_expires``: None or 0 (session timers off), else whole seconds, not below
+    ``min_se`` (whole seconds >= 1). Returns the interval, None when off."""
+    if isinstance(min_se, bool) or not isinstance(min_se, int):
+        raise TypeError(f"min_se is whole seconds (an int), not {min_se!r}")
+    if min_se < 1:
+        raise ValueError(f"min_se must be at least 1 second (RFC 4028 says 90), not {min_se}")
+    if session_expires is None:
+        return None
+    if isinstance(session_expires, bool) or not isinstance(session_expires, int):
+        raise TypeError(
+            f"session_expires is whole seconds (an int) or None, not {session_expires!r}"
+        )
+    if session_expires < 0:
+        raise ValueError(f"session_expires must not be negative, not {session_expires}")
+    if session_expires == 0:
+        return None
+    if session_expires < min_se:
+        raise ValueError(
+            f"session_expires ({session_expires}) is below min_se ({min_se}): lower min_se too"
+        )
+    return session_expires
+
+
 def port_argument(text: str) -> int:
     """An argparse ``type=`` for port options: a clear message instead of a traceback."""
     try:
@@ -110,6 +134,7 @@ __all__ = [
     "port",
     "port_argument",
     "seconds_argument",
+    "session_timer",
     "text",
     "timeout",
     "uri",

@@ -487,6 +487,23 @@ def _record_call(server: Server, transport: str) -> None:
     assert len(server.requests("BYE")) == 1
 
 
+@scenario("session_timers")
+def _session_timers(server: Server, transport: str) -> None:
+    """Refreshes by UPDATE at half the 2 s interval, then a hold by UPDATE, via the proxy."""
+    run = ok(run_example("session_timers", server, "--transport", transport, "--interval", "2"))
+    assert run.has("Session interval: 2 s, refreshed by 1111"), str(run)
+    assert run.has(r"Refresh 2: UPDATE -> 200 \(Session-Expires: 2;refresher=uac\)"), str(run)
+    assert run.has("ok: the call was put on hold by UPDATE"), str(run)
+    assert run.has("The callee's call ended by: remote"), str(run)
+    [(_, invite)] = [r for r in server.requests("INVITE") if "Authorization" in r[1]]
+    assert "Session-Expires: 2" in invite and "Supported: timer" in invite, invite
+    updates = [text for _, text in server.requests("UPDATE")]
+    assert len(updates) >= 3, str(run)  # two refreshes (no body) and the hold (an offer)
+    assert "a=sendonly" in updates[-1] and "a=sendonly" not in updates[0]
+    assert {t for t, _ in server.requests("UPDATE")} == {transport.upper()}
+    assert server.registered_users() == {}
+
+
 @scenario("per_request_credentials", transports=("udp",))
 def _per_request_credentials(server: Server, transport: str) -> None:
     run = ok(run_example("per_request_credentials", server, "--transport", transport))

@@ -466,8 +466,8 @@ async def test_a_stray_prack_gets_481(autojump_clock: trio.testing.MockClock) ->
         call = await ringing_call(network, callee, peer)
         ringing = call.ring()
         assert (await receive_response(peer)).status_code == 180
-        for branch, rack in (("z9hG4bKp3", "1 1 INVITE"), ("z9hG4bKp4", "junk")):
-            prack = prack_for(ringing, target, branch=branch, rack=rack)
+        for cseq, branch, rack in ((2, "z9hG4bKp3", "1 1 INVITE"), (3, "z9hG4bKp4", "junk")):
+            prack = prack_for(ringing, target, cseq=cseq, branch=branch, rack=rack)
             peer.send(prack.to_bytes(), target)
             assert (await receive_response(peer)).status_code == 481
         call.reject(486)

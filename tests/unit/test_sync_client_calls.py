@@ -109,6 +109,10 @@ def test_call_answered_held_and_hung_up(
     assert call.local_sdp is not None and call.local_sdp.direction == "sendonly"
     assert call.unhold().status_code == 200
     assert callee_call.remote_sdp.direction == "sendrecv"
+    held = call.update(call.local_sdp.with_direction("sendonly"))  # hold by UPDATE (RFC 3311)
+    assert held.status_code == 200 and callee_call.remote_sdp.direction == "sendonly"
+    assert call.update(call.local_sdp.with_direction("sendrecv")).status_code == 200
+    assert call.session_expires == 1800 and call.session_refresher == "local"
     assert call.info("Signal=5\r\nDuration=160\r\n").status_code == 200
 
     assert call.bye().status_code == 200

@@ -466,7 +466,8 @@ async def test_message_without_a_handler_gets_200(autojump_clock: trio.testing.M
 
 @pytest.mark.parametrize(
     ("method", "status"),
-    [("FOO", 501), ("SUBSCRIBE", 405), ("PUBLISH", 405), ("REGISTER", 405), ("UPDATE", 405)],
+    # UPDATE is allowed, within a dialog only (RFC 3311): outside one there is none to find.
+    [("FOO", 501), ("SUBSCRIBE", 405), ("PUBLISH", 405), ("REGISTER", 405), ("UPDATE", 481)],
 )
 async def test_unhandled_methods(
     autojump_clock: trio.testing.MockClock, method: str, status: int
