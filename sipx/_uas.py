@@ -42,6 +42,8 @@ from ._core.sdp import SDPBody
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError
 from ._media_stream import MediaClock, MediaStream, bind_rtp_pair
+from ._notifier import Notifiers
+from ._subscription import Subscribers
 from ._transfer import Transfers
 
 if TYPE_CHECKING:
@@ -181,6 +183,8 @@ class UserAgentServer:
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
         self.transfers = Transfers(engine, uac, client)
+        self.subscribers = Subscribers(engine, uac)  # our subscriptions (RFC 6665)
+        self.notifiers = Notifiers(engine, uac, self)  # the ones we serve
         # The Info Packages (RFC 6086) the client declared it takes (lower-case names).
         self.info_packages: tuple[str, ...] = ()
         engine.on_request = self.serve
@@ -359,6 +363,9 @@ class UserAgentServer:
         if method == "CANCEL":
             self._cancel(incoming)
             return
+        subscribe = method == "SUBSCRIBE" and method not in self.handlers
+        if subscribe and await self.notifiers.subscribe_received(incoming):
+            return  # a package served with client.on_subscribe (or 489)
         if await self._run_handler(incoming):
             return
         if method == "OPTIONS":
@@ -373,14 +380,18 @@ class UserAgentServer:
             incoming.respond(501)
 
     def _capabilities(self) -> dict[str, str]:
-        return {
+        fields = {
             "Allow": self._allow(),
             "Accept": "application/sdp, text/plain",
             "Supported": "replaces",
         }
+        if self.notifiers.packages:  # RFC 6665 8.2.2: the packages we are a notifier for
+            fields["Allow-Events"] = ", ".join(self.notifiers.packages)
+        return fields
 
     def _allow(self) -> str:
-        methods = [m for m in ALLOWED_METHODS if m not in _NEED_A_HANDLER or m in self.handlers]
+        handled = set(self.handlers) | ({"SUBSCRIBE"} if self.notifiers.packages else set())
+        methods = [m for m in ALLOWED_METHODS if m not in _NEED_A_HANDLER or m in handled]
         methods += [m for m in self.handlers if m not in methods]
         return ", ".join(methods)
 
@@ -467,6 +478,10 @@ class UserAgentServer:
 
     async def _in_dialog(self, incoming: IncomingRequest) -> None:
         request = incoming.request
+        if request.method == "NOTIFY" and self.subscribers.notify_received(incoming):
+            return  # one of our subscriptions (RFC 6665)
+        if request.method == "SUBSCRIBE" and await self.notifiers.in_dialog(incoming):
+            return  # a refresh of a subscription we serve
         dialog_id = dialog_id_of(request)
         dialog = self.engine.dialogs.get(dialog_id) if dialog_id else None
         if dialog is None:
@@ -511,8 +526,10 @@ class UserAgentServer:
             return
         if await self._run_handler(incoming):
             return
-        if method in ("INFO", "NOTIFY", "MESSAGE", "UPDATE"):
+        if method in ("INFO", "MESSAGE", "UPDATE"):
             incoming.respond(200)
+        elif method == "NOTIFY":
+            incoming.respond(481)  # RFC 6665 4.1.3: no subscription of ours
         elif method == "REFER":
             # A REFER in a dialog without a call: nobody would carry out the transfer.
             incoming.respond(405, headers={"Allow": self._allow()})
