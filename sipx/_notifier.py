@@ -393,26 +393,26 @@ class Notifiers:
             return await self._send(sub)
 
     async def _send(self, sub: ServerSubscription) -> Response | None:
-        headers = {
-            "Event": str(sub._core.event),
-            "Subscription-State": str(sub._core.header(trio.current_time())),
-        }
+        state = sub._core.header(trio.current_time())
+        headers = {"Event": str(sub._core.event), "Subscription-State": str(state)}
         if sub.body and sub.content_type:
             headers["Content-Type"] = sub.content_type
+        final = state.terminated  # the last NOTIFY: the subscription is over once it is sent
         response: Response | None = None
         try:
             request = sub.dialog.create_request("NOTIFY", headers=headers, content=sub.body)
             response = await self.uac.send_in_dialog(sub.dialog, request, timeout=None)
         except (SIPError, ProtocolError) as exc:
             log.info("NOTIFY to %s failed: %s", sub.subscriber, exc)
-            sub._core.terminate(None)
+            final = True
         else:
             if response.status_code == 481:
                 log.info("the subscriber %s is gone (481)", sub.subscriber)
-                sub._core.terminate(None)
+                final = True
             elif not response.is_success:
                 log.info("NOTIFY to %s got %s", sub.subscriber, response.status_code)
-        if sub.terminated:
+        if final:
+            sub._core.terminate(None)  # no change when it was terminated already
             self._forget(sub)
         return response
 
