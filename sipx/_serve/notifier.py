@@ -79,6 +79,7 @@ class Watch:
     source: Address
     sending: ClientTransaction | None = None
     dirty: bool = False  # the state changed while a NOTIFY was on its way
+    sent_final: bool = False  # the NOTIFY on its way says "terminated"
     shown_open: bool | None = None  # presence: what the last NOTIFY said
 
     @property
@@ -346,9 +347,10 @@ class EventNotifier:
             log.info("notifier: NOTIFY to %s got %s", watch.user, response.status_code)
         if response.status_code == 481:  # the subscriber has forgotten it
             watch.core.terminate(None)
-        if watch.core.terminated:
             self._forget(watch)
-        elif watch.dirty:
+        elif watch.sent_final:
+            self._forget(watch)
+        elif watch.dirty or watch.core.terminated:  # a change (or the end) came meanwhile
             self._notify(watch, now)
 
     # -- NOTIFY --------------------------------------------------------------------------------
@@ -358,10 +360,9 @@ class EventNotifier:
             watch.dirty = True
             return
         watch.dirty = False
-        headers = {
-            "Event": str(watch.core.event),
-            "Subscription-State": str(watch.core.header(now)),
-        }
+        state = watch.core.header(now)
+        watch.sent_final = state.terminated
+        headers = {"Event": str(watch.core.event), "Subscription-State": str(state)}
         content_type, body = self._document(watch, now)
         headers["Content-Type"] = content_type
         try:

@@ -321,3 +321,20 @@ async def test_dev_server_serves_mwi_and_presence() -> None:
             notifier = server.notifier
             assert notifier is not None and len(notifier.subscriptions) == 1
         assert notifier.subscriptions == []  # alice unsubscribed on close
+
+
+def test_an_unsubscribe_while_a_notify_is_on_its_way(proxy: Proxy) -> None:
+    """The subscriber's SUBSCRIBE Expires: 0 overtakes the 200 to a NOTIFY (two TCP
+    connections, say): the final NOTIFY goes out once that 200 is in."""
+    notifier = notifier_of(proxy)
+    response, first = subscribe(proxy, "1111", "message-summary")
+    answer(proxy, first)
+    [update] = notifies(notifier.set_message_summary("1111", MessageCounts(0, 10), 1.0))
+    out = send(proxy, in_dialog(response, cseq=2, extra=("Event: message-summary", "Expires: 0")))
+    assert [o.message.status_code for o in out if isinstance(o.message, Response)] == [200]
+    assert notifies(out) == []  # it waits for the update's response
+    [last] = notifies(answer(proxy, update, now=2.0))
+    assert last.headers["Subscription-State"] == "terminated;reason=timeout"
+    assert notifier.subscriptions != []
+    assert answer(proxy, last, now=2.0) == []
+    assert notifier.subscriptions == []
