@@ -207,14 +207,18 @@ class ServerSubscription:
         self, body: Body | None = None, *, content_type: str | None = None, state: str | None = None
     ) -> Response | None:
         """Send the current state: ``body`` (else the last one) and ``state`` (``active``
-        or ``pending``; unchanged by default). Returns the NOTIFY's response (None when it
-        could not be sent); ProtocolError once the subscription has ended."""
-        if self.terminated:
-            raise ProtocolError("the subscription has ended")
-        if state is not None:
-            self._core.set_state(state)
-        self._set_body(body, content_type)
-        return await self._notifiers.send_notify(self)
+        or ``pending``; unchanged by default), once the previous NOTIFY has completed.
+        Returns the NOTIFY's response (None when it could not be sent); ProtocolError once
+        the subscription has ended."""
+        if state is not None and state not in ("active", "pending"):
+            raise ValueError(f"state is 'active' or 'pending', not {state!r}")
+        async with self._sending:
+            if self.terminated:
+                raise ProtocolError("the subscription has ended")
+            if state is not None:
+                self._core.set_state(state)
+            self._set_body(body, content_type)
+            return await self._notifiers.send_now(self)
 
     async def terminate(
         self,
@@ -227,11 +231,12 @@ class ServerSubscription:
         """End it: a last NOTIFY with ``terminated;reason=...`` (RFC 6665 4.2.2 reasons)."""
         if reason is not None and reason not in REASONS:
             raise ValueError(f"reason is one of {sorted(REASONS)} or None, not {reason!r}")
-        if self.terminated:
-            return None
-        self._set_body(body, content_type)
-        self._core.terminate(reason, retry_after)
-        return await self._notifiers.send_notify(self)
+        async with self._sending:
+            if self.terminated:
+                return None
+            self._set_body(body, content_type)
+            self._core.terminate(reason, retry_after)
+            return await self._notifiers.send_now(self)
 
     async def wait_terminated(self) -> str | None:
         """Wait until the subscription ends; returns ``reason``."""
@@ -388,9 +393,13 @@ class Notifiers:
     async def send_notify(self, sub: ServerSubscription) -> Response | None:
         """One NOTIFY of ``sub``'s current state, after the previous one completed."""
         async with sub._sending:
-            if sub._ended.is_set():
-                return None
-            return await self._send(sub)
+            return await self.send_now(sub)
+
+    async def send_now(self, sub: ServerSubscription) -> Response | None:
+        """A NOTIFY of ``sub``'s current state; the caller holds its sending turn."""
+        if sub._ended.is_set():
+            return None
+        return await self._send(sub)
 
     async def _send(self, sub: ServerSubscription) -> Response | None:
         state = sub._core.header(trio.current_time())

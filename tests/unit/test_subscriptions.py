@@ -654,3 +654,28 @@ async def test_transfer_notifies_still_reach_the_transfer(
         result = await call.transfer(uri_of(carol, "carol"))
         assert result.succeeded and [n.status_code for n in result.notifications] == [100, 200]
         assert sub.state == "active"
+
+
+async def test_notifies_keep_their_order_and_state(autojump_clock: trio.testing.MockClock) -> None:
+    """An update right after accept() waits for the first NOTIFY (which still carries the
+    first state); NOTIFYs never overlap."""
+    network = MemoryNetwork()
+    async with client_on(network) as alice, client_on(network) as bob:
+        updates: list[sipx.Response | None] = []
+
+        async def handler(incoming: IncomingSubscription) -> None:
+            served = incoming.accept(body=MessageSummary.voice(1, 0).to_text())
+            for new in (2, 3):
+                updates.append(await served.notify(MessageSummary.voice(new, 0).to_text()))
+
+        bob.on_subscribe("message-summary", handler)
+        sub = await alice.subscribe(uri_of(bob, "alice"), "message-summary")
+        seen = [await next_of(sub) for _ in range(3)]
+        assert [n.summary.new for n in seen if n.summary] == [1, 2, 3]
+        await trio.sleep(1)  # the last 200 reaches Bob
+        assert [u.status_code for u in updates if u] == [200, 200]
+    notifies = network.requests("NOTIFY")
+    assert [c.message.cseq.seq for c in notifies][:3] == [1, 2, 3]
+    # each NOTIFY left only after the previous one's 200 came back
+    oks = [c.time for c in network.responses(200, method="NOTIFY")]
+    assert all(notifies[i + 1].time >= oks[i] for i in range(2))
