@@ -21,7 +21,8 @@ BASIC_STATES = ("open", "closed")
 
 @dataclass(frozen=True)
 class PresenceTuple:
-    """One ``<tuple>``: ``basic`` is "open", "closed" or None (no or unknown status)."""
+    """One ``<tuple>``: ``basic`` is "open", "closed" or None (no status, or a value RFC 3863
+    does not define, such as the "?" of a softphone that does not know yet)."""
 
     id: str
     basic: str | None = None
@@ -73,7 +74,8 @@ class Presence:
             if basic is not None:
                 basic = basic.lower()
                 if basic not in BASIC_STATES:
-                    raise ParseError(f"PIDF <basic> is open or closed, not {basic[:20]!r}")
+                    basic = None  # not open/closed (baresip says "?"): unknown
+
             tuple_notes = tuple(n for n in map(text_of, children(element, "note")) if n)
             contact = text_of(child(element, "contact"))
             tuples.append(PresenceTuple(element.get("id") or "", basic, contact, tuple_notes))
