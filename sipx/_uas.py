@@ -8,7 +8,9 @@ OPTIONS 200 with Allow/Accept/Supported, MESSAGE 200, BYE and CANCEL handled, kn
 unhandled methods 405 with Allow, unknown methods 501. In a call, REFER is carried out
 (:mod:`sipx._transfer`) unless a handler refuses it, an INVITE with Replaces takes the place
 of the call it names, and INFO reaches the call's ``on_info`` handler and ``info_requests()``
-(an Info-Package we did not declare gets 469, RFC 6086).
+(an Info-Package we did not declare gets 469, RFC 6086). Subscriptions (RFC 6665): NOTIFYs go
+to our subscriptions first (:mod:`sipx._subscription`; one that matches none gets 481),
+SUBSCRIBEs to the packages served with ``on_subscribe`` (:mod:`sipx._notifier`).
 """
 
 from __future__ import annotations

@@ -24,7 +24,11 @@ Requests
        others when the From user is a configured user or the From URI is this server (407);
        the auth user must be the To user (REGISTER, whose From must equal its To) or the
        From user, else 403. Credentials for our realm are not forwarded.
-    7. REGISTER goes to the :class:`~sipx._serve.registrar.Registrar`.
+    7. REGISTER goes to the :class:`~sipx._serve.registrar.Registrar` (a change of a user's
+       registration NOTIFYs its presence watchers); a SUBSCRIBE for ``message-summary`` or
+       ``presence`` of one of our users goes to the
+       :class:`~sipx._serve.notifier.EventNotifier`, and so do its in-dialog requests
+       (whatever their Route) and the responses to its NOTIFYs (by branch).
     8. A Request-URI that is not ours is relayed for authenticated users (403 "Not
        relaying" for others); a Request-URI of ours without a user gets 484.
     9. The echo extension ("100") goes to the built-in UA (:mod:`.echo`).
