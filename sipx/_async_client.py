@@ -30,7 +30,7 @@ from ._core.header_types import NameAddr
 from ._core.ids import IdSource
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
-from ._core.subscription import default_accept
+from ._core.subscription import default_accept, event_of
 from ._core.timers import TimerConfig
 from ._core.uri import URI
 from ._engine import Engine, TraceHook
@@ -469,10 +469,11 @@ class AsyncClient(Lifetime):
             fields["Accept"] = accept
         fields.update(headers or {})
         request = self._new_request("SUBSCRIBE", uri, headers=fields, body=None, from_uri=from_uri)
-        try:
-            request.expires  # noqa: B018 - headers= may have replaced it
+        try:  # headers= may have replaced them
+            request.expires  # noqa: B018
+            event_of(request)
         except ParseError as exc:
-            raise ValueError(f"bad Expires header: {exc}") from None
+            raise ValueError(f"bad Expires or Event header: {exc}") from None
         return await self._uas.subscribers.subscribe(
             request, host=host, port=port, timeout=timeout, auth=auth
         )

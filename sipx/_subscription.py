@@ -62,6 +62,8 @@ log = logging.getLogger("sipx")
 
 #: Notifications kept for a subscription nobody iterates (the oldest give way)
 MAX_QUEUED = 256
+#: forks kept per SUBSCRIBE (NOTIFYs from more dialogs get 481: a flood stays bounded)
+MAX_FORKS = 16
 #: how long unsubscribe() waits for the final NOTIFY, in T1
 FINAL_NOTIFY_T1 = 8
 #: refresh failures that end a subscription (RFC 6665 4.1.2.2); others are retried
@@ -384,6 +386,9 @@ class Subscribers:
             assert root is not None
             if root.terminated or root._core.unsubscribing:
                 return False  # a fork of a subscription we ended: 481
+            if root.dialog is not None and len(root.forks) >= MAX_FORKS:
+                log.info("refusing a NOTIFY of one more fork of %s", root.uri)
+                return False
             try:
                 dialog = Dialog.from_uas_request(request, to_tag, confirmed=True)
             except ProtocolError as exc:
@@ -587,4 +592,4 @@ def _again(request: Request, expires: int) -> Request:
     return copy
 
 
-__all__ = ["INIT", "Notification", "Subscribers", "Subscription"]
+__all__ = ["INIT", "MAX_FORKS", "Notification", "Subscribers", "Subscription"]

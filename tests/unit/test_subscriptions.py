@@ -599,6 +599,8 @@ async def test_bad_arguments(autojump_clock: trio.testing.MockClock) -> None:
             await alice.subscribe("sip:x@127.0.0.1", "presence", expires=-1)
         with pytest.raises(ValueError, match="Expires"):
             await alice.subscribe("sip:x@127.0.0.1", "presence", headers={"Expires": "soon"})
+        with pytest.raises(ValueError, match="Event"):
+            await alice.subscribe("sip:x@127.0.0.1", "presence", headers={"Event": "a b"})
         with pytest.raises(ValueError, match="event package"):
             alice.on_subscribe("bad package", lambda incoming: None)
         with pytest.raises(TypeError):
@@ -679,3 +681,19 @@ async def test_notifies_keep_their_order_and_state(autojump_clock: trio.testing.
     # each NOTIFY left only after the previous one's 200 came back
     oks = [c.time for c in network.responses(200, method="NOTIFY")]
     assert all(notifies[i + 1].time >= oks[i] for i in range(2))
+
+
+async def test_forks_are_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    """A notifier that answers from ever new dialogs: 16 forks at most, then 481."""
+    network = MemoryNetwork()
+    async with (
+        ScriptedUAS(network, UAS, {"SUBSCRIBE": [(200, {"Expires": "600"})]}) as uas,
+        client_on(network) as alice,
+    ):
+        sub = await alice.subscribe(uas.uri, "presence")
+        codes = [
+            (await in_dialog_notify(uas, alice, sub, "active", seq=1, tag=f"t{n}")).status_code
+            for n in range(20)
+        ]
+        assert codes == [200] * 16 + [481] * 4  # (the subscription's own dialog is the 200's)
+        assert len(sub.forks) == sipx._subscription.MAX_FORKS == 16
