@@ -9,12 +9,16 @@ from ._async_client import AsyncClient, LocalAddress
 from ._auth import Auth
 from ._call import Call, CallState
 from ._core.dialog import Dialog, DialogId, DialogState
+from ._core.dialog_info import DialogEntry, DialogInfo
 from ._core.digest import Challenge
+from ._core.event import EventHeader, SubscriptionState
 from ._core.framer import StreamFramer
 from ._core.header_types import CSeq, MediaType, NameAddr, Via
 from ._core.headers import Headers
 from ._core.message import Message, Request, Response
+from ._core.mwi import MessageCounts, MessageSummary
 from ._core.parser import ParserLimits, parse_message
+from ._core.pidf import Presence, PresenceTuple
 from ._core.sdp import Codec, MediaDescription, SDPBody
 from ._core.sipfrag import SipFrag
 from ._core.timers import TimerConfig
@@ -30,8 +34,15 @@ from ._errors import (
 )
 from ._events import Events, RequestContext, event_handler
 from ._media_stream import MediaStats
+from ._notifier import IncomingSubscription, ServerSubscription
+from ._subscription import Notification, Subscription
 from ._sync_call import BlockingCall
 from ._sync_client import Client
+from ._sync_subscription import (
+    BlockingIncomingSubscription,
+    BlockingServerSubscription,
+    BlockingSubscription,
+)
 from ._transfer import TransferResult
 from ._uas import IncomingRequest
 
@@ -43,6 +54,9 @@ __all__ = [
     "Auth",
     "AuthError",
     "BlockingCall",
+    "BlockingIncomingSubscription",
+    "BlockingServerSubscription",
+    "BlockingSubscription",
     "CSeq",
     "Call",
     "CallState",
@@ -51,27 +65,39 @@ __all__ = [
     "ClientClosedError",
     "Codec",
     "Dialog",
+    "DialogEntry",
     "DialogId",
+    "DialogInfo",
     "DialogState",
+    "EventHeader",
     "Events",
     "Headers",
     "IncomingRequest",
+    "IncomingSubscription",
     "LocalAddress",
     "MediaDescription",
     "MediaStats",
     "MediaType",
     "Message",
+    "MessageCounts",
+    "MessageSummary",
     "NameAddr",
+    "Notification",
     "ParseError",
     "ParserLimits",
+    "Presence",
+    "PresenceTuple",
     "ProtocolError",
     "Request",
     "RequestContext",
     "Response",
     "SDPBody",
     "SIPError",
+    "ServerSubscription",
     "SipFrag",
     "StreamFramer",
+    "Subscription",
+    "SubscriptionState",
     "TimeoutError",
     "TimerConfig",
     "TransferResult",

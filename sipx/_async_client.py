@@ -25,18 +25,22 @@ from ._call import Call, CallState, end_call, media_of, sdp_of, session_establis
 from ._call_media import CallMedia
 from ._core.builder import body_bytes, build_request, guess_content_type
 from ._core.dialog import Dialog, DialogId, dialog_id_of
+from ._core.event import EventHeader
 from ._core.header_types import NameAddr
 from ._core.ids import IdSource
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.session_timer import DEFAULT_SESSION_EXPIRES, MIN_SE, OPTION_TAG, with_option_tag
+from ._core.subscription import default_accept, event_of
 from ._core.timers import TimerConfig
 from ._core.uri import URI
 from ._engine import Engine, TraceHook
 from ._errors import AuthError, ParseError, ProtocolError
 from ._events import Events
 from ._next_hop import NextHop
+from ._notifier import SubscribeHandler
 from ._registration import Registrations
+from ._subscription import Subscription
 from ._transports import LISTENING, ClientTransports
 from ._trio.lifetime import Lifetime
 from ._trio.resolver import Resolver
@@ -474,14 +478,52 @@ class AsyncClient(Lifetime):
         *,
         accept: str | None = None,
         headers: Mapping[str, str] | None = None,
-        **kwargs: Any,
-    ) -> Response:
-        """SUBSCRIBE to ``event`` at ``uri`` (RFC 6665)."""
+        from_uri: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> Subscription:
+        """Subscribe to ``event`` at ``uri`` (RFC 6665) and return the :class:`Subscription`.
+
+        The SUBSCRIBE carries Event, Expires and an Accept (by default the package's body
+        type: message-summary, presence, dialog). It returns once the SUBSCRIBE has its
+        final response (``sub.response``; a refused one leaves ``sub`` terminated). The
+        subscription refreshes itself until ``await sub.unsubscribe()`` or the client
+        closes; ``async for notification in sub`` yields its NOTIFYs.
+        """
+        _validate.text("event", event)
+        try:
+            package = EventHeader.parse(event).package
+        except ParseError as exc:
+            raise ValueError(f"bad event package {event!r}: {exc}") from None
+        if isinstance(expires, bool) or not isinstance(expires, int) or expires < 0:
+            raise ValueError(f"expires is a whole number of seconds >= 0, not {expires!r}")
         fields = {"Event": event, "Expires": str(expires)}
+        accept = accept if accept is not None else default_accept(package)
         if accept:
             fields["Accept"] = accept
         fields.update(headers or {})
-        return await self.request("SUBSCRIBE", uri, headers=fields, **kwargs)
+        request = self._new_request("SUBSCRIBE", uri, headers=fields, body=None, from_uri=from_uri)
+        try:  # headers= may have replaced them
+            request.expires  # noqa: B018
+            event_of(request)
+        except ParseError as exc:
+            raise ValueError(f"bad Expires or Event header: {exc}") from None
+        return await self._uas.subscribers.subscribe(
+            request, host=host, port=port, timeout=timeout, auth=auth
+        )
+
+    def on_subscribe(self, event: str, handler: SubscribeHandler | None) -> None:
+        """Serve the event package ``event`` as a notifier (RFC 6665).
+
+        Each SUBSCRIBE for it reaches ``handler`` (plain or async) as an
+        :class:`IncomingSubscription` to ``accept()`` (which returns the
+        :class:`ServerSubscription` to ``notify()`` and ``terminate()``) or ``reject()``.
+        SUBSCRIBEs for packages without a handler get 489 (Bad Event) once one is set.
+        ``handler=None`` removes it.
+        """
+        self._uas.notifiers.on_subscribe(event, handler)
 
     async def notify(
         self,

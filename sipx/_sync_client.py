@@ -30,14 +30,19 @@ from ._core.timers import TimerConfig
 from ._core.uri import URI
 from ._errors import ClientClosedError
 from ._events import Events
+from ._notifier import IncomingSubscription
 from ._portal import Portal
 from ._sync_call import BlockingCall, _CallFeed, _IncomingCalls
+from ._sync_subscription import BlockingIncomingSubscription, BlockingSubscription
 from ._trio.tls import TLSCert, TLSVerify
 from ._trio.transport import Network
 from ._uas import RequestHandler
 
 T = TypeVar("T")
 log = logging.getLogger("sipx")
+#: what a blocking client's ``on_subscribe`` handler takes (AsyncClient's takes an
+#: IncomingSubscription)
+SubscribeHandler = Callable[[BlockingIncomingSubscription], Any]
 
 _open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -419,11 +424,41 @@ class Client:
         *,
         accept: str | None = None,
         headers: Mapping[str, str] | None = None,
-        **kwargs: Any,
-    ) -> Response:
-        return self._portal.run(
-            self._async.subscribe, uri, event, expires, accept=accept, headers=headers, **kwargs
+        from_uri: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> BlockingSubscription:
+        """Subscribe to ``event`` at ``uri`` (RFC 6665); the :class:`BlockingSubscription`
+        yields its NOTIFYs (``sub.notifications(timeout)``) and refreshes itself until
+        ``sub.unsubscribe()`` or the client closes."""
+        subscription = self._portal.run(
+            self._async.subscribe,
+            uri,
+            event,
+            expires,
+            accept=accept,
+            headers=headers,
+            from_uri=from_uri,
+            host=host,
+            port=port,
+            timeout=timeout,
+            auth=auth,
         )
+        return BlockingSubscription(subscription, self._portal)
+
+    def on_subscribe(self, event: str, handler: SubscribeHandler | None) -> None:
+        """Serve the event package ``event`` as a notifier; ``handler`` runs on the portal
+        thread with a :class:`BlockingIncomingSubscription` to accept or reject."""
+        wrapped = None
+        if handler is not None:
+            portal = self._portal
+
+            def wrapped(incoming: IncomingSubscription) -> Any:
+                return handler(BlockingIncomingSubscription(incoming, portal))
+
+        self._portal.run(_as_async(self._async.on_subscribe), event, wrapped)
 
     def notify(
         self,

@@ -8,7 +8,9 @@ OPTIONS 200 with Allow/Accept/Supported, MESSAGE 200, BYE and CANCEL handled, kn
 unhandled methods 405 with Allow, unknown methods 501. In a call, REFER is carried out
 (:mod:`sipx._transfer`) unless a handler refuses it, an INVITE with Replaces takes the place
 of the call it names, and INFO reaches the call's ``on_info`` handler and ``info_requests()``
-(an Info-Package we did not declare gets 469, RFC 6086).
+(an Info-Package we did not declare gets 469, RFC 6086). Subscriptions (RFC 6665): NOTIFYs go
+to our subscriptions first (:mod:`sipx._subscription`; one that matches none gets 481),
+SUBSCRIBEs to the packages served with ``on_subscribe`` (:mod:`sipx._notifier`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from ._core.session_timer import MIN_SE, OPTION_TAG, request_headers
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError
 from ._media_stream import MediaClock, MediaStream, bind_rtp_pair
+from ._notifier import Notifiers
+from ._subscription import Subscribers
 from ._transfer import Transfers
 
 if TYPE_CHECKING:
@@ -190,6 +194,8 @@ class UserAgentServer:
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
         self.transfers = Transfers(engine, uac, client)
+        self.subscribers = Subscribers(engine, uac)  # our subscriptions (RFC 6665)
+        self.notifiers = Notifiers(engine, uac, self)  # the ones we serve
         # The Info Packages (RFC 6086) the client declared it takes (lower-case names).
         self.info_packages: tuple[str, ...] = ()
         engine.on_request = self.serve
@@ -412,6 +418,9 @@ class UserAgentServer:
         if method == "CANCEL":
             self._cancel(incoming)
             return
+        subscribe = method == "SUBSCRIBE" and method not in self.handlers
+        if subscribe and await self.notifiers.subscribe_received(incoming):
+            return  # a package served with client.on_subscribe (or 489)
         if method == "PRACK":
             incoming.respond(481)  # RFC 3262 3: it matches no reliable 1xx of ours
             return
@@ -429,11 +438,14 @@ class UserAgentServer:
             incoming.respond(501)
 
     def _capabilities(self) -> dict[str, str]:
-        return {
+        fields = {
             "Allow": self._allow(),
             "Accept": "application/sdp, text/plain",
             "Supported": ", ".join(self.supported),
         }
+        if self.notifiers.packages:  # RFC 6665 8.2.2: the packages we are a notifier for
+            fields["Allow-Events"] = ", ".join(self.notifiers.packages)
+        return fields
 
     def _bad_extension(self, incoming: IncomingRequest) -> bool:
         """RFC 3261 8.2.2.3: a Require we do not support gets 420 with Unsupported, before
@@ -447,7 +459,8 @@ class UserAgentServer:
         return True
 
     def _allow(self) -> str:
-        methods = [m for m in ALLOWED_METHODS if m not in _NEED_A_HANDLER or m in self.handlers]
+        handled = set(self.handlers) | ({"SUBSCRIBE"} if self.notifiers.packages else set())
+        methods = [m for m in ALLOWED_METHODS if m not in _NEED_A_HANDLER or m in handled]
         methods += [m for m in self.handlers if m not in methods]
         return ", ".join(methods)
 
@@ -536,6 +549,10 @@ class UserAgentServer:
 
     async def _in_dialog(self, incoming: IncomingRequest) -> None:
         request = incoming.request
+        if request.method == "NOTIFY" and self.subscribers.notify_received(incoming):
+            return  # one of our subscriptions (RFC 6665)
+        if request.method == "SUBSCRIBE" and await self.notifiers.in_dialog(incoming):
+            return  # a refresh of a subscription we serve
         dialog_id = dialog_id_of(request)
         dialog = None
         if dialog_id is not None:
@@ -588,8 +605,10 @@ class UserAgentServer:
             return
         if method == "UPDATE" and request.content:
             incoming.respond(488)  # an offer with no call to answer it for
-        elif method in ("INFO", "NOTIFY", "MESSAGE", "UPDATE"):
+        elif method in ("INFO", "MESSAGE", "UPDATE"):
             incoming.respond(200)
+        elif method == "NOTIFY":
+            incoming.respond(481)  # RFC 6665 4.1.3: no subscription of ours
         elif method == "REFER":
             # A REFER in a dialog without a call: nobody would carry out the transfer.
             incoming.respond(405, headers={"Allow": self._allow()})

@@ -4,7 +4,7 @@
 
     python -m sipx._serve.cli --host 127.0.0.1 --port 5070 --transport both \\
         --user 1111:1111xxx --user 2222:2222xxx --realm sipx --algorithm MD5 \\
-        --rtp-ports 10000-20000 --ws-port 8080 --verbose
+        --rtp-ports 10000-20000 --ws-port 8080 --mwi 1111=2/8 --verbose
 
 Without ``--user`` the guide's users (1111, 2222, 3333 with passwords 1111xxx...) exist.
 The bound address is printed on stdout (``--port 0`` picks a free port). Ctrl-C stops it.
@@ -25,6 +25,7 @@ import trio
 from .._errors import TransportError
 from .._validate import port_argument
 from .auth import ALGORITHMS, DEFAULT_USERS
+from .notifier import parse_mwi_counts
 from .server import DEFAULT_RTP_PORTS, DevServer
 
 if TYPE_CHECKING:
@@ -95,9 +96,32 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
         help="also serve SIP over WebSocket (RFC 7118) on this port (0: pick one)",
     )
     parser.add_argument(
+        "--mwi",
+        action="append",
+        default=None,
+        type=parse_mwi,
+        metavar="USER=NEW/OLD",
+        help="voicemail counts a message-summary subscription of USER reports, e.g. "
+        "1111=2/8 (repeatable; default: none waiting)",
+    )
+    parser.add_argument(
         "--verbose", "-v", action="store_true", help="print every message sent and received"
     )
     return parser
+
+
+def parse_mwi(value: str) -> tuple[str, tuple[int, int]]:
+    """``"1111=2/8"`` -> ``("1111", (2, 8))`` (for ``--mwi``)."""
+    user, equals, counts = value.partition("=")
+    try:
+        if not equals or not user:
+            raise ValueError
+        parsed = parse_mwi_counts(counts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected USER=NEW/OLD (e.g. 1111=2/8), not {value!r}"
+        ) from None
+    return user, (parsed.new, parsed.old)
 
 
 def parse_port_range(value: str) -> tuple[int, int]:
@@ -172,6 +196,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
             tls_port=args.tls_port,
             rtp_ports=args.rtp_ports,
             ws_port=args.ws_port,
+            mwi=dict(args.mwi or ()),
         )
     except ValueError as exc:  # an unreadable --cert
         parser.error(str(exc))
@@ -189,7 +214,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
                 + (f", WebSocket on port {ws[1]}" if ws is not None else "")
                 + "; realm "
                 f"{server.realm!r}, {server.algorithm}; users {', '.join(sorted(users))}; "
-                f"extension {args.echo_extension} answers calls",
+                f"extension {args.echo_extension} answers calls; message-summary and "
+                "presence subscriptions served",
                 flush=True,
             )
 

@@ -24,7 +24,11 @@ Requests
        others when the From user is a configured user or the From URI is this server (407);
        the auth user must be the To user (REGISTER, whose From must equal its To) or the
        From user, else 403. Credentials for our realm are not forwarded.
-    7. REGISTER goes to the :class:`~sipx._serve.registrar.Registrar`.
+    7. REGISTER goes to the :class:`~sipx._serve.registrar.Registrar` (a change of a user's
+       registration NOTIFYs its presence watchers); a SUBSCRIBE for ``message-summary`` or
+       ``presence`` of one of our users goes to the
+       :class:`~sipx._serve.notifier.EventNotifier`, and so do its in-dialog requests
+       (whatever their Route) and the responses to its NOTIFYs (by branch).
     8. A Request-URI that is not ours is relayed for authenticated users (403 "Not
        relaying" for others); a Request-URI of ours without a user gets 484.
     9. The echo extension ("100") goes to the built-in UA (:mod:`.echo`).
@@ -67,6 +71,7 @@ from .._errors import ParseError
 from .auth import AuthStatus, DigestAuthenticator
 from .common import ALLOW, SERVER_AGENT, Address, Outgoing, ServerIdentity, default_port, is_ip
 from .echo import EchoUA
+from .notifier import PACKAGES, EventNotifier
 from .registrar import Binding, Registrar
 
 log = logging.getLogger("sipx.serve")
@@ -93,8 +98,10 @@ class Proxy:
         echo: EchoUA | None = None,
         echo_extension: str = "100",
         connected: Callable[[str, Address], bool] | None = None,
+        notifier: EventNotifier | None = None,
     ) -> None:
         self.identity = identity
+        self.notifier = notifier  # message-summary and presence of our users
         self._connected = connected
         self.registrar = registrar
         self.authenticator = authenticator
@@ -113,18 +120,28 @@ class Proxy:
     ) -> list[Outgoing]:
         """Everything to send in reaction to one received message."""
         if isinstance(message, Response):
-            return self.handle_response(message)
+            return self.handle_response(message, now)
         return self.handle_request(message, now, transport=transport, source=source)
 
     def next_deadline(self) -> float | None:
-        return self.echo.next_deadline() if self.echo is not None else None
+        deadlines = [
+            self.echo.next_deadline() if self.echo is not None else None,
+            self.notifier.next_deadline() if self.notifier is not None else None,
+        ]
+        return min((d for d in deadlines if d is not None), default=None)
 
     def handle_timers(self, now: float) -> list[Outgoing]:
-        return self.echo.handle_timers(now) if self.echo is not None else []
+        out = self.echo.handle_timers(now) if self.echo is not None else []
+        if self.notifier is not None:
+            out += self.notifier.handle_timers(now)
+        return out
 
     # -- responses ---------------------------------------------------------------------------
-    def handle_response(self, response: Response) -> list[Outgoing]:
-        """Pop our Via and send the response on to the next one (RFC 3261 16.7 / 16.11)."""
+    def handle_response(self, response: Response, now: float = 0.0) -> list[Outgoing]:
+        """Pop our Via and send the response on to the next one (RFC 3261 16.7 / 16.11);
+        the responses to the notifier's NOTIFYs go to it."""
+        if self.notifier is not None and self.notifier.owns_response(response):
+            return self.notifier.handle_response(response, now)
         vias = response.via
         if not vias or not self.is_our_via(vias[0]):
             log.info("dropping a %s response whose top Via is not ours", response.status_code)
@@ -177,6 +194,8 @@ class Proxy:
             response = self._response(request, 200)
             response.headers["Allow"] = ALLOW
             response.headers["Accept"] = "application/sdp"
+            if self.notifier is not None:
+                response.headers["Allow-Events"] = ", ".join(PACKAGES)
             return [Outgoing(response, transport, source)]
 
         max_forwards = request.max_forwards
@@ -209,7 +228,14 @@ class Proxy:
                 request, now, transport=transport, source=source, to_tag=self._tag(request)
             )
             response.headers["Server"] = SERVER_AGENT
-            return [Outgoing(response, transport, source)]
+            out = [Outgoing(response, transport, source)]
+            user = request.to.uri.user
+            if self.notifier is not None and response.is_success and user:
+                out += self.notifier.registration_changed(user, now)  # presence watchers
+            return out
+
+        if self.notifier is not None and self.notifier.handles(request):
+            return self.notifier.handle(request, now, transport=transport, source=source)
 
         if not ours:
             if not authenticated:
@@ -237,6 +263,8 @@ class Proxy:
         to_tag = request.to.tag or ""
         if method == "ACK" and to_tag.startswith(self.tag_prefix + "."):
             return []  # the ACK for a non-2xx final response we sent ourselves
+        if self.notifier is not None and self.notifier.owns(request):
+            return self.notifier.handle(request, now, transport=transport, source=source)
         routes = request.route
         if routes and self.identity.is_ours(routes[0].uri):
             self._pop_our_routes(request)

@@ -199,6 +199,11 @@ class Registrar:
                     return binding
         return None
 
+    def last_expiry(self, user: str) -> float | None:
+        """When the last binding of ``user`` runs out (None: no binding)."""
+        bindings = self._bindings.get(user)
+        return max(b.expires_at for b in bindings) if bindings else None
+
     def snapshot(self, now: float) -> dict[str, list[Binding]]:
         """Every user with current bindings (most recent first); expired ones are dropped."""
         self.expire(now)

@@ -26,6 +26,7 @@ import trio
 from .._core.ids import IdSource
 from .._core.malformed import answer_malformed
 from .._core.message import Response
+from .._core.mwi import MessageCounts
 from .._core.parser import parse_message
 from .._core.rtp import RtpPacket
 from .._core.timers import DEFAULT_TIMERS, TimerConfig
@@ -43,6 +44,7 @@ from .._trio.ws import WSTransport
 from .auth import DEFAULT_USERS, DigestAuthenticator
 from .common import TRANSPORTS, Outgoing, ServerIdentity
 from .echo import CallKey, EchoUA
+from .notifier import EventNotifier
 from .proxy import Proxy
 from .registrar import Binding, Registrar
 
@@ -73,6 +75,10 @@ class DevServer(Lifetime):
     RTP from an even UDP port of ``rtp_ports`` (low, high) on ``host``. With ``ws_port``
     it also serves SIP over WebSocket (RFC 7118, subprotocol ``sip``) on that port (0: any),
     reaching each WebSocket client over the connection it opened.
+    SUBSCRIBEs for the
+    users' ``message-summary`` (counts from ``mwi``: ``{"1111": (new, old)}``, changed with
+    :meth:`set_message_summary`) and ``presence`` (open while registered) are served by the
+    server itself (:mod:`sipx._serve.notifier`).
     """
 
     _already_running = "the server is already running"
@@ -98,6 +104,7 @@ class DevServer(Lifetime):
         tls_port: int | None = None,
         rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
         ws_port: int | None = None,
+        mwi: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
         low, high = rtp_ports
         if not 0 < low <= high <= 65535:
@@ -134,6 +141,7 @@ class DevServer(Lifetime):
             secret=self._secret,
             nonce_lifetime=nonce_lifetime,
         )
+        self.mwi = {user: _counts(user, value) for user, value in (mwi or {}).items()}
         self._proxy: Proxy | None = None
         self._transports: dict[str, Transport] = {}
         self._address: Address | None = None
@@ -171,6 +179,21 @@ class DevServer(Lifetime):
     @property
     def echo(self) -> EchoUA | None:
         return self._proxy.echo if self._proxy is not None else None
+
+    @property
+    def notifier(self) -> EventNotifier | None:
+        """The notifier of message-summary and presence subscriptions (while serving)."""
+        return self._proxy.notifier if self._proxy is not None else None
+
+    def set_message_summary(self, user: str, new: int, old: int = 0) -> None:
+        """Set ``user``'s voicemail counts (``new``/``old``); while serving, the user's
+        message-summary watchers get a NOTIFY. Call it from the server's trio thread."""
+        counts = _counts(user, (new, old))
+        self.mwi[user] = counts
+        notifier = self.notifier
+        if notifier is not None:
+            self._send(notifier.set_message_summary(user, counts, self._clock()))
+            self._rearm()
 
     @property
     def registrations(self) -> dict[str, list[Binding]]:
@@ -313,7 +336,17 @@ class DevServer(Lifetime):
             answer_delay=self.echo_answer_delay,
             media=self.rtp_echo,
         )
-        self._proxy = Proxy(
+        notifier = EventNotifier(
+            identity,
+            registrar=self.registrar,
+            users=self.authenticator.users,
+            ids=IdSource(secrets.token_hex),
+            route=lambda uri: proxy.next_hop(uri),
+            mwi=self.mwi,
+            timers=self.timers,
+            max_expires=self.registrar.max_expires,
+        )
+        proxy = Proxy(
             identity,
             registrar=self.registrar,
             authenticator=self.authenticator,
@@ -321,7 +354,9 @@ class DevServer(Lifetime):
             echo=echo,
             echo_extension=self.echo_extension,
             connected=self._connected,
+            notifier=notifier,
         )
+        self._proxy = proxy
         self._address = address
 
     def _connected(self, transport: str, address: Address) -> bool:
@@ -554,3 +589,16 @@ async def _run_in_scope(
 ) -> None:
     with scope:
         await transport.serve(host, port, task_status=task_status)
+
+
+def _counts(user: str, value: tuple[int, int] | MessageCounts) -> MessageCounts:
+    """``(new, old)`` -> MessageCounts, checked (ValueError)."""
+    if not isinstance(user, str) or not user:
+        raise ValueError(f"mwi is keyed by user names, not {user!r}")
+    if isinstance(value, MessageCounts):
+        return value
+    try:
+        new, old = value
+    except (TypeError, ValueError):
+        raise ValueError(f"mwi counts of {user} are (new, old), not {value!r}") from None
+    return MessageCounts(new, old)

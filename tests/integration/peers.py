@@ -1300,12 +1300,18 @@ class Baresip:
         run_dir: str | os.PathLike[str] | None = None,
         timeout: float = 10.0,
         play: str | os.PathLike[str] | None = None,
+        modules: Sequence[str] = (),
+        account_params: str = "",
+        contacts: Sequence[str] = (),
     ) -> Baresip:
         """Start baresip as ``user`` and wait until its REGISTER got 200.
 
         ``play``: a WAV file baresip sends in its calls (module aufile) instead of looping
         back what it receives; the sndfile module then also records each call's audio in
         the run directory (``dump-*-dec.wav``: what it received).
+        ``modules``: more modules to load (e.g. ``("mwi", "contact", "presence")``);
+        ``account_params``: appended to the account line (e.g. ``";mwi=yes"``);
+        ``contacts``: lines of its contacts file (e.g. ``"<sip:2222@...>;presence=p2p"``).
         """
         binary = require_binary("baresip")
         if password is None:
@@ -1332,6 +1338,9 @@ class Baresip:
                     rd=_mkdir(rd, f"sipx-baresip-{user}-"),
                     timeout=timeout,
                     play=play,
+                    modules=modules,
+                    account_params=account_params,
+                    contacts=contacts,
                 )
             except RuntimeError as exc:
                 if last or "in use" not in str(exc):
@@ -1362,6 +1371,9 @@ class Baresip:
         rd: Path,
         timeout: float,
         play: str | os.PathLike[str] | None = None,
+        modules: Sequence[str] = (),
+        account_params: str = "",
+        contacts: Sequence[str] = (),
     ) -> Baresip:
         cfg = string.Template((BARESIP_DIR / "config.template").read_text()).substitute(
             sip_port=sip_port,
@@ -1372,12 +1384,14 @@ class Baresip:
         if play is not None:  # play a file, record the call (modules aufile and sndfile)
             cfg = cfg.replace("audio_source\t\taubridge,nil", f"audio_source\t\taufile,{play}")
             cfg += f"module\t\t\taufile.so\nmodule\t\t\tsndfile.so\nsnd_path\t\t{rd}\n"
+        cfg += "".join(f"module\t\t\t{name}.so\n" for name in modules)
         (rd / "config").write_text(cfg)
-        (rd / "accounts").write_text(
-            string.Template((BARESIP_DIR / "accounts.template").read_text()).substitute(
-                user=user, registrar=reg, password=password, answermode=answermode, regint=600
-            )
+        account = string.Template((BARESIP_DIR / "accounts.template").read_text()).substitute(
+            user=user, registrar=reg, password=password, answermode=answermode, regint=600
         )
+        (rd / "accounts").write_text(account.rstrip("\n") + account_params + "\n")
+        if contacts:
+            (rd / "contacts").write_text("".join(f"{line}\n" for line in contacts))
         log = open(rd / "baresip.log", "wb")  # noqa: SIM115
         try:
             proc = subprocess.Popen(

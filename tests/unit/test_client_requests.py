@@ -86,29 +86,48 @@ def one(fields: list[tuple[str, str]], name: str) -> str:
 async def test_subscribe_out_of_dialog(autojump_clock: trio.testing.MockClock) -> None:
     network = MemoryNetwork()
     async with ScriptedUAS(network, UAS) as uas, client_on(network) as client:
-        response = await client.subscribe(uas.uri, "presence", 600, accept="application/pidf+xml")
-        assert response.status_code == 202
+        sub = await client.subscribe(uas.uri, "dialog", 600, accept="application/dialog-info+xml")
+        response = sub.response
+        assert response is not None and response.status_code == 202
         assert response.request is not None and response.request.method == "SUBSCRIBE"
         [received] = uas.requests_for("SUBSCRIBE")
         host, port = client.local_address
-    start, fields, body = split(only_wire(network, "SUBSCRIBE"))
+    first, unsubscribe = wire(network, "SUBSCRIBE")  # closing the client unsubscribes
+    start, fields, body = split(first)
     assert start == f"SUBSCRIBE {uas.uri} SIP/2.0"
-    assert one(fields, "Event") == "presence"
+    assert one(fields, "Event") == "dialog"
     assert one(fields, "Expires") == "600"
-    assert one(fields, "Accept") == "application/pidf+xml"
+    assert one(fields, "Accept") == "application/dialog-info+xml"
     assert one(fields, "Contact") == f"<sip:sipx@{host}:{port}>"
     assert one(fields, "CSeq") == "1 SUBSCRIBE"
     assert body == b"" and one(fields, "Content-Length") == "0"
-    assert received.headers["Event"] == "presence"
+    assert received.headers["Event"] == "dialog"
+    _, fields, _ = split(unsubscribe)
+    assert (one(fields, "Expires"), one(fields, "CSeq")) == ("0", "2 SUBSCRIBE")
 
 
 async def test_subscribe_headers_override_expires(autojump_clock: trio.testing.MockClock) -> None:
     network = MemoryNetwork()
     async with ScriptedUAS(network, UAS) as uas, client_on(network) as client:
-        response = await client.subscribe(uas.uri, "dialog", 600, headers={"expires": "0"})
-        assert response.status_code == 202
+        sub = await client.subscribe(
+            uas.uri, "x-custom", 600, headers={"expires": "0", "Accept": "text/plain"}
+        )
+        assert sub.response is not None and sub.response.status_code == 202
+        # Expires: 0 is a fetch: the subscription waits for one NOTIFY (Timer N), no more
+        assert await sub.wait_terminated() == "timeout"
+        assert trio.current_time() == pytest.approx(64 * client.timers.t1, abs=0.01)
     _, fields, _ = split(only_wire(network, "SUBSCRIBE"))
     assert one(fields, "Expires") == "0"
+    assert values(fields, "Accept") == ["text/plain"]
+
+
+async def test_subscribe_to_an_unknown_package_sends_no_accept(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    async with ScriptedUAS(network, UAS) as uas, client_on(network) as client:
+        await client.subscribe(uas.uri, "x-custom", 600)
+    _, fields, _ = split(wire(network, "SUBSCRIBE")[0])
     assert values(fields, "Accept") == []
 
 
@@ -308,7 +327,7 @@ async def test_user_contact_and_to_are_kept(autojump_clock: trio.testing.MockClo
             "presence",
             headers={"Contact": "<sip:me@192.0.2.7:5070>", "To": "<sip:bob@example.com>"},
         )
-    _, fields, _ = split(only_wire(network, "SUBSCRIBE"))
+    _, fields, _ = split(wire(network, "SUBSCRIBE")[0])
     assert one(fields, "Contact") == "<sip:me@192.0.2.7:5070>"
     assert one(fields, "To") == "<sip:bob@example.com>"
 

@@ -21,6 +21,7 @@ _TIMEOUT = inspect.Parameter(
 CLIENT_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | None]] = {
     "call": ([], ("Call", "BlockingCall")),
     "calls": ([_TIMEOUT], ("AsyncIterator[Call]", "Iterator[BlockingCall]")),
+    "subscribe": ([], ("Subscription", "BlockingSubscription")),
 }
 CALL_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | None]] = {
     "wait_ended": ([_TIMEOUT], None),
@@ -90,7 +91,8 @@ def test_constructors_match() -> None:
 
 def test_every_async_method_is_a_coroutine_and_blocking_ones_are_not() -> None:
     for name, member in _public(sipx.AsyncClient).items():
-        if callable(member) and name not in ("on_request", "disable_auto_reregister", "calls"):
+        plain = ("on_request", "on_subscribe", "disable_auto_reregister", "calls")
+        if callable(member) and name not in plain:
             assert inspect.iscoroutinefunction(member), name
     for name, member in _public(sipx.Client).items():
         if callable(member):

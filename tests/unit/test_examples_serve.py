@@ -690,6 +690,39 @@ def _transfer_attended(server: Server, transport: str) -> None:
     assert server.registered_users() == {}
 
 
+@scenario("mwi_watcher")
+def _mwi_watcher(server: Server, transport: str) -> None:
+    """The counts set on the server, then a change while the watcher waits; it unsubscribes."""
+    set_mwi = server.dev.set_message_summary
+    trio.from_thread.run_sync(set_mwi, "1111", 2, 8, trio_token=server.token)
+    watcher = Background("mwi_watcher", server, "--transport", transport, "--count", "2")
+    watcher.wait_for(r"^Messages waiting: yes \(2 new, 8 old\) \[active\]$")
+    trio.from_thread.run_sync(set_mwi, "1111", 0, 10, trio_token=server.token)
+    run = ok(watcher.finish())
+    assert run.has(rf"SUBSCRIBE sip:1111@{re.escape(server.address)}: 200 OK"), str(run)
+    assert run.has(r"Messages waiting: no \(0 new, 10 old\) \[active\]"), str(run)
+    assert run.has(r"Subscription terminated \(timeout\)"), str(run)
+    subscribes = [text for _, text in server.requests("SUBSCRIBE")]
+    # challenged (407), authorized, then the unsubscribe in the dialog (never challenged)
+    assert [cseq(text) for text in subscribes] == ["1 SUBSCRIBE", "2 SUBSCRIBE", "3 SUBSCRIBE"]
+    assert re.search(r"(?mi)^Expires: 0\r?$", subscribes[-1]), subscribes[-1]
+    assert {t for t, _ in server.requests("SUBSCRIBE")} == {transport.upper()}
+
+
+@scenario("presence_watcher")
+def _presence_watcher(server: Server, transport: str) -> None:
+    """2222 registers and unregisters (--toggle): the watcher sees closed, open, closed."""
+    run = ok(run_example("presence_watcher", server, "--transport", transport, "--toggle"))
+    lines = [line for line in run.lines if line.startswith("2222 is ")]
+    assert lines == [
+        "2222 is closed (not registered)",
+        "2222 is open (registered)",
+        "2222 is closed (not registered)",
+    ], str(run)
+    assert run.has("ok: the buddy went online and offline"), str(run)
+    assert server.registered_users() == {}
+
+
 @scenario("tcp_transport", transports=("udp",))
 def _tcp_transport(server: Server, transport: str) -> None:
     run = ok(run_example("tcp_transport", server))

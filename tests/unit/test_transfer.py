@@ -488,7 +488,8 @@ async def test_bad_notifies_get_400_and_the_transfer_goes_on(
 ) -> None:
     """A scripted transferee (REFER → 202) sends NOTIFYs by hand: a body that is not a
     sipfrag and a broken Subscription-State get 400 and change nothing; a NOTIFY of another
-    event falls through to the usual 200; the final one (503, terminated) is the result."""
+    event matches no subscription (481, RFC 6665 4.1.3); the final one (503, terminated) is
+    the result."""
     network = MemoryNetwork()
     async with (
         ScriptedUAS(network, ("127.0.0.1", 5080)) as uas,
@@ -527,7 +528,7 @@ async def test_bad_notifies_get_400_and_the_transfer_goes_on(
             await uas.wait_for("REFER")
             assert await notify("active", "hello", "text/plain") == 400
             assert await notify("active;expires=x", "SIP/2.0 100 Trying", "message/sipfrag") == 400
-            assert await notify("active", "SIP/2.0 100 Trying", "message/sipfrag", "dialog") == 200
+            assert await notify("active", "SIP/2.0 100 Trying", "message/sipfrag", "dialog") == 481
             assert not results
             assert await notify("active", "SIP/2.0 100 Trying", "message/sipfrag") == 200
             assert (

@@ -1,0 +1,258 @@
+"""Subscriptions for users of the blocking :class:`~sipx.Client` (RFC 6665).
+
+A :class:`~sipx.Subscription` lives on the client's portal thread (its NOTIFYs arrive
+there), so :class:`BlockingSubscription` crosses into that thread for each wait:
+``notifications(timeout)`` is a blocking iterator, ``unsubscribe()``, ``refresh()`` and
+``wait_terminated()`` block. On the notifier side, ``Client.on_subscribe`` handlers run on
+the portal thread and get a :class:`BlockingIncomingSubscription`, whose ``accept()``
+returns a :class:`BlockingServerSubscription` to notify from any other thread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._core.dialog import Dialog
+from ._core.message import Request, Response
+from ._notifier import Body, IncomingSubscription, ServerSubscription
+from ._subscription import Notification, Subscription
+from ._sync_call import _BlockingIterator
+
+if TYPE_CHECKING:
+    from ._portal import Portal
+
+
+class BlockingSubscription:
+    """A :class:`~sipx.Subscription` without ``await`` (made by ``Client.subscribe()``).
+
+    ``for notification in sub.notifications(timeout=5):`` yields its NOTIFYs (the
+    iteration ends when it is terminated, or after ``timeout`` seconds without one);
+    ``for notification in sub:`` waits as long as it takes.
+    """
+
+    __slots__ = ("_portal", "_subscription")
+
+    def __init__(self, subscription: Subscription, portal: Portal) -> None:
+        self._subscription = subscription
+        self._portal = portal
+
+    @property
+    def subscription(self) -> Subscription:
+        """The Subscription this wraps (it lives on the portal thread)."""
+        return self._subscription
+
+    @property
+    def event(self) -> str:
+        return self._subscription.event
+
+    @property
+    def uri(self) -> str:
+        return self._subscription.uri
+
+    @property
+    def state(self) -> str:
+        return self._subscription.state
+
+    @property
+    def reason(self) -> str | None:
+        return self._subscription.reason
+
+    @property
+    def retry_after(self) -> int | None:
+        return self._subscription.retry_after
+
+    @property
+    def terminated(self) -> bool:
+        return self._subscription.terminated
+
+    @property
+    def active(self) -> bool:
+        return self._subscription.active
+
+    @property
+    def response(self) -> Response | None:
+        return self._subscription.response
+
+    @property
+    def request(self) -> Request:
+        return self._subscription.request
+
+    @property
+    def dialog(self) -> Dialog | None:
+        return self._subscription.dialog
+
+    @property
+    def last(self) -> Notification | None:
+        return self._subscription.last
+
+    @property
+    def forks(self) -> list[BlockingSubscription]:
+        return [BlockingSubscription(fork, self._portal) for fork in self._subscription.forks]
+
+    def notifications(self, timeout: float | None = None) -> Iterator[Notification]:
+        """Its NOTIFYs as a blocking iterator; each ``next()`` waits up to ``timeout``."""
+        return _BlockingIterator(self._portal, self._subscription.__aiter__(), timeout)
+
+    def __iter__(self) -> Iterator[Notification]:
+        return self.notifications()
+
+    def unsubscribe(self, *, timeout: float | None = None) -> None:
+        """SUBSCRIBE with Expires: 0, then wait for the final NOTIFY (see
+        :meth:`Subscription.unsubscribe`)."""
+        self._portal.run(self._subscription.unsubscribe, timeout=timeout)
+
+    def refresh(self, expires: int | None = None) -> Response:
+        """Refresh it now."""
+        return self._portal.run(self._subscription.refresh, expires)
+
+    def wait_terminated(self, timeout: float | None = None) -> str | None:
+        """Wait (up to ``timeout`` seconds) until it ends; returns ``reason``."""
+
+        async def wait() -> str | None:
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                await self._subscription.wait_terminated()
+            return self._subscription.reason
+
+        return self._portal.run(wait)
+
+    def __repr__(self) -> str:
+        return f"<BlockingSubscription {self.event} {self.uri} {self.state}>"
+
+
+class BlockingServerSubscription:
+    """A :class:`~sipx.ServerSubscription` without ``await``; call it from threads other
+    than the portal's (not from inside a handler)."""
+
+    __slots__ = ("_portal", "_subscription")
+
+    def __init__(self, subscription: ServerSubscription, portal: Portal) -> None:
+        self._subscription = subscription
+        self._portal = portal
+
+    @property
+    def subscription(self) -> ServerSubscription:
+        return self._subscription
+
+    @property
+    def event(self) -> str:
+        return self._subscription.event
+
+    @property
+    def subscriber(self) -> str:
+        return self._subscription.subscriber
+
+    @property
+    def state(self) -> str:
+        return self._subscription.state
+
+    @property
+    def reason(self) -> str | None:
+        return self._subscription.reason
+
+    @property
+    def terminated(self) -> bool:
+        return self._subscription.terminated
+
+    def notify(
+        self, body: Body | None = None, *, content_type: str | None = None, state: str | None = None
+    ) -> Response | None:
+        """Send the current state (see :meth:`ServerSubscription.notify`)."""
+        return self._portal.run(
+            self._subscription.notify, body, content_type=content_type, state=state
+        )
+
+    def terminate(
+        self,
+        reason: str | None = "noresource",
+        *,
+        body: Body | None = None,
+        content_type: str | None = None,
+        retry_after: int | None = None,
+    ) -> Response | None:
+        """End it with a last NOTIFY (see :meth:`ServerSubscription.terminate`)."""
+        return self._portal.run(
+            self._subscription.terminate,
+            reason,
+            body=body,
+            content_type=content_type,
+            retry_after=retry_after,
+        )
+
+    def wait_terminated(self, timeout: float | None = None) -> str | None:
+        async def wait() -> str | None:
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                await self._subscription.wait_terminated()
+            return self._subscription.reason
+
+        return self._portal.run(wait)
+
+    def __repr__(self) -> str:
+        return f"<BlockingServerSubscription {self.event} for {self.subscriber} {self.state}>"
+
+
+class BlockingIncomingSubscription:
+    """What a ``Client.on_subscribe`` handler gets (on the portal thread): an
+    :class:`~sipx.IncomingSubscription` whose ``accept()`` returns a
+    :class:`BlockingServerSubscription`."""
+
+    __slots__ = ("_incoming", "_portal")
+
+    def __init__(self, incoming: IncomingSubscription, portal: Portal) -> None:
+        self._incoming = incoming
+        self._portal = portal
+
+    @property
+    def incoming(self) -> IncomingSubscription:
+        return self._incoming
+
+    @property
+    def request(self) -> Request:
+        return self._incoming.request
+
+    @property
+    def event(self) -> str:
+        return self._incoming.event
+
+    @property
+    def expires(self) -> int | None:
+        return self._incoming.expires
+
+    @property
+    def subscriber(self) -> str:
+        return self._incoming.subscriber
+
+    @property
+    def uri(self) -> str:
+        return self._incoming.uri
+
+    def accept(
+        self,
+        expires: int | None = None,
+        *,
+        body: Body | None = None,
+        content_type: str | None = None,
+        state: str = "active",
+    ) -> BlockingServerSubscription:
+        """200 and the first NOTIFY (see :meth:`IncomingSubscription.accept`)."""
+        sub = self._incoming.accept(expires, body=body, content_type=content_type, state=state)
+        return BlockingServerSubscription(sub, self._portal)
+
+    def reject(
+        self,
+        status_code: int = 403,
+        reason: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Refuse the subscription."""
+        return self._incoming.reject(status_code, reason, headers=headers)
+
+    def __repr__(self) -> str:
+        return f"<BlockingIncomingSubscription {self.event} {self.uri}>"
+
+
+__all__ = ["BlockingIncomingSubscription", "BlockingServerSubscription", "BlockingSubscription"]

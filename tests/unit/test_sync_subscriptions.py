@@ -1,0 +1,70 @@
+"""Subscriptions with the blocking Client: ``Client.subscribe()`` and ``Client.on_subscribe``
+through the portal, two Clients on real loopback UDP. Every wait is bounded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import sipx
+from sipx import BlockingIncomingSubscription, BlockingServerSubscription, Client
+
+WAIT = 10.0
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Client, Client]]:
+    with Client("127.0.0.1", 0) as alice, Client("127.0.0.1", 0) as bob:
+        yield alice, bob
+
+
+def uri_of(client: Client, user: str) -> str:
+    return f"sip:{user}@127.0.0.1:{client.local_address.port}"
+
+
+def test_blocking_subscribe_notify_unsubscribe(pair: tuple[Client, Client]) -> None:
+    alice, bob = pair
+    served: list[BlockingServerSubscription] = []
+
+    def handler(incoming: BlockingIncomingSubscription) -> None:
+        assert incoming.event == "presence" and incoming.expires == 300
+        document = sipx.Presence.build(incoming.uri, "open", note="here").to_xml()
+        served.append(incoming.accept(body=document))
+
+    bob.on_subscribe("presence", handler)
+    sub = alice.subscribe(uri_of(bob, "bob"), "presence", expires=300)
+    assert sub.response is not None and sub.response.status_code == 200
+    notifications = sub.notifications(timeout=WAIT)
+    first = next(notifications)
+    assert first.presence is not None and first.presence.note == "here"
+    [server_side] = served
+    response = server_side.notify(sipx.Presence.build("sip:bob@x", "closed").to_xml())
+    assert response is not None and response.status_code == 200
+    second = next(notifications)
+    assert second.presence is not None and second.presence.basic == "closed"
+    assert sub.state == "active" and sub.last is second and sub.forks == []
+    sub.unsubscribe()
+    assert (sub.state, sub.reason) == ("terminated", "timeout")
+    assert [n.state for n in notifications] == ["terminated"]  # then the iteration ends
+    assert server_side.wait_terminated(timeout=WAIT) == "timeout"
+
+
+def test_blocking_notifier_terminates(pair: tuple[Client, Client]) -> None:
+    alice, bob = pair
+    served: list[BlockingServerSubscription] = []
+    bob.on_subscribe("message-summary", lambda incoming: served.append(incoming.accept()))
+    sub = alice.subscribe(uri_of(bob, "alice"), "message-summary")
+    assert [n.state for n in sub.notifications(timeout=0.5)] == ["active"]  # then a timeout
+    served[0].terminate("noresource", body="Messages-Waiting: no\r\n")
+    assert sub.wait_terminated(timeout=WAIT) == "noresource"
+    [last] = list(sub)
+    assert last.summary is not None and not last.summary.waiting
+
+
+def test_blocking_refused(pair: tuple[Client, Client]) -> None:
+    alice, bob = pair
+    bob.on_subscribe("presence", lambda incoming: incoming.reject(603))
+    sub = alice.subscribe(uri_of(bob, "bob"), "presence")
+    assert sub.response is not None and sub.response.status_code == 603
+    assert sub.terminated and list(sub.notifications(timeout=WAIT)) == []
