@@ -29,6 +29,7 @@ from ._errors import (
     TransportError,
 )
 from ._events import Events, RequestContext, event_handler
+from ._limits import Limits, LimitStats
 from ._media_stream import MediaStats
 from ._sync_call import BlockingCall
 from ._sync_client import Client
@@ -56,6 +57,8 @@ __all__ = [
     "Events",
     "Headers",
     "IncomingRequest",
+    "LimitStats",
+    "Limits",
     "LocalAddress",
     "MediaDescription",
     "MediaStats",

@@ -34,6 +34,7 @@ from ._core.uri import URI
 from ._engine import Engine, TraceHook
 from ._errors import AuthError, ParseError, ProtocolError
 from ._events import Events
+from ._limits import DEFAULT_LIMITS, Limits, LimitStats
 from ._next_hop import NextHop
 from ._registration import Registrations
 from ._trio.lifetime import Lifetime
@@ -59,7 +60,8 @@ class AsyncClient(Lifetime):
     transaction's own Timer B/F (32 s with the default T1), and
     :class:`sipx.ClientClosedError` when the client closes first. ``info_packages`` names
     the Info Packages (RFC 6086) the client takes in INFO requests (sent in Recv-Info; an
-    INFO naming another one gets 469).
+    INFO naming another one gets 469). ``limits`` (:class:`sipx.Limits`) bounds what the
+    network can make the client hold: server transactions, connections, message sizes.
     """
 
     _already_running = "the client is already open"
@@ -84,8 +86,11 @@ class AsyncClient(Lifetime):
         nameservers: Sequence[str] | None = None,
         rtp_ports: tuple[int, int] = (10000, 20000),
         info_packages: Sequence[str] = (),
+        limits: Limits | None = None,
     ) -> None:
         _validate.text("local_host", local_host)
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits is a sipx.Limits or None, not {limits!r}")
         _validate.port("local_port", local_port)
         _validate.text("transport", transport)
         _validate.timeout("timeout", timeout)
@@ -108,7 +113,7 @@ class AsyncClient(Lifetime):
         self._network = network
         self._ids = IdSource(id_token or secrets.token_hex)
         self._resolver = Resolver(nameservers)
-        self._engine = Engine(self.timers, self._ids, trace=trace)
+        self._engine = Engine(self.timers, self._ids, trace=trace, limits=limits or DEFAULT_LIMITS)
         self._next_hop = NextHop(
             self._engine,
             self._resolver,
@@ -184,11 +189,22 @@ class AsyncClient(Lifetime):
     def closed(self) -> bool:
         return self._engine.closed
 
+    @property
+    def limits(self) -> Limits:
+        """The resource bounds (``limits=``, else the defaults of :class:`sipx.Limits`)."""
+        return self._engine.limits
+
+    @property
+    def limit_stats(self) -> LimitStats:
+        """What the limits turned away so far: refused requests and connections, ..."""
+        return self._engine.limit_stats()
+
     def _make_transport(self, on_message: MessageHandler) -> Transport:
         if self._network is not None:
             return self._network.transport(on_message, self.transport_name)
+        limits = self._engine.limits
         if self.transport_name == "TCP":
-            return TCPTransport(on_message, on_error=self._engine.transport_error)
+            return TCPTransport(on_message, on_error=self._engine.transport_error, limits=limits)
         if self._tls is not None:
             return TLSTransport(
                 on_message,
@@ -196,6 +212,7 @@ class AsyncClient(Lifetime):
                 server_context=self._tls[1],
                 server_name=self._resolver.name_for,
                 on_error=self._engine.transport_error,
+                limits=limits,
             )
         return UDPTransport(on_message, on_error=self._engine.transport_error)
 

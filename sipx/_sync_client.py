@@ -29,6 +29,7 @@ from ._core.timers import TimerConfig
 from ._core.uri import URI
 from ._errors import ClientClosedError
 from ._events import Events
+from ._limits import Limits, LimitStats
 from ._portal import Portal
 from ._sync_call import BlockingCall, _CallFeed, _IncomingCalls
 from ._trio.tls import TLSCert, TLSVerify
@@ -74,6 +75,7 @@ class Client:
         nameservers: Sequence[str] | None = None,
         rtp_ports: tuple[int, int] = (10000, 20000),
         info_packages: Sequence[str] = (),
+        limits: Limits | None = None,
     ) -> None:
         if _in_trio_run():
             raise RuntimeError(
@@ -98,6 +100,7 @@ class Client:
             nameservers=nameservers,
             rtp_ports=rtp_ports,
             info_packages=info_packages,
+            limits=limits,
         )
         self._portal = Portal()
         self._stop: trio.Event | None = None
@@ -201,6 +204,14 @@ class Client:
     def closed(self) -> bool:
         """True once the client is closed (or its portal thread has ended)."""
         return self._async.closed or not self._portal.alive
+
+    @property
+    def limits(self) -> Limits:
+        return self._async.limits
+
+    @property
+    def limit_stats(self) -> LimitStats:
+        return self._async.limit_stats
 
     # -- requests (same signatures as AsyncClient, checked by a test) ----------------------
     def request(
