@@ -305,6 +305,7 @@ class Engine:
             now = trio.current_time()
             if isinstance(message, Response):
                 message.top_via  # noqa: B018 - a response we cannot match is dropped
+                message.source = source  # whose challenges we answer depends on it
                 self.on_response_seen(message, source)
                 self.layer.receive_response(message, now)
             else:

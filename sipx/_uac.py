@@ -120,10 +120,14 @@ class UserAgentClient:
         async def retry(again: Request) -> Response:
             return await self.transact(again, used[0], attempt=2)
 
+        credentials = auth or self.credentials
         try:
             with fail_after(seconds):
+                await self.auth.sources.prepare([credentials])
                 response = await run_flow(
-                    self.auth.flow(request, auth or self.credentials), first, retry
+                    self.auth.flow(request, credentials, lambda: used[-1] if used else None),
+                    first,
+                    retry,
                 )
         except trio.TooSlowError:
             why = next(filter(None, map(self.engine.malformed_from, destinations)), None)
@@ -136,9 +140,12 @@ class UserAgentClient:
         request = response.request
         if request is None:
             raise ValueError("the response does not carry the request it answers")
-        retry = self.auth.authorize(request, response, credentials, strict_realm=True)
-        assert retry is not None
         destination = self._destinations.get(request_key(request))
+        await self.auth.sources.prepare([credentials])
+        retry = self.auth.authorize(
+            request, response, credentials, strict_realm=True, sent_to=destination
+        )
+        assert retry is not None
         try:
             with fail_after(self.timeout):
                 final = await self.transact(retry, destination, attempt=2)
@@ -181,8 +188,9 @@ class UserAgentClient:
 
         try:
             with fail_after(seconds):
+                await self.auth.sources.prepare([self.credentials])
                 response = await run_flow(
-                    self.auth.flow(request, self.credentials),
+                    self.auth.flow(request, self.credentials, lambda: address),
                     lambda first: self.transact(first, address),
                     retry,
                 )
