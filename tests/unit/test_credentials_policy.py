@@ -263,20 +263,20 @@ async def test_the_next_hop_may_answer_from_another_port(
         sipx.AsyncClient(*CLIENT, network=network, auth=credentials) as client,
         network.socket(SERVER) as server,
         network.socket((SERVER[0], 5081)) as other_port,
+        trio.open_nursery() as nursery,
     ):
-        async with trio.open_nursery() as nursery:
-            result: list[sipx.Response] = []
+        result: list[sipx.Response] = []
 
-            async def register() -> None:
-                result.append(await client.register(AOR, timeout=10))
+        async def register() -> None:
+            result.append(await client.register(AOR, timeout=10))
 
-            nursery.start_soon(register)
-            data, _ = await server.receive()
-            first = parse_message(data)
-            assert isinstance(first, Request)
-            other_port.send(challenge(first, realm="sipx"), CLIENT)
-            data, _ = await server.receive()
-            retry = parse_message(data)
-            assert isinstance(retry, Request) and "Authorization" in retry.headers
-            server.send(make_response(retry, 200, to_tag="ok").to_bytes(), CLIENT)
+        nursery.start_soon(register)
+        data, _ = await server.receive()
+        first = parse_message(data)
+        assert isinstance(first, Request)
+        other_port.send(challenge(first, realm="sipx"), CLIENT)
+        data, _ = await server.receive()
+        retry = parse_message(data)
+        assert isinstance(retry, Request) and "Authorization" in retry.headers
+        server.send(make_response(retry, 200, to_tag="ok").to_bytes(), CLIENT)
     assert result[0].status_code == 200
