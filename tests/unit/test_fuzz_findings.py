@@ -6,9 +6,10 @@
    parser with that limit (sipx's own included) could read.
 3. A digest challenge whose realm, nonce or opaque held a control character (NUL...) or
    bytes that are not UTF-8 made the client's automatic answer raise ValueError or
-   UnicodeEncodeError out of ``register()``; the dev server choked the same way on such
-   credentials. The digest parser now refuses those values (RFC 7616 quoted-string), so
-   the challenge comes back to the caller like any other it cannot answer.
+   UnicodeEncodeError out of ``register()`` (and the dev server answered such credentials
+   with a 400 naming the encoding error). The digest parser now refuses those values (RFC
+   7616 quoted-string), so the challenge comes back to the caller like any other it
+   cannot answer.
 """
 
 from __future__ import annotations
