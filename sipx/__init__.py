@@ -33,6 +33,7 @@ from ._errors import (
     TransportError,
 )
 from ._events import Events, RequestContext, event_handler
+from ._limits import Limits, LimitStats
 from ._media_stream import MediaStats
 from ._notifier import IncomingSubscription, ServerSubscription
 from ._subscription import Notification, Subscription
@@ -74,6 +75,8 @@ __all__ = [
     "Headers",
     "IncomingRequest",
     "IncomingSubscription",
+    "LimitStats",
+    "Limits",
     "LocalAddress",
     "MediaDescription",
     "MediaStats",

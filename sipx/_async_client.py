@@ -37,6 +37,7 @@ from ._core.uri import URI
 from ._engine import Engine, TraceHook
 from ._errors import AuthError, ParseError, ProtocolError
 from ._events import Events
+from ._limits import DEFAULT_LIMITS, Limits, LimitStats
 from ._next_hop import NextHop
 from ._notifier import SubscribeHandler
 from ._registration import Registrations
@@ -67,7 +68,8 @@ class AsyncClient(Lifetime):
     transaction's own Timer B/F (32 s with the default T1), and
     :class:`sipx.ClientClosedError` when the client closes first. ``info_packages`` names
     the Info Packages (RFC 6086) the client takes in INFO requests (sent in Recv-Info; an
-    INFO naming another one gets 469).
+    INFO naming another one gets 469). ``limits`` (:class:`sipx.Limits`) bounds what the
+    network can make the client hold: server transactions, connections, message sizes.
 
     ``reliable_provisional`` (RFC 3262, 100rel; on by default): INVITEs carry ``Supported:
     100rel``, incoming calls may be rung reliably (``call.ring(reliable=...)``); off, an
@@ -102,9 +104,12 @@ class AsyncClient(Lifetime):
         tls_port: int | None = None,
         session_expires: int | None = DEFAULT_SESSION_EXPIRES,
         min_se: int = MIN_SE,
+        limits: Limits | None = None,
     ) -> None:
         _validate.text("local_host", local_host)
         interval = _validate.session_timer(session_expires, min_se)
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits is a sipx.Limits or None, not {limits!r}")
         _validate.port("local_port", local_port)
         _validate.port("tls_port", tls_port, optional=True)
         _validate.text("transport", transport)
@@ -128,7 +133,7 @@ class AsyncClient(Lifetime):
         self.outbound_proxy = URI.parse(outbound_proxy) if outbound_proxy else None
         self._ids = IdSource(id_token or secrets.token_hex)
         self._resolver = Resolver(nameservers)
-        self._engine = Engine(self.timers, self._ids, trace=trace)
+        self._engine = Engine(self.timers, self._ids, trace=trace, limits=limits or DEFAULT_LIMITS)
         self._engine.default_transport = transport_name
         self._next_hop = NextHop(
             self._engine,
@@ -218,6 +223,16 @@ class AsyncClient(Lifetime):
         """The transports the client runs, ``transport=`` first (before it opens: those it
         will try; a default listener whose port was taken is not among them)."""
         return self._transports.running(self._engine)
+
+    @property
+    def limits(self) -> Limits:
+        """The resource bounds (``limits=``, else the defaults of :class:`sipx.Limits`)."""
+        return self._engine.limits
+
+    @property
+    def limit_stats(self) -> LimitStats:
+        """What the limits turned away so far: refused requests and connections, ..."""
+        return self._engine.limit_stats()
 
     @property
     def local_address(self) -> LocalAddress:

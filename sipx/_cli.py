@@ -81,7 +81,10 @@ def _explain_auth_failure(
     request = getattr(response, "request", None)
     headers = getattr(request, "headers", {})
     answered = "Authorization" in headers or "Proxy-Authorization" in headers
-    if answered:
+    why = getattr(response, "challenge_unanswered", None)
+    if why is not None and not answered and args.user and args.password:
+        message = f"authentication failed: the client did not answer the challenge: {why}"
+    elif answered:
         message = (
             f"authentication failed: the server rejected the credentials of user"
             f" {args.user!r} ({status} {reason} again after answering its challenge);"

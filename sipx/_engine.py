@@ -41,6 +41,7 @@ from ._core.transaction import (
     AckReceived,
     ClientTransaction,
     RequestReceived,
+    RequestRefused,
     ResponseReceived,
     Send,
     ServerTransaction,
@@ -52,6 +53,8 @@ from ._core.transaction import (
 )
 from ._errors import ClientClosedError, ParseError, ProtocolError, TimeoutError, TransportError
 from ._ladder import wire_fields
+from ._limits import DEFAULT_LIMITS, Limits, LimitStats
+from ._log_limit import LogLimiter
 from ._trio.groups import single_exception
 from ._trio.ports import start_on_one_port
 from ._trio.transport import Address, MessageHandler, Transport
@@ -81,11 +84,23 @@ class Engine:
     """
 
     def __init__(
-        self, timers: TimerConfig, ids: IdSource, *, trace: TraceHook | None = None
+        self,
+        timers: TimerConfig,
+        ids: IdSource,
+        *,
+        trace: TraceHook | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.timers = timers
         self.ids = ids
-        self.layer = TransactionLayer(timers)
+        self.limits = limits
+        self.layer = TransactionLayer(
+            timers,
+            max_server_transactions=limits.max_server_transactions,
+            retry_after=limits.retry_after,
+        )
+        self.malformed_messages = 0  # messages that did not parse, since the engine began
+        self._log = LogLimiter(log)  # what hostile input makes us log, rate-limited
         self.retransmitter = TwoXXRetransmitter(timers)
         self.dialogs: dict[DialogId, Dialog] = {}
         self.calls: dict[DialogId, Call] = {}  # calls with a dialog, both directions
@@ -175,6 +190,7 @@ class Engine:
                     for hook in self._wind_down:
                         nursery.start_soon(hook)
         self.closed = True
+        self._log.flush()
         self._fail_all_waiters()
         self.retransmitter = TwoXXRetransmitter(self.timers)
         self._retransmits.clear()
@@ -346,10 +362,11 @@ class Engine:
         if not data.strip() or self.closed:
             return  # keep-alive
         try:
-            message = parse_message(data)
+            message = parse_message(data, limits=self.limits.parser)
             now = trio.current_time()
             if isinstance(message, Response):
                 message.top_via  # noqa: B018 - a response we cannot match is dropped
+                message.source = source  # whose challenges we answer depends on it
                 self.on_response_seen(message, source)
                 self.layer.receive_response(message, now)
             else:
@@ -362,9 +379,12 @@ class Engine:
                 if transaction is not None and transaction not in self._routes:
                     self._routes[transaction] = transport  # its responses go back there
         except (ParseError, ProtocolError) as exc:
+            self.malformed_messages += 1
             answer = answer_malformed(data, str(exc), to_tag=self.ids.tag())
             if answer is not None:  # RFC 3261 8.2, 21.4.1: 400 (505) where it can be routed
-                log.info(
+                self._log.log(
+                    logging.INFO,
+                    "malformed messages",
                     "answering a malformed request from %s:%s with %s: %s",
                     source[0],
                     source[1],
@@ -373,7 +393,14 @@ class Engine:
                 )
                 self.send_bytes(answer.to_bytes(), source)
             else:
-                log.info("dropping a malformed message from %s:%s: %s", source[0], source[1], exc)
+                self._log.log(
+                    logging.INFO,
+                    "malformed messages",
+                    "dropping a malformed message from %s:%s: %s",
+                    source[0],
+                    source[1],
+                    exc,
+                )
             count = self._malformed.pop(source, (0, ""))[0] + 1
             self._malformed[source] = (count, str(exc))
             while len(self._malformed) > 64:
@@ -416,7 +443,37 @@ class Engine:
                     self._fail_waiter(event.transaction, event)
                 elif isinstance(event, TransactionTerminated):
                     self._routes.pop(event.transaction, None)
+                elif isinstance(event, RequestRefused):
+                    self._send_refusal(event)
         self._wake_timer()
+
+    def _send_refusal(self, event: RequestRefused) -> None:
+        """A 503 for a request over ``limits.max_server_transactions`` (no transaction)."""
+        destination = event.destination
+        assert isinstance(destination, tuple)
+        self._log.log(
+            logging.WARNING,
+            "requests refused",
+            "refusing %s from %s:%s with 503: %d server transactions already (limits=)",
+            event.request.method,
+            destination[0],
+            destination[1],
+            self.layer.max_server_transactions,
+        )
+        try:
+            self.send_bytes(event.response.to_bytes(), destination)
+        except (TransportError, OSError) as exc:
+            log.debug("sending a 503 failed: %s", exc)
+
+    def limit_stats(self) -> LimitStats:
+        """What the limits turned away so far (connection figures from the transport)."""
+        transport = self.transport
+        return LimitStats(
+            requests_refused=self.layer.requests_refused,
+            connections_refused=getattr(transport, "connections_refused", 0),
+            connections_timed_out=getattr(transport, "connections_timed_out", 0),
+            malformed_messages=self.malformed_messages,
+        )
 
     def _send_event(self, event: Send) -> None:
         destination = event.transaction.destination

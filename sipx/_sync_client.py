@@ -30,6 +30,7 @@ from ._core.timers import TimerConfig
 from ._core.uri import URI
 from ._errors import ClientClosedError
 from ._events import Events
+from ._limits import Limits, LimitStats
 from ._notifier import IncomingSubscription
 from ._portal import Portal
 from ._sync_call import BlockingCall, _CallFeed, _IncomingCalls
@@ -85,6 +86,7 @@ class Client:
         tls_port: int | None = None,
         session_expires: int | None = DEFAULT_SESSION_EXPIRES,
         min_se: int = MIN_SE,
+        limits: Limits | None = None,
     ) -> None:
         if _in_trio_run():
             raise RuntimeError(
@@ -114,6 +116,7 @@ class Client:
             tls_port=tls_port,
             session_expires=session_expires,
             min_se=min_se,
+            limits=limits,
         )
         self._portal = Portal()
         self._stop: trio.Event | None = None
@@ -228,6 +231,14 @@ class Client:
     def closed(self) -> bool:
         """True once the client is closed (or its portal thread has ended)."""
         return self._async.closed or not self._portal.alive
+
+    @property
+    def limits(self) -> Limits:
+        return self._async.limits
+
+    @property
+    def limit_stats(self) -> LimitStats:
+        return self._async.limit_stats
 
     # -- requests (same signatures as AsyncClient, checked by a test) ----------------------
     def request(

@@ -140,7 +140,7 @@ class ClientTransports:
             if name == "UDP":
                 return UDPTransport(on_message, on_error=on_error)
             if name == "TCP":
-                return TCPTransport(on_message, on_error=on_error)
+                return TCPTransport(on_message, on_error=on_error, limits=engine.limits)
             if name == "TLS":
                 assert self._client_context is not None
                 return TLSTransport(
@@ -149,6 +149,7 @@ class ClientTransports:
                     server_context=self._server_context,
                     server_name=resolver.name_for,
                     on_error=on_error,
+                    limits=engine.limits,
                 )
             return WSTransport(
                 on_message,
@@ -156,6 +157,7 @@ class ClientTransports:
                 client_context=self._client_context,
                 server_name=resolver.name_for,
                 on_error=on_error,
+                limits=engine.limits,
             )
 
         return make

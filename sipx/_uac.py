@@ -128,29 +128,45 @@ class UserAgentClient:
         async def retry(again: Request) -> Response:
             return await self.transact(again, used[0], attempt=2)
 
+        credentials = auth or self.credentials
         try:
             with fail_after(seconds):
-                response = await run_flow(self._flow(request, auth), first, retry)
+                await self.auth.sources.prepare([credentials])
+                response = await run_flow(
+                    self._flow(request, credentials, lambda: used[-1] if used else None),
+                    first,
+                    retry,
+                )
         except trio.TooSlowError:
             why = next(filter(None, map(self.engine.malformed_from, destinations)), None)
             raise TimeoutError(request.method, str(request.uri), seconds or 0.0, why) from None
         self.on_success(response.request or request, response, used[0])
         return response
 
-    def _flow(self, request: Request, auth: Auth.Digest | None) -> AuthFlow:
-        """The retries a request may need: digest challenges (with ``auth`` or the client's
-        credentials), and a 422 asking for a longer session interval (RFC 4028 7.3)."""
-        credentials = auth or self.credentials
-        return interval_retry_flow(request, lambda again: self.auth.flow(again, credentials))
+    def _flow(
+        self,
+        request: Request,
+        credentials: Auth.Digest | None,
+        sent_to: Callable[[], Address | None],
+    ) -> AuthFlow:
+        """The retries a request may need: digest challenges (answered with ``credentials``
+        when they came from where the request was ``sent_to``, or a host the credentials
+        list), and a 422 asking for a longer session interval (RFC 4028 7.3)."""
+        return interval_retry_flow(
+            request, lambda again: self.auth.flow(again, credentials, sent_to)
+        )
 
     async def retry_with_auth(self, response: Response, credentials: Auth.Digest) -> Response:
         """Answer a 401/407 challenge with a new transaction (new branch, CSeq + 1)."""
         request = response.request
         if request is None:
             raise ValueError("the response does not carry the request it answers")
-        retry = self.auth.authorize(request, response, credentials, strict_realm=True)
-        assert retry is not None
         destination = self._destinations.get(request_key(request))
+        await self.auth.sources.prepare([credentials])
+        retry = self.auth.authorize(
+            request, response, credentials, strict_realm=True, sent_to=destination
+        )
+        assert retry is not None
         try:
             with fail_after(self.timeout):
                 final = await self.transact(retry, destination, attempt=2)
@@ -194,8 +210,9 @@ class UserAgentClient:
 
         try:
             with fail_after(seconds):
+                await self.auth.sources.prepare([self.credentials])
                 response = await run_flow(
-                    self._flow(request, None),
+                    self._flow(request, self.credentials, lambda: address),
                     lambda first: self.transact(first, address),
                     retry,
                 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -99,6 +100,10 @@ def _split_scheme(value: str) -> tuple[str, str]:
     return scheme, text[end:]
 
 
+# C0 controls but HTAB, DEL, and the surrogates that stand for undecodable bytes.
+_UNANSWERABLE_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f\udc80-\udcff]")
+
+
 def _parse_params(text: str) -> dict[str, str]:
     """Parse ``name=value, name="quoted"`` into a dict with lower-case names."""
     params: dict[str, str] = {}
@@ -152,6 +157,10 @@ def _parse_params(text: str) -> dict[str, str]:
             raise ParseError(f"expected ',' after parameter {name!r}, got {text[i:][:20]!r}")
         if name in params:
             raise ParseError(f"duplicate parameter {name!r}")
+        if _UNANSWERABLE_RE.search(val):
+            # Not a quoted-string of RFC 7616 (qdtext has no controls; text is UTF-8), and
+            # neither a hash nor a header value could carry it back.
+            raise ParseError(f"parameter {name!r} holds a control character or non-UTF-8 bytes")
         params[name] = val
 
 

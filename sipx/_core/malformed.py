@@ -15,6 +15,7 @@ import re
 
 from .headers import _KNOWN, Headers
 from .message import SIP_VERSION, Response
+from .parser import DEFAULT_LIMITS
 
 _VERSION_RE = re.compile(r"SIP/[0-9]{1,3}\.[0-9]{1,3}\Z", re.I)
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
@@ -79,6 +80,8 @@ def _fields(lines: list[str]) -> list[tuple[str, str]] | None:
         canonical = entry[1]
         if canonical != "Via" and any(name == canonical for name, _ in found):
             continue  # a repeated single-valued header: the first one is copied
+        if "\r" in value or len(line) > DEFAULT_LIMITS.max_line_length:
+            continue  # a bare CR would break our answer's framing, a huge line its reader
         found.append((canonical, value.strip()))
     vias = [value for name, value in found if name == "Via"]
     cseq = next((value for name, value in found if name == "CSeq"), "")

@@ -469,9 +469,21 @@ class Request(Message):
 
 
 class Response(Message):
-    """A SIP response; ``request`` is the request it answers when sipx sent it."""
+    """A SIP response; ``request`` is the request it answers when sipx sent it.
 
-    __slots__ = ("history", "reason_phrase", "request", "status_code")
+    ``source`` is the ``(host, port)`` it came from when a client received it (else None);
+    ``challenge_unanswered`` says why a 401/407 that came back to you was not answered
+    with the client's credentials (else None).
+    """
+
+    __slots__ = (
+        "challenge_unanswered",
+        "history",
+        "reason_phrase",
+        "request",
+        "source",
+        "status_code",
+    )
 
     def __init__(
         self,
@@ -490,6 +502,8 @@ class Response(Message):
         self.version = version
         self.request: Request | None = None
         self.history: list[Response] = []
+        self.source: tuple[str, int] | None = None
+        self.challenge_unanswered: str | None = None
 
     @property
     def is_provisional(self) -> bool:
@@ -513,6 +527,8 @@ class Response(Message):
         response.defects = []
         response.request = None
         response.history = []
+        response.source = None
+        response.challenge_unanswered = None
         return response
 
     def _start_line(self) -> str:

@@ -9,7 +9,9 @@ any monotonic scale), and what should happen next is queued as events, drained w
   transmissions, retransmissions, the ACK for a non-2xx final response, responses);
 * :class:`RequestReceived`, :class:`ResponseReceived`, :class:`AckReceived`,
   :class:`StrayResponse` - messages for the transaction user (TU);
-* :class:`TransactionTimeout`, :class:`TransportFailed`, :class:`TransactionTerminated`.
+* :class:`TransactionTimeout`, :class:`TransportFailed`, :class:`TransactionTerminated`;
+* :class:`RequestRefused` - a new request answered 503 without a transaction, because the
+  layer already holds ``max_server_transactions`` (a flood must not cost unbounded memory).
 
 The caller sleeps until :meth:`TransactionLayer.next_deadline` and then calls
 :meth:`TransactionLayer.handle_timers`. Terminated transactions are dropped from the layer,
@@ -195,6 +197,17 @@ class TransportFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestRefused:
+    """A new request refused without a transaction: the layer holds
+    ``max_server_transactions`` already. Send ``response`` (503 with Retry-After) to
+    ``destination``, where the request came from."""
+
+    request: Request
+    response: Response
+    destination: object
+
+
+@dataclass(frozen=True, slots=True)
 class TransactionTerminated:
     """The transaction reached Terminated and has left the layer."""
 
@@ -209,6 +222,7 @@ Event: TypeAlias = (
     | StrayResponse
     | TransactionTimeout
     | TransportFailed
+    | RequestRefused
     | TransactionTerminated
 )
 
@@ -638,6 +652,13 @@ def _loop_tag(request: Request) -> str:
     return hashlib.blake2s(seed.encode(), digest_size=8).hexdigest()
 
 
+def _stateless_tag(request: Request) -> str:
+    """The To tag of a response sent without a transaction: derived from the request, so
+    that its retransmissions get the same answer."""
+    seed = f"{request.top_via.branch}\0{request.call_id}\0{request.from_.tag}\0{request.method}"
+    return hashlib.blake2s(seed.encode(), digest_size=8).hexdigest()
+
+
 def _server_key(request: Request, to_tag: str | None) -> tuple[object, ...]:
     """The key a request shares with its retransmissions, its ACK and its CANCEL (17.2.3).
 
@@ -657,11 +678,24 @@ class TransactionLayer:
     """Every transaction of one user agent; see the module docstring for the protocol."""
 
     def __init__(
-        self, config: TimerConfig = DEFAULT_TIMERS, *, merge_records: int = MERGE_RECORDS
+        self,
+        config: TimerConfig = DEFAULT_TIMERS,
+        *,
+        merge_records: int = MERGE_RECORDS,
+        max_server_transactions: int | None = None,
+        retry_after: int = 10,
     ) -> None:
         if merge_records < 1:
             raise ValueError(f"merge_records must be at least 1, not {merge_records!r}")
+        if max_server_transactions is not None and max_server_transactions < 1:
+            raise ValueError(
+                f"max_server_transactions must be at least 1, not {max_server_transactions!r}"
+            )
         self.config = config
+        # At most this many server transactions (None: no bound); beyond, RequestRefused.
+        self.max_server_transactions = max_server_transactions
+        self.retry_after = retry_after
+        self.requests_refused = 0  # new requests refused with 503 since the layer began
         # Requests outside a dialog that created a live server transaction, oldest first,
         # so that a merged request can be spotted (8.2.2.2). An entry leaves with its
         # transaction, or as the oldest once there are more than ``merge_records``.
@@ -728,11 +762,12 @@ class TransactionLayer:
         A retransmission is absorbed (the last response, if any, is sent again) and its
         transaction returned. A new request creates a transaction and emits
         :class:`RequestReceived` (an INVITE also sends 100 Trying), unless it is a merged
-        request (8.2.2.2): that one's new transaction sends 482 and the TU is not told. An
-        ACK completes the
-        non-2xx INVITE transaction it matches; otherwise it is emitted as
-        :class:`AckReceived` and None is returned unless it matched an Accepted INVITE
-        transaction. Raises ParseError when the headers matching needs are unreadable.
+        request (8.2.2.2): that one's new transaction sends 482 and the TU is not told; or
+        unless the layer holds ``max_server_transactions`` already: then it emits
+        :class:`RequestRefused` (a 503) and returns None. An ACK completes the non-2xx
+        INVITE transaction it matches; otherwise it is emitted as :class:`AckReceived` and
+        None is returned unless it matched an Accepted INVITE transaction. Raises
+        ParseError when the headers matching needs are unreadable.
         """
         method = request.method
         if method == "ACK":
@@ -747,6 +782,9 @@ class TransactionLayer:
         if transaction is not None:
             transaction._on_retransmission(now)
             return transaction
+        if self._full(request):
+            self._refuse(request, destination)
+            return None
         branch = request.top_via.branch or ""
         kind = InviteServerTransaction if method == "INVITE" else NonInviteServerTransaction
         state = _S.PROCEEDING if method == "INVITE" else _S.TRYING
@@ -771,6 +809,22 @@ class TransactionLayer:
                 recent.popitem(last=False)[1]._merge_key = None
         transaction._start(now)
         return transaction
+
+    def _full(self, request: Request) -> bool:
+        """True when a new server transaction for ``request`` would pass the bound. A CANCEL
+        of a live INVITE still gets one: it ends a transaction, and calls must stay
+        endable under load."""
+        bound = self.max_server_transactions
+        if bound is None or self._server_count < bound:
+            return False
+        return not (request.method == "CANCEL" and self.find_transaction_to_cancel(request))
+
+    def _refuse(self, request: Request, destination: object) -> None:
+        """Answer 503 with Retry-After, statelessly (RFC 3261 21.5.4; 8.2.6.2: a To tag)."""
+        self.requests_refused += 1
+        response = make_response(request, 503, to_tag=_stateless_tag(request))
+        response.headers["Retry-After"] = str(self.retry_after)
+        self._events.append(RequestRefused(request, response, destination))
 
     def find_transaction_to_cancel(self, cancel: Request) -> ServerTransaction | None:
         """The server transaction a CANCEL targets (9.2): the 17.2.3 match, method ignored."""
@@ -896,6 +950,7 @@ __all__ = [
     "NonInviteClientTransaction",
     "NonInviteServerTransaction",
     "RequestReceived",
+    "RequestRefused",
     "ResponseReceived",
     "Send",
     "ServerTransaction",

@@ -4,7 +4,9 @@
 
     python -m sipx._serve.cli --host 127.0.0.1 --port 5070 --transport both \\
         --user 1111:1111xxx --user 2222:2222xxx --realm sipx --algorithm MD5 \\
-        --rtp-ports 10000-20000 --ws-port 8080 --mwi 1111=2/8 --verbose
+        --rtp-ports 10000-20000 --ws-port 8080 --mwi 1111=2/8 --max-transactions 10000 \\
+        --max-connections 512 --max-connections-per-address 32 --first-message-timeout 10 \\
+        --verbose
 
 Without ``--user`` the guide's users (1111, 2222, 3333 with passwords 1111xxx...) exist.
 The bound address is printed on stdout (``--port 0`` picks a free port). Ctrl-C stops it.
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._errors import TransportError
+from .._limits import DEFAULT_LIMITS, Limits
 from .._validate import port_argument
 from .auth import ALGORITHMS, DEFAULT_USERS
 from .notifier import parse_mwi_counts
@@ -89,6 +92,45 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
         default=None,
         help="TLS port (default: --port + 1; 0: pick one)",
     )
+    limits = parser.add_argument_group("limits (docs/SECURITY.md)")
+    limits.add_argument(
+        "--max-transactions",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.max_server_transactions,
+        metavar="N",
+        help="server transactions at once; beyond, 503 (default "
+        f"{DEFAULT_LIMITS.max_server_transactions})",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.max_connections,
+        metavar="N",
+        help=f"TCP/TLS connections at once (default {DEFAULT_LIMITS.max_connections})",
+    )
+    limits.add_argument(
+        "--max-connections-per-address",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.max_connections_per_address,
+        metavar="N",
+        help="TCP/TLS connections from one IP address (default "
+        f"{DEFAULT_LIMITS.max_connections_per_address})",
+    )
+    limits.add_argument(
+        "--first-message-timeout",
+        type=_positive_seconds,
+        default=DEFAULT_LIMITS.first_message_timeout,
+        metavar="SECONDS",
+        help="close a connection with no complete message by then (default "
+        f"{DEFAULT_LIMITS.first_message_timeout:g})",
+    )
+    limits.add_argument(
+        "--max-message-size",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.max_message_size,
+        metavar="BYTES",
+        help=f"largest message accepted (default {DEFAULT_LIMITS.max_message_size})",
+    )
     parser.add_argument(
         "--ws-port",
         type=port_argument,
@@ -122,6 +164,37 @@ def parse_mwi(value: str) -> tuple[str, tuple[int, int]]:
             f"expected USER=NEW/OLD (e.g. 1111=2/8), not {value!r}"
         ) from None
     return user, (parsed.new, parsed.old)
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {value!r}")
+    return number
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {value!r}")
+    return number
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    """The :class:`~sipx.Limits` the ``--max-...`` options ask for."""
+    return Limits(
+        max_server_transactions=args.max_transactions,
+        max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
+        first_message_timeout=args.first_message_timeout,
+        max_message_size=args.max_message_size,
+    )
 
 
 def parse_port_range(value: str) -> tuple[int, int]:
@@ -197,6 +270,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
             rtp_ports=args.rtp_ports,
             ws_port=args.ws_port,
             mwi=dict(args.mwi or ()),
+            limits=limits_from(args),
         )
     except ValueError as exc:  # an unreadable --cert
         parser.error(str(exc))

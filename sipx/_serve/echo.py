@@ -49,6 +49,7 @@ from .._core.transaction import (
     Event,
     InviteServerTransaction,
     RequestReceived,
+    RequestRefused,
     Send,
     ServerTransaction,
     Transaction,
@@ -123,6 +124,8 @@ class EchoUA:
         answer_delay: float = 0.0,
         max_calls: int = 1024,
         media: MediaPorts | None = None,
+        max_server_transactions: int | None = None,
+        retry_after: int = 10,
     ) -> None:
         self.identity = identity
         self.media = media
@@ -131,7 +134,9 @@ class EchoUA:
         self.timers = timers
         self.answer_delay = answer_delay
         self._ids = ids
-        self._layer = TransactionLayer(timers)
+        self._layer = TransactionLayer(
+            timers, max_server_transactions=max_server_transactions, retry_after=retry_after
+        )
         self._calls: dict[CallKey, EchoCall] = {}
         self._wakeups: list[tuple[float, int, EchoCall]] = []  # delayed answers
         self._retransmitter = TwoXXRetransmitter(timers)  # our 2xx, keyed by call.key
@@ -141,6 +146,11 @@ class EchoUA:
     @property
     def calls(self) -> list[EchoCall]:
         return list(self._calls.values())
+
+    @property
+    def requests_refused(self) -> int:
+        """Requests answered 503: the UA held ``max_server_transactions`` already."""
+        return self._layer.requests_refused
 
     # -- input -------------------------------------------------------------------------------
     def handle(
@@ -194,6 +204,9 @@ class EchoUA:
                 event.transaction.respond(make_response(event.request, 400), now)
         elif isinstance(event, AckReceived):
             self._on_ack(event.request)
+        elif isinstance(event, RequestRefused):
+            transport, address = cast("tuple[str, Address]", event.destination)
+            self._out.append(Outgoing(event.response, transport, address))
 
     def _drain(self) -> list[Outgoing]:
         out, self._out = self._out, []

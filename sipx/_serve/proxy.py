@@ -68,6 +68,7 @@ from .._core.received import stamp_received
 from .._core.transaction import MAGIC_COOKIE, make_response
 from .._core.uri import URI
 from .._errors import ParseError
+from .._log_limit import LogLimiter
 from .auth import AuthStatus, DigestAuthenticator
 from .common import ALLOW, SERVER_AGENT, Address, Outgoing, ServerIdentity, default_port, is_ip
 from .echo import EchoUA
@@ -109,6 +110,7 @@ class Proxy:
         self.echo_extension = echo_extension
         self._secret = secret
         self.tag_prefix = hmac.new(secret, b"to-tag", hashlib.sha256).hexdigest()[:16]
+        self._log = LogLimiter(log)  # what floods of bad input make us log, rate-limited
 
     @property
     def users(self) -> Mapping[str, str]:
@@ -144,16 +146,31 @@ class Proxy:
             return self.notifier.handle_response(response, now)
         vias = response.via
         if not vias or not self.is_our_via(vias[0]):
-            log.info("dropping a %s response whose top Via is not ours", response.status_code)
+            self._log.log(
+                logging.INFO,
+                "responses dropped",
+                "dropping a %s response whose top Via is not ours",
+                response.status_code,
+            )
             return []
         if len(vias) < 2:
-            log.info("dropping a %s response with no Via after ours", response.status_code)
+            self._log.log(
+                logging.INFO,
+                "responses dropped",
+                "dropping a %s response with no Via after ours",
+                response.status_code,
+            )
             return []
         response.headers.remove_first("Via")
         nxt = vias[1]
         transport = nxt.transport.upper()
         if transport not in self.identity.transports:
-            log.info("dropping a response for a %s Via: not a transport we run", transport)
+            self._log.log(
+                logging.INFO,
+                "responses dropped",
+                "dropping a response for a %s Via: not a transport we run",
+                transport,
+            )
             return []
         host = nxt.received or nxt.host
         port = nxt.rport or nxt.port or default_port(transport)
@@ -176,7 +193,15 @@ class Proxy:
             request.validate()
             return self._route(request, now, transport, source)
         except ParseError as exc:
-            log.info("bad %s request from %s:%s: %s", request.method, *source, exc)
+            self._log.log(
+                logging.INFO,
+                "bad requests",
+                "bad %s request from %s:%s: %s",
+                request.method,
+                *source,
+                exc,
+                now=now,
+            )
             if request.version != SIP_VERSION:
                 return self.reply(request, 505, transport=transport, source=source)
             return self.reply(

@@ -32,6 +32,8 @@ from .._core.rtp import RtpPacket
 from .._core.timers import DEFAULT_TIMERS, TimerConfig
 from .._errors import ParseError, SIPError, TransportError
 from .._ladder import wire_fields
+from .._limits import DEFAULT_LIMITS, Limits, LimitStats
+from .._log_limit import LogLimiter
 from .._media_stream import bind_rtp_socket
 from .._trio.groups import single_exception
 from .._trio.lifetime import Lifetime, task_nursery
@@ -79,6 +81,9 @@ class DevServer(Lifetime):
     users' ``message-summary`` (counts from ``mwi``: ``{"1111": (new, old)}``, changed with
     :meth:`set_message_summary`) and ``presence`` (open while registered) are served by the
     server itself (:mod:`sipx._serve.notifier`).
+    ``limits``
+    (:class:`sipx.Limits`) bounds connections, message sizes and extension 100's server
+    transactions; :attr:`limit_stats` counts what they turned away.
     """
 
     _already_running = "the server is already running"
@@ -105,7 +110,10 @@ class DevServer(Lifetime):
         rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
         ws_port: int | None = None,
         mwi: Mapping[str, tuple[int, int]] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits is a sipx.Limits, not {limits!r}")
         low, high = rtp_ports
         if not 0 < low <= high <= 65535:
             raise ValueError(f"rtp_ports must be (low, high) within 1-65535, not {rtp_ports!r}")
@@ -130,6 +138,9 @@ class DevServer(Lifetime):
         self.timers = timers
         self.aliases = tuple(aliases)
         self.trace = trace
+        self.limits = limits
+        self.malformed_messages = 0  # messages that did not parse
+        self._log = LogLimiter(log)  # what floods of bad input make us log, rate-limited
         self._secret = secrets.token_bytes(32)
         self.registrar = Registrar(
             default_expires=max_expires, max_expires=max_expires, min_expires=min_expires
@@ -201,6 +212,18 @@ class DevServer(Lifetime):
         return self.registrar.snapshot(self._clock())
 
     @property
+    def limit_stats(self) -> LimitStats:
+        """What the limits turned away so far (see :class:`sipx.LimitStats`)."""
+        echo = self.echo
+        transports = list(self._transports.values())
+        return LimitStats(
+            requests_refused=echo.requests_refused if echo is not None else 0,
+            connections_refused=sum(getattr(t, "connections_refused", 0) for t in transports),
+            connections_timed_out=sum(getattr(t, "connections_timed_out", 0) for t in transports),
+            malformed_messages=self.malformed_messages,
+        )
+
+    @property
     def tls_address(self) -> Address | None:
         """The bound TLS ``(host, port)``; None without a certificate or when not running."""
         return self._tls_address
@@ -241,11 +264,12 @@ class DevServer(Lifetime):
                         self._on_message,
                         server_context=self._tls[0],
                         client_context=self._tls[1],
+                        limits=self.limits,
                     )
                     self._tls_address = await nursery.start(tls.serve, self.host, self.tls_port)
                     self._transports["TLS"] = tls
                 if self.ws_port is not None:
-                    ws = WSTransport(self._on_message, listen=True)
+                    ws = WSTransport(self._on_message, listen=True, limits=self.limits)
                     self._ws_address = await nursery.start(ws.serve, self.host, self.ws_port)
                     self._transports["WS"] = ws
                 self._setup(address)
@@ -264,6 +288,7 @@ class DevServer(Lifetime):
                 raise
             raise single from None
         finally:
+            self._log.flush()
             if self.rtp_echo is not None:
                 self.rtp_echo.stop()
             self._nursery = None
@@ -309,7 +334,7 @@ class DevServer(Lifetime):
 
     def _make_transport(self, name: str) -> Transport:
         if name == "TCP":
-            return TCPTransport(self._on_message)
+            return TCPTransport(self._on_message, limits=self.limits)
         return UDPTransport(self._on_message)
 
     def _setup(self, address: Address) -> None:
@@ -335,6 +360,8 @@ class DevServer(Lifetime):
             timers=self.timers,
             answer_delay=self.echo_answer_delay,
             media=self.rtp_echo,
+            max_server_transactions=self.limits.max_server_transactions,
+            retry_after=self.limits.retry_after,
         )
         notifier = EventNotifier(
             identity,
@@ -384,19 +411,39 @@ class DevServer(Lifetime):
             return
         now = self._clock()
         try:
-            message = parse_message(data)
+            message = parse_message(data, limits=self.limits.parser)
             outgoing = proxy.handle(message, now, transport=name, source=source)
         except (SIPError, ValueError) as exc:
+            self.malformed_messages += 1
             answer = answer_malformed(data, str(exc), to_tag=secrets.token_hex(6))
             if answer is None:
-                log.info("dropping a malformed message from %s:%s: %s", *source, exc)
+                self._log.log(
+                    logging.INFO,
+                    "malformed messages",
+                    "dropping a malformed message from %s:%s: %s",
+                    *source,
+                    exc,
+                    now=now,
+                )
                 return
-            log.info(
-                "answering a malformed request from %s:%s with %s", *source, answer.status_code
+            self._log.log(
+                logging.INFO,
+                "malformed messages",
+                "answering a malformed request from %s:%s with %s",
+                *source,
+                answer.status_code,
+                now=now,
             )
             outgoing = [Outgoing(answer, name, source)]
         except Exception:
-            log.exception("dropping a message from %s:%s that the server choked on", *source)
+            self._log.log(
+                logging.ERROR,
+                "messages the server choked on",
+                "dropping a message from %s:%s that the server choked on",
+                *source,
+                exc_info=True,
+                now=now,
+            )
             return
         self._send(outgoing)
         self._rearm()

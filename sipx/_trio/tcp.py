@@ -4,6 +4,12 @@ Incoming connections and outgoing ones share a table keyed by the remote address
 response goes back on the connection its request came in on and later requests to the same
 peer reuse it. Each connection has a reader task (framed by the core's StreamFramer) and a
 writer task fed by a queue; connections idle for ``idle_timeout`` seconds are closed.
+
+Accepted connections are bounded by ``limits`` (:class:`~sipx.Limits`): over
+``max_connections`` in all or ``max_connections_per_address`` from one IP address, a new
+one is closed at once; one that has not delivered a complete message within
+``first_message_timeout`` (its TLS handshake included) is closed. Both are counted
+(``connections_refused``, ``connections_timed_out``) and logged at a bounded rate.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import trio
 
 from .._core.framer import StreamFramer
 from .._errors import ParseError, TransportError
+from .._limits import DEFAULT_LIMITS, Limits
+from .._log_limit import LogLimiter
 from .transport import Address, MessageHandler, family_for
 
 if TYPE_CHECKING:
@@ -35,6 +43,8 @@ class Connection:
         self.send_channel, self.receive_channel = trio.open_memory_channel[bytes](math.inf)
         self.last_activity = trio.current_time()
         self.wait: trio.CancelScope | None = None  # the reader's current wait for data
+        # An accepted connection's deadline for its first complete message (then None).
+        self.first_message: trio.CancelScope | None = None
 
 
 class TCPTransport:
@@ -49,9 +59,15 @@ class TCPTransport:
         idle_timeout: float = 300.0,
         keepalive_interval: float = 100.0,
         on_error: Callable[[Address, Exception], None] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._on_message = on_message
         self._on_error = on_error
+        self._limits = limits
+        self._log = LogLimiter(log)
+        self._accepted_from: dict[str, int] = {}  # open accepted connections per remote IP
+        self.connections_refused = 0  # closed at accept: over a connection limit
+        self.connections_timed_out = 0  # closed: no complete message in first_message_timeout
         self._idle_timeout = idle_timeout
         self._keepalive_interval = keepalive_interval
         self._kept: set[Address] = set()
@@ -92,12 +108,17 @@ class TCPTransport:
                 try:
                     stream = await listener.accept()
                 except OSError as exc:
-                    log.warning("%s accept failed: %s", self.name, exc)
+                    self._log.log(
+                        logging.WARNING, "failed accepts", "%s accept failed: %s", self.name, exc
+                    )
                     await trio.sleep(0.1)
                     continue
                 try:
                     remote = stream.socket.getpeername()[:2]
                 except OSError:  # reset before we looked: nothing to serve
+                    await trio.aclose_forcefully(stream)
+                    continue
+                if not self._admit(remote):
                     await trio.aclose_forcefully(stream)
                     continue
                 connection = Connection(remote)
@@ -154,11 +175,64 @@ class TCPTransport:
             return
         await self._run(connection, stream, outgoing=True)
 
+    # -- limits on accepted connections (Limits) ------------------------------------------------
+    def _admit(self, remote: Address) -> bool:
+        """Room for one more accepted connection from ``remote``? (Counted when not.)"""
+        limits = self._limits
+        from_there = self._accepted_from.get(remote[0], 0)
+        if len(self._connections) < limits.max_connections and (
+            from_there < limits.max_connections_per_address
+        ):
+            self._accepted_from[remote[0]] = from_there + 1
+            return True
+        self.connections_refused += 1
+        self._log.log(
+            logging.WARNING,
+            "connections refused",
+            "refusing a %s connection from %s:%s: %d open, %d from that address (limits=)",
+            self.name,
+            *remote,
+            len(self._connections),
+            from_there,
+        )
+        return False
+
     async def _accepted(self, connection: Connection, stream: trio.SocketStream) -> None:
+        """Serve an accepted connection; close it if no complete message arrives within
+        ``first_message_timeout`` (the TLS handshake included)."""
+        first = trio.CancelScope(deadline=trio.current_time() + self._limits.first_message_timeout)
+        connection.first_message = first
+        try:
+            with first:
+                await self._serve_accepted(connection, stream)
+        finally:
+            count = self._accepted_from.pop(connection.remote[0], 1) - 1
+            if count > 0:
+                self._accepted_from[connection.remote[0]] = count
+        if first.cancelled_caught:
+            self.connections_timed_out += 1
+            self._log.log(
+                logging.INFO,
+                "connections timed out",
+                "closing %s connection %s:%s: no complete message within %g s",
+                self.name,
+                *connection.remote,
+                self._limits.first_message_timeout,
+            )
+            self._drop(connection)
+            await trio.aclose_forcefully(stream)
+
+    def _delivered(self, connection: Connection) -> None:
+        """A complete message arrived: the first-message deadline no longer applies."""
+        if connection.first_message is not None:
+            connection.first_message.deadline = math.inf
+            connection.first_message = None
+
+    async def _serve_accepted(self, connection: Connection, stream: trio.SocketStream) -> None:
         try:
             secured = await self._accept_stream(stream, connection.remote)
         except TransportError as error:
-            log.info("%s", error)
+            self._log.log(logging.INFO, "failed connections", "%s", error)
             self._drop(connection)
             await trio.aclose_forcefully(stream)
             return
@@ -201,7 +275,7 @@ class TCPTransport:
     async def _reader(self, connection: Connection, stream: trio.abc.Stream) -> bool:
         """Read and frame messages until the connection ends; True when it ends because the
         stream cannot be framed (the unframed head was handed on, to be answered)."""
-        framer = StreamFramer()
+        framer = StreamFramer(self._limits.parser)
         while True:
             deadline = connection.last_activity + self._quiet_limit(connection)
             with trio.CancelScope(deadline=deadline) as wait:
@@ -219,16 +293,29 @@ class TCPTransport:
                 messages = framer.feed(data)
             except ParseError:
                 messages = []
+            if messages:
+                self._delivered(connection)
             # The unframeable rest last: the receiver answers it with a 400 where it can.
             unframeable = [framer.pending()] if framer.error is not None else []
             for message in [*messages, *unframeable]:
                 try:
                     self._on_message(message, connection.remote, self)
                 except Exception:
-                    log.exception("dropping a message from %s:%s", *connection.remote)
+                    self._log.log(
+                        logging.ERROR,
+                        "messages that failed",
+                        "dropping a message from %s:%s",
+                        *connection.remote,
+                        exc_info=True,
+                    )
             if framer.error is not None:
-                log.warning(
-                    "closing %s connection %s: %s", self.name, connection.remote, framer.error
+                self._log.log(
+                    logging.WARNING,
+                    "unframeable connections",
+                    "closing %s connection %s: %s",
+                    self.name,
+                    connection.remote,
+                    framer.error,
                 )
                 return True
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import trio
 
 from .._errors import TransportError
+from .._limits import DEFAULT_LIMITS, Limits
 from .tcp import TCPTransport
 from .transport import Address, MessageHandler
 
@@ -132,12 +133,14 @@ class TLSTransport(TCPTransport):
         idle_timeout: float = 300.0,
         keepalive_interval: float = 100.0,
         on_error: Callable[[Address, Exception], None] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         super().__init__(
             on_message,
             idle_timeout=idle_timeout,
             keepalive_interval=keepalive_interval,
             on_error=on_error,
+            limits=limits,
         )
         self._client_context = client_context
         self._server_context = server_context

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._errors import TransportError
+from .._log_limit import LogLimiter
 from .transport import Address, MessageHandler, family_for
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class UDPTransport:
     ) -> None:
         self._on_message = on_message
         self._on_error = on_error
+        self._log = LogLimiter(log)
         self._sock: socket.socket | None = None
         self._pending: deque[tuple[bytes, Address]] = deque()
         self._writable = trio.Event()
@@ -107,7 +109,13 @@ class UDPTransport:
                 try:
                     handle(data, source[:2], self)
                 except Exception:
-                    log.exception("dropping a datagram from %s:%s", *source[:2])
+                    self._log.log(
+                        logging.ERROR,
+                        "datagrams that failed",
+                        "dropping a datagram from %s:%s",
+                        *source[:2],
+                        exc_info=True,
+                    )
             else:
                 await trio.lowlevel.checkpoint()
                 continue

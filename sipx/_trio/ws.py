@@ -37,8 +37,8 @@ from trio_websocket import (
     wrap_server_stream,
 )
 
-from .._core.parser import DEFAULT_LIMITS
 from .._errors import TransportError
+from .._limits import DEFAULT_LIMITS, Limits
 from .tcp import Connection, TCPTransport
 from .tls import secure_client_stream, secure_server_stream
 from .transport import Address, MessageHandler
@@ -82,12 +82,14 @@ class WSTransport(TCPTransport):
         idle_timeout: float = 300.0,
         keepalive_interval: float = 100.0,
         on_error: Callable[[Address, Exception], None] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         super().__init__(
             on_message,
             idle_timeout=idle_timeout,
             keepalive_interval=keepalive_interval,
             on_error=on_error,
+            limits=limits,
         )
         if secure and client_context is None and not listen:
             raise ValueError("a WSS client transport needs a TLS client context")
@@ -197,7 +199,7 @@ class WSTransport(TCPTransport):
             f"{name}:{port}",
             self._resource,
             subprotocols=[SUBPROTOCOL],
-            max_message_size=DEFAULT_LIMITS.max_message_size,
+            max_message_size=self._limits.max_message_size,
         )
         if ws.subprotocol != SUBPROTOCOL:
             chose = f"it chose {ws.subprotocol!r}" if ws.subprotocol else "it chose none"
@@ -212,7 +214,7 @@ class WSTransport(TCPTransport):
     ) -> WebSocketConnection:
         host, port = remote
         request = await wrap_server_stream(
-            nursery, stream, max_message_size=DEFAULT_LIMITS.max_message_size
+            nursery, stream, max_message_size=self._limits.max_message_size
         )
         if SUBPROTOCOL not in request.proposed_subprotocols:
             await request.reject(400, body=b"the 'sip' WebSocket subprotocol is required")
@@ -240,6 +242,7 @@ class WSTransport(TCPTransport):
                     return
                 continue
             connection.last_activity = trio.current_time()
+            self._delivered(connection)  # a whole message: no first-message deadline now
             data = message.encode("utf-8") if isinstance(message, str) else message
             try:
                 self._on_message(data, connection.remote, self)

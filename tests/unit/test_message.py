@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sipx._core.headers import Headers
@@ -362,7 +362,7 @@ def responses(draw: st.DrawFn) -> Response:
     return Response(draw(st.integers(100, 699)), reason, fields, draw(st.binary(max_size=80)))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(requests() | responses())
 def test_round_trip(message: Request | Response) -> None:
     data = message.to_bytes()
@@ -379,7 +379,7 @@ def test_round_trip(message: Request | Response) -> None:
     assert parsed.content == message.content
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(requests())
 def test_generated_requests_pass_strict_parsing(message: Request) -> None:
     message.headers["Max-Forwards"] = "70"
