@@ -520,8 +520,11 @@ class Engine:
 
     # -- timers --------------------------------------------------------------------------------
     def _next_deadline(self) -> float:
-        deadlines = (self.layer.next_deadline(), self.retransmitter.next_deadline())
-        return min((d for d in deadlines if d is not None), default=math.inf)
+        layer = self.layer.next_deadline()
+        resend = self.retransmitter.next_deadline()
+        if layer is None:
+            return math.inf if resend is None else resend
+        return layer if resend is None or layer <= resend else resend
 
     def _wake_timer(self) -> None:
         if self._next_deadline() < self._armed_deadline:

@@ -438,13 +438,14 @@ class UserAgentServer:
             incoming.respond(501)
 
     def _capabilities(self) -> dict[str, str]:
+        packages = self.notifiers.packages
         fields = {
-            "Allow": self._allow(),
+            "Allow": self._allow(packages),
             "Accept": "application/sdp, text/plain",
             "Supported": ", ".join(self.supported),
         }
-        if self.notifiers.packages:  # RFC 6665 8.2.2: the packages we are a notifier for
-            fields["Allow-Events"] = ", ".join(self.notifiers.packages)
+        if packages:  # RFC 6665 8.2.2: the packages we are a notifier for
+            fields["Allow-Events"] = ", ".join(packages)
         return fields
 
     def _bad_extension(self, incoming: IncomingRequest) -> bool:
@@ -458,8 +459,10 @@ class UserAgentServer:
         self.forget_tag(incoming.request)
         return True
 
-    def _allow(self) -> str:
-        handled = set(self.handlers) | ({"SUBSCRIBE"} if self.notifiers.packages else set())
+    def _allow(self, packages: Sequence[str] | None = None) -> str:
+        if packages is None:
+            packages = self.notifiers.packages
+        handled = set(self.handlers) | ({"SUBSCRIBE"} if packages else set())
         methods = [m for m in ALLOWED_METHODS if m not in _NEED_A_HANDLER or m in handled]
         methods += [m for m in self.handlers if m not in methods]
         return ", ".join(methods)

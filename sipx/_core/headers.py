@@ -263,7 +263,19 @@ class Headers(MutableMapping[str, str]):
 
     def get_first(self, name: str) -> str | None:
         """The first field's value as written (not comma-split), or None."""
-        values = self.lookup().get(header_key(name))
+        index = self.index
+        if index is None:
+            index = self.lookup()
+        known = _EXACT.get(name)  # header_key inline: the hottest look-up in sipx
+        values = index.get(known[0] if known is not None else header_key(name))
+        return values[0] if values else None
+
+    def first_of_key(self, key: str) -> str | None:
+        """:meth:`get_first` for a key already in lookup form (lower-case long name)."""
+        index = self.index
+        if index is None:
+            index = self.lookup()
+        values = index.get(key)
         return values[0] if values else None
 
     def get_list(self, name: str) -> list[str]:
@@ -300,18 +312,24 @@ class Headers(MutableMapping[str, str]):
     # -- mutation ------------------------------------------------------------------------
     def __setitem__(self, name: str, value: str) -> None:
         key = header_key(_clean_name(name))
-        value = _clean_value(value)
+        field = (key, canonical_name(name), _clean_value(value))
+        entries = self.entries
+        for entry in entries:
+            if entry[0] == key:
+                break
+        else:
+            entries.append(field)  # the usual case: a header not there yet
+            self._changed()
+            return
         fields: list[tuple[str, str, str]] = []
         placed = False
-        for field in self.entries:
-            if field[0] == key:
+        for entry in entries:
+            if entry[0] == key:
                 if not placed:
-                    fields.append((key, canonical_name(name), value))
+                    fields.append(field)
                     placed = True
             else:
-                fields.append(field)
-        if not placed:
-            fields.append((key, canonical_name(name), value))
+                fields.append(entry)
         self.entries = fields
         self._changed()
 

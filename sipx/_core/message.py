@@ -184,7 +184,7 @@ class Message:
                     raise ParseError("message has no Via header")
                 top = vias[0]
             else:
-                first = self.headers.get_first("Via")
+                first = self.headers.first_of_key("via")
                 if first is None:
                     raise ParseError("message has no Via header")
                 if "," in first:
@@ -201,7 +201,7 @@ class Message:
         typed = self.headers.typed
         value: NameAddr | None = typed.get("from")
         if value is None:
-            value = typed["from"] = NameAddr.parse(self._required("From"))
+            value = typed["from"] = NameAddr.parse(self._required("from", "From"))
         return value
 
     @property
@@ -209,12 +209,12 @@ class Message:
         typed = self.headers.typed
         value: NameAddr | None = typed.get("to")
         if value is None:
-            value = typed["to"] = NameAddr.parse(self._required("To"))
+            value = typed["to"] = NameAddr.parse(self._required("to", "To"))
         return value
 
     @property
     def call_id(self) -> str:
-        value = self._required("Call-ID")
+        value = self._required("call-id", "Call-ID")
         if not value or " " in value or "\t" in value:
             raise ParseError(f"bad Call-ID {value[:80]!r}")
         return value
@@ -224,7 +224,7 @@ class Message:
         typed = self.headers.typed
         value: CSeq | None = typed.get("cseq")
         if value is None:
-            value = typed["cseq"] = CSeq.parse(self._required("CSeq"))
+            value = typed["cseq"] = CSeq.parse(self._required("cseq", "CSeq"))
         return value
 
     @property
@@ -306,11 +306,15 @@ class Message:
             value = typed[slot] = [NameAddr.parse(v) for v in self.headers.get_list(name)]
         return value
 
-    def _required(self, name: str) -> str:
-        value = self.headers.get_first(name)
-        if value is None:
+    def _required(self, key: str, name: str) -> str:
+        headers = self.headers
+        index = headers.index
+        if index is None:
+            index = headers.lookup()
+        values = index.get(key)
+        if not values:
             raise ParseError(f"message has no {name} header")
-        return value
+        return values[0]
 
     # -- body ----------------------------------------------------------------------------
     @property

@@ -42,7 +42,7 @@ from typing import ClassVar, TypeAlias
 
 from .._errors import ParseError
 from .header_types import Via
-from .headers import Headers
+from .headers import Headers, split_list
 from .message import Message, Request, Response
 from .parser import parse_message
 from .timers import DEFAULT_TIMERS, TimerConfig
@@ -84,22 +84,30 @@ def make_response(
     """
     if not 100 <= status_code <= 699:
         raise ValueError(f"status code {status_code} is not in 100-699")
-    source = request.headers
-    headers = Headers()
-    for via in source.get_list("Via"):
-        headers.add("Via", via)
-    for name in ("From", "To", "Call-ID", "CSeq"):
-        value = source.get_first(name)
-        if value is None:
+    if to_tag is not None and ("\r" in to_tag or "\n" in to_tag):
+        raise ValueError(f"to_tag must not contain CR or LF: {to_tag!r}")
+    # The request's fields are clean already (parsed or added through Headers): they are
+    # copied as they are, straight into the new field list.
+    index = request.headers.lookup()
+    fields: list[tuple[str, str, str]] = [
+        ("via", "Via", via) for value in index.get("via", ()) for via in split_list(value)
+    ]
+    for key, name in _COPIED_TO_RESPONSE:
+        values = index.get(key)
+        if not values:
             continue
-        if name == "To" and to_tag is not None and request.to.tag is None:
+        value = values[0]
+        if key == "to" and to_tag is not None and request.to.tag is None:
             value = f"{value};tag={to_tag}"
-        headers.add(name, value)
+        fields.append((key, name, value))
     if status_code == 100:
-        timestamp = source.get_first("Timestamp")
-        if timestamp is not None:
-            headers.add("Timestamp", timestamp)
-    return Response(status_code, reason, headers)
+        timestamps = index.get("timestamp")
+        if timestamps:
+            fields.append(("timestamp", "Timestamp", timestamps[0]))
+    return Response(status_code, reason, Headers.from_parsed(fields))
+
+
+_COPIED_TO_RESPONSE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
 
 
 def make_ack_for_non2xx(invite: Request, response: Response) -> Request:
