@@ -12,8 +12,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from .._core.message import Request, Response
+from .._core.transaction import Transaction
 from .._core.uri import URI
 
 Address = tuple[str, int]
@@ -38,6 +40,12 @@ class Outgoing:
     message: Request | Response
     transport: str
     address: Address
+
+
+def destination(transaction: Transaction) -> tuple[str, Address]:
+    """The ``(transport, address)`` a server transaction was given as its destination."""
+    transport, address = cast("tuple[str, Address]", transaction.destination)
+    return transport, address
 
 
 def is_ip(host: str) -> bool:

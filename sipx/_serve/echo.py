@@ -52,12 +52,11 @@ from .._core.transaction import (
     RequestRefused,
     Send,
     ServerTransaction,
-    Transaction,
     TransactionLayer,
     make_response,
 )
 from .._errors import ParseError
-from .common import ALLOW, SERVER_AGENT, Address, Outgoing, ServerIdentity
+from .common import ALLOW, SERVER_AGENT, Address, Outgoing, ServerIdentity, destination
 
 log = logging.getLogger("sipx.serve")
 
@@ -194,7 +193,7 @@ class EchoUA:
 
     def _dispatch(self, event: Event, now: float) -> None:
         if isinstance(event, Send):
-            transport, address = _destination(event.transaction)
+            transport, address = destination(event.transaction)
             self._out.append(Outgoing(event.message, transport, address))
         elif isinstance(event, RequestReceived):
             try:
@@ -251,7 +250,7 @@ class EchoUA:
     def _on_invite(
         self, transaction: InviteServerTransaction, request: Request, now: float
     ) -> None:
-        transport, address = _destination(transaction)
+        transport, address = destination(transaction)
         if request.to.tag is not None:
             call = self._find(request)
             if call is None:
@@ -429,9 +428,3 @@ class EchoUA:
         if call.media_port is not None and self.media is not None:
             call.media_port = None
             self.media.close(call.key)
-
-
-def _destination(transaction: Transaction) -> tuple[str, Address]:
-    """The ``(transport, address)`` this UA gave the server transaction as its destination."""
-    transport, address = cast("tuple[str, Address]", transaction.destination)
-    return transport, address

@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
 
 from .._core.dialog import Dialog
 from .._core.ids import IdSource
@@ -45,7 +44,6 @@ from .._core.transaction import (
     ResponseReceived,
     Send,
     ServerTransaction,
-    Transaction,
     TransactionLayer,
     TransactionTimeout,
     TransportFailed,
@@ -53,7 +51,7 @@ from .._core.transaction import (
 )
 from .._core.uri import URI
 from .._errors import ParseError, ProtocolError
-from .common import SERVER_AGENT, Address, Outgoing, ServerIdentity
+from .common import SERVER_AGENT, Address, Outgoing, ServerIdentity, destination
 from .registrar import Registrar
 
 log = logging.getLogger("sipx.serve")
@@ -225,7 +223,7 @@ class EventNotifier:
 
     def _dispatch(self, event: Event, now: float) -> None:
         if isinstance(event, Send):
-            transport, address = _destination(event.transaction)
+            transport, address = destination(event.transaction)
             self._out.append(Outgoing(event.message, transport, address))
         elif isinstance(event, RequestReceived):
             try:
@@ -291,7 +289,7 @@ class EventNotifier:
         granted = grant_expires(request.expires, default=3600, maximum=self.max_expires)
         user = request.uri.user or ""
         tag = self._ids.tag()
-        transport, source = _destination(transaction)
+        transport, source = destination(transaction)
         contact = f"<{self.identity.uri(transport, user)}>"
         self._reply(
             transaction,
@@ -401,11 +399,6 @@ class EventNotifier:
         if watch.sending is not None:
             self._sending.pop(watch.sending, None)
             watch.sending = None
-
-
-def _destination(transaction: Transaction) -> tuple[str, Address]:
-    transport, address = cast("tuple[str, Address]", transaction.destination)
-    return transport, address
 
 
 def parse_mwi_counts(text: str) -> MessageCounts:
