@@ -50,6 +50,7 @@ from ._core.subscription import (
     subscription_state_of,
 )
 from ._errors import ParseError, ProtocolError, SIPError
+from ._in_dialog import receive_in_dialog
 from ._registration import FIRST_BACKOFF, MAX_BACKOFF
 
 if TYPE_CHECKING:
@@ -407,10 +408,7 @@ class Subscribers:
             self._dialogs[dialog.id] = sub
         else:
             assert sub.dialog is not None
-            try:
-                sub.dialog.receive_request(request)
-            except (ProtocolError, ParseError) as exc:
-                incoming.respond(500, str(exc)[:60])
+            if not receive_in_dialog(sub.dialog, incoming):
                 return True
         incoming.respond(200)
         body, error = parse_event_body(

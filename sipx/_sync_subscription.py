@@ -26,6 +26,19 @@ if TYPE_CHECKING:
     from ._portal import Portal
 
 
+def _wait_terminated(
+    portal: Portal, subscription: Subscription | ServerSubscription, timeout: float | None
+) -> str | None:
+    """Block until ``subscription`` ends (at most ``timeout`` seconds); its ``reason``."""
+
+    async def wait() -> str | None:
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            await subscription.wait_terminated()
+        return subscription.reason
+
+    return portal.run(wait)
+
+
 class BlockingSubscription:
     """A :class:`~sipx.Subscription` without ``await`` (made by ``Client.subscribe()``).
 
@@ -111,13 +124,7 @@ class BlockingSubscription:
 
     def wait_terminated(self, timeout: float | None = None) -> str | None:
         """Wait (up to ``timeout`` seconds) until it ends; returns ``reason``."""
-
-        async def wait() -> str | None:
-            with trio.move_on_after(math.inf if timeout is None else timeout):
-                await self._subscription.wait_terminated()
-            return self._subscription.reason
-
-        return self._portal.run(wait)
+        return _wait_terminated(self._portal, self._subscription, timeout)
 
     def __repr__(self) -> str:
         return f"<BlockingSubscription {self.event} {self.uri} {self.state}>"
@@ -183,12 +190,7 @@ class BlockingServerSubscription:
         )
 
     def wait_terminated(self, timeout: float | None = None) -> str | None:
-        async def wait() -> str | None:
-            with trio.move_on_after(math.inf if timeout is None else timeout):
-                await self._subscription.wait_terminated()
-            return self._subscription.reason
-
-        return self._portal.run(wait)
+        return _wait_terminated(self._portal, self._subscription, timeout)
 
     def __repr__(self) -> str:
         return f"<BlockingServerSubscription {self.event} for {self.subscriber} {self.state}>"

@@ -46,6 +46,7 @@ from ._core.sdp import SDPBody
 from ._core.session_timer import MIN_SE, OPTION_TAG, request_headers
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError
+from ._in_dialog import receive_in_dialog
 from ._media_stream import MediaClock, MediaStream, bind_rtp_pair
 from ._notifier import Notifiers
 from ._subscription import Subscribers
@@ -567,10 +568,7 @@ class UserAgentServer:
         if dialog is None:
             incoming.respond(481)
             return
-        try:
-            dialog.receive_request(request)
-        except (ProtocolError, ParseError) as exc:
-            incoming.respond(500, str(exc)[:60])
+        if not receive_in_dialog(dialog, incoming):
             return
         call = self.engine.calls.get(dialog.id)
         method = request.method
@@ -654,10 +652,7 @@ class UserAgentServer:
         request = incoming.request
         call: Call | None
         if dialog is not None:
-            try:
-                dialog.receive_request(request)
-            except (ProtocolError, ParseError) as exc:
-                incoming.respond(500, str(exc)[:60])
+            if not receive_in_dialog(dialog, incoming):
                 return
             call = self.engine.calls.get(dialog.id)
         else:

@@ -27,11 +27,7 @@ class EventHeader:
 
     @classmethod
     def parse(cls, text: str) -> EventHeader:
-        name, semi, rest = text.strip(" \t").partition(";")
-        name = name.strip(" \t")
-        if not name or not is_token(name):
-            raise ParseError(f"bad Event header {text[:80]!r}")
-        params = parse_params(semi + rest, "Event") if semi else {}
+        name, params = _token_and_params(text, "Event")
         event_id = params.pop("id", None)
         return cls(name.lower(), event_id, params)
 
@@ -62,11 +58,7 @@ class SubscriptionState:
 
     @classmethod
     def parse(cls, text: str) -> SubscriptionState:
-        value, semi, rest = text.strip(" \t").partition(";")
-        value = value.strip(" \t")
-        if not value or not is_token(value):
-            raise ParseError(f"bad Subscription-State header {text[:80]!r}")
-        params = parse_params(semi + rest, "Subscription-State") if semi else {}
+        value, params = _token_and_params(text, "Subscription-State")
         expires = _seconds(params.pop("expires", None), "expires")
         retry_after = _seconds(params.pop("retry-after", None), "retry-after")
         reason = params.pop("reason", None)
@@ -84,6 +76,15 @@ class SubscriptionState:
             params["retry-after"] = str(self.retry_after)
         params.update(self.params)
         return f"{self.state}{render_params(params)}"
+
+
+def _token_and_params(text: str, header: str) -> tuple[str, dict[str, str | None]]:
+    """``token *(;param)``: the token and its parameters; ParseError if it is no token."""
+    value, semi, rest = text.strip(" \t").partition(";")
+    value = value.strip(" \t")
+    if not value or not is_token(value):
+        raise ParseError(f"bad {header} header {text[:80]!r}")
+    return value, parse_params(semi + rest, header) if semi else {}
 
 
 def _seconds(value: str | None, name: str) -> int | None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from .._core.message import Request, Response
+from .._core.transaction import Event, Send, Transaction, TransactionLayer
 from .._core.uri import URI
 
 Address = tuple[str, int]
@@ -38,6 +40,39 @@ class Outgoing:
     message: Request | Response
     transport: str
     address: Address
+
+
+def destination(transaction: Transaction) -> tuple[str, Address]:
+    """The ``(transport, address)`` a server transaction was given as its destination."""
+    transport, address = cast("tuple[str, Address]", transaction.destination)
+    return transport, address
+
+
+class TransactionUser:
+    """Base of the server's sans-I/O UAs (:mod:`.echo`, :mod:`.notifier`): runs the events
+    of its transaction layer, queues each Send as :class:`Outgoing` and hands every other
+    event to ``_dispatch``; ``_drain()`` returns what is queued."""
+
+    def __init__(self, layer: TransactionLayer) -> None:
+        self._layer = layer
+        self._out: list[Outgoing] = []
+
+    def _dispatch(self, event: Event, now: float) -> None:
+        raise NotImplementedError
+
+    def _pump(self, now: float) -> None:
+        # Answering a RequestReceived queues more events (the Send of the response): loop.
+        while events := self._layer.pop_events():
+            for event in events:
+                if isinstance(event, Send):
+                    transport, address = destination(event.transaction)
+                    self._out.append(Outgoing(event.message, transport, address))
+                else:
+                    self._dispatch(event, now)
+
+    def _drain(self) -> list[Outgoing]:
+        out, self._out = self._out, []
+        return out
 
 
 def is_ip(host: str) -> bool:

@@ -50,14 +50,20 @@ from .._core.transaction import (
     InviteServerTransaction,
     RequestReceived,
     RequestRefused,
-    Send,
     ServerTransaction,
-    Transaction,
     TransactionLayer,
     make_response,
 )
 from .._errors import ParseError
-from .common import ALLOW, SERVER_AGENT, Address, Outgoing, ServerIdentity
+from .common import (
+    ALLOW,
+    SERVER_AGENT,
+    Address,
+    Outgoing,
+    ServerIdentity,
+    TransactionUser,
+    destination,
+)
 
 log = logging.getLogger("sipx.serve")
 
@@ -111,7 +117,7 @@ class EchoCall:
         return (self.call_id, self.local_tag, self.remote_tag)
 
 
-class EchoUA:
+class EchoUA(TransactionUser):
     """The answering UA; ``handle()`` takes requests, ``handle_timers()`` the clock."""
 
     def __init__(
@@ -134,14 +140,15 @@ class EchoUA:
         self.timers = timers
         self.answer_delay = answer_delay
         self._ids = ids
-        self._layer = TransactionLayer(
-            timers, max_server_transactions=max_server_transactions, retry_after=retry_after
+        super().__init__(
+            TransactionLayer(
+                timers, max_server_transactions=max_server_transactions, retry_after=retry_after
+            )
         )
         self._calls: dict[CallKey, EchoCall] = {}
         self._wakeups: list[tuple[float, int, EchoCall]] = []  # delayed answers
         self._retransmitter = TwoXXRetransmitter(timers)  # our 2xx, keyed by call.key
         self._sequence = itertools.count()
-        self._out: list[Outgoing] = []
 
     @property
     def calls(self) -> list[EchoCall]:
@@ -186,17 +193,8 @@ class EchoUA:
         return self._drain()
 
     # -- the transaction user ----------------------------------------------------------------
-    def _pump(self, now: float) -> None:
-        # Answering a RequestReceived queues more events (the Send of the response): loop.
-        while events := self._layer.pop_events():
-            for event in events:
-                self._dispatch(event, now)
-
     def _dispatch(self, event: Event, now: float) -> None:
-        if isinstance(event, Send):
-            transport, address = _destination(event.transaction)
-            self._out.append(Outgoing(event.message, transport, address))
-        elif isinstance(event, RequestReceived):
+        if isinstance(event, RequestReceived):
             try:
                 self._on_request(event.transaction, event.request, now)
             except ParseError as exc:
@@ -207,10 +205,6 @@ class EchoUA:
         elif isinstance(event, RequestRefused):
             transport, address = cast("tuple[str, Address]", event.destination)
             self._out.append(Outgoing(event.response, transport, address))
-
-    def _drain(self) -> list[Outgoing]:
-        out, self._out = self._out, []
-        return out
 
     def _reply(
         self, transaction: ServerTransaction, request: Request, code: int, now: float, **kw: Any
@@ -251,7 +245,7 @@ class EchoUA:
     def _on_invite(
         self, transaction: InviteServerTransaction, request: Request, now: float
     ) -> None:
-        transport, address = _destination(transaction)
+        transport, address = destination(transaction)
         if request.to.tag is not None:
             call = self._find(request)
             if call is None:
@@ -429,9 +423,3 @@ class EchoUA:
         if call.media_port is not None and self.media is not None:
             call.media_port = None
             self.media.close(call.key)
-
-
-def _destination(transaction: Transaction) -> tuple[str, Address]:
-    """The ``(transport, address)`` this UA gave the server transaction as its destination."""
-    transport, address = cast("tuple[str, Address]", transaction.destination)
-    return transport, address

@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
 
 from .._core.dialog import Dialog
 from .._core.ids import IdSource
@@ -43,9 +42,7 @@ from .._core.transaction import (
     Event,
     RequestReceived,
     ResponseReceived,
-    Send,
     ServerTransaction,
-    Transaction,
     TransactionLayer,
     TransactionTimeout,
     TransportFailed,
@@ -53,7 +50,7 @@ from .._core.transaction import (
 )
 from .._core.uri import URI
 from .._errors import ParseError, ProtocolError
-from .common import SERVER_AGENT, Address, Outgoing, ServerIdentity
+from .common import SERVER_AGENT, Address, Outgoing, ServerIdentity, TransactionUser, destination
 from .registrar import Registrar
 
 log = logging.getLogger("sipx.serve")
@@ -91,7 +88,7 @@ class Watch:
         return self.core.event.package
 
 
-class EventNotifier:
+class EventNotifier(TransactionUser):
     """The server's notifier; ``handle()`` takes SUBSCRIBEs, ``handle_response()`` the
     NOTIFYs' responses, ``handle_timers()`` the clock (see the module docstring)."""
 
@@ -116,10 +113,9 @@ class EventNotifier:
         self.max_expires = max_expires
         self.max_subscriptions = max_subscriptions
         self._ids = ids
-        self._layer = TransactionLayer(timers)
+        super().__init__(TransactionLayer(timers))
         self._watches: dict[Key, Watch] = {}
         self._sending: dict[ClientTransaction, Watch] = {}
-        self._out: list[Outgoing] = []
         self._now = 0.0
 
     @property
@@ -218,16 +214,8 @@ class EventNotifier:
         return self._drain()
 
     # -- the transaction user --------------------------------------------------------------------
-    def _pump(self, now: float) -> None:
-        while events := self._layer.pop_events():
-            for event in events:
-                self._dispatch(event, now)
-
     def _dispatch(self, event: Event, now: float) -> None:
-        if isinstance(event, Send):
-            transport, address = _destination(event.transaction)
-            self._out.append(Outgoing(event.message, transport, address))
-        elif isinstance(event, RequestReceived):
+        if isinstance(event, RequestReceived):
             try:
                 self._on_request(event.transaction, event.request, now)
             except ParseError as exc:
@@ -248,10 +236,6 @@ class EventNotifier:
                 watch.sending = None
                 watch.core.terminate(None)
                 self._forget(watch)
-
-    def _drain(self) -> list[Outgoing]:
-        out, self._out = self._out, []
-        return out
 
     def _reply(
         self,
@@ -291,7 +275,7 @@ class EventNotifier:
         granted = grant_expires(request.expires, default=3600, maximum=self.max_expires)
         user = request.uri.user or ""
         tag = self._ids.tag()
-        transport, source = _destination(transaction)
+        transport, source = destination(transaction)
         contact = f"<{self.identity.uri(transport, user)}>"
         self._reply(
             transaction,
@@ -401,11 +385,6 @@ class EventNotifier:
         if watch.sending is not None:
             self._sending.pop(watch.sending, None)
             watch.sending = None
-
-
-def _destination(transaction: Transaction) -> tuple[str, Address]:
-    transport, address = cast("tuple[str, Address]", transaction.destination)
-    return transport, address
 
 
 def parse_mwi_counts(text: str) -> MessageCounts:
