@@ -57,7 +57,7 @@ from ._limits import DEFAULT_LIMITS, Limits, LimitStats
 from ._log_limit import LogLimiter
 from ._trio.groups import single_exception
 from ._trio.ports import start_on_one_port
-from ._trio.transport import Address, MessageHandler, Transport
+from ._trio.transport import Address, MessageHandler, Transport, serve_in_scope
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -173,7 +173,9 @@ class Engine:
         one taken)."""
         assert self._nursery is not None
         scope = trio.CancelScope()
-        address = await self._nursery.start(self._service, _serve_in, scope, transport, host, port)
+        address = await self._nursery.start(
+            self._service, serve_in_scope, scope, transport, host, port
+        )
         return address, scope
 
     async def close(self) -> None:
@@ -561,18 +563,6 @@ class Engine:
                 self._send_over(transport, action.response.to_bytes(), destination)
             except (TransportError, OSError) as exc:
                 log.info("resending a 2xx failed: %s", exc)
-
-
-async def _serve_in(
-    scope: trio.CancelScope,
-    transport: Transport,
-    host: str,
-    port: int,
-    *,
-    task_status: TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    with scope:
-        await transport.serve(host, port, task_status=task_status)
 
 
 def _closed_error(request: Request) -> ClientClosedError:

@@ -40,7 +40,7 @@ from .._trio.lifetime import Lifetime, task_nursery
 from .._trio.ports import start_on_one_port
 from .._trio.tcp import TCPTransport
 from .._trio.tls import TLSCert, TLSTransport, client_context, server_context
-from .._trio.transport import Address, Transport, routable_host
+from .._trio.transport import Address, Transport, routable_host, serve_in_scope
 from .._trio.udp import UDPTransport
 from .._trio.ws import WSTransport
 from .auth import DEFAULT_USERS, DigestAuthenticator
@@ -320,7 +320,7 @@ class DevServer(Lifetime):
             transport: Transport, host: str, port: int
         ) -> tuple[Address, trio.CancelScope]:
             scope = trio.CancelScope()
-            return await nursery.start(_run_in_scope, scope, transport, host, port), scope
+            return await nursery.start(serve_in_scope, scope, transport, host, port), scope
 
         transports, address = await start_on_one_port(
             lambda: [self._make_transport(name) for name in self.transports],
@@ -624,18 +624,6 @@ async def _echo_rtp(sock: socket.socket) -> None:
                 log.debug("RTP echo to %s:%s failed: %s", source[0], source[1], exc)
         else:
             await trio.lowlevel.checkpoint()
-
-
-async def _run_in_scope(
-    scope: trio.CancelScope,
-    transport: Transport,
-    host: str,
-    port: int,
-    *,
-    task_status: TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    with scope:
-        await transport.serve(host, port, task_status=task_status)
 
 
 def _counts(user: str, value: tuple[int, int] | MessageCounts) -> MessageCounts:

@@ -6,6 +6,8 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+import trio
+
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
@@ -73,3 +75,17 @@ def routable_host(bound_host: str, destination_ip: str) -> str:
         probe.close()
     _ROUTE_CACHE[key] = host
     return host
+
+
+async def serve_in_scope(
+    scope: trio.CancelScope,
+    transport: Transport,
+    host: str,
+    port: int,
+    *,
+    task_status: TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``transport.serve(host, port)`` inside ``scope``, so that one listener can be stopped
+    alone (``nursery.start`` reports the bound address)."""
+    with scope:
+        await transport.serve(host, port, task_status=task_status)
