@@ -10,7 +10,8 @@ round robin, record-routes it, and probes every worker with OPTIONS once a secon
 * a worker stopped with SIGTERM is taken out by the probes (``dispatcher.list`` says
   ``IP``); an idle socket bound to its port then receives probes but no INVITE while the
   next calls all succeed on the other workers; restarted, it is probed back in and gets
-  calls again;
+  calls again; a worker drained by hand (``kamcmd dispatcher.set_state d 1 URI``) gets no
+  new call and is not probed back in;
 * a worker that answers the probes but never the INVITE (a hung process) costs one call
   ``FR_TIMER``: the failure route marks it down and the INVITE goes to the next worker.
 
@@ -320,12 +321,21 @@ async def test_calls_spread_and_a_stopped_worker_is_taken_out(
         await trio.to_thread.run_sync(restarted.wait_for, r"^w1b: call 1 ended \(remote\)$")
         assert restarted.answered() == {c.call_id for c, p in third if p == restarted.port}
 
-    # every worker ends cleanly and counts what the caller saw it answer
-    everything = Counter(port for _, port in first + second + third)
+        # 4. drained by hand (state "d"): no new calls, and the probes leave it out
+        drained = workers[2]
+        await trio.to_thread.run_sync(kamailio.rpc, "dispatcher.set_state", "d", "1", drained.uri)
+        await trio.sleep(1.5)  # more than a probe interval: a probe would bring it back
+        assert (await trio.to_thread.run_sync(kamailio.dispatcher_flags))[drained.uri][0] == "D"
+        fourth = [await caller.call() for _ in range(4)]
+        assert {port for _, port in fourth} == {workers[0].port, restarted.port}
+
+    # every worker ends cleanly and counts what the caller saw it answer (w1, stopped
+    # above, answered the first 2 on the port that w1b took over)
+    everything = Counter(port for _, port in first + second + third + fourth)
     for worker, answered in (
         (workers[0], everything[workers[0].port]),
         (workers[2], everything[workers[2].port]),
-        (restarted, 1),
+        (restarted, Counter(port for _, port in third + fourth)[restarted.port]),
     ):
         assert worker.stop() == 0, worker.report()
         assert worker.lines[-1] == f"{worker.name}: {answered} call(s) answered", worker.report()

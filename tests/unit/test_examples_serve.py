@@ -689,19 +689,23 @@ def _dispatcher_worker(server: Server, transport: str) -> None:
         *("--local-host", "127.0.0.1", "--local-port", "0", "--name", "w"),
         *("--no-media", "--hangup-after", "0.3"),
     )
-    worker.wait_for(r"^w: listening on 127\.0\.0\.1:\d+$")
-    [port] = [m[1] for line in worker.seen if (m := re.match(r"w: listening on .*:(\d+)$", line))]
-    target = f"sip:127.0.0.1:{port}"
-    with Client(local_host="127.0.0.1", local_port=0) as caller:
-        assert caller.options(target, timeout=5).status_code == 200
-        call = caller.call(f"sip:anyone@127.0.0.1:{port}", timeout=10)
-        assert call.established, call.final_response
-        assert call.remote_sdp is not None
-        [media] = call.remote_sdp.media
-        assert (media.port, call.remote_sdp.media_direction(media)) == (9, "inactive")
-        assert call.wait_ended(10) == "remote"  # the worker's BYE
-    worker.wait_for(r"^w: call 1 ended \(local\)$")
-    worker.proc.send_signal(signal.SIGTERM)
+    try:
+        worker.wait_for(r"^w: listening on 127\.0\.0\.1:\d+$")
+        [port] = [
+            m[1] for line in worker.seen if (m := re.match(r"w: listening on .*:(\d+)$", line))
+        ]
+        target = f"sip:127.0.0.1:{port}"
+        with Client(local_host="127.0.0.1", local_port=0) as caller:
+            assert caller.options(target, timeout=5).status_code == 200
+            call = caller.call(f"sip:anyone@127.0.0.1:{port}", timeout=10)
+            assert call.established, call.final_response
+            assert call.remote_sdp is not None
+            [media] = call.remote_sdp.media
+            assert (media.port, call.remote_sdp.media_direction(media)) == (9, "inactive")
+            assert call.wait_ended(10) == "remote"  # the worker's BYE
+        worker.wait_for(r"^w: call 1 ended \(local\)$")
+    finally:
+        worker.proc.send_signal(signal.SIGTERM)
     run = ok(worker.finish(timeout=10))
     assert run.has(rf"w: call 1 from sip:.* answered \({re.escape(call.call_id)}\)"), str(run)
     assert run.lines[-1] == "w: 1 call(s) answered", str(run)
