@@ -1,7 +1,7 @@
 """A worker behind a SIP load balancer: answer every call that reaches this process.
 
 One Python process runs on one core. To serve more calls, run several of these, each on
-its own port (one or two per core, on as many machines as needed), and put a load balancer
+its own port (one per core, on as many machines as needed), and put a load balancer
 in front that spreads the calls over them: Kamailio's ``dispatcher`` module (see
 docs/SCALING.md and tests/integration/peers/kamailio-dispatcher.cfg). The balancer probes
 each worker with OPTIONS, which sipx answers with 200 on its own, and stops sending calls
@@ -16,7 +16,7 @@ knows the workers' addresses from its list file.
     kamailio -f tests/integration/peers/kamailio-dispatcher.cfg -DD -E -Y /tmp/ds -w /tmp/ds \\
         -A SIP_PORT=5070 -A 'DS_LIST="/tmp/ds/dispatcher.list"'
     # calls to any user at the balancer are answered by the workers in turn
-    sipp -sn uac -s 100 -r 10 -m 100 127.0.0.1:5070
+    sipp -sf tests/integration/peers/sipp/uac_call_rr.xml -s 100 -r 10 -m 100 127.0.0.1:5070
 
 Each call is answered at once with 200 OK and held until the caller hangs up
 (``--hangup-after S``: the worker sends BYE after S seconds); both go through the balancer,
@@ -114,7 +114,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--local-host", default="0.0.0.0", help="address to bind (0.0.0.0)")
     parser.add_argument("--local-port", type=int, default=5080, help="port to bind (5080)")
     parser.add_argument(
-        "--transport", type=str.upper, choices=("UDP", "TCP"), default="UDP", help="(UDP)"
+        "--transport",
+        type=str.upper,
+        choices=("UDP", "TCP"),
+        default="UDP",
+        help="for the requests it sends (UDP); it listens on UDP and TCP",
     )
     parser.add_argument("--name", default=None, help="label in the output (worker-PORT)")
     parser.add_argument(

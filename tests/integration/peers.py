@@ -17,6 +17,13 @@ Overview::
 Users provisioned in Kamailio: 1111/1111xxx, 2222/2222xxx, 3333/3333xxx
 (see ``USERS``).  Extension 100 is relayed to ``echo_uri``.
 
+Kamailio as a load balancer (peers/kamailio-dispatcher.cfg: the dispatcher module,
+round robin, record-routing, OPTIONS probes; no auth, no registrar)::
+
+    with Kamailio.start_dispatcher(["sip:127.0.0.1:5081", "sip:127.0.0.1:5082"]) as k:
+        k.dispatcher_flags()    # {"sip:127.0.0.1:5081": "AP", ...} (kamcmd dispatcher.list)
+        k.rpc("dispatcher.set_state", "d", "1", "sip:127.0.0.1:5081")
+
 DNS (RFC 3263 lookups against a real server; dnsmasq, no upstream, 127.0.0.1 only)::
 
     with Dnsmasq.start(srv=[("_sip._udp.example.test", "pbx.example.test", 5070, 10, 60)],
