@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import re
 import shutil
@@ -63,6 +64,17 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def _runqueue_wait_seconds(pid: int) -> float:
+    """Seconds the threads of ``pid`` spent runnable but waiting for a CPU (schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(task.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def _group_cpu_seconds(pgid: int) -> float:
     """CPU seconds of every live process in process group ``pgid`` (Kamailio's children)."""
     total = 0.0
@@ -92,18 +104,42 @@ def _machine() -> str:
 # -- the processes ---------------------------------------------------------------------------
 
 
+#: runs the worker example unchanged, with its garbage collections timed (and, with
+#: argv[1] == "off", disabled); prints one JSON line of GC figures when the worker exits
+_LAUNCHER = """
+import atexit, gc, json, runpy, sys, time
+pauses, started = [], [0.0]
+def timed(phase, info):
+    if phase == "start":
+        started[0] = time.perf_counter()
+    else:
+        pauses.append((info["generation"], time.perf_counter() - started[0]))
+gc.callbacks.append(timed)
+if sys.argv[1] == "off":
+    gc.disable()
+def report():
+    full = [p for g, p in pauses if g == 2]
+    print(json.dumps({"gc_s": sum(p for _, p in pauses), "gen2": len(full),
+                      "gen2_max_s": max(full, default=0.0)}), flush=True)
+atexit.register(report)
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 class Worker:
     """One ``dispatcher_worker.py`` (quiet: it prints its address, then its count at exit)."""
 
-    def __init__(self, media: bool) -> None:
+    def __init__(self, media: bool, gc_mode: str = "on") -> None:
         self.port = free_port()
         self.name = f"w{self.port}"
         args = ["--local-host", HOST, "--local-port", str(self.port), "--name", self.name]
         args += ["--quiet"] + ([] if media else ["--no-media"])
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, text=True, env=env
-        )
+        command = [sys.executable, "-c", _LAUNCHER, gc_mode, str(WORKER), *args]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+        #: the worker's garbage-collector figures, read at stop()
+        self.gc: dict[str, float] = {}
 
     @property
     def uri(self) -> str:
@@ -123,6 +159,9 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, _ = self.proc.communicate()
+        for line in (out or "").splitlines():
+            if line.startswith("{"):
+                self.gc = json.loads(line)
         found = re.search(r": (\d+) call\(s\) answered", out or "")
         return int(found[1]) if found else -1
 
@@ -193,7 +232,7 @@ def _sipp(target: str, rate: int, seconds: float, workdir: Path) -> dict[str, fl
 
 def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> dict[str, object]:
     """Fresh workers (and Kamailio), one SIPp run at ``rate``; the figures of the step."""
-    workers = [Worker(args.media) for _ in range(workers_n)]
+    workers = [Worker(args.media, args.gc) for _ in range(workers_n)]
     kamailio: Kamailio | None = None
     try:
         for worker in workers:
@@ -209,12 +248,17 @@ def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> di
                 target = kamailio.hostport
             time.sleep(1.2)  # one probe cycle: every worker seen alive
             cpu0 = [_cpu_seconds(w.proc.pid) for w in workers]
+            wait0 = [_runqueue_wait_seconds(w.proc.pid) for w in workers]
             k0 = _group_cpu_seconds(kamailio.proc.pid) if kamailio else 0.0
             t0 = time.perf_counter()
             result = _sipp(target, rate, args.seconds, workdir)
             elapsed = time.perf_counter() - t0
             worker_cpu = [
                 (_cpu_seconds(w.proc.pid) - c) / elapsed * 100 for w, c in zip(workers, cpu0)
+            ]
+            worker_wait = [
+                (_runqueue_wait_seconds(w.proc.pid) - c) / elapsed * 100
+                for w, c in zip(workers, wait0)
             ]
             k_cpu = (_group_cpu_seconds(kamailio.proc.pid) - k0) / elapsed * 100 if kamailio else 0
             if kamailio is not None:
@@ -224,6 +268,7 @@ def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> di
         if kamailio is not None:
             kamailio.stop()
         answered = [w.stop() for w in workers]
+    gen2_max = max((w.gc.get("gen2_max_s", 0.0) for w in workers), default=0.0)
     clean = (
         result["failed"] == 0
         and result["retrans"] == 0
@@ -235,6 +280,8 @@ def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> di
     return {
         **result,
         "worker_cpu": worker_cpu,
+        "worker_wait": worker_wait,
+        "gen2_max_ms": gen2_max * 1000,
         "kamailio_cpu": k_cpu,
         # CPU milliseconds per call: what one call costs each side, however busy the machine
         "worker_ms": sum(worker_cpu) / 100 * elapsed / ok * 1000,
@@ -250,22 +297,30 @@ def sweep(config: str, workers_n: int, args: argparse.Namespace) -> tuple[int, f
         if config == "direct"
         else (f"SIPp -> Kamailio -> {workers_n} worker(s)")
     )
-    print(f"\n{label}, {args.seconds:g} s per rate{', with media' if args.media else ''}")
+    print(
+        f"\n{label}, {args.seconds:g} s per rate"
+        + (", with media" if args.media else "")
+        + (", gc disabled in the workers" if args.gc == "off" else "")
+    )
     print(
         f"{'target/s':>8} {'achieved/s':>10} {'failed':>6} {'retrans':>7} {'200 mean':>8} "
-        f"{'p99':>6} {'workers CPU':>16} {'Kamailio':>8} {'SIPp':>5} {'ms/call w+K':>11}  "
+        f"{'p99':>6} {'workers CPU':>16} {'(waiting)':>11} {'Kamailio':>8} {'SIPp':>5} "
+        f"{'ms/call w+K':>11} {'gen2 max':>8}  "
         "answered per worker"
     )
     best = None
     for rate in args.rates:
         r = step(config, workers_n, rate, args)
         cpu = " ".join(f"{c:3.0f}%" for c in r["worker_cpu"])  # type: ignore[attr-defined]
+        waits = " ".join(f"{c:3.0f}%" for c in r["worker_wait"])  # type: ignore[attr-defined]
         kam = f"{r['kamailio_cpu']:.0f}%" if config != "direct" else "-"
         per_call = f"{r['worker_ms']:.2f}+{r['kamailio_ms']:.2f}"
         print(
             f"{rate:>8} {r['rate']:>10,.0f} {r['failed']:>6} {r['retrans']:>7} "
-            f"{r['rt_ms']:>6.0f}ms {r['p99'] + 'ms':>6} {cpu:>16} {kam:>8} {r['cpu']:>4.0f}% "
-            f"{per_call:>11}  {r['answered']}  {'clean' if r['clean'] else 'NOT clean'}",
+            f"{r['rt_ms']:>6.0f}ms {r['p99'] + 'ms':>6} {cpu:>16} {waits:>11} {kam:>8} "
+            f"{r['cpu']:>4.0f}% "
+            f"{per_call:>11} {r['gen2_max_ms']:>6.0f}ms  {r['answered']}  "
+            f"{'clean' if r['clean'] else 'NOT clean'}",
             flush=True,
         )
         if not r["clean"]:
@@ -292,6 +347,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="run every sweep R times")
     parser.add_argument("--direct", action="store_true", help="also SIPp straight to 1 worker")
     parser.add_argument("--media", action="store_true", help="workers carry the calls' RTP")
+    parser.add_argument(
+        "--gc",
+        choices=["on", "off"],
+        default="on",
+        help="off: gc.disable() in the workers (a diagnosis, not a setting to deploy)",
+    )
     args = parser.parse_args()
     for binary in ("sipp", "kamailio"):
         if shutil.which(binary) is None and not Path("/usr/sbin", binary).exists():
