@@ -12,6 +12,7 @@ knows the workers' addresses from its list file.
     python examples/dispatcher_worker.py --local-host 127.0.0.1 --local-port 5081 &
     python examples/dispatcher_worker.py --local-host 127.0.0.1 --local-port 5082 &
     # Kamailio on 5070, dispatching to them
+    mkdir -p /tmp/ds
     printf '1 sip:127.0.0.1:5081\\n1 sip:127.0.0.1:5082\\n' > /tmp/ds/dispatcher.list
     kamailio -f tests/integration/peers/kamailio-dispatcher.cfg -DD -E -Y /tmp/ds -w /tmp/ds \\
         -A SIP_PORT=5070 -A 'DS_LIST="/tmp/ds/dispatcher.list"'
@@ -32,11 +33,12 @@ import argparse
 import itertools
 import signal
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from sipx import AsyncClient, Call, SDPBody
+from sipx import AsyncClient, Call, SDPBody, SIPError
 
 
 def no_media_sdp(call: Call, host: str) -> SDPBody:
@@ -54,26 +56,40 @@ def no_media_sdp(call: Call, host: str) -> SDPBody:
     return SDPBody.create_offer("-", "worker", host, host, [spec])
 
 
-async def serve_call(call: Call, number: int, args: argparse.Namespace) -> bool:
-    """Answer one call and hold it until it ends; True when it was answered."""
+@dataclass
+class Tally:
+    """What this worker did: counted when it happens, so a count is right at any moment."""
+
+    answered: int = 0
+
+
+async def serve_call(call: Call, number: int, args: argparse.Namespace, tally: Tally) -> None:
+    """Answer one call and hold it until it ends."""
     say = (lambda text: None) if args.quiet else print
     if call.ended:  # cancelled before this task ran
-        return False
+        return
     host = call.client.local_address.host
-    call.answer(body=no_media_sdp(call, host) if args.no_media else None)
+    try:
+        call.answer(body=no_media_sdp(call, host) if args.no_media else None)
+    except SIPError as exc:  # e.g. no free RTP port: sipx refused the call with 503
+        print(f"{args.name}: call {number} not answered: {exc}")
+        return
+    tally.answered += 1
     say(f"{args.name}: call {number} from {call.remote_uri} answered ({call.call_id})")
     if args.hangup_after:
         with trio.move_on_after(args.hangup_after):
             await call.wait_ended()
         if not call.ended:
-            await call.bye()
+            try:
+                await call.bye()
+            except SIPError as exc:  # no answer to our BYE: the call is over for us anyway
+                print(f"{args.name}: call {number}: BYE failed: {exc}")
     ended_by = await call.wait_ended()
     say(f"{args.name}: call {number} ended ({ended_by})")
-    return True
 
 
 async def main(args: argparse.Namespace) -> None:
-    answered = 0
+    tally = Tally()
     async with (
         AsyncClient(
             local_host=args.local_host,
@@ -83,11 +99,6 @@ async def main(args: argparse.Namespace) -> None:
         ) as client,
         trio.open_nursery() as nursery,
     ):
-
-        async def handle(call: Call, number: int) -> None:
-            nonlocal answered
-            if await serve_call(call, number, args):
-                answered += 1
 
         async def stop_on_signal(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -100,8 +111,8 @@ async def main(args: argparse.Namespace) -> None:
         print(f"{args.name}: listening on {address.host}:{address.port}", flush=True)
         numbers = itertools.count(1)
         async for call in client.calls():
-            nursery.start_soon(handle, call, next(numbers))
-    print(f"{args.name}: {answered} call(s) answered", flush=True)
+            nursery.start_soon(serve_call, call, next(numbers), args, tally)
+    print(f"{args.name}: {tally.answered} call(s) answered", flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
