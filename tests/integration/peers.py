@@ -17,6 +17,13 @@ Overview::
 Users provisioned in Kamailio: 1111/1111xxx, 2222/2222xxx, 3333/3333xxx
 (see ``USERS``).  Extension 100 is relayed to ``echo_uri``.
 
+Kamailio as a load balancer (peers/kamailio-dispatcher.cfg: the dispatcher module,
+round robin, record-routing, OPTIONS probes; no auth, no registrar)::
+
+    with Kamailio.start_dispatcher(["sip:127.0.0.1:5081", "sip:127.0.0.1:5082"]) as k:
+        k.dispatcher_flags()    # {"sip:127.0.0.1:5081": "AP", ...} (kamcmd dispatcher.list)
+        k.rpc("dispatcher.set_state", "d", "1", "sip:127.0.0.1:5081")
+
 DNS (RFC 3263 lookups against a real server; dnsmasq, no upstream, 127.0.0.1 only)::
 
     with Dnsmasq.start(srv=[("_sip._udp.example.test", "pbx.example.test", 5070, 10, 60)],
@@ -79,6 +86,8 @@ if TYPE_CHECKING:  # test dependencies, never imported at runtime here
 HOST = "127.0.0.1"
 PEERS_DIR = Path(__file__).resolve().with_name("peers")
 KAMAILIO_CFG = PEERS_DIR / "kamailio.cfg"
+#: Kamailio as a load balancer (dispatcher module) in front of several UAs
+KAMAILIO_DISPATCHER_CFG = PEERS_DIR / "kamailio-dispatcher.cfg"
 SIPP_DIR = PEERS_DIR / "sipp"
 BARESIP_DIR = PEERS_DIR / "baresip"
 
@@ -803,11 +812,16 @@ class Kamailio(_GroupProcess):
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
         tls_port: int | None = None,
+        config: str | os.PathLike[str] | None = None,
+        shm_mb: int = 64,
     ) -> Kamailio:
         """Launch Kamailio and wait until OPTIONS gets 200 over UDP and TCP (and TLS).
 
         ``extra_defines`` are passed as ``-A <define>`` each (e.g. "QUIET",
-        "AUTH_QOP_FLAGS=0", 'AUTH_REALM="test.realm"').
+        "AUTH_QOP_FLAGS=0", 'AUTH_REALM="test.realm"').  ``config``: another Kamailio
+        config than peers/kamailio.cfg (it must take ``SIP_PORT`` and answer OPTIONS
+        without a user part with 200; see :meth:`start_dispatcher`).  ``shm_mb``: its shared
+        memory (``-m``), where the transactions live (64 MB: a few hundred calls/s).
 
         TLS: with ``tls_cert`` (PEM chain, leaf first) and ``tls_key`` (PEM private key)
         Kamailio also listens for TLS on 127.0.0.1:``tls_port`` (default: a free TCP
@@ -849,7 +863,7 @@ class Kamailio(_GroupProcess):
         args = [
             binary,
             "-f",
-            str(KAMAILIO_CFG),
+            str(Path(config).resolve() if config is not None else KAMAILIO_CFG),
             "-DD",
             "-E",
             "-Y",
@@ -859,7 +873,7 @@ class Kamailio(_GroupProcess):
             "-w",
             str(rd),
             "-m",
-            "64",
+            str(int(shm_mb)),
             "-M",
             "8",
         ]
@@ -897,6 +911,75 @@ class Kamailio(_GroupProcess):
                 f"command: {' '.join(args)}\n--- log tail ---\n{_tail(self.log_path)}"
             ) from None
         return self
+
+    @classmethod
+    def start_dispatcher(
+        cls,
+        workers: Iterable[str],
+        *,
+        port: int | None = None,
+        ping_interval: int = 1,
+        fr_timer: int = 1000,
+        algorithm: int = 4,
+        quiet: bool = False,
+        shm_mb: int = 64,
+        extra_defines: Iterable[str] = (),
+        run_dir: str | os.PathLike[str] | None = None,
+        ready_timeout: float = 10.0,
+    ) -> Kamailio:
+        """Kamailio as a load balancer (peers/kamailio-dispatcher.cfg) in front of ``workers``.
+
+        ``workers``: SIP URIs (``sip:127.0.0.1:5081``), written as set 1 of the dispatcher's
+        list file in ``run_dir``.  Initial requests to a user are sent to them by
+        ``algorithm`` (4: round robin, 0: hash of the Call-ID, ...), INVITEs record-routed;
+        every worker gets an OPTIONS probe every ``ping_interval`` s and is taken out after
+        one probe without a 200 (a probe, or a branch without any reply, fails after
+        ``fr_timer`` ms).  The ctl module listens on ``run_dir/ctl``: see :meth:`rpc`.
+        """
+        uris = list(workers)
+        if not uris:
+            raise ValueError("a dispatcher needs at least one worker")
+        rd = _mkdir(run_dir, "sipx-dispatcher-")
+        ds_list = rd / "dispatcher.list"
+        ds_list.write_text("".join(f"1 {uri}\n" for uri in uris))
+        defines = [
+            f'DS_LIST="{ds_list}"',
+            f'CTL_SOCKET="unix:{rd / "ctl"}"',
+            f"DS_PING_INTERVAL={int(ping_interval)}",
+            f"DS_ALG={int(algorithm)}",
+        ]
+        if quiet:
+            defines.append("QUIET")
+        return cls.start(
+            port,
+            fr_timer=fr_timer,
+            extra_defines=[*defines, *extra_defines],
+            run_dir=rd,
+            ready_timeout=ready_timeout,
+            config=KAMAILIO_DISPATCHER_CFG,
+            shm_mb=shm_mb,
+        )
+
+    def rpc(self, *command: str, timeout: float = 5.0) -> str:
+        """Run ``kamcmd`` against this Kamailio's ctl socket (a dispatcher started by
+        :meth:`start_dispatcher`), e.g. ``rpc("dispatcher.list")``; its output as text."""
+        kamcmd = require_binary("kamcmd")
+        done = subprocess.run(
+            [kamcmd, "-s", f"unix:{self.run_dir / 'ctl'}", *command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"kamcmd {' '.join(command)} failed: {done.stderr or done.stdout}")
+        return done.stdout
+
+    def dispatcher_flags(self) -> dict[str, str]:
+        """URI -> FLAGS of every dispatcher destination (``AP``: active and probed,
+        ``IP``: inactive and probed, ``TP``: trying), from ``dispatcher.list``."""
+        text = self.rpc("dispatcher.list")
+        return dict(re.findall(r"URI:\s*(\S+)\s+FLAGS:\s*(\S+)", text))
 
     def __repr__(self) -> str:
         tls = f" tls={self.tls_port}" if self.tls_port is not None else ""

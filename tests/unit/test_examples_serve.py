@@ -169,8 +169,10 @@ class Run:
         return any(re.fullmatch(pattern, line) for line in self.lines)
 
 
-def command(example: str, server: Server, *args: str) -> list[str]:
-    return [sys.executable, str(EXAMPLES / f"{example}.py"), "--server", server.address, *args]
+def command(example: str, server: Server | None, *args: str) -> list[str]:
+    """The example's command line; with ``server``, ``--server`` names it."""
+    where = ("--server", server.address) if server is not None else ()
+    return [sys.executable, str(EXAMPLES / f"{example}.py"), *where, *args]
 
 
 def run_example(example: str, server: Server, *args: str, env: dict[str, str] | None = None) -> Run:
@@ -189,7 +191,7 @@ def run_example(example: str, server: Server, *args: str, env: dict[str, str] | 
 class Background:
     """An example running in the background (a callee), its stdout read line by line."""
 
-    def __init__(self, example: str, server: Server, *args: str) -> None:
+    def __init__(self, example: str, server: Server | None, *args: str) -> None:
         self.args = command(example, server, *args)
         self.proc = subprocess.Popen(
             self.args,
@@ -721,6 +723,42 @@ def _presence_watcher(server: Server, transport: str) -> None:
     ], str(run)
     assert run.has("ok: the buddy went online and offline"), str(run)
     assert server.registered_users() == {}
+
+
+@scenario("dispatcher_worker", transports=("udp",))
+def _dispatcher_worker(server: Server, transport: str) -> None:
+    """The worker alone (no balancer here: tests/integration/test_dispatcher_kamailio.py puts
+    Kamailio in front): OPTIONS (the balancer's probe) gets 200; a call is answered with
+    an inactive stream (--no-media) and ended by the worker's BYE (--hangup-after); SIGTERM
+    ends it with its count."""
+    from sipx import Client
+
+    worker = Background(
+        "dispatcher_worker",
+        None,
+        *("--local-host", "127.0.0.1", "--local-port", "0", "--name", "w"),
+        *("--no-media", "--hangup-after", "0.3"),
+    )
+    try:
+        worker.wait_for(r"^w: listening on 127\.0\.0\.1:\d+$")
+        [port] = [
+            m[1] for line in worker.seen if (m := re.match(r"w: listening on .*:(\d+)$", line))
+        ]
+        target = f"sip:127.0.0.1:{port}"
+        with Client(local_host="127.0.0.1", local_port=0) as caller:
+            assert caller.options(target, timeout=5).status_code == 200
+            call = caller.call(f"sip:anyone@127.0.0.1:{port}", timeout=10)
+            assert call.established, call.final_response
+            assert call.remote_sdp is not None
+            [media] = call.remote_sdp.media
+            assert (media.port, call.remote_sdp.media_direction(media)) == (9, "inactive")
+            assert call.wait_ended(10) == "remote"  # the worker's BYE
+        worker.wait_for(r"^w: call 1 ended \(local\)$")
+    finally:
+        worker.proc.send_signal(signal.SIGTERM)
+    run = ok(worker.finish(timeout=10))
+    assert run.has(rf"w: call 1 from sip:.* answered \({re.escape(call.call_id)}\)"), str(run)
+    assert run.lines[-1] == "w: 1 call(s) answered", str(run)
 
 
 @scenario("tcp_transport", transports=("udp",))
