@@ -8,24 +8,31 @@ with the defaults)::
     .venv/bin/python bench/bench_dispatcher.py --direct             # + SIPp -> 1 worker
     .venv/bin/python bench/bench_dispatcher.py --media              # workers carry RTP
 
-A *config* is N worker processes (``examples/dispatcher_worker.py --quiet --no-media``,
-each an ``AsyncClient`` answering every call) behind one Kamailio
+A *config* is N worker processes (``examples/dispatcher_worker.py --quiet --no-media``
+unchanged, each an ``AsyncClient`` answering every call, started through a few lines that
+time its garbage collections) behind one Kamailio
 (``tests/integration/peers/kamailio-dispatcher.cfg``, round robin, 4 UDP children, no
-per-request logging, OPTIONS probes every second). ``--direct`` adds the config "SIPp
-straight to one worker" (no Kamailio: what the balancer's hop costs).
+per-request logging, OPTIONS probes every second, ``FR_TIMER`` 1 s, 1 GB of shared
+memory). ``--direct`` adds the config "SIPp straight to one worker" (no Kamailio: what the
+balancer's hop costs).
 
 For each config and each ``--rates`` value, fresh processes are started and SIPp places
 calls at that rate for ``--seconds`` with ``tests/integration/peers/sipp/uac_call_rr.xml``
 (INVITE with a PCMU offer, 200, ACK, BYE at once (``-d 0``), 200; ACK and BYE through
-Kamailio by the Record-Route). A step is *clean* when every call succeeded with no SIPp
-retransmission (nothing waited 500 ms for an answer); a config's sweep stops after the
-first step that is not clean. Reported per step: the rate SIPp achieved, calls failed,
-retransmissions, the mean INVITE->200 time (1 ms resolution), the CPU (% of one core,
-user+system) of each worker, of Kamailio (all its processes) and of SIPp, and how many
-calls each worker answered (its own count). ``--repeat R`` runs every sweep R times.
+Kamailio by the Record-Route). A step is *clean* when every call succeeded, SIPp
+retransmitted nothing, it achieved 95 % of the target rate and 99 % of the INVITEs got
+their 200 within 500 ms; a config's sweep stops after the first step that is not clean.
+Reported per step: the rate SIPp achieved, calls failed, retransmissions, the INVITE->200
+time (mean, and the 99th percentile as SIPp's bucket), the CPU (% of one core,
+user+system) of each worker and the time it was runnable but waiting for a CPU
+(schedstat), the CPU of Kamailio (all its processes) and of SIPp, the CPU milliseconds per
+call of the workers together and of Kamailio, the longest full garbage collection in a
+worker, and how many calls each worker answered (its own count). ``--repeat R`` runs every
+sweep R times; ``--gc off`` disables the workers' garbage collector (a diagnosis).
 
-On a machine with few cores SIPp, Kamailio and the workers compete for them: read the CPU
-columns along with the rates (bench/README.md, "Scale-out"). Nothing here asserts a time.
+On a machine with few cores SIPp, Kamailio and the workers compete for them: read the
+"waiting" and CPU columns along with the rates (bench/README.md, "Scale-out"). Nothing
+here asserts a time.
 """
 
 from __future__ import annotations
