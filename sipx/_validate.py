@@ -112,6 +112,25 @@ def seconds_argument(text: str) -> float:
     return value
 
 
+def finite_seconds_argument(text: str) -> float:
+    """An argparse ``type=`` for a deadline option: seconds > 0 and finite."""
+    value = seconds_argument(text)
+    if math.isinf(value):
+        raise argparse.ArgumentTypeError(f"a finite number of seconds, not {text!r}")
+    return value
+
+
+def count_argument(text: str) -> int:
+    """An argparse ``type=`` for a bound: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number >= 1, not {text!r}")
+    return value
+
+
 def duration_argument(text: str) -> float:
     """An argparse ``type=`` for --duration: seconds, negative (or inf) for "until hung up"."""
     return _float_argument(text)
@@ -129,8 +148,10 @@ def _float_argument(text: str) -> float:
 
 __all__ = [
     "body",
+    "count_argument",
     "credentials",
     "duration_argument",
+    "finite_seconds_argument",
     "port",
     "port_argument",
     "seconds_argument",

@@ -26,7 +26,7 @@ import trio
 
 from .._errors import TransportError
 from .._limits import DEFAULT_LIMITS, Limits
-from .._validate import port_argument
+from .._validate import count_argument, finite_seconds_argument, port_argument
 from .auth import ALGORITHMS, DEFAULT_USERS
 from .notifier import parse_mwi_counts
 from .server import DEFAULT_RTP_PORTS, DevServer
@@ -95,7 +95,7 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
     limits = parser.add_argument_group("limits (docs/SECURITY.md)")
     limits.add_argument(
         "--max-transactions",
-        type=_positive_int,
+        type=count_argument,
         default=DEFAULT_LIMITS.max_server_transactions,
         metavar="N",
         help="server transactions at once; beyond, 503 (default "
@@ -103,14 +103,14 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--max-connections",
-        type=_positive_int,
+        type=count_argument,
         default=DEFAULT_LIMITS.max_connections,
         metavar="N",
         help=f"TCP/TLS connections at once (default {DEFAULT_LIMITS.max_connections})",
     )
     limits.add_argument(
         "--max-connections-per-address",
-        type=_positive_int,
+        type=count_argument,
         default=DEFAULT_LIMITS.max_connections_per_address,
         metavar="N",
         help="TCP/TLS connections from one IP address (default "
@@ -118,7 +118,7 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--first-message-timeout",
-        type=_positive_seconds,
+        type=finite_seconds_argument,
         default=DEFAULT_LIMITS.first_message_timeout,
         metavar="SECONDS",
         help="close a connection with no complete message by then (default "
@@ -126,7 +126,7 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--max-message-size",
-        type=_positive_int,
+        type=count_argument,
         default=DEFAULT_LIMITS.max_message_size,
         metavar="BYTES",
         help=f"largest message accepted (default {DEFAULT_LIMITS.max_message_size})",
@@ -164,26 +164,6 @@ def parse_mwi(value: str) -> tuple[str, tuple[int, int]]:
             f"expected USER=NEW/OLD (e.g. 1111=2/8), not {value!r}"
         ) from None
     return user, (parsed.new, parsed.old)
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {value!r}")
-    return number
-
-
-def _positive_seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = 0.0
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {value!r}")
-    return number
 
 
 def limits_from(args: argparse.Namespace) -> Limits:

@@ -280,6 +280,7 @@ def test_sipx_serve_options_make_the_limits() -> None:
         ["--max-connections", "many"],
         ["--first-message-timeout", "-1"],
         ["--first-message-timeout", "nan"],
+        ["--first-message-timeout", "inf"],
         ["--max-message-size", "0"],
     ],
 )
