@@ -126,6 +126,10 @@ class Engine:
         self._service_scopes: list[trio.CancelScope] = []
         # What the user agent does with what arrives (set by the UA before run()).
         self.on_request: Callable[[ServerTransaction, Request], Awaitable[None]] | None = None
+        # Answers a request on the spot when its answer needs no await (True: done), so that
+        # the common requests cost no task; see UserAgentServer.serve_at_once.
+        self.on_request_at_once: Callable[[ServerTransaction, Request], bool] | None = None
+        self._requests_queued = 0  # request tasks spawned that have not started yet
         self.on_ack: Callable[[Request], None] = lambda ack: None
         self.on_stray_response: Callable[[Response], None] = lambda response: None
         self.on_response_seen: Callable[[Response, Address], None] = lambda r, a: None
@@ -433,10 +437,7 @@ class Engine:
                     else:
                         self.on_stray_response(event.response)
                 elif isinstance(event, RequestReceived):
-                    if self.on_request is not None and self._nursery is not None:
-                        self._nursery.start_soon(
-                            self._serve_request, event.transaction, event.request
-                        )
+                    self._serve(event.transaction, event.request)
                 elif isinstance(event, AckReceived):
                     self.on_ack(event.request)
                 elif isinstance(event, StrayResponse):
@@ -513,8 +514,21 @@ class Engine:
             )
         waiter[0].send_nowait(error)
 
+    def _serve(self, transaction: ServerTransaction, request: Request) -> None:
+        """Hand a new request to the UA: on the spot when it can answer it without waiting
+        and no earlier request still waits for its task to start (requests are served in
+        the order they came), else in a task of its own."""
+        if self.on_request is None or self._nursery is None:
+            return
+        at_once = self.on_request_at_once
+        if self._requests_queued == 0 and at_once is not None and at_once(transaction, request):
+            return
+        self._nursery.start_soon(self._serve_request, transaction, request)
+        self._requests_queued += 1
+
     async def _serve_request(self, transaction: ServerTransaction, request: Request) -> None:
         assert self.on_request is not None
+        self._requests_queued -= 1
         try:
             await self.on_request(transaction, request)
         except Exception:  # a background task never crashes the client

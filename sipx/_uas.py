@@ -173,6 +173,11 @@ class IncomingRequest:
         return f"<IncomingRequest {self.method} {self.request.uri}>"
 
 
+ANSWERED_AT_ONCE = frozenset({"OPTIONS", "INVITE", "BYE", "CANCEL", "PRACK"})
+"""Methods whose default handling never awaits (an INVITE goes to ``incoming_calls()``
+or is refused; the user answers it later, in their own task)."""
+
+
 class UserAgentServer:
     """Answers the requests one user agent receives: calls, in-dialog requests, handlers."""
 
@@ -200,6 +205,7 @@ class UserAgentServer:
         # The Info Packages (RFC 6086) the client declared it takes (lower-case names).
         self.info_packages: tuple[str, ...] = ()
         engine.on_request = self.serve
+        engine.on_request_at_once = self.serve_at_once
         engine.on_ack = self.on_ack
         engine.add_wind_down(self._wind_down)
 
@@ -404,6 +410,26 @@ class UserAgentServer:
                     call.reject(500)
             elif not incoming.responded:
                 incoming.respond(500)
+
+    def serve_at_once(self, transaction: ServerTransaction, request: Request) -> bool:
+        """Serve ``request`` on the spot, without a task, when its answer needs no await:
+        the methods of ``ANSWERED_AT_ONCE`` with no handler of the user's (CANCEL never
+        has one). True when it was served. :meth:`serve` then runs to its end without
+        suspending (it reaches no checkpoint on these paths); should it ever suspend, that
+        is a bug: it is logged and the request answered 500, never half-run elsewhere."""
+        method = request.method
+        if method not in ANSWERED_AT_ONCE or (method != "CANCEL" and method in self.handlers):
+            return False
+        coroutine = self.serve(transaction, request)
+        try:
+            coroutine.send(None)
+        except StopIteration:
+            return True
+        coroutine.close()
+        log.error("serving %s at once suspended; answered 500", method)
+        if transaction.last_response is None or transaction.last_response.status_code < 200:
+            self.engine.respond(transaction, make_response(request, 500))
+        return True
 
     async def _dispatch(self, incoming: IncomingRequest) -> None:
         request = incoming.request

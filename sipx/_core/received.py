@@ -19,5 +19,11 @@ def stamp_received(request: Request, source: tuple[str, int], *, force_rport: bo
         via.params["rport"] = str(source[1])
         changed = True
     if changed:
-        request.headers.remove_first("Via")
-        request.headers.prepend("Via", str(via))
+        headers = request.headers
+        # Only the top Via changes: the typed views already parsed (From, To, CSeq, ...)
+        # stay valid, so they are kept rather than parsed again by every later reader.
+        kept = {slot: value for slot, value in headers.typed.items() if slot != "via"}
+        headers.remove_first("Via")
+        headers.prepend("Via", str(via))
+        kept["top_via"] = via
+        headers.typed.update(kept)

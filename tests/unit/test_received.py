@@ -46,3 +46,16 @@ def test_stamp_received(
     # The stamped Via survives serialisation.
     again = sipx.parse_message(request.to_bytes())
     assert again.top_via.params == top.params
+
+
+def test_stamping_keeps_the_views_already_parsed() -> None:
+    """Only the top Via changes: From, To and CSeq read before are not parsed again, and
+    the Via list read afterwards has the stamped entry on top."""
+    request = _request("10.0.0.5:5060", ";rport")
+    from_, to, cseq = request.from_, request.to, request.cseq
+    assert len(request.via) == 2  # the list view, made stale by the stamp
+    stamp_received(request, ("192.0.2.9", 40000))
+    assert request.from_ is from_ and request.to is to and request.cseq is cseq
+    assert request.top_via.received == "192.0.2.9"
+    assert [via.received for via in request.via] == ["192.0.2.9", None]
+    assert request.headers.get_list("Via")[0].endswith("received=192.0.2.9")
