@@ -7,6 +7,8 @@ with the defaults)::
     .venv/bin/python bench/bench_dispatcher.py --workers 1 2 3 --rates 100 200 300
     .venv/bin/python bench/bench_dispatcher.py --direct             # + SIPp -> 1 worker
     .venv/bin/python bench/bench_dispatcher.py --media              # workers carry RTP
+    .venv/bin/python bench/bench_dispatcher.py --reference --direct --workers   # issue 14:
+        # SIPp's own UAS, then one sipx worker, as the callee of SIPp (no Kamailio)
 
 A *config* is N worker processes (``examples/dispatcher_worker.py --quiet --no-media``
 unchanged, each an ``AsyncClient`` answering every call, started through a few lines that
@@ -14,7 +16,9 @@ time its garbage collections) behind one Kamailio
 (``tests/integration/peers/kamailio-dispatcher.cfg``, round robin, 4 UDP children, no
 per-request logging, OPTIONS probes every second, ``FR_TIMER`` 1 s, 1 GB of shared
 memory). ``--direct`` adds the config "SIPp straight to one worker" (no Kamailio: what the
-balancer's hop costs).
+balancer's hop costs); ``--reference`` adds "SIPp straight to SIPp's own UAS" (``sipp -sn
+uas``: the rate a C++ UAS reaches on the same machine, the yardstick of issue 14), and
+``--workers`` with no number leaves out the Kamailio configs.
 
 For each config and each ``--rates`` value, fresh processes are started and SIPp places
 calls at that rate for ``--seconds`` with ``tests/integration/peers/sipp/uac_call_rr.xml``
@@ -237,16 +241,46 @@ def _sipp(target: str, rate: int, seconds: float, workdir: Path) -> dict[str, fl
     }
 
 
+class SippUAS:
+    """SIPp's own UAS (``sipp -sn uas``) as the callee: the reference the workers are
+    measured against (issue 14). Quacks like a :class:`Worker` for :func:`step`."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        command = ["sipp", "-sn", "uas", "-i", HOST, "-p", str(self.port), *_SIPP_TUNING]
+        command += ["-nostdin", "-fd", "1"]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.gc: dict[str, float] = {}
+
+    def wait_listening(self) -> None:
+        time.sleep(0.5)
+        if self.proc.poll() is not None:
+            raise RuntimeError("sipp -sn uas did not start")
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return -1  # SIPp does not say how many it answered
+
+
 def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> dict[str, object]:
     """Fresh workers (and Kamailio), one SIPp run at ``rate``; the figures of the step."""
-    workers = [Worker(args.media, args.gc) for _ in range(workers_n)]
+    workers: list[Worker | SippUAS] = (
+        [SippUAS()]
+        if config == "sipp-uas"
+        else [Worker(args.media, args.gc) for _ in range(workers_n)]
+    )
     kamailio: Kamailio | None = None
     try:
         for worker in workers:
             worker.wait_listening()
         with tempfile.TemporaryDirectory(prefix="bench-dispatcher-") as tmp:
             workdir = Path(tmp)
-            if config == "direct":
+            if config in ("direct", "sipp-uas"):
                 target = f"{HOST}:{workers[0].port}"
             else:
                 kamailio = Kamailio.start_dispatcher(
@@ -299,11 +333,10 @@ def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> di
 
 
 def sweep(config: str, workers_n: int, args: argparse.Namespace) -> tuple[int, float] | None:
-    label = (
-        "SIPp -> 1 worker (no Kamailio)"
-        if config == "direct"
-        else (f"SIPp -> Kamailio -> {workers_n} worker(s)")
-    )
+    label = {
+        "direct": "SIPp -> 1 worker (no Kamailio)",
+        "sipp-uas": "SIPp -> SIPp's own UAS (sipp -sn uas, the reference)",
+    }.get(config, f"SIPp -> Kamailio -> {workers_n} worker(s)")
     print(
         f"\n{label}, {args.seconds:g} s per rate"
         + (", with media" if args.media else "")
@@ -320,7 +353,7 @@ def sweep(config: str, workers_n: int, args: argparse.Namespace) -> tuple[int, f
         r = step(config, workers_n, rate, args)
         cpu = " ".join(f"{c:3.0f}%" for c in r["worker_cpu"])  # type: ignore[attr-defined]
         waits = " ".join(f"{c:3.0f}%" for c in r["worker_wait"])  # type: ignore[attr-defined]
-        kam = f"{r['kamailio_cpu']:.0f}%" if config != "direct" else "-"
+        kam = f"{r['kamailio_cpu']:.0f}%" if config == "dispatcher" else "-"
         per_call = f"{r['worker_ms']:.2f}+{r['kamailio_ms']:.2f}"
         print(
             f"{rate:>8} {r['rate']:>10,.0f} {r['failed']:>6} {r['retrans']:>7} "
@@ -342,7 +375,9 @@ def sweep(config: str, workers_n: int, args: argparse.Namespace) -> tuple[int, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="configs (1 2)")
+    parser.add_argument(
+        "--workers", type=int, nargs="*", default=[1, 2], help="configs (1 2; none: no Kamailio)"
+    )
     parser.add_argument(
         "--rates",
         type=int,
@@ -353,6 +388,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="SIPp run per rate (10)")
     parser.add_argument("--repeat", type=int, default=1, help="run every sweep R times")
     parser.add_argument("--direct", action="store_true", help="also SIPp straight to 1 worker")
+    parser.add_argument(
+        "--reference", action="store_true", help="also SIPp straight to SIPp's own UAS"
+    )
     parser.add_argument("--media", action="store_true", help="workers carry the calls' RTP")
     parser.add_argument(
         "--gc",
@@ -365,7 +403,8 @@ def main() -> None:
         if shutil.which(binary) is None and not Path("/usr/sbin", binary).exists():
             sys.exit(f"{binary} is not installed")
     print(_machine())
-    configs = ([("direct", 1)] if args.direct else []) + [("dispatcher", n) for n in args.workers]
+    configs = [("sipp-uas", 1)] if args.reference else []
+    configs += ([("direct", 1)] if args.direct else []) + [("dispatcher", n) for n in args.workers]
     summary: list[tuple[str, int, tuple[int, float] | None]] = []
     for run in range(args.repeat):
         for config, n in configs:
@@ -373,7 +412,9 @@ def main() -> None:
         print(f"\nrun {run + 1} done; {_machine()}")
     print("\nhighest clean rate per config (target/s, achieved/s):")
     for config, n, best in summary:
-        name = "direct, 1 worker" if config == "direct" else f"Kamailio, {n} worker(s)"
+        name = {"direct": "direct, 1 worker", "sipp-uas": "sipp -sn uas"}.get(
+            config, f"Kamailio, {n} worker(s)"
+        )
         print(f"  {name:<22} {'none' if best is None else f'{best[0]}/s, {best[1]:,.0f}/s'}")
 
 
