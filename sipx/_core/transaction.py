@@ -28,7 +28,9 @@ dict, with its Timer J deadline in a first-in first-out queue (the timer's lengt
 same for every record). Tuples of strings, numbers and bytes are not tracked by the
 garbage collector. The object itself reaches Terminated then (as it would over a reliable
 transport, where Timer J is zero): :class:`TransactionTerminated` is emitted at once, and
-the record counts as a server transaction until Timer J.
+the record counts as a server transaction until Timer J. A non-INVITE client transaction
+does the same on entering Completed: only its key stays, to absorb retransmitted final
+responses until Timer K.
 
 The four state machines are those of RFC 3261 figures 5 to 8 as amended by RFC 6026: a 2xx
 to an INVITE moves both the client and the server INVITE transaction to Accepted (Timers M
@@ -246,8 +248,8 @@ class RequestRefused:
 class TransactionTerminated:
     """The transaction reached Terminated and has left the layer.
 
-    A Completed non-INVITE server transaction over an unreliable transport emits it on
-    entering Completed: its record answers retransmissions until Timer J (module docstring).
+    A non-INVITE transaction over an unreliable transport emits it on entering Completed:
+    its record absorbs retransmissions until Timer J or K (see the module docstring).
     """
 
     transaction: Transaction
@@ -320,10 +322,11 @@ class Transaction:
     def request(self) -> Request:
         """The request of the transaction.
 
-        A completed non-INVITE transaction over an unreliable transport lets go of its
-        messages (it lives on for Timer J or K only to absorb retransmissions, and under
-        load those idle transactions are most of what the garbage collector walks): reading
-        ``request`` then raises RuntimeError, and ``last_response`` is None. So does an
+        A non-INVITE transaction that completes over an unreliable transport hands over to
+        a record of the layer (it lives on for Timer J or K only to absorb retransmissions,
+        and under load those idle transactions are most of what the garbage collector
+        walks) and lets go of its messages: reading ``request`` then raises RuntimeError,
+        and ``last_response`` is None. So does an
         INVITE server transaction once Accepted (a 2xx sent): it keeps its 2xx (the TU's
         retransmissions pass through it) but not the INVITE.
         """
@@ -363,13 +366,6 @@ class Transaction:
 
     def _fire(self, timer: str, now: float) -> None:
         raise NotImplementedError
-
-    def _release(self) -> None:
-        # Completed non-INVITE transaction on an unreliable transport: nothing but
-        # retransmissions to absorb until Timer J/K (see ``request``).
-        if self.state is _S.COMPLETED:
-            self._request = None
-            self.last_response = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.method} {self.branch} {self.state.value}>"
@@ -483,8 +479,11 @@ class NonInviteClientTransaction(ClientTransaction):
             self._disarm("E", "F")
             self.state = _S.COMPLETED
             self._to_tu(response)
-            self._arm_or_end("K", self.config.timer_k(self.reliable), now)
-            self._release()
+            wait = self.config.timer_k(self.reliable)
+            if wait > 0:
+                self._layer._record_client(self, now + wait)
+            else:
+                self._layer._terminate(self)
 
     def _fire(self, timer: str, now: float) -> None:
         if timer == "E" and self.state in (_S.TRYING, _S.PROCEEDING):
@@ -496,8 +495,6 @@ class NonInviteClientTransaction(ClientTransaction):
             self._arm("E", self._interval, now)
         elif timer == "F" and self.state in (_S.TRYING, _S.PROCEEDING):
             self._time_out()
-        elif timer == "K":
-            self._layer._terminate(self)
 
 
 class ServerTransaction(Transaction):
@@ -757,6 +754,10 @@ class TransactionLayer:
         # in the order they were made: Timer J is the same for all, so this is their order.
         self._records: dict[tuple[object, ...], tuple[_Record, ...]] = {}
         self._record_deadlines: deque[tuple[float, tuple[object, ...]]] = deque()
+        # The same for Completed non-INVITE client transactions: they only absorb
+        # retransmitted final responses until Timer K, so their key is enough.
+        self._client_records: dict[tuple[str, str], float] = {}
+        self._client_deadlines: deque[tuple[float, tuple[str, str]]] = deque()
         # (deadline, sequence, timer name, transaction); entries whose sequence is no
         # longer the transaction's current one for that timer are stale and skipped.
         self._heap: list[tuple[float, int, str, Transaction]] = []
@@ -778,7 +779,7 @@ class TransactionLayer:
         if branch is None or not branch.startswith(MAGIC_COOKIE):
             raise ValueError(f"request needs a top Via branch starting with {MAGIC_COOKIE}")
         key = (branch, request.method)
-        if key in self._clients:
+        if key in self._clients or key in self._client_records:
             raise ValueError(f"a {request.method} client transaction with branch {branch} exists")
         kind = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
         state = _S.CALLING if request.method == "INVITE" else _S.TRYING
@@ -798,7 +799,10 @@ class TransactionLayer:
         branch = response.top_via.branch
         transaction = None
         if branch is not None:
-            transaction = self._clients.get((branch, response.cseq.method))
+            key = (branch, response.cseq.method)
+            transaction = self._clients.get(key)
+            if transaction is None and key in self._client_records:
+                return None  # a retransmitted final: Completed absorbs it (Timer K runs)
         if transaction is None:
             self._events.append(StrayResponse(response))
             return None
@@ -964,6 +968,9 @@ class TransactionLayer:
         """When the earliest armed timer fires, or None when none is armed."""
         heap = self._heap
         first = self._record_deadlines[0][0] if self._record_deadlines else None
+        if self._client_deadlines:
+            client = self._client_deadlines[0][0]
+            first = client if first is None or client < first else first
         while heap:
             _, sequence, timer, transaction = heap[0]
             if transaction._timers.get(timer) == sequence:
@@ -992,7 +999,7 @@ class TransactionLayer:
         return events
 
     def __len__(self) -> int:
-        return len(self._clients) + self._server_count
+        return len(self._clients) + len(self._client_records) + self._server_count
 
     # -- internals ---------------------------------------------------------------------------
     def _record(self, transaction: ServerTransaction, data: bytes, deadline: float) -> None:
@@ -1020,8 +1027,28 @@ class TransactionLayer:
         transaction.last_response = None
         self._events.append(TransactionTerminated(transaction))
 
+    def _record_client(self, transaction: ClientTransaction, deadline: float) -> None:
+        """A non-INVITE client ``transaction`` entered Completed over an unreliable
+        transport: only its key stays, until Timer K (``deadline``); the object ends."""
+        key = (transaction.branch, transaction.method)
+        if self._clients.get(key) is transaction:
+            del self._clients[key]
+        self._client_records[key] = deadline
+        self._client_deadlines.append((deadline, key))
+        transaction.state = _S.TERMINATED
+        self._dropped_timers(len(transaction._timers))
+        transaction._timers.clear()
+        transaction._request = None
+        transaction.last_response = None
+        self._events.append(TransactionTerminated(transaction))
+
     def _expire_records(self, now: float) -> None:
-        """Timer J of the records due at ``now``: they leave the layer."""
+        """Timer J and K of the records due at ``now``: they leave the layer."""
+        clients, client_records = self._client_deadlines, self._client_records
+        while clients and clients[0][0] <= now:
+            deadline, client_key = clients.popleft()
+            if client_records.get(client_key) == deadline:
+                del client_records[client_key]
         deadlines, records, recent = self._record_deadlines, self._records, self._recent
         while deadlines and deadlines[0][0] <= now:
             deadline, key = deadlines.popleft()

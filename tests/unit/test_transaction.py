@@ -226,21 +226,22 @@ def test_non_invite_final_response_completes_then_timer_k(code: int, via_proceed
         layer.pop_events()
     final = response(req, code)
     layer.receive_response(final, 1.0)
-    assert layer.pop_events() == [ResponseReceived(tx, final)]
-    assert state(tx) is S.COMPLETED
-    # Completed over UDP, the transaction only absorbs retransmissions: it lets go of its
-    # messages (the TU got the response in the event) instead of holding them for Timer K.
+    # Completed over UDP, the transaction only absorbs retransmissions: the layer keeps its
+    # key until Timer K and the object ends, letting go of its messages (the TU got the
+    # response in the event).
+    assert layer.pop_events() == [ResponseReceived(tx, final), TransactionTerminated(tx)]
+    assert state(tx) is S.TERMINATED
     assert tx.last_response is None
     with pytest.raises(RuntimeError, match="released its request"):
         tx.request  # noqa: B018
     assert layer.next_deadline() == 6.0  # Timer K = T4; E and F are cancelled
     # Retransmitted finals and late provisionals are absorbed.
-    assert layer.receive_response(response(req, code), 2.0) is tx
-    assert layer.receive_response(response(req, 180), 2.5) is tx
+    assert layer.receive_response(response(req, code), 2.0) is None
+    assert layer.receive_response(response(req, 180), 2.5) is None
     assert layer.pop_events() == []
-    timeline = advance(layer, 100.0)
-    assert [(at, type(e).__name__) for at, e in timeline] == [(6.0, "TransactionTerminated")]
-    assert len(layer) == 0
+    assert len(layer) == 1
+    assert advance(layer, 100.0) == []  # Timer K ends the record: nothing to tell the TU
+    assert len(layer) == 0 and layer.next_deadline() is None
     layer.receive_response(response(req, code), 7.0)
     assert kinds(layer.pop_events()) == ["StrayResponse"]
 
@@ -687,7 +688,7 @@ def test_client_matching_branch_and_cseq_method() -> None:
     layer.pop_events()
     ok = response(cancel, 200)
     assert layer.receive_response(ok, 1.1) is cancel_tx
-    assert layer.pop_events() == [ResponseReceived(cancel_tx, ok)]
+    assert layer.pop_events() == [ResponseReceived(cancel_tx, ok), TransactionTerminated(cancel_tx)]
     assert invite_tx.state is S.CALLING
     terminated = response(invite, 487)
     assert layer.receive_response(terminated, 1.2) is invite_tx
@@ -1119,9 +1120,13 @@ def test_completed_non_invite_client_transaction_releases_its_messages() -> None
     layer, req, tx = started("OPTIONS")
     final = response(req, 200)
     layer.receive_response(final, 0.1)
-    assert layer.pop_events() == [ResponseReceived(tx, final)]
-    assert len(layer) == 1  # still there for Timer K
+    assert layer.pop_events() == [ResponseReceived(tx, final), TransactionTerminated(tx)]
+    assert len(layer) == 1  # its key is there for Timer K
     assert not _held_by(req, tx) and not _held_by(final, tx)
+    assert not any(_held_by(tx, holder) for holder in (layer._clients, layer._heap))
+    gc.collect()
+    gc.collect()
+    assert not gc.is_tracked(layer._client_records) and not layer._clients
     # Reliable transports end the transaction at once; nothing is held either way.
     layer, req, tx = started("OPTIONS", reliable=True)
     layer.receive_response(response(req, 200), 0.1)
