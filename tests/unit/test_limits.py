@@ -22,7 +22,6 @@ from sipx._core.transaction import (
     RequestReceived,
     RequestRefused,
     Resend,
-    Send,
     TransactionLayer,
     make_response,
 )
