@@ -248,7 +248,16 @@ def _sipp_uac(port: int, rate: int, seconds: float, workdir: str) -> dict[str, f
         "-nostdin",
     ]
     started = time.perf_counter()
-    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    overran = False
+    try:
+        subprocess.run(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=seconds + 20,
+        )
+    except subprocess.TimeoutExpired:  # SIPp still waiting for answers: not clean
+        overran = True
     wall = time.perf_counter() - started
     with open(stat, newline="") as f:
         rows = list(csv.DictReader(f, delimiter=";"))
@@ -263,6 +272,7 @@ def _sipp_uac(port: int, rate: int, seconds: float, workdir: str) -> dict[str, f
         "rate": float(last["CallRate(C)"]),
         "rt_ms": ((h * 60 + m) * 60 + s) * 1000 + us / 1000,
         "wall": wall,
+        "overran": overran,
     }
 
 
@@ -337,14 +347,18 @@ def part_uas(args: argparse.Namespace) -> None:
             finally:
                 figures = _stop(child)
             clean = (
-                result["failed"] == 0 and result["retrans"] == 0 and result["ok"] == result["calls"]
+                result["failed"] == 0
+                and result["retrans"] == 0
+                and result["ok"] == result["calls"]
+                and not result["overran"]
             )
             print(
                 f"{rate:>8} {result['rate']:>10,.0f} {result['ok']:>6} {result['failed']:>6} "
                 f"{result['retrans']:>7} {result['rt_ms']:>5.0f}ms {drops:>5} "
                 f"{cpu:>3.0f}% ({sys_cpu:>2.0f}%) "
                 f"{rss:>4.0f}MiB {figures.get('gen2_max', 0) * 1000:>6.0f}ms "
-                f"{figures.get('lag_max', 0) * 1000:>4.0f}ms  {'clean' if clean else 'NOT clean'}",
+                f"{figures.get('lag_max', 0) * 1000:>4.0f}ms  {'clean' if clean else 'NOT clean'}"
+                + (" (SIPp overran its run by 20 s)" if result["overran"] else ""),
                 flush=True,
             )
             if profile:

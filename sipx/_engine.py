@@ -42,6 +42,7 @@ from ._core.transaction import (
     ClientTransaction,
     RequestReceived,
     RequestRefused,
+    Resend,
     ResponseReceived,
     Send,
     ServerTransaction,
@@ -380,7 +381,11 @@ class Engine:
                 message.to, message.from_, message.call_id  # noqa: B018 - parsed now or 400
                 stamp_received(message, source)
                 transaction = self.layer.receive_request(
-                    message, now, reliable=transport.reliable, destination=source
+                    message,
+                    now,
+                    reliable=transport.reliable,
+                    destination=source,
+                    route=transport.name,
                 )
                 if transaction is not None and transaction not in self._routes:
                     self._routes[transaction] = transport  # its responses go back there
@@ -448,7 +453,20 @@ class Engine:
                     self._routes.pop(event.transaction, None)
                 elif isinstance(event, RequestRefused):
                     self._send_refusal(event)
+                elif isinstance(event, Resend):
+                    self._resend(event)
         self._wake_timer()
+
+    def _resend(self, event: Resend) -> None:
+        """A retransmitted request answered from the record of its completed transaction,
+        over the transport it came in on (``route``: the transport's name)."""
+        destination = event.destination
+        assert isinstance(destination, tuple)
+        transport = self.transports.get(event.route or "") or self.require_transport()
+        try:
+            self._send_over(transport, event.data, destination)
+        except (TransportError, OSError) as exc:
+            log.debug("resending a final response failed: %s", exc)
 
     def _send_refusal(self, event: RequestRefused) -> None:
         """A 503 for a request over ``limits.max_server_transactions`` (no transaction)."""

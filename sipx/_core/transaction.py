@@ -7,6 +7,8 @@ any monotonic scale), and what should happen next is queued as events, drained w
 
 * :class:`Send` - put a message on the wire to ``transaction.destination`` (first
   transmissions, retransmissions, the ACK for a non-2xx final response, responses);
+* :class:`Resend` - put the bytes of a final response kept by a record (below) on the
+  wire again, for a retransmitted request;
 * :class:`RequestReceived`, :class:`ResponseReceived`, :class:`AckReceived`,
   :class:`StrayResponse` - messages for the transaction user (TU);
 * :class:`TransactionTimeout`, :class:`TransportFailed`, :class:`TransactionTerminated`;
@@ -16,6 +18,19 @@ any monotonic scale), and what should happen next is queued as events, drained w
 The caller sleeps until :meth:`TransactionLayer.next_deadline` and then calls
 :meth:`TransactionLayer.handle_timers`. Terminated transactions are dropped from the layer,
 so its memory is bounded by the traffic of the last 64*T1 seconds.
+
+A non-INVITE server transaction over an unreliable transport spends Timer J (64*T1) in
+Completed only to answer retransmitted requests with its final response. Under load those
+waiting transactions are most of what the layer holds, and every full garbage collection
+walks them: so on entering Completed the transaction object hands over to a *record*, a
+plain tuple of the response's bytes, the destination, the route and its merge key, in one
+dict, with its Timer J deadline in a first-in first-out queue (the timer's length is the
+same for every record). Tuples of strings, numbers and bytes are not tracked by the
+garbage collector. The object itself reaches Terminated then (as it would over a reliable
+transport, where Timer J is zero): :class:`TransactionTerminated` is emitted at once, and
+the record counts as a server transaction until Timer J. A non-INVITE client transaction
+does the same on entering Completed: only its key stays, to absorb retransmitted final
+responses until Timer K.
 
 The four state machines are those of RFC 3261 figures 5 to 8 as amended by RFC 6026: a 2xx
 to an INVITE moves both the client and the server INVITE transaction to Accepted (Timers M
@@ -156,6 +171,20 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class Resend:
+    """Put ``data``, the final response a record keeps, on the wire again to ``destination``
+    over ``route`` (what the transaction was given by ``receive_request``): a retransmitted
+    request matched a non-INVITE server transaction that completed (Timer J runs)."""
+
+    data: bytes
+    destination: object
+    route: str | None
+
+    def to_bytes(self) -> bytes:
+        return self.data
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseReceived:
     """A response for the TU: 1xx and final, and (RFC 6026) every 2xx to an INVITE."""
 
@@ -217,13 +246,18 @@ class RequestRefused:
 
 @dataclass(frozen=True, slots=True)
 class TransactionTerminated:
-    """The transaction reached Terminated and has left the layer."""
+    """The transaction reached Terminated and has left the layer.
+
+    A non-INVITE transaction over an unreliable transport emits it on entering Completed:
+    its record absorbs retransmissions until Timer J or K (see the module docstring).
+    """
 
     transaction: Transaction
 
 
 Event: TypeAlias = (
     Send
+    | Resend
     | ResponseReceived
     | RequestReceived
     | AckReceived
@@ -288,10 +322,13 @@ class Transaction:
     def request(self) -> Request:
         """The request of the transaction.
 
-        A completed non-INVITE transaction over an unreliable transport lets go of its
-        messages (it lives on for Timer J or K only to absorb retransmissions, and under
-        load those idle transactions are most of what the garbage collector walks): reading
-        ``request`` then raises RuntimeError, and ``last_response`` is None.
+        A non-INVITE transaction that completes over an unreliable transport hands over to
+        a record of the layer (it lives on for Timer J or K only to absorb retransmissions,
+        and under load those idle transactions are most of what the garbage collector
+        walks) and lets go of its messages: reading ``request`` then raises RuntimeError,
+        and ``last_response`` is None. So does an
+        INVITE server transaction once Accepted (a 2xx sent): it keeps its 2xx (the TU's
+        retransmissions pass through it) but not the INVITE.
         """
         request = self._request
         if request is None:
@@ -329,13 +366,6 @@ class Transaction:
 
     def _fire(self, timer: str, now: float) -> None:
         raise NotImplementedError
-
-    def _release(self) -> None:
-        # Completed non-INVITE transaction on an unreliable transport: nothing but
-        # retransmissions to absorb until Timer J/K (see ``request``).
-        if self.state is _S.COMPLETED:
-            self._request = None
-            self.last_response = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.method} {self.branch} {self.state.value}>"
@@ -449,8 +479,11 @@ class NonInviteClientTransaction(ClientTransaction):
             self._disarm("E", "F")
             self.state = _S.COMPLETED
             self._to_tu(response)
-            self._arm_or_end("K", self.config.timer_k(self.reliable), now)
-            self._release()
+            wait = self.config.timer_k(self.reliable)
+            if wait > 0:
+                self._layer._record_client(self, now + wait)
+            else:
+                self._layer._terminate(self)
 
     def _fire(self, timer: str, now: float) -> None:
         if timer == "E" and self.state in (_S.TRYING, _S.PROCEEDING):
@@ -462,14 +495,16 @@ class NonInviteClientTransaction(ClientTransaction):
             self._arm("E", self._interval, now)
         elif timer == "F" and self.state in (_S.TRYING, _S.PROCEEDING):
             self._time_out()
-        elif timer == "K":
-            self._layer._terminate(self)
 
 
 class ServerTransaction(Transaction):
-    """A server transaction (17.2): created by :meth:`TransactionLayer.receive_request`."""
+    """A server transaction (17.2): created by :meth:`TransactionLayer.receive_request`.
 
-    __slots__ = ("_merge_key",)
+    ``route`` is the opaque token given to ``receive_request`` (the engine: the name of
+    the transport the request came in on); a record keeps it for :class:`Resend`.
+    """
+
+    __slots__ = ("_merge_key", "route")
 
     def __init__(
         self,
@@ -487,6 +522,7 @@ class ServerTransaction(Transaction):
         )
         # Its entry in the layer's record of recent requests (8.2.2.2), if it has one.
         self._merge_key: _MergeKey | None = None
+        self.route: str | None = None
 
     def respond(self, response: Response, now: float) -> bool:
         """Send a response of the TU through this transaction.
@@ -535,6 +571,9 @@ class InviteServerTransaction(ServerTransaction):
             if 200 <= code < 300:
                 self.state = _S.ACCEPTED
                 self._arm("L", self.config.timer_l, now)
+                # Accepted only absorbs INVITE retransmissions and passes 2xx and ACKs:
+                # matching needs the key and the 2xx (its To tag), not the INVITE.
+                self._request = None
             elif code >= 300:
                 self.state = _S.COMPLETED
                 if not self.reliable:
@@ -571,14 +610,14 @@ class InviteServerTransaction(ServerTransaction):
 class NonInviteServerTransaction(ServerTransaction):
     """Figure 8: Trying, Proceeding, Completed, Terminated.
 
-    Completed over an unreliable transport, it keeps only the bytes of its final response
-    (for retransmitted requests) and releases its messages: see ``Transaction.request``.
+    Completed over an unreliable transport, it hands over to a record of the layer that
+    keeps only the bytes of its final response (for retransmitted requests) until Timer J,
+    and the object itself reaches Terminated (see the module docstring).
     """
 
-    __slots__ = ("_final",)
+    __slots__ = ()
 
     def _start(self, now: float, *, to_tu: bool = True) -> None:
-        self._final: bytes | None = None
         if to_tu:
             self._layer._events.append(RequestReceived(self, self.request))
 
@@ -594,25 +633,16 @@ class NonInviteServerTransaction(ServerTransaction):
         self.state = _S.COMPLETED
         wait = self.config.timer_j(self.reliable)
         if wait > 0:
-            self._final = response.to_bytes()
-            self._layer._events.append(Send(self, response, self._final))
-            self._arm("J", wait, now)
-            self._release()
+            data = response.to_bytes()
+            self._layer._events.append(Send(self, response, data))
+            self._layer._record(self, data, now + wait)
         else:
             self._send(response)
             self._layer._terminate(self)
         return True
 
-    def _on_retransmission(self, now: float) -> None:
-        if self._final is not None:
-            # A response parsed from our own bytes; retransmissions are rare, memory is not.
-            self._send(parse_message(self._final))
-        else:
-            super()._on_retransmission(now)
-
     def _fire(self, timer: str, now: float) -> None:
-        if timer == "J":
-            self._layer._terminate(self)
+        pass  # no timer: Timer J runs for its record
 
 
 # -- the layer -------------------------------------------------------------------------------
@@ -631,6 +661,11 @@ def _sent_by(via: Via) -> tuple[str, int]:
 
 
 _MergeKey: TypeAlias = tuple[str | None, str, int, str]
+
+_Record: TypeAlias = tuple[str, bytes, object, "str | None", "_MergeKey | None", float]
+"""A Completed non-INVITE server transaction: method, final response bytes, destination,
+route, merge key, Timer J deadline. Nothing in it is tracked by the garbage collector
+(given a destination of strings and numbers, as the engine's addresses are)."""
 
 MERGE_RECORDS = 8192
 """Default bound of the record of recent requests used to spot merged requests."""
@@ -707,12 +742,22 @@ class TransactionLayer:
         # Requests outside a dialog that created a live server transaction, oldest first,
         # so that a merged request can be spotted (8.2.2.2). An entry leaves with its
         # transaction, or as the oldest once there are more than ``merge_records``.
-        self._recent: OrderedDict[_MergeKey, ServerTransaction] = OrderedDict()
+        # The value is the transaction, or the server key of its record once it has one.
+        self._recent: OrderedDict[_MergeKey, ServerTransaction | tuple[object, ...]] = OrderedDict()
         self._merge_records = merge_records
         self._events: deque[Event] = deque()
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
         self._servers: dict[tuple[object, ...], dict[str, ServerTransaction]] = {}
-        self._server_count = 0
+        self._server_count = 0  # live server transactions and records
+        # Completed non-INVITE server transactions as records, by server key (usually one
+        # record per key; a CANCEL's shares its target's key), and their Timer J deadlines
+        # in the order they were made: Timer J is the same for all, so this is their order.
+        self._records: dict[tuple[object, ...], tuple[_Record, ...]] = {}
+        self._record_deadlines: deque[tuple[float, tuple[object, ...]]] = deque()
+        # The same for Completed non-INVITE client transactions: they only absorb
+        # retransmitted final responses until Timer K, so their key is enough.
+        self._client_records: dict[tuple[str, str], float] = {}
+        self._client_deadlines: deque[tuple[float, tuple[str, str]]] = deque()
         # (deadline, sequence, timer name, transaction); entries whose sequence is no
         # longer the transaction's current one for that timer are stale and skipped.
         self._heap: list[tuple[float, int, str, Transaction]] = []
@@ -734,7 +779,7 @@ class TransactionLayer:
         if branch is None or not branch.startswith(MAGIC_COOKIE):
             raise ValueError(f"request needs a top Via branch starting with {MAGIC_COOKIE}")
         key = (branch, request.method)
-        if key in self._clients:
+        if key in self._clients or key in self._client_records:
             raise ValueError(f"a {request.method} client transaction with branch {branch} exists")
         kind = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
         state = _S.CALLING if request.method == "INVITE" else _S.TRYING
@@ -754,7 +799,10 @@ class TransactionLayer:
         branch = response.top_via.branch
         transaction = None
         if branch is not None:
-            transaction = self._clients.get((branch, response.cseq.method))
+            key = (branch, response.cseq.method)
+            transaction = self._clients.get(key)
+            if transaction is None and key in self._client_records:
+                return None  # a retransmitted final: Completed absorbs it (Timer K runs)
         if transaction is None:
             self._events.append(StrayResponse(response))
             return None
@@ -763,19 +811,27 @@ class TransactionLayer:
 
     # -- server side -------------------------------------------------------------------------
     def receive_request(
-        self, request: Request, now: float, *, reliable: bool, destination: object = None
+        self,
+        request: Request,
+        now: float,
+        *,
+        reliable: bool,
+        destination: object = None,
+        route: str | None = None,
     ) -> ServerTransaction | None:
         """Hand a request to its server transaction (17.2.3) or create one.
 
         A retransmission is absorbed (the last response, if any, is sent again) and its
-        transaction returned. A new request creates a transaction and emits
+        transaction returned; one matching a record is answered with :class:`Resend` and
+        None is returned. A new request creates a transaction and emits
         :class:`RequestReceived` (an INVITE also sends 100 Trying), unless it is a merged
         request (8.2.2.2): that one's new transaction sends 482 and the TU is not told; or
         unless the layer holds ``max_server_transactions`` already: then it emits
         :class:`RequestRefused` (a 503) and returns None. An ACK completes the non-2xx
         INVITE transaction it matches; otherwise it is emitted as :class:`AckReceived` and
         None is returned unless it matched an Accepted INVITE transaction. Raises
-        ParseError when the headers matching needs are unreadable.
+        ParseError when the headers matching needs are unreadable. ``route`` is kept as
+        the transaction's ``route`` (see :class:`Resend`).
         """
         method = request.method
         if method == "ACK":
@@ -786,10 +842,16 @@ class TransactionLayer:
             self._events.append(AckReceived(request, None))
             return None
         key = _server_key(request, request.to.tag if _is_legacy(request) else None)
-        transaction = self._servers.get(key, {}).get(method)
-        if transaction is not None:
+        group = self._servers.get(key)
+        if group is not None and (transaction := group.get(method)) is not None:
             transaction._on_retransmission(now)
             return transaction
+        records = self._records.get(key)
+        if records is not None:
+            for record in records:
+                if record[0] == method:
+                    self._events.append(Resend(record[1], record[2], record[3]))
+                    return None
         if self._full(request):
             self._refuse(request, destination)
             return None
@@ -799,7 +861,11 @@ class TransactionLayer:
         transaction = kind(
             self, request, branch, key, reliable=reliable, destination=destination, state=state
         )
-        self._servers.setdefault(key, {})[method] = transaction
+        transaction.route = route
+        if group is None:
+            self._servers[key] = {method: transaction}
+        else:
+            group[method] = transaction
         self._server_count += 1
         merge_key = _merge_key(request)
         if merge_key is not None and merge_key in self._recent:
@@ -814,7 +880,9 @@ class TransactionLayer:
             recent = self._recent
             recent[merge_key] = transaction
             if len(recent) > self._merge_records:
-                recent.popitem(last=False)[1]._merge_key = None
+                oldest = recent.popitem(last=False)[1]
+                if isinstance(oldest, ServerTransaction):
+                    oldest._merge_key = None
         transaction._start(now)
         return transaction
 
@@ -835,11 +903,32 @@ class TransactionLayer:
         self._events.append(RequestRefused(request, response, destination))
 
     def find_transaction_to_cancel(self, cancel: Request) -> ServerTransaction | None:
-        """The server transaction a CANCEL targets (9.2): the 17.2.3 match, method ignored."""
+        """The server transaction a CANCEL targets (9.2): the 17.2.3 match, method ignored.
+
+        A target that completed and is a record now (a non-INVITE over UDP, Timer J
+        running) still exists for 9.2 (the CANCEL gets a 200 and has no effect): it is
+        returned as a Terminated stand-in whose ``last_response`` is its final response.
+        """
         key = _server_key(cancel, cancel.to.tag if _is_legacy(cancel) else None)
         for method, transaction in self._servers.get(key, {}).items():
             if method not in ("CANCEL", "ACK"):
                 return transaction
+        for method, data, destination, route, _, _ in self._records.get(key, ()):
+            if method not in ("CANCEL", "ACK"):
+                stand_in = NonInviteServerTransaction(
+                    self,
+                    cancel,
+                    cancel.top_via.branch or "",
+                    key,
+                    reliable=False,
+                    destination=destination,
+                    state=_S.TERMINATED,
+                )
+                stand_in.method, stand_in.route = method, route
+                stand_in._request = None
+                final = parse_message(data)
+                stand_in.last_response = final if isinstance(final, Response) else None
+                return stand_in
         return None
 
     def _match_ack(self, ack: Request) -> InviteServerTransaction | None:
@@ -878,16 +967,22 @@ class TransactionLayer:
     def next_deadline(self) -> float | None:
         """When the earliest armed timer fires, or None when none is armed."""
         heap = self._heap
+        first = self._record_deadlines[0][0] if self._record_deadlines else None
+        if self._client_deadlines:
+            client = self._client_deadlines[0][0]
+            first = client if first is None or client < first else first
         while heap:
             _, sequence, timer, transaction = heap[0]
             if transaction._timers.get(timer) == sequence:
-                return heap[0][0]
+                deadline = heap[0][0]
+                return deadline if first is None or deadline < first else first
             heapq.heappop(heap)
             self._stale = max(0, self._stale - 1)
-        return None
+        return first
 
     def handle_timers(self, now: float) -> None:
         """Fire every timer due at ``now``, earliest first."""
+        self._expire_records(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             _, sequence, timer, transaction = heapq.heappop(heap)
@@ -904,9 +999,69 @@ class TransactionLayer:
         return events
 
     def __len__(self) -> int:
-        return len(self._clients) + self._server_count
+        return len(self._clients) + len(self._client_records) + self._server_count
 
     # -- internals ---------------------------------------------------------------------------
+    def _record(self, transaction: ServerTransaction, data: bytes, deadline: float) -> None:
+        """``transaction`` entered Completed (non-INVITE, unreliable transport) and sent
+        ``data``: keep a record in its place until Timer J (``deadline``), and end it."""
+        key, method = transaction._key, transaction.method
+        group = self._servers.get(key)
+        if group is not None and group.get(method) is transaction:
+            del group[method]
+            if not group:
+                del self._servers[key]
+        merge_key = transaction._merge_key
+        if merge_key is not None:
+            transaction._merge_key = None
+            if self._recent.get(merge_key) is transaction:
+                self._recent[merge_key] = key  # same place in the order; still merges
+            else:
+                merge_key = None
+        record = (method, data, transaction.destination, transaction.route, merge_key, deadline)
+        self._records[key] = (*self._records.get(key, ()), record)
+        self._record_deadlines.append((deadline, key))
+        # The object ends here (its record is the transaction now): counted once, by it.
+        transaction.state = _S.TERMINATED
+        transaction._request = None
+        transaction.last_response = None
+        self._events.append(TransactionTerminated(transaction))
+
+    def _record_client(self, transaction: ClientTransaction, deadline: float) -> None:
+        """A non-INVITE client ``transaction`` entered Completed over an unreliable
+        transport: only its key stays, until Timer K (``deadline``); the object ends."""
+        key = (transaction.branch, transaction.method)
+        if self._clients.get(key) is transaction:
+            del self._clients[key]
+        self._client_records[key] = deadline
+        self._client_deadlines.append((deadline, key))
+        transaction.state = _S.TERMINATED
+        self._dropped_timers(len(transaction._timers))
+        transaction._timers.clear()
+        transaction._request = None
+        transaction.last_response = None
+        self._events.append(TransactionTerminated(transaction))
+
+    def _expire_records(self, now: float) -> None:
+        """Timer J and K of the records due at ``now``: they leave the layer."""
+        clients, client_records = self._client_deadlines, self._client_records
+        while clients and clients[0][0] <= now:
+            deadline, client_key = clients.popleft()
+            if client_records.get(client_key) == deadline:
+                del client_records[client_key]
+        deadlines, records, recent = self._record_deadlines, self._records, self._recent
+        while deadlines and deadlines[0][0] <= now:
+            deadline, key = deadlines.popleft()
+            entries = records.pop(key, ())
+            kept = tuple(entry for entry in entries if entry[5] != deadline)
+            if kept:
+                records[key] = kept
+            self._server_count -= len(entries) - len(kept)
+            for entry in entries:
+                merge_key = entry[4]
+                if entry[5] == deadline and merge_key is not None and recent.get(merge_key) == key:
+                    del recent[merge_key]
+
     def _arm(self, transaction: Transaction, timer: str, deadline: float) -> None:
         sequence = next(self._sequence)
         transaction._timers[timer] = sequence
@@ -959,6 +1114,7 @@ __all__ = [
     "NonInviteServerTransaction",
     "RequestReceived",
     "RequestRefused",
+    "Resend",
     "ResponseReceived",
     "Send",
     "ServerTransaction",

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import cast
 
 from .._core.message import Request, Response
-from .._core.transaction import Event, Send, Transaction, TransactionLayer
+from .._core.parser import parse_message
+from .._core.transaction import Event, Resend, Send, Transaction, TransactionLayer
 from .._core.uri import URI
 
 Address = tuple[str, int]
@@ -48,6 +49,14 @@ def destination(transaction: Transaction) -> tuple[str, Address]:
     return transport, address
 
 
+def resent(data: bytes) -> Response:
+    """The final response a record of the transaction layer keeps, parsed back (it is
+    sent again for a retransmitted request: rare enough to parse)."""
+    message = parse_message(data)
+    assert isinstance(message, Response)
+    return message
+
+
 class TransactionUser:
     """Base of the server's sans-I/O UAs (:mod:`.echo`, :mod:`.notifier`): runs the events
     of its transaction layer, queues each Send as :class:`Outgoing` and hands every other
@@ -67,6 +76,9 @@ class TransactionUser:
                 if isinstance(event, Send):
                     transport, address = destination(event.transaction)
                     self._out.append(Outgoing(event.message, transport, address))
+                elif isinstance(event, Resend):  # a retransmission answered from a record
+                    transport, address = cast("tuple[str, Address]", event.destination)
+                    self._out.append(Outgoing(resent(event.data), transport, address))
                 else:
                     self._dispatch(event, now)
 

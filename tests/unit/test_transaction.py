@@ -19,6 +19,7 @@ from sipx._core.transaction import (
     ClientTransaction,
     Event,
     RequestReceived,
+    Resend,
     ResponseReceived,
     Send,
     ServerTransaction,
@@ -225,21 +226,22 @@ def test_non_invite_final_response_completes_then_timer_k(code: int, via_proceed
         layer.pop_events()
     final = response(req, code)
     layer.receive_response(final, 1.0)
-    assert layer.pop_events() == [ResponseReceived(tx, final)]
-    assert state(tx) is S.COMPLETED
-    # Completed over UDP, the transaction only absorbs retransmissions: it lets go of its
-    # messages (the TU got the response in the event) instead of holding them for Timer K.
+    # Completed over UDP, the transaction only absorbs retransmissions: the layer keeps its
+    # key until Timer K and the object ends, letting go of its messages (the TU got the
+    # response in the event).
+    assert layer.pop_events() == [ResponseReceived(tx, final), TransactionTerminated(tx)]
+    assert state(tx) is S.TERMINATED
     assert tx.last_response is None
     with pytest.raises(RuntimeError, match="released its request"):
         tx.request  # noqa: B018
     assert layer.next_deadline() == 6.0  # Timer K = T4; E and F are cancelled
     # Retransmitted finals and late provisionals are absorbed.
-    assert layer.receive_response(response(req, code), 2.0) is tx
-    assert layer.receive_response(response(req, 180), 2.5) is tx
+    assert layer.receive_response(response(req, code), 2.0) is None
+    assert layer.receive_response(response(req, 180), 2.5) is None
     assert layer.pop_events() == []
-    timeline = advance(layer, 100.0)
-    assert [(at, type(e).__name__) for at, e in timeline] == [(6.0, "TransactionTerminated")]
-    assert len(layer) == 0
+    assert len(layer) == 1
+    assert advance(layer, 100.0) == []  # Timer K ends the record: nothing to tell the TU
+    assert len(layer) == 0 and layer.next_deadline() is None
     layer.receive_response(response(req, code), 7.0)
     assert kinds(layer.pop_events()) == ["StrayResponse"]
 
@@ -547,21 +549,23 @@ def test_server_non_invite_full_cycle(code: int) -> None:
     assert layer.pop_events() == [Send(tx, trying), Send(tx, trying)]
     final = response(req, code)
     assert tx.respond(final, 2.0) is True
-    assert state(tx) is S.COMPLETED
+    # Completed over UDP, the transaction is a record of the layer now; the object ends.
+    assert state(tx) is S.TERMINATED
     events = layer.pop_events()
-    assert events == [Send(tx, final)]
-    # Serialised once: the bytes it keeps for retransmissions go out with the first Send.
+    assert events == [Send(tx, final), TransactionTerminated(tx)]
+    # Serialised once: the bytes the record keeps for retransmissions go out with the Send.
     assert isinstance(events[0], Send) and events[0].data == final.to_bytes()
     assert events[0].to_bytes() == final.to_bytes()
-    # Completed over UDP it keeps only the final's bytes: the retransmission is identical.
     assert tx.last_response is None
-    layer.receive_request(request("MESSAGE"), 3.0, reliable=False)
-    resent = sent(layer.pop_events())
-    assert [m.to_bytes() for m in resent] == [final.to_bytes()]
+    assert len(layer) == 1 and layer.next_deadline() == 34.0  # Timer J
+    # The record answers a retransmission with the same bytes, to the same destination.
+    assert layer.receive_request(request("MESSAGE"), 3.0, reliable=False) is None
+    assert layer.pop_events() == [Resend(final.to_bytes(), ("10.0.0.1", 5060), None)]
     assert tx.respond(response(req, 500), 3.0) is False
     assert layer.pop_events() == []
-    timeline = advance(layer, 100.0)
-    assert [(at, type(e).__name__) for at, e in timeline] == [(34.0, "TransactionTerminated")]
+    assert advance(layer, 33.9) == [] and len(layer) == 1
+    assert advance(layer, 100.0) == []  # Timer J ends the record: nothing to tell the TU
+    assert len(layer) == 0 and layer.next_deadline() is None
     # After Timer J a retransmission is a new request again.
     again = request("MESSAGE")
     new = layer.receive_request(again, 40.0, reliable=False)
@@ -670,8 +674,8 @@ def test_rfc2543_non_invite_retransmission() -> None:
     final = response(tx.request, 200)
     tx.respond(final, 0.1)
     layer.pop_events()
-    assert layer.receive_request(request("OPTIONS", branch=None), 0.2, reliable=False) is tx
-    assert [m.to_bytes() for m in sent(layer.pop_events())] == [final.to_bytes()]
+    assert layer.receive_request(request("OPTIONS", branch=None), 0.2, reliable=False) is None
+    assert layer.pop_events() == [Resend(final.to_bytes(), None, None)]
 
 
 def test_client_matching_branch_and_cseq_method() -> None:
@@ -684,7 +688,7 @@ def test_client_matching_branch_and_cseq_method() -> None:
     layer.pop_events()
     ok = response(cancel, 200)
     assert layer.receive_response(ok, 1.1) is cancel_tx
-    assert layer.pop_events() == [ResponseReceived(cancel_tx, ok)]
+    assert layer.pop_events() == [ResponseReceived(cancel_tx, ok), TransactionTerminated(cancel_tx)]
     assert invite_tx.state is S.CALLING
     terminated = response(invite, 487)
     assert layer.receive_response(terminated, 1.2) is invite_tx
@@ -808,13 +812,14 @@ def test_memory_is_bounded_terminated_transactions_are_dropped() -> None:
             make_ack_for_non2xx(invite.request, last(invite)), 0.2, reliable=False
         )
     assert len(layer) == 3000
-    layer.pop_events()
-    layer.handle_timers(100.0)
     events = layer.pop_events()
+    layer.handle_timers(100.0)
+    events += layer.pop_events()
     assert sum(isinstance(e, TransactionTerminated) for e in events) == 3000
     assert len(layer) == 0
     assert layer.next_deadline() is None
     assert layer._heap == [] and layer._clients == {} and layer._servers == {}
+    assert layer._records == {} and not layer._record_deadlines
     assert not layer._recent
 
 
@@ -996,6 +1001,11 @@ class BackToBack:
         if isinstance(event, Send):
             assert event.destination == "uac"
             self.wire.send(now, "uac", event.message)
+        elif isinstance(event, Resend):
+            assert event.destination == "uac"
+            resent = parse_message(event.data)
+            assert isinstance(resent, Response)
+            self.wire.send(now, "uac", resent)
         elif isinstance(event, RequestReceived):
             self.uas_requests.append(event.request.method)
             tx, req = event.transaction, event.request
@@ -1096,8 +1106,9 @@ def test_completed_non_invite_server_transaction_releases_its_messages() -> None
     final = response(req, 200)
     tx.respond(final, 0.1)
     layer.pop_events()
-    assert len(layer) == 1  # still there for Timer J, to absorb retransmissions
+    assert len(layer) == 1  # its record is there for Timer J, to absorb retransmissions
     assert not _held_by(req, tx) and not _held_by(final, tx)
+    assert not any(_held_by(tx, holder) for holder in (layer._servers, layer._heap))
     # An INVITE server transaction keeps both (ACK matching, CANCEL, Timer G).
     layer, invite, itx, _ = served("INVITE")
     busy = response(invite, 486)
@@ -1109,10 +1120,166 @@ def test_completed_non_invite_client_transaction_releases_its_messages() -> None
     layer, req, tx = started("OPTIONS")
     final = response(req, 200)
     layer.receive_response(final, 0.1)
-    assert layer.pop_events() == [ResponseReceived(tx, final)]
-    assert len(layer) == 1  # still there for Timer K
+    assert layer.pop_events() == [ResponseReceived(tx, final), TransactionTerminated(tx)]
+    assert len(layer) == 1  # its key is there for Timer K
     assert not _held_by(req, tx) and not _held_by(final, tx)
+    assert not any(_held_by(tx, holder) for holder in (layer._clients, layer._heap))
+    gc.collect()
+    gc.collect()
+    assert not gc.is_tracked(layer._client_records) and not layer._clients
     # Reliable transports end the transaction at once; nothing is held either way.
     layer, req, tx = started("OPTIONS", reliable=True)
     layer.receive_response(response(req, 200), 0.1)
     assert len(layer) == 0 and tx.terminated
+
+
+# -- records: Completed non-INVITE server transactions over UDP --------------------------------
+
+SIPP_OPTIONS = (
+    b"OPTIONS sip:uas@127.0.0.1:5060 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-%d\r\n"
+    b"From: sipp <sip:sipp@127.0.0.1:5061>;tag=%dSIPpTag00\r\n"
+    b"To: sut <sip:uas@127.0.0.1:5060>\r\n"
+    b"Call-ID: %d-sipp@127.0.0.1\r\n"
+    b"CSeq: 1 OPTIONS\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+def options_from_sipp(n: int) -> Request:
+    message = parse_message(SIPP_OPTIONS % (n, n, n))
+    assert isinstance(message, Request)
+    return message
+
+
+def answered_options(layer: TransactionLayer, n: int, now: float = 0.0) -> bytes:
+    """Receive SIPp's OPTIONS number ``n`` over UDP, answer 200; the bytes sent."""
+    req = options_from_sipp(n)
+    tx = layer.receive_request(
+        req, now, reliable=False, destination=("127.0.0.1", 5061), route="UDP"
+    )
+    assert tx is not None and tx.route == "UDP"
+    assert layer.pop_events() == [RequestReceived(tx, req)]
+    tx.respond(make_response(req, 200, to_tag=f"t{n}"), now)
+    events = layer.pop_events()
+    assert events[1:] == [TransactionTerminated(tx)]
+    assert isinstance(events[0], Send) and events[0].data is not None
+    return events[0].data
+
+
+def test_a_retransmitted_options_gets_the_same_200_from_the_record() -> None:
+    layer = TransactionLayer()
+    first = answered_options(layer, 1, 0.0)
+    assert len(layer) == 1 and not layer._servers  # the object has left: a record remains
+    for at in (0.5, 1.5, 31.9):
+        assert layer.receive_request(options_from_sipp(1), at, reliable=False) is None
+        assert layer.pop_events() == [Resend(first, ("127.0.0.1", 5061), "UDP")]
+    # another OPTIONS is a new transaction, not answered from that record
+    other = options_from_sipp(2)
+    tx = layer.receive_request(other, 2.0, reliable=False)
+    assert tx is not None and layer.pop_events() == [RequestReceived(tx, other)]
+
+
+def test_timer_j_removes_the_record() -> None:
+    layer = TransactionLayer()
+    answered_options(layer, 1, 0.0)
+    answered_options(layer, 2, 1.0)
+    assert len(layer) == 2 and layer.next_deadline() == 32.0
+    layer.handle_timers(32.0)
+    assert len(layer) == 1 and layer.next_deadline() == 33.0
+    layer.handle_timers(33.0)
+    assert len(layer) == 0 and layer.next_deadline() is None
+    assert layer.pop_events() == []
+    assert layer._records == {} and not layer._record_deadlines and not layer._recent
+    # the same request after Timer J: a new transaction that reaches the TU
+    again = options_from_sipp(1)
+    tx = layer.receive_request(again, 40.0, reliable=False)
+    assert tx is not None and layer.pop_events() == [RequestReceived(tx, again)]
+
+
+def test_records_are_not_tracked_by_the_garbage_collector() -> None:
+    layer = TransactionLayer()
+    answered_options(layer, 0)  # the layer's dicts and queue exist and have grown once
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(1, 2001):
+        answered_options(layer, n, n / 1000)
+    gc.collect()
+    gc.collect()  # a tuple is untracked once what it holds is: nested ones take two passes
+    assert len(layer) == 2001
+    # Not one tracked object per waiting transaction (it was 3: the object, its
+    # {method: transaction} dict and its timer-heap entry); a few dict tables may grow.
+    assert len(gc.get_objects()) - before < 20
+    records = layer._records[("3261", "z9hG4bK-7", "127.0.0.1", 5061)]
+    assert not gc.is_tracked(records) and not any(gc.is_tracked(r) for r in records)
+    assert not any(gc.is_tracked(entry) for entry in layer._record_deadlines)
+    assert not any(gc.is_tracked(key) for key in layer._recent)
+    assert not any(gc.is_tracked(value) for value in layer._recent.values())
+    assert layer._heap == [] and layer._servers == {}
+
+
+def test_a_merged_request_gets_482_while_the_original_is_a_record() -> None:
+    layer = TransactionLayer()
+    answered_options(layer, 1)
+    # the same request (From tag, Call-ID, CSeq) by another path: another branch
+    merged = options_from_sipp(1)
+    merged.headers["Via"] = "SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-other"
+    tx = layer.receive_request(merged, 1.0, reliable=False, destination=("127.0.0.1", 5062))
+    assert tx is not None
+    events = layer.pop_events()
+    assert not any(isinstance(e, RequestReceived) for e in events)  # the TU never sees it
+    assert [m.status_code for m in sent(events) if isinstance(m, Response)] == [482]
+    # once the original's record is gone, the same request is new again
+    layer.handle_timers(32.0)
+    later = options_from_sipp(1)
+    later.headers["Via"] = "SIP/2.0/UDP 127.0.0.1:5063;branch=z9hG4bK-later"
+    new = layer.receive_request(later, 40.0, reliable=False)
+    assert new is not None and layer.pop_events() == [RequestReceived(new, later)]
+
+
+def test_max_server_transactions_counts_records() -> None:
+    layer = TransactionLayer(max_server_transactions=1)
+    first = answered_options(layer, 1)
+    refused = options_from_sipp(2)
+    assert layer.receive_request(refused, 1.0, reliable=False, destination=("h", 1)) is None
+    assert kinds(layer.pop_events()) == ["RequestRefused"] and layer.requests_refused == 1
+    # the record's own retransmission is still answered at the bound
+    assert layer.receive_request(options_from_sipp(1), 1.5, reliable=False) is None
+    assert layer.pop_events() == [Resend(first, ("127.0.0.1", 5061), "UDP")]
+    layer.handle_timers(32.0)  # Timer J: room again
+    assert layer.receive_request(options_from_sipp(3), 33.0, reliable=False) is not None
+    assert layer.requests_refused == 1
+
+
+def test_a_cancel_of_a_record_finds_its_completed_transaction() -> None:
+    # RFC 3261 9.2: the transaction exists (Completed), so the CANCEL gets a 200 and has
+    # no effect; the layer hands the TU a Terminated stand-in carrying the final response.
+    layer = TransactionLayer()
+    answered_options(layer, 1)
+    cancel = options_from_sipp(1)
+    cancel.method = "CANCEL"
+    cancel.headers["CSeq"] = "1 CANCEL"
+    target = layer.find_transaction_to_cancel(cancel)
+    assert target is not None and target.method == "OPTIONS"
+    assert target.last_response is not None and target.last_response.status_code == 200
+    assert target.terminated and target.route == "UDP"
+    assert target.respond(make_response(cancel, 487), 1.0) is False
+    assert layer.pop_events() == [] and len(layer) == 1
+    layer.handle_timers(32.0)
+    assert layer.find_transaction_to_cancel(cancel) is None
+
+
+def test_accepted_invite_server_transaction_lets_go_of_the_invite() -> None:
+    # RFC 2543 ACK matching needs the 2xx's To tag, which the transaction keeps.
+    layer, invite, tx, _ = served("INVITE", branch=None)
+    ok = response(invite, 200, to_tag="srv")
+    tx.respond(ok, 1.0)
+    assert state(tx) is S.ACCEPTED and not _held_by(invite, tx)
+    with pytest.raises(RuntimeError):
+        tx.request  # noqa: B018
+    assert tx.respond(ok, 1.5) is True  # the TU's 2xx retransmissions still pass
+    layer.pop_events()
+    ack = request("ACK", branch=None, to_tag="srv")
+    assert layer.receive_request(ack, 2.0, reliable=False) is tx
+    assert layer.pop_events() == [AckReceived(ack, tx)]
