@@ -13,7 +13,7 @@ This module is the public surface: the collaborators behind it each do one job â
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple
@@ -27,7 +27,7 @@ from ._core.builder import body_bytes, build_request, guess_content_type
 from ._core.dialog import Dialog, DialogId, dialog_id_of
 from ._core.event import EventHeader
 from ._core.header_types import NameAddr
-from ._core.ids import IdSource
+from ._core.ids import IdSource, TokenPool
 from ._core.message import Request, Response
 from ._core.sdp import SDPBody
 from ._core.session_timer import DEFAULT_SESSION_EXPIRES, MIN_SE, OPTION_TAG, with_option_tag
@@ -131,7 +131,7 @@ class AsyncClient(Lifetime):
         self.timers = timers or TimerConfig()
         self.user_agent = user_agent if user_agent is not None else f"sipx/{_version()}"
         self.outbound_proxy = URI.parse(outbound_proxy) if outbound_proxy else None
-        self._ids = IdSource(id_token or secrets.token_hex)
+        self._ids = IdSource(id_token or TokenPool(os.urandom))
         self._resolver = Resolver(nameservers)
         self._engine = Engine(self.timers, self._ids, trace=trace, limits=limits or DEFAULT_LIMITS)
         self._engine.default_transport = transport_name

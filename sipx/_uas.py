@@ -199,6 +199,7 @@ class UserAgentServer:
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
+        self._capabilities_cache: tuple[tuple[object, ...], dict[str, str]] | None = None
         self.transfers = Transfers(engine, uac, client)
         self.subscribers = Subscribers(engine, uac)  # our subscriptions (RFC 6665)
         self.notifiers = Notifiers(engine, uac, self)  # the ones we serve
@@ -465,6 +466,17 @@ class UserAgentServer:
             incoming.respond(501)
 
     def _capabilities(self) -> dict[str, str]:
+        """Allow, Accept, Supported (and Allow-Events) of a 200 to OPTIONS: made again only
+        when what they list has changed (handlers, packages, extensions)."""
+        key = (
+            tuple(self.handlers),
+            tuple(self.notifiers.handlers),
+            self.reliable_provisional,
+            self.session_expires is not None,
+        )
+        cached = self._capabilities_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
         packages = self.notifiers.packages
         fields = {
             "Allow": self._allow(packages),
@@ -473,6 +485,7 @@ class UserAgentServer:
         }
         if packages:  # RFC 6665 8.2.2: the packages we are a notifier for
             fields["Allow-Events"] = ", ".join(packages)
+        self._capabilities_cache = (key, fields)
         return fields
 
     def _bad_extension(self, incoming: IncomingRequest) -> bool:

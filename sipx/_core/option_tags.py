@@ -39,8 +39,11 @@ def has_option_tag(message: Message, header: str, tag: str) -> bool:
 def unsupported(message: Message, supported: Iterable[str]) -> list[str]:
     """The tags of ``message``'s ``Require`` that are not in ``supported`` (RFC 3261
     8.2.2.3), for the ``Unsupported`` header of a 420."""
+    required = option_tags(message, "Require")
+    if not required:  # the usual case: nothing to compare
+        return required
     known = {tag.lower() for tag in supported}
-    return [tag for tag in option_tags(message, "Require") if tag.lower() not in known]
+    return [tag for tag in required if tag.lower() not in known]
 
 
 def add_option_tag(message: Message, header: str, tag: str) -> None:

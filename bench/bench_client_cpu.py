@@ -1,0 +1,100 @@
+"""CPU per ``client.options()`` of an AsyncClient, in one process, without sockets.
+
+Run from the repository root::
+
+    .venv/bin/python bench/bench_client_cpu.py            # options: --count N --repeat R
+
+An :class:`sipx.AsyncClient` on a :class:`sipx.testing.MemoryNetwork` sends OPTIONS from
+``--concurrency`` tasks (100, as ``bench_sip_options.py --part client`` does against SIPp)
+to a raw endpoint of the same network that answers each with a 200 made by copying the
+request's lines (the way SIPp's ``uas_options.xml`` does: Via, From, To with a tag, Call-ID,
+CSeq). The figure is this process's CPU time (``time.process_time``) per request, the best
+of ``--repeat`` rounds of ``--count`` requests, with the garbage collector off: the whole
+client path (building the request, the next hop, the transaction, the response's parse and
+match, waking the caller) plus the answering endpoint and the memory network's delivery,
+which are the same before and after a change. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import sipx
+from sipx.testing import MemoryNetwork
+
+_PEER = ("127.0.0.1", 5999)
+_COPIED = (b"via:", b"from:", b"call-id:", b"cseq:")
+
+
+def _answer(request: bytes) -> bytes:
+    """A 200 for ``request``: its Via, From, To (tagged), Call-ID and CSeq lines."""
+    lines = [b"SIP/2.0 200 OK"]
+    for line in request.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        lower = line[:9].lower()
+        if lower.startswith(_COPIED):
+            lines.append(line)
+        elif lower.startswith(b"to:"):
+            lines.append(line + b";tag=peer")
+    lines.append(b"Content-Length: 0\r\n\r\n")
+    return b"\r\n".join(lines)
+
+
+async def _run(count: int, repeat: int, concurrency: int) -> list[float]:
+    gc.disable()
+    network = MemoryNetwork(seed=1)
+    rounds: list[float] = []
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
+        network.socket(_PEER) as peer,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def answer_all() -> None:
+            while True:
+                data, source = await peer.receive()
+                peer.send(_answer(data), source)
+
+        nursery.start_soon(answer_all)
+        uri = f"sip:uas@{_PEER[0]}:{_PEER[1]}"
+        await client.options(uri)  # warm-up
+        for _ in range(repeat):
+            left = [count]
+
+            async def caller(left: list[int] = left) -> None:
+                while left[0] > 0:
+                    left[0] -= 1
+                    response = await client.options(uri)
+                    assert response.status_code == 200
+
+            started = time.process_time()
+            async with trio.open_nursery() as callers:
+                for _ in range(concurrency):
+                    callers.start_soon(caller)
+            rounds.append((time.process_time() - started) / count * 1e6)
+        nursery.cancel_scope.cancel()
+    gc.enable()
+    return rounds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--count", type=int, default=10_000, help="requests per round")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (the best is kept)")
+    parser.add_argument("--concurrency", type=int, default=100, help="tasks sending")
+    args = parser.parse_args()
+    rounds = trio.run(_run, args.count, args.repeat, args.concurrency)
+    shown = ", ".join(f"{r:.1f}" for r in rounds)
+    print(f"Python {sys.version.split()[0]}, sipx from {Path(sipx.__file__).parent}")
+    print(f"CPU per options() answered: {min(rounds):.1f} µs (best of {shown} µs)")
+
+
+if __name__ == "__main__":
+    main()
