@@ -39,7 +39,7 @@ class DialogId(NamedTuple):
 TARGET_REFRESH_METHODS = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class Dialog:
     call_id: str
     local_tag: str
@@ -53,11 +53,22 @@ class Dialog:
     state: DialogState = DialogState.EARLY
     is_uac: bool = True
     secure: bool = False
-    invite: Request | None = None  # the request that created the dialog
+    # The request that created the dialog; a call forgets it once established and idle.
+    invite: Request | None = None
+    _id: DialogId | None = field(default=None, init=False, repr=False)
 
     @property
     def id(self) -> DialogId:
-        return DialogId(self.call_id, self.local_tag, self.remote_tag)
+        """The dialog's id (one tuple, made again only if a part of it changes)."""
+        known = self._id
+        if (
+            known is None
+            or known[0] is not self.call_id
+            or known[1] is not self.local_tag
+            or known[2] is not self.remote_tag
+        ):
+            known = self._id = DialogId(self.call_id, self.local_tag, self.remote_tag)
+        return known
 
     # -- creation ------------------------------------------------------------------------
     @classmethod
