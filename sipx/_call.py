@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ._uas import IncomingRequest, UserAgentServer
 
 _Kept = TypeVar("_Kept", Request, Response)
+_Bytes = bytes | tuple[bytes, bytes]  # a message kept: its bytes, or its head and body
 InfoHandler = Callable[..., Any]  # IncomingRequest -> Response | None (plain or async)
 log = logging.getLogger("sipx")
 
@@ -119,7 +120,7 @@ class Call:
         self._uas = uas
         self._engine = uas.engine
         self._uac = uas.uac
-        self._invite: Request | bytes = invite
+        self._invite: Request | _Bytes = invite
         self.call_id = invite.call_id
         self._remote_uri: str | None = None  # once the INVITE is kept as bytes
         self._contact: str | None = None  # our Contact in the dialog, once answered
@@ -134,7 +135,7 @@ class Call:
         self._answer: SDPBody | bytes | None = None
         self._local: SDPBody | bytes | None = offer if direction == "outgoing" else None
         self._remote: SDPBody | bytes | None = offer if direction == "incoming" else None
-        self._final: Response | bytes | None = None
+        self._final: Response | _Bytes | None = None
         # "local", "remote", "cancel", "timeout", "rejected", "transferred",
         # "replaced" or "session-expired"
         self.ended_by: str | None = None
@@ -162,9 +163,9 @@ class Call:
         """The INVITE. Once an incoming call is established and ACKed it is kept as bytes:
         each read then parses a fresh copy of it."""
         invite = self._invite
-        if isinstance(invite, bytes):
-            return _parse_kept(invite, Request)
-        return invite
+        if isinstance(invite, Request):
+            return invite
+        return _parse_kept(invite, Request)
 
     @invite.setter
     def invite(self, request: Request) -> None:
@@ -177,9 +178,9 @@ class Call:
         """The INVITE's final response (for an incoming call, ours; kept as bytes and
         parsed again on each read once the call is idle)."""
         final = self._final
-        if isinstance(final, bytes):
-            return _parse_kept(final, Response)
-        return final
+        if final is None or isinstance(final, Response):
+            return final
+        return _parse_kept(final, Response)
 
     @final_response.setter
     def final_response(self, response: Response | None) -> None:
@@ -555,7 +556,7 @@ class Call:
         """An exchange of SDPs sipx made (a session refresh, a peer's re-INVITE or UPDATE)
         is over: an idle call's SDPs go back to bytes. (One the user handed to reinvite()
         or update() stays the object given.)"""
-        if self.direction == "outgoing" or isinstance(self._invite, bytes):
+        if self.direction == "outgoing" or not isinstance(self._invite, Request):
             self._keep_sdps_as_bytes()
 
     def _glare_wait(self) -> float:
@@ -770,7 +771,6 @@ class Call:
         timer = SessionTimer(interval, we_refresh, trio.current_time())
         task = SessionTimerTask(
             self._uas.session_timers,
-            self._engine.start_soon,
             timer,
             self._refresh_session,
             self._session_expired,
@@ -888,16 +888,21 @@ class Call:
         if self.state is CallState.ESTABLISHED:
             self._keep_less()
 
-    def _keep_sdps_as_bytes(self) -> None:
+    def _keep_sdps_as_bytes(self, sent: Mapping[int, bytes] | None = None) -> None:
         """Offer, answer, ours and the peer's as bytes (one bytes object per SDP, however
-        many of the four name it); read again, each is parsed once more."""
+        many of the four name it; ``sent``: by ``id()`` of an SDP, the body that carried it,
+        reused when equal); read again, each is parsed once more."""
         kept: dict[int, bytes] = {}
         for slot in ("_offered", "_answer", "_local", "_remote"):
             sdp = getattr(self, slot)
             if isinstance(sdp, SDPBody):
                 data = kept.get(id(sdp))
                 if data is None:
-                    data = kept[id(sdp)] = sdp.to_bytes()
+                    data = sdp.to_bytes()
+                    body = (sent or {}).get(id(sdp))
+                    if body == data:
+                        data = body
+                    kept[id(sdp)] = data
                 setattr(self, slot, data)
 
     def _set_acked(self) -> None:
@@ -911,19 +916,24 @@ class Call:
         1xx state and the INVITE's To tag; the dialog forgets its INVITE."""
         invite = self._invite
         final = self._final
-        if isinstance(invite, bytes) or final is None or self.direction != "incoming":
+        if not isinstance(invite, Request) or final is None or self.direction != "incoming":
             return
         self._our_contact()
         self._remote_uri = str(invite.from_.uri)
         self._uas.forget_tag(invite)
-        self._invite = invite.to_bytes()
+        # The bodies of the INVITE and of our 200 are the offer and the answer: one bytes
+        # object each, shared by the message and the SDP slots.
+        sent = {id(self._offered): invite.content}
         if isinstance(final, Response):
-            self._final = final.to_bytes()
-        self._keep_sdps_as_bytes()
+            sent[id(self._local)] = final.content
+        self._keep_sdps_as_bytes(sent)
+        self._invite = _kept(invite)
+        if isinstance(final, Response):
+            self._final = _kept(final)
         self.transaction = None
         for dialog in (self.dialog, self._early_dialog):
             if dialog is not None and dialog.invite is invite:
-                dialog.invite = None
+                dialog.forget_invite()
         if self._early_dialog is self.dialog:
             self._early_dialog = None
 
@@ -969,7 +979,7 @@ class Call:
         if engine.pending_calls.get(self.call_id) is self:
             del engine.pending_calls[self.call_id]
         if self.direction == "incoming":
-            if not isinstance(self._invite, bytes):  # else forgotten when it was kept
+            if isinstance(self._invite, Request):  # else forgotten when it was kept
                 self._uas.forget_tag(self._invite)
         elif self.dialog is not None:
             self._uac.forget(self.dialog, self.invite)
@@ -1044,9 +1054,19 @@ def sdp_of(message: Request | Response) -> SDPBody | None:
     return _sdp(message)
 
 
-def _parse_kept(data: bytes, kind: type[_Kept]) -> _Kept:
+def _kept(message: Request | Response) -> _Bytes:
+    """A message as the call keeps it once idle: its bytes, as (head, body) when it has a
+    body (the body bytes are the ones the call keeps as its SDP)."""
+    data = message.to_bytes()
+    body = message.content
+    if body and data.endswith(body):
+        return data[: len(data) - len(body)], body
+    return data
+
+
+def _parse_kept(data: _Bytes, kind: type[_Kept]) -> _Kept:
     """A message the call kept as bytes (it wrote them itself), parsed again."""
-    message = parse_message(data)
+    message = parse_message(data if isinstance(data, bytes) else data[0] + data[1])
     assert isinstance(message, kind)
     return message
 

@@ -47,7 +47,7 @@ class SessionTimers:
     """
 
     def __init__(self, start_soon: Callable[..., None]) -> None:
-        self._start_soon = start_soon
+        self.start_soon = start_soon  # the engine's: the heap's task and every refresh
         self._heap: list[tuple[float, int, SessionTimerTask]] = []
         self._order = itertools.count()
         self._stale = 0
@@ -65,7 +65,7 @@ class SessionTimers:
         heapq.heappush(heap, (deadline, next(self._order), task))
         if not self._running:
             self._running = True
-            self._start_soon(self._run)
+            self.start_soon(self._run)
 
     def dropped(self) -> None:
         """An entry went stale (its task was rescheduled or stopped)."""
@@ -111,19 +111,17 @@ class SessionTimerTask:
     Its next deadline waits in the client's :class:`SessionTimers`; a refresh runs as a
     task of its own while its request is on its way."""
 
-    __slots__ = ("_expire", "_refresh", "_start_soon", "_timers", "deadline", "refreshes", "timer")
+    __slots__ = ("_expire", "_refresh", "_timers", "deadline", "refreshes", "timer")
 
     def __init__(
         self,
         timers: SessionTimers,
-        start_soon: Callable[..., None],
         timer: SessionTimer,
         refresh: Refresh,
         expire: Callable[[str], None],
     ) -> None:
         self.timer = timer
         self._timers: SessionTimers | None = timers
-        self._start_soon = start_soon
         self._refresh: Refresh | None = refresh
         self._expire: Callable[[str], None] | None = expire
         self.deadline: float | None = None  # the one in the heap, None while refreshing
@@ -181,7 +179,8 @@ class SessionTimerTask:
         elif due == REFRESH:
             self.timer.refresh_started()
             self.refreshes += 1
-            self._start_soon(self._refresh_once)
+            assert self._timers is not None
+            self._timers.start_soon(self._refresh_once)
         else:
             self._schedule()
 

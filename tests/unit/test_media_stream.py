@@ -172,15 +172,16 @@ async def test_a_negotiated_ptime_of_30_ms_carries_the_audio_whole(
 async def test_a_failing_stream_is_closed_and_the_others_go_on(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    class BrokenStream(MediaStream):  # (MediaStream has __slots__: no per-instance patch)
+        def _on_datagram(self, data: bytes, source: tuple[str, int]) -> None:
+            raise RuntimeError("a bug in the receive path")
+
     peers = [peer_socket(), peer_socket()]
-    streams = [MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000))) for _ in peers]
+    streams = [
+        kind(*bind_rtp_pair("127.0.0.1", (40000, 50000))) for kind in (BrokenStream, MediaStream)
+    ]
     for stream, peer in zip(streams, peers, strict=True):
         stream.configure(params(peer.getsockname()))
-
-    def broken(data: bytes, source: tuple[str, int]) -> None:
-        raise RuntimeError("a bug in the receive path")
-
-    monkeypatch.setattr(streams[0], "_on_datagram", broken)
     clock = media_stream.MediaClock()
     for stream in streams:
         clock.add(stream)
