@@ -666,6 +666,7 @@ class Call:
             if self._acked_event is None:
                 self._acked_event = trio.Event()
             await self._acked_event.wait()
+            self._acked_event = None  # set for good: an idle call keeps no Event
 
     # -- media ---------------------------------------------------------------------------------
     async def play(self, source: AudioSource) -> None:

@@ -150,6 +150,7 @@ class MediaStream:
         "close_listeners",
         "closed",
         "digit_listeners",
+        "due",
         "frame_listeners",
         "params",
         "rtcp_socket",
@@ -186,6 +187,7 @@ class MediaStream:
         self._next_send: float | None = None  # absolute deadline of the next packet
         self._next_report: float | None = None  # of the next RTCP report
         self._resync = False  # a new ptime: start the schedule again
+        self.due = -math.inf  # when the clock ticks it next (what tick() returned)
         self.closed = False
 
     @property
@@ -220,6 +222,7 @@ class MediaStream:
             self._receiver = RtpReceiver()  # (the first one is made by the first packet)
         if previous is None or previous.ptime != params.ptime:
             self._resync = True
+        self.due = -math.inf  # ticked at once
         if self._clock is not None:
             self._clock.wake()
 
@@ -313,6 +316,13 @@ class MediaStream:
         params = self.params
         if params is None:
             return now + POLL_INTERVAL
+        if not params.sends and not params.receives:  # inactive: RTCP only (RFC 3264 5.1)
+            if self._next_report is not None and now >= self._next_report:
+                self._send_rtcp()
+                self._next_report = None
+            if self._next_report is None:  # on whole seconds: idle streams share wake-ups
+                self._next_report = math.ceil(now + REPORT_INTERVAL * (0.5 + random.random()))
+            return self._next_report
         interval = params.ptime / 1000
         if self._next_send is None or self._resync:
             self._next_send, self._resync = now + interval, False
@@ -568,8 +578,12 @@ class MediaClock:
                     if stream.closed:
                         self.streams.remove(stream)
                         continue
+                    if stream.due > now:  # not due: its sockets wait (one packet time)
+                        earliest = min(earliest, stream.due)
+                        continue
                     try:
-                        earliest = min(earliest, stream.tick(now))
+                        stream.due = stream.tick(now)
+                        earliest = min(earliest, stream.due)
                     except Exception:  # a bug must not take the client or other calls down
                         log.exception("media stream %s failed; closing it", stream.local_port)
                         stream.close()
