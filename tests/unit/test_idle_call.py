@@ -106,7 +106,9 @@ async def test_an_idle_call_still_takes_reinvite_update_info_and_bye_from_the_pe
         assert answer.direction == "recvonly"
         assert answer.origin.sess_version != version  # RFC 3264 8: a changed SDP
         assert "Contact" in ok.headers
-        peer.send(raw_request("ACK", target, branch="z9hG4bKa2", cseq=2, to_tag=tag).to_bytes(), target)
+        peer.send(
+            raw_request("ACK", target, branch="z9hG4bKa2", cseq=2, to_tag=tag).to_bytes(), target
+        )
         assert call.remote_sdp is not None and call.remote_sdp.direction == "sendonly"
 
         update = raw_request("UPDATE", target, branch="z9hG4bKup", cseq=3, to_tag=tag)
