@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/bench_call_memory.py            # options: --calls N
+    .venv/bin/python bench/bench_call_memory.py            # options: --calls N, --no-media
 
 An :class:`sipx.AsyncClient` on a :class:`sipx.testing.MemoryNetwork` (trio's MockClock,
 so the 32 s timers pass at once) answers every call with ``call.answer()``; a raw endpoint
@@ -11,7 +11,8 @@ call, ``--calls`` calls are set up and left idle for 40 s of mock time (transact
 retransmissions are over); the network's message log is cleared. Reported: the growth of
 ``tracemalloc``'s traced memory per call after ``gc.collect()``, of ``len(gc.get_objects())``
 per call (what every full collection walks), those objects by type, and the traced memory
-by file. The RTP sockets of each call are real (kernel memory is not counted here).
+by file. The RTP sockets of each call are real (kernel memory is not counted here); with
+``--no-media`` the calls are answered with a fixed SDP (``a=inactive``, no RTP socket).
 Nothing here asserts a figure.
 """
 
@@ -66,7 +67,13 @@ def _measure() -> tuple[int, collections.Counter[str]]:
     )
 
 
-async def _run(count: int) -> None:
+_FIXED = (
+    "v=0\r\no=bob 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=inactive\r\n"
+)
+
+
+async def _run(count: int, media: bool) -> None:
     network = MemoryNetwork(seed=1)
     async with (
         sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
@@ -78,7 +85,7 @@ async def _run(count: int) -> None:
 
         async def answer_all() -> None:
             async for call in client.calls():
-                call.answer()
+                call.answer() if media else call.answer(_FIXED)
 
         async def one_call(i: int) -> None:
             peer.send(_request("INVITE", i, target), (host, port))
@@ -118,8 +125,10 @@ async def _run(count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=1000, help="calls held at once")
+    parser.add_argument("--no-media", action="store_true", help="answer with a fixed SDP")
     args = parser.parse_args()
-    trio.run(_run, args.calls, clock=trio.testing.MockClock(autojump_threshold=0))
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    trio.run(_run, args.calls, not args.no_media, clock=clock)
 
 
 if __name__ == "__main__":

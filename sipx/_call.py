@@ -16,7 +16,7 @@ import math
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -25,6 +25,7 @@ from ._core.builder import attach_body, copy_record_route
 from ._core.dialog import Dialog, DialogState
 from ._core.dtmf import digit_to_event
 from ._core.message import Request, Response
+from ._core.parser import parse_message
 from ._core.reliable import send_reliably
 from ._core.sdp import SDPBody
 from ._core.session_timer import (
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
     from ._transfer import TransferResult
     from ._uas import IncomingRequest, UserAgentServer
 
+_Kept = TypeVar("_Kept", Request, Response)
+_Bytes = bytes | tuple[bytes, bytes]  # a message kept: its bytes, or its head and body
 InfoHandler = Callable[..., Any]  # IncomingRequest -> Response | None (plain or async)
 log = logging.getLogger("sipx")
 
@@ -60,7 +63,48 @@ class CallState(enum.Enum):
 
 
 class Call:
-    """One call. ``direction`` is ``"outgoing"`` or ``"incoming"``."""
+    """One call. ``direction`` is ``"outgoing"`` or ``"incoming"``.
+
+    Once an incoming call is established and ACKed it keeps only what later requests need:
+    the INVITE, our 200 and the SDPs as bytes (``invite``, ``final_response``, ``offer``,
+    ``remote_sdp``... parse them again when read), no server transaction, no task and no
+    ``trio.Event`` until someone waits.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_acked",
+        "_acked_event",
+        "_answer",
+        "_contact",
+        "_early_dialog",
+        "_ended_event",
+        "_engine",
+        "_final",
+        "_info_handler",
+        "_info_listeners",
+        "_invite",
+        "_local",
+        "_media",
+        "_offered",
+        "_peer_allows_update",
+        "_reinviting",
+        "_reliable",
+        "_remote",
+        "_remote_uri",
+        "_session_timer",
+        "_uac",
+        "_uas",
+        "call_id",
+        "client",
+        "dialog",
+        "direction",
+        "ended_by",
+        "local_tag",
+        "replaced_by",
+        "state",
+        "transaction",
+    )
 
     def __init__(
         self,
@@ -76,17 +120,22 @@ class Call:
         self._uas = uas
         self._engine = uas.engine
         self._uac = uas.uac
-        self.invite = invite
+        self._invite: Request | _Bytes = invite
+        self.call_id = invite.call_id
+        self._remote_uri: str | None = None  # once the INVITE is kept as bytes
+        self._contact: str | None = None  # our Contact in the dialog, once answered
         self.direction = direction
         self.transaction = transaction
         self.local_tag = local_tag
         self.dialog: Dialog | None = None
         self.state = CallState.INCOMING if direction == "incoming" else CallState.CALLING
-        self.offer: SDPBody | None = _sdp(invite)
-        self.answer_sdp: SDPBody | None = None
-        self.local_sdp: SDPBody | None = self.offer if direction == "outgoing" else None
-        self.remote_sdp: SDPBody | None = self.offer if direction == "incoming" else None
-        self.final_response: Response | None = None
+        # The SDPs: parsed, or bytes once the call is idle (parsed again when read).
+        offer = _sdp(invite)
+        self._offered: SDPBody | bytes | None = offer
+        self._answer: SDPBody | bytes | None = None
+        self._local: SDPBody | bytes | None = offer if direction == "outgoing" else None
+        self._remote: SDPBody | bytes | None = offer if direction == "incoming" else None
+        self._final: Response | _Bytes | None = None
         # "local", "remote", "cancel", "timeout", "rejected", "transferred",
         # "replaced" or "session-expired"
         self.ended_by: str | None = None
@@ -94,13 +143,14 @@ class Call:
         # Replaces that named this call (RFC 3515, RFC 3891).
         self.replaced_by: Call | None = None
         self._info_handler: InfoHandler | None = None
-        self._info_listeners: list[trio.MemorySendChannel[IncomingRequest]] = []
-        self._ended = trio.Event()
+        self._info_listeners: list[trio.MemorySendChannel[IncomingRequest]] | None = None
+        self._ended_event: trio.Event | None = None  # made when someone waits
         self._reinviting = False  # our re-INVITE/UPDATE offer is pending: a crossing one gets 491
         self._early_dialog: Dialog | None = None  # the UAS's early dialog, from ring()
         self._session_timer: SessionTimerTask | None = None
         self._peer_allows_update = False  # the peer's Allow lists UPDATE (refresh with it)
-        self._acked = trio.Event()
+        self._acked = False
+        self._acked_event: trio.Event | None = None  # made when someone waits
         self._media = media if media is not None else CallMedia(uas.engine, None, uas.media_clock)
         self._reliable: ReliableSender | None = None  # our reliable 1xx (RFC 3262), if any
 
@@ -109,18 +159,89 @@ class Call:
 
     # -- properties ------------------------------------------------------------------------
     @property
-    def call_id(self) -> str:
-        return self.invite.call_id
+    def invite(self) -> Request:
+        """The INVITE. Once an incoming call is established and ACKed it is kept as bytes:
+        each read then parses a fresh copy of it."""
+        invite = self._invite
+        if isinstance(invite, Request):
+            return invite
+        return _parse_kept(invite, Request)
+
+    @invite.setter
+    def invite(self, request: Request) -> None:
+        self._invite = request
+        self.call_id = request.call_id
+        self._remote_uri = None
+
+    @property
+    def final_response(self) -> Response | None:
+        """The INVITE's final response (for an incoming call, ours; kept as bytes and
+        parsed again on each read once the call is idle)."""
+        final = self._final
+        if final is None or isinstance(final, Response):
+            return final
+        return _parse_kept(final, Response)
+
+    @final_response.setter
+    def final_response(self, response: Response | None) -> None:
+        self._final = response
+
+    @property
+    def offer(self) -> SDPBody | None:
+        """The SDP offer of the INVITE (ours for a placed call, the caller's otherwise)."""
+        return self._sdp_in("_offered")
+
+    @offer.setter
+    def offer(self, sdp: SDPBody | None) -> None:
+        self._offered = sdp
+
+    @property
+    def answer_sdp(self) -> SDPBody | None:
+        """The SDP answer to the INVITE's offer (or, for a late offer, the ACK's)."""
+        return self._sdp_in("_answer")
+
+    @answer_sdp.setter
+    def answer_sdp(self, sdp: SDPBody | None) -> None:
+        self._answer = sdp
+
+    @property
+    def local_sdp(self) -> SDPBody | None:
+        """Our SDP in force."""
+        return self._sdp_in("_local")
+
+    @local_sdp.setter
+    def local_sdp(self, sdp: SDPBody | None) -> None:
+        self._local = sdp
+
+    @property
+    def remote_sdp(self) -> SDPBody | None:
+        """The peer's SDP in force."""
+        return self._sdp_in("_remote")
+
+    @remote_sdp.setter
+    def remote_sdp(self, sdp: SDPBody | None) -> None:
+        self._remote = sdp
+
+    def _sdp_in(self, slot: str) -> SDPBody | None:
+        """An SDP slot's value, parsed (and kept parsed) if it was kept as bytes."""
+        value: SDPBody | bytes | None = getattr(self, slot)
+        if isinstance(value, bytes):
+            value = SDPBody.parse(value)
+            setattr(self, slot, value)
+        return value
 
     @property
     def remote_uri(self) -> str:
-        party = self.invite.from_ if self.direction == "incoming" else self.invite.to
+        if self._remote_uri is not None:
+            return self._remote_uri
+        invite = self.invite
+        party = invite.from_ if self.direction == "incoming" else invite.to
         return str(party.uri)
 
     @property
     def acked(self) -> bool:
         """True once our 2xx was ACKed (or the call ended)."""
-        return self._acked.is_set()
+        return self._acked
 
     @property
     def established(self) -> bool:
@@ -283,18 +404,20 @@ class Call:
         body: SDPBody | str | bytes | None = None,
         send: bool = True,
     ) -> Response:
-        if self.direction != "incoming" or self.transaction is None:
+        if self.direction != "incoming":
             raise ProtocolError("only an incoming call is answered")
-        if self.final_response is not None:
-            raise ProtocolError(
-                f"the call was already answered with {self.final_response.status_code}"
-            )
+        final = self.final_response
+        if final is not None:
+            raise ProtocolError(f"the call was already answered with {final.status_code}")
+        invite = self.invite
+        if self.transaction is None:
+            raise ProtocolError("only an incoming call is answered")
         response = make_response(
-            self.invite, status_code, reason, to_tag=self.local_tag if status_code > 100 else None
+            invite, status_code, reason, to_tag=self.local_tag if status_code > 100 else None
         )
         if 100 < status_code < 300:
-            response.headers["Contact"] = self._uas.contact_for(self.invite)
-            copy_record_route(self.invite, response)
+            response.headers["Contact"] = self._our_contact()
+            copy_record_route(invite, response)
         for name, value in (headers or {}).items():
             response.headers[name] = value
         if body is not None:
@@ -302,6 +425,12 @@ class Call:
         if send:
             self._transmit(response)
         return response
+
+    def _our_contact(self) -> str:
+        """Our Contact in this call's dialog (the one our 200 carried, once answered)."""
+        if self._contact is None:
+            self._contact = self._uas.contact_for(self.invite)
+        return self._contact
 
     def _transmit(self, response: Response) -> None:
         assert self.transaction is not None
@@ -319,7 +448,7 @@ class Call:
     def _no_prack(self) -> None:
         """64·T1 without the PRACK of our reliable 1xx: reject the INVITE with a 5xx
         (RFC 3262 3) and end the call."""
-        if self.final_response is not None or self.ended or self.transaction is None:
+        if self._final is not None or self.ended or self.transaction is None:
             return
         response = make_response(self.invite, 500, "No PRACK Received", to_tag=self.local_tag)
         self._end("timeout")
@@ -397,7 +526,7 @@ class Call:
         fields.update(headers or {})
         if content:
             fields.setdefault("Content-Type", "application/sdp")
-        fields.setdefault("Contact", self._uas.contact_for(self.invite))
+        fields.setdefault("Contact", self._our_contact())
         for _ in range(4):
             request = dialog.create_request(method, headers=fields, content=content)
             self._reinviting = method == "INVITE" or content is not None
@@ -422,6 +551,13 @@ class Call:
                 self._media.negotiated(self.local_sdp, remote, we_offered=True)
             self._session_answered(response)
         return response
+
+    def _sdps_settled(self) -> None:
+        """An exchange of SDPs sipx made (a session refresh, a peer's re-INVITE or UPDATE)
+        is over: an idle call's SDPs go back to bytes. (One the user handed to reinvite()
+        or update() stays the object given.)"""
+        if self.direction == "outgoing" or not isinstance(self._invite, Request):
+            self._keep_sdps_as_bytes()
 
     def _glare_wait(self) -> float:
         """RFC 3261 14.1: 2.1-4 s when we own the Call-ID (we sent the first INVITE), else
@@ -492,6 +628,8 @@ class Call:
         if self.ended:
             send.close()
         else:
+            if self._info_listeners is None:
+                self._info_listeners = []
             self._info_listeners.append(send)
         return self._infos(send, receive)
 
@@ -505,7 +643,7 @@ class Call:
                 async for incoming in receive:
                     yield incoming
         finally:
-            if send in self._info_listeners:
+            if self._info_listeners is not None and send in self._info_listeners:
                 self._info_listeners.remove(send)
 
     async def bye(self) -> Response:
@@ -516,12 +654,19 @@ class Call:
 
     async def wait_ended(self) -> str | None:
         """Wait until the call ends (either side); returns who ended it."""
-        await self._ended.wait()
+        if self.state is not CallState.ENDED:
+            if self._ended_event is None:
+                self._ended_event = trio.Event()
+            await self._ended_event.wait()
         return self.ended_by
 
     async def wait_acked(self) -> None:
         """Wait for the ACK of our 2xx (incoming calls)."""
-        await self._acked.wait()
+        if not self._acked:
+            if self._acked_event is None:
+                self._acked_event = trio.Event()
+            await self._acked_event.wait()
+            self._acked_event = None  # set for good: an idle call keeps no Event
 
     # -- media ---------------------------------------------------------------------------------
     async def play(self, source: AudioSource) -> None:
@@ -626,7 +771,10 @@ class Call:
             return
         timer = SessionTimer(interval, we_refresh, trio.current_time())
         task = SessionTimerTask(
-            self._engine.start_soon, timer, self._refresh_session, self._session_expired
+            self._uas.session_timers,
+            timer,
+            self._refresh_session,
+            self._session_expired,
         )
         self._session_timer = task
         task.start()
@@ -657,7 +805,10 @@ class Call:
             return None
         if self._peer_allows_update:
             return await self._offer("UPDATE", dialog, None, None, None)
-        return await self._offer("INVITE", dialog, self.local_sdp, None, None)
+        try:
+            return await self._offer("INVITE", dialog, self.local_sdp, None, None)
+        finally:
+            self._sdps_settled()
 
     def _session_expired(self, why: str) -> None:
         """No refresh in time, or a refresh failed: BYE (RFC 4028 10)."""
@@ -704,7 +855,7 @@ class Call:
         if not is_invite and request.content:
             if offer is None:
                 return incoming.respond(488)
-            if self.final_response is None and self.offer is not None and self.answer_sdp is None:
+            if self._final is None and self._offered is not None and self._answer is None:
                 wait = int(self._engine.ids.token(1), 16) % 11
                 return incoming.respond(500, headers={"Retry-After": str(wait)})
         established = self.state is CallState.ESTABLISHED
@@ -715,16 +866,18 @@ class Call:
         if choice is not None and choice.status == 422:
             return incoming.respond(422, headers=choice.headers)
         answer = self._on_reinvite(request) if is_invite or offer is not None else None
-        fields = {"Contact": self._uas.contact_for(self.invite)}
+        fields = {"Contact": self._our_contact()}
         if choice is not None:
             fields.update(choice.headers)
         response = incoming.respond(200, body=answer, headers=fields)
         if choice is not None and choice.session is not None:
             self._session_refreshed(choice.session.delta, choice.session.refresher == UAS)
+        if answer is not None:
+            self._sdps_settled()
         return response
 
     def _on_ack(self, ack: Request) -> None:
-        if self.answer_sdp is None and ack.content:
+        if self._answer is None and ack.content:
             remote = _sdp(ack)
             if remote is not None:
                 self.remote_sdp = remote
@@ -732,7 +885,58 @@ class Call:
                 self._media.negotiated(self.local_sdp, remote, we_offered=True)  # late offer
         if self.dialog is not None and self.dialog.state is DialogState.EARLY:
             self.dialog.state = DialogState.CONFIRMED
-        self._acked.set()
+        self._set_acked()
+        if self.state is CallState.ESTABLISHED:
+            self._keep_less()
+
+    def _keep_sdps_as_bytes(self, sent: Mapping[int, bytes] | None = None) -> None:
+        """Offer, answer, ours and the peer's as bytes (one bytes object per SDP, however
+        many of the four name it; ``sent``: by ``id()`` of an SDP, the body that carried it,
+        reused when equal); read again, each is parsed once more."""
+        kept: dict[int, bytes] = {}
+        for slot in ("_offered", "_answer", "_local", "_remote"):
+            sdp = getattr(self, slot)
+            if isinstance(sdp, SDPBody):
+                data = kept.get(id(sdp))
+                if data is None:
+                    data = sdp.to_bytes()
+                    body = (sent or {}).get(id(sdp))
+                    if body == data:
+                        data = body
+                    kept[id(sdp)] = data
+                setattr(self, slot, data)
+
+    def _set_acked(self) -> None:
+        self._acked = True
+        if self._acked_event is not None:
+            self._acked_event.set()
+
+    def _keep_less(self) -> None:
+        """The ACK of our 200 arrived: the call is idle. Keep the INVITE, our 200 and the
+        SDPs as bytes (parsed again when read), drop the server transaction, the reliable
+        1xx state and the INVITE's To tag; the dialog forgets its INVITE."""
+        invite = self._invite
+        final = self._final
+        if not isinstance(invite, Request) or final is None or self.direction != "incoming":
+            return
+        self._our_contact()
+        self._remote_uri = str(invite.from_.uri)
+        self._uas.forget_tag(invite)
+        # The bodies of the INVITE and of our 200 are the offer and the answer: one bytes
+        # object each, shared by the message and the SDP slots.
+        sent = {id(self._offered): invite.content}
+        if isinstance(final, Response):
+            sent[id(self._local)] = final.content
+        self._keep_sdps_as_bytes(sent)
+        self._invite = _kept(invite)
+        if isinstance(final, Response):
+            self._final = _kept(final)
+        self.transaction = None
+        for dialog in (self.dialog, self._early_dialog):
+            if dialog is not None and dialog.invite is invite:
+                dialog.forget_invite()
+        if self._early_dialog is self.dialog:
+            self._early_dialog = None
 
     def _on_reinvite(self, request: Request) -> SDPBody | None:
         """A re-INVITE from the peer: take its offer, return our answer."""
@@ -776,14 +980,16 @@ class Call:
         if engine.pending_calls.get(self.call_id) is self:
             del engine.pending_calls[self.call_id]
         if self.direction == "incoming":
-            self._uas.forget_tag(self.invite)
+            if isinstance(self._invite, Request):  # else forgotten when it was kept
+                self._uas.forget_tag(self._invite)
         elif self.dialog is not None:
             self._uac.forget(self.dialog, self.invite)
-        for listener in self._info_listeners:
+        for listener in self._info_listeners or ():
             listener.close()
-        self._info_listeners.clear()
-        self._acked.set()
-        self._ended.set()
+        self._info_listeners = None
+        self._set_acked()
+        if self._ended_event is not None:
+            self._ended_event.set()
 
 
 # -- for the user agent (sipx._uac, sipx._uas, sipx._async_client): a call's state changes --------
@@ -809,7 +1015,7 @@ def info_handler_of(call: Call) -> InfoHandler | None:
 
 def info_received(call: Call, incoming: IncomingRequest) -> None:
     """An INFO of the call was answered: hand it to the ``info_requests()`` iterators."""
-    for listener in call._info_listeners:
+    for listener in call._info_listeners or ():
         listener.send_nowait(incoming)
 
 
@@ -826,10 +1032,17 @@ def session_refused(call: Call) -> bool:
 
 
 def session_established(call: Call, response: Response) -> None:
-    """A placed call got its 2xx: note what the callee allows and start its session timer
-    as the 2xx says (RFC 4028 7.2)."""
+    """A placed call got its 2xx (and its media were set up): note what the callee allows
+    and start its session timer as the 2xx says (RFC 4028 7.2); its SDPs are kept as
+    bytes from now on."""
     call._peer_allows_update = "UPDATE" in response.allow
     call._session_answered(response)
+    call._keep_sdps_as_bytes()
+
+
+def final_sent(call: Call) -> bool:
+    """The INVITE has its final response (cheaper than reading ``final_response``)."""
+    return call._final is not None
 
 
 def media_of(call: Call) -> CallMedia:
@@ -840,6 +1053,23 @@ def media_of(call: Call) -> CallMedia:
 def sdp_of(message: Request | Response) -> SDPBody | None:
     """The SDP body of ``message``, or None (no body, another type, or a broken SDP)."""
     return _sdp(message)
+
+
+def _kept(message: Request | Response) -> _Bytes:
+    """A message as the call keeps it once idle: its bytes, as (head, body) when it has a
+    body (the body bytes are the ones the call keeps as its SDP)."""
+    data = message.to_bytes()
+    body = message.content
+    if body and data.endswith(body):
+        return data[: len(data) - len(body)], body
+    return data
+
+
+def _parse_kept(data: _Bytes, kind: type[_Kept]) -> _Kept:
+    """A message the call kept as bytes (it wrote them itself), parsed again."""
+    message = parse_message(data if isinstance(data, bytes) else data[0] + data[1])
+    assert isinstance(message, kind)
+    return message
 
 
 def _sdp(message: Request | Response) -> SDPBody | None:

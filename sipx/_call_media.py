@@ -35,12 +35,24 @@ _SIGNAL = re.compile(r"^\s*Signal\s*=\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 class CallMedia:
     """The media side of one call."""
 
+    __slots__ = ("_clock", "_digits", "_engine", "_started", "stream")
+
     def __init__(self, engine: Engine, stream: MediaStream | None, clock: MediaClock) -> None:
         self._engine = engine
         self._clock = clock
         self.stream = stream
         self._started = False
-        self._digits_send, self._digits = trio.open_memory_channel[str](math.inf)
+        # The digits received and not read yet: made by the first digit or reader.
+        self._digits: tuple[trio.MemorySendChannel[str], trio.MemoryReceiveChannel[str]] | None = (
+            None
+        )
+
+    def _digit_channel(
+        self,
+    ) -> tuple[trio.MemorySendChannel[str], trio.MemoryReceiveChannel[str]]:
+        if self._digits is None:
+            self._digits = trio.open_memory_channel[str](math.inf)
+        return self._digits
 
     # -- offer/answer --------------------------------------------------------------------------
     def negotiated(
@@ -137,7 +149,7 @@ class CallMedia:
     # -- DTMF ---------------------------------------------------------------------------------
     def digit_received(self, digit: str) -> None:
         """A digit arrived (RFC 4733 or INFO)."""
-        self._digits_send.send_nowait(digit)
+        self._digit_channel()[0].send_nowait(digit)
 
     def info_digit(self, content_type: str, body: bytes) -> str | None:
         """The digit of an INFO body (``application/dtmf-relay``: ``Signal=5``;
@@ -159,14 +171,15 @@ class CallMedia:
         if count < 1:
             raise ValueError(f"count must be at least 1, not {count!r}")
         digits = ""
+        receive = self._digit_channel()[1]
         with trio.move_on_after(math.inf if timeout is None else timeout):
             while len(digits) < count:
-                digits += await self._digits.receive()
+                digits += await receive.receive()
         return digits
 
     async def dtmf(self) -> AsyncIterator[str]:
         """Digits as they arrive."""
-        async for digit in self._digits:
+        async for digit in self._digit_channel()[1]:
             yield digit
 
     async def send_rfc4733(self, digits: str, duration: float, gap: float) -> None:

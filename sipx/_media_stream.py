@@ -60,7 +60,7 @@ _ENCODERS = {"PCMU": g711.ulaw_encode, "PCMA": g711.alaw_encode}
 _DECODERS = {"PCMU": g711.ulaw_decode, "PCMA": g711.alaw_decode}
 
 
-@dataclass
+@dataclass(slots=True)
 class MediaStats:
     """What a call's audio stream did (``call.media_stats``)."""
 
@@ -125,7 +125,37 @@ def bind_rtp_pair(
 
 
 class MediaStream:
-    """The audio of one call: its RTP and RTCP sockets, ticked by a :class:`MediaClock`."""
+    """The audio of one call: its RTP and RTCP sockets, ticked by a :class:`MediaClock`.
+
+    What only some calls use (queues of audio and digits to send, the DTMF receiver, the
+    cancel scope of :meth:`run`) is made when first needed: an idle stream keeps little."""
+
+    __slots__ = (
+        "__weakref__",
+        "_announced",
+        "_cancel",
+        "_clock",
+        "_dtmf_in",
+        "_event_packets",
+        "_events",
+        "_events_done",
+        "_latched",
+        "_next_report",
+        "_next_send",
+        "_playing",
+        "_receiver",
+        "_resync",
+        "_sender",
+        "_stats",
+        "close_listeners",
+        "closed",
+        "digit_listeners",
+        "due",
+        "frame_listeners",
+        "params",
+        "rtcp_socket",
+        "socket",
+    )
 
     def __init__(
         self, sock: stdlib_socket.socket, rtcp: stdlib_socket.socket | None = None
@@ -140,23 +170,24 @@ class MediaStream:
             first_sequence=random.getrandbits(16),
             first_timestamp=random.getrandbits(32),
         )
-        self._receiver: RtpReceiver | None = None
-        self._dtmf_in = DtmfReceiver()
-        self._announced: deque[int] = deque(maxlen=16)  # timestamps of events reported
+        self._receiver: RtpReceiver | None = None  # made by the first audio packet
+        self._dtmf_in: DtmfReceiver | None = None  # made by the first telephone-event
+        self._announced: deque[int] | None = None  # timestamps of events reported (16)
         self._event_packets = 0  # telephone-event packets (they use sequence numbers too)
         self._latched: tuple[str, int] | None = None
         # Frames to play; the last frame of each play() carries the event set once it is sent.
-        self._playing: deque[tuple[bytes, trio.Event | None]] = deque()
-        self._events: deque[tuple[bytes, int, bool]] = deque()  # (payload, timestamp, marker)
+        self._playing: deque[tuple[bytes, trio.Event | None]] | None = None
+        self._events: deque[tuple[bytes, int, bool]] | None = None  # (payload, time, marker)
         self._events_done: trio.Event | None = None
         self.frame_listeners: list[Callable[[bytes], None]] = []
         self.digit_listeners: list[Callable[[str], None]] = []
         self.close_listeners: list[Callable[[], None]] = []
-        self._cancel = trio.CancelScope()
+        self._cancel: trio.CancelScope | None = None  # run()'s
         self._clock: MediaClock | None = None
         self._next_send: float | None = None  # absolute deadline of the next packet
         self._next_report: float | None = None  # of the next RTCP report
         self._resync = False  # a new ptime: start the schedule again
+        self.due = -math.inf  # when the clock ticks it next (what tick() returned)
         self.closed = False
 
     @property
@@ -187,10 +218,11 @@ class MediaStream:
         self._stats.codec = params.codec
         if previous is None or previous.remote != params.remote:
             self._latched = None  # a re-INVITE that moves the peer moves the stream
-        if previous is None or previous.codec != params.codec:
-            self._receiver = RtpReceiver()
+        if previous is not None and previous.codec != params.codec and self._receiver:
+            self._receiver = RtpReceiver()  # (the first one is made by the first packet)
         if previous is None or previous.ptime != params.ptime:
             self._resync = True
+        self.due = -math.inf  # ticked at once
         if self._clock is not None:
             self._clock.wake()
 
@@ -209,6 +241,8 @@ class MediaStream:
             done.set()
             return done
         last = len(pcm_frames) - 1
+        if self._playing is None:
+            self._playing = deque()
         self._playing.extend(
             (frame, done if index == last else None) for index, frame in enumerate(pcm_frames)
         )
@@ -216,8 +250,9 @@ class MediaStream:
 
     def stop_audio(self) -> None:
         """Drop what was queued (a cancelled play, the call's end)."""
-        while self._playing:
-            _, done = self._playing.popleft()
+        playing, self._playing = self._playing, None
+        while playing:
+            _, done = playing.popleft()
             if done is not None:
                 done.set()
 
@@ -229,6 +264,8 @@ class MediaStream:
         sender = DtmfSender(
             interval=params.samples_per_packet, duration_ms=duration * 1000, volume=volume
         )
+        if self._events is None:
+            self._events = deque()
         for packet in sender.packets(digit, self._sender.timestamp):
             self._events.append((packet.payload, packet.timestamp, packet.marker))
         done = trio.Event()
@@ -240,6 +277,8 @@ class MediaStream:
         """Send and receive on a clock of this stream's own until :meth:`close`."""
         clock = MediaClock()
         clock.add(self)
+        if self._cancel is None:
+            self._cancel = trio.CancelScope()
         with self._cancel:
             try:
                 await clock.run(until_idle=True)
@@ -254,14 +293,14 @@ class MediaStream:
             if sock is not None:
                 self._drain(sock)
         self.closed = True
-        self._cancel.cancel()
+        if self._cancel is not None:
+            self._cancel.cancel()
         self._send_rtcp(bye=True)
         for sock in (self.socket, self.rtcp_socket):
             if sock is not None:
                 sock.close()
         self.stop_audio()
-        while self._events:
-            self._events.popleft()
+        self._events = None
         if self._events_done is not None:
             self._events_done.set()
         for listener in self.close_listeners:
@@ -277,6 +316,13 @@ class MediaStream:
         params = self.params
         if params is None:
             return now + POLL_INTERVAL
+        if not params.sends and not params.receives:  # inactive: RTCP only (RFC 3264 5.1)
+            if self._next_report is not None and now >= self._next_report:
+                self._send_rtcp()
+                self._next_report = None
+            if self._next_report is None:  # on whole seconds: idle streams share wake-ups
+                self._next_report = math.ceil(now + REPORT_INTERVAL * (0.5 + random.random()))
+            return self._next_report
         interval = params.ptime / 1000
         if self._next_send is None or self._resync:
             self._next_send, self._resync = now + interval, False
@@ -302,12 +348,15 @@ class MediaStream:
             self._sender.skip(samples)
             return
         data: bytes
-        if self._events and params.event_send_payload is not None:
-            payload, timestamp, marker = self._events.popleft()
+        events = self._events
+        if events and params.event_send_payload is not None:
+            payload, timestamp, marker = events.popleft()
             data = self._sender.event(payload, params.event_send_payload, timestamp, marker)
             self._sender.skip(samples)
-            if not self._events and self._events_done is not None:
-                self._events_done.set()
+            if not events:
+                self._events = None
+                if self._events_done is not None:
+                    self._events_done.set()
         else:
             encoded = _ENCODERS[params.codec](frame)
             data = self._sender.audio(encoded, params.send_payload, samples)
@@ -323,22 +372,25 @@ class MediaStream:
         """The next ``samples`` of what is played (queued frames are 20 ms; a negotiated
         ptime of 10 or 30 ms takes half a frame or one and a half), silence after it."""
         size = samples * 2
-        if not self._playing:
+        playing = self._playing
+        if not playing:
             return bytes(size)
         parts: list[bytes] = []
         wanted = size
-        while wanted and self._playing:
-            frame, done = self._playing[0]
+        while wanted and playing:
+            frame, done = playing[0]
             if len(frame) <= wanted:
-                self._playing.popleft()
+                playing.popleft()
                 parts.append(frame)
                 wanted -= len(frame)
                 if done is not None:
                     done.set()
             else:
                 parts.append(frame[:wanted])
-                self._playing[0] = (frame[wanted:], done)
+                playing[0] = (frame[wanted:], done)
                 wanted = 0
+        if not playing:
+            self._playing = None  # played out: an idle stream keeps no queue
         chunk = b"".join(parts)
         return chunk if len(chunk) == size else chunk + bytes(size - len(chunk))
 
@@ -467,6 +519,8 @@ class MediaStream:
         """A telephone-event packet: its digit is reported once, as soon as the event is
         seen (a key held down is a digit now, not when it is released)."""
         self._event_packets += 1
+        if self._dtmf_in is None:
+            self._dtmf_in = DtmfReceiver()
         for event in self._dtmf_in.feed(packet.payload, packet.timestamp, packet.marker):
             self._announce(event.event, event.timestamp)
         started = self._dtmf_in.in_progress
@@ -474,6 +528,8 @@ class MediaStream:
             self._announce(*started)
 
     def _announce(self, event: int, timestamp: int) -> None:
+        if self._announced is None:
+            self._announced = deque(maxlen=16)
         if timestamp in self._announced:
             return
         self._announced.append(timestamp)
@@ -522,8 +578,12 @@ class MediaClock:
                     if stream.closed:
                         self.streams.remove(stream)
                         continue
+                    if stream.due > now:  # not due: its sockets wait (one packet time)
+                        earliest = min(earliest, stream.due)
+                        continue
                     try:
-                        earliest = min(earliest, stream.tick(now))
+                        stream.due = stream.tick(now)
+                        earliest = min(earliest, stream.due)
                     except Exception:  # a bug must not take the client or other calls down
                         log.exception("media stream %s failed; closing it", stream.local_port)
                         stream.close()

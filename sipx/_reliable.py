@@ -42,7 +42,7 @@ class ReliableSender:
         self, engine: Engine, transaction: ServerTransaction, on_give_up: Callable[[], None]
     ) -> None:
         self._engine = engine
-        self._transaction = transaction
+        self._transaction: ServerTransaction | None = transaction  # None after the final
         self._on_give_up = on_give_up
         self._state = ReliableProvisionals(first_rseq(int(engine.ids.token(4), 16)))
         self._scope: trio.CancelScope | None = None
@@ -69,9 +69,11 @@ class ReliableSender:
         return True
 
     def final_sent(self) -> None:
-        """A final response went out: stop resending, drop waiting 1xx and a held 2xx."""
+        """A final response went out: stop resending, drop waiting 1xx, a held 2xx and the
+        transaction (a late PRACK is still answered from the state kept)."""
         self._state.final_sent()
         self._held = None
+        self._transaction = None
         self._stop()
 
     def close(self) -> None:
@@ -103,7 +105,8 @@ class ReliableSender:
 
     # -- sending and resending ---------------------------------------------------------------
     def _transmit(self, response: Response) -> None:
-        if not self._engine.respond(self._transaction, response):
+        transaction = self._transaction
+        if transaction is None or not self._engine.respond(transaction, response):
             raise ProtocolError(f"the INVITE no longer takes a {response.status_code}")
         self._stop()
         if not self._engine.running:
@@ -124,7 +127,8 @@ class ReliableSender:
             start = trio.current_time()
             for offset in retransmission_offsets(t1):
                 await trio.sleep_until(start + offset)
-                if not self._engine.respond(self._transaction, response):
+                transaction = self._transaction
+                if transaction is None or not self._engine.respond(transaction, response):
                     return  # the transaction has moved on: the INVITE is answered
             await trio.sleep_until(start + give_up_after(t1))
             self._scope = None

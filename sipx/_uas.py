@@ -28,6 +28,7 @@ from ._call import (
     CallState,
     ack_received,
     end_call,
+    final_sent,
     info_handler_of,
     info_received,
     media_of,
@@ -49,6 +50,7 @@ from ._errors import ParseError, ProtocolError, SIPError
 from ._in_dialog import receive_in_dialog
 from ._media_stream import MediaClock, MediaStream, bind_rtp_pair
 from ._notifier import Notifiers
+from ._session_timer import SessionTimers
 from ._subscription import Subscribers
 from ._transfer import Transfers
 
@@ -196,6 +198,7 @@ class UserAgentServer:
         # Session timers (RFC 4028): the interval we ask for (None: off) and our minimum.
         self.session_expires: int | None = None
         self.min_se = MIN_SE
+        self.session_timers = SessionTimers(engine.start_soon)  # every call's, one task
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
@@ -616,7 +619,7 @@ class UserAgentServer:
             dialog.terminate()
             self.engine.dialogs.pop(dialog.id, None)
             if call is not None:
-                unanswered = call.direction == "incoming" and call.final_response is None
+                unanswered = call.direction == "incoming" and not final_sent(call)
                 # a call we were transferred from ends "transferred"
                 end_call(call, "remote" if call.replaced_by is None else "transferred")
                 if unanswered:  # a BYE in the early dialog (RFC 3261 15.1.2)

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .._errors import ProtocolError
+from .._errors import ParseError, ProtocolError
 from .header_types import NameAddr
 from .message import Request, Response
 from .uri import URI
@@ -39,7 +39,7 @@ class DialogId(NamedTuple):
 TARGET_REFRESH_METHODS = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class Dialog:
     call_id: str
     local_tag: str
@@ -53,11 +53,22 @@ class Dialog:
     state: DialogState = DialogState.EARLY
     is_uac: bool = True
     secure: bool = False
-    invite: Request | None = None  # the request that created the dialog
+    # The request that created the dialog; a call forgets it once established and idle.
+    invite: Request | None = None
+    _id: DialogId | None = field(default=None, init=False, repr=False)
 
     @property
     def id(self) -> DialogId:
-        return DialogId(self.call_id, self.local_tag, self.remote_tag)
+        """The dialog's id (one tuple, made again only if a part of it changes)."""
+        known = self._id
+        if (
+            known is None
+            or known[0] is not self.call_id
+            or known[1] is not self.local_tag
+            or known[2] is not self.remote_tag
+        ):
+            known = self._id = DialogId(self.call_id, self.local_tag, self.remote_tag)
+        return known
 
     # -- creation ------------------------------------------------------------------------
     @classmethod
@@ -111,6 +122,19 @@ class Dialog:
             secure=request.uri.is_secure,
             invite=request,
         )
+
+    def forget_invite(self) -> None:
+        """The call is established and idle: drop the INVITE and keep the local and remote
+        URIs unparsed (later requests write them as text; reading ``.uri`` parses again)."""
+        self.invite = None
+        try:
+            local, remote = (
+                NameAddr.parse(str(self.local_uri)),
+                NameAddr.parse(str(self.remote_uri)),
+            )
+        except ParseError:  # (they were parsed once: not expected) keep them as they are
+            return
+        self.local_uri, self.remote_uri = local, remote
 
     # -- in-dialog requests ----------------------------------------------------------------
     def next_seq(self) -> int:

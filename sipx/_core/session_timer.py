@@ -212,7 +212,7 @@ def choose_as_uas(
 
 
 # -- the timer (RFC 4028 10) -----------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class SessionTimer:
     """One session's deadlines: the refresher refreshes at half the interval; either side
     considers the session over at ``interval - min(32, interval / 3)`` after the last

@@ -172,15 +172,16 @@ async def test_a_negotiated_ptime_of_30_ms_carries_the_audio_whole(
 async def test_a_failing_stream_is_closed_and_the_others_go_on(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    class BrokenStream(MediaStream):  # (MediaStream has __slots__: no per-instance patch)
+        def _on_datagram(self, data: bytes, source: tuple[str, int]) -> None:
+            raise RuntimeError("a bug in the receive path")
+
     peers = [peer_socket(), peer_socket()]
-    streams = [MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000))) for _ in peers]
+    streams = [
+        kind(*bind_rtp_pair("127.0.0.1", (40000, 50000))) for kind in (BrokenStream, MediaStream)
+    ]
     for stream, peer in zip(streams, peers, strict=True):
         stream.configure(params(peer.getsockname()))
-
-    def broken(data: bytes, source: tuple[str, int]) -> None:
-        raise RuntimeError("a bug in the receive path")
-
-    monkeypatch.setattr(streams[0], "_on_datagram", broken)
     clock = media_stream.MediaClock()
     for stream in streams:
         clock.add(stream)
@@ -197,3 +198,41 @@ async def test_a_failing_stream_is_closed_and_the_others_go_on(
         nursery.cancel_scope.cancel()
     for peer in peers:
         peer.close()
+
+
+async def test_an_inactive_stream_is_ticked_for_rtcp_only_and_the_clock_skips_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An idle (inactive) call costs the media clock a tick every few seconds, not 50 a
+    second, even while an active stream keeps the clock waking every 20 ms."""
+    ticks = {"inactive": 0, "sendrecv": 0}
+
+    class Counted(MediaStream):
+        def tick(self, now: float) -> float:
+            assert self.params is not None
+            ticks[self.params.direction] += 1
+            return super().tick(now)
+
+    peers = [peer_socket(), peer_socket()]
+    streams = [Counted(*bind_rtp_pair("127.0.0.1", (40000, 50000))) for _ in peers]
+    for stream, peer, direction in zip(streams, peers, ("inactive", "sendrecv"), strict=True):
+        stream.configure(params(peer.getsockname(), direction))
+    clock = media_stream.MediaClock()
+    for stream in streams:
+        clock.add(stream)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(clock.run)
+        await trio.sleep(10)
+        sent_to_inactive = drain(peers[0])
+        assert all(_is_rtcp(packet) for packet in sent_to_inactive)  # no RTP
+        nursery.cancel_scope.cancel()
+    for stream in streams:
+        stream.close()
+    for peer in peers:
+        peer.close()
+    assert ticks["sendrecv"] >= 450  # 20 ms packets for 10 s
+    assert 1 <= ticks["inactive"] <= 10  # its first tick, then an RTCP report every ~5 s
+
+
+def _is_rtcp(packet: bytes) -> bool:
+    return len(packet) > 1 and 192 <= packet[1] <= 223
