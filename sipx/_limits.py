@@ -4,11 +4,12 @@ One frozen value, given to ``AsyncClient(limits=...)``, ``Client(limits=...)`` a
 ``DevServer(limits=...)`` (``sipx serve --max-transactions ...``). Each bound and why its
 default is what it is (docs/SECURITY.md has the measurements):
 
-* ``max_server_transactions`` (10 000): server transactions alive at once. Over UDP a
+* ``max_server_transactions`` (100 000): server transactions alive at once. Over UDP a
   non-INVITE one lives 32 s after its answer (Timer J, 64·T1) to absorb retransmissions,
-  so a flood of new requests piles them up: 10 000 of them are a few tens of MB, and the
-  cap still takes about 300 new requests/s over UDP for ever (thousands/s over TCP, where
-  a transaction ends with its answer). Beyond it a new request is answered
+  and an answered INVITE 32 s too (Timer L), so a flood of new requests piles them up:
+  once answered each is a record of about 1.2 KiB (100 000: about 120 MiB), and the cap
+  still takes about 3 000 new requests/s (1 500 calls/s) over UDP for ever (far more
+  over TCP, where a transaction ends with its answer). Beyond it a new request is answered
   ``503 Service Unavailable`` with ``Retry-After: retry_after`` without a transaction
   (RFC 3261 21.5.4), and counted; retransmissions, ACKs and CANCELs of live transactions
   are matched as usual.
@@ -40,7 +41,7 @@ __all__ = ["DEFAULT_LIMITS", "LimitStats", "Limits"]
 class Limits:
     """Resource bounds against hostile or broken peers; see the module docstring."""
 
-    max_server_transactions: int = 10_000
+    max_server_transactions: int = 100_000
     retry_after: int = 10
     max_connections: int = 512
     max_connections_per_address: int = 32
