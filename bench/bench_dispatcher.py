@@ -57,22 +57,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
+from _procstat import CLK_TCK, SIPP_TUNING, cpu_seconds, machine  # noqa: E402  (bench/, beside this script)
 from peers import HOST, Kamailio, free_port  # noqa: E402  (the tests' peer kit)
 
 WORKER = ROOT / "examples" / "dispatcher_worker.py"
 SCENARIO = ROOT / "tests" / "integration" / "peers" / "sipp" / "uac_call_rr.xml"
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-_SIPP_TUNING = ["-buff_size", "4194304", "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
 def _runqueue_wait_seconds(pid: int) -> float:
@@ -86,7 +75,7 @@ def _runqueue_wait_seconds(pid: int) -> float:
     return total / 1e9
 
 
-def _group_cpu_seconds(pgid: int) -> float:
+def _groupcpu_seconds(pgid: int) -> float:
     """CPU seconds of every live process in process group ``pgid`` (Kamailio's children)."""
     total = 0.0
     for entry in Path("/proc").iterdir():
@@ -98,18 +87,8 @@ def _group_cpu_seconds(pgid: int) -> float:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         if fields[2] == str(pgid):
-            total += (int(fields[11]) + int(fields[12])) / _CLK_TCK
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
     return total
-
-
-def _machine() -> str:
-    text = f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}"
-    try:
-        with open("/proc/pressure/cpu") as f:
-            text += f", CPU pressure {f.readline().split()[1].split('=')[1]}%"
-    except OSError:
-        pass
-    return text
 
 
 # -- the processes ---------------------------------------------------------------------------
@@ -202,7 +181,7 @@ def _sipp(target: str, rate: int, seconds: float, workdir: Path) -> dict[str, fl
         "10000",
         "-timeout",
         f"{int(seconds + 30)}s",
-        *_SIPP_TUNING,
+        *SIPP_TUNING,
         "-trace_stat",
         "-stf",
         str(stat),
@@ -247,7 +226,7 @@ class SippUAS:
 
     def __init__(self) -> None:
         self.port = free_port()
-        command = ["sipp", "-sn", "uas", "-i", HOST, "-p", str(self.port), *_SIPP_TUNING]
+        command = ["sipp", "-sn", "uas", "-i", HOST, "-p", str(self.port), *SIPP_TUNING]
         command += ["-nostdin", "-fd", "1"]
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.gc: dict[str, float] = {}
@@ -288,20 +267,20 @@ def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> di
                 )
                 target = kamailio.hostport
             time.sleep(1.2)  # one probe cycle: every worker seen alive
-            cpu0 = [_cpu_seconds(w.proc.pid) for w in workers]
+            cpu0 = [cpu_seconds(w.proc.pid) for w in workers]
             wait0 = [_runqueue_wait_seconds(w.proc.pid) for w in workers]
-            k0 = _group_cpu_seconds(kamailio.proc.pid) if kamailio else 0.0
+            k0 = _groupcpu_seconds(kamailio.proc.pid) if kamailio else 0.0
             t0 = time.perf_counter()
             result = _sipp(target, rate, args.seconds, workdir)
             elapsed = time.perf_counter() - t0
             worker_cpu = [
-                (_cpu_seconds(w.proc.pid) - c) / elapsed * 100 for w, c in zip(workers, cpu0)
+                (cpu_seconds(w.proc.pid) - c) / elapsed * 100 for w, c in zip(workers, cpu0)
             ]
             worker_wait = [
                 (_runqueue_wait_seconds(w.proc.pid) - c) / elapsed * 100
                 for w, c in zip(workers, wait0)
             ]
-            k_cpu = (_group_cpu_seconds(kamailio.proc.pid) - k0) / elapsed * 100 if kamailio else 0
+            k_cpu = (_groupcpu_seconds(kamailio.proc.pid) - k0) / elapsed * 100 if kamailio else 0
             if kamailio is not None:
                 kamailio.stop()
                 kamailio = None
@@ -402,14 +381,14 @@ def main() -> None:
     for binary in ("sipp", "kamailio"):
         if shutil.which(binary) is None and not Path("/usr/sbin", binary).exists():
             sys.exit(f"{binary} is not installed")
-    print(_machine())
+    print(machine())
     configs = [("sipp-uas", 1)] if args.reference else []
     configs += ([("direct", 1)] if args.direct else []) + [("dispatcher", n) for n in args.workers]
     summary: list[tuple[str, int, tuple[int, float] | None]] = []
     for run in range(args.repeat):
         for config, n in configs:
             summary.append((config, n, sweep(config, n, args)))
-        print(f"\nrun {run + 1} done; {_machine()}")
+        print(f"\nrun {run + 1} done; {machine()}")
     print("\nhighest clean rate per config (target/s, achieved/s):")
     for config, n, best in summary:
         name = {"direct": "direct, 1 worker", "sipp-uas": "sipp -sn uas"}.get(

@@ -52,33 +52,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _procstat import SIPP_TUNING, cpu_seconds, cpu_times, machine  # noqa: E402  (bench/, beside this script)
+
 SCENARIOS = ROOT / "tests" / "integration" / "peers" / "sipp"
 _HOST = "127.0.0.1"
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-_SIPP_TUNING = ["-buff_size", "4194304", "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
-
-
-def _cpu_times(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of ``pid`` (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
-
-
-def _cpu_seconds(pid: int) -> float:
-    return sum(_cpu_times(pid))
-
-
-def _machine() -> str:
-    """Python version, CPUs and how busy the machine was (other work skews every figure)."""
-    text = f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}"
-    try:
-        with open("/proc/pressure/cpu") as f:
-            some = f.readline().split()[1]  # avg10=...: % of time runnable tasks waited
-        text += f", CPU pressure {some.split('=')[1]}%"
-    except OSError:
-        pass
-    return text
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -239,7 +216,7 @@ def _sipp_uac(port: int, rate: int, seconds: float, workdir: str) -> dict[str, f
         str(calls),
         "-timeout",
         f"{int(seconds + 10)}s",
-        *_SIPP_TUNING,
+        *SIPP_TUNING,
         "-trace_stat",
         "-stf",
         str(stat),
@@ -336,9 +313,9 @@ def part_uas(args: argparse.Namespace) -> None:
             try:
                 time.sleep(0.2)
                 drops0 = _udp_rcvbuf_errors()
-                (user0, sys0), t0 = _cpu_times(child.pid), time.perf_counter()
+                (user0, sys0), t0 = cpu_times(child.pid), time.perf_counter()
                 result = _sipp_uac(port, rate, args.seconds, workdir)
-                user1, sys1 = _cpu_times(child.pid)
+                user1, sys1 = cpu_times(child.pid)
                 elapsed = time.perf_counter() - t0
                 cpu = (user1 + sys1 - user0 - sys0) / elapsed * 100
                 sys_cpu = (sys1 - sys0) / elapsed * 100
@@ -392,7 +369,7 @@ def _start_peer(peer: str) -> tuple[subprocess.Popen[str], int]:
             _HOST,
             "-p",
             str(port),
-            *_SIPP_TUNING,
+            *SIPP_TUNING,
             "-nostdin",
         ],
         stdout=subprocess.DEVNULL,
@@ -440,15 +417,15 @@ def part_client(args: argparse.Namespace) -> None:
                         if response.status_code != 200:
                             raise RuntimeError(f"unexpected {response.status_code}")
 
-                own0, peer0 = _cpu_seconds(os.getpid()), _cpu_seconds(peer.pid)
+                own0, peer0 = cpu_seconds(os.getpid()), cpu_seconds(peer.pid)
                 pauses.clear()
                 t0 = time.perf_counter()
                 async with trio.open_nursery() as nursery:
                     for _ in range(tasks):
                         nursery.start_soon(worker)
                 elapsed = time.perf_counter() - t0
-                own = (_cpu_seconds(os.getpid()) - own0) / elapsed * 100
-                peer_cpu = (_cpu_seconds(peer.pid) - peer0) / elapsed * 100
+                own = (cpu_seconds(os.getpid()) - own0) / elapsed * 100
+                peer_cpu = (cpu_seconds(peer.pid) - peer0) / elapsed * 100
                 gc_share = sum(p for _, p in pauses) / elapsed * 100
                 gen2_max = max((p for g, p in pauses if g == 2), default=0.0)
                 count = per_task * tasks
@@ -523,7 +500,7 @@ def main() -> None:
         return
     if (args.peer == "sipp" or args.part != "client") and shutil.which("sipp") is None:
         sys.exit("sipp is not on PATH")
-    print(_machine())
+    print(machine())
     if args.part in ("uas", "both"):
         part_uas(args)
     if args.part in ("client", "both"):

@@ -44,8 +44,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _procstat import cpu_seconds, machine  # noqa: E402  (bench/, beside this script)
+
 _HOST = "127.0.0.1"
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 # -- servers (run in the child process) ------------------------------------------------------
@@ -140,25 +141,6 @@ def _profile_summary(path: str) -> str:
 # -- the load generator ----------------------------------------------------------------------
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` in seconds (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def _machine() -> str:
-    """Python version, CPUs and how busy the machine was (other work skews every figure)."""
-    text = f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}"
-    try:
-        with open("/proc/pressure/cpu") as f:
-            some = f.readline().split()[1]  # avg10=...: % of time runnable tasks waited
-        text += f", CPU pressure {some.split('=')[1]}%"
-    except OSError:
-        pass
-    return text
-
-
 class Generator:
     def __init__(self, port: int, window: int, size: int) -> None:
         self.address = (_HOST, port)
@@ -246,14 +228,14 @@ def _measure(
         results = []
         for _ in range(args.repeat):
             cpu0, own0, t0 = (
-                _cpu_seconds(server.pid),
-                _cpu_seconds(os.getpid()),
+                cpu_seconds(server.pid),
+                cpu_seconds(os.getpid()),
                 time.perf_counter(),
             )
             echoed, lost = generator.run(args.seconds)
             elapsed = time.perf_counter() - t0
-            cpu = (_cpu_seconds(server.pid) - cpu0) / elapsed * 100
-            own = (_cpu_seconds(os.getpid()) - own0) / elapsed * 100
+            cpu = (cpu_seconds(server.pid) - cpu0) / elapsed * 100
+            own = (cpu_seconds(os.getpid()) - own0) / elapsed * 100
             results.append((echoed / elapsed, lost, cpu, own))
             generator.settle()
         generator.close()
@@ -292,7 +274,7 @@ def main() -> None:
 
     variants = ["naive", "sipx"] if args.variant == "both" else [args.variant]
     print(
-        f"{_machine()}; {args.size}-byte datagrams, "
+        f"{machine()}; {args.size}-byte datagrams, "
         f"{args.repeat} x {args.seconds:g} s rounds after {args.warmup:g} s warm-up"
     )
     print(
