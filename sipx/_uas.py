@@ -421,9 +421,9 @@ class UserAgentServer:
         has one). True when it was served. :meth:`serve` then runs to its end without
         suspending (it reaches no checkpoint on these paths); should it ever suspend, that
         is a bug: it is logged and the request answered 500, never half-run elsewhere."""
-        method = request.method
-        if method not in ANSWERED_AT_ONCE or (method != "CANCEL" and method in self.handlers):
+        if self._needs_a_task(request):
             return False
+        method = request.method
         coroutine = self.serve(transaction, request)
         try:
             coroutine.send(None)
@@ -435,6 +435,18 @@ class UserAgentServer:
             self.engine.respond(transaction, make_response(request, 500))
         return True
 
+    def _needs_a_task(self, request: Request) -> bool:
+        """False for the requests :meth:`serve_at_once` takes: those of ``ANSWERED_AT_ONCE``
+        with no handler of the user's, CANCEL always, and a new INVITE even with a handler
+        (its Call is made at once, so that a CANCEL right behind finds it; the handler gets
+        the Call in a task of its own)."""
+        method = request.method
+        if method not in ANSWERED_AT_ONCE:
+            return True
+        if method == "CANCEL" or method not in self.handlers:
+            return False
+        return method != "INVITE" or bool(request.to.tag)
+
     async def _dispatch(self, incoming: IncomingRequest) -> None:
         request = incoming.request
         method = request.method
@@ -444,7 +456,7 @@ class UserAgentServer:
             await self._in_dialog(incoming)
             return
         if method == "INVITE":
-            await self._new_call(incoming)
+            self._new_call(incoming)
             return
         if method == "CANCEL":
             self._cancel(incoming)
@@ -548,7 +560,7 @@ class UserAgentServer:
             incoming.respond(defaults.get(incoming.method, 500))
         return True
 
-    async def _new_call(self, incoming: IncomingRequest) -> None:
+    def _new_call(self, incoming: IncomingRequest) -> None:
         request = incoming.request
         call = Call(
             self,
@@ -567,14 +579,24 @@ class UserAgentServer:
             return
         handler = self.handlers.get("INVITE")
         if handler is not None:
-            result = handler(call)
-            if inspect.isawaitable(result):
-                await result
+            self.engine.start_soon(self._run_call_handler, handler, call)
             return
         if self._listening:
             self._call_send.send_nowait(call)
             return
         call.reject(480, "Temporarily Unavailable")
+
+    async def _run_call_handler(self, handler: RequestHandler, call: Call) -> None:
+        """The user's INVITE handler with its new Call (which a CANCEL may have ended
+        already: ``call.ended``); a handler that fails leaves no INVITE unanswered."""
+        try:
+            result = handler(call)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("handler for INVITE failed")
+            if call.final_response is None:
+                call.reject(500)
 
     def _cancel(self, incoming: IncomingRequest) -> None:
         target = self.engine.layer.find_transaction_to_cancel(incoming.request)
