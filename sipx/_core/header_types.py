@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .._errors import ParseError
 from .uri import URI
@@ -22,7 +23,9 @@ from .uri import URI
 # token (RFC 3261 section 25.1) as a regex character class body.
 _T = r"A-Za-z0-9\-.!%*_+`'~"
 _TOKEN_RE = re.compile(f"[{_T}]+")
-_QUOTED = r'"(?:[^"\\]|\\.)*"'
+# Written as an unrolled loop: the engine runs through ordinary characters without trying
+# an alternation at each one.
+_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 # gen-value = token / host / quoted-string (host may be an IPv6 reference).
 _VALUE = rf"[{_T}:\[\]]+|{_QUOTED}"
 _PARAM_NAME_RE = _TOKEN_RE
@@ -43,10 +46,13 @@ _SENT_PROTOCOL_RE = re.compile(
     r"[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t;]+)(?:[ \t]+(.*))?", re.S
 )
 _NAME_ADDR_RE = re.compile(
-    rf'(?:"((?:[^"\\]|\\.)*)"[ \t]*|([{_T}]+(?:[ \t]+[{_T}]+)*)[ \t]*)?'
+    rf'(?:"([^"\\]*(?:\\.[^"\\]*)*)"[ \t]*|([{_T}]+(?:[ \t]+[{_T}]+)*)[ \t]*)?'
     rf'<([^<>\s"]+)>({_PARAMS})'
 )
 _ADDR_SPEC_RE = re.compile(rf'([A-Za-z][A-Za-z0-9+.\-]*:[^\s;<>"?,]+)({_PARAMS})')
+
+
+_new_object = object.__new__
 
 
 def is_token(text: str) -> bool:
@@ -68,6 +74,15 @@ def parse_params(text: str, where: str) -> dict[str, str | None]:
     if text[0] == ";" and _PARAMS_RE.fullmatch(text):
         return _valid_params(text)
     return _parse_params_slow(text, where)
+
+
+def _split_params(text: str) -> dict[str, str | None]:
+    """Parameters from text without quotes that ``_PARAMS_RE`` has matched."""
+    params: dict[str, str | None] = {}
+    for item in text[1:].split(";"):
+        name, eq, value = item.partition("=")
+        params[name if name.islower() else name.lower()] = value if eq else None
+    return params
 
 
 def _valid_params(text: str) -> dict[str, str | None]:
@@ -174,17 +189,15 @@ class Via:
             port = int(port_text)  # at most 5 digits
             if port > 65535:
                 raise ParseError(f"bad port {port_text} in Via")
-        params: dict[str, str | None] = {}
-        if params_text:
-            if '"' in params_text:
-                params = _valid_params(params_text)
-            else:  # the regex checked the syntax: ";" and "=" only separate
-                for item in params_text[1:].split(";"):
-                    name, eq, value = item.partition("=")
-                    params[name.lower()] = value if eq else None
+        if not params_text:
+            params: dict[str, str | None] = {}
+        elif '"' in params_text:
+            params = _valid_params(params_text)
             branch = params.get("branch")
             if branch is not None and branch[0] == '"':
                 raise ParseError("Via branch must be a token")
+        else:  # the regex checked the syntax: ";" and "=" only separate
+            params = _split_params(params_text)
         return cls(transport if transport.isupper() else transport.upper(), host, port, params)
 
     @classmethod
@@ -326,15 +339,18 @@ class NameAddr:
                 return cls._parse_slow(text)
             display = None
             uri_text, params_text = match.groups()
-        params: dict[str, str | None] = {}
-        if params_text:
-            if '"' in params_text:
-                params = _valid_params(params_text)
-            else:  # the regex checked the syntax: ";" and "=" only separate
-                for item in params_text[1:].split(";"):
-                    name, eq, value = item.partition("=")
-                    params[name.lower()] = value if eq else None
-        return cls._lazy(uri_text, display, params)
+        self = _new_object(cls)
+        self._uri = None
+        self._uri_text = uri_text
+        self.display_name = display
+        if not params_text:
+            self.params = {}
+        elif '"' in params_text:
+            self.params = _valid_params(params_text)
+        else:  # the regex checked the syntax: ";" and "=" only separate
+            self.params = _split_params(params_text)
+        self.is_wildcard = False
+        return self
 
     @classmethod
     def _parse_slow(cls, text: str) -> NameAddr:
@@ -444,15 +460,24 @@ def _closing_quote(text: str) -> int:
 _CSEQ_RE = re.compile(rf"([0-9]{{1,10}}) ([{_T}]+)")
 
 
-@dataclass(slots=True, frozen=True)
-class CSeq:
-    """``CSeq: 4711 INVITE``."""
+class CSeq(NamedTuple):
+    """``CSeq: 4711 INVITE`` (immutable; a named tuple, so the garbage collector stops
+    tracking it)."""
 
     seq: int
     method: str
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
+        number, _, method = text.partition(" ")
+        if (
+            method in _METHODS
+            and len(number) <= 10
+            and number.isdigit()
+            and number.isascii()
+            and (seq := int(number)) < 2**32
+        ):
+            return _new_tuple(cls, (seq, method))  # "20 INVITE": the usual shape
         match = _CSEQ_RE.fullmatch(text)
         if match is None:
             parts = text.split()
@@ -470,6 +495,29 @@ class CSeq:
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
+
+
+_new_tuple = tuple.__new__
+# The methods of RFC 3261 and its extensions (each a token): a CSeq naming one needs no
+# regular expression.
+_METHODS = frozenset(
+    [
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "INFO",
+        "INVITE",
+        "MESSAGE",
+        "NOTIFY",
+        "OPTIONS",
+        "PRACK",
+        "PUBLISH",
+        "REFER",
+        "REGISTER",
+        "SUBSCRIBE",
+        "UPDATE",
+    ]
+)
 
 
 @dataclass(slots=True)

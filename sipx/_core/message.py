@@ -178,22 +178,32 @@ class Message:
         typed = self.headers.typed
         top: Via | None = typed.get("top_via")
         if top is None:
-            vias: list[Via] | None = typed.get("via")
-            if vias is not None:
-                if not vias:
-                    raise ParseError("message has no Via header")
-                top = vias[0]
+            first = self.headers.first
+            text = first.get("via") if first is not None else None
+            if text is not None and "," not in text and "via" not in typed:
+                top = typed["top_via"] = Via.parse(text)  # the usual case, inline
             else:
-                first = self.headers.first_of_key("via")
-                if first is None:
-                    raise ParseError("message has no Via header")
-                if "," in first:
-                    items = split_list(first)
-                    if not items:
-                        raise ParseError("message has an empty Via header")
-                    first = items[0]
-                top = Via.parse(first)
-            typed["top_via"] = top
+                top = self._top_via()
+        return top
+
+    def _top_via(self) -> Via:
+        typed = self.headers.typed
+        vias: list[Via] | None = typed.get("via")
+        if vias is not None:
+            if not vias:
+                raise ParseError("message has no Via header")
+            top = vias[0]
+        else:
+            text = self.headers.first_of_key("via")
+            if text is None:
+                raise ParseError("message has no Via header")
+            if "," in text:
+                items = split_list(text)
+                if not items:
+                    raise ParseError("message has an empty Via header")
+                text = items[0]
+            top = Via.parse(text)
+        typed["top_via"] = top
         return top
 
     @property
@@ -201,7 +211,11 @@ class Message:
         typed = self.headers.typed
         value: NameAddr | None = typed.get("from")
         if value is None:
-            value = typed["from"] = NameAddr.parse(self._required("from", "From"))
+            first = self.headers.first
+            text = first.get("from") if first is not None else None
+            value = typed["from"] = NameAddr.parse(
+                self._required("from", "From") if text is None else text
+            )
         return value
 
     @property
@@ -209,12 +223,19 @@ class Message:
         typed = self.headers.typed
         value: NameAddr | None = typed.get("to")
         if value is None:
-            value = typed["to"] = NameAddr.parse(self._required("to", "To"))
+            first = self.headers.first
+            text = first.get("to") if first is not None else None
+            value = typed["to"] = NameAddr.parse(
+                self._required("to", "To") if text is None else text
+            )
         return value
 
     @property
     def call_id(self) -> str:
-        value = self._required("call-id", "Call-ID")
+        first = self.headers.first
+        value = first.get("call-id") if first is not None else None
+        if value is None:
+            value = self._required("call-id", "Call-ID")
         if not value or " " in value or "\t" in value:
             raise ParseError(f"bad Call-ID {value[:80]!r}")
         return value
@@ -224,7 +245,11 @@ class Message:
         typed = self.headers.typed
         value: CSeq | None = typed.get("cseq")
         if value is None:
-            value = typed["cseq"] = CSeq.parse(self._required("cseq", "CSeq"))
+            first = self.headers.first
+            text = first.get("cseq") if first is not None else None
+            value = typed["cseq"] = CSeq.parse(
+                self._required("cseq", "CSeq") if text is None else text
+            )
         return value
 
     @property
@@ -308,13 +333,13 @@ class Message:
 
     def _required(self, key: str, name: str) -> str:
         headers = self.headers
-        index = headers.index
-        if index is None:
-            index = headers.lookup()
-        values = index.get(key)
-        if not values:
+        first = headers.first
+        if first is None:
+            first = headers.first_values()
+        value = first.get(key)
+        if value is None:
             raise ParseError(f"message has no {name} header")
-        return values[0]
+        return value
 
     # -- body ----------------------------------------------------------------------------
     @property
