@@ -42,6 +42,18 @@ _NON_QDTEXT_RE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f"\\]')
 _VIA_RE = re.compile(
     rf"SIP/2\.0/([{_T}]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?({_PARAMS})"
 )
+# The shapes nearly every Via and From/To take, with the parameters a transaction layer
+# reads captured directly: ``SIP/2.0/UDP host:port;branch=...[;rport]`` and
+# ``["Name" |Name ]<uri>[;tag=...]``. Each accepts a subset of the general expression's
+# language and yields the same values; anything else takes the general path.
+_VIA_COMMON_RE = re.compile(
+    rf"SIP/2\.0/([{_T}]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?"
+    rf";branch=([{_T}]+)(;rport)?"
+)
+# The URI: printable ASCII but SP, DQUOTE, "<" and ">" (a subset of the general [^<>\s"]).
+_NAME_ADDR_COMMON_RE = re.compile(
+    rf'(?:"([^"\\]*)" ?|([{_T}]+) )?<([!#-;=?-~]+)>(?:;tag=([{_T}]+))?'
+)
 _SENT_PROTOCOL_RE = re.compile(
     r"[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t;]+)(?:[ \t]+(.*))?", re.S
 )
@@ -180,6 +192,21 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
+        match = _VIA_COMMON_RE.fullmatch(text)
+        if match is not None:
+            transport, host, port_text, branch, rport = match.groups()
+            via = _new_object(cls)
+            via.transport = transport if transport.isupper() else transport.upper()
+            via.host = host
+            if port_text is None:
+                via.port = None
+            else:
+                via.port = int(port_text)
+                if via.port > 65535:
+                    raise ParseError(f"bad port {port_text} in Via")
+            via.params = {"branch": branch} if rport is None else {"branch": branch, "rport": None}
+            via.protocol = "SIP/2.0"
+            return via
         match = _VIA_RE.fullmatch(text)
         if match is None:
             return cls._parse_slow(text)
@@ -298,18 +325,6 @@ class NameAddr:
         self.params = {} if params is None else params
         self.is_wildcard = is_wildcard
 
-    @classmethod
-    def _lazy(
-        cls, uri_text: str, display_name: str | None, params: dict[str, str | None]
-    ) -> NameAddr:
-        self = cls.__new__(cls)
-        self._uri = None
-        self._uri_text = uri_text
-        self.display_name = display_name
-        self.params = params
-        self.is_wildcard = False
-        return self
-
     @property
     def uri(self) -> URI:
         uri = self._uri
@@ -324,6 +339,16 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        match = _NAME_ADDR_COMMON_RE.fullmatch(text)
+        if match is not None:
+            quoted, token, uri_text, tag = match.groups()
+            self = _new_object(cls)
+            self._uri = None
+            self._uri_text = uri_text
+            self.display_name = token if quoted is None else quoted
+            self.params = {} if tag is None else {"tag": tag}
+            self.is_wildcard = False
+            return self
         match = _NAME_ADDR_RE.fullmatch(text)
         if match is not None:
             quoted, tokens, uri_text, params_text = match.groups()

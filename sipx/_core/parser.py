@@ -57,6 +57,10 @@ class ParserLimits:
 DEFAULT_LIMITS = ParserLimits()
 
 
+class _OtherLine(Exception):
+    """A header line the parser's fast path does not read."""
+
+
 class _Folded(Exception):
     """The header section has folded lines or bare LFs: take the normalising path."""
 
@@ -182,21 +186,36 @@ def _header_fields(
     first: dict[str, str] = {}
     more: dict[str, tuple[str, ...]] | None = None
     keys = _KEYS
-    for line in lines[1:]:
-        # "Name: value" with a usual spelling of a known name is the fast path.
-        name, space, value = line.partition(": ")
-        key = keys.get(name) if space else None
-        if key is None:
+    remaining = iter(lines)
+    next(remaining)  # the start line
+    while True:
+        try:
+            # The fast path: "Name: value" with a usual spelling of a known name, not seen
+            # yet. Any other line raises (KeyError: another name; _OtherLine: no ": ", an
+            # empty value or a repeated name) and is read below; the loop then goes on.
+            for line in remaining:
+                name, _, value = line.partition(": ")
+                key = keys[name]
+                if not value or key in first:
+                    raise _OtherLine
+                first[key] = value.strip(" \t")  # the same string if nothing to strip
+            return first, more
+        except (KeyError, _OtherLine):
             key, value = _field(line)
-        else:
-            value = value.strip(" \t")  # returns the same string when there is nothing to strip
-        if key in first:
-            if more is None:
-                more = {}
-            more[key] = (*more.get(key, (first[key],)), value)
-        else:
-            first[key] = value
-    return first, more
+            if key in first:
+                more = _another_value(more, first, key, value)
+            else:
+                first[key] = value
+
+
+def _another_value(
+    more: dict[str, tuple[str, ...]] | None, first: dict[str, str], key: str, value: str
+) -> dict[str, tuple[str, ...]]:
+    """``more`` with ``value`` added to the values of ``key`` (already in ``first``)."""
+    if more is None:
+        more = {}
+    more[key] = (*more.get(key, (first[key],)), value)
+    return more
 
 
 def _field(line: str) -> tuple[str, str]:
