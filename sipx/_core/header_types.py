@@ -47,7 +47,7 @@ _VIA_RE = re.compile(
 # ``["Name" |Name ]<uri>[;tag=...]``. Each accepts a subset of the general expression's
 # language and yields the same values; anything else takes the general path.
 _VIA_COMMON_RE = re.compile(
-    rf"SIP/2\.0/([{_T}]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?"
+    rf"SIP/2\.0/([A-Z]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?"
     rf";branch=([{_T}]+)(;rport)?"
 )
 # The URI: printable ASCII but SP, DQUOTE, "<" and ">" (a subset of the general [^<>\s"]).
@@ -192,21 +192,11 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        match = _VIA_COMMON_RE.fullmatch(text)
-        if match is not None:
-            transport, host, port_text, branch, rport = match.groups()
-            via = _new_object(cls)
-            via.transport = transport if transport.isupper() else transport.upper()
-            via.host = host
-            if port_text is None:
-                via.port = None
-            else:
-                via.port = int(port_text)
-                if via.port > 65535:
-                    raise ParseError(f"bad port {port_text} in Via")
-            via.params = {"branch": branch} if rport is None else {"branch": branch, "rport": None}
-            via.protocol = "SIP/2.0"
-            return via
+        """One Via entry (see :func:`parse_via`)."""
+        return parse_via(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> Via:
         match = _VIA_RE.fullmatch(text)
         if match is None:
             return cls._parse_slow(text)
@@ -339,16 +329,11 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
-        match = _NAME_ADDR_COMMON_RE.fullmatch(text)
-        if match is not None:
-            quoted, token, uri_text, tag = match.groups()
-            self = _new_object(cls)
-            self._uri = None
-            self._uri_text = uri_text
-            self.display_name = token if quoted is None else quoted
-            self.params = {} if tag is None else {"tag": tag}
-            self.is_wildcard = False
-            return self
+        """A name-addr or addr-spec with parameters (see :func:`parse_name_addr`)."""
+        return parse_name_addr(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> NameAddr:
         match = _NAME_ADDR_RE.fullmatch(text)
         if match is not None:
             quoted, tokens, uri_text, params_text = match.groups()
@@ -494,15 +479,11 @@ class CSeq(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
-        number, _, method = text.partition(" ")
-        if (
-            method in _METHODS
-            and len(number) <= 10
-            and number.isdigit()
-            and number.isascii()
-            and (seq := int(number)) < 2**32
-        ):
-            return _new_tuple(cls, (seq, method))  # "20 INVITE": the usual shape
+        """``4711 INVITE`` (see :func:`parse_cseq`)."""
+        return parse_cseq(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> CSeq:
         match = _CSEQ_RE.fullmatch(text)
         if match is None:
             parts = text.split()
@@ -523,6 +504,55 @@ class CSeq(NamedTuple):
 
 
 _new_tuple = tuple.__new__
+
+
+def parse_via(text: str) -> Via:
+    """Parse one Via entry (``Via.parse``): the usual shape with one regular expression and
+    the parameters a transaction reads captured, anything else by the general path."""
+    match = _VIA_COMMON_RE.fullmatch(text)
+    if match is None:
+        return Via._parse_general(text)
+    transport, host, port_text, branch, rport = match.groups()
+    via = _new_object(Via)
+    via.transport = transport  # upper-case already
+    via.host = host
+    if port_text is None:
+        via.port = None
+    else:
+        via.port = int(port_text)
+        if via.port > 65535:
+            raise ParseError(f"bad port {port_text} in Via")
+    via.params = {"branch": branch} if rport is None else {"branch": branch, "rport": None}
+    via.protocol = "SIP/2.0"
+    return via
+
+
+def parse_name_addr(text: str) -> NameAddr:
+    """Parse a name-addr or addr-spec with its parameters (``NameAddr.parse``): the usual
+    shape with one regular expression (the tag captured), anything else by the general
+    path. The URI is parsed on first access to ``uri``."""
+    match = _NAME_ADDR_COMMON_RE.fullmatch(text)
+    if match is None:
+        return NameAddr._parse_general(text)
+    quoted, token, uri_text, tag = match.groups()
+    name_addr = _new_object(NameAddr)
+    name_addr._uri = None
+    name_addr._uri_text = uri_text
+    name_addr.display_name = token if quoted is None else quoted
+    name_addr.params = {} if tag is None else {"tag": tag}
+    name_addr.is_wildcard = False
+    return name_addr
+
+
+def parse_cseq(text: str) -> CSeq:
+    """Parse ``4711 INVITE`` (``CSeq.parse``); a known method after at most nine digits
+    and one space needs no regular expression."""
+    number, _, method = text.partition(" ")
+    if method in _METHODS and len(number) < 10 and number.isdigit() and number.isascii():
+        return _new_tuple(CSeq, (int(number), method))
+    return CSeq._parse_general(text)
+
+
 # The methods of RFC 3261 and its extensions (each a token): a CSeq naming one needs no
 # regular expression.
 _METHODS = frozenset(

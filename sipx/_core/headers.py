@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from types import MappingProxyType
 from typing import Any
 
 # RFC 3261 section 7.3.3 and later RFCs' compact forms.
@@ -165,6 +166,11 @@ LIST_HEADERS = frozenset(
 )
 
 
+# ``Headers.first`` when it has to be rebuilt: empty (a read finds nothing and falls back to
+# Headers.first_values()) and read-only.
+STALE: Mapping[str, str] = MappingProxyType({})
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: lower-case long form."""
     known = _EXACT.get(name)
@@ -222,9 +228,10 @@ class Headers(MutableMapping[str, str]):
         self._lines: list[str] | None = None
         # key -> its values, built on first lookup; None after a change.
         self.index: dict[str, tuple[str, ...]] | None = None
-        # key -> its first value; None after a change. For a parsed section, ``more``
-        # holds every value of the keys given more than once (None when there are none).
-        self.first: dict[str, str] | None = None
+        # key -> its first value; STALE (empty, read-only) after a change, rebuilt by
+        # first_values(). For a parsed section, ``more`` holds every value of the keys given
+        # more than once (None when there are none).
+        self.first: Mapping[str, str] = STALE
         self.more: dict[str, tuple[str, ...]] | None = None
         # Typed views (Via, CSeq, ...) parsed from these fields, by slot; cleared on change.
         self.typed: dict[str, Any] = {}
@@ -246,7 +253,7 @@ class Headers(MutableMapping[str, str]):
         headers._entries = fields
         headers._lines = None
         headers.index = index
-        headers.first = None
+        headers.first = STALE
         headers.more = None
         headers.typed = {}
         return headers
@@ -284,7 +291,7 @@ class Headers(MutableMapping[str, str]):
         index = self.index
         if index is None:
             first = self.first
-            if first is not None and self._lines is not None:
+            if first is not STALE and self._lines is not None:
                 index = dict(zip(first, zip(first.values(), strict=True), strict=True))
                 if self.more:
                     index.update(self.more)
@@ -296,16 +303,16 @@ class Headers(MutableMapping[str, str]):
             self.index = index
         return index
 
-    def first_values(self) -> dict[str, str]:
+    def first_values(self) -> Mapping[str, str]:
         """Every key with its first value (built now if it was not)."""
         first = self.first
-        if first is None:
+        if first is STALE:
             first = self.first = {key: values[0] for key, values in self.lookup().items()}
         return first
 
     def _changed(self) -> None:
         self.index = None
-        self.first = None
+        self.first = STALE
         self.more = None
         if self.typed:
             self.typed.clear()
@@ -320,7 +327,7 @@ class Headers(MutableMapping[str, str]):
     def get_first(self, name: str) -> str | None:
         """The first field's value as written (not comma-split), or None."""
         first = self.first
-        if first is None:
+        if first is STALE:
             first = self.first_values()
         known = _EXACT.get(name)  # header_key inline: the hottest look-up in sipx
         return first.get(known[0] if known is not None else header_key(name))
@@ -328,7 +335,7 @@ class Headers(MutableMapping[str, str]):
     def first_of_key(self, key: str) -> str | None:
         """:meth:`get_first` for a key already in lookup form (lower-case long name)."""
         first = self.first
-        if first is None:
+        if first is STALE:
             first = self.first_values()
         return first.get(key)
 
@@ -451,7 +458,7 @@ class Headers(MutableMapping[str, str]):
 
 
 def _fields_of(
-    lines: list[str], first: dict[str, str] | None, more: dict[str, tuple[str, ...]] | None
+    lines: list[str], first: Mapping[str, str], more: dict[str, tuple[str, ...]] | None
 ) -> list[tuple[str, str, str]]:
     """The fields of header lines the parser has checked (``lines[0]`` is the start line).
 
@@ -467,10 +474,8 @@ def _fields_of(
             name = name.rstrip(" \t")
             entry = _KNOWN.get(name.lower()) or (name.lower(), name)
         key = entry[0]
-        if first is not None and (more is None or key not in more):
-            value = first[key]
-        else:
-            value = value.strip(" \t")
+        # A name given once: its value is in ``first`` (the same string, not a copy).
+        value = first[key] if more is None or key not in more else value.strip(" \t")
         append((key, entry[1], value))
     return fields
 

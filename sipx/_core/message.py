@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ParseError
 from .digest import Challenge, parse_challenge, parse_credentials
-from .header_types import CSeq, MediaType, NameAddr, Via, parse_int
+from .header_types import (
+    CSeq,
+    MediaType,
+    NameAddr,
+    Via,
+    parse_cseq,
+    parse_int,
+    parse_name_addr,
+    parse_via,
+)
 from .headers import Headers, split_list
 from .uri import URI
 
@@ -178,10 +187,9 @@ class Message:
         typed = self.headers.typed
         top: Via | None = typed.get("top_via")
         if top is None:
-            first = self.headers.first
-            text = first.get("via") if first is not None else None
+            text = self.headers.first.get("via")
             if text is not None and "," not in text and "via" not in typed:
-                top = typed["top_via"] = Via.parse(text)  # the usual case, inline
+                top = typed["top_via"] = parse_via(text)  # the usual case, inline
             else:
                 top = self._top_via()
         return top
@@ -211,9 +219,8 @@ class Message:
         typed = self.headers.typed
         value: NameAddr | None = typed.get("from")
         if value is None:
-            first = self.headers.first
-            text = first.get("from") if first is not None else None
-            value = typed["from"] = NameAddr.parse(
+            text = self.headers.first.get("from")
+            value = typed["from"] = parse_name_addr(
                 self._required("from", "From") if text is None else text
             )
         return value
@@ -223,17 +230,15 @@ class Message:
         typed = self.headers.typed
         value: NameAddr | None = typed.get("to")
         if value is None:
-            first = self.headers.first
-            text = first.get("to") if first is not None else None
-            value = typed["to"] = NameAddr.parse(
+            text = self.headers.first.get("to")
+            value = typed["to"] = parse_name_addr(
                 self._required("to", "To") if text is None else text
             )
         return value
 
     @property
     def call_id(self) -> str:
-        first = self.headers.first
-        value = first.get("call-id") if first is not None else None
+        value = self.headers.first.get("call-id")
         if value is None:
             value = self._required("call-id", "Call-ID")
         if not value or " " in value or "\t" in value:
@@ -245,9 +250,8 @@ class Message:
         typed = self.headers.typed
         value: CSeq | None = typed.get("cseq")
         if value is None:
-            first = self.headers.first
-            text = first.get("cseq") if first is not None else None
-            value = typed["cseq"] = CSeq.parse(
+            text = self.headers.first.get("cseq")
+            value = typed["cseq"] = parse_cseq(
                 self._required("cseq", "CSeq") if text is None else text
             )
         return value
@@ -333,10 +337,7 @@ class Message:
 
     def _required(self, key: str, name: str) -> str:
         headers = self.headers
-        first = headers.first
-        if first is None:
-            first = headers.first_values()
-        value = first.get(key)
+        value = headers.first_values().get(key)
         if value is None:
             raise ParseError(f"message has no {name} header")
         return value

@@ -112,10 +112,17 @@ def parse_message(
             first, more = _header_fields(lines, len(head), limits, normalised=True)
         except _Folded:
             raise ParseError("a header line starts with whitespace") from None
-    message = _parse_start_line(lines[0], Headers.from_lines(lines, first, more))
+    headers = Headers.from_lines(lines, first, more)
+    start = lines[0]
+    method, _, rest = start.partition(" ")
+    uri, _, version = rest.partition(" ")
+    if version == SIP_VERSION and method in _METHODS and ":" in uri and uri[0] != "<":
+        message: Request | Response = Request.from_wire(method, uri, version, headers)
+    else:
+        message = _parse_start_line(start, headers)
     length_text = first.get("content-length")
-    if length_text is None:
-        message.content = body
+    if length_text is None or (more is None and length_text == str(len(body))):
+        message.content = body  # no Content-Length, or the usual: the body's length exactly
     else:
         lengths = more.get("content-length") if more is not None else None
         if lengths is not None and any(other != length_text for other in lengths):
