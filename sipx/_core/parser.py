@@ -208,7 +208,13 @@ def _header_fields(
                 first[key] = value.strip(" \t")  # the same string if nothing to strip
             return first, more
         except (KeyError, _OtherLine):
-            key, value = _field(line)
+            try:
+                key, value = _field(line)
+            except ParseError:
+                # A bare CR or LF elsewhere goes first (the normalising path reports it).
+                if not normalised and any("\r" in text or "\n" in text for text in lines):
+                    raise _Folded from None
+                raise
             if key in first:
                 more = _another_value(more, first, key, value)
             else:
