@@ -10,7 +10,17 @@ Measures, with the stdlib ``timeit`` (best of several repeats, per call):
   softphone sends it;
 * ``parse + reads``: the same, then reading what a transaction layer needs first: the
   Call-ID, the CSeq, the top Via's branch and the From tag;
-* ``to_bytes``: serialising the parsed request again.
+* ``to_bytes``: serialising the parsed request again;
+* ``to_bytes`` of a 200 built by ``make_response`` (what a UAS sends back).
+
+In the same run, for comparison, the same parse + four reads by:
+
+* the **floor**: a plain ``split`` of the header section into a ``dict`` (lower-cased names,
+  values stripped) and the four values cut out with ``partition``: no checks, no compact
+  forms, no folding, nothing typed; no SIP parser can do less;
+* **pyVoIP** (the fastest other Python SIP parser measured, see ``bench/README.md``), only
+  if it is importable: ``pip install pyVoIP`` into the virtualenv for this benchmark only
+  (it is not a dependency of sipx).
 
 Nothing here asserts a time; the numbers go to ``bench/README.md``.
 """
@@ -20,11 +30,13 @@ from __future__ import annotations
 import argparse
 import sys
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sipx._core.parser import parse_message
+from sipx._core.transaction import make_response
 
 _SDP = (
     b"v=0\r\n"
@@ -61,9 +73,51 @@ INVITE = (
 ).encode() + _SDP
 
 
+READS = "parse + Call-ID, CSeq, Via branch, From tag"
+FLOOR = "floor: split + dict, same 4 reads"
+PYVOIP = "pyVoIP 1.6 SIPMessage, same 4 reads"
+
+
 def parse_and_read() -> tuple[str, int, str | None, str | None]:
     message = parse_message(INVITE)
     return message.call_id, message.cseq.seq, message.top_via.branch, message.from_.tag
+
+
+def floor_parse_and_read(data: bytes = INVITE) -> tuple[str, int, str, str]:
+    """The floor: split the header section into a dict and cut the four values out."""
+    head, _, _body = data.partition(b"\r\n\r\n")
+    lines = head.decode("utf-8").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.lower()] = value.strip()
+    return (
+        headers["call-id"],
+        int(headers["cseq"].partition(" ")[0]),
+        headers["via"].partition(";branch=")[2].partition(";")[0],
+        headers["from"].partition(";tag=")[2].partition(";")[0],
+    )
+
+
+def pyvoip_case() -> Callable[[], object] | None:
+    """pyVoIP's parse + the same four reads, or None when pyVoIP is not installed."""
+    try:
+        import pyVoIP.VoIP  # type: ignore[import-not-found]  # noqa: F401 (import order)
+        from pyVoIP.SIP import SIPMessage  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+
+    def parse_and_read_pyvoip() -> tuple[str, int, str, str]:
+        message = SIPMessage(INVITE)
+        headers = message.headers
+        return (
+            headers["Call-ID"],
+            int(headers["CSeq"]["check"]),
+            headers["Via"][0]["branch"],
+            headers["From"]["tag"],
+        )
+
+    return parse_and_read_pyvoip
 
 
 def main() -> None:
@@ -73,16 +127,34 @@ def main() -> None:
     options = arguments.parse_args()
 
     parsed = parse_message(INVITE)
-    assert parse_and_read() == ("6kUb9zQ8r1@192.0.2.10", 20, "z9hG4bK.Hq3Zx9PiQ", "P3xCg~Ujl")
-    cases = {
+    expected = ("6kUb9zQ8r1@192.0.2.10", 20, "z9hG4bK.Hq3Zx9PiQ", "P3xCg~Ujl")
+    assert parse_and_read() == expected
+    assert floor_parse_and_read() == expected
+    response = make_response(parsed, 200, to_tag="a7c3f")
+    cases: dict[str, Callable[[], object]] = {
         "parse": lambda: parse_message(INVITE),
-        "parse + Call-ID, CSeq, Via branch, From tag": parse_and_read,
+        READS: parse_and_read,
         "to_bytes": parsed.to_bytes,
+        "to_bytes of make_response(200)": response.to_bytes,
+        FLOOR: floor_parse_and_read,
     }
+    pyvoip = pyvoip_case()
+    if pyvoip is not None:
+        assert pyvoip() == expected
+        cases[PYVOIP] = pyvoip
     print(f"INVITE with SDP: {len(INVITE)} bytes; Python {sys.version.split()[0]}")
+    results: dict[str, float] = {}
     for name, function in cases.items():
         times = timeit.repeat(function, number=options.number, repeat=options.repeat)
-        print(f"{name:45s} {min(times) / options.number * 1e6:7.2f} µs")
+        results[name] = min(times) / options.number * 1e6
+        print(f"{name:45s} {results[name]:7.2f} µs")
+    sipx_time = results[READS]
+    print(f"sipx parse + reads / floor: {sipx_time / results[FLOOR]:.2f}x (target <= 2x)")
+    if pyvoip is None:
+        print("pyVoIP not installed: no comparison (pip install pyVoIP, for this bench only)")
+    else:
+        ratio = results[PYVOIP] / sipx_time
+        print(f"pyVoIP / sipx parse + reads: {ratio:.2f}x faster (target >= 3x)")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .._errors import ParseError
 from .uri import URI
@@ -22,7 +23,9 @@ from .uri import URI
 # token (RFC 3261 section 25.1) as a regex character class body.
 _T = r"A-Za-z0-9\-.!%*_+`'~"
 _TOKEN_RE = re.compile(f"[{_T}]+")
-_QUOTED = r'"(?:[^"\\]|\\.)*"'
+# Written as an unrolled loop: the engine runs through ordinary characters without trying
+# an alternation at each one.
+_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 # gen-value = token / host / quoted-string (host may be an IPv6 reference).
 _VALUE = rf"[{_T}:\[\]]+|{_QUOTED}"
 _PARAM_NAME_RE = _TOKEN_RE
@@ -39,14 +42,29 @@ _NON_QDTEXT_RE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f"\\]')
 _VIA_RE = re.compile(
     rf"SIP/2\.0/([{_T}]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?({_PARAMS})"
 )
+# The shapes nearly every Via and From/To take, with the parameters a transaction layer
+# reads captured directly: ``SIP/2.0/UDP host:port;branch=...[;rport]`` and
+# ``["Name" |Name ]<uri>[;tag=...]``. Each accepts a subset of the general expression's
+# language and yields the same values; anything else takes the general path.
+_VIA_COMMON_RE = re.compile(
+    rf"SIP/2\.0/([A-Z]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?"
+    rf";branch=([{_T}]+)(;rport)?"
+)
+# The URI: printable ASCII but SP, DQUOTE, "<" and ">" (a subset of the general [^<>\s"]).
+_NAME_ADDR_COMMON_RE = re.compile(
+    rf'(?:"([^"\\]*)" ?|([{_T}]+) )?<([!#-;=?-~]+)>(?:;tag=([{_T}]+))?'
+)
 _SENT_PROTOCOL_RE = re.compile(
     r"[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t;]+)(?:[ \t]+(.*))?", re.S
 )
 _NAME_ADDR_RE = re.compile(
-    rf'(?:"((?:[^"\\]|\\.)*)"[ \t]*|([{_T}]+(?:[ \t]+[{_T}]+)*)[ \t]*)?'
+    rf'(?:"([^"\\]*(?:\\.[^"\\]*)*)"[ \t]*|([{_T}]+(?:[ \t]+[{_T}]+)*)[ \t]*)?'
     rf'<([^<>\s"]+)>({_PARAMS})'
 )
 _ADDR_SPEC_RE = re.compile(rf'([A-Za-z][A-Za-z0-9+.\-]*:[^\s;<>"?,]+)({_PARAMS})')
+
+
+_new_object = object.__new__
 
 
 def is_token(text: str) -> bool:
@@ -68,6 +86,15 @@ def parse_params(text: str, where: str) -> dict[str, str | None]:
     if text[0] == ";" and _PARAMS_RE.fullmatch(text):
         return _valid_params(text)
     return _parse_params_slow(text, where)
+
+
+def _split_params(text: str) -> dict[str, str | None]:
+    """Parameters from text without quotes that ``_PARAMS_RE`` has matched."""
+    params: dict[str, str | None] = {}
+    for item in text[1:].split(";"):
+        name, eq, value = item.partition("=")
+        params[name if name.islower() else name.lower()] = value if eq else None
+    return params
 
 
 def _valid_params(text: str) -> dict[str, str | None]:
@@ -165,6 +192,11 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
+        """One Via entry (see :func:`parse_via`)."""
+        return parse_via(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> Via:
         match = _VIA_RE.fullmatch(text)
         if match is None:
             return cls._parse_slow(text)
@@ -174,17 +206,15 @@ class Via:
             port = int(port_text)  # at most 5 digits
             if port > 65535:
                 raise ParseError(f"bad port {port_text} in Via")
-        params: dict[str, str | None] = {}
-        if params_text:
-            if '"' in params_text:
-                params = _valid_params(params_text)
-            else:  # the regex checked the syntax: ";" and "=" only separate
-                for item in params_text[1:].split(";"):
-                    name, eq, value = item.partition("=")
-                    params[name.lower()] = value if eq else None
+        if not params_text:
+            params: dict[str, str | None] = {}
+        elif '"' in params_text:
+            params = _valid_params(params_text)
             branch = params.get("branch")
             if branch is not None and branch[0] == '"':
                 raise ParseError("Via branch must be a token")
+        else:  # the regex checked the syntax: ";" and "=" only separate
+            params = _split_params(params_text)
         return cls(transport if transport.isupper() else transport.upper(), host, port, params)
 
     @classmethod
@@ -285,18 +315,6 @@ class NameAddr:
         self.params = {} if params is None else params
         self.is_wildcard = is_wildcard
 
-    @classmethod
-    def _lazy(
-        cls, uri_text: str, display_name: str | None, params: dict[str, str | None]
-    ) -> NameAddr:
-        self = cls.__new__(cls)
-        self._uri = None
-        self._uri_text = uri_text
-        self.display_name = display_name
-        self.params = params
-        self.is_wildcard = False
-        return self
-
     @property
     def uri(self) -> URI:
         uri = self._uri
@@ -311,6 +329,11 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        """A name-addr or addr-spec with parameters (see :func:`parse_name_addr`)."""
+        return parse_name_addr(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> NameAddr:
         match = _NAME_ADDR_RE.fullmatch(text)
         if match is not None:
             quoted, tokens, uri_text, params_text = match.groups()
@@ -326,15 +349,18 @@ class NameAddr:
                 return cls._parse_slow(text)
             display = None
             uri_text, params_text = match.groups()
-        params: dict[str, str | None] = {}
-        if params_text:
-            if '"' in params_text:
-                params = _valid_params(params_text)
-            else:  # the regex checked the syntax: ";" and "=" only separate
-                for item in params_text[1:].split(";"):
-                    name, eq, value = item.partition("=")
-                    params[name.lower()] = value if eq else None
-        return cls._lazy(uri_text, display, params)
+        self = _new_object(cls)
+        self._uri = None
+        self._uri_text = uri_text
+        self.display_name = display
+        if not params_text:
+            self.params = {}
+        elif '"' in params_text:
+            self.params = _valid_params(params_text)
+        else:  # the regex checked the syntax: ";" and "=" only separate
+            self.params = _split_params(params_text)
+        self.is_wildcard = False
+        return self
 
     @classmethod
     def _parse_slow(cls, text: str) -> NameAddr:
@@ -444,15 +470,20 @@ def _closing_quote(text: str) -> int:
 _CSEQ_RE = re.compile(rf"([0-9]{{1,10}}) ([{_T}]+)")
 
 
-@dataclass(slots=True, frozen=True)
-class CSeq:
-    """``CSeq: 4711 INVITE``."""
+class CSeq(NamedTuple):
+    """``CSeq: 4711 INVITE`` (immutable: a named tuple, which builds faster than a frozen
+    dataclass)."""
 
     seq: int
     method: str
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
+        """``4711 INVITE`` (see :func:`parse_cseq`)."""
+        return parse_cseq(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> CSeq:
         match = _CSEQ_RE.fullmatch(text)
         if match is None:
             parts = text.split()
@@ -470,6 +501,78 @@ class CSeq:
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
+
+
+_new_tuple = tuple.__new__
+
+
+def parse_via(text: str) -> Via:
+    """Parse one Via entry (``Via.parse``): the usual shape with one regular expression and
+    the parameters a transaction reads captured, anything else by the general path."""
+    match = _VIA_COMMON_RE.fullmatch(text)
+    if match is None:
+        return Via._parse_general(text)
+    transport, host, port_text, branch, rport = match.groups()
+    via = _new_object(Via)
+    via.transport = transport  # upper-case already
+    via.host = host
+    if port_text is None:
+        via.port = None
+    else:
+        via.port = int(port_text)
+        if via.port > 65535:
+            raise ParseError(f"bad port {port_text} in Via")
+    via.params = {"branch": branch} if rport is None else {"branch": branch, "rport": None}
+    via.protocol = "SIP/2.0"
+    return via
+
+
+def parse_name_addr(text: str) -> NameAddr:
+    """Parse a name-addr or addr-spec with its parameters (``NameAddr.parse``): the usual
+    shape with one regular expression (the tag captured), anything else by the general
+    path. The URI is parsed on first access to ``uri``."""
+    match = _NAME_ADDR_COMMON_RE.fullmatch(text)
+    if match is None:
+        return NameAddr._parse_general(text)
+    quoted, token, uri_text, tag = match.groups()
+    name_addr = _new_object(NameAddr)
+    name_addr._uri = None
+    name_addr._uri_text = uri_text
+    name_addr.display_name = token if quoted is None else quoted
+    name_addr.params = {} if tag is None else {"tag": tag}
+    name_addr.is_wildcard = False
+    return name_addr
+
+
+def parse_cseq(text: str) -> CSeq:
+    """Parse ``4711 INVITE`` (``CSeq.parse``); a known method after at most nine digits
+    and one space needs no regular expression."""
+    number, _, method = text.partition(" ")
+    if method in _METHODS and len(number) < 10 and number.isdigit() and number.isascii():
+        return _new_tuple(CSeq, (int(number), method))
+    return CSeq._parse_general(text)
+
+
+# The methods of RFC 3261 and its extensions (each a token): a CSeq naming one needs no
+# regular expression.
+_METHODS = frozenset(
+    [
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "INFO",
+        "INVITE",
+        "MESSAGE",
+        "NOTIFY",
+        "OPTIONS",
+        "PRACK",
+        "PUBLISH",
+        "REFER",
+        "REGISTER",
+        "SUBSCRIBE",
+        "UPDATE",
+    ]
+)
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from types import MappingProxyType
 from typing import Any
 
 # RFC 3261 section 7.3.3 and later RFCs' compact forms.
@@ -165,6 +166,11 @@ LIST_HEADERS = frozenset(
 )
 
 
+# ``Headers.first`` when it has to be rebuilt: empty (a read finds nothing and falls back to
+# Headers.first_values()) and read-only.
+STALE: Mapping[str, str] = MappingProxyType({})
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: lower-case long form."""
     known = _EXACT.get(name)
@@ -202,26 +208,37 @@ class Headers(MutableMapping[str, str]):
     :meth:`get_list` returns the values one by one (comma-joined lists split);
     :meth:`add` appends another field; assignment replaces every field of that name.
 
-    ``entries``, ``index``, ``typed`` and :meth:`lookup` are the storage the parser and
-    :class:`~sipx.Message` work on directly (the hottest paths of sipx); treat them as
-    read-only and use the mapping methods.
+    ``entries``, ``index``, ``first``, ``typed`` and :meth:`lookup` are the storage the
+    parser and :class:`~sipx.Message` work on directly (the hottest paths of sipx); treat
+    them as read-only and use the mapping methods.
+
+    A parsed header section starts as its header lines, the first value of each name
+    (``first``) and the names given more than once with all their values; ``entries``
+    (the field list) and ``index`` are built from those on first use, as most received
+    messages are only read by a few names.
     """
 
-    __slots__ = ("entries", "index", "typed")
+    __slots__ = ("_entries", "_lines", "first", "index", "more", "typed")
 
     def __init__(
         self, fields: Mapping[str, str] | Iterable[tuple[str, str]] | Headers | None = None
     ) -> None:
         # Each field is (key, name as written or canonical, value).
-        self.entries: list[tuple[str, str, str]] = []
+        self._entries: list[tuple[str, str, str]] | None = []
+        self._lines: list[str] | None = None
         # key -> its values, built on first lookup; None after a change.
         self.index: dict[str, tuple[str, ...]] | None = None
+        # key -> its first value; STALE (empty, read-only) after a change, rebuilt by
+        # first_values(). For a parsed section, ``more`` holds every value of the keys given
+        # more than once (None when there are none).
+        self.first: Mapping[str, str] = STALE
+        self.more: dict[str, tuple[str, ...]] | None = None
         # Typed views (Via, CSeq, ...) parsed from these fields, by slot; cleared on change.
         self.typed: dict[str, Any] = {}
         if fields is None:
             return
         if isinstance(fields, Headers):
-            self.entries = list(fields.entries)
+            self._entries = list(fields.entries)
             return
         items = fields.items() if isinstance(fields, Mapping) else fields
         for name, value in items:
@@ -233,24 +250,70 @@ class Headers(MutableMapping[str, str]):
     ) -> Headers:
         """Wrap fields the parser produced (already clean), with their index if built."""
         headers = cls.__new__(cls)
-        headers.entries = fields
+        headers._entries = fields
+        headers._lines = None
         headers.index = index
+        headers.first = STALE
+        headers.more = None
         headers.typed = {}
         return headers
+
+    @classmethod
+    def from_lines(
+        cls,
+        lines: list[str],
+        first: dict[str, str],
+        more: dict[str, tuple[str, ...]] | None = None,
+    ) -> Headers:
+        """Wrap what the parser found: the message's lines (the start line first, then
+        header lines whose names it checked), the first value of each key and, for the
+        keys given more than once, every value."""
+        headers = cls.__new__(cls)
+        headers._entries = None
+        headers._lines = lines
+        headers.index = None
+        headers.first = first
+        headers.more = more
+        headers.typed = {}
+        return headers
+
+    @property
+    def entries(self) -> list[tuple[str, str, str]]:
+        """Every field as ``(key, name, value)``, in order (built now for a parsed section)."""
+        entries = self._entries
+        if entries is None:
+            entries = self._entries = _fields_of(self._lines or [], self.first, self.more)
+            self._lines = None
+        return entries
 
     def lookup(self) -> dict[str, tuple[str, ...]]:
         """Every key with its values (the index, built now if it was not)."""
         index = self.index
         if index is None:
-            index = {}
-            for key, _, value in self.entries:
-                values = index.get(key)
-                index[key] = (value,) if values is None else (*values, value)
+            first = self.first
+            if first is not STALE and self._lines is not None:
+                index = dict(zip(first, zip(first.values(), strict=True), strict=True))
+                if self.more:
+                    index.update(self.more)
+            else:
+                index = {}
+                for key, _, value in self.entries:
+                    values = index.get(key)
+                    index[key] = (value,) if values is None else (*values, value)
             self.index = index
         return index
 
+    def first_values(self) -> Mapping[str, str]:
+        """Every key with its first value (built now if it was not)."""
+        first = self.first
+        if first is STALE:
+            first = self.first = {key: values[0] for key, values in self.lookup().items()}
+        return first
+
     def _changed(self) -> None:
         self.index = None
+        self.first = STALE
+        self.more = None
         if self.typed:
             self.typed.clear()
 
@@ -263,20 +326,18 @@ class Headers(MutableMapping[str, str]):
 
     def get_first(self, name: str) -> str | None:
         """The first field's value as written (not comma-split), or None."""
-        index = self.index
-        if index is None:
-            index = self.lookup()
+        first = self.first
+        if first is STALE:
+            first = self.first_values()
         known = _EXACT.get(name)  # header_key inline: the hottest look-up in sipx
-        values = index.get(known[0] if known is not None else header_key(name))
-        return values[0] if values else None
+        return first.get(known[0] if known is not None else header_key(name))
 
     def first_of_key(self, key: str) -> str | None:
         """:meth:`get_first` for a key already in lookup form (lower-case long name)."""
-        index = self.index
-        if index is None:
-            index = self.lookup()
-        values = index.get(key)
-        return values[0] if values else None
+        first = self.first
+        if first is STALE:
+            first = self.first_values()
+        return first.get(key)
 
     def get_list(self, name: str) -> list[str]:
         """Every value of ``name`` in order; comma-joined list headers are split."""
@@ -330,15 +391,16 @@ class Headers(MutableMapping[str, str]):
                     placed = True
             else:
                 fields.append(entry)
-        self.entries = fields
+        self._entries = fields
         self._changed()
 
     def __delitem__(self, name: str) -> None:
         key = header_key(name)
-        fields = [field for field in self.entries if field[0] != key]
-        if len(fields) == len(self.entries):
+        entries = self.entries
+        fields = [field for field in entries if field[0] != key]
+        if len(fields) == len(entries):
             raise KeyError(name)
-        self.entries = fields
+        self._entries = fields
         self._changed()
 
     def add(self, name: str, value: str) -> None:
@@ -393,6 +455,29 @@ class Headers(MutableMapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Headers({self.multi_items()!r})"
+
+
+def _fields_of(
+    lines: list[str], first: Mapping[str, str], more: dict[str, tuple[str, ...]] | None
+) -> list[tuple[str, str, str]]:
+    """The fields of header lines the parser has checked (``lines[0]`` is the start line).
+
+    Values of names given once are taken from ``first`` (the same strings, not copies)."""
+    fields: list[tuple[str, str, str]] = []
+    append = fields.append
+    exact = _EXACT
+    for position in range(1, len(lines)):
+        line = lines[position]
+        name, _, value = line.partition(":")
+        entry = exact.get(name)
+        if entry is None:
+            name = name.rstrip(" \t")
+            entry = _KNOWN.get(name.lower()) or (name.lower(), name)
+        key = entry[0]
+        # A name given once: its value is in ``first`` (the same string, not a copy).
+        value = first[key] if more is None or key not in more else value.strip(" \t")
+        append((key, entry[1], value))
+    return fields
 
 
 def _clean_name(name: str) -> str:

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ParseError
 from .digest import Challenge, parse_challenge, parse_credentials
-from .header_types import CSeq, MediaType, NameAddr, Via, parse_int
+from .header_types import (
+    CSeq,
+    MediaType,
+    NameAddr,
+    Via,
+    parse_cseq,
+    parse_int,
+    parse_name_addr,
+    parse_via,
+)
 from .headers import Headers, split_list
 from .uri import URI
 
@@ -178,22 +187,31 @@ class Message:
         typed = self.headers.typed
         top: Via | None = typed.get("top_via")
         if top is None:
-            vias: list[Via] | None = typed.get("via")
-            if vias is not None:
-                if not vias:
-                    raise ParseError("message has no Via header")
-                top = vias[0]
+            text = self.headers.first.get("via")
+            if text is not None and "," not in text and "via" not in typed:
+                top = typed["top_via"] = parse_via(text)  # the usual case, inline
             else:
-                first = self.headers.first_of_key("via")
-                if first is None:
-                    raise ParseError("message has no Via header")
-                if "," in first:
-                    items = split_list(first)
-                    if not items:
-                        raise ParseError("message has an empty Via header")
-                    first = items[0]
-                top = Via.parse(first)
-            typed["top_via"] = top
+                top = self._top_via()
+        return top
+
+    def _top_via(self) -> Via:
+        typed = self.headers.typed
+        vias: list[Via] | None = typed.get("via")
+        if vias is not None:
+            if not vias:
+                raise ParseError("message has no Via header")
+            top = vias[0]
+        else:
+            text = self.headers.first_of_key("via")
+            if text is None:
+                raise ParseError("message has no Via header")
+            if "," in text:
+                items = split_list(text)
+                if not items:
+                    raise ParseError("message has an empty Via header")
+                text = items[0]
+            top = Via.parse(text)
+        typed["top_via"] = top
         return top
 
     @property
@@ -201,7 +219,10 @@ class Message:
         typed = self.headers.typed
         value: NameAddr | None = typed.get("from")
         if value is None:
-            value = typed["from"] = NameAddr.parse(self._required("from", "From"))
+            text = self.headers.first.get("from")
+            value = typed["from"] = parse_name_addr(
+                self._required("from", "From") if text is None else text
+            )
         return value
 
     @property
@@ -209,12 +230,17 @@ class Message:
         typed = self.headers.typed
         value: NameAddr | None = typed.get("to")
         if value is None:
-            value = typed["to"] = NameAddr.parse(self._required("to", "To"))
+            text = self.headers.first.get("to")
+            value = typed["to"] = parse_name_addr(
+                self._required("to", "To") if text is None else text
+            )
         return value
 
     @property
     def call_id(self) -> str:
-        value = self._required("call-id", "Call-ID")
+        value = self.headers.first.get("call-id")
+        if value is None:
+            value = self._required("call-id", "Call-ID")
         if not value or " " in value or "\t" in value:
             raise ParseError(f"bad Call-ID {value[:80]!r}")
         return value
@@ -224,7 +250,10 @@ class Message:
         typed = self.headers.typed
         value: CSeq | None = typed.get("cseq")
         if value is None:
-            value = typed["cseq"] = CSeq.parse(self._required("cseq", "CSeq"))
+            text = self.headers.first.get("cseq")
+            value = typed["cseq"] = parse_cseq(
+                self._required("cseq", "CSeq") if text is None else text
+            )
         return value
 
     @property
@@ -308,13 +337,10 @@ class Message:
 
     def _required(self, key: str, name: str) -> str:
         headers = self.headers
-        index = headers.index
-        if index is None:
-            index = headers.lookup()
-        values = index.get(key)
-        if not values:
+        value = headers.first_values().get(key)
+        if value is None:
             raise ParseError(f"message has no {name} header")
-        return values[0]
+        return value
 
     # -- body ----------------------------------------------------------------------------
     @property

@@ -20,6 +20,8 @@ from .headers import _EXACT, _KNOWN, Headers
 from .message import SIP_VERSION, Request, Response
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+# The usual spellings of known header names -> their lookup key.
+_KEYS = {name: entry[0] for name, entry in _EXACT.items()}
 _FOLD_RE = re.compile(r"\n[ \t]+")
 _BLANK_LINE_RE = re.compile(rb"\n\r?\n")
 _VERSION_RE = re.compile(r"SIP/[0-9]{1,3}\.[0-9]{1,3}", re.I)
@@ -55,6 +57,10 @@ class ParserLimits:
 DEFAULT_LIMITS = ParserLimits()
 
 
+class _OtherLine(Exception):
+    """A header line the parser's fast path does not read."""
+
+
 class _Folded(Exception):
     """The header section has folded lines or bare LFs: take the normalising path."""
 
@@ -88,36 +94,48 @@ def parse_message(
         head = data[:end].decode("utf-8", "surrogateescape")
         body = data[end + 4 :]
     lines = head.split("\r\n")
-    count = len(lines) - 1
     try:
-        if head.count("\n") != count or head.count("\r") != count:
+        first, more = _header_fields(lines, len(head), limits)
+        # A CR or LF left inside a line is a bare one: normalise. A name with one went to
+        # _header_name, which raised _Folded; look in the start line and the values (a
+        # join and memchr scans cost less than counting the line ends).
+        values = "".join(first.values())
+        if more is not None:
+            values += "".join(map("".join, more.values()))
+        if "\n" in values or "\r" in values or "\n" in lines[0] or "\r" in lines[0]:
             raise _Folded
-        message = _parse_lines(lines, len(head), limits)
     except _Folded:
         if end != -1:  # bare LF lines: the empty line may come before the first CRLF CRLF
             head, body = _split_at_blank_line(data)
         lines = _normalise(head)
         try:
-            message = _parse_lines(lines, len(head), limits, normalised=True)
+            first, more = _header_fields(lines, len(head), limits, normalised=True)
         except _Folded:
             raise ParseError("a header line starts with whitespace") from None
-    index = message.headers.index
-    lengths = index.get("content-length") if index is not None else None
-    if lengths is None:
-        message.content = body
+    headers = Headers.from_lines(lines, first, more)
+    start = lines[0]
+    method, _, rest = start.partition(" ")
+    uri, _, version = rest.partition(" ")
+    if version == SIP_VERSION and method in _METHODS and ":" in uri and uri[0] != "<":
+        message: Request | Response = Request.from_wire(method, uri, version, headers)
     else:
-        length_text = lengths[0]
-        if len(lengths) > 1 and any(other != length_text for other in lengths):
+        message = _parse_start_line(start, headers)
+    length_text = first.get("content-length")
+    if length_text is None or (more is None and length_text == str(len(body))):
+        message.content = body  # no Content-Length, or the usual: the body's length exactly
+    else:
+        lengths = more.get("content-length") if more is not None else None
+        if lengths is not None and any(other != length_text for other in lengths):
             raise ParseError(f"conflicting Content-Length values {lengths[:4]!r}")
-        if not _is_digits(length_text):
+        if not (length_text.isdigit() and length_text.isascii()):
             raise ParseError(f"bad Content-Length {length_text[:40]!r}")
-        if len(length_text) > 10 or int(length_text) > len(body):
+        length = int(length_text) if len(length_text) <= 10 else -1
+        if length == -1 or length > len(body):
             raise ParseError(
                 f"Content-Length {length_text[:40]} is larger than the {len(body)} bytes of "
                 "body received"
             )
         # RFC 3261 18.3: over a datagram transport, bytes past Content-Length are discarded.
-        length = int(length_text)
         message.content = body if length == len(body) else body[:length]
     if strict:
         if message.defects:
@@ -150,9 +168,15 @@ def _normalise(head: str) -> list[str]:
     return head.split("\n")
 
 
-def _parse_lines(
+def _header_fields(
     lines: list[str], size: int, limits: ParserLimits, *, normalised: bool = False
-) -> Request | Response:
+) -> tuple[dict[str, str], dict[str, tuple[str, ...]] | None]:
+    """Check the header lines (``lines[1:]``); return the first value of each name and,
+    for the names given more than once, every value.
+
+    The field list itself is built from the lines only if it is needed
+    (:attr:`Headers.entries`).
+    """
     if len(lines) - 1 > limits.max_headers:
         if not normalised:
             raise _Folded  # count again once folded lines are joined
@@ -161,31 +185,64 @@ def _parse_lines(
     if size > max_line:  # some line may be too long: check each (else none can be)
         for line in lines:
             if len(line) > max_line:
+                if not normalised and ("\n" in line or "\r" in line):
+                    raise _Folded  # measure again once bare line ends are split
                 raise ParseError(
                     f"header line {line[:40]!r}... is longer than {max_line} characters"
                 )
-    fields: list[tuple[str, str, str]] = []
-    append = fields.append
-    index: dict[str, tuple[str, ...]] = {}
-    exact = _EXACT
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        entry = exact.get(name)
-        if entry is None:
-            entry = _header_name(name, colon, line)
-        value = value.strip(" \t")
-        key = entry[0]
-        append((key, entry[1], value))
-        values = index.get(key)
-        # Tuples of strings (unlike lists) drop out of the garbage collector's tracking,
-        # which keeps full collections short when thousands of messages are alive.
-        index[key] = (value,) if values is None else (*values, value)
-    return _parse_start_line(lines[0], Headers.from_parsed(fields, index))
+    first: dict[str, str] = {}
+    more: dict[str, tuple[str, ...]] | None = None
+    keys = _KEYS
+    remaining = iter(lines)
+    next(remaining)  # the start line
+    while True:
+        try:
+            # The fast path: "Name: value" with a usual spelling of a known name, not seen
+            # yet. Any other line raises (KeyError: another name; _OtherLine: no ": ", an
+            # empty value or a repeated name) and is read below; the loop then goes on.
+            for line in remaining:
+                name, _, value = line.partition(": ")
+                key = keys[name]
+                if not value or key in first:
+                    raise _OtherLine
+                first[key] = value.strip(" \t")  # the same string if nothing to strip
+            return first, more
+        except (KeyError, _OtherLine):
+            try:
+                key, value = _field(line)
+            except ParseError:
+                # A bare CR or LF elsewhere goes first (the normalising path reports it).
+                if not normalised and any("\r" in text or "\n" in text for text in lines):
+                    raise _Folded from None
+                raise
+            if key in first:
+                more = _another_value(more, first, key, value)
+            else:
+                first[key] = value
+
+
+def _another_value(
+    more: dict[str, tuple[str, ...]] | None, first: dict[str, str], key: str, value: str
+) -> dict[str, tuple[str, ...]]:
+    """``more`` with ``value`` added to the values of ``key`` (already in ``first``)."""
+    if more is None:
+        more = {}
+    more[key] = (*more.get(key, (first[key],)), value)
+    return more
+
+
+def _field(line: str) -> tuple[str, str]:
+    """The key and value of a header line of any shape, checked."""
+    name, colon, value = line.partition(":")
+    entry = _EXACT.get(name)
+    if entry is None:
+        entry = _header_name(name, colon, line)
+    return entry[0], value.strip(" \t")
 
 
 def _header_name(name: str, colon: str, line: str) -> tuple[str, str]:
     """The (key, name) of a header line whose name is not a known spelling."""
-    if line[:1] in (" ", "\t"):
+    if line[:1] in (" ", "\t") or "\n" in line or "\r" in line:
         raise _Folded  # a continuation line (or leading whitespace the fold path rejects)
     if not colon:
         raise ParseError(f"not a header line (no colon): {line[:60]!r}")
@@ -203,9 +260,9 @@ def _parse_start_line(line: str, headers: Headers) -> Request | Response:
     if line.startswith("SIP/"):
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
-        if len(code) != 3 or not _is_digits(code) or not "100" <= code <= "699":
+        if len(code) != 3 or not (code.isdigit() and code.isascii()) or not "100" <= code <= "699":
             raise ParseError(f"bad status code {code[:20]!r} in status line")
-        if not _VERSION_RE.fullmatch(version):
+        if version != SIP_VERSION and not _VERSION_RE.fullmatch(version):
             raise ParseError(f"bad SIP version {version[:20]!r} in status line")
         response = Response.from_wire(int(code), reason, version, headers)
         if version != SIP_VERSION:
@@ -228,10 +285,3 @@ def _parse_start_line(line: str, headers: Headers) -> Request | Response:
     if version != SIP_VERSION:
         request.defects.append(f"unsupported SIP version {version}")
     return request
-
-
-_DIGITS_RE = re.compile(r"[0-9]+")
-
-
-def _is_digits(text: str) -> bool:
-    return _DIGITS_RE.fullmatch(text) is not None
