@@ -8,6 +8,9 @@ what the general path gives for the same text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from sipx._core import header_types
@@ -59,16 +62,23 @@ def test_usual_via_takes_the_fast_path_and_reads_as_the_general_path(
     ],
 )
 def test_other_vias_take_the_general_path(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    expected = Via._parse_general(text)
-    taken: list[str] = []
-    general = Via._parse_general
+    _assert_general_path(Via, parse_via, text, monkeypatch)
 
-    def spy(text: str) -> Via:
+
+def _assert_general_path(
+    kind: Any, parse: Callable[[str], object], text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``parse(text)`` reaches ``kind._parse_general`` once and reads the same."""
+    expected = kind._parse_general(text)
+    taken: list[str] = []
+    general = kind._parse_general
+
+    def spy(text: str) -> object:
         taken.append(text)
         return general(text)
 
-    monkeypatch.setattr(Via, "_parse_general", spy)
-    assert parse_via(text) == expected
+    monkeypatch.setattr(kind, "_parse_general", spy)
+    assert parse(text) == expected
     assert taken == [text]
 
 
@@ -116,17 +126,7 @@ def test_usual_name_addr_takes_the_fast_path_and_reads_as_the_general_path(
     ],
 )
 def test_other_name_addrs_take_the_general_path(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    expected = NameAddr._parse_general(text)
-    taken: list[str] = []
-    general = NameAddr._parse_general
-
-    def spy(text: str) -> NameAddr:
-        taken.append(text)
-        return general(text)
-
-    monkeypatch.setattr(NameAddr, "_parse_general", spy)
-    assert parse_name_addr(text) == expected
-    assert taken == [text]
+    _assert_general_path(NameAddr, parse_name_addr, text, monkeypatch)
 
 
 def test_fast_name_addr_leaves_a_bad_uri_for_the_uri_read() -> None:
