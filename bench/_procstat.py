@@ -3,6 +3,7 @@ SIPp options they share."""
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
 
@@ -36,3 +37,20 @@ def machine() -> str:
     except OSError:
         pass
     return text
+
+
+def sipp_totals(stat_file: str | os.PathLike[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """The cumulative figures of a SIPp ``-trace_stat`` CSV: calls ok and failed,
+    retransmissions, the achieved rate and the mean response time in ms; and the last row
+    as it is (for the columns a script reads itself)."""
+    with open(stat_file, newline="") as f:
+        last = list(csv.DictReader(f, delimiter=";"))[-1]
+    h, m, s, us = (int(x) for x in last["ResponseTime1(C)"].split(":"))  # HH:MM:SS:micro
+    totals = {
+        "ok": int(last["SuccessfulCall(C)"]),
+        "failed": int(last["FailedCall(C)"]),
+        "retrans": int(last["Retransmissions(C)"]),
+        "rate": float(last["CallRate(C)"]),
+        "rt_ms": ((h * 60 + m) * 60 + s) * 1000 + us / 1000,
+    }
+    return totals, last

@@ -42,7 +42,6 @@ here asserts a time.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -57,7 +56,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from _procstat import CLK_TCK, SIPP_TUNING, cpu_seconds, machine  # noqa: E402  (bench/, beside this script)
+from _procstat import CLK_TCK, SIPP_TUNING, cpu_seconds, machine, sipp_totals  # noqa: E402  (bench/, beside this script)
 from peers import HOST, Kamailio, free_port  # noqa: E402  (the tests' peer kit)
 
 WORKER = ROOT / "examples" / "dispatcher_worker.py"
@@ -194,9 +193,7 @@ def _sipp(target: str, rate: int, seconds: float, workdir: Path) -> dict[str, fl
     _, _, usage = os.wait4(sipp.pid, 0)
     sipp.returncode = 0  # reaped by wait4
     wall = time.perf_counter() - started
-    with open(stat, newline="") as f:
-        last = list(csv.DictReader(f, delimiter=";"))[-1]
-    h, m, s, us = (int(x) for x in last["ResponseTime1(C)"].split(":"))
+    totals, last = sipp_totals(stat)
     # the INVITE->200 times by bucket ("<1", "<2", ... "<500", ">=500" ms): the 99th percentile
     buckets = [
         (k.rsplit("_", 1)[1], int(v or 0)) for k, v in last.items() if k and "Repartition1_" in k
@@ -209,11 +206,7 @@ def _sipp(target: str, rate: int, seconds: float, workdir: Path) -> dict[str, fl
             break
     return {
         "calls": calls,
-        "ok": int(last["SuccessfulCall(C)"]),
-        "failed": int(last["FailedCall(C)"]),
-        "retrans": int(last["Retransmissions(C)"]),
-        "rate": float(last["CallRate(C)"]),
-        "rt_ms": ((h * 60 + m) * 60 + s) * 1000 + us / 1000,
+        **totals,
         "p99": p99,
         "wall": wall,
         "cpu": (usage.ru_utime + usage.ru_stime) / wall * 100,

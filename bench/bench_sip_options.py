@@ -37,7 +37,6 @@ Nothing here asserts a time; the numbers go to bench/README.md.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shutil
 import signal
@@ -52,7 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _procstat import SIPP_TUNING, cpu_seconds, cpu_times, machine  # noqa: E402  (bench/, beside this script)
+from _procstat import SIPP_TUNING, cpu_seconds, cpu_times, machine, sipp_totals  # noqa: E402  (bench/, beside this script)
 
 SCENARIOS = ROOT / "tests" / "integration" / "peers" / "sipp"
 _HOST = "127.0.0.1"
@@ -236,18 +235,10 @@ def _sipp_uac(port: int, rate: int, seconds: float, workdir: str) -> dict[str, f
     except subprocess.TimeoutExpired:  # SIPp still waiting for answers: not clean
         overran = True
     wall = time.perf_counter() - started
-    with open(stat, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter=";"))
-    last = rows[-1]
-    mean_rt = last["ResponseTime1(C)"]  # HH:MM:SS:micro
-    h, m, s, us = (int(x) for x in mean_rt.split(":"))
+    totals, _ = sipp_totals(stat)
     return {
         "calls": calls,
-        "ok": int(last["SuccessfulCall(C)"]),
-        "failed": int(last["FailedCall(C)"]),
-        "retrans": int(last["Retransmissions(C)"]),
-        "rate": float(last["CallRate(C)"]),
-        "rt_ms": ((h * 60 + m) * 60 + s) * 1000 + us / 1000,
+        **totals,
         "wall": wall,
         "overran": overran,
     }
