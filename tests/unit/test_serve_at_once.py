@@ -100,3 +100,23 @@ async def test_a_cancel_right_behind_its_invite_finds_the_call() -> None:
             await trio.testing.wait_all_tasks_blocked()
     assert sorted(codes) == [(100, "INVITE"), (200, "CANCEL"), (487, "INVITE")]
     assert seen == [(True, "cancel")]
+
+
+async def test_the_capabilities_of_a_200_to_options_follow_the_handlers() -> None:
+    """The Allow of a 200 to OPTIONS is made once and kept, but made again when a handler
+    is added: a REFER handler puts REFER in it."""
+    network = MemoryNetwork(seed=1)
+    allows: list[str] = []
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
+        network.socket(PEER) as peer,
+    ):
+        host, port = next(a for a in network.bound_addresses if a != PEER)
+        for i in range(3):
+            if i == 2:
+                client.on_request("REFER", lambda request: None)
+            peer.send(_request("OPTIONS", host, port, i), (host, port))
+            data, _ = await peer.receive()
+            allows.append(sipx.parse_message(data).headers["Allow"])
+    assert allows[0] == allows[1] and "REFER" not in allows[0]
+    assert "REFER" in allows[2]
