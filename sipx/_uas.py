@@ -437,12 +437,17 @@ class UserAgentServer:
 
     def _needs_a_task(self, request: Request) -> bool:
         """False for the requests :meth:`serve_at_once` takes: those of ``ANSWERED_AT_ONCE``
-        with no handler of the user's, CANCEL always, and a new INVITE even with a handler
+        with no handler of the user's (a new INVITE only while ``calls()`` listens), CANCEL
+        always, and a new INVITE with a handler
         (its Call is made at once, so that a CANCEL right behind finds it; the handler gets
         the Call in a task of its own)."""
         method = request.method
         if method not in ANSWERED_AT_ONCE:
             return True
+        if method == "INVITE" and method not in self.handlers and not request.to.tag:
+            # Nobody in calls() yet: a task gives a listener being started its chance
+            # (served at once, the INVITE would get 480 before its loop begins).
+            return not self._listening
         if method == "CANCEL" or method not in self.handlers:
             return False
         return method != "INVITE" or bool(request.to.tag)
