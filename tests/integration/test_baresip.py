@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import re
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -265,6 +266,28 @@ def client_for(user: str, transport: str, trace: WireTrace) -> AsyncClient:
     )
 
 
+@asynccontextmanager
+async def registered(
+    kamailio: Kamailio, user: str, transport: str, trace: WireTrace
+) -> AsyncIterator[AsyncClient]:
+    """A client for ``user`` on ``transport``, registered with Kamailio while in use."""
+    async with (
+        client_for(user, transport, trace) as client,
+        Registered(client, kamailio.aor(user)),
+    ):
+        yield client
+
+
+async def call_softphone(
+    kamailio: Kamailio, softphone: Baresip, client: AsyncClient, trace: WireTrace, mark: int
+) -> Call:
+    """sipx (1111) calls baresip (3333) through Kamailio; return once baresip says it is up."""
+    call = await client.call(f"sip:3333@127.0.0.1:{kamailio.port}")
+    assert call.established, trace.ladder()
+    await wait_log(softphone, r"Call established: sip:1111@", mark)
+    return call
+
+
 async def incoming_call(client: AsyncClient, dial: Callable[[], None]) -> Call:
     """Listen on ``client.calls()``, then ``dial()``; return the first incoming call."""
     send, receive = trio.open_memory_channel[Call](1)
@@ -300,10 +323,7 @@ async def test_sipx_calls_baresip(kamailio: Kamailio, softphone: Baresip, transp
     trace = WireTrace()
     mark = softphone.log_offset()
     with trio.fail_after(TEST_TIMEOUT):
-        async with (
-            client_for("1111", transport, trace) as client,
-            Registered(client, kamailio.aor("1111")),
-        ):
+        async with registered(kamailio, "1111", transport, trace) as client:
             call = await client.call(f"sip:3333@127.0.0.1:{kamailio.port}")
 
             response = call.final_response
@@ -379,10 +399,7 @@ async def test_baresip_calls_sipx_and_hangs_up(
     trace = WireTrace()
     mark = softphone.log_offset()
     with trio.fail_after(TEST_TIMEOUT):
-        async with (
-            client_for("2222", transport, trace) as client,
-            Registered(client, kamailio.aor("2222")),
-        ):
+        async with registered(kamailio, "2222", transport, trace) as client:
             call = await _answer_call_from_baresip(kamailio, softphone, client, trace, mark)
 
             softphone.hangup()
@@ -407,10 +424,7 @@ async def test_baresip_calls_sipx_and_sipx_hangs_up(
     trace = WireTrace()
     mark = softphone.log_offset()
     with trio.fail_after(TEST_TIMEOUT):
-        async with (
-            client_for("2222", transport, trace) as client,
-            Registered(client, kamailio.aor("2222")),
-        ):
+        async with registered(kamailio, "2222", transport, trace) as client:
             call = await _answer_call_from_baresip(kamailio, softphone, client, trace, mark)
 
             bye = await call.bye()
@@ -431,10 +445,7 @@ async def test_baresip_cancels_a_ringing_call(
     trace = WireTrace()
     mark = softphone.log_offset()
     with trio.fail_after(TEST_TIMEOUT):
-        async with (
-            client_for("2222", transport, trace) as client,
-            Registered(client, kamailio.aor("2222")),
-        ):
+        async with registered(kamailio, "2222", transport, trace) as client:
             call = await incoming_call(
                 client, lambda: softphone.dial(f"sip:2222@127.0.0.1:{kamailio.port}")
             )
@@ -477,10 +488,7 @@ async def test_hold_and_resume_both_ways(
     trace = WireTrace()
     mark = softphone.log_offset()
     with trio.fail_after(TEST_TIMEOUT):
-        async with (
-            client_for("2222", transport, trace) as client,
-            Registered(client, kamailio.aor("2222")),
-        ):
+        async with registered(kamailio, "2222", transport, trace) as client:
             call = await _answer_call_from_baresip(kamailio, softphone, client, trace, mark)
 
             # baresip holds: its re-INVITE offers sendonly, our answer says recvonly
@@ -536,13 +544,8 @@ async def test_baresip_returns_the_tone_sipx_plays(
     trace = WireTrace()
     mark = softphone.log_offset()
     with trio.fail_after(TEST_TIMEOUT):
-        async with (
-            client_for("1111", transport, trace) as client,
-            Registered(client, kamailio.aor("1111")),
-        ):
-            call = await client.call(f"sip:3333@127.0.0.1:{kamailio.port}")
-            assert call.established, trace.ladder()
-            await wait_log(softphone, r"Call established: sip:1111@", mark)
+        async with registered(kamailio, "1111", transport, trace) as client:
+            call = await call_softphone(kamailio, softphone, client, trace, mark)
             received: list[bytes] = []
 
             async def listen() -> None:
@@ -568,13 +571,8 @@ async def test_a_digit_pressed_on_baresip_reaches_sipx(
     trace = WireTrace()
     mark = softphone.log_offset()
     with trio.fail_after(TEST_TIMEOUT):
-        async with (
-            client_for("1111", transport, trace) as client,
-            Registered(client, kamailio.aor("1111")),
-        ):
-            call = await client.call(f"sip:3333@127.0.0.1:{kamailio.port}")
-            assert call.established, trace.ladder()
-            await wait_log(softphone, r"Call established: sip:1111@", mark)
+        async with registered(kamailio, "1111", transport, trace) as client:
+            call = await call_softphone(kamailio, softphone, client, trace, mark)
             softphone.command("7")
             await wait_log(softphone, r"send DTMF digit: '7'", mark)
             assert await call.collect_dtmf(1, timeout=5) == "7"
@@ -600,13 +598,8 @@ async def test_baresip_plays_a_file_to_sipx_and_records_what_sipx_plays(
     mark = softphone.log_offset()
     trace = WireTrace()
     with trio.fail_after(TEST_TIMEOUT):
-        async with (
-            client_for("1111", transport, trace) as client,
-            Registered(client, kamailio.aor("1111")),
-        ):
-            call = await client.call(f"sip:3333@127.0.0.1:{kamailio.port}")
-            assert call.established, trace.ladder()
-            await wait_log(softphone, r"Call established: sip:1111@", mark)
+        async with registered(kamailio, "1111", transport, trace) as client:
+            call = await call_softphone(kamailio, softphone, client, trace, mark)
             heard: list[bytes] = []
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(call.play, tone(1200, 1.5))
@@ -638,13 +631,8 @@ async def test_baresip_transfers_sipx(
     mark = softphone.log_offset()
     target = f"sip:100@127.0.0.1:{kamailio.port}"
     with trio.fail_after(TEST_TIMEOUT):
-        async with (
-            client_for("1111", transport, trace) as client,
-            Registered(client, kamailio.aor("1111")),
-        ):
-            call = await client.call(f"sip:3333@127.0.0.1:{kamailio.port}")
-            assert call.established, trace.ladder()
-            await wait_log(softphone, r"Call established: sip:1111@", mark)
+        async with registered(kamailio, "1111", transport, trace) as client:
+            call = await call_softphone(kamailio, softphone, client, trace, mark)
 
             softphone.command(f"/transfer {target}")
             with trio.fail_after(STEP_TIMEOUT):
