@@ -1,18 +1,21 @@
-"""Run every ```python block of the docs against a fresh ``sipx serve`` on 127.0.0.1:5060.
+"""Run every ```python block of the docs against a fresh ``sipx serve`` on port 5060.
 
     .venv/bin/python docs/run_examples.py [-v] [docs/API.md ...]
 
 A block runs as a script (exit status 0 expected); a block that defines ``test_...``
 functions runs under pytest (with pytest-trio's trio mode). Each block gets its own
 server, so registrations do not leak from one to the next. A block preceded by the line
-``<!-- not run -->`` is skipped. The ports the examples use (5060 for the server and 8080
-for its WebSocket listener, 5061 and 5062 for clients) must be free. The blocks import the
+``<!-- not run -->`` is skipped. The examples use 127.0.0.1 with ports 5060 (the server),
+8080 (its WebSocket listener), 5061 and 5062 (clients); each run uses another loopback
+address of 127.0.0.0/8 in their place (the same ports, free there), so that runs can share
+a machine. The blocks import the
 sipx of this checkout (``PYTHONPATH``), whatever the interpreter has installed.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import re
 import subprocess
 import sys
@@ -26,6 +29,8 @@ ENV = {
     **os.environ,
     "PYTHONPATH": os.pathsep.join(filter(None, [str(DOCS.parent), os.environ.get("PYTHONPATH")])),
 }
+#: this run's stand-in for the 127.0.0.1 of the examples (Linux answers on all of 127/8)
+HOST = f"127.{random.randrange(1, 255)}.{random.randrange(256)}.{random.randrange(1, 255)}"
 BLOCK_RE = re.compile(r"(?P<before>[^\n]*)\n```python\n(?P<code>.*?)\n```", re.S)
 
 
@@ -36,13 +41,13 @@ def blocks(path: Path) -> list[tuple[int, str]]:
         if match.group("before").strip() == "<!-- not run -->":
             continue
         line = text.count("\n", 0, match.start("code")) + 1
-        found.append((line, match.group("code")))
+        found.append((line, match.group("code").replace("127.0.0.1", HOST)))
     return found
 
 
 def start_server() -> subprocess.Popen[str]:
     server = subprocess.Popen(
-        [PYTHON, "-m", "sipx", "serve", "--port", "5060", "--ws-port", "8080"],
+        [PYTHON, "-m", "sipx", "serve", "--host", HOST, "--port", "5060", "--ws-port", "8080"],
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
