@@ -177,7 +177,13 @@ class NextHop:
         transport ``request`` goes over and, where due, a Contact."""
         transport = self.engine.require_transport(self.request_transport(request))
         name = transport.name
-        host, port = self.contact_host(address, name)
+        # Read what the Contact needs before changing the headers (each change drops
+        # their index and parsed views).
+        contact = call_id = None
+        if request.method in CONTACT_METHODS and "Contact" not in request.headers:
+            host, port = self.contact_host(address, name)
+            contact = self.contact(request.from_.uri.user or self.default_user, host, port, name)
+            call_id = request.call_id
         if name in WEBSOCKETS:
             via = f"SIP/2.0/{name} {self.ws_host};branch={self.ids.branch()}"
         else:
@@ -188,10 +194,9 @@ class NextHop:
                 f";branch={self.ids.branch()};rport" + ("" if name == "UDP" else ";alias")
             )
         request.headers.prepend("Via", via)
-        if request.method in CONTACT_METHODS and "Contact" not in request.headers:
-            contact = self.contact(request.from_.uri.user or self.default_user, host, port, name)
+        if contact is not None and call_id is not None:
             request.headers["Contact"] = contact
-            self.generated_contacts[request.call_id] = contact
+            self.generated_contacts[call_id] = contact
             while len(self.generated_contacts) > 256:
                 self.generated_contacts.pop(next(iter(self.generated_contacts)))
         self.last_destination = address[0]

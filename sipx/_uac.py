@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 import trio
@@ -45,8 +45,12 @@ log = logging.getLogger("sipx")
 INVITE_TIMEOUT = 180.0
 
 
+_NO_DEADLINE = nullcontext()
+
+
 def fail_after(seconds: float | None) -> AbstractContextManager[object]:
-    return trio.fail_after(seconds) if seconds is not None else trio.CancelScope()
+    """``trio.fail_after(seconds)``; no scope at all for None (nothing would cancel it)."""
+    return trio.fail_after(seconds) if seconds is not None else _NO_DEADLINE
 
 
 def request_key(request: Request) -> tuple[str, int, str]:
@@ -298,14 +302,15 @@ class UserAgentClient:
         if "Via" not in request.headers:
             self.next_hop.stamp(request, destination)
         transport = self.engine.require_transport(request.top_via.transport)
-        context = RequestContext(
-            request,
-            client=self._context_client,
-            destination=destination,
-            transport=transport.name,
-            attempt=attempt,
-        )
+        context = None  # what the event hooks are told, when there are hooks
         if self.events is not None:
+            context = RequestContext(
+                request,
+                client=self._context_client,
+                destination=destination,
+                transport=transport.name,
+                attempt=attempt,
+            )
             request = await dispatch(self.events, "request", request, context)
             context.request = request
         self._remember_destination(request, destination)
@@ -325,8 +330,8 @@ class UserAgentClient:
                 reliable = is_invite and self._reliable_verdict(request, response)
                 if reliable is None:
                     continue  # a retransmitted or out-of-order reliable 1xx (RFC 3262 4)
-                context.response = response
-                if self.events is not None:
+                if context is not None and self.events is not None:
+                    context.response = response
                     response = await dispatch(self.events, "response", response, context)
                     if response.status_code in (401, 407):
                         response = await dispatch(self.events, "auth_challenge", response, context)

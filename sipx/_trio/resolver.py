@@ -13,6 +13,7 @@ excepted).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import random
@@ -42,7 +43,9 @@ WS_DEFAULT_PORTS = {"WS": 80, "WSS": 443}
 """The port of a WebSocket server whose URI names none: HTTP's (RFC 6455 3)."""
 
 
+@functools.lru_cache(maxsize=1024)
 def is_ip(host: str) -> bool:
+    """Is ``host`` an IP address literal? Remembered per host: every request asks."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
