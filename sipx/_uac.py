@@ -53,8 +53,9 @@ def fail_after(seconds: float | None) -> AbstractContextManager[object]:
     return trio.fail_after(seconds) if seconds is not None else _NO_DEADLINE
 
 
-def request_key(request: Request) -> tuple[str, int, str]:
-    return (request.call_id, request.cseq.seq, request.method)
+def request_key(request: Request) -> tuple[str, str | None, str]:
+    """What tells a request we sent from another: Call-ID, CSeq (as written) and method."""
+    return (request.call_id, request.headers.get_first("CSeq"), request.method)
 
 
 class UserAgentClient:
@@ -92,7 +93,7 @@ class UserAgentClient:
         self._acks: dict[tuple[str, str], tuple[int, bytes, Address, str]] = {}
         self._sent_invites: dict[tuple[str, int], Request] = {}
         # Where recent requests went, so that retry_with_auth() sends the retry there too.
-        self._destinations: OrderedDict[tuple[str, int, str], Address] = OrderedDict()
+        self._destinations: OrderedDict[tuple[str, str | None, str], Address] = OrderedDict()
         # INVITEs given up on whose CANCEL still runs, each with the scope that bounds it.
         self._aborts: dict[ClientTransaction, trio.CancelScope] = {}
         self._aborts_idle = trio.Event()

@@ -53,6 +53,15 @@ def is_ip(host: str) -> bool:
     return True
 
 
+def address_literal(host: str, port: int | None) -> Address | None:
+    """``(host, port)`` when ``host`` is an IP address (brackets allowed) and the port is
+    given: where a request goes with no look-up at all (RFC 3263 4.1, 4.2); else None."""
+    if port is None:
+        return None
+    host = host[1:-1] if host.startswith("[") else host
+    return (host, port) if is_ip(host) else None
+
+
 def _nameserver(text: str) -> tuple[str, int]:
     """``"10.0.0.53"``, ``"10.0.0.53:5353"``, ``"[::1]:53"`` -> (address, port)."""
     host, port = text, 53
