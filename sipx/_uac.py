@@ -19,7 +19,7 @@ import trio
 
 from . import _validate
 from ._auth import Auth
-from ._auth_flow import AuthFlow, DigestAuth, run_flow
+from ._auth_flow import FLOW_STATUSES, AuthFlow, DigestAuth, resume_flow, run_flow
 from ._call import end_call, media_of
 from ._core.builder import body_bytes, build_ack_for_2xx, build_cancel
 from ._core.dialog import Dialog, DialogId, dialog_id_of
@@ -125,23 +125,23 @@ class UserAgentClient:
             seconds = INVITE_TIMEOUT
         used: list[Address] = []
 
-        async def first(first_request: Request) -> Response:
-            response, destination = await self._transact_with_failover(first_request, destinations)
-            used.append(destination)
-            return response
-
         async def retry(again: Request) -> Response:
             return await self.transact(again, used[0], attempt=2)
 
         credentials = auth or self.credentials
         try:
             with fail_after(seconds):
-                await self.auth.sources.prepare([credentials])
-                response = await run_flow(
-                    self._flow(request, credentials, lambda: used[-1] if used else None),
-                    first,
-                    retry,
-                )
+                if credentials is not None:
+                    await self.auth.sources.prepare([credentials])
+                # The flow sends ``request`` itself first; it is made only for a response
+                # it acts on (most responses end it at once).
+                response, destination = await self._transact_with_failover(request, destinations)
+                used.append(destination)
+                if response.status_code in FLOW_STATUSES:
+                    flow = self._flow(request, credentials, lambda: used[-1] if used else None)
+                    if next(flow) is not request:
+                        raise AssertionError("a request flow starts with the request itself")
+                    response = await resume_flow(flow, response, retry)
         except trio.TooSlowError:
             why = next(filter(None, map(self.engine.malformed_from, destinations)), None)
             raise TimeoutError(request.method, str(request.uri), seconds or 0.0, why) from None
