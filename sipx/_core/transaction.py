@@ -357,8 +357,13 @@ class Transaction:
             self._layer._terminate(self)
 
     def _disarm(self, *timers: str) -> None:
-        dropped = sum(self._timers.pop(timer, None) is not None for timer in timers)
-        self._layer._dropped_timers(dropped)
+        pop = self._timers.pop
+        dropped = 0
+        for timer in timers:
+            if pop(timer, None) is not None:
+                dropped += 1
+        if dropped:
+            self._layer._dropped_timers(dropped)
 
     def _time_out(self) -> None:
         self._layer._events.append(TransactionTimeout(self))
