@@ -135,7 +135,13 @@ class UserAgentClient:
                     await self.auth.sources.prepare([credentials])
                 # The flow sends ``request`` itself first; it is made only for a response
                 # it acts on (most responses end it at once).
-                response, destination = await self._transact_with_failover(request, destinations)
+                if len(destinations) == 1:  # nothing to fail over to
+                    destination = destinations[0]
+                    response = await self.transact(request, destination)
+                else:
+                    response, destination = await self._transact_with_failover(
+                        request, destinations
+                    )
                 used.append(destination)
                 if response.status_code in FLOW_STATUSES:
                     flow = self._flow(request, credentials, lambda: used[-1] if used else None)

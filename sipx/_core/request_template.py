@@ -28,7 +28,16 @@ _CALL_ID = "sipxTemplateCallId9f3c"
 class RequestTemplate:
     """The fields of an out-of-dialog request with the From tag and Call-ID left open."""
 
-    __slots__ = ("_call_id_at", "_fields", "_from_at", "_from_head", "_from_tail", "method", "uri")
+    __slots__ = (
+        "_call_id_at",
+        "_fields",
+        "_from_at",
+        "_from_head",
+        "_from_tail",
+        "_index",
+        "method",
+        "uri",
+    )
 
     def __init__(
         self,
@@ -55,22 +64,30 @@ class RequestTemplate:
         self.uri = str(sample.uri)
         fields = sample.headers.entries
         self._fields = tuple(fields)
+        self._index = dict(sample.headers.lookup())
         keys = [key for key, _, _ in fields]
         self._from_at = keys.index("from")
         self._call_id_at = keys.index("call-id")
         head, tag, tail = fields[self._from_at][2].partition(_TAG)
-        if not tag or _TAG in tail or _TAG in self.uri or fields[self._call_id_at][2] != _CALL_ID:
+        once = keys.count("from") == 1 and keys.count("call-id") == 1
+        if not once or not tag or _TAG in tail or _TAG in self.uri:
+            raise ValueError("the request's values cannot be templated")
+        if fields[self._call_id_at][2] != _CALL_ID:
             raise ValueError("the request's values cannot be templated")
         self._from_head, self._from_tail = head, tail
 
     def request(self, call_id: str, tag: str) -> Request:
         """A new request from the template, with this Call-ID and From tag."""
         fields = list(self._fields)
+        index = self._index.copy()
         key, name, _ = fields[self._from_at]
-        fields[self._from_at] = (key, name, f"{self._from_head}{tag}{self._from_tail}")
+        value = f"{self._from_head}{tag}{self._from_tail}"
+        fields[self._from_at] = (key, name, value)
+        index[key] = (value,)
         key, name, _ = fields[self._call_id_at]
         fields[self._call_id_at] = (key, name, call_id)
-        return Request(self.method, self.uri, Headers.from_parsed(fields))
+        index[key] = (call_id,)
+        return Request(self.method, self.uri, Headers.from_parsed(fields, index))
 
 
 class RequestTemplates:

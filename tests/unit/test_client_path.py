@@ -64,6 +64,7 @@ def test_a_template_request_is_what_the_builder_gives(
         )
         assert made.to_bytes() == built.to_bytes()
         assert made.headers.entries == built.headers.entries
+        assert made.headers.lookup() == built.headers.lookup()  # the index it came with
         assert (made.method, str(made.uri)) == (built.method, str(built.uri))
         assert made.from_.tag == tag and made.call_id == call_id and made.cseq.seq == 1
 
