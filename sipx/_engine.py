@@ -560,7 +560,11 @@ class Engine:
         return layer if resend is None or layer <= resend else resend
 
     def _wake_timer(self) -> None:
-        if self._next_deadline() < self._armed_deadline:
+        """Wake the timer loop when something was armed before what it sleeps until (the
+        layer tells what it armed since the last call: no walk of its timers here)."""
+        armed = self._armed_deadline
+        resend = self.retransmitter.next_deadline()
+        if self.layer.take_soonest_armed() < armed or (resend is not None and resend < armed):
             self._timer_wakeup.set()
 
     async def _timer_loop(
