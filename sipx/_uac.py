@@ -10,7 +10,6 @@ INVITE its caller gave up on, or that was still pending when the client closed.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
@@ -93,7 +92,7 @@ class UserAgentClient:
         self._acks: dict[tuple[str, str], tuple[int, bytes, Address, str]] = {}
         self._sent_invites: dict[tuple[str, int], Request] = {}
         # Where recent requests went, so that retry_with_auth() sends the retry there too.
-        self._destinations: OrderedDict[tuple[str, str | None, str], Address] = OrderedDict()
+        self._destinations: dict[tuple[str, str | None, str], Address] = {}
         # INVITEs given up on whose CANCEL still runs, each with the scope that bounds it.
         self._aborts: dict[ClientTransaction, trio.CancelScope] = {}
         self._aborts_idle = trio.Event()
@@ -381,9 +380,10 @@ class UserAgentClient:
             add_option_tag(request, "Supported", RELIABLE_PROVISIONAL)
 
     def _remember_destination(self, request: Request, destination: Address) -> None:
-        self._destinations[request_key(request)] = destination
-        while len(self._destinations) > 256:
-            self._destinations.popitem(last=False)
+        destinations = self._destinations
+        destinations[request_key(request)] = destination
+        if len(destinations) > 256:
+            del destinations[next(iter(destinations))]  # the oldest
 
     # -- INVITE bookkeeping ------------------------------------------------------------------------
     def _reliable_verdict(self, request: Request, response: Response) -> bool | None:

@@ -46,13 +46,13 @@ class ResponseWaiter:
             await trio.lowlevel.checkpoint()
             return items.popleft()
         self._task = trio.lowlevel.current_task()
-
-        def abort(raise_cancel: object) -> trio.lowlevel.Abort:
-            self._task = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
         return items.popleft()
+
+    def _abort(self, raise_cancel: object) -> trio.lowlevel.Abort:
+        """The waiting reader is cancelled: it is no longer there to wake."""
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def __len__(self) -> int:
         """How many items are queued and not read yet."""
