@@ -13,6 +13,10 @@ of ``--repeat`` rounds of ``--count`` requests, with the garbage collector off: 
 client path (building the request, the next hop, the transaction, the response's parse and
 match, waking the caller) plus the answering endpoint and the memory network's delivery,
 which are the same before and after a change. Nothing here asserts a time.
+
+``--floor`` measures that fixed part alone: the same tasks send a ready-made OPTIONS from
+raw sockets of the same network and wait for its answer (no sipx client at all); what
+``options()`` costs above it is the client path itself.
 """
 
 from __future__ import annotations
@@ -84,16 +88,69 @@ async def _run(count: int, repeat: int, concurrency: int) -> list[float]:
     return rounds
 
 
+_OPTIONS = (
+    b"OPTIONS sip:uas@127.0.0.1:5999 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK0123456789abcdef0123;rport\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"From: <sip:sipx@127.0.0.1:5999>;tag=0123456789abcdef\r\n"
+    b"To: <sip:uas@127.0.0.1:5999>\r\n"
+    b"Call-ID: 0123456789abcdef0123456789abcdef\r\n"
+    b"CSeq: 1 OPTIONS\r\n"
+    b"Contact: <sip:sipx@127.0.0.1:5060>\r\n"
+    b"User-Agent: sipx/0.1.0\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+async def _run_floor(count: int, repeat: int, concurrency: int) -> list[float]:
+    """The network and the answering endpoint alone: raw sockets instead of a client."""
+    gc.disable()
+    network = MemoryNetwork(seed=1)
+    rounds: list[float] = []
+    async with network.socket(_PEER) as peer, trio.open_nursery() as nursery:
+
+        async def answer_all() -> None:
+            while True:
+                data, source = await peer.receive()
+                peer.send(_answer(data), source)
+
+        nursery.start_soon(answer_all)
+        for _ in range(repeat):
+            left = [count]
+
+            async def caller(left: list[int] = left) -> None:
+                async with network.socket(("127.0.0.1", 0)) as sock:
+                    while left[0] > 0:
+                        left[0] -= 1
+                        sock.send(_OPTIONS, _PEER)
+                        data, _ = await sock.receive()
+                        assert data.startswith(b"SIP/2.0 200")
+
+            started = time.process_time()
+            async with trio.open_nursery() as callers:
+                for _ in range(concurrency):
+                    callers.start_soon(caller)
+            rounds.append((time.process_time() - started) / count * 1e6)
+        nursery.cancel_scope.cancel()
+    gc.enable()
+    return rounds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--count", type=int, default=10_000, help="requests per round")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (the best is kept)")
     parser.add_argument("--concurrency", type=int, default=100, help="tasks sending")
+    parser.add_argument(
+        "--floor", action="store_true", help="raw sockets instead of a client (the fixed part)"
+    )
     args = parser.parse_args()
-    rounds = trio.run(_run, args.count, args.repeat, args.concurrency)
+    run = _run_floor if args.floor else _run
+    rounds = trio.run(run, args.count, args.repeat, args.concurrency)
     shown = ", ".join(f"{r:.1f}" for r in rounds)
     print(f"Python {sys.version.split()[0]}, sipx from {Path(sipx.__file__).parent}")
-    print(f"CPU per options() answered: {min(rounds):.1f} µs (best of {shown} µs)")
+    what = "request answered, raw sockets (--floor)" if args.floor else "options() answered"
+    print(f"CPU per {what}: {min(rounds):.1f} µs (best of {shown} µs)")
 
 
 if __name__ == "__main__":

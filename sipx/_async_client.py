@@ -23,12 +23,13 @@ from ._auth import Auth
 from ._auth_flow import DigestAuth
 from ._call import Call, CallState, end_call, media_of, sdp_of, session_established
 from ._call_media import CallMedia
-from ._core.builder import body_bytes, build_request, guess_content_type
+from ._core.builder import apply_user_headers, body_bytes, build_request, guess_content_type
 from ._core.dialog import Dialog, DialogId, dialog_id_of
 from ._core.event import EventHeader
 from ._core.header_types import NameAddr
 from ._core.ids import IdSource, TokenPool
 from ._core.message import Request, Response
+from ._core.request_template import RequestTemplate, RequestTemplates
 from ._core.sdp import SDPBody
 from ._core.session_timer import DEFAULT_SESSION_EXPIRES, MIN_SE, OPTION_TAG, with_option_tag
 from ._core.subscription import default_accept, event_of
@@ -132,6 +133,8 @@ class AsyncClient(Lifetime):
         self.user_agent = user_agent if user_agent is not None else f"sipx/{_version()}"
         self.outbound_proxy = URI.parse(outbound_proxy) if outbound_proxy else None
         self._ids = IdSource(id_token or TokenPool(os.urandom))
+        # Out-of-dialog requests sent again to the same target are made from a template.
+        self._templates = RequestTemplates()
         self._resolver = Resolver(nameservers)
         self._engine = Engine(self.timers, self._ids, trace=trace, limits=limits or DEFAULT_LIMITS)
         self._engine.default_transport = transport_name
@@ -716,6 +719,23 @@ class AsyncClient(Lifetime):
         _validate.uri("from_uri", from_uri, optional=True)
         _validate.uri("to_uri", to_uri, optional=True)
         _validate.body("body", body)
+        if isinstance(uri, str):
+            key = (method, uri, from_uri, to_uri, self.user_agent, self._next_hop.default_user)
+            template = self._templates.get(key)
+            if template is None and key not in self._templates:
+                template = self._new_template(method, uri, from_uri, to_uri)
+                self._templates.put(key, template)
+            if template is not None:
+                from_tag = self._ids.tag()
+                request = template.request(self._ids.call_id(), from_tag)
+                content = body_bytes(body)
+                if content:
+                    request.content = content
+                    content_type = content_type or guess_content_type(body, content)
+                    request.headers["Content-Type"] = content_type
+                if headers:
+                    self._apply_headers(request, headers)
+                return request
         target = uri if isinstance(uri, URI) else URI.parse(uri)
         if from_uri is None:
             domain = target.host if target.port is None else f"{target.host}:{target.port}"
@@ -745,6 +765,34 @@ class AsyncClient(Lifetime):
             tag = from_addr.params["tag"]
             request.headers["From"] = f"{request.headers['From']};tag={tag}"
         return request
+
+    def _new_template(
+        self, method: str, uri: str, from_uri: str | None, to_uri: str | None
+    ) -> RequestTemplate | None:
+        """The template of requests made by :meth:`_new_request` from these values (None
+        when they cannot be templated: the general path then builds each request)."""
+        target = URI.parse(uri)
+        if from_uri is None:
+            domain = target.host if target.port is None else f"{target.host}:{target.port}"
+            from_uri = f"sip:{self._next_hop.default_user}@{domain}"
+        from_addr = NameAddr.parse(from_uri if "<" in from_uri else f"<{from_uri}>")
+        to_text = to_uri or str(target.replace(params={}, headers={}))
+        to_addr = to_text if "<" in to_text else f"<{to_text}>"
+        try:
+            return RequestTemplate(
+                method, target, from_addr=from_addr, to_addr=to_addr, user_agent=self.user_agent
+            )
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _apply_headers(request: Request, headers: Mapping[str, str]) -> None:
+        """The caller's ``headers=`` win over the template's fields (as in build_request);
+        a From given there still gets the tag it must carry (RFC 3261 8.1.1.3)."""
+        tag = request.from_.tag
+        apply_user_headers(request, headers)
+        if request.from_.tag is None:
+            request.headers["From"] = f"{request.headers['From']};tag={tag}"
 
     async def _maybe_in_dialog(
         self,

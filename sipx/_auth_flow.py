@@ -130,13 +130,24 @@ class DigestAuth:
         return retry
 
 
+FLOW_STATUSES = frozenset({401, 407, 422})
+"""The only final statuses a request flow (digest, :func:`interval_retry_flow`) acts on:
+after any other response it ends without a retry."""
+
+
 async def run_flow(
     flow: AuthFlow,
     send_first: Callable[[Request], Awaitable[Response]],
     send_retry: Callable[[Request], Awaitable[Response]],
 ) -> Response:
     """Drive ``flow``: the last response, with the earlier ones in its ``history``."""
-    response = await send_first(next(flow))
+    return await resume_flow(flow, await send_first(next(flow)), send_retry)
+
+
+async def resume_flow(
+    flow: AuthFlow, response: Response, send_retry: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Drive ``flow`` on from the ``response`` to its first request."""
     while True:
         try:
             retry = flow.send(response)
@@ -147,4 +158,4 @@ async def run_flow(
         response.history[:0] = [*previous.history, previous]
 
 
-__all__ = ["AuthFlow", "DigestAuth", "run_flow"]
+__all__ = ["FLOW_STATUSES", "AuthFlow", "DigestAuth", "resume_flow", "run_flow"]

@@ -59,6 +59,7 @@ from ._log_limit import LogLimiter
 from ._trio.groups import single_exception
 from ._trio.ports import start_on_one_port
 from ._trio.transport import Address, MessageHandler, Transport, serve_in_scope
+from ._trio.waiter import ResponseWaiter
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -69,8 +70,7 @@ log = logging.getLogger("sipx")
 wire_log = logging.getLogger("sipx.wire")
 
 TraceHook = Callable[[str, bytes, Address, str], None]
-Responses = trio.MemoryReceiveChannel[Response | Exception]
-Waiter = tuple[trio.MemorySendChannel[Response | Exception], Responses]
+Responses = ResponseWaiter
 TransportFactory = Callable[[MessageHandler], Transport]
 PortGroup = tuple[int, Sequence[TransportFactory], frozenset[str]]
 """Transports started together on one port (0: a port free for all of them), and the names
@@ -112,7 +112,7 @@ class Engine:
         self.closed = False
         self._trace = trace
         self._nursery: trio.Nursery | None = None
-        self._waiters: dict[ClientTransaction, Waiter] = {}
+        self._waiters: dict[ClientTransaction, ResponseWaiter] = {}
         self._transport_errors: dict[Address, str] = {}
         # Malformed messages dropped, by source: (count, last reason), for timeout errors.
         self._malformed: dict[Address, tuple[int, str]] = {}
@@ -226,8 +226,8 @@ class Engine:
         self._wind_down.append(hook)
 
     def _fail_all_waiters(self) -> None:
-        for transaction, (channel, _) in list(self._waiters.items()):
-            channel.send_nowait(_closed_error(transaction.request))
+        for transaction, waiter in list(self._waiters.items()):
+            waiter.send_nowait(_closed_error(transaction.request))
         self._waiters.clear()
 
     def require_transport(self, name: str | None = None) -> Transport:
@@ -282,30 +282,29 @@ class Engine:
         (or the error that ends it) arrive on the returned channel. Call :meth:`release`
         when done with it."""
         transport = self.require_transport(request.top_via.transport)
-        send_channel, receive_channel = trio.open_memory_channel[Response | Exception](math.inf)
+        waiter = ResponseWaiter()
         transaction = self.layer.send_request(
             request, trio.current_time(), reliable=transport.reliable, destination=destination
         )
         self._routes[transaction] = transport
-        self._waiters[transaction] = (send_channel, receive_channel)
+        self._waiters[transaction] = waiter
         self._pump()
-        return transaction, receive_channel
+        return transaction, waiter
 
     def take_over(self, transaction: ClientTransaction) -> Responses:
         """Fail the current waiter of ``transaction`` with ClientClosedError and deliver its
         further responses on a new channel (to the wind-down that CANCELs it)."""
-        send_channel, receive_channel = trio.open_memory_channel[Response | Exception](math.inf)
+        waiter = ResponseWaiter()
         previous = self._waiters.get(transaction)
-        self._waiters[transaction] = (send_channel, receive_channel)
+        self._waiters[transaction] = waiter
         if previous is not None:
-            previous[0].send_nowait(_closed_error(transaction.request))
-        return receive_channel
+            previous.send_nowait(_closed_error(transaction.request))
+        return waiter
 
     def release(self, transaction: ClientTransaction, responses: Responses) -> None:
         """Stop delivering ``transaction``'s responses to ``responses`` (later ones are
         strays)."""
-        waiter = self._waiters.get(transaction)
-        if waiter is not None and waiter[1] is responses:
+        if self._waiters.get(transaction) is responses:
             del self._waiters[transaction]
 
     def waiting(self) -> int:
@@ -438,7 +437,7 @@ class Engine:
                 elif isinstance(event, ResponseReceived):
                     waiter = self._waiters.get(event.transaction)
                     if waiter is not None:
-                        waiter[0].send_nowait(event.response)
+                        waiter.send_nowait(event.response)
                     else:
                         self.on_stray_response(event.response)
                 elif isinstance(event, RequestReceived):
@@ -530,7 +529,7 @@ class Engine:
                 f"{request.method} {request.uri}: transport failure to"
                 f" {destination[0]}:{destination[1]} ({reason})"
             )
-        waiter[0].send_nowait(error)
+        waiter.send_nowait(error)
 
     def _serve(self, transaction: ServerTransaction, request: Request) -> None:
         """Hand a new request to the UA: on the spot when it can answer it without waiting
@@ -561,7 +560,11 @@ class Engine:
         return layer if resend is None or layer <= resend else resend
 
     def _wake_timer(self) -> None:
-        if self._next_deadline() < self._armed_deadline:
+        """Wake the timer loop when something was armed before what it sleeps until (the
+        layer tells what it armed since the last call: no walk of its timers here)."""
+        armed = self._armed_deadline
+        resend = self.retransmitter.next_deadline()
+        if self.layer.take_soonest_armed() < armed or (resend is not None and resend < armed):
             self._timer_wakeup.set()
 
     async def _timer_loop(

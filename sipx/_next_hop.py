@@ -21,7 +21,7 @@ from ._core.message import Request, Response
 from ._core.uri import URI
 from ._engine import Engine
 from ._errors import ParseError, ProtocolError, TransportError
-from ._trio.resolver import Resolver
+from ._trio.resolver import Resolver, address_literal
 from ._trio.transport import Address, routable_host
 
 WEBSOCKETS = frozenset({"WS", "WSS"})
@@ -58,6 +58,10 @@ class NextHop:
         self.public_addresses: dict[tuple[str, Address], Address] = {}
         self.generated_contacts: dict[str, str] = {}  # Call-ID -> Contact we wrote
         self._ws_host: str | None = None
+        # What stamp() writes but the branch, by (transport, its local address, next hop
+        # address, Contact user): the Via around the branch and the Contact. Dropped when
+        # a public address is learned (the Contact names it).
+        self._stamps: dict[tuple[str, Address, Address, str], tuple[str, str, str]] = {}
 
     # -- choosing the next hop -----------------------------------------------------------------
     def add_outbound_route(self, request: Request, host: str | None) -> None:
@@ -68,9 +72,10 @@ class NextHop:
 
     def target(self, request: Request) -> URI:
         """The URI of ``request``'s next hop: first Route, outbound proxy, Request-URI."""
-        routes = request.route
-        if routes:
-            return routes[0].uri
+        if request.headers.get_first("Route") is not None:
+            routes = request.route
+            if routes:
+                return routes[0].uri
         if self.outbound_proxy is not None:
             return self.outbound_proxy
         return request.uri
@@ -116,12 +121,13 @@ class NextHop:
         """The addresses of the next hop ``target`` (maddr, else host), in the order to try."""
         if target.scheme not in ("sip", "sips"):
             raise ProtocolError(f"cannot send to a {target.scheme}: URI without a proxy")
-        return await self.resolver.locate_all(
-            target.params.get("maddr") or target.host,
-            port or target.port,
-            scheme=target.scheme,
-            transport=self.transport_for(target),
-        )
+        transport = self.transport_for(target)
+        host = target.params.get("maddr") or target.host
+        port = port or target.port
+        literal = address_literal(host, port)
+        if literal is not None:
+            return [literal]  # an IP address and a port: nothing to look up (RFC 3263 4.2)
+        return await self.resolver.locate_all(host, port, scheme=target.scheme, transport=transport)
 
     async def address(self, target: URI) -> Address:
         return (await self.hop_candidates(target))[0]
@@ -177,24 +183,43 @@ class NextHop:
         transport ``request`` goes over and, where due, a Contact."""
         transport = self.engine.require_transport(self.request_transport(request))
         name = transport.name
-        host, port = self.contact_host(address, name)
-        if name in WEBSOCKETS:
-            via = f"SIP/2.0/{name} {self.ws_host};branch={self.ids.branch()}"
-        else:
-            via_host = routable_host(transport.local_address[0], address[0])
-            via_host = f"[{via_host}]" if ":" in via_host else via_host
-            via = (
-                f"SIP/2.0/{name} {via_host}:{transport.local_address[1]}"
-                f";branch={self.ids.branch()};rport" + ("" if name == "UDP" else ";alias")
-            )
-        request.headers.prepend("Via", via)
+        # Read what the Contact needs before changing the headers (each change drops
+        # their index and parsed views).
+        call_id = None
+        user = ""
         if request.method in CONTACT_METHODS and "Contact" not in request.headers:
-            contact = self.contact(request.from_.uri.user or self.default_user, host, port, name)
+            user = request.from_.uri.user or self.default_user
+            call_id = request.call_id
+        key = (name, transport.local_address, address, user)
+        stamp = self._stamps.get(key)
+        if stamp is None:
+            stamp = self._stamps[key] = self._stamp_for(name, address, user)
+            while len(self._stamps) > 256:
+                del self._stamps[next(iter(self._stamps))]
+        via_head, via_tail, contact = stamp
+        request.headers.prepend("Via", f"{via_head}{self.ids.branch()}{via_tail}")
+        if call_id is not None:
             request.headers["Contact"] = contact
-            self.generated_contacts[request.call_id] = contact
+            self.generated_contacts[call_id] = contact
             while len(self.generated_contacts) > 256:
                 self.generated_contacts.pop(next(iter(self.generated_contacts)))
         self.last_destination = address[0]
+
+    def _stamp_for(self, name: str, address: Address, user: str) -> tuple[str, str, str]:
+        """The Via before and after its branch, and the Contact (for ``user``, or "")."""
+        transport = self.engine.require_transport(name)
+        if name in WEBSOCKETS:
+            head, tail = f"SIP/2.0/{name} {self.ws_host};branch=", ""
+        else:
+            via_host = routable_host(transport.local_address[0], address[0])
+            via_host = f"[{via_host}]" if ":" in via_host else via_host
+            head = f"SIP/2.0/{name} {via_host}:{transport.local_address[1]};branch="
+            tail = ";rport" + ("" if name == "UDP" else ";alias")
+        contact = ""
+        if user:
+            host, port = self.contact_host(address, name)
+            contact = self.contact(user, host, port, name)
+        return head, tail, contact
 
     def learn_public_address(self, response: Response, source: Address) -> None:
         """Remember how ``source`` saw us (received/rport): behind a NAT, later Contacts
@@ -212,10 +237,13 @@ class NextHop:
             # un-REGISTER with it would not match the binding). Keep our listening port.
             port = via.port or transport.local_address[1]
         key = (transport.name, source)
+        known = self.public_addresses.get(key)
         if (host, port) != (via.host, via.port):
             self.public_addresses[key] = (host, port)
         else:
             self.public_addresses.pop(key, None)
+        if self.public_addresses.get(key) != known:
+            self._stamps.clear()  # our Contacts toward ``source`` change
 
 
 __all__ = ["CONTACT_METHODS", "WEBSOCKETS", "NextHop"]

@@ -10,16 +10,15 @@ INVITE its caller gave up on, or that was still pending when the client closed.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 import trio
 
 from . import _validate
 from ._auth import Auth
-from ._auth_flow import AuthFlow, DigestAuth, run_flow
+from ._auth_flow import FLOW_STATUSES, AuthFlow, DigestAuth, resume_flow, run_flow
 from ._call import end_call, media_of
 from ._core.builder import body_bytes, build_ack_for_2xx, build_cancel
 from ._core.dialog import Dialog, DialogId, dialog_id_of
@@ -45,12 +44,17 @@ log = logging.getLogger("sipx")
 INVITE_TIMEOUT = 180.0
 
 
+_NO_DEADLINE = nullcontext()
+
+
 def fail_after(seconds: float | None) -> AbstractContextManager[object]:
-    return trio.fail_after(seconds) if seconds is not None else trio.CancelScope()
+    """``trio.fail_after(seconds)``; no scope at all for None (nothing would cancel it)."""
+    return trio.fail_after(seconds) if seconds is not None else _NO_DEADLINE
 
 
-def request_key(request: Request) -> tuple[str, int, str]:
-    return (request.call_id, request.cseq.seq, request.method)
+def request_key(request: Request) -> tuple[str, str | None, str]:
+    """What tells a request we sent from another: Call-ID, CSeq (as written) and method."""
+    return (request.call_id, request.headers.get_first("CSeq"), request.method)
 
 
 class UserAgentClient:
@@ -88,7 +92,7 @@ class UserAgentClient:
         self._acks: dict[tuple[str, str], tuple[int, bytes, Address, str]] = {}
         self._sent_invites: dict[tuple[str, int], Request] = {}
         # Where recent requests went, so that retry_with_auth() sends the retry there too.
-        self._destinations: OrderedDict[tuple[str, int, str], Address] = OrderedDict()
+        self._destinations: dict[tuple[str, str | None, str], Address] = {}
         # INVITEs given up on whose CANCEL still runs, each with the scope that bounds it.
         self._aborts: dict[ClientTransaction, trio.CancelScope] = {}
         self._aborts_idle = trio.Event()
@@ -120,23 +124,29 @@ class UserAgentClient:
             seconds = INVITE_TIMEOUT
         used: list[Address] = []
 
-        async def first(first_request: Request) -> Response:
-            response, destination = await self._transact_with_failover(first_request, destinations)
-            used.append(destination)
-            return response
-
         async def retry(again: Request) -> Response:
             return await self.transact(again, used[0], attempt=2)
 
         credentials = auth or self.credentials
         try:
             with fail_after(seconds):
-                await self.auth.sources.prepare([credentials])
-                response = await run_flow(
-                    self._flow(request, credentials, lambda: used[-1] if used else None),
-                    first,
-                    retry,
-                )
+                if credentials is not None:
+                    await self.auth.sources.prepare([credentials])
+                # The flow sends ``request`` itself first; it is made only for a response
+                # it acts on (most responses end it at once).
+                if len(destinations) == 1:  # nothing to fail over to
+                    destination = destinations[0]
+                    response = await self.transact(request, destination)
+                else:
+                    response, destination = await self._transact_with_failover(
+                        request, destinations
+                    )
+                used.append(destination)
+                if response.status_code in FLOW_STATUSES:
+                    flow = self._flow(request, credentials, lambda: used[-1] if used else None)
+                    if next(flow) is not request:
+                        raise AssertionError("a request flow starts with the request itself")
+                    response = await resume_flow(flow, response, retry)
         except trio.TooSlowError:
             why = next(filter(None, map(self.engine.malformed_from, destinations)), None)
             raise TimeoutError(request.method, str(request.uri), seconds or 0.0, why) from None
@@ -298,14 +308,15 @@ class UserAgentClient:
         if "Via" not in request.headers:
             self.next_hop.stamp(request, destination)
         transport = self.engine.require_transport(request.top_via.transport)
-        context = RequestContext(
-            request,
-            client=self._context_client,
-            destination=destination,
-            transport=transport.name,
-            attempt=attempt,
-        )
+        context = None  # what the event hooks are told, when there are hooks
         if self.events is not None:
+            context = RequestContext(
+                request,
+                client=self._context_client,
+                destination=destination,
+                transport=transport.name,
+                attempt=attempt,
+            )
             request = await dispatch(self.events, "request", request, context)
             context.request = request
         self._remember_destination(request, destination)
@@ -325,8 +336,8 @@ class UserAgentClient:
                 reliable = is_invite and self._reliable_verdict(request, response)
                 if reliable is None:
                     continue  # a retransmitted or out-of-order reliable 1xx (RFC 3262 4)
-                context.response = response
-                if self.events is not None:
+                if context is not None and self.events is not None:
+                    context.response = response
                     response = await dispatch(self.events, "response", response, context)
                     if response.status_code in (401, 407):
                         response = await dispatch(self.events, "auth_challenge", response, context)
@@ -369,9 +380,10 @@ class UserAgentClient:
             add_option_tag(request, "Supported", RELIABLE_PROVISIONAL)
 
     def _remember_destination(self, request: Request, destination: Address) -> None:
-        self._destinations[request_key(request)] = destination
-        while len(self._destinations) > 256:
-            self._destinations.popitem(last=False)
+        destinations = self._destinations
+        destinations[request_key(request)] = destination
+        if len(destinations) > 256:
+            del destinations[next(iter(destinations))]  # the oldest
 
     # -- INVITE bookkeeping ------------------------------------------------------------------------
     def _reliable_verdict(self, request: Request, response: Response) -> bool | None:

@@ -9,6 +9,7 @@ that transport (RFC 3263 4.1).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,7 +36,10 @@ class NaptrRecord:
     replacement: str  # without the trailing dot; "" for "."
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_ip(host: str) -> bool:
+    """Is ``host`` an IP address literal (brackets allowed)? Remembered per host: the
+    next hop of every request asks."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:

@@ -51,6 +51,7 @@ import enum
 import hashlib
 import heapq
 import itertools
+import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
@@ -357,8 +358,13 @@ class Transaction:
             self._layer._terminate(self)
 
     def _disarm(self, *timers: str) -> None:
-        dropped = sum(self._timers.pop(timer, None) is not None for timer in timers)
-        self._layer._dropped_timers(dropped)
+        pop = self._timers.pop
+        dropped = 0
+        for timer in timers:
+            if pop(timer, None) is not None:
+                dropped += 1
+        if dropped:
+            self._layer._dropped_timers(dropped)
 
     def _time_out(self) -> None:
         self._layer._events.append(TransactionTimeout(self))
@@ -763,6 +769,7 @@ class TransactionLayer:
         self._heap: list[tuple[float, int, str, Transaction]] = []
         self._stale = 0  # heap entries whose transaction has terminated
         self._sequence = itertools.count()
+        self._soonest_armed = math.inf  # see take_soonest_armed()
 
     # -- client side -------------------------------------------------------------------------
     def send_request(
@@ -1021,6 +1028,7 @@ class TransactionLayer:
         record = (method, data, transaction.destination, transaction.route, merge_key, deadline)
         self._records[key] = (*self._records.get(key, ()), record)
         self._record_deadlines.append((deadline, key))
+        self._armed(deadline)
         # The object ends here (its record is the transaction now): counted once, by it.
         transaction.state = _S.TERMINATED
         transaction._request = None
@@ -1035,6 +1043,7 @@ class TransactionLayer:
             del self._clients[key]
         self._client_records[key] = deadline
         self._client_deadlines.append((deadline, key))
+        self._armed(deadline)
         transaction.state = _S.TERMINATED
         self._dropped_timers(len(transaction._timers))
         transaction._timers.clear()
@@ -1066,6 +1075,20 @@ class TransactionLayer:
         sequence = next(self._sequence)
         transaction._timers[timer] = sequence
         heapq.heappush(self._heap, (deadline, sequence, timer, transaction))
+        self._armed(deadline)
+
+    def _armed(self, deadline: float) -> None:
+        if deadline < self._soonest_armed:
+            self._soonest_armed = deadline
+
+    def take_soonest_armed(self) -> float:
+        """The earliest deadline armed (timer or record) since the last call (inf: none).
+
+        The timers' driver, sleeping until :meth:`next_deadline`, needs waking only when
+        this is earlier; disarmed timers never make the next deadline earlier."""
+        soonest = self._soonest_armed
+        self._soonest_armed = math.inf
+        return soonest
 
     def _dropped_timers(self, count: int) -> None:
         """Count heap entries of disarmed timers; compact the heap when they dominate, or

@@ -13,6 +13,7 @@ excepted).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import random
@@ -42,12 +43,23 @@ WS_DEFAULT_PORTS = {"WS": 80, "WSS": 443}
 """The port of a WebSocket server whose URI names none: HTTP's (RFC 6455 3)."""
 
 
+@functools.lru_cache(maxsize=1024)
 def is_ip(host: str) -> bool:
+    """Is ``host`` an IP address literal? Remembered per host: every request asks."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
         return False
     return True
+
+
+def address_literal(host: str, port: int | None) -> Address | None:
+    """``(host, port)`` when ``host`` is an IP address (brackets allowed) and the port is
+    given: where a request goes with no look-up at all (RFC 3263 4.1, 4.2); else None."""
+    if port is None:
+        return None
+    host = host[1:-1] if host.startswith("[") else host
+    return (host, port) if is_ip(host) else None
 
 
 def _nameserver(text: str) -> tuple[str, int]:

@@ -1283,3 +1283,16 @@ def test_accepted_invite_server_transaction_lets_go_of_the_invite() -> None:
     ack = request("ACK", branch=None, to_tag="srv")
     assert layer.receive_request(ack, 2.0, reliable=False) is tx
     assert layer.pop_events() == [AckReceived(ack, tx)]
+
+
+def test_the_soonest_armed_deadline_is_told_once() -> None:
+    """What wakes the engine's timer loop: the earliest deadline armed since last asked
+    (Timer E before F; then Timer K's record), never one a disarm would make earlier."""
+    layer, req, _ = started()  # a non-INVITE over UDP at 0: Timer E at 0.5, F at 32
+    assert layer.take_soonest_armed() == 0.5
+    assert layer.take_soonest_armed() == float("inf")
+    layer.receive_response(response(req, 200), 1.0)  # E and F disarmed, Timer K at 6
+    assert layer.take_soonest_armed() == 6.0
+    assert layer.next_deadline() == 6.0
+    advance(layer, 100.0)
+    assert layer.take_soonest_armed() == float("inf")
