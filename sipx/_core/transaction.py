@@ -52,6 +52,7 @@ import hashlib
 import heapq
 import itertools
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
 
@@ -90,12 +91,19 @@ def _header(message: Message, name: str) -> str:
 
 
 def make_response(
-    request: Request, status_code: int, reason: str | None = None, *, to_tag: str | None = None
+    request: Request,
+    status_code: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    extra: Sequence[tuple[str, str, str]] = (),
 ) -> Response:
     """A response to ``request`` (RFC 3261 8.2.6): Via, From, To, Call-ID and CSeq copied.
 
     ``to_tag`` is added to the To header when it has no tag yet. A 100 also copies Timestamp
     (8.2.6.1). Headers missing from the request are left out, so a 400 can still be built.
+    ``extra``: more fields, checked already (``(key, name, value)`` as ``Headers.entries``
+    holds them), appended as they are.
     """
     if not 100 <= status_code <= 699:
         raise ValueError(f"status code {status_code} is not in 100-699")
@@ -119,6 +127,8 @@ def make_response(
         timestamps = index.get("timestamp")
         if timestamps:
             fields.append(("timestamp", "Timestamp", timestamps[0]))
+    if extra:
+        fields.extend(extra)
     return Response(status_code, reason, Headers.from_parsed(fields))
 
 
