@@ -891,19 +891,17 @@ class Call:
 
     def _keep_sdps_as_bytes(self, sent: Mapping[int, bytes] | None = None) -> None:
         """Offer, answer, ours and the peer's as bytes (one bytes object per SDP, however
-        many of the four name it; ``sent``: by ``id()`` of an SDP, the body that carried it,
-        reused when equal); read again, each is parsed once more."""
-        kept: dict[int, bytes] = {}
+        many of the four name it); read again, each is parsed once more. ``sent``: by
+        ``id()`` of an SDP, the body that carried it on the wire (the INVITE's offer, our
+        200's answer), kept as it is rather than written out again: that body is the SDP
+        the two ends have."""
+        kept: dict[int, bytes] = dict(sent) if sent else {}
         for slot in ("_offered", "_answer", "_local", "_remote"):
             sdp = getattr(self, slot)
             if isinstance(sdp, SDPBody):
                 data = kept.get(id(sdp))
                 if data is None:
-                    data = sdp.to_bytes()
-                    body = (sent or {}).get(id(sdp))
-                    if body == data:
-                        data = body
-                    kept[id(sdp)] = data
+                    data = kept[id(sdp)] = sdp.to_bytes()
                 setattr(self, slot, data)
 
     def _set_acked(self) -> None:
