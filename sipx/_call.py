@@ -81,6 +81,7 @@ class Call:
         "_ended_event",
         "_engine",
         "_final",
+        "_first_choice",
         "_info_handler",
         "_info_listeners",
         "_invite",
@@ -153,6 +154,8 @@ class Call:
         self._acked_event: trio.Event | None = None  # made when someone waits
         self._media = media if media is not None else CallMedia(uas.engine, None, uas.media_clock)
         self._reliable: ReliableSender | None = None  # our reliable 1xx (RFC 3262), if any
+        # The session-interval choice made when the INVITE came (in a 1-tuple), for answer().
+        self._first_choice: tuple[UASChoice | None] | None = None
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.invite.uri} {self.state.value}>"
@@ -325,8 +328,12 @@ class Call:
         if self.offer is not None:
             self.answer_sdp = sdp
         self.local_sdp = sdp
+        first, self._first_choice = self._first_choice, None
         try:
-            choice = self._session_choice(self.invite)
+            if first is not None and self._running_timer() is None:
+                choice = first[0]  # made when the INVITE came, from the same INVITE
+            else:
+                choice = self._session_choice(self.invite)
         except ParseError:  # refused before the call was offered to the user (422/400)
             choice = None
         if choice is not None and choice.status != 200:
@@ -747,6 +754,7 @@ class Call:
         if choice is not None and choice.status == 422:
             self.reject(422, headers=choice.headers)
             return True
+        self._first_choice = (choice,)
         return False
 
     def _running_timer(self) -> SessionTimer | None:

@@ -380,7 +380,7 @@ class UserAgentServer:
 
     def allow_header(self) -> str:
         """The Allow header of our responses (the methods we take)."""
-        return self._allow()
+        return self._capabilities()[0][2]  # Allow comes first in the cached capabilities
 
     def early_dialog(self, call: Call, response: Response) -> Dialog | None:
         """The early dialog a provisional response with a To tag makes (RFC 3261 12.1.1),
