@@ -38,6 +38,7 @@ from ._core.received import stamp_received
 from ._core.retransmit import AckTimeout, Retransmit, TwoXXRetransmitter
 from ._core.timers import TimerConfig
 from ._core.transaction import (
+    TRYING_DELAY,
     AckReceived,
     ClientTransaction,
     RequestReceived,
@@ -99,6 +100,7 @@ class Engine:
             timers,
             max_server_transactions=limits.max_server_transactions,
             retry_after=limits.retry_after,
+            trying_delay=TRYING_DELAY,
         )
         self.malformed_messages = 0  # messages that did not parse, since the engine began
         self._log = LogLimiter(log)  # what hostile input makes us log, rate-limited

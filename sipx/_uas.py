@@ -497,9 +497,7 @@ class UserAgentServer:
             dialog_id = dialog_id_of(request)
             dialog = None
             if dialog_id is not None:
-                dialog = self.engine.dialogs.get(dialog_id) or self.uac.early_dialogs.get(
-                    dialog_id
-                )
+                dialog = self.engine.dialogs.get(dialog_id) or self.uac.early_dialogs.get(dialog_id)
             if dialog is None:
                 incoming.respond(481)
             elif receive_in_dialog(dialog, incoming):
