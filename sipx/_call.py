@@ -81,6 +81,7 @@ class Call:
         "_ended_event",
         "_engine",
         "_final",
+        "_first_choice",
         "_info_handler",
         "_info_listeners",
         "_invite",
@@ -153,6 +154,8 @@ class Call:
         self._acked_event: trio.Event | None = None  # made when someone waits
         self._media = media if media is not None else CallMedia(uas.engine, None, uas.media_clock)
         self._reliable: ReliableSender | None = None  # our reliable 1xx (RFC 3262), if any
+        # The session-interval choice made when the INVITE came (in a 1-tuple), for answer().
+        self._first_choice: tuple[UASChoice | None] | None = None
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.invite.uri} {self.state.value}>"
@@ -325,8 +328,12 @@ class Call:
         if self.offer is not None:
             self.answer_sdp = sdp
         self.local_sdp = sdp
+        first, self._first_choice = self._first_choice, None
         try:
-            choice = self._session_choice(self.invite)
+            if first is not None and self._running_timer() is None:
+                choice = first[0]  # made when the INVITE came, from the same INVITE
+            else:
+                choice = self._session_choice(self.invite)
         except ParseError:  # refused before the call was offered to the user (422/400)
             choice = None
         if choice is not None and choice.status != 200:
@@ -747,6 +754,7 @@ class Call:
         if choice is not None and choice.status == 422:
             self.reject(422, headers=choice.headers)
             return True
+        self._first_choice = (choice,)
         return False
 
     def _running_timer(self) -> SessionTimer | None:
@@ -891,19 +899,17 @@ class Call:
 
     def _keep_sdps_as_bytes(self, sent: Mapping[int, bytes] | None = None) -> None:
         """Offer, answer, ours and the peer's as bytes (one bytes object per SDP, however
-        many of the four name it; ``sent``: by ``id()`` of an SDP, the body that carried it,
-        reused when equal); read again, each is parsed once more."""
-        kept: dict[int, bytes] = {}
+        many of the four name it); read again, each is parsed once more. ``sent``: by
+        ``id()`` of an SDP, the body that carried it on the wire (the INVITE's offer, our
+        200's answer), kept as it is rather than written out again: that body is the SDP
+        the two ends have."""
+        kept: dict[int, bytes] = dict(sent) if sent else {}
         for slot in ("_offered", "_answer", "_local", "_remote"):
             sdp = getattr(self, slot)
             if isinstance(sdp, SDPBody):
                 data = kept.get(id(sdp))
                 if data is None:
-                    data = sdp.to_bytes()
-                    body = (sent or {}).get(id(sdp))
-                    if body == data:
-                        data = body
-                    kept[id(sdp)] = data
+                    data = kept[id(sdp)] = sdp.to_bytes()
                 setattr(self, slot, data)
 
     def _set_acked(self) -> None:

@@ -38,6 +38,7 @@ from ._core.received import stamp_received
 from ._core.retransmit import AckTimeout, Retransmit, TwoXXRetransmitter
 from ._core.timers import TimerConfig
 from ._core.transaction import (
+    TRYING_DELAY,
     AckReceived,
     ClientTransaction,
     RequestReceived,
@@ -99,6 +100,7 @@ class Engine:
             timers,
             max_server_transactions=limits.max_server_transactions,
             retry_after=limits.retry_after,
+            trying_delay=TRYING_DELAY,
         )
         self.malformed_messages = 0  # messages that did not parse, since the engine began
         self._log = LogLimiter(log)  # what hostile input makes us log, rate-limited
@@ -131,6 +133,8 @@ class Engine:
         # the common requests cost no task; see UserAgentServer.serve_at_once.
         self.on_request_at_once: Callable[[ServerTransaction, Request], bool] | None = None
         self._requests_queued = 0  # request tasks spawned that have not started yet
+        # trio's clock when the datagram being handled arrived (None between datagrams).
+        self._received_at: float | None = None
         self.on_ack: Callable[[Request], None] = lambda ack: None
         self.on_stray_response: Callable[[Response], None] = lambda response: None
         self.on_response_seen: Callable[[Response, Address], None] = lambda r, a: None
@@ -313,7 +317,8 @@ class Engine:
 
     def respond(self, transaction: ServerTransaction, response: Response) -> bool:
         """Send ``response`` through its server transaction; False if it takes no more."""
-        accepted = transaction.respond(response, trio.current_time())
+        now = self._received_at
+        accepted = transaction.respond(response, trio.current_time() if now is None else now)
         self._pump()
         return accepted
 
@@ -416,7 +421,11 @@ class Engine:
             while len(self._malformed) > 64:
                 self._malformed.pop(next(iter(self._malformed)))
             return
-        self._pump()
+        self._received_at = now  # the clock, read once for what this datagram sets off
+        try:
+            self._pump()
+        finally:
+            self._received_at = None
 
     def malformed_from(self, address: Address | None) -> str | None:
         """Why a request to ``address`` may have had no answer: the malformed messages

@@ -90,9 +90,13 @@ def bind_rtp_socket(host: str, ports: tuple[int, int]) -> stdlib_socket.socket:
     low, high = ports
     if not (0 < low <= high <= 65535):
         raise ValueError(f"rtp_ports must be (low, high) within 1-65535, not {ports!r}")
-    evens = list(range(low + (low % 2), high + 1, 2)) or [low]
-    start = random.randrange(len(evens))
-    for port in evens[start:] + evens[:start]:
+    first = low + (low % 2)  # the even ports, first to high, walked without a list of them
+    count = (high - first) // 2 + 1 if first <= high else 0
+    if count == 0:
+        first, count = low, 1  # no even port in the range: its one (odd) port
+    start = random.randrange(count)
+    for step in range(count):
+        port = first + 2 * ((start + step) % count)
         sock = stdlib_socket.socket(family_for(host), stdlib_socket.SOCK_DGRAM)
         sock.setblocking(False)
         try:

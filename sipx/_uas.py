@@ -40,7 +40,7 @@ from ._call_media import DTMF_INFO_TYPES
 from ._core.builder import attach_body, copy_record_route
 from ._core.dialog import Dialog, DialogId, DialogState, dialog_id_of
 from ._core.header_types import is_token
-from ._core.headers import header_key
+from ._core.headers import Headers, header_key
 from ._core.message import Request, Response
 from ._core.option_tags import RELIABLE_PROVISIONAL, SUPPORTED, unsupported
 from ._core.sdp import SDPBody
@@ -136,20 +136,36 @@ class IncomingRequest:
         body: str | bytes | SDPBody | None = None,
         content_type: str | None = None,
     ) -> Response:
-        response = make_response(
-            self.request, status_code, reason, to_tag=self._uas.local_tag(self.request)
-        )
+        request = self.request
+        final = status_code >= 200 and self.method != "INVITE"
+        uas = self._uas
+        # A final answer to a non-INVITE needs its To tag no more: taken, not kept.
+        tag = uas.take_tag(request) if final else uas.local_tag(request)
+        response = make_response(request, status_code, reason, to_tag=tag)
         if 100 < status_code < 300 and self.method in DIALOG_CREATING:
-            copy_record_route(self.request, response)
+            copy_record_route(request, response)
         for name, value in (headers or {}).items():
             response.headers[name] = value
         if body is not None:
             attach_body(response, body, content_type)
+        return self._send(response)
+
+    def respond_with_fields(
+        self, status_code: int, fields: Sequence[tuple[str, str, str]]
+    ) -> Response:
+        """:meth:`respond` a final answer to a non-INVITE with header ``fields`` checked
+        already (``(key, name, value)``, as :attr:`Headers.entries <sipx.Headers>` holds
+        them): the cached capabilities of a 200 to OPTIONS."""
+        request = self.request
+        response = make_response(
+            request, status_code, to_tag=self._uas.take_tag(request), extra=fields
+        )
+        return self._send(response)
+
+    def _send(self, response: Response) -> Response:
         if not self._uas.engine.respond(self.transaction, response):
             raise ProtocolError(f"{self.method} was already answered")
         self.response = response
-        if status_code >= 200 and self.method != "INVITE":
-            self._uas.forget_tag(self.request)
         return response
 
     def _complete(self, response: Response) -> Response:
@@ -202,7 +218,9 @@ class UserAgentServer:
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
-        self._capabilities_cache: tuple[tuple[object, ...], dict[str, str]] | None = None
+        self._capabilities_cache: (
+            tuple[tuple[object, ...], tuple[tuple[str, str, str], ...]] | None
+        ) = None
         self.transfers = Transfers(engine, uac, client)
         self.subscribers = Subscribers(engine, uac)  # our subscriptions (RFC 6665)
         self.notifiers = Notifiers(engine, uac, self)  # the ones we serve
@@ -273,6 +291,18 @@ class UserAgentServer:
             if len(self._tags) > 4096:
                 self._tags.pop(next(iter(self._tags)))
         return tag
+
+    def take_tag(self, request: Request) -> str | None:
+        """The To tag of a final answer to a non-INVITE: the request's own, the one a
+        provisional answer used (forgotten now), or a new one never kept."""
+        existing = request.to.tag
+        if existing:
+            return existing
+        if self._tags:
+            tag = self._tags.pop((request.call_id, request.from_.tag or ""), None)
+            if tag is not None:
+                return tag
+        return self.engine.ids.tag()
 
     def forget_tag(self, request: Request) -> None:
         """The request is answered for good (or its call ended): its To tag is not needed."""
@@ -350,7 +380,7 @@ class UserAgentServer:
 
     def allow_header(self) -> str:
         """The Allow header of our responses (the methods we take)."""
-        return self._allow()
+        return self._capabilities()[0][2]  # Allow comes first in the cached capabilities
 
     def early_dialog(self, call: Call, response: Response) -> Dialog | None:
         """The early dialog a provisional response with a To tag makes (RFC 3261 12.1.1),
@@ -407,13 +437,17 @@ class UserAgentServer:
         try:
             await self._dispatch(incoming)
         except Exception:
-            log.exception("handler for %s failed", request.method)
-            call = incoming.call
-            if call is not None:
-                if call.final_response is None:  # else the INVITE would go unanswered
-                    call.reject(500)
-            elif not incoming.responded:
-                incoming.respond(500)
+            self._failed(incoming)
+
+    def _failed(self, incoming: IncomingRequest) -> None:
+        """Serving ``incoming`` raised: log it and leave no request unanswered."""
+        log.exception("handler for %s failed", incoming.method)
+        call = incoming.call
+        if call is not None:
+            if call.final_response is None:  # else the INVITE would go unanswered
+                call.reject(500)
+        elif not incoming.responded:
+            incoming.respond(500)
 
     def serve_at_once(self, transaction: ServerTransaction, request: Request) -> bool:
         """Serve ``request`` on the spot, without a task, when its answer needs no await:
@@ -423,6 +457,13 @@ class UserAgentServer:
         is a bug: it is logged and the request answered 500, never half-run elsewhere."""
         if self._needs_a_task(request):
             return False
+        incoming = IncomingRequest(self, transaction, request)
+        try:
+            if self._dispatch_at_once(incoming):
+                return True
+        except Exception:
+            self._failed(incoming)
+            return True
         method = request.method
         coroutine = self.serve(transaction, request)
         try:
@@ -433,6 +474,34 @@ class UserAgentServer:
         log.error("serving %s at once suspended; answered 500", method)
         if transaction.last_response is None or transaction.last_response.status_code < 200:
             self.engine.respond(transaction, make_response(request, 500))
+        return True
+
+    def _dispatch_at_once(self, incoming: IncomingRequest) -> bool:
+        """:meth:`_dispatch` of the commonest requests served at once, without coroutines:
+        a new INVITE, an OPTIONS outside a dialog, a BYE in one. False (nothing done yet)
+        for any other request."""
+        request = incoming.request
+        method = request.method
+        if request.to.tag:
+            if method != "BYE":
+                return False
+        elif method != "INVITE" and method != "OPTIONS":
+            return False
+        if self._bad_extension(incoming):
+            return True
+        if method == "INVITE":
+            self._new_call(incoming)
+        elif method == "OPTIONS":
+            incoming.respond_with_fields(200, self._capabilities())
+        else:
+            dialog_id = dialog_id_of(request)
+            dialog = None
+            if dialog_id is not None:
+                dialog = self.engine.dialogs.get(dialog_id) or self.uac.early_dialogs.get(dialog_id)
+            if dialog is None:
+                incoming.respond(481)
+            elif receive_in_dialog(dialog, incoming):
+                self._bye(incoming, dialog)
         return True
 
     def _needs_a_task(self, request: Request) -> bool:
@@ -475,7 +544,7 @@ class UserAgentServer:
         if await self._run_handler(incoming):
             return
         if method == "OPTIONS":
-            incoming.respond(200, headers=self._capabilities())
+            incoming.respond_with_fields(200, self._capabilities())
         elif method in ("MESSAGE", "NOTIFY", "INFO"):
             incoming.respond(200)
         elif method in ("BYE", "UPDATE", "PRACK"):
@@ -485,7 +554,7 @@ class UserAgentServer:
         else:
             incoming.respond(501)
 
-    def _capabilities(self) -> dict[str, str]:
+    def _capabilities(self) -> tuple[tuple[str, str, str], ...]:
         """Allow, Accept, Supported (and Allow-Events) of a 200 to OPTIONS: made again only
         when what they list has changed (handlers, packages, extensions)."""
         key = (
@@ -498,13 +567,13 @@ class UserAgentServer:
         if cached is not None and cached[0] == key:
             return cached[1]
         packages = self.notifiers.packages
-        fields = {
-            "Allow": self._allow(packages),
-            "Accept": "application/sdp, text/plain",
-            "Supported": ", ".join(self.supported),
-        }
+        headers = Headers()  # checked once here, copied as they are into each 200
+        headers["Allow"] = self._allow(packages)
+        headers["Accept"] = "application/sdp, text/plain"
+        headers["Supported"] = ", ".join(self.supported)
         if packages:  # RFC 6665 8.2.2: the packages we are a notifier for
-            fields["Allow-Events"] = ", ".join(packages)
+            headers["Allow-Events"] = ", ".join(packages)
+        fields = tuple(headers.entries)
         self._capabilities_cache = (key, fields)
         return fields
 
@@ -639,19 +708,11 @@ class UserAgentServer:
             return
         if not receive_in_dialog(dialog, incoming):
             return
-        call = self.engine.calls.get(dialog.id)
         method = request.method
         if method == "BYE":
-            incoming.respond(200)
-            dialog.terminate()
-            self.engine.dialogs.pop(dialog.id, None)
-            if call is not None:
-                unanswered = call.direction == "incoming" and not final_sent(call)
-                # a call we were transferred from ends "transferred"
-                end_call(call, "remote" if call.replaced_by is None else "transferred")
-                if unanswered:  # a BYE in the early dialog (RFC 3261 15.1.2)
-                    call.reject(487, "Request Terminated")
+            self._bye(incoming, dialog)
             return
+        call = self.engine.calls.get(dialog.id)
         if method in ("INVITE", "UPDATE") and call is not None:
             response = target_refresh_received(call, incoming)
             if method == "UPDATE" or not response.is_success:
@@ -683,9 +744,22 @@ class UserAgentServer:
             # A REFER in a dialog without a call: nobody would carry out the transfer.
             incoming.respond(405, headers={"Allow": self._allow()})
         elif method == "OPTIONS":
-            incoming.respond(200, headers=self._capabilities())
+            incoming.respond_with_fields(200, self._capabilities())
         else:
             incoming.respond(405, headers={"Allow": self._allow()})
+
+    def _bye(self, incoming: IncomingRequest, dialog: Dialog) -> None:
+        """A BYE the dialog took: 200, and the dialog and its call end."""
+        call = self.engine.calls.get(dialog.id)
+        incoming.respond(200)
+        dialog.terminate()
+        self.engine.dialogs.pop(dialog.id, None)
+        if call is not None:
+            unanswered = call.direction == "incoming" and not final_sent(call)
+            # a call we were transferred from ends "transferred"
+            end_call(call, "remote" if call.replaced_by is None else "transferred")
+            if unanswered:  # a BYE in the early dialog (RFC 3261 15.1.2)
+                call.reject(487, "Request Terminated")
 
     async def _refer(self, call: Call, incoming: IncomingRequest) -> None:
         """RFC 3515 in a call: a REFER handler may refuse it; accepted (202 by default), the

@@ -415,6 +415,22 @@ class Headers(MutableMapping[str, str]):
         self.entries.insert(0, (header_key(name), canonical_name(name), _clean_value(value)))
         self._changed()
 
+    def replace_single(self, key: str, value: str) -> bool:
+        """Give the one field of ``key`` (a lookup-form key) the new one-item ``value`` (clean
+        already), in place, when the section is still as parsed and that field holds a
+        single item (a received request's top Via, stamped): the other fields and their
+        typed views stay as they are. False, and nothing changed, in any other case."""
+        first = self.first
+        if self._lines is None or not isinstance(first, dict) or (self.more and key in self.more):
+            return False
+        old = first.get(key)
+        if old is None or "," in old:
+            return False
+        first[key] = value
+        if self.index is not None:
+            self.index[key] = (value,)
+        return True
+
     def remove_first(self, name: str) -> str | None:
         """Remove the first value of ``name`` (splitting a comma-joined list); return it."""
         key = header_key(name)

@@ -20,6 +20,10 @@ def stamp_received(request: Request, source: tuple[str, int], *, force_rport: bo
         changed = True
     if changed:
         headers = request.headers
+        if headers.replace_single("via", str(via)):  # one Via field of one item, as parsed
+            headers.typed.pop("via", None)
+            headers.typed["top_via"] = via
+            return
         # Only the top Via changes: the typed views already parsed (From, To, CSeq, ...)
         # stay valid, so they are kept rather than parsed again by every later reader.
         kept = {slot: value for slot, value in headers.typed.items() if slot != "via"}

@@ -36,7 +36,10 @@ The four state machines are those of RFC 3261 figures 5 to 8 as amended by RFC 6
 to an INVITE moves both the client and the server INVITE transaction to Accepted (Timers M
 and L); the client passes every 2xx up and never ACKs one (the TU does); the server passes
 2xx retransmissions from the TU down and an ACK matching it up. A server INVITE transaction
-sends 100 Trying as soon as it is created.
+sends 100 Trying as soon as it is created; over an unreliable transport with the layer's
+``trying_delay`` (the engine's is :data:`TRYING_DELAY`, 200 ms: RFC 3261 17.2.1), only once
+that time has passed without a response from the TU, or at once when the INVITE is
+retransmitted first.
 
 A request without a To tag that matches the From tag, Call-ID and CSeq of a request that
 created a live server transaction, but not that transaction (another branch: a forked
@@ -53,6 +56,7 @@ import heapq
 import itertools
 import math
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
 
@@ -91,12 +95,19 @@ def _header(message: Message, name: str) -> str:
 
 
 def make_response(
-    request: Request, status_code: int, reason: str | None = None, *, to_tag: str | None = None
+    request: Request,
+    status_code: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    extra: Sequence[tuple[str, str, str]] = (),
 ) -> Response:
     """A response to ``request`` (RFC 3261 8.2.6): Via, From, To, Call-ID and CSeq copied.
 
     ``to_tag`` is added to the To header when it has no tag yet. A 100 also copies Timestamp
     (8.2.6.1). Headers missing from the request are left out, so a 400 can still be built.
+    ``extra``: more fields, checked already (``(key, name, value)`` as ``Headers.entries``
+    holds them), appended as they are.
     """
     if not 100 <= status_code <= 699:
         raise ValueError(f"status code {status_code} is not in 100-699")
@@ -120,6 +131,8 @@ def make_response(
         timestamps = index.get("timestamp")
         if timestamps:
             fields.append(("timestamp", "Timestamp", timestamps[0]))
+    if extra:
+        fields.extend(extra)
     return Response(status_code, reason, Headers.from_parsed(fields))
 
 
@@ -563,15 +576,32 @@ class InviteServerTransaction(ServerTransaction):
     def _start(self, now: float, *, to_tu: bool = True) -> None:
         if not to_tu:
             return
-        # 17.2.1: send 100 Trying at once rather than guess whether the TU answers in 200 ms.
+        delay = self._layer.trying_delay
+        if delay > 0 and not self.reliable:
+            # 17.2.1: the 100 Trying only if the TU has not answered within the delay.
+            # (Over a connection it goes at once: the connection may be gone by then.)
+            self._arm("T", delay, now)
+        else:
+            self._send_trying()
+        self._layer._events.append(RequestReceived(self, self.request))
+
+    def _send_trying(self) -> None:
         trying = make_response(self.request, 100)
         self.last_response = trying
         self._send(trying)
-        self._layer._events.append(RequestReceived(self, self.request))
+
+    def _on_retransmission(self, now: float) -> None:
+        if self.state is _S.PROCEEDING and self.last_response is None:
+            self._disarm("T")  # the client retransmits: it hears from us now
+            self._send_trying()
+            return
+        super()._on_retransmission(now)
 
     def respond(self, response: Response, now: float) -> bool:
         code = self._check(response)
         if self.state is _S.PROCEEDING:
+            if self.last_response is None:
+                self._disarm("T")  # answered in time: no 100 Trying
             self.last_response = response
             self._send(response)
             if 200 <= code < 300:
@@ -611,6 +641,8 @@ class InviteServerTransaction(ServerTransaction):
             self._time_out()
         elif timer in ("I", "L"):
             self._layer._terminate(self)
+        elif timer == "T" and self.state is _S.PROCEEDING and self.last_response is None:
+            self._send_trying()
 
 
 class NonInviteServerTransaction(ServerTransaction):
@@ -673,6 +705,10 @@ _Record: TypeAlias = tuple[str, bytes, object, "str | None", "_MergeKey | None",
 route, merge key, Timer J deadline. Nothing in it is tracked by the garbage collector
 (given a destination of strings and numbers, as the engine's addresses are)."""
 
+TRYING_DELAY = 0.2
+"""RFC 3261 17.2.1: a server transaction may leave out the 100 Trying of an INVITE when it
+knows that the TU answers within 200 ms; the engine sends it when that time has passed."""
+
 MERGE_RECORDS = 8192
 """Default bound of the record of recent requests used to spot merged requests."""
 
@@ -733,6 +769,7 @@ class TransactionLayer:
         merge_records: int = MERGE_RECORDS,
         max_server_transactions: int | None = None,
         retry_after: int = 10,
+        trying_delay: float = 0.0,
     ) -> None:
         if merge_records < 1:
             raise ValueError(f"merge_records must be at least 1, not {merge_records!r}")
@@ -744,6 +781,9 @@ class TransactionLayer:
         # At most this many server transactions (None: no bound); beyond, RequestRefused.
         self.max_server_transactions = max_server_transactions
         self.retry_after = retry_after
+        # Over UDP, a new INVITE's 100 Trying goes this long after it unless the TU answered
+        # first (17.2.1; 0: at once). A retransmitted INVITE gets it at once.
+        self.trying_delay = trying_delay
         self.requests_refused = 0  # new requests refused with 503 since the layer began
         # Requests outside a dialog that created a live server transaction, oldest first,
         # so that a merged request can be spotted (8.2.2.2). An entry leaves with its
@@ -1128,6 +1168,7 @@ class TransactionLayer:
 __all__ = [
     "MAGIC_COOKIE",
     "MERGE_RECORDS",
+    "TRYING_DELAY",
     "AckReceived",
     "ClientTransaction",
     "Event",

@@ -465,7 +465,11 @@ async def test_baresip_cancels_a_ringing_call(
     msgs = trace.of_call(call.call_id)
     ladder = trace.ladder(call.call_id)
     assert [m.start.split()[0] for m in msgs if m.direction == "in"] == ["INVITE", "CANCEL", "ACK"]
-    assert [m.status for m in msgs if m.direction == "out"] == [100, 180, 200, 487], ladder
+    # The 100 Trying: over TCP at once; over UDP only if the 180 took 200 ms (RFC 3261
+    # 17.2.1), which depends on this machine's load.
+    statuses = [m.status for m in msgs if m.direction == "out"]
+    assert statuses in ([100, 180, 200, 487], [180, 200, 487]), ladder
+    assert transport == "UDP" or statuses[0] == 100, ladder
     assert not [m for m in msgs if m.status in (481, 500)], ladder
     assert_unregistered(kamailio, "2222")
 

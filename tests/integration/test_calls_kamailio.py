@@ -623,5 +623,9 @@ async def test_sipp_cancels_ringing_sipx_callee(
     (cancel_in,) = wire.requests("in", "CANCEL")
     assert top_via_is_kamailio(kamailio, cancel_in)
     assert [m.status for m in wire.responses("out", "CANCEL")] == [200]
-    assert [m.status for m in wire.responses("out", "INVITE")] == [100, 180, 487]
+    # The 100 Trying: over TCP at once; over UDP only if the 180 took 200 ms (RFC 3261
+    # 17.2.1), which depends on this machine's load.
+    statuses = [m.status for m in wire.responses("out", "INVITE")]
+    assert statuses in ([100, 180, 487], [180, 487]), statuses
+    assert transport == "UDP" or statuses[0] == 100, statuses
     assert wire.requests("in", "ACK"), wire.dump()  # Kamailio ACKed our 487
