@@ -8,12 +8,14 @@ server, so registrations do not leak from one to the next. A block preceded by t
 ``<!-- not run -->`` is skipped. The examples use 127.0.0.1 with ports 5060 (the server),
 8080 (its WebSocket listener), 5061 and 5062 (clients); each run uses another loopback
 address of 127.0.0.0/8 in their place (the same ports, free there), so that runs can share
-a machine. The blocks import the
-sipx of this checkout (``PYTHONPATH``), whatever the interpreter has installed.
+a machine (blocks binding the default host, 0.0.0.0, make whole runs take turns: a file
+lock). The blocks import the sipx of this checkout (``PYTHONPATH``), whatever the
+interpreter has installed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import re
@@ -77,6 +79,13 @@ def run(code: str, workdir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def main(argv: list[str]) -> int:
+    # Clients of the examples bind 0.0.0.0:5061 (the default host): one run at a time.
+    with open(Path(tempfile.gettempdir()) / "sipx-docs-examples.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return run_all(argv)
+
+
+def run_all(argv: list[str]) -> int:
     verbose = "-v" in argv
     paths = [Path(a) for a in argv if a != "-v"] or sorted(DOCS.glob("*.md"))
     failures = 0
