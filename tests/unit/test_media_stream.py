@@ -88,7 +88,7 @@ async def test_latching_ordering_and_bad_input(autojump_clock: trio.testing.Mock
     stream = MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000)))
     stream.configure(params(sdp_address))
     frames: list[bytes] = []
-    stream.frame_listeners.append(frames.append)
+    stream.add_frame_listener(frames.append)
     target = ("127.0.0.1", stream.local_port)
 
     def rtp(seq: int, level: int) -> bytes:
