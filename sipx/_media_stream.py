@@ -21,6 +21,7 @@ import logging
 import math
 import random
 import socket as stdlib_socket
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -170,6 +171,7 @@ class MediaStream:
         self.socket = sock
         self.rtcp_socket = rtcp
         host, port = sock.getsockname()[:2]
+        host = sys.intern(host)  # every stream of a client shares its host's string
         self._stats = MediaStats(local_address=(host, port))
         self.params: MediaParams | None = None
         self._sender = RtpSender(
