@@ -286,3 +286,20 @@ def test_status_codes_must_be_ascii_digits() -> None:
 def test_module_exports_the_parse_functions() -> None:
     assert header_types.parse_via is parse_via
     assert Via.parse("SIP/2.0/UDP h;branch=z9hG4bKa").branch == "z9hG4bKa"
+
+
+def test_the_usual_request_built_at_once_is_still_checked_when_strict() -> None:
+    # A usual request line and Content-Length (the one-call path), a value only a full
+    # check rejects: lenient parsing keeps it for later, strict=True raises now.
+    data = (
+        b"INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        b"From: <sip:a@h>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\n"
+        b"CSeq: 1 INVITE\r\nMax-Forwards: seventy\r\nContent-Length: 3\r\n\r\nabc"
+    )
+    message = parse_message(data)
+    assert message.content == b"abc"
+    assert message.headers.get_first("Max-Forwards") == "seventy"
+    with pytest.raises(ParseError, match="Max-Forwards"):
+        parse_message(data, strict=True)
+    # Bytes past Content-Length are cut (RFC 3261 18.3) on the same request line.
+    assert parse_message(data + b"def").content == b"abc"
