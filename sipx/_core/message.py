@@ -122,11 +122,10 @@ def _same_headers(mine: Headers, theirs: Headers) -> bool:
 class Message:
     """What requests and responses share: headers, content and the typed header views."""
 
-    __slots__ = ("content", "defects", "headers", "version")
+    __slots__ = ("_defects", "content", "headers", "version")
 
     headers: Headers
     content: bytes
-    defects: list[str]
     version: str
 
     def __init__(
@@ -138,7 +137,16 @@ class Message:
         if content is None:
             content = b""
         self.content = content.encode() if isinstance(content, str) else bytes(content)
-        self.defects = []
+        self._defects: list[str] | None = None
+
+    @property
+    def defects(self) -> list[str]:
+        """What a tolerant reader lived with (an unsupported SIP version, no Max-Forwards
+        in a request...); the list is made on first use (most messages have none)."""
+        defects = self._defects
+        if defects is None:
+            defects = self._defects = []
+        return defects
 
     # -- serialising ---------------------------------------------------------------------
     def _start_line(self) -> str:
@@ -546,7 +554,7 @@ class Response(Message):
         response.version = version
         response.headers = headers
         response.content = b""
-        response.defects = []
+        response._defects = None
         response.request = None
         response.history = []
         response.source = None
@@ -588,5 +596,5 @@ def request_from_wire(
     request.version = version
     request.headers = headers
     request.content = content
-    request.defects = []
+    request._defects = None
     return request
