@@ -66,7 +66,7 @@ class CallMedia:
         stream.configure(negotiate(local, remote, we_offered=we_offered))
         if not self._started and self._engine.running:
             self._started = True
-            stream.digit_listeners.append(self.digit_received)
+            stream.digit_receiver = self
             self._clock.add(stream)
             if not self._clock.running:  # the client's one media task, in the engine's nursery
                 self._clock.running = True
@@ -122,14 +122,13 @@ class CallMedia:
         """Decoded 20 ms frames of what the peer sends, from now until the call ends."""
         stream = self._require_stream()
         send, receive = trio.open_memory_channel[bytes](math.inf)
-        stream.frame_listeners.append(send.send_nowait)
-        stream.close_listeners.append(send.close)
+        stream.add_frame_listener(send.send_nowait)
+        stream.add_close_listener(send.close)
         try:
             async for frame in receive:
                 yield frame
         finally:
-            if send.send_nowait in stream.frame_listeners:
-                stream.frame_listeners.remove(send.send_nowait)
+            stream.remove_frame_listener(send.send_nowait)
             send.close()
 
     @asynccontextmanager
@@ -137,12 +136,11 @@ class CallMedia:
         """Write what the peer sends, decoded, to a WAV file for the body of the block."""
         stream = self._require_stream()
         captured: list[bytes] = []
-        stream.frame_listeners.append(captured.append)
+        stream.add_frame_listener(captured.append)
         try:
             yield
         finally:
-            if captured.append in stream.frame_listeners:
-                stream.frame_listeners.remove(captured.append)
+            stream.remove_frame_listener(captured.append)
             data = build_wav(b"".join(captured), sample_rate=8000, channels=1)
             await trio.Path(path).write_bytes(data)
 

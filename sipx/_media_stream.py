@@ -21,10 +21,12 @@ import logging
 import math
 import random
 import socket as stdlib_socket
+import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
@@ -82,6 +84,12 @@ class MediaStats:
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+class DigitReceiver(Protocol):
+    """What a stream hands the digits it receives (RFC 4733 telephone-events) to."""
+
+    def digit_received(self, digit: str) -> None: ...
 
 
 def bind_rtp_socket(host: str, ports: tuple[int, int]) -> stdlib_socket.socket:
@@ -153,7 +161,7 @@ class MediaStream:
         "_stats",
         "close_listeners",
         "closed",
-        "digit_listeners",
+        "digit_receiver",
         "due",
         "frame_listeners",
         "params",
@@ -167,6 +175,7 @@ class MediaStream:
         self.socket = sock
         self.rtcp_socket = rtcp
         host, port = sock.getsockname()[:2]
+        host = sys.intern(host)  # every stream of a client shares its host's string
         self._stats = MediaStats(local_address=(host, port))
         self.params: MediaParams | None = None
         self._sender = RtpSender(
@@ -183,9 +192,12 @@ class MediaStream:
         self._playing: deque[tuple[bytes, trio.Event | None]] | None = None
         self._events: deque[tuple[bytes, int, bool]] | None = None  # (payload, time, marker)
         self._events_done: trio.Event | None = None
-        self.frame_listeners: list[Callable[[bytes], None]] = []
-        self.digit_listeners: list[Callable[[str], None]] = []
-        self.close_listeners: list[Callable[[], None]] = []
+        # Listeners: an empty tuple (shared) until the first one is added, so an idle stream
+        # keeps no list; digits go to one receiver (the call's media), held without a bound
+        # method.
+        self.frame_listeners: Sequence[Callable[[bytes], None]] = ()
+        self.close_listeners: Sequence[Callable[[], None]] = ()
+        self.digit_receiver: DigitReceiver | None = None
         self._cancel: trio.CancelScope | None = None  # run()'s
         self._clock: MediaClock | None = None
         self._next_send: float | None = None  # absolute deadline of the next packet
@@ -193,6 +205,21 @@ class MediaStream:
         self._resync = False  # a new ptime: start the schedule again
         self.due = -math.inf  # when the clock ticks it next (what tick() returned)
         self.closed = False
+
+    def add_frame_listener(self, listener: Callable[[bytes], None]) -> None:
+        """Call ``listener`` with each decoded 20 ms frame received."""
+        self.frame_listeners = [*self.frame_listeners, listener]
+
+    def remove_frame_listener(self, listener: Callable[[bytes], None]) -> None:
+        """Stop calling ``listener`` (nothing happens if it was not added)."""
+        listeners = list(self.frame_listeners)
+        if listener in listeners:
+            listeners.remove(listener)
+        self.frame_listeners = listeners or ()
+
+    def add_close_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` once the stream is closed."""
+        self.close_listeners = [*self.close_listeners, listener]
 
     @property
     def stats(self) -> MediaStats:
@@ -541,8 +568,8 @@ class MediaStream:
         if digit is None:
             return
         self._stats.digits_received += 1
-        for listener in list(self.digit_listeners):
-            listener(digit)
+        if self.digit_receiver is not None:
+            self.digit_receiver.digit_received(digit)
 
 
 class MediaClock:

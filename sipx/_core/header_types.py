@@ -506,6 +506,10 @@ class CSeq(NamedTuple):
 _new_tuple = tuple.__new__
 
 
+# The ports of RFC 3261 19.1.2 (nearly every Via names one): read without int().
+_SIP_PORTS = {"5060": 5060, "5061": 5061}
+
+
 def parse_via(text: str) -> Via:
     """Parse one Via entry (``Via.parse``): the usual shape with one regular expression and
     the parameters a transaction reads captured, anything else by the general path."""
@@ -519,9 +523,12 @@ def parse_via(text: str) -> Via:
     if port_text is None:
         via.port = None
     else:
-        via.port = int(port_text)
-        if via.port > 65535:
-            raise ParseError(f"bad port {port_text} in Via")
+        port = _SIP_PORTS.get(port_text)
+        if port is None:
+            port = int(port_text)  # at most 5 digits
+            if port > 65535:
+                raise ParseError(f"bad port {port_text} in Via")
+        via.port = port
     via.params = {"branch": branch} if rport is None else {"branch": branch, "rport": None}
     via.protocol = "SIP/2.0"
     return via

@@ -67,7 +67,7 @@ def negotiate(local: SDPBody, remote: SDPBody, *, we_offered: bool) -> MediaPara
     address = remote.media_address(theirs)
     peer = None if theirs.port == 0 or not address or _unset(address) else (address, theirs.port)
     return MediaParams(
-        codec=chosen.name.upper(),
+        codec=G711[G711.index(chosen.name.upper())],  # the constant: no copy kept per call
         send_payload=send,
         receive_payload=receive,
         event_send_payload=event_send,

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 
 from .._errors import ParseError
-from .headers import _EXACT, _KNOWN, Headers
-from .message import SIP_VERSION, Request, Response
+from .headers import _EXACT, _KNOWN, Headers, headers_from_lines
+from .message import SIP_VERSION, Request, Response, request_from_wire
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 # The usual spellings of known header names -> their lookup key.
@@ -98,11 +98,14 @@ def parse_message(
         first, more = _header_fields(lines, len(head), limits)
         # A CR or LF left inside a line is a bare one: normalise. A name with one went to
         # _header_name, which raised _Folded; look in the start line and the values (a
-        # join and memchr scans cost less than counting the line ends).
-        values = "".join(first.values())
+        # join and memchr scans cost less than counting the line ends). Joined with the
+        # start line as separator, the values and the start line are searched at once.
+        values = lines[0].join(first.values())
+        if len(first) < 2:
+            values += lines[0]
         if more is not None:
             values += "".join(map("".join, more.values()))
-        if "\n" in values or "\r" in values or "\n" in lines[0] or "\r" in lines[0]:
+        if "\n" in values or "\r" in values:
             raise _Folded
     except _Folded:
         if end != -1:  # bare LF lines: the empty line may come before the first CRLF CRLF
@@ -112,15 +115,22 @@ def parse_message(
             first, more = _header_fields(lines, len(head), limits, normalised=True)
         except _Folded:
             raise ParseError("a header line starts with whitespace") from None
-    headers = Headers.from_lines(lines, first, more)
+    headers = headers_from_lines(lines, first, more)
     start = lines[0]
-    method, _, rest = start.partition(" ")
-    uri, _, version = rest.partition(" ")
-    if version == SIP_VERSION and method in _METHODS and ":" in uri and uri[0] != "<":
-        message: Request | Response = Request.from_wire(method, uri, version, headers)
-    else:
-        message = _parse_start_line(start, headers)
+    words = start.split(" ")
     length_text = first.get("content-length")
+    if (
+        len(words) == 3
+        and words[2] == SIP_VERSION
+        and words[0] in _METHODS
+        and ":" in words[1]
+        and words[1][0] != "<"
+        and (length_text is None or (more is None and length_text == str(len(body))))
+        and not strict
+    ):
+        # The usual request: no Content-Length, or the body's length exactly.
+        return request_from_wire(words[0], words[1], SIP_VERSION, headers, body)
+    message = _parse_start_line(start, headers)
     if length_text is None or (more is None and length_text == str(len(body))):
         message.content = body  # no Content-Length, or the usual: the body's length exactly
     else:

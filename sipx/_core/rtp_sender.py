@@ -15,6 +15,9 @@ from .rtp import RtpPacket
 class RtpSender:
     """Builds the packets of one outgoing RTP stream."""
 
+    # Slots, not a __dict__: every media stream of an idle call keeps one.
+    __slots__ = ("_talkspurt", "octets", "packets", "sequence", "ssrc", "timestamp")
+
     def __init__(self, ssrc: int, *, first_sequence: int = 0, first_timestamp: int = 0) -> None:
         self.ssrc = ssrc
         self.sequence = first_sequence & 0xFFFF

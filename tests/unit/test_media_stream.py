@@ -88,7 +88,7 @@ async def test_latching_ordering_and_bad_input(autojump_clock: trio.testing.Mock
     stream = MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000)))
     stream.configure(params(sdp_address))
     frames: list[bytes] = []
-    stream.frame_listeners.append(frames.append)
+    stream.add_frame_listener(frames.append)
     target = ("127.0.0.1", stream.local_port)
 
     def rtp(seq: int, level: int) -> bytes:
@@ -236,3 +236,62 @@ async def test_an_inactive_stream_is_ticked_for_rtcp_only_and_the_clock_skips_it
 
 def _is_rtcp(packet: bytes) -> bool:
     return len(packet) > 1 and 192 <= packet[1] <= 223
+
+
+async def test_an_idle_stream_keeps_no_listener_list_and_listeners_still_work(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    import gc
+
+    from sipx._core.rtp_sender import RtpSender
+
+    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000)))
+    try:
+        # What an idle call keeps: no list, no bound method, a sender without a __dict__.
+        held = gc.get_referents(stream)
+        assert not [o for o in held if isinstance(o, list | dict)]
+        assert not [o for o in held if type(o).__name__ == "method"]
+        sender = next(o for o in held if isinstance(o, RtpSender))
+        assert not hasattr(sender, "__dict__")
+        frames: list[bytes] = []
+        other: list[bytes] = []
+        closed: list[str] = []
+        stream.add_frame_listener(frames.append)
+        stream.add_frame_listener(other.append)
+        stream.add_close_listener(lambda: closed.append("closed"))
+        stream.remove_frame_listener(other.append)
+        stream.remove_frame_listener(other.append)  # not there any more: nothing happens
+        assert list(stream.frame_listeners) == [frames.append]
+        stream.remove_frame_listener(frames.append)
+        assert not stream.frame_listeners
+    finally:
+        stream.close()
+    assert closed == ["closed"]
+
+
+async def test_digits_reach_the_receiver(autojump_clock: trio.testing.MockClock) -> None:
+    class Receiver:
+        def __init__(self) -> None:
+            self.digits: list[str] = []
+
+        def digit_received(self, digit: str) -> None:
+            self.digits.append(digit)
+
+    peer = peer_socket()
+    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000)))
+    receiver = Receiver()
+    stream.digit_receiver = receiver
+    stream.configure(params(peer.getsockname()))
+    target = ("127.0.0.1", stream.local_port)
+    # RFC 4733: event 5, end bit set, volume 10, duration 800 (three end packets, one digit).
+    event = struct.pack("!BBH", 5, 0x80 | 10, 800)
+    try:
+        for seq in range(3):
+            packet = RtpPacket(payload_type=101, sequence=seq, timestamp=160, ssrc=9, payload=event)
+            peer.sendto(packet.to_bytes(), target)
+        await trio.sleep(0.1)
+        stream.tick(trio.current_time())
+    finally:
+        stream.close()
+        peer.close()
+    assert receiver.digits == ["5"]

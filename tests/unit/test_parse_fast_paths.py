@@ -286,3 +286,36 @@ def test_status_codes_must_be_ascii_digits() -> None:
 def test_module_exports_the_parse_functions() -> None:
     assert header_types.parse_via is parse_via
     assert Via.parse("SIP/2.0/UDP h;branch=z9hG4bKa").branch == "z9hG4bKa"
+
+
+def test_the_usual_request_built_at_once_is_still_checked_when_strict() -> None:
+    # A usual request line and Content-Length (the one-call path), a value only a full
+    # check rejects: lenient parsing keeps it for later, strict=True raises now.
+    data = (
+        b"INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        b"From: <sip:a@h>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\n"
+        b"CSeq: 1 INVITE\r\nMax-Forwards: seventy\r\nContent-Length: 3\r\n\r\nabc"
+    )
+    message = parse_message(data)
+    assert message.content == b"abc"
+    assert message.headers.get_first("Max-Forwards") == "seventy"
+    with pytest.raises(ParseError, match="Max-Forwards"):
+        parse_message(data, strict=True)
+    # Bytes past Content-Length are cut (RFC 3261 18.3) on the same request line.
+    assert parse_message(data + b"def").content == b"abc"
+
+
+def test_a_parsed_message_makes_its_defects_list_on_first_use() -> None:
+    import gc
+
+    message = parse_message(
+        b"OPTIONS sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        b"Call-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    # One GC-tracked list fewer per message: none is held until defects is read.
+    assert not [o for o in gc.get_referents(message) if isinstance(o, list)]
+    assert message.defects == []
+    message.defects.append("noted")
+    assert message.defects == ["noted"]
+    old = parse_message(b"OPTIONS sip:b@h SIP/3.0\r\nCall-ID: c\r\n\r\n")
+    assert old.defects == ["unsupported SIP version SIP/3.0"]
