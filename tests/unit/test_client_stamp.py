@@ -18,6 +18,7 @@ from sipx._core.header_types import NameAddr
 from sipx._core.headers import Headers
 from sipx._core.message import Request
 from sipx._core.parser import parse_message
+from sipx._core.request_template import RequestTemplate
 from sipx._core.uri import URI
 from sipx.testing import MemoryNetwork
 
@@ -140,3 +141,28 @@ async def test_the_contact_user_is_the_from_user(monkeypatch: pytest.MonkeyPatch
             assert contact == f"<sip:{user}@127.0.0.1:5060>"
             assert request.from_.tag == from_text.split(";tag=")[1].split(";")[0]
             assert request.top_via.branch.startswith("z9hG4bK")
+
+
+@pytest.mark.parametrize(
+    ("from_text", "to_text"),
+    [("<sip:sipx@h>", "<sip:bob@h>"), ('"A" <sip:a@h>;x=1', "Bob <sip:bob@h>")],
+)
+def test_a_template_request_comes_with_its_first_values(from_text: str, to_text: str) -> None:
+    uri = "sip:bob@127.0.0.1:5080"
+    template = RequestTemplate(
+        "OPTIONS", URI.parse(uri), from_addr=NameAddr.parse(from_text), to_addr=to_text,
+        user_agent="sipx",
+    )  # fmt: skip
+    one, two = template.request("c1", "t1"), template.request("c2", "t2")
+    from_addr = NameAddr.parse(from_text)
+    from_addr.params["tag"] = "t1"
+    built = build_request(
+        "OPTIONS", URI.parse(uri), from_addr=from_addr, to_addr=to_text, call_id="c1", cseq=1,
+        user_agent="sipx",
+    )  # fmt: skip
+    assert isinstance(one.headers.first, dict)  # not rebuilt on the first read
+    assert one.headers.first == dict(built.headers.first_values())
+    assert two.headers.first["call-id"] == "c2" and one.headers.first["call-id"] == "c1"
+    assert two.headers.first["from"].endswith(";tag=t2")
+    one.headers["X-A"] = "1"  # a change still drops them
+    assert "x-a" in one.headers.first_values() and "x-a" not in two.headers.first_values()
