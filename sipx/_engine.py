@@ -96,6 +96,7 @@ class Engine:
         self.timers = timers
         self.ids = ids
         self.limits = limits
+        self.parser_limits = limits.parser  # made once: read for every message
         self.layer = TransactionLayer(
             timers,
             max_server_transactions=limits.max_server_transactions,
@@ -373,7 +374,7 @@ class Engine:
         if not data.strip() or self.closed:
             return  # keep-alive
         try:
-            message = parse_message(data, limits=self.limits.parser)
+            message = parse_message(data, limits=self.parser_limits)
             now = trio.current_time()
             if isinstance(message, Response):
                 message.top_via  # noqa: B018 - a response we cannot match is dropped

@@ -58,6 +58,7 @@ class NextHop:
         self.public_addresses: dict[tuple[str, Address], Address] = {}
         self.generated_contacts: dict[str, str] = {}  # Call-ID -> Contact we wrote
         self._ws_host: str | None = None
+        self._from_users: dict[str, str | None] = {}  # From without its tag -> its user
         # What stamp() writes but the branch, by (transport, its local address, next hop
         # address, Contact user): the Via around the branch and the Contact. Dropped when
         # a public address is learned (the Contact names it).
@@ -188,7 +189,7 @@ class NextHop:
         call_id = None
         user = ""
         if request.method in CONTACT_METHODS and "Contact" not in request.headers:
-            user = request.from_.uri.user or self.default_user
+            user = self._from_user(request) or self.default_user
             call_id = request.call_id
         key = (name, transport.local_address, address, user)
         stamp = self._stamps.get(key)
@@ -197,13 +198,33 @@ class NextHop:
             while len(self._stamps) > 256:
                 del self._stamps[next(iter(self._stamps))]
         via_head, via_tail, contact = stamp
-        request.headers.prepend("Via", f"{via_head}{self.ids.branch()}{via_tail}")
-        if call_id is not None:
-            request.headers["Contact"] = contact
+        via = f"{via_head}{self.ids.branch()}{via_tail}"
+        if call_id is None:
+            request.headers.prepend_via(via)
+        else:
+            request.headers.prepend_via(via, contact)
             self.generated_contacts[call_id] = contact
             while len(self.generated_contacts) > 256:
                 self.generated_contacts.pop(next(iter(self.generated_contacts)))
         self.last_destination = address[0]
+
+    def _from_user(self, request: Request) -> str | None:
+        """The user part of ``request``'s From URI. The From of requests made one after
+        another differs only by its tag (a token at its end): the user is kept per From
+        text without that tag, learned from a full parse."""
+        text = request.headers.get_first("From") or ""
+        head, _, tag = text.rpartition(";tag=")
+        if head and tag.isalnum() and tag.isascii():
+            users = self._from_users
+            if head in users:
+                return users[head]
+        from_ = request.from_
+        user = from_.uri.user
+        if from_.tag is not None and text == f"{head};tag={from_.tag}" and tag.isalnum():
+            self._from_users[head] = user
+            while len(self._from_users) > 64:
+                del self._from_users[next(iter(self._from_users))]
+        return user
 
     def _stamp_for(self, name: str, address: Address, user: str) -> tuple[str, str, str]:
         """The Via before and after its branch, and the Contact (for ``user``, or "")."""

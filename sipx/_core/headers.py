@@ -424,6 +424,30 @@ class Headers(MutableMapping[str, str]):
             self.index[key] = (value,)
         return True
 
+    def prepend_via(self, via: str, contact: str | None = None) -> None:
+        """A new top Via and, if given, a Contact appended (ValueError if there is one):
+        what :meth:`prepend` and assignment do, but the index and first values are updated
+        in place rather than dropped (the typed views are dropped)."""
+        index = self.lookup()
+        if contact is not None and "contact" in index:
+            raise ValueError("the headers already have a Contact")
+        first = self.first_values()
+        entries = self.entries  # the index and first values stay right for these fields
+        via = _clean_value(via)
+        entries.insert(0, ("via", "Via", via))
+        index["via"] = (via, *index.get("via", ()))
+        if contact is not None:
+            contact = _clean_value(contact)
+            entries.append(("contact", "Contact", contact))
+            index["contact"] = (contact,)
+        self._lines = None
+        self.more = None
+        self.first = (
+            {**first, "via": via} if contact is None else {**first, "via": via, "contact": contact}
+        )
+        if self.typed:
+            self.typed.clear()
+
     def remove_first(self, name: str) -> str | None:
         """Remove the first value of ``name`` (splitting a comma-joined list); return it."""
         key = header_key(name)

@@ -31,6 +31,7 @@ class RequestTemplate:
     __slots__ = (
         "_call_id_at",
         "_fields",
+        "_first",
         "_from_at",
         "_from_head",
         "_from_tail",
@@ -65,6 +66,7 @@ class RequestTemplate:
         fields = sample.headers.entries
         self._fields = tuple(fields)
         self._index = dict(sample.headers.lookup())
+        self._first = dict(sample.headers.first_values())
         keys = [key for key, _, _ in fields]
         self._from_at = keys.index("from")
         self._call_id_at = keys.index("call-id")
@@ -87,7 +89,11 @@ class RequestTemplate:
         key, name, _ = fields[self._call_id_at]
         fields[self._call_id_at] = (key, name, call_id)
         index[key] = (call_id,)
-        return Request(self.method, self.uri, Headers.from_parsed(fields, index))
+        first = self._first.copy()
+        first["from"], first["call-id"] = value, call_id
+        headers = Headers.from_parsed(fields, index)
+        headers.first = first
+        return Request(self.method, self.uri, headers)
 
 
 class RequestTemplates:
