@@ -31,6 +31,10 @@ then ``--requests`` requests from ``--concurrency`` tasks. Reported: requests/s,
 of this process and of the peer, the share of the time this process spent in the garbage
 collector and its longest full collection.
 
+``--part reference``: SIPp's ``uas_options.xml`` loaded by SIPp's ``uac_options.xml`` at
+each ``--rates`` for ``--seconds``: the yardstick both parts are compared with, to run in
+the same minutes (the machine is shared).
+
 Nothing here asserts a time; the numbers go to bench/README.md.
 """
 
@@ -344,6 +348,30 @@ def part_uas(args: argparse.Namespace) -> None:
         )
 
 
+def part_reference(args: argparse.Namespace) -> None:
+    """SIPp's own UAS (``uas_options.xml``) loaded by SIPp's UAC at each rate: the yardstick
+    of both parts (SIPp's UAS rate for the UAS part, its UAC's for the client part)."""
+    print(f"SIPp uas_options.xml loaded by SIPp uac_options.xml, {args.seconds:g} s per rate")
+    print(f"{'target/s':>8} {'achieved/s':>10} {'ok':>6} {'failed':>6} {'retrans':>7} UAS CPU")
+    with tempfile.TemporaryDirectory() as workdir:
+        for rate in args.rates:
+            peer, port = _start_peer("sipp")
+            try:
+                (user0, sys0), t0 = cpu_times(peer.pid), time.perf_counter()
+                result = _sipp_uac(port, rate, args.seconds, workdir)
+                user1, sys1 = cpu_times(peer.pid)
+                cpu = (user1 + sys1 - user0 - sys0) / (time.perf_counter() - t0) * 100
+            finally:
+                peer.kill()
+                peer.wait()
+            clean = result["failed"] == 0 and result["retrans"] == 0 and not result["overran"]
+            print(
+                f"{rate:>8} {result['rate']:>10,.0f} {result['ok']:>6} {result['failed']:>6} "
+                f"{result['retrans']:>7} {cpu:>6.0f}%  {'clean' if clean else 'NOT clean'}",
+                flush=True,
+            )
+
+
 # -- part 2: sipx sends ----------------------------------------------------------------------
 
 
@@ -451,7 +479,7 @@ def part_client(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=["uas", "client", "both"], default="both")
+    parser.add_argument("--part", choices=["uas", "client", "both", "reference"], default="both")
     parser.add_argument(
         "--rates",
         type=int,
@@ -496,6 +524,8 @@ def main() -> None:
         part_uas(args)
     if args.part in ("client", "both"):
         part_client(args)
+    if args.part == "reference":
+        part_reference(args)
 
 
 if __name__ == "__main__":
