@@ -25,6 +25,7 @@ import argparse
 import gc
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -51,10 +52,25 @@ def _answer(request: bytes) -> bytes:
     return b"\r\n".join(lines)
 
 
+async def _rounds(
+    caller: Callable[[list[int]], Awaitable[None]], count: int, repeat: int, concurrency: int
+) -> list[float]:
+    """CPU µs per request of each of ``repeat`` rounds: ``concurrency`` tasks run
+    ``caller`` on one shared countdown of ``count`` requests."""
+    rounds = []
+    for _ in range(repeat):
+        left = [count]
+        started = time.process_time()
+        async with trio.open_nursery() as callers:
+            for _ in range(concurrency):
+                callers.start_soon(caller, left)
+        rounds.append((time.process_time() - started) / count * 1e6)
+    return rounds
+
+
 async def _run(count: int, repeat: int, concurrency: int) -> list[float]:
     gc.disable()
     network = MemoryNetwork(seed=1)
-    rounds: list[float] = []
     async with (
         sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
         network.socket(_PEER) as peer,
@@ -69,20 +85,14 @@ async def _run(count: int, repeat: int, concurrency: int) -> list[float]:
         nursery.start_soon(answer_all)
         uri = f"sip:uas@{_PEER[0]}:{_PEER[1]}"
         await client.options(uri)  # warm-up
-        for _ in range(repeat):
-            left = [count]
 
-            async def caller(left: list[int] = left) -> None:
-                while left[0] > 0:
-                    left[0] -= 1
-                    response = await client.options(uri)
-                    assert response.status_code == 200
+        async def caller(left: list[int]) -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                response = await client.options(uri)
+                assert response.status_code == 200
 
-            started = time.process_time()
-            async with trio.open_nursery() as callers:
-                for _ in range(concurrency):
-                    callers.start_soon(caller)
-            rounds.append((time.process_time() - started) / count * 1e6)
+        rounds = await _rounds(caller, count, repeat, concurrency)
         nursery.cancel_scope.cancel()
     gc.enable()
     return rounds
@@ -106,7 +116,6 @@ async def _run_floor(count: int, repeat: int, concurrency: int) -> list[float]:
     """The network and the answering endpoint alone: raw sockets instead of a client."""
     gc.disable()
     network = MemoryNetwork(seed=1)
-    rounds: list[float] = []
     async with network.socket(_PEER) as peer, trio.open_nursery() as nursery:
 
         async def answer_all() -> None:
@@ -115,22 +124,16 @@ async def _run_floor(count: int, repeat: int, concurrency: int) -> list[float]:
                 peer.send(_answer(data), source)
 
         nursery.start_soon(answer_all)
-        for _ in range(repeat):
-            left = [count]
 
-            async def caller(left: list[int] = left) -> None:
-                async with network.socket(("127.0.0.1", 0)) as sock:
-                    while left[0] > 0:
-                        left[0] -= 1
-                        sock.send(_OPTIONS, _PEER)
-                        data, _ = await sock.receive()
-                        assert data.startswith(b"SIP/2.0 200")
+        async def caller(left: list[int]) -> None:
+            async with network.socket(("127.0.0.1", 0)) as sock:
+                while left[0] > 0:
+                    left[0] -= 1
+                    sock.send(_OPTIONS, _PEER)
+                    data, _ = await sock.receive()
+                    assert data.startswith(b"SIP/2.0 200")
 
-            started = time.process_time()
-            async with trio.open_nursery() as callers:
-                for _ in range(concurrency):
-                    callers.start_soon(caller)
-            rounds.append((time.process_time() - started) / count * 1e6)
+        rounds = await _rounds(caller, count, repeat, concurrency)
         nursery.cancel_scope.cancel()
     gc.enable()
     return rounds
