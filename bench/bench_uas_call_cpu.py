@@ -36,6 +36,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sipx
+from examples.dispatcher_worker import no_media_sdp  # the worker's SDP: the same calls
 from sipx.testing import MemoryNetwork
 
 _PEER = ("127.0.0.1", 5999)
@@ -81,20 +82,7 @@ async def _serve(client: sipx.AsyncClient, media: bool, nursery: trio.Nursery) -
     async def serve_call(call: sipx.Call) -> None:
         if call.ended:
             return
-        if media:
-            call.answer()
-        else:
-            assert call.offer is not None
-            call.answer(
-                body=sipx.SDPBody.create_answer(
-                    call.offer,
-                    origin_username="worker",
-                    origin_address=host,
-                    connection_address=host,
-                    port=9,
-                    direction="inactive",
-                )
-            )
+        call.answer(body=None if media else no_media_sdp(call, host))
         await call.wait_ended()
 
     async for call in client.calls():
@@ -117,8 +105,8 @@ async def _calls(peer: object, address: tuple[str, int], first: int, count: int)
                 to = _field(data, b"To")
                 tags[_field(data, b"Call-ID")] = to[to.index(b";tag=") + 5 :]
         for call_id, tag in tags.items():
-            i = call_id.split(b"-", 1)[0].decode()
-            fields = {"target": target, "i": i, "tag": tag.decode()}
+            number = call_id.split(b"-", 1)[0].decode()
+            fields = {"target": target, "i": number, "tag": tag.decode()}
             send(_IN_DIALOG.format(method="ACK", seq=1, **fields).encode(), address)
             send(_IN_DIALOG.format(method="BYE", seq=2, **fields).encode(), address)
         ended = 0
