@@ -60,6 +60,9 @@ FRAME_BYTES = 320  # 20 ms of 16-bit PCM at 8 kHz
 SILENCE = bytes(FRAME_BYTES)
 _ENCODERS = {"PCMU": g711.ulaw_encode, "PCMA": g711.alaw_encode}
 _DECODERS = {"PCMU": g711.ulaw_decode, "PCMA": g711.alaw_decode}
+# The ``dropped`` of a stream's stats until it drops a packet or its stats are read: one
+# shared empty dict, never written (an idle call keeps no dict of its own).
+_NO_DROPS: dict[str, int] = {}
 
 
 @dataclass(slots=True)
@@ -83,6 +86,8 @@ class MediaStats:
     peer_said_bye: bool = False  # an RTCP BYE arrived
 
     def drop(self, reason: str) -> None:
+        if self.dropped is _NO_DROPS:
+            self.dropped = {}
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
 
@@ -158,6 +163,7 @@ class MediaStream:
         "_receiver",
         "_resync",
         "_sender",
+        "_ssrc",
         "_stats",
         "close_listeners",
         "closed",
@@ -176,13 +182,13 @@ class MediaStream:
         self.rtcp_socket = rtcp
         host, port = sock.getsockname()[:2]
         host = sys.intern(host)  # every stream of a client shares its host's string
-        self._stats = MediaStats(local_address=(host, port))
+        self._stats = MediaStats(local_address=(host, port), dropped=_NO_DROPS)
         self.params: MediaParams | None = None
-        self._sender = RtpSender(
-            random.getrandbits(32),
-            first_sequence=random.getrandbits(16),
-            first_timestamp=random.getrandbits(32),
-        )
+        # The SSRC is drawn now (RTCP reports carry it); the RTP sender, with its random
+        # first sequence number and timestamp, is made by the first packet sent (or digit
+        # queued): an a=inactive stream never sends RTP and keeps none.
+        self._ssrc = random.getrandbits(32)
+        self._sender: RtpSender | None = None
         self._receiver: RtpReceiver | None = None  # made by the first audio packet
         self._dtmf_in: DtmfReceiver | None = None  # made by the first telephone-event
         self._announced: deque[int] | None = None  # timestamps of events reported (16)
@@ -225,6 +231,8 @@ class MediaStream:
     def stats(self) -> MediaStats:
         """The counters now; loss, duplicates and jitter are read from the receiver here,
         not copied on every packet."""
+        if self._stats.dropped is _NO_DROPS:  # handed out: the caller's own dict
+            self._stats.dropped = {}
         receiver = self._receiver
         if receiver is not None:
             counted = receiver.stats
@@ -287,6 +295,17 @@ class MediaStream:
             if done is not None:
                 done.set()
 
+    def _rtp_sender(self) -> RtpSender:
+        """The stream's RTP sender, made on first use (RFC 3550 5.1: random first numbers)."""
+        sender = self._sender
+        if sender is None:
+            sender = self._sender = RtpSender(
+                self._ssrc,
+                first_sequence=random.getrandbits(16),
+                first_timestamp=random.getrandbits(32),
+            )
+        return sender
+
     def queue_digit(self, digit: str, duration: float, volume: int = 10) -> trio.Event:
         """Queue one RFC 4733 event; the event is set once its last end packet has gone."""
         params = self.params
@@ -297,7 +316,7 @@ class MediaStream:
         )
         if self._events is None:
             self._events = deque()
-        for packet in sender.packets(digit, self._sender.timestamp):
+        for packet in sender.packets(digit, self._rtp_sender().timestamp):
             self._events.append((packet.payload, packet.timestamp, packet.marker))
         done = trio.Event()
         self._events_done = done
@@ -375,22 +394,23 @@ class MediaStream:
         destination = self.destination
         samples = params.samples_per_packet
         frame = self._next_frame(samples)
+        rtp = self._rtp_sender()
         if destination is None:
-            self._sender.skip(samples)
+            rtp.skip(samples)
             return
         data: bytes
         events = self._events
         if events and params.event_send_payload is not None:
             payload, timestamp, marker = events.popleft()
-            data = self._sender.event(payload, params.event_send_payload, timestamp, marker)
-            self._sender.skip(samples)
+            data = rtp.event(payload, params.event_send_payload, timestamp, marker)
+            rtp.skip(samples)
             if not events:
                 self._events = None
                 if self._events_done is not None:
                     self._events_done.set()
         else:
             encoded = _ENCODERS[params.codec](frame)
-            data = self._sender.audio(encoded, params.send_payload, samples)
+            data = rtp.audio(encoded, params.send_payload, samples)
         try:
             self.socket.sendto(data, destination)
         except OSError as exc:  # a full buffer, an ICMP error queued on the socket
@@ -503,11 +523,11 @@ class MediaStream:
                 blocks = (self._receiver.report_block(now),)
             except ValueError:
                 blocks = ()
-        sender = self._sender
+        sender, ssrc = self._sender, self._ssrc
         report: RtcpPacket
-        if sender.packets:
+        if sender is not None and sender.packets:
             report = SenderReport(
-                ssrc=sender.ssrc,
+                ssrc=ssrc,
                 ntp_timestamp=ntp_from_unix(time.time()),
                 rtp_timestamp=sender.timestamp,
                 packet_count=sender.packets & 0xFFFFFFFF,
@@ -515,15 +535,15 @@ class MediaStream:
                 reports=blocks,
             )
         else:
-            report = ReceiverReport(ssrc=sender.ssrc, reports=blocks)
+            report = ReceiverReport(ssrc=ssrc, reports=blocks)
         host = self._stats.local_address[0] if self._stats.local_address else "localhost"
-        cname = f"sipx-{sender.ssrc:08x}@{host}"  # RFC 3550 6.5.1: unique, stable per stream
+        cname = f"sipx-{ssrc:08x}@{host}"  # RFC 3550 6.5.1: unique, stable per stream
         packets: list[RtcpPacket | SourceDescription] = [
             report,
-            SourceDescription(ssrc=sender.ssrc, cname=cname),
+            SourceDescription(ssrc=ssrc, cname=cname),
         ]
         if bye:
-            packets.append(Bye(ssrcs=(sender.ssrc,)))
+            packets.append(Bye(ssrcs=(ssrc,)))
         try:
             sock.sendto(build_compound(packets), address)
         except OSError:

@@ -247,12 +247,12 @@ async def test_an_idle_stream_keeps_no_listener_list_and_listeners_still_work(
 
     stream = MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000)))
     try:
-        # What an idle call keeps: no list, no bound method, a sender without a __dict__.
+        # What an idle call keeps: no list, no bound method, no RTP sender (made by the
+        # first packet sent).
         held = gc.get_referents(stream)
         assert not [o for o in held if isinstance(o, list | dict)]
         assert not [o for o in held if type(o).__name__ == "method"]
-        sender = next(o for o in held if isinstance(o, RtpSender))
-        assert not hasattr(sender, "__dict__")
+        assert not [o for o in held if isinstance(o, RtpSender)]
         frames: list[bytes] = []
         other: list[bytes] = []
         closed: list[str] = []
@@ -267,6 +267,58 @@ async def test_an_idle_stream_keeps_no_listener_list_and_listeners_still_work(
     finally:
         stream.close()
     assert closed == ["closed"]
+
+
+async def test_an_inactive_stream_reports_rtcp_without_an_rtp_sender_or_drop_counts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An a=inactive stream sends RTCP receiver reports under its SSRC yet keeps no RTP
+    sender and no dict of drop counts of its own; once a re-INVITE makes it sendrecv, its
+    RTP goes out under that same SSRC (RFC 3550 6.4: one SSRC per source)."""
+    import gc
+
+    from sipx._core.rtcp import ReceiverReport, SenderReport, parse_compound
+    from sipx._core.rtp_sender import RtpSender
+
+    peer, peer_rtcp = peer_socket(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer_rtcp.bind(("127.0.0.1", peer.getsockname()[1] + 1))
+    peer_rtcp.setblocking(False)
+    stream = MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000)))
+    other = MediaStream(*bind_rtp_pair("127.0.0.1", (40000, 50000)))
+    stream.configure(params(peer.getsockname(), "inactive"))
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.run)
+            await trio.sleep(20)
+            reports = [parse_compound(data)[0] for data in drain(peer_rtcp)]
+            assert reports and all(isinstance(r, ReceiverReport) for r in reports)
+            assert not drain(peer)  # no RTP
+            held = gc.get_referents(stream)
+            assert not [o for o in held if isinstance(o, RtpSender)]
+            # Until read, both streams' counters share one empty dict of drops.
+            kept = [
+                next(o for o in gc.get_referents(s) if isinstance(o, media_stream.MediaStats))
+                for s in (stream, other)
+            ]
+            assert kept[0].dropped is kept[1].dropped and kept[0].dropped == {}
+            # The dict handed out is the caller's: writing it touches no other stream.
+            stream.stats.dropped["mine"] = 1
+            assert other.stats.dropped == {}
+            stream.configure(params(peer.getsockname(), "sendrecv"))
+            await trio.sleep(1)
+            rtp = [RtpPacket.parse(data) for data in drain(peer)]
+            nursery.cancel_scope.cancel()
+        assert len(rtp) >= 49
+        assert {packet.ssrc for packet in rtp} == {reports[0].ssrc}
+        assert any(isinstance(o, RtpSender) for o in gc.get_referents(stream))
+        stream.close()  # its RTCP BYE: a sender report now, same SSRC
+        closing = parse_compound(drain(peer_rtcp)[-1])
+        assert isinstance(closing[0], SenderReport) and closing[0].ssrc == reports[0].ssrc
+    finally:
+        stream.close()
+        other.close()
+        peer.close()
+        peer_rtcp.close()
 
 
 async def test_digits_reach_the_receiver(autojump_clock: trio.testing.MockClock) -> None:
