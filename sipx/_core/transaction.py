@@ -341,8 +341,9 @@ class Transaction:
         and under load those idle transactions are most of what the garbage collector
         walks) and lets go of its messages: reading ``request`` then raises RuntimeError,
         and ``last_response`` is None. So does an
-        INVITE server transaction once Accepted (a 2xx sent): it keeps its 2xx (the TU's
-        retransmissions pass through it) but not the INVITE.
+        INVITE server transaction once Accepted (a 2xx sent): the TU's retransmissions of
+        the 2xx pass through it, but it keeps neither the INVITE nor the 2xx, only the
+        2xx's status and To field as ``last_response`` (:func:`accepted_stand_in`).
         """
         request = self._request
         if request is None:
@@ -567,6 +568,19 @@ class ServerTransaction(Transaction):
         return code
 
 
+def accepted_stand_in(response: Response) -> Response:
+    """What an Accepted INVITE server transaction keeps of its 2xx as ``last_response``:
+    the status, the reason and the To field (a legacy ACK is matched by its tag)."""
+    to = response.headers.get_first("To")
+    fields = [] if to is None else [("to", "To", to)]
+    return Response.from_wire(
+        response.status_code,
+        response.reason_phrase,
+        response.version,
+        Headers.from_parsed(fields),
+    )
+
+
 class InviteServerTransaction(ServerTransaction):
     """Figure 7 with RFC 6026: Proceeding, Completed, Confirmed, Accepted, Terminated."""
 
@@ -608,8 +622,10 @@ class InviteServerTransaction(ServerTransaction):
                 self.state = _S.ACCEPTED
                 self._arm("L", self.config.timer_l, now)
                 # Accepted only absorbs INVITE retransmissions and passes 2xx and ACKs:
-                # matching needs the key and the 2xx (its To tag), not the INVITE.
+                # matching needs the key and the 2xx's To tag, not the INVITE nor the
+                # rest of the 2xx (the TU keeps what it needs; Timer L runs 32 s).
                 self._request = None
+                self.last_response = accepted_stand_in(response)
             elif code >= 300:
                 self.state = _S.COMPLETED
                 if not self.reliable:
@@ -618,7 +634,6 @@ class InviteServerTransaction(ServerTransaction):
                 self._arm("H", self.config.timer_h, now)
             return True
         if self.state is _S.ACCEPTED and 200 <= code < 300:
-            self.last_response = response
             self._send(response)  # the TU's 2xx retransmissions pass through (RFC 6026)
             return True
         return False

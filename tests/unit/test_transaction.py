@@ -1285,6 +1285,24 @@ def test_accepted_invite_server_transaction_lets_go_of_the_invite() -> None:
     assert layer.pop_events() == [AckReceived(ack, tx)]
 
 
+def test_accepted_invite_server_transaction_keeps_only_the_status_and_to_of_its_2xx() -> None:
+    # Timer L keeps the transaction 32 s after the call is answered: not the 2xx's body,
+    # Contact and the rest, which the TU holds (or has let go of) itself.
+    layer, invite, tx, _ = served("INVITE")
+    ok = response(invite, 200, to_tag="srv")
+    ok.headers["Contact"] = "<sip:bob@10.0.0.2>"
+    ok.headers["Content-Type"] = "application/sdp"
+    ok.content = b"v=0\r\n" * 40
+    tx.respond(ok, 1.0)
+    assert layer.pop_events() == [Send(tx, ok)]  # the whole 2xx went out
+    kept = last(tx)
+    assert not _held_by(ok, tx) and kept is not ok
+    assert (kept.status_code, kept.reason_phrase, kept.to.tag) == (200, "OK", "srv")
+    assert list(kept.headers.keys()) == ["To"] and kept.content == b""
+    assert tx.respond(ok, 1.5) is True  # a retransmission by the TU: sent, not kept
+    assert layer.pop_events() == [Send(tx, ok)] and not _held_by(ok, tx)
+
+
 def test_the_soonest_armed_deadline_is_told_once() -> None:
     """What wakes the engine's timer loop: the earliest deadline armed since last asked
     (Timer E before F; then Timer K's record), never one a disarm would make earlier."""
