@@ -57,6 +57,12 @@ class LocalAddress(NamedTuple):
     port: int
 
 
+def _keep_from_tag(request: Request, tag: str) -> None:
+    """RFC 3261 8.1.1.3: a From given in ``headers=`` still gets the tag it must carry."""
+    if request.from_.tag is None:
+        request.headers["From"] = f"{request.headers['From']};tag={tag}"
+
+
 class AsyncClient(Lifetime):
     """A SIP user agent on trio; use ``async with AsyncClient(...) as client``.
 
@@ -734,16 +740,12 @@ class AsyncClient(Lifetime):
                     content_type = content_type or guess_content_type(body, content)
                     request.headers["Content-Type"] = content_type
                 if headers:
-                    self._apply_headers(request, headers)
+                    apply_user_headers(request, headers)  # the caller's win, as below
+                    _keep_from_tag(request, from_tag)
                 return request
         target = uri if isinstance(uri, URI) else URI.parse(uri)
-        if from_uri is None:
-            domain = target.host if target.port is None else f"{target.host}:{target.port}"
-            from_uri = f"sip:{self._next_hop.default_user}@{domain}"
-        from_addr = NameAddr.parse(from_uri if "<" in from_uri else f"<{from_uri}>")
-        from_addr.params["tag"] = self._ids.tag()
-        to_text = to_uri or str(target.replace(params={}, headers={}))
-        to_addr = to_text if "<" in to_text else f"<{to_text}>"
+        from_addr, to_addr = self._from_and_to(target, from_uri, to_uri)
+        from_tag = from_addr.params["tag"] = self._ids.tag()
         content = body_bytes(body)
         fields: dict[str, str] = {}
         if content:
@@ -760,11 +762,19 @@ class AsyncClient(Lifetime):
             content=content,
             user_agent=self.user_agent,
         )
-        if request.from_.tag is None:
-            # RFC 3261 8.1.1.3: a From given in headers= still gets the tag it must carry.
-            tag = from_addr.params["tag"]
-            request.headers["From"] = f"{request.headers['From']};tag={tag}"
+        _keep_from_tag(request, from_tag)
         return request
+
+    def _from_and_to(
+        self, target: URI, from_uri: str | None, to_uri: str | None
+    ) -> tuple[NameAddr, str]:
+        """The From (without its tag) and the To of an out-of-dialog request to ``target``."""
+        if from_uri is None:
+            domain = target.host if target.port is None else f"{target.host}:{target.port}"
+            from_uri = f"sip:{self._next_hop.default_user}@{domain}"
+        from_addr = NameAddr.parse(from_uri if "<" in from_uri else f"<{from_uri}>")
+        to_text = to_uri or str(target.replace(params={}, headers={}))
+        return from_addr, to_text if "<" in to_text else f"<{to_text}>"
 
     def _new_template(
         self, method: str, uri: str, from_uri: str | None, to_uri: str | None
@@ -772,27 +782,13 @@ class AsyncClient(Lifetime):
         """The template of requests made by :meth:`_new_request` from these values (None
         when they cannot be templated: the general path then builds each request)."""
         target = URI.parse(uri)
-        if from_uri is None:
-            domain = target.host if target.port is None else f"{target.host}:{target.port}"
-            from_uri = f"sip:{self._next_hop.default_user}@{domain}"
-        from_addr = NameAddr.parse(from_uri if "<" in from_uri else f"<{from_uri}>")
-        to_text = to_uri or str(target.replace(params={}, headers={}))
-        to_addr = to_text if "<" in to_text else f"<{to_text}>"
+        from_addr, to_addr = self._from_and_to(target, from_uri, to_uri)
         try:
             return RequestTemplate(
                 method, target, from_addr=from_addr, to_addr=to_addr, user_agent=self.user_agent
             )
         except ValueError:
             return None
-
-    @staticmethod
-    def _apply_headers(request: Request, headers: Mapping[str, str]) -> None:
-        """The caller's ``headers=`` win over the template's fields (as in build_request);
-        a From given there still gets the tag it must carry (RFC 3261 8.1.1.3)."""
-        tag = request.from_.tag
-        apply_user_headers(request, headers)
-        if request.from_.tag is None:
-            request.headers["From"] = f"{request.headers['From']};tag={tag}"
 
     async def _maybe_in_dialog(
         self,

@@ -494,10 +494,7 @@ class UserAgentServer:
         elif method == "OPTIONS":
             incoming.respond_with_fields(200, self._capabilities())
         else:
-            dialog_id = dialog_id_of(request)
-            dialog = None
-            if dialog_id is not None:
-                dialog = self.engine.dialogs.get(dialog_id) or self.uac.early_dialogs.get(dialog_id)
+            dialog = self._dialog_of(request)
             if dialog is None:
                 incoming.respond(481)
             elif receive_in_dialog(dialog, incoming):
@@ -689,17 +686,21 @@ class UserAgentServer:
                     make_response(target.request, 487, to_tag=self.local_tag(target.request)),
                 )
 
+    def _dialog_of(self, request: Request) -> Dialog | None:
+        """The dialog ``request`` belongs to: an established one, or an early dialog of our
+        own pending INVITEs (an UPDATE may come in one)."""
+        dialog_id = dialog_id_of(request)
+        if dialog_id is None:
+            return None
+        return self.engine.dialogs.get(dialog_id) or self.uac.early_dialogs.get(dialog_id)
+
     async def _in_dialog(self, incoming: IncomingRequest) -> None:
         request = incoming.request
         if request.method == "NOTIFY" and self.subscribers.notify_received(incoming):
             return  # one of our subscriptions (RFC 6665)
         if request.method == "SUBSCRIBE" and await self.notifiers.in_dialog(incoming):
             return  # a refresh of a subscription we serve
-        dialog_id = dialog_id_of(request)
-        dialog = None
-        if dialog_id is not None:
-            # The early dialogs of our own pending INVITEs too (an UPDATE may come in one).
-            dialog = self.engine.dialogs.get(dialog_id) or self.uac.early_dialogs.get(dialog_id)
+        dialog = self._dialog_of(request)
         if request.method == "PRACK":
             self._prack(incoming, dialog)
             return
