@@ -23,6 +23,11 @@ default is what it is (docs/SECURITY.md has the measurements):
   connects because it has a request to send: 10 s is the TLS handshake bound and carries a
   65 535-byte message at 64 kbit/s, while a sender of one byte per second is cut after 10
   bytes instead of holding the connection for the 300 s idle timeout.
+* ``message_timeout`` (10 s): on any TCP/TLS connection, a message whose first bytes
+  arrived must be complete within this, else the connection is closed and counted. The
+  first-message bound does not cover what comes after a first message: without this, a
+  peer that sent one message could then trickle a second one forever, each byte resetting
+  the idle timeout.
 * ``max_message_size`` (65 535 bytes), ``max_headers`` (256), ``max_line_length`` (8 192):
   the parser's bounds (:class:`~sipx.ParserLimits`), for datagrams and stream messages.
 """
@@ -46,6 +51,7 @@ class Limits:
     max_connections: int = 512
     max_connections_per_address: int = 32
     first_message_timeout: float = 10.0
+    message_timeout: float = 10.0
     max_message_size: int = 65_535
     max_headers: int = 256
     max_line_length: int = 8_192
@@ -67,11 +73,12 @@ class Limits:
         retry = self.retry_after
         if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
             raise ValueError(f"Limits.retry_after is a number of seconds >= 0, not {retry!r}")
-        timeout = self.first_message_timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise TypeError(f"Limits.first_message_timeout is a number of seconds, not {timeout!r}")
-        if math.isnan(timeout) or timeout <= 0:
-            raise ValueError(f"Limits.first_message_timeout must be > 0 seconds, not {timeout!r}")
+        for name in ("first_message_timeout", "message_timeout"):
+            timeout = getattr(self, name)
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+                raise TypeError(f"Limits.{name} is a number of seconds, not {timeout!r}")
+            if math.isnan(timeout) or timeout <= 0:
+                raise ValueError(f"Limits.{name} must be > 0 seconds, not {timeout!r}")
 
     @property
     def parser(self) -> ParserLimits:
@@ -89,7 +96,8 @@ class LimitStats:
     ``requests_refused``: new requests answered 503 (``max_server_transactions``);
     ``connections_refused``: connections closed at accept (``max_connections``,
     ``max_connections_per_address``); ``connections_timed_out``: connections closed for
-    sending no complete message within ``first_message_timeout``; ``malformed_messages``:
+    sending no complete message within ``first_message_timeout``, or for not completing a
+    message within ``message_timeout``; ``malformed_messages``:
     messages that did not parse (answered 400/505 where possible, else dropped).
     """
 

@@ -60,6 +60,12 @@ class StreamFramer:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    @property
+    def mid_message(self) -> bool:
+        """Part of a message is buffered (more than a keep-alive's CR)."""
+        buffer = self._buffer
+        return bool(buffer) and buffer != b"\r"
+
     def pending(self) -> bytes:
         """The bytes received and not framed yet (after :meth:`feed` raised: the message it
         could not frame, to answer with a 400 before the connection closes)."""

@@ -6,7 +6,7 @@
         --user 1111:1111xxx --user 2222:2222xxx --realm sipx --algorithm MD5 \\
         --rtp-ports 10000-20000 --ws-port 8080 --mwi 1111=2/8 --max-transactions 10000 \\
         --max-connections 512 --max-connections-per-address 32 --first-message-timeout 10 \\
-        --verbose
+        --message-timeout 10 --verbose
 
 Without ``--user`` the guide's users (1111, 2222, 3333 with passwords 1111xxx...) exist.
 The bound address is printed on stdout (``--port 0`` picks a free port). Ctrl-C stops it.
@@ -125,6 +125,14 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
         f"{DEFAULT_LIMITS.first_message_timeout:g})",
     )
     limits.add_argument(
+        "--message-timeout",
+        type=finite_seconds_argument,
+        default=DEFAULT_LIMITS.message_timeout,
+        metavar="SECONDS",
+        help="close a connection whose begun message is not complete by then (default "
+        f"{DEFAULT_LIMITS.message_timeout:g})",
+    )
+    limits.add_argument(
         "--max-message-size",
         type=count_argument,
         default=DEFAULT_LIMITS.max_message_size,
@@ -173,6 +181,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
         first_message_timeout=args.first_message_timeout,
+        message_timeout=args.message_timeout,
         max_message_size=args.max_message_size,
     )
 

@@ -8,7 +8,8 @@ writer task fed by a queue; connections idle for ``idle_timeout`` seconds are cl
 Accepted connections are bounded by ``limits`` (:class:`~sipx.Limits`): over
 ``max_connections`` in all or ``max_connections_per_address`` from one IP address, a new
 one is closed at once; one that has not delivered a complete message within
-``first_message_timeout`` (its TLS handshake included) is closed. Both are counted
+``first_message_timeout`` (its TLS handshake included) is closed, and so is any connection
+on which a begun message is not complete within ``message_timeout``. Both are counted
 (``connections_refused``, ``connections_timed_out``) and logged at a bounded rate.
 """
 
@@ -67,7 +68,7 @@ class TCPTransport:
         self._log = LogLimiter(log)
         self._accepted_from: dict[str, int] = {}  # open accepted connections per remote IP
         self.connections_refused = 0  # closed at accept: over a connection limit
-        self.connections_timed_out = 0  # closed: no complete message in first_message_timeout
+        self.connections_timed_out = 0  # closed: first_message_timeout or message_timeout
         self._idle_timeout = idle_timeout
         self._keepalive_interval = keepalive_interval
         self._kept: set[Address] = set()
@@ -276,25 +277,36 @@ class TCPTransport:
         """Read and frame messages until the connection ends; True when it ends because the
         stream cannot be framed (the unframed head was handed on, to be answered)."""
         framer = StreamFramer(self._limits.parser)
+        begun: float | None = None  # when the bytes of a message not complete yet began
+        message_timeout = self._limits.message_timeout
         while True:
             deadline = connection.last_activity + self._quiet_limit(connection)
+            if begun is not None:
+                deadline = min(deadline, begun + message_timeout)
             with trio.CancelScope(deadline=deadline) as wait:
                 connection.wait = wait
                 data = await stream.receive_some(65_536)
             connection.wait = None
             if wait.cancelled_caught:  # quiet for quiet_limit, or keep_alive() changed it
+                if begun is not None and trio.current_time() >= begun + message_timeout:
+                    self._message_timed_out(connection)
+                    return False
                 if not self._still_wanted(connection):
                     return False
                 continue
             if not data:
                 return False
-            connection.last_activity = trio.current_time()
+            now = connection.last_activity = trio.current_time()
             try:
                 messages = framer.feed(data)
             except ParseError:
                 messages = []
             if messages:
                 self._delivered(connection)
+            if not framer.mid_message:
+                begun = None
+            elif messages or begun is None:
+                begun = now  # a new message began with these bytes
             # The unframeable rest last: the receiver answers it with a 400 where it can.
             unframeable = [framer.pending()] if framer.error is not None else []
             for message in [*messages, *unframeable]:
@@ -318,6 +330,17 @@ class TCPTransport:
                     framer.error,
                 )
                 return True
+
+    def _message_timed_out(self, connection: Connection) -> None:
+        self.connections_timed_out += 1
+        self._log.log(
+            logging.INFO,
+            "connections timed out",
+            "closing %s connection %s:%s: a message not complete within %g s",
+            self.name,
+            *connection.remote,
+            self._limits.message_timeout,
+        )
 
     def _quiet_limit(self, connection: Connection) -> float:
         """How long ``connection`` may stay quiet before :meth:`_still_wanted` is asked."""

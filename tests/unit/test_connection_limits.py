@@ -182,6 +182,76 @@ async def test_a_connection_that_sent_a_message_lives_until_idle(
         await stream.aclose()
 
 
+# -- later messages ------------------------------------------------------------------------------
+async def trickle(stream: trio.abc.Stream, data: bytes, every: float) -> float | None:
+    """Send ``data`` a byte every ``every`` seconds; when the peer closes, the time since
+    the first byte (None if it never does)."""
+    start = trio.current_time()
+    for byte in data:
+        try:
+            await stream.send_all(bytes([byte]))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return trio.current_time() - start
+        if await closed_by_peer(stream, seconds=every):
+            return trio.current_time() - start
+    return None
+
+
+async def test_a_message_trickled_after_the_first_is_cut_at_message_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Before, each byte reset the 300 s idle timeout: a second message trickled at a byte
+    per second held the connection for as long as the peer liked."""
+    collector = Collector()
+    transport = TCPTransport(collector, limits=sipx.Limits(message_timeout=7))
+    async with serving(transport) as address:
+        stream = await trio.open_tcp_stream(*address)
+        await stream.send_all(options())
+        assert not await closed_by_peer(stream, seconds=30)  # quiet: the idle timeout rules
+        closed_after = await trickle(stream, options("z9hG4bKlimits2"), every=1)
+        assert closed_after == 7  # virtual time: exact, counted from the first byte
+        await trio.testing.wait_all_tasks_blocked()
+        assert [data for data, _ in collector.received] == [options()]
+        assert transport.connections_timed_out == 1
+        assert transport.connection_count == 0
+        await stream.aclose()
+
+
+async def test_messages_each_complete_within_message_timeout_keep_the_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The bound is per message: a slow but steady peer (each message in 4 s of a 5 s
+    bound, one after another for 40 s) is not cut."""
+    collector = Collector()
+    transport = TCPTransport(collector, limits=sipx.Limits(message_timeout=5))
+    async with serving(transport) as address:
+        stream = await trio.open_tcp_stream(*address)
+        for number in range(10):
+            data = options(f"z9hG4bKsteady{number}")
+            half = len(data) // 2
+            await stream.send_all(data[:half])
+            await trio.sleep(4)
+            await stream.send_all(data[half:])
+            await trio.testing.wait_all_tasks_blocked()
+        assert not await closed_by_peer(stream, seconds=1)
+        assert len(collector.received) == 10
+        assert transport.connections_timed_out == 0
+        await stream.aclose()
+
+
+async def test_a_keepalive_cr_left_over_is_not_a_begun_message(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A lone CR (the first half of a CRLF keep-alive) starts no message deadline."""
+    transport = TCPTransport(Collector(), limits=sipx.Limits(message_timeout=2))
+    async with serving(transport) as address:
+        stream = await trio.open_tcp_stream(*address)
+        await stream.send_all(options() + b"\r")
+        assert not await closed_by_peer(stream, seconds=60)
+        assert transport.connections_timed_out == 0
+        await stream.aclose()
+
+
 async def test_a_tls_connection_that_never_shakes_hands_is_closed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -241,6 +311,7 @@ async def test_dev_server_limits_reach_its_tcp_transport(
         ("max_connections", 0),
         ("max_connections_per_address", -1),
         ("first_message_timeout", 0),
+        ("message_timeout", -1),
         ("max_server_transactions", 0),
         ("max_message_size", 0),
     ],

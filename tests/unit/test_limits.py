@@ -260,6 +260,8 @@ def test_sipx_serve_options_make_the_limits() -> None:
             "4",
             "--first-message-timeout",
             "2.5",
+            "--message-timeout",
+            "4",
             "--max-message-size",
             "9000",
         ]
@@ -269,6 +271,7 @@ def test_sipx_serve_options_make_the_limits() -> None:
         max_connections=40,
         max_connections_per_address=4,
         first_message_timeout=2.5,
+        message_timeout=4,
         max_message_size=9000,
     )
     assert limits_from(build_parser().parse_args([])) == sipx.Limits()
@@ -282,6 +285,7 @@ def test_sipx_serve_options_make_the_limits() -> None:
         ["--first-message-timeout", "-1"],
         ["--first-message-timeout", "nan"],
         ["--first-message-timeout", "inf"],
+        ["--message-timeout", "0"],
         ["--max-message-size", "0"],
     ],
 )
