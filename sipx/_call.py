@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from ._call_media import AudioSource, CallMedia
-from ._core.builder import attach_body, copy_record_route
+from ._core.builder import body_bytes
 from ._core.dialog import Dialog, DialogState
 from ._core.dtmf import digit_to_event
 from ._core.message import Request, Response
@@ -419,24 +419,39 @@ class Call:
         invite = self.invite
         if self.transaction is None:
             raise ProtocolError("only an incoming call is answered")
-        response = make_response(
-            invite, status_code, reason, to_tag=self.local_tag if status_code > 100 else None
-        )
+        # Our Contact and the INVITE's Record-Route (RFC 3261 12.1.1) go in as checked
+        # fields with the copied ones: no header index made and dropped for each.
+        extra: list[tuple[str, str, str]] = []
         if 100 < status_code < 300:
-            response.headers["Contact"] = self._our_contact()
-            copy_record_route(invite, response)
+            extra.append(("contact", "Contact", self._our_contact()))
+            for route in invite.headers.get_list("Record-Route"):
+                extra.append(("record-route", "Record-Route", route))
+        response = make_response(
+            invite,
+            status_code,
+            reason,
+            to_tag=self.local_tag if status_code > 100 else None,
+            extra=extra,
+        )
         for name, value in (headers or {}).items():
             response.headers[name] = value
         if body is not None:
-            attach_body(response, body, "application/sdp")
+            content = body_bytes(body)
+            response.content = content
+            if content and all(key != "content-type" for key, _, _ in response.headers.entries):
+                response.headers.add("Content-Type", "application/sdp")
         if send:
             self._transmit(response)
         return response
 
     def _our_contact(self) -> str:
-        """Our Contact in this call's dialog (the one our 200 carried, once answered)."""
+        """Our Contact in this call's dialog (the one our 200 carried, once answered);
+        checked as a header value when made."""
         if self._contact is None:
-            self._contact = self._uas.contact_for(self.invite)
+            contact = self._uas.contact_for(self.invite)
+            if "\r" in contact or "\n" in contact:
+                raise ValueError(f"header value must not contain CR or LF: {contact!r}")
+            self._contact = contact.strip(" \t")
         return self._contact
 
     def _transmit(self, response: Response) -> None:
@@ -895,7 +910,10 @@ class Call:
             self.dialog.state = DialogState.CONFIRMED
         self._set_acked()
         if self.state is CallState.ESTABLISHED:
-            self._keep_less()
+            if self._engine.running:  # a little later, unless it ends first (_idle_calls.py)
+                self._uas.idle_calls.add(self)
+            else:
+                self._keep_less()
 
     def _keep_sdps_as_bytes(self, sent: Mapping[int, bytes] | None = None) -> None:
         """Offer, answer, ours and the peer's as bytes (one bytes object per SDP, however
@@ -1007,6 +1025,13 @@ def end_call(call: Call, by: str) -> None:
 def ack_received(call: Call, ack: Request) -> None:
     """The ACK of our 2xx arrived (it may carry the SDP answer to a late offer)."""
     call._on_ack(ack)
+
+
+def keep_less(call: Call) -> None:
+    """An ACKed call still established a little later: keep its INVITE, our 200 and its
+    SDPs as bytes from now on (see ``Call``)."""
+    if call.state is CallState.ESTABLISHED:
+        call._keep_less()
 
 
 def target_refresh_received(call: Call, incoming: IncomingRequest) -> Response:
