@@ -24,6 +24,7 @@ from ._call_media import AudioSource, CallMedia
 from ._core.builder import body_bytes
 from ._core.dialog import Dialog, DialogState
 from ._core.dtmf import digit_to_event
+from ._core.headers import header_key
 from ._core.message import Request, Response
 from ._core.parser import parse_message
 from ._core.reliable import send_reliably
@@ -338,12 +339,19 @@ class Call:
             choice = None
         if choice is not None and choice.status != 200:
             choice = None
-        fields = {**(choice.headers if choice is not None else {}), **(headers or {})}
-        fields.setdefault("Allow", self._uas.allow_header())
-        if self._uas.info_packages:  # RFC 6086 5.2.2: the Info Packages we take
-            fields.setdefault("Recv-Info", ", ".join(self._uas.info_packages))
+        ours = choice.headers if choice is not None else {}
+        fields: dict[str, str] | None = None
+        checked: list[tuple[str, str, str]] = []
+        if headers or self._uas.info_packages:
+            fields = {**ours, **(headers or {})}
+            fields.setdefault("Allow", self._uas.allow_header())
+            if self._uas.info_packages:  # RFC 6086 5.2.2: the Info Packages we take
+                fields.setdefault("Recv-Info", ", ".join(self._uas.info_packages))
+        else:  # only fields sipx made (the session timer's, Allow): added as they are
+            checked = [(header_key(name), name, value) for name, value in ours.items()]
+            checked.append(("allow", "Allow", self._uas.allow_header()))
         try:
-            response = self._respond(200, body=sdp, headers=fields, send=False)
+            response = self._respond(200, body=sdp, headers=fields, send=False, extra=checked)
             if self._reliable is not None and self._reliable.hold_2xx(
                 lambda: self._send_answer(response, sdp, choice)
             ):
@@ -410,7 +418,10 @@ class Call:
         headers: Mapping[str, str] | None = None,
         body: SDPBody | str | bytes | None = None,
         send: bool = True,
+        extra: Iterable[tuple[str, str, str]] = (),
     ) -> Response:
+        """``extra``: fields sipx made, checked already (``(key, name, value)``), added
+        after our Contact and the Record-Route copies, before ``headers``."""
         if self.direction != "incoming":
             raise ProtocolError("only an incoming call is answered")
         final = self.final_response
@@ -421,17 +432,18 @@ class Call:
             raise ProtocolError("only an incoming call is answered")
         # Our Contact and the INVITE's Record-Route (RFC 3261 12.1.1) go in as checked
         # fields with the copied ones: no header index made and dropped for each.
-        extra: list[tuple[str, str, str]] = []
+        fields: list[tuple[str, str, str]] = []
         if 100 < status_code < 300:
-            extra.append(("contact", "Contact", self._our_contact()))
+            fields.append(("contact", "Contact", self._our_contact()))
             for route in invite.headers.get_list("Record-Route"):
-                extra.append(("record-route", "Record-Route", route))
+                fields.append(("record-route", "Record-Route", route))
+        fields.extend(extra)
         response = make_response(
             invite,
             status_code,
             reason,
             to_tag=self.local_tag if status_code > 100 else None,
-            extra=extra,
+            extra=fields,
         )
         for name, value in (headers or {}).items():
             response.headers[name] = value

@@ -266,3 +266,44 @@ def test_the_same_sdp_bytes_parsed_again_give_independent_copies(
     assert fourth.media[0] is not third.media[0]
     assert fourth.to_bytes() == data
     assert SDPBody.parse(data.decode()) == first  # text is parsed, as before
+
+
+async def test_the_200_of_a_call_adds_only_checked_fields_without_user_headers(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Without headers of the user's, the 200 gets the session timer's fields and Allow
+    as sipx made them (no ``Headers.__setitem__``), written in the same order as on the
+    parent commit; a user's Allow still replaces ours."""
+    network = MemoryNetwork(seed=1)
+    setitem = Counter(monkeypatch, Headers, "__setitem__")
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, network=network, session_expires=1800) as client,
+        network.socket(PEER) as peer,
+    ):
+        address = next(a for a in network.bound_addresses if a != PEER)
+        _, first = await _answered(client, peer, address, 1)  # makes the cached Allow
+        setitem.calls = 0
+        _, ok = await _answered(client, peer, address, 2)
+        assert setitem.calls == 0
+        _, mine = await _answered(client, peer, address, 3, headers={"Allow": "INVITE, BYE"})
+    assert [n for n, _ in first.headers.multi_items()] == [n for n, _ in ok.headers.multi_items()]
+    assert [name for name, _ in ok.headers.multi_items()] == [  # as the parent wrote it
+        "Via",
+        "Record-Route",
+        "Record-Route",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Supported",
+        "Session-Expires",
+        "Allow",
+        "Content-Type",
+        "Content-Length",
+    ]
+    assert ok.headers["Session-Expires"] == "1800;refresher=uas"  # the peer has no timer
+    assert ok.headers["Supported"] == "timer"
+    assert "INVITE" in ok.headers["Allow"] and "BYE" in ok.headers["Allow"]
+    assert mine.headers.get_list("Allow") == ["INVITE", "BYE"]
+    assert mine.headers["Session-Expires"] == "1800;refresher=uas"
