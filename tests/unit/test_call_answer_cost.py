@@ -307,3 +307,59 @@ async def test_the_200_of_a_call_adds_only_checked_fields_without_user_headers(
     assert "INVITE" in ok.headers["Allow"] and "BYE" in ok.headers["Allow"]
     assert mine.headers.get_list("Allow") == ["INVITE", "BYE"]
     assert mine.headers["Session-Expires"] == "1800;refresher=uas"
+
+
+async def test_queued_calls_are_taken_without_waiting_on_the_channel_each(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Calls queued before ``calls()`` is read are handed out one after the other; only an
+    empty queue is waited on. Cancelling the reader still stops it at the next call."""
+    network = MemoryNetwork(seed=1)
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
+        network.socket(PEER) as peer,
+    ):
+        channel = client._uas._call_receive
+        waits = 0
+        receive = type(channel).receive
+
+        async def counted(self: Any) -> Any:
+            nonlocal waits
+            if self is channel:
+                waits += 1
+            return await receive(self)
+
+        monkeypatch.setattr(type(channel), "receive", counted)
+        address = next(a for a in network.bound_addresses if a != PEER)
+        target = f"{address[0]}:{address[1]}"
+        got: list[str] = []
+
+        release = trio.Event()
+
+        async def take(count: int) -> None:
+            async for call in client.calls():
+                got.append(call.call_id)
+                call.answer(SDPBody.parse(OFFER.replace("6000", "9")))
+                if len(got) == 1:
+                    await release.wait()  # busy: the next calls queue up meanwhile
+                if len(got) == count:
+                    return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(take, 4)
+            await trio.testing.wait_all_tasks_blocked()
+            peer.send(_invite(target, 0), address)
+            await trio.testing.wait_all_tasks_blocked()
+            assert waits == 1  # nothing was queued: the reader waited
+            for i in range(1, 4):
+                peer.send(_invite(target, i), address)
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+        assert got == [f"{i}@peer" for i in range(4)]
+        assert waits == 1  # the three queued were taken without waiting
+
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            async for _ in client.calls():
+                pytest.fail("a cancelled reader got a call")
+        assert scope.cancelled_caught
