@@ -593,6 +593,8 @@ class UserAgentServer:
     def _bad_extension(self, incoming: IncomingRequest) -> bool:
         """RFC 3261 8.2.2.3: a Require we do not support gets 420 with Unsupported, before
         anything else sees the request."""
+        if incoming.request.headers.first_of_key("require") is None:
+            return False  # the usual case: no Require, no list of what we support made
         missing = unsupported(incoming.request, self.supported)
         if not missing:
             return False
