@@ -27,6 +27,7 @@ import sipx._call
 import sipx._core.sdp
 from sipx import CallState, SDPBody
 from sipx._core.headers import Headers
+from sipx._core.media_params import MediaParams, negotiate
 from sipx._idle_calls import BATCH, IDLE_AFTER, IdleCalls
 from sipx.testing import MemoryNetwork
 
@@ -363,3 +364,36 @@ async def test_queued_calls_are_taken_without_waiting_on_the_channel_each(
             async for _ in client.calls():
                 pytest.fail("a cancelled reader got a call")
         assert scope.cancelled_caught
+
+
+def test_negotiation_reads_each_sides_codecs_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``negotiate`` reads the rtpmap lines of our stream and of the peer's once each (not
+    once per question asked of them); what it finds is unchanged."""
+    offer = SDPBody.parse(
+        "v=0\r\no=peer 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        "m=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:30\r\n"
+    )
+    answer = SDPBody.create_answer(offer, "uas", "127.0.0.1", "127.0.0.1", port=7000)
+    reads = 0
+    codecs = sipx._core.sdp.MediaDescription.codecs
+
+    def counted(self: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return codecs.fget(self)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(sipx._core.sdp.MediaDescription, "codecs", property(counted))
+    params = negotiate(answer, offer, we_offered=False)
+    assert reads == 2
+    assert params == MediaParams(
+        codec="PCMA",
+        send_payload=8,
+        receive_payload=8,
+        event_send_payload=101,
+        event_receive_payload=101,
+        ptime=30,
+        remote=("192.0.2.1", 6000),
+        direction="sendrecv",
+        rtcp_mux=False,
+    )
