@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from ._call_media import AudioSource, CallMedia
-from ._core.builder import attach_body, copy_record_route
+from ._core.builder import body_bytes
 from ._core.dialog import Dialog, DialogState
 from ._core.dtmf import digit_to_event
+from ._core.headers import header_key
 from ._core.message import Request, Response
 from ._core.parser import parse_message
 from ._core.reliable import send_reliably
@@ -338,12 +339,19 @@ class Call:
             choice = None
         if choice is not None and choice.status != 200:
             choice = None
-        fields = {**(choice.headers if choice is not None else {}), **(headers or {})}
-        fields.setdefault("Allow", self._uas.allow_header())
-        if self._uas.info_packages:  # RFC 6086 5.2.2: the Info Packages we take
-            fields.setdefault("Recv-Info", ", ".join(self._uas.info_packages))
+        ours = choice.headers if choice is not None else {}
+        fields: dict[str, str] | None = None
+        checked: list[tuple[str, str, str]] = []
+        if headers or self._uas.info_packages:
+            fields = {**ours, **(headers or {})}
+            fields.setdefault("Allow", self._uas.allow_header())
+            if self._uas.info_packages:  # RFC 6086 5.2.2: the Info Packages we take
+                fields.setdefault("Recv-Info", ", ".join(self._uas.info_packages))
+        else:  # only fields sipx made (the session timer's, Allow): added as they are
+            checked = [(header_key(name), name, value) for name, value in ours.items()]
+            checked.append(("allow", "Allow", self._uas.allow_header()))
         try:
-            response = self._respond(200, body=sdp, headers=fields, send=False)
+            response = self._respond(200, body=sdp, headers=fields, send=False, extra=checked)
             if self._reliable is not None and self._reliable.hold_2xx(
                 lambda: self._send_answer(response, sdp, choice)
             ):
@@ -410,7 +418,10 @@ class Call:
         headers: Mapping[str, str] | None = None,
         body: SDPBody | str | bytes | None = None,
         send: bool = True,
+        extra: Iterable[tuple[str, str, str]] = (),
     ) -> Response:
+        """``extra``: fields sipx made, checked already (``(key, name, value)``), added
+        after our Contact and the Record-Route copies, before ``headers``."""
         if self.direction != "incoming":
             raise ProtocolError("only an incoming call is answered")
         final = self.final_response
@@ -419,24 +430,40 @@ class Call:
         invite = self.invite
         if self.transaction is None:
             raise ProtocolError("only an incoming call is answered")
-        response = make_response(
-            invite, status_code, reason, to_tag=self.local_tag if status_code > 100 else None
-        )
+        # Our Contact and the INVITE's Record-Route (RFC 3261 12.1.1) go in as checked
+        # fields with the copied ones: no header index made and dropped for each.
+        fields: list[tuple[str, str, str]] = []
         if 100 < status_code < 300:
-            response.headers["Contact"] = self._our_contact()
-            copy_record_route(invite, response)
+            fields.append(("contact", "Contact", self._our_contact()))
+            for route in invite.headers.get_list("Record-Route"):
+                fields.append(("record-route", "Record-Route", route))
+        fields.extend(extra)
+        response = make_response(
+            invite,
+            status_code,
+            reason,
+            to_tag=self.local_tag if status_code > 100 else None,
+            extra=fields,
+        )
         for name, value in (headers or {}).items():
             response.headers[name] = value
         if body is not None:
-            attach_body(response, body, "application/sdp")
+            content = body_bytes(body)
+            response.content = content
+            if content and all(key != "content-type" for key, _, _ in response.headers.entries):
+                response.headers.add("Content-Type", "application/sdp")
         if send:
             self._transmit(response)
         return response
 
     def _our_contact(self) -> str:
-        """Our Contact in this call's dialog (the one our 200 carried, once answered)."""
+        """Our Contact in this call's dialog (the one our 200 carried, once answered);
+        checked as a header value when made."""
         if self._contact is None:
-            self._contact = self._uas.contact_for(self.invite)
+            contact = self._uas.contact_for(self.invite)
+            if "\r" in contact or "\n" in contact:
+                raise ValueError(f"header value must not contain CR or LF: {contact!r}")
+            self._contact = contact.strip(" \t")
         return self._contact
 
     def _transmit(self, response: Response) -> None:
@@ -895,7 +922,10 @@ class Call:
             self.dialog.state = DialogState.CONFIRMED
         self._set_acked()
         if self.state is CallState.ESTABLISHED:
-            self._keep_less()
+            if self._engine.running:  # a little later, unless it ends first (_idle_calls.py)
+                self._uas.idle_calls.add(self)
+            else:
+                self._keep_less()
 
     def _keep_sdps_as_bytes(self, sent: Mapping[int, bytes] | None = None) -> None:
         """Offer, answer, ours and the peer's as bytes (one bytes object per SDP, however
@@ -1007,6 +1037,13 @@ def end_call(call: Call, by: str) -> None:
 def ack_received(call: Call, ack: Request) -> None:
     """The ACK of our 2xx arrived (it may carry the SDP answer to a late offer)."""
     call._on_ack(ack)
+
+
+def keep_less(call: Call) -> None:
+    """An ACKed call still established a little later: keep its INVITE, our 200 and its
+    SDPs as bytes from now on (see ``Call``)."""
+    if call.state is CallState.ESTABLISHED:
+        call._keep_less()
 
 
 def target_refresh_received(call: Call, incoming: IncomingRequest) -> Response:

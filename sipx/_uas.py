@@ -31,6 +31,7 @@ from ._call import (
     final_sent,
     info_handler_of,
     info_received,
+    keep_less,
     media_of,
     prack_received,
     session_refused,
@@ -47,6 +48,7 @@ from ._core.sdp import SDPBody
 from ._core.session_timer import MIN_SE, OPTION_TAG, request_headers
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError
+from ._idle_calls import IdleCalls
 from ._in_dialog import receive_in_dialog
 from ._media_stream import MediaClock, MediaStream, bind_rtp_pair
 from ._notifier import Notifiers
@@ -215,6 +217,7 @@ class UserAgentServer:
         self.session_expires: int | None = None
         self.min_se = MIN_SE
         self.session_timers = SessionTimers(engine.start_soon)  # every call's, one task
+        self.idle_calls = IdleCalls(engine.start_soon, keep_less)  # ACKed, compacted later
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
@@ -237,8 +240,21 @@ class UserAgentServer:
 
     async def incoming_calls(self) -> AsyncIterator[Call]:
         self._listening += 1
+        receive = self._call_receive
         try:
-            async for call in self._call_receive:
+            while True:
+                # Calls already queued are taken without a trip through trio's scheduler
+                # each (a checkpoint only if cancelled); an empty queue waits as before.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    call = receive.receive_nowait()
+                except trio.WouldBlock:
+                    try:
+                        call = await receive.receive()
+                    except trio.EndOfChannel:
+                        return
+                except trio.EndOfChannel:
+                    return
                 if call.state is CallState.INCOMING:
                     yield call
         finally:
@@ -577,6 +593,8 @@ class UserAgentServer:
     def _bad_extension(self, incoming: IncomingRequest) -> bool:
         """RFC 3261 8.2.2.3: a Require we do not support gets 420 with Unsupported, before
         anything else sees the request."""
+        if incoming.request.headers.first_of_key("require") is None:
+            return False  # the usual case: no Require, no list of what we support made
         missing = unsupported(incoming.request, self.supported)
         if not missing:
             return False

@@ -52,16 +52,18 @@ def negotiate(local: SDPBody, remote: SDPBody, *, we_offered: bool) -> MediaPara
     if pair is None:
         return None
     ours, theirs = pair
-    answer = theirs if we_offered else ours
-    chosen = next((c for c in answer.codecs if c.name.upper() in G711 and c.rate == 8000), None)
+    # Each side's codecs, read from its rtpmap lines once.
+    our_codecs, their_codecs = ours.codecs, theirs.codecs
+    answer = their_codecs if we_offered else our_codecs
+    chosen = next((c for c in answer if c.name.upper() in G711 and c.rate == 8000), None)
     if chosen is None:
         return None
-    send = _payload_for(theirs, chosen)
-    receive = _payload_for(ours, chosen)
+    send = _payload_for(their_codecs, chosen)
+    receive = _payload_for(our_codecs, chosen)
     if send is None or receive is None:
         return None
-    event_send = _event_payload(theirs)
-    event_receive = _event_payload(ours)
+    event_send = _event_payload(their_codecs)
+    event_receive = _event_payload(our_codecs)
     if event_send is None or event_receive is None:
         event_send = event_receive = None
     address = remote.media_address(theirs)
@@ -88,15 +90,15 @@ def _first_audio(
     return None
 
 
-def _payload_for(media: MediaDescription, codec: Codec) -> int | None:
-    for candidate in media.codecs:
+def _payload_for(codecs: list[Codec], codec: Codec) -> int | None:
+    for candidate in codecs:
         if candidate.matches(codec) and candidate.payload.isdigit():
             return int(candidate.payload)
     return None
 
 
-def _event_payload(media: MediaDescription) -> int | None:
-    for codec in media.codecs:
+def _event_payload(codecs: list[Codec]) -> int | None:
+    for codec in codecs:
         if codec.name.lower() == "telephone-event" and codec.rate == 8000:
             return int(codec.payload) if codec.payload.isdigit() else None
     return None

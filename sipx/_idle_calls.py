@@ -1,0 +1,78 @@
+"""Established calls made idle a little after their ACK, in batches, by one task.
+
+When the ACK of our 200 arrives a call is established and, from then on, keeps less: its
+INVITE, our 200 and its SDPs as bytes, no server transaction (``Call._keep_less``). Many
+calls end at once (a BYE right after the ACK: load tests, short calls): compacting those
+would be wasted work. So the ACKed calls wait in a queue for :data:`IDLE_AFTER` seconds
+and a call still established then is compacted; an ended one is skipped.
+
+The queue is first in, first out (every call waits the same time). One task, started in
+the engine's nursery when the first call comes and ended when the queue is empty, sleeps
+until the oldest call is due plus :data:`BATCH`, then compacts every call due by then.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+if TYPE_CHECKING:
+    from ._call import Call
+
+log = logging.getLogger("sipx")
+
+IDLE_AFTER = 0.05
+"""Seconds between a call's ACK and its compaction (if it is still established): long
+enough for a BYE sent right after the ACK (SIPp's calls, load tests) to arrive first,
+short enough that the calls not yet compacted add little to the memory peak (about
+IDLE_AFTER + BATCH times the call rate: 35 calls at 500 calls/s)."""
+
+BATCH = 0.02
+"""The task wakes at most this late for a call due, to compact the calls due meanwhile."""
+
+
+class IdleCalls:
+    """ACKed calls waiting to be compacted: ``compact(call)`` runs :data:`IDLE_AFTER`
+    seconds after :meth:`add` (and at most :data:`BATCH` later) unless the call ended."""
+
+    __slots__ = ("_compact", "_queue", "_running", "_start_soon")
+
+    def __init__(self, start_soon: Callable[..., None], compact: Callable[[Call], None]) -> None:
+        self._start_soon = start_soon  # the engine's
+        self._compact = compact
+        self._queue: deque[tuple[float, Call]] = deque()
+        self._running = False
+
+    def __len__(self) -> int:
+        """Calls waiting (ended ones included until their turn comes)."""
+        return len(self._queue)
+
+    def add(self, call: Call) -> None:
+        """``call`` was ACKed: compact it later (its task starts with the first call)."""
+        self._queue.append((trio.current_time() + IDLE_AFTER, call))
+        if not self._running:
+            self._running = True
+            self._start_soon(self._run)
+
+    async def _run(self) -> None:
+        queue = self._queue
+        try:
+            while queue:
+                now = trio.current_time()
+                if queue[0][0] > now:
+                    await trio.sleep_until(queue[0][0] + BATCH)
+                    continue
+                while queue and queue[0][0] <= now:
+                    call = queue.popleft()[1]
+                    if call.ended:
+                        continue
+                    try:
+                        self._compact(call)
+                    except Exception:  # a background task never crashes the client
+                        log.exception("making call %s idle failed", call.call_id)
+        finally:
+            self._running = False
