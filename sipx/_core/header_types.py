@@ -46,9 +46,11 @@ _VIA_RE = re.compile(
 # reads captured directly: ``SIP/2.0/UDP host:port;branch=...[;rport]`` and
 # ``["Name" |Name ]<uri>[;tag=...]``. Each accepts a subset of the general expression's
 # language and yields the same values; anything else takes the general path.
+# The usual transport, port and rport flag are recognised by empty groups (an empty
+# string costs no allocation, a captured "UDP", "5060" or ";rport" does).
 _VIA_COMMON_RE = re.compile(
-    rf"SIP/2\.0/([A-Z]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?"
-    rf";branch=([{_T}]+)(;rport)?"
+    rf"SIP/2\.0/(?:UDP()|([A-Z]+)) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])"
+    rf"(?::(?:5060()|([0-9]{{1,5}})))?;branch=([{_T}]+)(?:;rport())?"
 )
 # The URI: printable ASCII but SP, DQUOTE, "<" and ">" (a subset of the general [^<>\s"]).
 _NAME_ADDR_COMMON_RE = re.compile(
@@ -506,28 +508,24 @@ class CSeq(NamedTuple):
 _new_tuple = tuple.__new__
 
 
-# The ports of RFC 3261 19.1.2 (nearly every Via names one): read without int().
-_SIP_PORTS = {"5060": 5060, "5061": 5061}
-
-
 def parse_via(text: str) -> Via:
     """Parse one Via entry (``Via.parse``): the usual shape with one regular expression and
     the parameters a transaction reads captured, anything else by the general path."""
     match = _VIA_COMMON_RE.fullmatch(text)
     if match is None:
         return Via._parse_general(text)
-    transport, host, port_text, branch, rport = match.groups()
+    udp, transport, host, sip_port, port_text, branch, rport = match.groups()
     via = _new_object(Via)
-    via.transport = transport  # upper-case already
+    via.transport = "UDP" if udp is not None else transport  # upper-case already
     via.host = host
-    if port_text is None:
+    if sip_port is not None:
+        via.port = 5060
+    elif port_text is None:
         via.port = None
     else:
-        port = _SIP_PORTS.get(port_text)
-        if port is None:
-            port = int(port_text)  # at most 5 digits
-            if port > 65535:
-                raise ParseError(f"bad port {port_text} in Via")
+        port = int(port_text)  # at most 5 digits
+        if port > 65535:
+            raise ParseError(f"bad port {port_text} in Via")
         via.port = port
     via.params = {"branch": branch} if rport is None else {"branch": branch, "rport": None}
     via.protocol = "SIP/2.0"
