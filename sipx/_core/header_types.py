@@ -47,14 +47,18 @@ _VIA_RE = re.compile(
 # ``["Name" |Name ]<uri>[;tag=...]``. Each accepts a subset of the general expression's
 # language and yields the same values; anything else takes the general path.
 # The usual transport, port and rport flag are recognised by empty groups (an empty
-# string costs no allocation, a captured "UDP", "5060" or ";rport" does).
+# string costs no allocation, a captured "UDP", "5060" or ";rport" does). Optional parts
+# are written as an alternation with an empty branch, ``(?:X|)``, not ``(?:X)?``: the
+# engine runs a group repeated 0-1 times as a REPEAT with its own context, which costs
+# more than a BRANCH; and the runs of one character class are possessive (``++``), as no
+# backtracking into them can help (each is followed by a character the class excludes).
 _VIA_COMMON_RE = re.compile(
-    rf"SIP/2\.0/(?:UDP()|([A-Z]+)) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])"
-    rf"(?::(?:5060()|([0-9]{{1,5}})))?;branch=([{_T}]+)(?:;rport())?"
+    rf"SIP/2\.0/(?:UDP()|([A-Z]++)) ([A-Za-z0-9.\-]++|\[[0-9A-Fa-f:.]++\])"
+    rf"(?::(?:5060()|([0-9]{{1,5}}+))|);branch=([{_T}]++)(?:;rport()|)"
 )
 # The URI: printable ASCII but SP, DQUOTE, "<" and ">" (a subset of the general [^<>\s"]).
 _NAME_ADDR_COMMON_RE = re.compile(
-    rf'(?:"([^"\\]*)" ?|([{_T}]+) )?<([!#-;=?-~]+)>(?:;tag=([{_T}]+))?'
+    rf'(?:"([^"\\]*+)"(?: |)|([{_T}]++) |)<([!#-;=?-~]++)>(?:;tag=([{_T}]++)|)'
 )
 _SENT_PROTOCOL_RE = re.compile(
     r"[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t;]+)(?:[ \t]+(.*))?", re.S

@@ -87,12 +87,11 @@ def parse_message(
         )
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")  # RFC 3261 7.5: CRLFs before the start line are ignored
-    end = data.find(b"\r\n\r\n")
-    if end == -1:
-        head, body = _split_at_blank_line(data)
+    head_bytes, blank_line, body = data.partition(b"\r\n\r\n")
+    if blank_line:
+        head = head_bytes.decode("utf-8", "surrogateescape")
     else:
-        head = data[:end].decode("utf-8", "surrogateescape")
-        body = data[end + 4 :]
+        head, body = _split_at_blank_line(data)
     lines = head.split("\r\n")
     try:
         first, more = _header_fields(lines, len(head), limits)
@@ -103,7 +102,7 @@ def parse_message(
         if "\n" in joined or "\r" in joined:
             raise _Folded
     except _Folded:
-        if end != -1:  # bare LF lines: the empty line may come before the first CRLF CRLF
+        if blank_line:  # bare LF lines: the empty line may come before the first CRLF CRLF
             head, body = _split_at_blank_line(data)
         lines = _normalise(head)
         try:
