@@ -25,22 +25,26 @@ _T = r"A-Za-z0-9\-.!%*_+`'~"
 _TOKEN_RE = re.compile(f"[{_T}]+")
 # Written as an unrolled loop: the engine runs through ordinary characters without trying
 # an alternation at each one.
-_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+_QUOTED = r'"[^"\\]*+(?:\\.[^"\\]*+)*"'
 # gen-value = token / host / quoted-string (host may be an IPv6 reference).
-_VALUE = rf"[{_T}:\[\]]+|{_QUOTED}"
+_VALUE = rf"[{_T}:\[\]]++|{_QUOTED}"
 _PARAM_NAME_RE = _TOKEN_RE
 _PARAM_VALUE_RE = re.compile(_VALUE)
 # ";name=value;flag..." written without any whitespace: the overwhelmingly common case.
-_PARAMS = rf"(?:;[{_T}]+(?:=(?:{_VALUE}))?)*"
+# An optional part is written ``(?:X|)``, not ``(?:X)?`` (which the engine runs as a REPEAT
+# with its own context, a BRANCH costs less), and a run of one character class that the
+# next character cannot continue is possessive (``++``: nothing to backtrack into).
+_PARAMS = rf"(?:;[{_T}]++(?:=(?:{_VALUE})|))*"
 _PARAMS_RE = re.compile(_PARAMS)
-_PARAM_ITEM_RE = re.compile(rf"(?:;([{_T}]+)(?:=({_VALUE}))?)")
+_PARAM_ITEM_RE = re.compile(rf"(?:;([{_T}]++)(?:=({_VALUE})|))")
 _HOST_RE = re.compile(r"[A-Za-z0-9.\-]+")
 _DIGITS_RE = re.compile(r"[0-9]+")
 _ESCAPE_RE = re.compile(r"\\(.)", re.S)
 _NON_QDTEXT_RE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f"\\]')
 
 _VIA_RE = re.compile(
-    rf"SIP/2\.0/([{_T}]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?({_PARAMS})"
+    rf"SIP/2\.0/([{_T}]++) ([A-Za-z0-9.\-]++|\[[0-9A-Fa-f:.]++\])(?::([0-9]{{1,5}}+)|)"
+    rf"({_PARAMS})"
 )
 # The shapes nearly every Via and From/To take, with the parameters a transaction layer
 # reads captured directly: ``SIP/2.0/UDP host:port;branch=...[;rport]`` and
@@ -64,8 +68,8 @@ _SENT_PROTOCOL_RE = re.compile(
     r"[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t;]+)(?:[ \t]+(.*))?", re.S
 )
 _NAME_ADDR_RE = re.compile(
-    rf'(?:"([^"\\]*(?:\\.[^"\\]*)*)"[ \t]*|([{_T}]+(?:[ \t]+[{_T}]+)*)[ \t]*)?'
-    rf'<([^<>\s"]+)>({_PARAMS})'
+    rf'(?:"([^"\\]*+(?:\\.[^"\\]*+)*)"[ \t]*|([{_T}]+(?:[ \t]+[{_T}]+)*)[ \t]*|)'
+    rf'<([^<>\s"]++)>({_PARAMS})'
 )
 _ADDR_SPEC_RE = re.compile(rf'([A-Za-z][A-Za-z0-9+.\-]*:[^\s;<>"?,]+)({_PARAMS})')
 
