@@ -25,41 +25,51 @@ _T = r"A-Za-z0-9\-.!%*_+`'~"
 _TOKEN_RE = re.compile(f"[{_T}]+")
 # Written as an unrolled loop: the engine runs through ordinary characters without trying
 # an alternation at each one.
-_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+_QUOTED = r'"[^"\\]*+(?:\\.[^"\\]*+)*"'
 # gen-value = token / host / quoted-string (host may be an IPv6 reference).
-_VALUE = rf"[{_T}:\[\]]+|{_QUOTED}"
+_VALUE = rf"[{_T}:\[\]]++|{_QUOTED}"
 _PARAM_NAME_RE = _TOKEN_RE
 _PARAM_VALUE_RE = re.compile(_VALUE)
 # ";name=value;flag..." written without any whitespace: the overwhelmingly common case.
-_PARAMS = rf"(?:;[{_T}]+(?:=(?:{_VALUE}))?)*"
+# An optional part is written ``(?:X|)``, not ``(?:X)?`` (which the engine runs as a REPEAT
+# with its own context, a BRANCH costs less), and a run of one character class that the
+# next character cannot continue is possessive (``++``: nothing to backtrack into).
+_PARAMS = rf"(?:;[{_T}]++(?:=(?:{_VALUE})|))*"
 _PARAMS_RE = re.compile(_PARAMS)
-_PARAM_ITEM_RE = re.compile(rf"(?:;([{_T}]+)(?:=({_VALUE}))?)")
+_PARAM_ITEM_RE = re.compile(rf"(?:;([{_T}]++)(?:=({_VALUE})|))")
 _HOST_RE = re.compile(r"[A-Za-z0-9.\-]+")
 _DIGITS_RE = re.compile(r"[0-9]+")
 _ESCAPE_RE = re.compile(r"\\(.)", re.S)
 _NON_QDTEXT_RE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f"\\]')
 
 _VIA_RE = re.compile(
-    rf"SIP/2\.0/([{_T}]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?({_PARAMS})"
+    rf"SIP/2\.0/([{_T}]++) ([A-Za-z0-9.\-]++|\[[0-9A-Fa-f:.]++\])(?::([0-9]{{1,5}}+)|)"
+    rf"({_PARAMS})"
 )
 # The shapes nearly every Via and From/To take, with the parameters a transaction layer
 # reads captured directly: ``SIP/2.0/UDP host:port;branch=...[;rport]`` and
 # ``["Name" |Name ]<uri>[;tag=...]``. Each accepts a subset of the general expression's
 # language and yields the same values; anything else takes the general path.
+# The usual transport, port and rport flag are recognised by empty groups (an empty
+# string costs no allocation, a captured "UDP", "5060" or ";rport" does). Optional parts
+# are written as an alternation with an empty branch, ``(?:X|)``, not ``(?:X)?``: the
+# engine runs a group repeated 0-1 times as a REPEAT with its own context, which costs
+# more than a BRANCH; and the runs of one character class are possessive (``++``), as no
+# backtracking into them can help (each is followed by a character the class excludes).
 _VIA_COMMON_RE = re.compile(
-    rf"SIP/2\.0/([A-Z]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?"
-    rf";branch=([{_T}]+)(;rport)?"
+    rf"SIP/2\.0/(?:UDP()|([A-Z]++)) ([A-Za-z0-9.\-]++|\[[0-9A-Fa-f:.]++\])"
+    rf"(?::(?:5060()|([0-9]{{1,5}}+))|);branch=([{_T}]++)(?:;rport()|)"
 )
 # The URI: printable ASCII but SP, DQUOTE, "<" and ">" (a subset of the general [^<>\s"]).
 _NAME_ADDR_COMMON_RE = re.compile(
-    rf'(?:"([^"\\]*)" ?|([{_T}]+) )?<([!#-;=?-~]+)>(?:;tag=([{_T}]+))?'
+    rf'(?:"([^"\\]*+)"(?: |)|([{_T}]++) |)<([!#-;=?-~]++)>(?:;tag=([{_T}]++)|)'
 )
 _SENT_PROTOCOL_RE = re.compile(
     r"[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t]+)[ \t]*/[ \t]*([^/ \t;]+)(?:[ \t]+(.*))?", re.S
 )
 _NAME_ADDR_RE = re.compile(
-    rf'(?:"([^"\\]*(?:\\.[^"\\]*)*)"[ \t]*|([{_T}]+(?:[ \t]+[{_T}]+)*)[ \t]*)?'
-    rf'<([^<>\s"]+)>({_PARAMS})'
+    rf'(?:"([^"\\]*+(?:\\.[^"\\]*+)*)"[ \t]*|([{_T}]+(?:[ \t]+[{_T}]+)*)[ \t]*|)'
+    rf'<([^<>\s"]++)>({_PARAMS})'
 )
 _ADDR_SPEC_RE = re.compile(rf'([A-Za-z][A-Za-z0-9+.\-]*:[^\s;<>"?,]+)({_PARAMS})')
 
@@ -506,28 +516,24 @@ class CSeq(NamedTuple):
 _new_tuple = tuple.__new__
 
 
-# The ports of RFC 3261 19.1.2 (nearly every Via names one): read without int().
-_SIP_PORTS = {"5060": 5060, "5061": 5061}
-
-
 def parse_via(text: str) -> Via:
     """Parse one Via entry (``Via.parse``): the usual shape with one regular expression and
     the parameters a transaction reads captured, anything else by the general path."""
     match = _VIA_COMMON_RE.fullmatch(text)
     if match is None:
         return Via._parse_general(text)
-    transport, host, port_text, branch, rport = match.groups()
+    udp, transport, host, sip_port, port_text, branch, rport = match.groups()
     via = _new_object(Via)
-    via.transport = transport  # upper-case already
+    via.transport = "UDP" if udp is not None else transport  # upper-case already
     via.host = host
-    if port_text is None:
+    if sip_port is not None:
+        via.port = 5060
+    elif port_text is None:
         via.port = None
     else:
-        port = _SIP_PORTS.get(port_text)
-        if port is None:
-            port = int(port_text)  # at most 5 digits
-            if port > 65535:
-                raise ParseError(f"bad port {port_text} in Via")
+        port = int(port_text)  # at most 5 digits
+        if port > 65535:
+            raise ParseError(f"bad port {port_text} in Via")
         via.port = port
     via.params = {"branch": branch} if rport is None else {"branch": branch, "rport": None}
     via.protocol = "SIP/2.0"

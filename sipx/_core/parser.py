@@ -87,28 +87,22 @@ def parse_message(
         )
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")  # RFC 3261 7.5: CRLFs before the start line are ignored
-    end = data.find(b"\r\n\r\n")
-    if end == -1:
-        head, body = _split_at_blank_line(data)
+    head_bytes, blank_line, body = data.partition(b"\r\n\r\n")
+    if blank_line:
+        head = head_bytes.decode("utf-8", "surrogateescape")
     else:
-        head = data[:end].decode("utf-8", "surrogateescape")
-        body = data[end + 4 :]
+        head, body = _split_at_blank_line(data)
     lines = head.split("\r\n")
     try:
         first, more = _header_fields(lines, len(head), limits)
-        # A CR or LF left inside a line is a bare one: normalise. A name with one went to
-        # _header_name, which raised _Folded; look in the start line and the values (a
-        # join and memchr scans cost less than counting the line ends). Joined with the
-        # start line as separator, the values and the start line are searched at once.
-        values = lines[0].join(first.values())
-        if len(first) < 2:
-            values += lines[0]
-        if more is not None:
-            values += "".join(map("".join, more.values()))
-        if "\n" in values or "\r" in values:
+        # A CR or LF left inside a line is a bare one: normalise. The lines are joined
+        # (a list joins without a copy into another list) and searched with memchr, which
+        # costs less than counting the line ends of the section.
+        joined = " ".join(lines)
+        if "\n" in joined or "\r" in joined:
             raise _Folded
     except _Folded:
-        if end != -1:  # bare LF lines: the empty line may come before the first CRLF CRLF
+        if blank_line:  # bare LF lines: the empty line may come before the first CRLF CRLF
             head, body = _split_at_blank_line(data)
         lines = _normalise(head)
         try:

@@ -82,6 +82,47 @@ def _assert_general_path(
     assert taken == [text]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SIP/2.0/UDP h:5060;branch=z9hG4bKa",
+        "SIP/2.0/UDP h:50601;branch=z9hG4bKa",  # starts like 5060
+        "SIP/2.0/UDP h:506;branch=z9hG4bKa;rport",
+        "SIP/2.0/UDP h:05060;branch=z9hG4bKa",
+        "SIP/2.0/UDP h:5061;branch=z9hG4bKa",
+        "SIP/2.0/UDPX h:5060;branch=z9hG4bKa",  # starts like UDP
+        "SIP/2.0/TCP h:5060;branch=z9hG4bKa;rport",
+        "SIP/2.0/UD h;branch=rport",
+        "SIP/2.0/SCTP [::1]:5060;branch=z9hG4bK;rport",
+    ],
+)
+def test_fast_via_transport_port_and_rport_read_as_the_general_path(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    general = Via._parse_general(text)
+    _no_general_path(monkeypatch, Via)
+    fast = parse_via(text)
+    assert fast == general
+    assert (fast.transport, fast.port, fast.branch, fast.has_rport) == (
+        general.transport,
+        general.port,
+        general.branch,
+        general.has_rport,
+    )
+    assert list(fast.params.items()) == list(general.params.items())
+    assert str(fast) == str(general)
+
+
+def test_fast_via_makes_no_string_for_the_usual_transport_and_port() -> None:
+    # UDP and port 5060 are recognised by the expression, not cut out of the text: two
+    # Vias parsed apart share the transport string and the port number.
+    text = "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK.Hq3Zx9PiQ;rport"
+    first, second = parse_via(text), parse_via(text[:-6] + ";rport")
+    assert first.transport == "UDP" and first.port == 5060
+    assert first.transport is second.transport
+    assert first.port is second.port
+
+
 def test_fast_via_still_checks_the_port() -> None:
     with pytest.raises(ParseError, match="bad port 65536"):
         parse_via("SIP/2.0/UDP h:65536;branch=z9hG4bKa")
@@ -224,6 +265,25 @@ def test_every_line_shape_reads_the_same_as_fields_added_one_by_one() -> None:
 )
 def test_bare_line_ends_go_first(data: bytes, message: str) -> None:
     with pytest.raises(ParseError, match=message):
+        parse_message(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # in the value of a name given twice (the second value)
+        b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nVia: x\ry\r\n\r\n",
+        # in the value of a name sipx does not know
+        b"OPTIONS sip:a@b SIP/2.0\r\nCSeq: 1 OPTIONS\r\nX-Thing: x\ry\r\n\r\n",
+        # in the start line of a message with one header line, and with none
+        b"OPTIONS sip:a@b SIP/2.0\rX\r\nCall-ID: c\r\n\r\n",
+        b"OPTIONS sip:a@b\r SIP/2.0\r\n\r\n",
+        # in a value given with a compact name and no space after the colon
+        b"OPTIONS sip:a@b SIP/2.0\r\ni:x\ry\r\n\r\n",
+    ],
+)
+def test_a_bare_cr_anywhere_in_the_header_section_is_found(data: bytes) -> None:
+    with pytest.raises(ParseError, match="bare CR"):
         parse_message(data)
 
 
