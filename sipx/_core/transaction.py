@@ -32,6 +32,16 @@ the record counts as a server transaction until Timer J. A non-INVITE client tra
 does the same on entering Completed: only its key stays, to absorb retransmitted final
 responses until Timer K.
 
+An INVITE server transaction entering Accepted (a 2xx sent) hands over to a record too, for
+Timer L (64*T1, any transport): the status of its 2xx, no bytes. The
+record absorbs retransmissions of the INVITE (the TU resends the 2xx itself), still counts
+for a merged request (8.2.2.2) and for ``max_server_transactions``, and a CANCEL matching it
+finds a stand-in whose ``last_response`` says the INVITE was answered (9.2: 200, no 487).
+An ACK matching it is passed to the TU as every ACK for a 2xx is (:class:`AckReceived`).
+The object leaves the layer's tables then (no timer, no event: the layer never reaches it
+again) but stays Accepted for whoever holds it, passing the TU's 2xx retransmissions until
+its Timer L deadline, when :meth:`ServerTransaction.respond` starts refusing them.
+
 The four state machines are those of RFC 3261 figures 5 to 8 as amended by RFC 6026: a 2xx
 to an INVITE moves both the client and the server INVITE transaction to Accepted (Timers M
 and L); the client passes every 2xx up and never ACKs one (the TU does); the server passes
@@ -342,8 +352,9 @@ class Transaction:
         walks) and lets go of its messages: reading ``request`` then raises RuntimeError,
         and ``last_response`` is None. So does an
         INVITE server transaction once Accepted (a 2xx sent): the TU's retransmissions of
-        the 2xx pass through it, but it keeps neither the INVITE nor the 2xx, only the
-        2xx's status and To field as ``last_response`` (:func:`accepted_stand_in`).
+        the 2xx pass through it until Timer L, but it keeps neither the INVITE nor the 2xx,
+        only the 2xx's status and To field as ``last_response`` (:func:`accepted_stand_in`),
+        and the layer keeps only a record of it (see the module docstring).
         """
         request = self._request
         if request is None:
@@ -620,12 +631,15 @@ class InviteServerTransaction(ServerTransaction):
             self._send(response)
             if 200 <= code < 300:
                 self.state = _S.ACCEPTED
-                self._arm("L", self.config.timer_l, now)
                 # Accepted only absorbs INVITE retransmissions and passes 2xx and ACKs:
-                # matching needs the key and the 2xx's To tag, not the INVITE nor the
-                # rest of the 2xx (the TU keeps what it needs; Timer L runs 32 s).
+                # the layer keeps a record for that (Timer L runs 32 s), not this object,
+                # and the object keeps neither the INVITE nor the rest of the 2xx (the TU
+                # keeps what it needs). Until Timer L it passes the TU's 2xx resends.
                 self._request = None
-                self.last_response = accepted_stand_in(response)
+                stand_in = accepted_stand_in(response)
+                self.last_response = stand_in
+                self._interval = now + self.config.timer_l  # in Accepted: Timer L's deadline
+                self._layer._accept(self, code, self._interval)
             elif code >= 300:
                 self.state = _S.COMPLETED
                 if not self.reliable:
@@ -634,6 +648,9 @@ class InviteServerTransaction(ServerTransaction):
                 self._arm("H", self.config.timer_h, now)
             return True
         if self.state is _S.ACCEPTED and 200 <= code < 300:
+            if now >= self._interval:  # Timer L: the layer's record of it has ended
+                self.state = _S.TERMINATED
+                return False
             self._send(response)  # the TU's 2xx retransmissions pass through (RFC 6026)
             return True
         return False
@@ -643,9 +660,8 @@ class InviteServerTransaction(ServerTransaction):
             self._disarm("G", "H")
             self.state = _S.CONFIRMED
             self._arm_or_end("I", self.config.timer_i(self.reliable), now)
-        elif self.state is _S.ACCEPTED:
-            self._layer._events.append(AckReceived(ack, self))
         # Confirmed absorbs ACK retransmissions; an ACK in Proceeding is bogus and dropped.
+        # (Accepted is a record of the layer: an ACK matching it goes to the TU from there.)
 
     def _fire(self, timer: str, now: float) -> None:
         if timer == "G" and self.state is _S.COMPLETED and self.last_response is not None:
@@ -654,7 +670,7 @@ class InviteServerTransaction(ServerTransaction):
             self._arm("G", self._interval, now)
         elif timer == "H" and self.state is _S.COMPLETED:
             self._time_out()
-        elif timer in ("I", "L"):
+        elif timer == "I":
             self._layer._terminate(self)
         elif timer == "T" and self.state is _S.PROCEEDING and self.last_response is None:
             self._send_trying()
@@ -715,9 +731,10 @@ def _sent_by(via: Via) -> tuple[str, int]:
 
 _MergeKey: TypeAlias = tuple[str | None, str, int, str]
 
-_Record: TypeAlias = tuple[str, bytes, object, "str | None", "_MergeKey | None", float]
-"""A Completed non-INVITE server transaction: method, final response bytes, destination,
-route, merge key, Timer J deadline. Nothing in it is tracked by the garbage collector
+_Record: TypeAlias = tuple[str, "bytes | int", object, "str | None", "_MergeKey | None", float]
+"""A Completed non-INVITE server transaction (method, final response bytes, destination,
+route, merge key, Timer J deadline) or an Accepted INVITE one (``"INVITE"``, the status of
+its 2xx, ..., Timer L deadline). Nothing in it is tracked by the garbage collector
 (given a destination of strings and numbers, as the engine's addresses are)."""
 
 TRYING_DELAY = 0.2
@@ -815,6 +832,9 @@ class TransactionLayer:
         # in the order they were made: Timer J is the same for all, so this is their order.
         self._records: dict[tuple[object, ...], tuple[_Record, ...]] = {}
         self._record_deadlines: deque[tuple[float, tuple[object, ...]]] = deque()
+        # Accepted INVITE server transactions as records in the same dict (Timer L is the
+        # same for all of them: their deadlines in order too).
+        self._accepted_deadlines: deque[tuple[float, tuple[object, ...]]] = deque()
         # The same for Completed non-INVITE client transactions: they only absorb
         # retransmitted final responses until Timer K, so their key is enough.
         self._client_records: dict[tuple[str, str], float] = {}
@@ -912,7 +932,10 @@ class TransactionLayer:
         if records is not None:
             for record in records:
                 if record[0] == method:
-                    self._events.append(Resend(record[1], record[2], record[3]))
+                    data = record[1]
+                    if isinstance(data, bytes):
+                        self._events.append(Resend(data, record[2], record[3]))
+                    # else an Accepted INVITE's: absorbed (the TU resends the 2xx itself)
                     return None
         if self._full(request):
             self._refuse(request, destination)
@@ -967,9 +990,11 @@ class TransactionLayer:
     def find_transaction_to_cancel(self, cancel: Request) -> ServerTransaction | None:
         """The server transaction a CANCEL targets (9.2): the 17.2.3 match, method ignored.
 
-        A target that completed and is a record now (a non-INVITE over UDP, Timer J
-        running) still exists for 9.2 (the CANCEL gets a 200 and has no effect): it is
-        returned as a Terminated stand-in whose ``last_response`` is its final response.
+        A target that is a record now (a non-INVITE completed over UDP, Timer J running,
+        or an INVITE answered with a 2xx, Timer L running) still exists for 9.2 (the
+        CANCEL gets a 200 and has no effect): it is returned as a Terminated stand-in whose
+        ``last_response`` is its final response (an INVITE's: a response with the 2xx's
+        status, built from the CANCEL: the record keeps no more).
         """
         key = _server_key(cancel, cancel.to.tag if _is_legacy(cancel) else None)
         for method, transaction in self._servers.get(key, {}).items():
@@ -977,7 +1002,8 @@ class TransactionLayer:
                 return transaction
         for method, data, destination, route, _, _ in self._records.get(key, ()):
             if method not in ("CANCEL", "ACK"):
-                stand_in = NonInviteServerTransaction(
+                kind = InviteServerTransaction if method == "INVITE" else NonInviteServerTransaction
+                stand_in = kind(
                     self,
                     cancel,
                     cancel.top_via.branch or "",
@@ -988,8 +1014,11 @@ class TransactionLayer:
                 )
                 stand_in.method, stand_in.route = method, route
                 stand_in._request = None
-                final = parse_message(data)
-                stand_in.last_response = final if isinstance(final, Response) else None
+                if isinstance(data, bytes):
+                    final = parse_message(data)
+                    stand_in.last_response = final if isinstance(final, Response) else None
+                else:  # an Accepted INVITE: its 2xx, with the To of the INVITE (9.1)
+                    stand_in.last_response = make_response(cancel, data)
                 return stand_in
         return None
 
@@ -1030,6 +1059,9 @@ class TransactionLayer:
         """When the earliest armed timer fires, or None when none is armed."""
         heap = self._heap
         first = self._record_deadlines[0][0] if self._record_deadlines else None
+        if self._accepted_deadlines:
+            accepted = self._accepted_deadlines[0][0]
+            first = accepted if first is None or accepted < first else first
         if self._client_deadlines:
             client = self._client_deadlines[0][0]
             first = client if first is None or client < first else first
@@ -1067,6 +1099,31 @@ class TransactionLayer:
     def _record(self, transaction: ServerTransaction, data: bytes, deadline: float) -> None:
         """``transaction`` entered Completed (non-INVITE, unreliable transport) and sent
         ``data``: keep a record in its place until Timer J (``deadline``), and end it."""
+        self._keep_record(transaction, data, deadline, self._record_deadlines)
+        # The object ends here (its record is the transaction now): counted once, by it.
+        transaction.state = _S.TERMINATED
+        transaction._request = None
+        transaction.last_response = None
+        self._events.append(TransactionTerminated(transaction))
+
+    def _accept(self, transaction: ServerTransaction, status: int, deadline: float) -> None:
+        """An INVITE ``transaction`` entered Accepted with a ``status`` response: keep a
+        record of it in its place until Timer L (``deadline``). The object leaves the layer
+        (counted once, by the record) but is not ended: it passes the TU's 2xx
+        retransmissions until then."""
+        self._dropped_timers(len(transaction._timers))
+        transaction._timers.clear()
+        self._keep_record(transaction, status, deadline, self._accepted_deadlines)
+
+    def _keep_record(
+        self,
+        transaction: ServerTransaction,
+        data: bytes | int,
+        deadline: float,
+        deadlines: deque[tuple[float, tuple[object, ...]]],
+    ) -> None:
+        """Put a record of ``transaction`` in its place in the layer, due at ``deadline``
+        (appended to ``deadlines``, which stay in order: one timer length per queue)."""
         key, method = transaction._key, transaction.method
         group = self._servers.get(key)
         if group is not None and group.get(method) is transaction:
@@ -1080,15 +1137,17 @@ class TransactionLayer:
                 self._recent[merge_key] = key  # same place in the order; still merges
             else:
                 merge_key = None
-        record = (method, data, transaction.destination, transaction.route, merge_key, deadline)
+        record: _Record = (
+            method,
+            data,
+            transaction.destination,
+            transaction.route,
+            merge_key,
+            deadline,
+        )
         self._records[key] = (*self._records.get(key, ()), record)
-        self._record_deadlines.append((deadline, key))
+        deadlines.append((deadline, key))
         self._armed(deadline)
-        # The object ends here (its record is the transaction now): counted once, by it.
-        transaction.state = _S.TERMINATED
-        transaction._request = None
-        transaction.last_response = None
-        self._events.append(TransactionTerminated(transaction))
 
     def _record_client(self, transaction: ClientTransaction, deadline: float) -> None:
         """A non-INVITE client ``transaction`` entered Completed over an unreliable
@@ -1113,7 +1172,13 @@ class TransactionLayer:
             deadline, client_key = clients.popleft()
             if client_records.get(client_key) == deadline:
                 del client_records[client_key]
-        deadlines, records, recent = self._record_deadlines, self._records, self._recent
+        self._expire_server_records(self._record_deadlines, now)
+        self._expire_server_records(self._accepted_deadlines, now)
+
+    def _expire_server_records(
+        self, deadlines: deque[tuple[float, tuple[object, ...]]], now: float
+    ) -> None:
+        records, recent = self._records, self._recent
         while deadlines and deadlines[0][0] <= now:
             deadline, key = deadlines.popleft()
             entries = records.pop(key, ())
