@@ -726,16 +726,21 @@ def _sent_by(via: Via) -> tuple[str, int]:
     port = via.port
     if port is None:
         port = 5061 if via.transport == "TLS" else 5060
-    return via.host.lower(), port
+    host = via.host
+    lowered = host.lower()  # a new string even when nothing changes: the key keeps one
+    return host if lowered == host else lowered, port
 
 
 _MergeKey: TypeAlias = tuple[str | None, str, int, str]
 
-_Record: TypeAlias = tuple[str, "bytes | int", object, "str | None", "_MergeKey | None", float]
+_Record: TypeAlias = tuple[
+    str, "bytes | int", object, "str | None", "_MergeKey | None", float, tuple[object, ...]
+]
 """A Completed non-INVITE server transaction (method, final response bytes, destination,
-route, merge key, Timer J deadline) or an Accepted INVITE one (``"INVITE"``, the status of
-its 2xx, ..., Timer L deadline). Nothing in it is tracked by the garbage collector
-(given a destination of strings and numbers, as the engine's addresses are)."""
+route, merge key, Timer J deadline, server key) or an Accepted INVITE one (``"INVITE"``,
+the status of its 2xx, ..., Timer L deadline, server key). Nothing in it is tracked by the
+garbage collector (given a destination of strings and numbers, as the engine's addresses
+are)."""
 
 TRYING_DELAY = 0.2
 """RFC 3261 17.2.1: a server transaction may leave out the 100 Trying of an INVITE when it
@@ -828,13 +833,14 @@ class TransactionLayer:
         self._servers: dict[tuple[object, ...], dict[str, ServerTransaction]] = {}
         self._server_count = 0  # live server transactions and records
         # Completed non-INVITE server transactions as records, by server key (usually one
-        # record per key; a CANCEL's shares its target's key), and their Timer J deadlines
-        # in the order they were made: Timer J is the same for all, so this is their order.
-        self._records: dict[tuple[object, ...], tuple[_Record, ...]] = {}
-        self._record_deadlines: deque[tuple[float, tuple[object, ...]]] = deque()
+        # record per key, kept as it is; a CANCEL's shares its target's key: a tuple of
+        # records then), and the same records in the order they were made: Timer J is the
+        # same for all, so this is the order of their deadlines.
+        self._records: dict[tuple[object, ...], _Record | tuple[_Record, ...]] = {}
+        self._record_deadlines: deque[_Record] = deque()
         # Accepted INVITE server transactions as records in the same dict (Timer L is the
-        # same for all of them: their deadlines in order too).
-        self._accepted_deadlines: deque[tuple[float, tuple[object, ...]]] = deque()
+        # same for all of them: in order too).
+        self._accepted_deadlines: deque[_Record] = deque()
         # The same for Completed non-INVITE client transactions: they only absorb
         # retransmitted final responses until Timer K, so their key is enough.
         self._client_records: dict[tuple[str, str], float] = {}
@@ -928,9 +934,8 @@ class TransactionLayer:
         if group is not None and (transaction := group.get(method)) is not None:
             transaction._on_retransmission(now)
             return transaction
-        records = self._records.get(key)
-        if records is not None:
-            for record in records:
+        if key in self._records:
+            for record in self._records_at(key):
                 if record[0] == method:
                     data = record[1]
                     if isinstance(data, bytes):
@@ -1000,7 +1005,7 @@ class TransactionLayer:
         for method, transaction in self._servers.get(key, {}).items():
             if method not in ("CANCEL", "ACK"):
                 return transaction
-        for method, data, destination, route, _, _ in self._records.get(key, ()):
+        for method, data, destination, route, _, _, _ in self._records_at(key):
             if method not in ("CANCEL", "ACK"):
                 kind = InviteServerTransaction if method == "INVITE" else NonInviteServerTransaction
                 stand_in = kind(
@@ -1058,9 +1063,9 @@ class TransactionLayer:
     def next_deadline(self) -> float | None:
         """When the earliest armed timer fires, or None when none is armed."""
         heap = self._heap
-        first = self._record_deadlines[0][0] if self._record_deadlines else None
+        first = self._record_deadlines[0][5] if self._record_deadlines else None
         if self._accepted_deadlines:
-            accepted = self._accepted_deadlines[0][0]
+            accepted = self._accepted_deadlines[0][5]
             first = accepted if first is None or accepted < first else first
         if self._client_deadlines:
             client = self._client_deadlines[0][0]
@@ -1120,7 +1125,7 @@ class TransactionLayer:
         transaction: ServerTransaction,
         data: bytes | int,
         deadline: float,
-        deadlines: deque[tuple[float, tuple[object, ...]]],
+        deadlines: deque[_Record],
     ) -> None:
         """Put a record of ``transaction`` in its place in the layer, due at ``deadline``
         (appended to ``deadlines``, which stay in order: one timer length per queue)."""
@@ -1144,10 +1149,20 @@ class TransactionLayer:
             transaction.route,
             merge_key,
             deadline,
+            key,
         )
-        self._records[key] = (*self._records.get(key, ()), record)
-        deadlines.append((deadline, key))
+        self._records[key] = (*self._records_at(key), record) if key in self._records else record
+        deadlines.append(record)
         self._armed(deadline)
+
+    def _records_at(self, key: tuple[object, ...]) -> tuple[_Record, ...]:
+        """The records kept under ``key`` (none, one or a few)."""
+        found = self._records.get(key)
+        if found is None:
+            return ()
+        if isinstance(found[0], str):  # one record, kept as it is
+            return (found,)
+        return found
 
     def _record_client(self, transaction: ClientTransaction, deadline: float) -> None:
         """A non-INVITE client ``transaction`` entered Completed over an unreliable
@@ -1175,21 +1190,22 @@ class TransactionLayer:
         self._expire_server_records(self._record_deadlines, now)
         self._expire_server_records(self._accepted_deadlines, now)
 
-    def _expire_server_records(
-        self, deadlines: deque[tuple[float, tuple[object, ...]]], now: float
-    ) -> None:
+    def _expire_server_records(self, deadlines: deque[_Record], now: float) -> None:
         records, recent = self._records, self._recent
-        while deadlines and deadlines[0][0] <= now:
-            deadline, key = deadlines.popleft()
-            entries = records.pop(key, ())
-            kept = tuple(entry for entry in entries if entry[5] != deadline)
-            if kept:
+        while deadlines and deadlines[0][5] <= now:
+            record = deadlines.popleft()
+            key = record[6]
+            kept = tuple(entry for entry in self._records_at(key) if entry is not record)
+            if len(kept) > 1:
                 records[key] = kept
-            self._server_count -= len(entries) - len(kept)
-            for entry in entries:
-                merge_key = entry[4]
-                if entry[5] == deadline and merge_key is not None and recent.get(merge_key) == key:
-                    del recent[merge_key]
+            elif kept:
+                records[key] = kept[0]
+            else:
+                records.pop(key, None)
+            self._server_count -= 1
+            merge_key = record[4]
+            if merge_key is not None and recent.get(merge_key) == key:
+                del recent[merge_key]
 
     def _arm(self, transaction: Transaction, timer: str, deadline: float) -> None:
         sequence = next(self._sequence)
