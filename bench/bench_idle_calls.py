@@ -20,6 +20,7 @@ counted too. Nothing here asserts a figure.
 from __future__ import annotations
 
 import argparse
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -149,6 +150,7 @@ def run(count: int, media: bool, rate: int, direction: str) -> dict[str, float]:
         "objects": (objects - objects0) / max(calls, 1),
         "fds": (fds - fds0) / max(calls, 1),
         "rss_mib": rss / 1024,
+        "rss": rss,
     }
 
 
@@ -162,13 +164,19 @@ def main() -> None:
     print(f"sipx from {ROOT}, media {'off' if args.no_media else 'on'}, a={args.direction}")
     print("| calls held | RSS growth per call | GC-tracked objects per call | fds per call | RSS |")
     print("| --- | --- | --- | --- | --- |")
+    rows = []
     for count in args.calls:
         r = run(count, not args.no_media, args.rate, args.direction)
+        rows.append(r)
         print(
             f"| {r['calls']:.0f} of {count} | {r['rss_kib']:.2f} KiB | {r['objects']:.1f} |"
             f" {r['fds']:.2f} | {r['rss_mib']:.0f} MiB |",
             flush=True,
         )
+    for low, high in itertools.pairwise(rows):  # what each further call costs
+        if high["calls"] > low["calls"]:
+            marginal = (high["rss"] - low["rss"]) / (high["calls"] - low["calls"])
+            print(f"marginal RSS {low['calls']:.0f} -> {high['calls']:.0f}: {marginal:.2f} KiB")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,8 @@ class Engine:
         self._retransmits: dict[
             object, tuple[ServerTransaction, Callable[[], None], Transport]
         ] = {}
-        # The transport of each live transaction (dropped when it terminates).
+        # The transport of each live client transaction (dropped when it terminates); a
+        # server transaction names its own (``route``, the transport's name).
         self._routes: dict[object, Transport] = {}
         self._wind_down: list[Callable[[], Awaitable[None]]] = []
         self._service_scopes: list[trio.CancelScope] = []
@@ -248,6 +249,9 @@ class Engine:
 
     def transport_of(self, transaction: object) -> Transport:
         """The transport ``transaction`` uses (the default one when it is not known)."""
+        if isinstance(transaction, ServerTransaction):
+            transport = self.transports.get(transaction.route or "")
+            return transport if transport is not None else self.require_transport()
         return self._routes.get(transaction) or self.require_transport()
 
     def start_soon(self, function: Callable[..., Awaitable[Any]], *args: Any) -> None:
@@ -385,15 +389,14 @@ class Engine:
                 message.check_essentials()
                 message.to, message.from_, message.call_id  # noqa: B018 - parsed now or 400
                 stamp_received(message, source)
-                transaction = self.layer.receive_request(
+                # Its responses go back over ``transport``: the transaction keeps its name.
+                self.layer.receive_request(
                     message,
                     now,
                     reliable=transport.reliable,
                     destination=source,
                     route=transport.name,
                 )
-                if transaction is not None and transaction not in self._routes:
-                    self._routes[transaction] = transport  # its responses go back there
         except (ParseError, ProtocolError) as exc:
             self.malformed_messages += 1
             answer = answer_malformed(data, str(exc), to_tag=self.ids.tag())

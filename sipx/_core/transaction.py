@@ -32,6 +32,16 @@ the record counts as a server transaction until Timer J. A non-INVITE client tra
 does the same on entering Completed: only its key stays, to absorb retransmitted final
 responses until Timer K.
 
+An INVITE server transaction entering Accepted (a 2xx sent) hands over to a record too, for
+Timer L (64*T1, any transport): the status of its 2xx, no bytes. The
+record absorbs retransmissions of the INVITE (the TU resends the 2xx itself), still counts
+for a merged request (8.2.2.2) and for ``max_server_transactions``, and a CANCEL matching it
+finds a stand-in whose ``last_response`` says the INVITE was answered (9.2: 200, no 487).
+An ACK matching it is passed to the TU as every ACK for a 2xx is (:class:`AckReceived`).
+The object leaves the layer's tables then (no timer, no event: the layer never reaches it
+again) but stays Accepted for whoever holds it, passing the TU's 2xx retransmissions until
+its Timer L deadline, when :meth:`ServerTransaction.respond` starts refusing them.
+
 The four state machines are those of RFC 3261 figures 5 to 8 as amended by RFC 6026: a 2xx
 to an INVITE moves both the client and the server INVITE transaction to Accepted (Timers M
 and L); the client passes every 2xx up and never ACKs one (the TU does); the server passes
@@ -342,8 +352,9 @@ class Transaction:
         walks) and lets go of its messages: reading ``request`` then raises RuntimeError,
         and ``last_response`` is None. So does an
         INVITE server transaction once Accepted (a 2xx sent): the TU's retransmissions of
-        the 2xx pass through it, but it keeps neither the INVITE nor the 2xx, only the
-        2xx's status and To field as ``last_response`` (:func:`accepted_stand_in`).
+        the 2xx pass through it until Timer L, but it keeps neither the INVITE nor the 2xx,
+        only the 2xx's status and To field as ``last_response`` (:func:`accepted_stand_in`),
+        and the layer keeps only a record of it (see the module docstring).
         """
         request = self._request
         if request is None:
@@ -620,12 +631,15 @@ class InviteServerTransaction(ServerTransaction):
             self._send(response)
             if 200 <= code < 300:
                 self.state = _S.ACCEPTED
-                self._arm("L", self.config.timer_l, now)
                 # Accepted only absorbs INVITE retransmissions and passes 2xx and ACKs:
-                # matching needs the key and the 2xx's To tag, not the INVITE nor the
-                # rest of the 2xx (the TU keeps what it needs; Timer L runs 32 s).
+                # the layer keeps a record for that (Timer L runs 32 s), not this object,
+                # and the object keeps neither the INVITE nor the rest of the 2xx (the TU
+                # keeps what it needs). Until Timer L it passes the TU's 2xx resends.
                 self._request = None
-                self.last_response = accepted_stand_in(response)
+                stand_in = accepted_stand_in(response)
+                self.last_response = stand_in
+                self._interval = now + self.config.timer_l  # in Accepted: Timer L's deadline
+                self._layer._accept(self, code, self._interval)
             elif code >= 300:
                 self.state = _S.COMPLETED
                 if not self.reliable:
@@ -634,6 +648,9 @@ class InviteServerTransaction(ServerTransaction):
                 self._arm("H", self.config.timer_h, now)
             return True
         if self.state is _S.ACCEPTED and 200 <= code < 300:
+            if now >= self._interval:  # Timer L: the layer's record of it has ended
+                self.state = _S.TERMINATED
+                return False
             self._send(response)  # the TU's 2xx retransmissions pass through (RFC 6026)
             return True
         return False
@@ -643,9 +660,8 @@ class InviteServerTransaction(ServerTransaction):
             self._disarm("G", "H")
             self.state = _S.CONFIRMED
             self._arm_or_end("I", self.config.timer_i(self.reliable), now)
-        elif self.state is _S.ACCEPTED:
-            self._layer._events.append(AckReceived(ack, self))
         # Confirmed absorbs ACK retransmissions; an ACK in Proceeding is bogus and dropped.
+        # (Accepted is a record of the layer: an ACK matching it goes to the TU from there.)
 
     def _fire(self, timer: str, now: float) -> None:
         if timer == "G" and self.state is _S.COMPLETED and self.last_response is not None:
@@ -654,7 +670,7 @@ class InviteServerTransaction(ServerTransaction):
             self._arm("G", self._interval, now)
         elif timer == "H" and self.state is _S.COMPLETED:
             self._time_out()
-        elif timer in ("I", "L"):
+        elif timer == "I":
             self._layer._terminate(self)
         elif timer == "T" and self.state is _S.PROCEEDING and self.last_response is None:
             self._send_trying()
@@ -710,15 +726,21 @@ def _sent_by(via: Via) -> tuple[str, int]:
     port = via.port
     if port is None:
         port = 5061 if via.transport == "TLS" else 5060
-    return via.host.lower(), port
+    host = via.host
+    lowered = host.lower()  # a new string even when nothing changes: the key keeps one
+    return host if lowered == host else lowered, port
 
 
 _MergeKey: TypeAlias = tuple[str | None, str, int, str]
 
-_Record: TypeAlias = tuple[str, bytes, object, "str | None", "_MergeKey | None", float]
-"""A Completed non-INVITE server transaction: method, final response bytes, destination,
-route, merge key, Timer J deadline. Nothing in it is tracked by the garbage collector
-(given a destination of strings and numbers, as the engine's addresses are)."""
+_Record: TypeAlias = tuple[
+    str, "bytes | int", object, "str | None", "_MergeKey | None", float, tuple[object, ...]
+]
+"""A Completed non-INVITE server transaction (method, final response bytes, destination,
+route, merge key, Timer J deadline, server key) or an Accepted INVITE one (``"INVITE"``,
+the status of its 2xx, ..., Timer L deadline, server key). Nothing in it is tracked by the
+garbage collector (given a destination of strings and numbers, as the engine's addresses
+are)."""
 
 TRYING_DELAY = 0.2
 """RFC 3261 17.2.1: a server transaction may leave out the 100 Trying of an INVITE when it
@@ -811,10 +833,14 @@ class TransactionLayer:
         self._servers: dict[tuple[object, ...], dict[str, ServerTransaction]] = {}
         self._server_count = 0  # live server transactions and records
         # Completed non-INVITE server transactions as records, by server key (usually one
-        # record per key; a CANCEL's shares its target's key), and their Timer J deadlines
-        # in the order they were made: Timer J is the same for all, so this is their order.
-        self._records: dict[tuple[object, ...], tuple[_Record, ...]] = {}
-        self._record_deadlines: deque[tuple[float, tuple[object, ...]]] = deque()
+        # record per key, kept as it is; a CANCEL's shares its target's key: a tuple of
+        # records then), and the same records in the order they were made: Timer J is the
+        # same for all, so this is the order of their deadlines.
+        self._records: dict[tuple[object, ...], _Record | tuple[_Record, ...]] = {}
+        self._record_deadlines: deque[_Record] = deque()
+        # Accepted INVITE server transactions as records in the same dict (Timer L is the
+        # same for all of them: in order too).
+        self._accepted_deadlines: deque[_Record] = deque()
         # The same for Completed non-INVITE client transactions: they only absorb
         # retransmitted final responses until Timer K, so their key is enough.
         self._client_records: dict[tuple[str, str], float] = {}
@@ -908,11 +934,13 @@ class TransactionLayer:
         if group is not None and (transaction := group.get(method)) is not None:
             transaction._on_retransmission(now)
             return transaction
-        records = self._records.get(key)
-        if records is not None:
-            for record in records:
+        if key in self._records:
+            for record in self._records_at(key):
                 if record[0] == method:
-                    self._events.append(Resend(record[1], record[2], record[3]))
+                    data = record[1]
+                    if isinstance(data, bytes):
+                        self._events.append(Resend(data, record[2], record[3]))
+                    # else an Accepted INVITE's: absorbed (the TU resends the 2xx itself)
                     return None
         if self._full(request):
             self._refuse(request, destination)
@@ -967,17 +995,20 @@ class TransactionLayer:
     def find_transaction_to_cancel(self, cancel: Request) -> ServerTransaction | None:
         """The server transaction a CANCEL targets (9.2): the 17.2.3 match, method ignored.
 
-        A target that completed and is a record now (a non-INVITE over UDP, Timer J
-        running) still exists for 9.2 (the CANCEL gets a 200 and has no effect): it is
-        returned as a Terminated stand-in whose ``last_response`` is its final response.
+        A target that is a record now (a non-INVITE completed over UDP, Timer J running,
+        or an INVITE answered with a 2xx, Timer L running) still exists for 9.2 (the
+        CANCEL gets a 200 and has no effect): it is returned as a Terminated stand-in whose
+        ``last_response`` is its final response (an INVITE's: a response with the 2xx's
+        status, built from the CANCEL: the record keeps no more).
         """
         key = _server_key(cancel, cancel.to.tag if _is_legacy(cancel) else None)
         for method, transaction in self._servers.get(key, {}).items():
             if method not in ("CANCEL", "ACK"):
                 return transaction
-        for method, data, destination, route, _, _ in self._records.get(key, ()):
+        for method, data, destination, route, _, _, _ in self._records_at(key):
             if method not in ("CANCEL", "ACK"):
-                stand_in = NonInviteServerTransaction(
+                kind = InviteServerTransaction if method == "INVITE" else NonInviteServerTransaction
+                stand_in = kind(
                     self,
                     cancel,
                     cancel.top_via.branch or "",
@@ -988,8 +1019,11 @@ class TransactionLayer:
                 )
                 stand_in.method, stand_in.route = method, route
                 stand_in._request = None
-                final = parse_message(data)
-                stand_in.last_response = final if isinstance(final, Response) else None
+                if isinstance(data, bytes):
+                    final = parse_message(data)
+                    stand_in.last_response = final if isinstance(final, Response) else None
+                else:  # an Accepted INVITE: its 2xx, with the To of the INVITE (9.1)
+                    stand_in.last_response = make_response(cancel, data)
                 return stand_in
         return None
 
@@ -1029,7 +1063,10 @@ class TransactionLayer:
     def next_deadline(self) -> float | None:
         """When the earliest armed timer fires, or None when none is armed."""
         heap = self._heap
-        first = self._record_deadlines[0][0] if self._record_deadlines else None
+        first = self._record_deadlines[0][5] if self._record_deadlines else None
+        if self._accepted_deadlines:
+            accepted = self._accepted_deadlines[0][5]
+            first = accepted if first is None or accepted < first else first
         if self._client_deadlines:
             client = self._client_deadlines[0][0]
             first = client if first is None or client < first else first
@@ -1067,6 +1104,31 @@ class TransactionLayer:
     def _record(self, transaction: ServerTransaction, data: bytes, deadline: float) -> None:
         """``transaction`` entered Completed (non-INVITE, unreliable transport) and sent
         ``data``: keep a record in its place until Timer J (``deadline``), and end it."""
+        self._keep_record(transaction, data, deadline, self._record_deadlines)
+        # The object ends here (its record is the transaction now): counted once, by it.
+        transaction.state = _S.TERMINATED
+        transaction._request = None
+        transaction.last_response = None
+        self._events.append(TransactionTerminated(transaction))
+
+    def _accept(self, transaction: ServerTransaction, status: int, deadline: float) -> None:
+        """An INVITE ``transaction`` entered Accepted with a ``status`` response: keep a
+        record of it in its place until Timer L (``deadline``). The object leaves the layer
+        (counted once, by the record) but is not ended: it passes the TU's 2xx
+        retransmissions until then."""
+        self._dropped_timers(len(transaction._timers))
+        transaction._timers.clear()
+        self._keep_record(transaction, status, deadline, self._accepted_deadlines)
+
+    def _keep_record(
+        self,
+        transaction: ServerTransaction,
+        data: bytes | int,
+        deadline: float,
+        deadlines: deque[_Record],
+    ) -> None:
+        """Put a record of ``transaction`` in its place in the layer, due at ``deadline``
+        (appended to ``deadlines``, which stay in order: one timer length per queue)."""
         key, method = transaction._key, transaction.method
         group = self._servers.get(key)
         if group is not None and group.get(method) is transaction:
@@ -1080,15 +1142,27 @@ class TransactionLayer:
                 self._recent[merge_key] = key  # same place in the order; still merges
             else:
                 merge_key = None
-        record = (method, data, transaction.destination, transaction.route, merge_key, deadline)
-        self._records[key] = (*self._records.get(key, ()), record)
-        self._record_deadlines.append((deadline, key))
+        record: _Record = (
+            method,
+            data,
+            transaction.destination,
+            transaction.route,
+            merge_key,
+            deadline,
+            key,
+        )
+        self._records[key] = (*self._records_at(key), record) if key in self._records else record
+        deadlines.append(record)
         self._armed(deadline)
-        # The object ends here (its record is the transaction now): counted once, by it.
-        transaction.state = _S.TERMINATED
-        transaction._request = None
-        transaction.last_response = None
-        self._events.append(TransactionTerminated(transaction))
+
+    def _records_at(self, key: tuple[object, ...]) -> tuple[_Record, ...]:
+        """The records kept under ``key`` (none, one or a few)."""
+        found = self._records.get(key)
+        if found is None:
+            return ()
+        if isinstance(found[0], str):  # one record, kept as it is
+            return (found,)
+        return found
 
     def _record_client(self, transaction: ClientTransaction, deadline: float) -> None:
         """A non-INVITE client ``transaction`` entered Completed over an unreliable
@@ -1113,18 +1187,25 @@ class TransactionLayer:
             deadline, client_key = clients.popleft()
             if client_records.get(client_key) == deadline:
                 del client_records[client_key]
-        deadlines, records, recent = self._record_deadlines, self._records, self._recent
-        while deadlines and deadlines[0][0] <= now:
-            deadline, key = deadlines.popleft()
-            entries = records.pop(key, ())
-            kept = tuple(entry for entry in entries if entry[5] != deadline)
-            if kept:
+        self._expire_server_records(self._record_deadlines, now)
+        self._expire_server_records(self._accepted_deadlines, now)
+
+    def _expire_server_records(self, deadlines: deque[_Record], now: float) -> None:
+        records, recent = self._records, self._recent
+        while deadlines and deadlines[0][5] <= now:
+            record = deadlines.popleft()
+            key = record[6]
+            kept = tuple(entry for entry in self._records_at(key) if entry is not record)
+            if len(kept) > 1:
                 records[key] = kept
-            self._server_count -= len(entries) - len(kept)
-            for entry in entries:
-                merge_key = entry[4]
-                if entry[5] == deadline and merge_key is not None and recent.get(merge_key) == key:
-                    del recent[merge_key]
+            elif kept:
+                records[key] = kept[0]
+            else:
+                records.pop(key, None)
+            self._server_count -= 1
+            merge_key = record[4]
+            if merge_key is not None and recent.get(merge_key) == key:
+                del recent[merge_key]
 
     def _arm(self, transaction: Transaction, timer: str, deadline: float) -> None:
         sequence = next(self._sequence)

@@ -503,8 +503,9 @@ def test_server_invite_2xx_accepted_absorbs_retransmissions_timer_l(reliable: bo
     assert state(tx) is S.ACCEPTED
     assert layer.pop_events() == [Send(tx, ok)]
     assert layer.next_deadline() == 33.0  # Timer L, whatever the transport
-    assert layer.receive_request(request("INVITE"), 1.5, reliable=reliable) is tx
-    assert layer.pop_events() == []  # absorbed: the TU retransmits the 2xx itself
+    # Absorbed by the layer's record of the transaction: the TU retransmits the 2xx itself.
+    assert layer.receive_request(request("INVITE"), 1.5, reliable=reliable) is None
+    assert layer.pop_events() == [] and len(layer) == 1
     assert tx.respond(ok, 1.5) is True  # ... through the transaction (RFC 6026)
     assert layer.pop_events() == [Send(tx, ok)]
     assert tx.respond(response(invite, 486), 1.6) is False
@@ -514,15 +515,22 @@ def test_server_invite_2xx_accepted_absorbs_retransmissions_timer_l(reliable: bo
     ack = request("ACK", branch="z9hG4bK-ack2xx", to_tag="tt1")
     assert layer.receive_request(ack, 2.0, reliable=reliable) is None
     assert layer.pop_events() == [AckReceived(ack, None)]
-    # One reusing the INVITE's branch matches the Accepted transaction, still goes up.
+    # One reusing the INVITE's branch matches the Accepted record, still goes up.
     same_branch_ack = request("ACK", to_tag="tt1")
-    assert layer.receive_request(same_branch_ack, 2.1, reliable=reliable) is tx
-    assert layer.pop_events() == [AckReceived(same_branch_ack, tx)]
+    assert layer.receive_request(same_branch_ack, 2.1, reliable=reliable) is None
+    assert layer.pop_events() == [AckReceived(same_branch_ack, None)]
     assert state(tx) is S.ACCEPTED
-    timeline = advance(layer, 100.0)
-    assert [(at, type(e).__name__) for at, e in timeline] == [(33.0, "TransactionTerminated")]
-    assert tx.respond(ok, 40.0) is False
+    assert layer.receive_request(request("INVITE"), 32.9, reliable=reliable) is None
     assert layer.pop_events() == []
+    timeline = advance(layer, 100.0)
+    assert timeline == [] and len(layer) == 0  # Timer L at 33: the record is gone
+    assert tx.respond(ok, 40.0) is False and state(tx) is S.TERMINATED
+    assert layer.pop_events() == []
+    # The INVITE is new again once Timer L has passed.
+    again = request("INVITE")
+    new = layer.receive_request(again, 40.0, reliable=reliable)
+    assert new is not None and new is not tx
+    assert RequestReceived(new, again) in layer.pop_events()
 
 
 def test_server_invite_ack_in_proceeding_is_dropped() -> None:
@@ -1281,8 +1289,11 @@ def test_accepted_invite_server_transaction_lets_go_of_the_invite() -> None:
     assert tx.respond(ok, 1.5) is True  # the TU's 2xx retransmissions still pass
     layer.pop_events()
     ack = request("ACK", branch=None, to_tag="srv")
-    assert layer.receive_request(ack, 2.0, reliable=False) is tx
-    assert layer.pop_events() == [AckReceived(ack, tx)]
+    assert layer.receive_request(ack, 2.0, reliable=False) is None
+    assert layer.pop_events() == [AckReceived(ack, None)]  # to the TU, as RFC 6026 asks
+    # The RFC 2543 INVITE's retransmission still matches its record: absorbed.
+    assert layer.receive_request(request("INVITE", branch=None), 2.5, reliable=False) is None
+    assert layer.pop_events() == [] and len(layer) == 1
 
 
 def test_accepted_invite_server_transaction_keeps_only_the_status_and_to_of_its_2xx() -> None:
