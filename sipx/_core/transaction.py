@@ -781,6 +781,12 @@ def _stateless_tag(request: Request) -> str:
     return hashlib.blake2s(seed.encode(), digest_size=8).hexdigest()
 
 
+def _client_record_key(branch: str, method: str) -> str:
+    """The key of a Completed non-INVITE client transaction's record: its branch and
+    method in one str (a method is a token: the first space ends it)."""
+    return f"{method} {branch}"
+
+
 def _server_key(request: Request, to_tag: str | None) -> tuple[object, ...]:
     """The key a request shares with its retransmissions, its ACK and its CANCEL (17.2.3).
 
@@ -842,9 +848,13 @@ class TransactionLayer:
         # same for all of them: in order too).
         self._accepted_deadlines: deque[_Record] = deque()
         # The same for Completed non-INVITE client transactions: they only absorb
-        # retransmitted final responses until Timer K, so their key is enough.
-        self._client_records: dict[tuple[str, str], float] = {}
-        self._client_deadlines: deque[tuple[float, tuple[str, str]]] = deque()
+        # retransmitted final responses until Timer K, so their key is enough: a str
+        # (:func:`_client_record_key`) -> its deadline, and the same keys and deadlines in
+        # two parallel queues in order (Timer K is the same for all). Neither holds an
+        # object the garbage collector tracks, however many requests wait for Timer K.
+        self._client_records: dict[str, float] = {}
+        self._client_record_keys: deque[str] = deque()
+        self._client_deadlines: deque[float] = deque()
         # (deadline, sequence, timer name, transaction); entries whose sequence is no
         # longer the transaction's current one for that timer are stale and skipped.
         self._heap: list[tuple[float, int, str, Transaction]] = []
@@ -867,7 +877,10 @@ class TransactionLayer:
         if branch is None or not branch.startswith(MAGIC_COOKIE):
             raise ValueError(f"request needs a top Via branch starting with {MAGIC_COOKIE}")
         key = (branch, request.method)
-        if key in self._clients or key in self._client_records:
+        if (
+            key in self._clients
+            or _client_record_key(branch, request.method) in self._client_records
+        ):
             raise ValueError(f"a {request.method} client transaction with branch {branch} exists")
         kind = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
         state = _S.CALLING if request.method == "INVITE" else _S.TRYING
@@ -889,7 +902,7 @@ class TransactionLayer:
         if branch is not None:
             key = (branch, response.cseq.method)
             transaction = self._clients.get(key)
-            if transaction is None and key in self._client_records:
+            if transaction is None and _client_record_key(*key) in self._client_records:
                 return None  # a retransmitted final: Completed absorbs it (Timer K runs)
         if transaction is None:
             self._events.append(StrayResponse(response))
@@ -1068,7 +1081,7 @@ class TransactionLayer:
             accepted = self._accepted_deadlines[0][5]
             first = accepted if first is None or accepted < first else first
         if self._client_deadlines:
-            client = self._client_deadlines[0][0]
+            client = self._client_deadlines[0]
             first = client if first is None or client < first else first
         while heap:
             _, sequence, timer, transaction = heap[0]
@@ -1170,8 +1183,10 @@ class TransactionLayer:
         key = (transaction.branch, transaction.method)
         if self._clients.get(key) is transaction:
             del self._clients[key]
-        self._client_records[key] = deadline
-        self._client_deadlines.append((deadline, key))
+        record_key = _client_record_key(*key)
+        self._client_records[record_key] = deadline
+        self._client_record_keys.append(record_key)
+        self._client_deadlines.append(deadline)
         self._armed(deadline)
         transaction.state = _S.TERMINATED
         self._dropped_timers(len(transaction._timers))
@@ -1182,9 +1197,10 @@ class TransactionLayer:
 
     def _expire_records(self, now: float) -> None:
         """Timer J and K of the records due at ``now``: they leave the layer."""
-        clients, client_records = self._client_deadlines, self._client_records
-        while clients and clients[0][0] <= now:
-            deadline, client_key = clients.popleft()
+        deadlines, keys = self._client_deadlines, self._client_record_keys
+        client_records = self._client_records
+        while deadlines and deadlines[0] <= now:
+            deadline, client_key = deadlines.popleft(), keys.popleft()
             if client_records.get(client_key) == deadline:
                 del client_records[client_key]
         self._expire_server_records(self._record_deadlines, now)

@@ -1141,6 +1141,44 @@ def test_completed_non_invite_client_transaction_releases_its_messages() -> None
     assert len(layer) == 0 and tx.terminated
 
 
+def test_client_records_hold_no_object_the_garbage_collector_tracks() -> None:
+    """Requests waiting for Timer K leave nothing the collector walks (no key or deadline
+    tuples, made per request and kept 5 s): seen without any collection in between."""
+    gc.disable()
+    try:
+        layer = TransactionLayer()
+        requests = []
+        for n in range(3):
+            req = request("OPTIONS", branch=f"z9hG4bKrec{n}")
+            layer.send_request(req, 0.0, reliable=False, destination=("10.0.0.2", 5060))
+            layer.receive_response(response(req, 200), 0.1 * n)
+            requests.append(req)
+        layer.pop_events()
+        assert len(layer) == 3 and not layer._clients
+        assert not gc.is_tracked(layer._client_records)
+        kept = [*layer._client_records, *layer._client_record_keys, *layer._client_deadlines]
+        assert len(kept) == 9 and not any(gc.is_tracked(item) for item in kept)
+    finally:
+        gc.enable()
+    # Still the same records: a retransmitted final is absorbed; each leaves at Timer K,
+    # in order, and a same-branch request of another method is no clash.
+    assert layer.receive_response(response(requests[2], 200), 1.0) is None
+    assert layer.pop_events() == []
+    assert layer.next_deadline() == 5.0
+    with pytest.raises(ValueError, match="exists"):
+        layer.send_request(requests[0], 1.0, reliable=False)
+    other = request("MESSAGE", branch="z9hG4bKrec1")
+    layer.send_request(other, 1.0, reliable=True, destination=("10.0.0.2", 5060))
+    layer.receive_response(response(other, 200), 1.0)
+    assert kinds(layer.pop_events()) == ["Send", "ResponseReceived", "TransactionTerminated"]
+    layer.handle_timers(5.05)
+    assert len(layer) == 2 and layer.next_deadline() == pytest.approx(5.1)
+    layer.handle_timers(6.0)
+    assert len(layer) == 0 and layer.next_deadline() is None
+    layer.receive_response(response(requests[2], 200), 6.0)
+    assert kinds(layer.pop_events()) == ["StrayResponse"]
+
+
 # -- records: Completed non-INVITE server transactions over UDP --------------------------------
 
 SIPP_OPTIONS = (
