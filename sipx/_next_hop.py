@@ -16,8 +16,10 @@ RFC 6761 6.4), the same for the client's lifetime, and the Contact says ``;trans
 
 from __future__ import annotations
 
+from ._core.header_types import Via, parse_via
 from ._core.ids import IdSource
 from ._core.message import Request, Response
+from ._core.transaction import MAGIC_COOKIE
 from ._core.uri import URI
 from ._engine import Engine
 from ._errors import ParseError, ProtocolError, TransportError
@@ -60,9 +62,10 @@ class NextHop:
         self._ws_host: str | None = None
         self._from_users: dict[str, str | None] = {}  # From without its tag -> its user
         # What stamp() writes but the branch, by (transport, its local address, next hop
-        # address, Contact user): the Via around the branch and the Contact. Dropped when
-        # a public address is learned (the Contact names it).
-        self._stamps: dict[tuple[str, Address, Address, str], tuple[str, str, str]] = {}
+        # address, Contact user): the Via around the branch, the Contact and that Via
+        # parsed (the request's top Via view is a copy with the branch). Dropped when a
+        # public address is learned (the Contact names it).
+        self._stamps: dict[tuple[str, Address, Address, str], tuple[str, str, str, Via]] = {}
 
     # -- choosing the next hop -----------------------------------------------------------------
     def add_outbound_route(self, request: Request, host: str | None) -> None:
@@ -197,15 +200,18 @@ class NextHop:
             stamp = self._stamps[key] = self._stamp_for(name, address, user)
             while len(self._stamps) > 256:
                 del self._stamps[next(iter(self._stamps))]
-        via_head, via_tail, contact = stamp
-        via = f"{via_head}{self.ids.branch()}{via_tail}"
+        via_head, via_tail, contact, parsed = stamp
+        branch = self.ids.branch()
+        headers = request.headers
         if call_id is None:
-            request.headers.prepend_via(via)
+            headers.prepend_via(f"{via_head}{branch}{via_tail}")
         else:
-            request.headers.prepend_via(via, contact)
+            headers.prepend_via(f"{via_head}{branch}{via_tail}", contact)
             self.generated_contacts[call_id] = contact
             while len(self.generated_contacts) > 256:
                 self.generated_contacts.pop(next(iter(self.generated_contacts)))
+        # The transaction reads the top Via at once: give it the view, not a parse of it.
+        headers.typed["top_via"] = parsed.with_branch(branch)
         self.last_destination = address[0]
 
     def _from_user(self, request: Request) -> str | None:
@@ -226,8 +232,9 @@ class NextHop:
                 del self._from_users[next(iter(self._from_users))]
         return user
 
-    def _stamp_for(self, name: str, address: Address, user: str) -> tuple[str, str, str]:
-        """The Via before and after its branch, and the Contact (for ``user``, or "")."""
+    def _stamp_for(self, name: str, address: Address, user: str) -> tuple[str, str, str, Via]:
+        """The Via before and after its branch, the Contact (for ``user``, or "") and that
+        Via parsed (with a stand-in branch)."""
         transport = self.engine.require_transport(name)
         if name in WEBSOCKETS:
             head, tail = f"SIP/2.0/{name} {self.ws_host};branch=", ""
@@ -240,7 +247,7 @@ class NextHop:
         if user:
             host, port = self.contact_host(address, name)
             contact = self.contact(user, host, port, name)
-        return head, tail, contact
+        return head, tail, contact, parse_via(f"{head}{MAGIC_COOKIE}{tail}")
 
     def learn_public_address(self, response: Response, source: Address) -> None:
         """Remember how ``source`` saw us (received/rport): behind a NAT, later Contacts

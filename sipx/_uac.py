@@ -122,11 +122,6 @@ class UserAgentClient:
         seconds = timeout if timeout is not None else self.timeout
         if seconds is None and request.method == "INVITE":
             seconds = INVITE_TIMEOUT
-        used: list[Address] = []
-
-        async def retry(again: Request) -> Response:
-            return await self.transact(again, used[0], attempt=2)
-
         credentials = auth or self.credentials
         try:
             with fail_after(seconds):
@@ -141,17 +136,32 @@ class UserAgentClient:
                     response, destination = await self._transact_with_failover(
                         request, destinations
                     )
-                used.append(destination)
                 if response.status_code in FLOW_STATUSES:
-                    flow = self._flow(request, credentials, lambda: used[-1] if used else None)
-                    if next(flow) is not request:
-                        raise AssertionError("a request flow starts with the request itself")
-                    response = await resume_flow(flow, response, retry)
+                    response = await self._follow_flow(request, response, credentials, destination)
         except trio.TooSlowError:
             why = next(filter(None, map(self.engine.malformed_from, destinations)), None)
             raise TimeoutError(request.method, str(request.uri), seconds or 0.0, why) from None
-        self.on_success(response.request or request, response, used[0])
+        self.on_success(response.request or request, response, destination)
         return response
+
+    async def _follow_flow(
+        self,
+        request: Request,
+        response: Response,
+        credentials: Auth.Digest | None,
+        destination: Address,
+    ) -> Response:
+        """Go on with the retries ``response`` to ``request`` (sent to ``destination``)
+        asks for (see :meth:`_flow`), each sent to ``destination`` too. Made only for such
+        a response: the usual request makes neither the flow nor its closures."""
+
+        async def retry(again: Request) -> Response:
+            return await self.transact(again, destination, attempt=2)
+
+        flow = self._flow(request, credentials, lambda: destination)
+        if next(flow) is not request:
+            raise AssertionError("a request flow starts with the request itself")
+        return await resume_flow(flow, response, retry)
 
     def _flow(
         self,

@@ -249,6 +249,17 @@ class Via:
     def branch(self) -> str | None:
         return self.params.get("branch")
 
+    def with_branch(self, branch: str) -> Via:
+        """A copy of this entry whose ``branch`` parameter is ``branch`` (in the same place
+        among the parameters): what parsing the entry's text with that branch gives."""
+        via = _new_object(Via)
+        via.transport = self.transport
+        via.host = self.host
+        via.port = self.port
+        via.params = {**self.params, "branch": branch}
+        via.protocol = self.protocol
+        return via
+
     @property
     def received(self) -> str | None:
         return self.params.get("received")

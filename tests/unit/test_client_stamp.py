@@ -14,7 +14,7 @@ import pytest
 import sipx
 from sipx._core import message as message_module
 from sipx._core.builder import build_request
-from sipx._core.header_types import NameAddr
+from sipx._core.header_types import NameAddr, parse_via
 from sipx._core.headers import Headers
 from sipx._core.message import Request
 from sipx._core.parser import parse_message
@@ -166,3 +166,32 @@ def test_a_template_request_comes_with_its_first_values(from_text: str, to_text:
     assert two.headers.first["from"].endswith(";tag=t2")
     one.headers["X-A"] = "1"  # a change still drops them
     assert "x-a" in one.headers.first_values() and "x-a" not in two.headers.first_values()
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "MESSAGE"])  # with a Contact, without
+async def test_the_stamp_gives_the_top_via_view_its_text_parses_to(method: str) -> None:
+    """The stamp seeds the request's top Via view (the transaction reads it at once)
+    rather than leaving it to a parse: the view is what parsing the Via written gives."""
+    async with sipx.AsyncClient("127.0.0.1", 5060, network=MemoryNetwork()) as client:
+        next_hop = client._next_hop
+        branches = set()
+        for number in range(3):
+            request = build_request(
+                method,
+                URI.parse("sip:bob@127.0.0.1:5080"),
+                from_addr=NameAddr.parse(f"<sip:alice@h>;tag={number}"),
+                to_addr="<sip:bob@127.0.0.1:5080>",
+                call_id=f"call-{number}",
+                cseq=1,
+            )
+            next_hop.stamp(request, UAS)
+            seeded = request.headers.typed.get("top_via")
+            assert seeded is not None
+            written = request.headers.get_first("Via")
+            assert written is not None
+            assert seeded == parse_via(written)
+            assert str(seeded) == written
+            assert request.top_via is seeded and seeded.has_rport
+            branches.add(seeded.branch)
+            assert ("Contact" in request.headers) is (method == "OPTIONS")
+        assert len(branches) == 3  # each its own branch, from one cached stamp
