@@ -302,9 +302,9 @@ class AsyncClient(Lifetime):
         auth: Auth.Digest | None = None,
     ) -> Response:
         """OPTIONS ``uri``; ``host``/``port`` override where it is sent."""
-        return await self.request(
-            "OPTIONS", uri, headers=headers, host=host, port=port, timeout=timeout, auth=auth
-        )
+        # request()'s work without its frame: one coroutine fewer per request in flight.
+        request = self._new_request("OPTIONS", uri, headers=headers, body=None)
+        return await self._uac.send(request, host=host, port=port, timeout=timeout, auth=auth)
 
     async def register(
         self,

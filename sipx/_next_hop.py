@@ -123,15 +123,23 @@ class NextHop:
 
     async def hop_candidates(self, target: URI, port: int | None = None) -> list[Address]:
         """The addresses of the next hop ``target`` (maddr, else host), in the order to try."""
+        literal = self.literal_candidates(target, port)
+        if literal is not None:
+            return literal
+        host = target.params.get("maddr") or target.host
+        return await self.resolver.locate_all(
+            host, port or target.port, scheme=target.scheme, transport=self.transport_for(target)
+        )
+
+    def literal_candidates(self, target: URI, port: int | None = None) -> list[Address] | None:
+        """The one address of the next hop ``target`` when it names an IP address and a
+        port (nothing to look up, RFC 3263 4.2), else None (see :meth:`hop_candidates`,
+        which raises as this does for a target no transport of ours may reach)."""
         if target.scheme not in ("sip", "sips"):
             raise ProtocolError(f"cannot send to a {target.scheme}: URI without a proxy")
-        transport = self.transport_for(target)
-        host = target.params.get("maddr") or target.host
-        port = port or target.port
-        literal = address_literal(host, port)
-        if literal is not None:
-            return [literal]  # an IP address and a port: nothing to look up (RFC 3263 4.2)
-        return await self.resolver.locate_all(host, port, scheme=target.scheme, transport=transport)
+        self.transport_for(target)
+        literal = address_literal(target.params.get("maddr") or target.host, port or target.port)
+        return None if literal is None else [literal]
 
     async def address(self, target: URI) -> Address:
         return (await self.hop_candidates(target))[0]

@@ -111,14 +111,19 @@ class UserAgentClient:
         auth: Auth.Digest | None = None,
     ) -> Response:
         """Send ``request`` out of dialog; answer challenges; return the final response."""
-        _validate.text("host", host, optional=True)
-        _validate.port("port", port, optional=True)
-        timeout = _validate.timeout("timeout", timeout)
-        _validate.credentials("auth", auth)
+        if host is not None or port is not None or timeout is not None or auth is not None:
+            _validate.text("host", host, optional=True)
+            _validate.port("port", port, optional=True)
+            timeout = _validate.timeout("timeout", timeout)
+            _validate.credentials("auth", auth)
         self.engine.require_transport()
         self._announce_extensions(request)
-        self.next_hop.add_outbound_route(request, host)
-        destinations = await self.next_hop.candidates(request, host, port)
+        next_hop = self.next_hop
+        next_hop.add_outbound_route(request, host)
+        # An IP address and a port as the next hop: its address without a coroutine.
+        destinations = (
+            host is None and next_hop.literal_candidates(next_hop.target(request), port)
+        ) or await next_hop.candidates(request, host, port)
         seconds = timeout if timeout is not None else self.timeout
         if seconds is None and request.method == "INVITE":
             seconds = INVITE_TIMEOUT
