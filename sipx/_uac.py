@@ -91,7 +91,8 @@ class UserAgentClient:
         # transport), resent when its 2xx is retransmitted; forgotten when the call ends.
         self._acks: dict[tuple[str, str], tuple[int, bytes, Address, str]] = {}
         self._sent_invites: dict[tuple[str, int], Request] = {}
-        # Where recent requests went, so that retry_with_auth() sends the retry there too.
+        # Where recent requests answered with a challenge (401/407) went, so that
+        # retry_with_auth() sends the retry there too.
         self._destinations: dict[tuple[str, str | None, str], Address] = {}
         # INVITEs given up on whose CANCEL still runs, each with the scope that bounds it.
         self._aborts: dict[ClientTransaction, trio.CancelScope] = {}
@@ -334,7 +335,6 @@ class UserAgentClient:
             )
             request = await dispatch(self.events, "request", request, context)
             context.request = request
-        self._remember_destination(request, destination)
         transaction, responses = self.engine.open_transaction(request, destination)
         is_invite = request.method == "INVITE"
         if is_invite:
@@ -363,6 +363,8 @@ class UserAgentClient:
                     history.append(response)
                     continue
                 response.history = history
+                if response.status_code in (401, 407):
+                    self._remember_destination(request, destination)  # see retry_with_auth()
                 if is_invite and response.is_success:
                     self.on_invite_success(request, response)
                 ended = True
