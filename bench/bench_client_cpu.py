@@ -18,6 +18,11 @@ which are the same before and after a change. Nothing here asserts a time.
 generation ran per 10 000 requests (``gc.callbacks``) and the share of the CPU time spent in
 them (counts, not times, are the steady figure to compare).
 
+``--objects`` counts instead (deterministic): the objects the collector tracks per request
+in flight (``--concurrency`` requests sent to a peer that does not answer) and those left
+behind per answered request (requests answered one after another, the collector off, no
+collection in between: what waits for Timer K, or for nothing).
+
 ``--floor`` measures that fixed part alone: the same tasks send a ready-made OPTIONS from
 raw sockets of the same network and wait for its answer (no sipx client at all); what
 ``options()`` costs above it is the client path itself.
@@ -33,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
+import trio.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -127,6 +133,54 @@ async def _run(count: int, repeat: int, concurrency: int, collect: bool = False)
     return rounds
 
 
+async def _objects(count: int, concurrency: int) -> tuple[float, float]:
+    """Tracked objects per request in flight, and left per answered request."""
+    gc.collect()
+    gc.disable()
+    network = MemoryNetwork(seed=1)
+    silent = ("127.0.0.1", 5998)
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
+        network.socket(_PEER) as peer,
+        network.socket(silent) as deaf,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def answer_all() -> None:
+            while True:
+                data, source = await peer.receive()
+                peer.send(_answer(data), source)
+
+        async def ignore_all() -> None:
+            while True:
+                await deaf.receive()
+
+        nursery.start_soon(answer_all)
+        nursery.start_soon(ignore_all)
+        uri = f"sip:uas@{_PEER[0]}:{_PEER[1]}"
+        for _ in range(300):  # warm-up: caches full, Timer K records being made
+            await client.options(uri)
+        await trio.testing.wait_all_tasks_blocked()
+        network.clear_log()  # the memory network's capture log is not the client's
+        before = len(gc.get_objects())
+        for _ in range(count):
+            await client.options(uri)
+        await trio.testing.wait_all_tasks_blocked()
+        network.clear_log()
+        left = (len(gc.get_objects()) - before) / count
+        async with trio.open_nursery() as waiting:
+            before = len(gc.get_objects())
+            for _ in range(concurrency):
+                waiting.start_soon(client.options, f"sip:uas@{silent[0]}:{silent[1]}")
+            await trio.testing.wait_all_tasks_blocked()
+            network.clear_log()
+            in_flight = (len(gc.get_objects()) - before) / concurrency
+            waiting.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
+    gc.enable()
+    return in_flight, left
+
+
 _OPTIONS = (
     b"OPTIONS sip:uas@127.0.0.1:5999 SIP/2.0\r\n"
     b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK0123456789abcdef0123;rport\r\n"
@@ -179,7 +233,16 @@ def main() -> None:
     parser.add_argument(
         "--gc", action="store_true", help="collector on: count its collections per generation"
     )
+    parser.add_argument(
+        "--objects", action="store_true", help="count tracked objects instead of CPU time"
+    )
     args = parser.parse_args()
+    if args.objects:
+        in_flight, left = trio.run(_objects, args.count, args.concurrency)
+        print(f"Python {sys.version.split()[0]}, sipx from {Path(sipx.__file__).parent}")
+        print(f"GC-tracked objects per request in flight ({args.concurrency}): {in_flight:.1f}")
+        print(f"GC-tracked objects left per answered request ({args.count}): {left:.2f}")
+        return
     if args.floor:
         rounds = trio.run(_run_floor, args.count, args.repeat, args.concurrency)
     else:

@@ -340,7 +340,7 @@ class UserAgentClient:
         if is_invite:
             self.pending_invites[request.call_id] = transaction
         handed_off = ended = False
-        history: list[Response] = []
+        history: list[Response] | None = None  # the 1xx before the final (made for a 1xx)
         try:
             async for item in responses:
                 if isinstance(item, Exception):
@@ -360,9 +360,14 @@ class UserAgentClient:
                 if response.status_code < 200:
                     if is_invite:
                         self._on_provisional(request, response, reliable=reliable)
+                    if history is None:
+                        history = []
                     history.append(response)
                     continue
-                response.history = history
+                if history is not None:
+                    response.history = history
+                elif response.history:
+                    response.history = []
                 if response.status_code in (401, 407):
                     self._remember_destination(request, destination)  # see retry_with_auth()
                 if is_invite and response.is_success:
