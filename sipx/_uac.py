@@ -387,14 +387,19 @@ class UserAgentClient:
             if not handed_off:
                 self.engine.release(transaction, responses)
             if is_invite:
-                if self.pending_invites.get(request.call_id) is transaction:
-                    del self.pending_invites[request.call_id]
-                # A final response (or giving up) ends the INVITE's early dialogs.
-                for early in [d for d in self.early_dialogs.values() if d.invite is request]:
-                    del self.early_dialogs[early.id]
-                for key in [k for k in self._provisionals if k[0].call_id == request.call_id]:
-                    if key[1] == request.cseq.seq:
-                        del self._provisionals[key]
+                self._invite_ended(request, transaction)
+
+    def _invite_ended(self, request: Request, transaction: ClientTransaction) -> None:
+        """An INVITE's transaction ended (or its caller gave up on it): it is no longer
+        pending, and a final response (or giving up) ends its early dialogs. Apart from
+        :meth:`transact`, whose frame its comprehensions would give a cell per request."""
+        if self.pending_invites.get(request.call_id) is transaction:
+            del self.pending_invites[request.call_id]
+        for early in [d for d in self.early_dialogs.values() if d.invite is request]:
+            del self.early_dialogs[early.id]
+        for key in [k for k in self._provisionals if k[0].call_id == request.call_id]:
+            if key[1] == request.cseq.seq:
+                del self._provisionals[key]
 
     def _announce_extensions(self, request: Request) -> None:
         """``Supported: 100rel`` in an INVITE (appended to any Supported already there)."""

@@ -781,9 +781,10 @@ def _stateless_tag(request: Request) -> str:
     return hashlib.blake2s(seed.encode(), digest_size=8).hexdigest()
 
 
-def _client_record_key(branch: str, method: str) -> str:
-    """The key of a Completed non-INVITE client transaction's record: its branch and
-    method in one str (a method is a token: the first space ends it)."""
+def _client_key(branch: str, method: str) -> str:
+    """The key of a client transaction (and of its record once Completed): its branch and
+    method in one str (a method is a token: the first space ends it), which the collector
+    does not track, unlike a tuple."""
     return f"{method} {branch}"
 
 
@@ -835,7 +836,7 @@ class TransactionLayer:
         self._recent: OrderedDict[_MergeKey, ServerTransaction | tuple[object, ...]] = OrderedDict()
         self._merge_records = merge_records
         self._events: deque[Event] = deque()
-        self._clients: dict[tuple[str, str], ClientTransaction] = {}
+        self._clients: dict[str, ClientTransaction] = {}  # by _client_key()
         self._servers: dict[tuple[object, ...], dict[str, ServerTransaction]] = {}
         self._server_count = 0  # live server transactions and records
         # Completed non-INVITE server transactions as records, by server key (usually one
@@ -849,7 +850,7 @@ class TransactionLayer:
         self._accepted_deadlines: deque[_Record] = deque()
         # The same for Completed non-INVITE client transactions: they only absorb
         # retransmitted final responses until Timer K, so their key is enough: a str
-        # (:func:`_client_record_key`) -> its deadline, and the same keys and deadlines in
+        # (:func:`_client_key`) -> its deadline, and the same keys and deadlines in
         # two parallel queues in order (Timer K is the same for all). Neither holds an
         # object the garbage collector tracks, however many requests wait for Timer K.
         self._client_records: dict[str, float] = {}
@@ -876,16 +877,20 @@ class TransactionLayer:
         branch = request.top_via.branch
         if branch is None or not branch.startswith(MAGIC_COOKIE):
             raise ValueError(f"request needs a top Via branch starting with {MAGIC_COOKIE}")
-        key = (branch, request.method)
-        if (
-            key in self._clients
-            or _client_record_key(branch, request.method) in self._client_records
-        ):
+        key = _client_key(branch, request.method)
+        if key in self._clients or key in self._client_records:
             raise ValueError(f"a {request.method} client transaction with branch {branch} exists")
         kind = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
         state = _S.CALLING if request.method == "INVITE" else _S.TRYING
         transaction = kind(
-            self, request, branch, key, reliable=reliable, destination=destination, state=state
+            # no server key: the layer finds client transactions by _client_key()
+            self,
+            request,
+            branch,
+            (),
+            reliable=reliable,
+            destination=destination,
+            state=state,
         )
         self._clients[key] = transaction
         transaction._start(now)
@@ -900,9 +905,9 @@ class TransactionLayer:
         branch = response.top_via.branch
         transaction = None
         if branch is not None:
-            key = (branch, response.cseq.method)
+            key = _client_key(branch, response.cseq.method)
             transaction = self._clients.get(key)
-            if transaction is None and _client_record_key(*key) in self._client_records:
+            if transaction is None and key in self._client_records:
                 return None  # a retransmitted final: Completed absorbs it (Timer K runs)
         if transaction is None:
             self._events.append(StrayResponse(response))
@@ -1180,12 +1185,11 @@ class TransactionLayer:
     def _record_client(self, transaction: ClientTransaction, deadline: float) -> None:
         """A non-INVITE client ``transaction`` entered Completed over an unreliable
         transport: only its key stays, until Timer K (``deadline``); the object ends."""
-        key = (transaction.branch, transaction.method)
+        key = _client_key(transaction.branch, transaction.method)
         if self._clients.get(key) is transaction:
             del self._clients[key]
-        record_key = _client_record_key(*key)
-        self._client_records[record_key] = deadline
-        self._client_record_keys.append(record_key)
+        self._client_records[key] = deadline
+        self._client_record_keys.append(key)
         self._client_deadlines.append(deadline)
         self._armed(deadline)
         transaction.state = _S.TERMINATED
@@ -1259,7 +1263,7 @@ class TransactionLayer:
         transaction._timers.clear()
         self._dropped_timers(dropped)
         if isinstance(transaction, ClientTransaction):
-            key = (transaction.branch, transaction.method)
+            key = _client_key(transaction.branch, transaction.method)
             if self._clients.get(key) is transaction:
                 del self._clients[key]
         elif isinstance(transaction, ServerTransaction):

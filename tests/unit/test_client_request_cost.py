@@ -4,10 +4,16 @@
   ``retry_with_auth()``: only a 401/407's request has its destination remembered, and the
   retry still goes there.
 * A next hop named by an IP address and a port is sent to without the (coroutine) look-up.
-* ``send()`` makes no closure per request: the digest flow's are made for a challenge only.
+* ``send()`` and ``transact()`` make no closure or cell per request: the digest flow's
+  are made for a challenge only.
+* A client transaction's response waiter needs no queue object for one response, and the
+  layer keys client transactions by a str.
 """
 
 from __future__ import annotations
+
+import gc
+from collections import deque
 
 import pytest
 import trio
@@ -15,7 +21,10 @@ import trio.testing
 
 import sipx
 from sipx import Auth
+from sipx._core.message import Request, Response
+from sipx._core.transaction import TransactionLayer, TransactionState, make_response
 from sipx._next_hop import NextHop
+from sipx._trio.waiter import ResponseWaiter
 from sipx._uac import UserAgentClient
 from sipx.testing import MemoryNetwork, ScriptedUAS
 
@@ -77,7 +86,55 @@ async def test_a_literal_next_hop_is_sent_to_without_a_look_up(
     assert [c.destination for c in network.requests("OPTIONS")][:2] == [UAS, UAS]
 
 
-def test_send_makes_no_closure_per_request() -> None:
-    code = UserAgentClient.send.__code__
+@pytest.mark.parametrize("name", ["send", "transact"])
+def test_the_request_path_makes_no_closure_per_request(name: str) -> None:
+    code = getattr(UserAgentClient, name).__code__
     assert code.co_cellvars == () and code.co_freevars == ()
     assert not any(hasattr(const, "co_code") for const in code.co_consts)
+
+
+async def test_the_waiter_keeps_order_across_its_slot_and_its_queue() -> None:
+    waiter = ResponseWaiter()
+    items = [Response(code, "x") for code in (100, 180, 183, 200, 202)]
+    waiter.send_nowait(items[0])
+    # One item (the usual case: a final response) needs no queue besides the waiter.
+    assert not any(isinstance(r, deque) for r in gc.get_referents(waiter))
+    assert len(waiter) == 1 and await waiter.__anext__() is items[0] and len(waiter) == 0
+    for item in items[1:4]:
+        waiter.send_nowait(item)
+    assert len(waiter) == 3
+    assert await waiter.__anext__() is items[1]
+    waiter.send_nowait(items[4])
+    assert len(waiter) == 3
+    assert [await waiter.__anext__() for _ in range(3)] == items[2:]
+    assert len(waiter) == 0
+    # A cancelled reader leaves nothing behind; a later item waits for the next read.
+    with trio.move_on_after(0) as scope:
+        await waiter.__anext__()
+    assert scope.cancelled_caught
+    waiter.send_nowait(items[0])
+    assert await waiter.__anext__() is items[0]
+
+
+def test_client_transactions_are_found_by_a_str_key() -> None:
+    """The layer's key of a client transaction is one str, not a tuple the collector
+    tracks for as long as the transaction lives."""
+    layer = TransactionLayer()
+    request = Request(
+        "OPTIONS",
+        "sip:bob@127.0.0.1",
+        [
+            ("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKkey"),
+            ("From", "<sip:a@127.0.0.1>;tag=1"),
+            ("To", "<sip:bob@127.0.0.1>"),
+            ("Call-ID", "key"),
+            ("CSeq", "1 OPTIONS"),
+        ],
+    )
+    transaction = layer.send_request(request, 0.0, reliable=False)
+    assert not any(isinstance(referent, tuple) for referent in gc.get_referents(layer._clients))
+    answer = make_response(request, 200)
+    assert layer.receive_response(answer, 0.1) is transaction
+    assert transaction.state is TransactionState.TERMINATED  # Completed: its record stays
+    assert layer.receive_response(answer, 0.2) is None  # the retransmission absorbed
+    assert "StrayResponse" not in [type(e).__name__ for e in layer.pop_events()]
