@@ -15,8 +15,9 @@ match, waking the caller) plus the answering endpoint and the memory network's d
 which are the same before and after a change. Nothing here asserts a time.
 
 ``--gc`` keeps the garbage collector on and also prints how many collections of each
-generation ran per 10 000 requests (``gc.callbacks``) and the share of the CPU time spent in
-them (counts, not times, are the steady figure to compare).
+generation ran per 10 000 requests (``gc.callbacks``), the share of the CPU time spent in
+them and how many objects a gen0 collection found in the young generation (counts, not
+times, are the steady figures to compare).
 
 ``--objects`` counts instead (deterministic): the objects the collector tracks per request
 in flight (``--concurrency`` requests sent to a peer that does not answer) and those left
@@ -67,11 +68,14 @@ class _Collections:
 
     def __init__(self) -> None:
         self.counts = [0, 0, 0]
+        self.young = 0  # objects in the youngest generation when its collections began
         self.cpu = 0.0
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
+            if info["generation"] == 0:
+                self.young += len(gc.get_objects(generation=0))  # before the clock starts
             self._started = time.process_time()
         else:
             self.counts[info["generation"]] += 1
@@ -258,6 +262,8 @@ def main() -> None:
         )
         share = _COLLECTIONS.cpu / (sum(rounds) * args.count / 1e6) * 100
         print(f"GC collections per 10 000 requests: {per}; {share:.1f} % of the CPU time in them")
+        young = _COLLECTIONS.young / max(1, _COLLECTIONS.counts[0])
+        print(f"objects in the young generation per gen0 collection: {young:.0f}")
 
 
 if __name__ == "__main__":
