@@ -445,6 +445,7 @@ class Engine:
         """Carry out what the transaction layer asks for (until it has nothing more)."""
         while events := self.layer.pop_events():
             for event in events:
+                # The kinds every transaction has come first (Terminated before the rare ones).
                 if isinstance(event, Send):
                     self._send_event(event)
                 elif isinstance(event, ResponseReceived):
@@ -455,14 +456,14 @@ class Engine:
                         self.on_stray_response(event.response)
                 elif isinstance(event, RequestReceived):
                     self._serve(event.transaction, event.request)
+                elif isinstance(event, TransactionTerminated):
+                    self._routes.pop(event.transaction, None)
                 elif isinstance(event, AckReceived):
                     self.on_ack(event.request)
                 elif isinstance(event, StrayResponse):
                     self.on_stray_response(event.response)
                 elif isinstance(event, TransactionTimeout | TransportFailed):
                     self._fail_waiter(event.transaction, event)
-                elif isinstance(event, TransactionTerminated):
-                    self._routes.pop(event.transaction, None)
                 elif isinstance(event, RequestRefused):
                     self._send_refusal(event)
                 elif isinstance(event, Resend):

@@ -35,6 +35,10 @@ class DialogId(NamedTuple):
         return f"{self.call_id};local-tag={self.local_tag};remote-tag={self.remote_tag}"
 
 
+_new_id = tuple.__new__
+"""``DialogId``'s own constructor is a Python function (a namedtuple's): the ids made on
+every request within a dialog are built with the tuple's, the same object."""
+
 # Methods whose requests and 2xx responses refresh the remote target (RFC 3261 12.2).
 TARGET_REFRESH_METHODS = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 
@@ -67,7 +71,7 @@ class Dialog:
             or known[1] is not self.local_tag
             or known[2] is not self.remote_tag
         ):
-            known = self._id = DialogId(self.call_id, self.local_tag, self.remote_tag)
+            known = self._id = _new_id(DialogId, (self.call_id, self.local_tag, self.remote_tag))
         return known
 
     # -- creation ------------------------------------------------------------------------
@@ -219,5 +223,5 @@ def dialog_id_of(message: Request | Response) -> DialogId | None:
     if not from_tag or not to_tag:
         return None
     if isinstance(message, Response):
-        return DialogId(message.call_id, from_tag, to_tag)
-    return DialogId(message.call_id, to_tag, from_tag)
+        return _new_id(DialogId, (message.call_id, from_tag, to_tag))
+    return _new_id(DialogId, (message.call_id, to_tag, from_tag))

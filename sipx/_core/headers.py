@@ -296,6 +296,20 @@ class Headers(MutableMapping[str, str]):
             self.index = index
         return index
 
+    def repeated(self, keys: Iterable[str]) -> str | None:
+        """The first of ``keys`` (lookup-form) given more than once, or None; a section
+        still as parsed is answered from the keys it had more than once, without building
+        the index."""
+        if self.index is None and self.first is not STALE and self._lines is not None:
+            more = self.more
+            return None if not more else next((key for key in keys if key in more), None)
+        index = self.lookup()
+        for key in keys:
+            values = index.get(key)
+            if values is not None and len(values) > 1:
+                return key
+        return None
+
     def first_values(self) -> Mapping[str, str]:
         """Every key with its first value (built now if it was not)."""
         first = self.first

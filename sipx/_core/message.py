@@ -97,6 +97,8 @@ REASON_PHRASES = {
 
 _SINGLE_VALUED = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
 _ONCE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
+_ONCE_KEYS = tuple(key for key, _ in _ONCE)
+_ONCE_NAMES = dict(_ONCE)
 _NO_MAX_FORWARDS = "request has no Max-Forwards header"
 _WARNING_RE = re.compile(r"[0-9]{3}[ \t]")
 _SDP_TYPE_RE = re.compile(r"application[ \t]*/[ \t]*sdp[ \t]*(?:;|$)", re.I)
@@ -462,11 +464,11 @@ class Request(Message):
         matching, no headers in the Request-URI. Raises :class:`~sipx.ParseError`."""
         if self.version != SIP_VERSION:
             raise ParseError(f"unsupported SIP version {self.version[:20]}")
-        index = self.headers.lookup()
-        for key, name in _ONCE:
-            values = index.get(key)
-            if values is not None and len(values) > 1:
-                raise ParseError(f"{name} appears {len(values)} times; it takes one value")
+        repeated = self.headers.repeated(_ONCE_KEYS)
+        if repeated is not None:
+            count = len(self.headers.lookup()[repeated])
+            name = _ONCE_NAMES[repeated]
+            raise ParseError(f"{name} appears {count} times; it takes one value")
         if self.cseq.method != self.method:
             raise ParseError(f"CSeq method {self.cseq.method} does not match {self.method}")
         if "?" in (self._uri_text if self._uri is None else str(self._uri)) and self.uri.headers:

@@ -619,9 +619,10 @@ class SDPBody:
         )
         base = 8000 if port is None else port
         for index, offered in enumerate(offer.media):
-            common: list[Codec] = []
+            common: Sequence[Codec] = ()
+            lines: Sequence[tuple[str, str | None]] = ()
             if offered.port != 0 and offered.protocol.upper() in protocols:
-                common = _common_codecs(offered, supported)
+                common, lines = _answer_codecs(offered, supported)
             if all(codec.name.lower() in _AUXILIARY_CODECS for codec in common):
                 answer.media.append(
                     MediaDescription(offered.media, 0, offered.protocol, list(offered.formats))
@@ -631,7 +632,7 @@ class SDPBody:
             media = MediaDescription(
                 offered.media, our_port, offered.protocol, [c.payload for c in common]
             )
-            media.attributes.extend(_codec_attributes(common))
+            media.attributes.extend(lines)
             if offered.ptime is not None:
                 media.attributes.append(("ptime", str(offered.ptime)))
             send, recv = _DIRECTION_BITS[offer.media_direction(offered)]
@@ -906,6 +907,29 @@ def _supported(specs: Sequence[Mapping[str, Any]]) -> _SupportedCodecs:
     if isinstance(specs, tuple) and len(_SUPPORTED_MADE) < 64:
         _SUPPORTED_MADE[id(specs)] = (specs, supported)
     return supported
+
+
+_ANSWER_CODECS_KEPT: Final = 32
+_AnswerCodecs = tuple[tuple[Codec, ...], tuple[tuple[str, str | None], ...]]
+# The codecs of recent answers (and their rtpmap/fmtp lines), by what they depend on: the
+# offered media type, formats and attributes and our supported codecs (by identity; the
+# entry holds them, so their id is not reused while it lives).
+_ANSWER_CODECS: dict[tuple[object, ...], tuple[_SupportedCodecs, _AnswerCodecs]] = {}
+
+
+def _answer_codecs(offered: MediaDescription, supported: _SupportedCodecs) -> _AnswerCodecs:
+    """The codecs an answer keeps for ``offered`` and their attributes, worked out once for
+    offers seen again (load generators offer the same stream in every call)."""
+    key = (offered.media, tuple(offered.formats), tuple(offered.attributes), id(supported))
+    known = _ANSWER_CODECS.get(key)
+    if known is not None and known[0] is supported:
+        return known[1]
+    common = tuple(_common_codecs(offered, supported))
+    made = (common, tuple(_codec_attributes(common)))
+    if len(_ANSWER_CODECS) >= _ANSWER_CODECS_KEPT:
+        del _ANSWER_CODECS[next(iter(_ANSWER_CODECS))]
+    _ANSWER_CODECS[key] = (supported, made)
+    return made
 
 
 def _common_codecs(offered: MediaDescription, supported: _SupportedCodecs) -> list[Codec]:

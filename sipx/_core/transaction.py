@@ -947,7 +947,12 @@ class TransactionLayer:
                 return invite
             self._events.append(AckReceived(request, None))
             return None
-        key = _server_key(request, request.to.tag if _is_legacy(request) else None)
+        via = request.top_via
+        branch = via.branch
+        if branch is not None and branch.startswith(MAGIC_COOKIE):  # one read of the branch
+            key: tuple[object, ...] = ("3261", branch, *_sent_by(via))
+        else:
+            key = _server_key(request, request.to.tag)
         group = self._servers.get(key)
         if group is not None and (transaction := group.get(method)) is not None:
             transaction._on_retransmission(now)
@@ -963,11 +968,16 @@ class TransactionLayer:
         if self._full(request):
             self._refuse(request, destination)
             return None
-        branch = request.top_via.branch or ""
         kind = InviteServerTransaction if method == "INVITE" else NonInviteServerTransaction
         state = _S.PROCEEDING if method == "INVITE" else _S.TRYING
         transaction = kind(
-            self, request, branch, key, reliable=reliable, destination=destination, state=state
+            self,
+            request,
+            branch or "",
+            key,
+            reliable=reliable,
+            destination=destination,
+            state=state,
         )
         transaction.route = route
         if group is None:
@@ -1046,8 +1056,11 @@ class TransactionLayer:
         return None
 
     def _match_ack(self, ack: Request) -> InviteServerTransaction | None:
-        if not _is_legacy(ack):
-            found = self._servers.get(_server_key(ack, None), {}).get("INVITE")
+        via = ack.top_via
+        branch = via.branch
+        if branch is not None and branch.startswith(MAGIC_COOKIE):
+            group = self._servers.get(("3261", branch, *_sent_by(via)))
+            found = None if group is None else group.get("INVITE")
             return found if isinstance(found, InviteServerTransaction) else None
         # RFC 2543: the ACK carries the To tag of the response, which the INVITE had only
         # if it was sent inside a dialog; the response's To tag must match it.
