@@ -25,6 +25,7 @@ from ._core.builder import body_bytes
 from ._core.dialog import Dialog, DialogState
 from ._core.dtmf import digit_to_event
 from ._core.headers import header_key
+from ._core.kept_head import HeadPacker, unpack
 from ._core.message import Request, Response
 from ._core.parser import parse_message
 from ._core.reliable import send_reliably
@@ -50,7 +51,9 @@ if TYPE_CHECKING:
     from ._uas import IncomingRequest, UserAgentServer
 
 _Kept = TypeVar("_Kept", Request, Response)
-_Bytes = bytes | tuple[bytes, bytes]  # a message kept: its bytes, or its head and body
+# A message kept once the call is idle: (sample, its head deflated against the sample, body).
+_Bytes = tuple[bytes, bytes, bytes]
+_PACKER = HeadPacker()  # one sample head per kind for every call of the process
 InfoHandler = Callable[..., Any]  # IncomingRequest -> Response | None (plain or async)
 log = logging.getLogger("sipx")
 
@@ -1099,18 +1102,23 @@ def sdp_of(message: Request | Response) -> SDPBody | None:
 
 
 def _kept(message: Request | Response) -> _Bytes:
-    """A message as the call keeps it once idle: its bytes, as (head, body) when it has a
-    body (the body bytes are the ones the call keeps as its SDP)."""
+    """A message as the call keeps it once idle: its head deflated against a sample head
+    of its kind (sipx/_core/kept_head.py) and its body (the bytes the call keeps as its
+    SDP, shared)."""
     data = message.to_bytes()
     body = message.content
     if body and data.endswith(body):
-        return data[: len(data) - len(body)], body
-    return data
+        head = data[: len(data) - len(body)]
+    else:
+        head, body = data, b""
+    sample, packed = _PACKER.pack(head)
+    return sample, packed, body
 
 
 def _parse_kept(data: _Bytes, kind: type[_Kept]) -> _Kept:
-    """A message the call kept as bytes (it wrote them itself), parsed again."""
-    message = parse_message(data if isinstance(data, bytes) else data[0] + data[1])
+    """A message the call kept (it wrote the bytes itself), parsed again."""
+    sample, packed, body = data
+    message = parse_message(unpack((sample, packed)) + body)
     assert isinstance(message, kind)
     return message
 
