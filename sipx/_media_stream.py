@@ -188,7 +188,7 @@ class MediaStream:
         self._port: int = port
         # The counters, made by the first thing counted or read (an idle stream keeps none).
         self._stats: MediaStats | None = None
-        self._rtcp_sent = 0  # (even an inactive stream reports: counted here, not in stats)
+        self._rtcp_sent = 0  # (an inactive stream reports too: counted without its stats)
         self.params: MediaParams | None = None
         # The SSRC is drawn now (RTCP reports carry it); the RTP sender, with its random
         # first sequence number and timestamp, is made by the first packet sent (or digit
@@ -235,10 +235,9 @@ class MediaStream:
 
     @property
     def stats(self) -> MediaStats:
-        """The counters now; the RTCP reports sent, loss, duplicates and jitter are copied
-        in here, not on every packet."""
+        """The counters now; loss, duplicates and jitter are read from the receiver here,
+        not copied on every packet."""
         stats = self._counters()
-        stats.rtcp_sent = self._rtcp_sent
         if stats.dropped is _NO_DROPS:  # handed out: the caller's own dict
             stats.dropped = {}
         receiver = self._receiver
@@ -259,6 +258,7 @@ class MediaStream:
                 codec=None if params is None else params.codec,
                 local_address=(self._host, self._port),
                 dropped=_NO_DROPS,
+                rtcp_sent=self._rtcp_sent,
             )
         return stats
 
@@ -575,6 +575,8 @@ class MediaStream:
         except OSError:
             return
         self._rtcp_sent += 1
+        if self._stats is not None:  # counters handed out are updated in place
+            self._stats.rtcp_sent += 1
 
     def _on_rtcp(self, data: bytes) -> None:
         try:

@@ -305,6 +305,9 @@ async def test_an_inactive_stream_reports_rtcp_without_an_rtp_sender_or_drop_cou
             # The dict handed out is the caller's: writing it touches no other stream.
             stream.stats.dropped["mine"] = 1
             assert other.stats.dropped == {}
+            counters = stream.stats  # handed out: updated in place by the next reports
+            await trio.sleep(10)
+            assert counters.rtcp_sent == len(reports) + len(drain(peer_rtcp)) > len(reports)
             stream.configure(params(peer.getsockname(), "sendrecv"))
             await trio.sleep(1)
             rtp = [RtpPacket.parse(data) for data in drain(peer)]
