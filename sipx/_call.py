@@ -25,6 +25,7 @@ from ._core.builder import body_bytes
 from ._core.dialog import Dialog, DialogState
 from ._core.dtmf import digit_to_event
 from ._core.headers import header_key
+from ._core.kept_head import HeadPacker, PackedHead, unpack
 from ._core.message import Request, Response
 from ._core.parser import parse_message
 from ._core.reliable import send_reliably
@@ -50,7 +51,11 @@ if TYPE_CHECKING:
     from ._uas import IncomingRequest, UserAgentServer
 
 _Kept = TypeVar("_Kept", Request, Response)
-_Bytes = bytes | tuple[bytes, bytes]  # a message kept: its bytes, or its head and body
+# A message kept once the call is idle: (sample, its head deflated against the sample, its
+# body packed as the SDP slots keep it, or None).
+_Bytes = tuple[bytes, bytes, PackedHead | None]
+_PACKER = HeadPacker()  # one sample head per kind for every call of the process
+_BODIES = HeadPacker()  # and one sample SDP per kind (its first token: "v=0 o=user")
 InfoHandler = Callable[..., Any]  # IncomingRequest -> Response | None (plain or async)
 log = logging.getLogger("sipx")
 
@@ -133,10 +138,10 @@ class Call:
         self.state = CallState.INCOMING if direction == "incoming" else CallState.CALLING
         # The SDPs: parsed, or bytes once the call is idle (parsed again when read).
         offer = _sdp(invite)
-        self._offered: SDPBody | bytes | None = offer
-        self._answer: SDPBody | bytes | None = None
-        self._local: SDPBody | bytes | None = offer if direction == "outgoing" else None
-        self._remote: SDPBody | bytes | None = offer if direction == "incoming" else None
+        self._offered: SDPBody | PackedHead | None = offer
+        self._answer: SDPBody | PackedHead | None = None
+        self._local: SDPBody | PackedHead | None = offer if direction == "outgoing" else None
+        self._remote: SDPBody | PackedHead | None = offer if direction == "incoming" else None
         self._final: Response | _Bytes | None = None
         # "local", "remote", "cancel", "timeout", "rejected", "transferred",
         # "replaced" or "session-expired"
@@ -227,10 +232,10 @@ class Call:
         self._remote = sdp
 
     def _sdp_in(self, slot: str) -> SDPBody | None:
-        """An SDP slot's value, parsed (and kept parsed) if it was kept as bytes."""
-        value: SDPBody | bytes | None = getattr(self, slot)
-        if isinstance(value, bytes):
-            value = SDPBody.parse(value)
+        """An SDP slot's value, parsed (and kept parsed) if it was kept packed."""
+        value: SDPBody | PackedHead | None = getattr(self, slot)
+        if isinstance(value, tuple):
+            value = SDPBody.parse(unpack(value))
             setattr(self, slot, value)
         return value
 
@@ -927,20 +932,27 @@ class Call:
             else:
                 self._keep_less()
 
-    def _keep_sdps_as_bytes(self, sent: Mapping[int, bytes] | None = None) -> None:
-        """Offer, answer, ours and the peer's as bytes (one bytes object per SDP, however
-        many of the four name it); read again, each is parsed once more. ``sent``: by
-        ``id()`` of an SDP, the body that carried it on the wire (the INVITE's offer, our
-        200's answer), kept as it is rather than written out again: that body is the SDP
-        the two ends have."""
-        kept: dict[int, bytes] = dict(sent) if sent else {}
+    def _keep_sdps_as_bytes(self, sent: Mapping[int, bytes] | None = None) -> dict[int, PackedHead]:
+        """Offer, answer, ours and the peer's as bytes, deflated against a sample SDP (one
+        packed value per SDP, however many of the four name it); read again, each is parsed
+        once more. ``sent``: by ``id()`` of an SDP, the body that carried it on the wire
+        (the INVITE's offer, our 200's answer), kept as it is rather than written out
+        again: that body is the SDP the two ends have. Returns the packed values by
+        ``id()`` of those bodies."""
+        packed: dict[int, PackedHead] = {}
+        by_body: dict[int, PackedHead] = {}
         for slot in ("_offered", "_answer", "_local", "_remote"):
             sdp = getattr(self, slot)
             if isinstance(sdp, SDPBody):
-                data = kept.get(id(sdp))
-                if data is None:
-                    data = kept[id(sdp)] = sdp.to_bytes()
-                setattr(self, slot, data)
+                value = packed.get(id(sdp))
+                if value is None:
+                    data = sent.get(id(sdp)) if sent else None
+                    if data is None:
+                        data = sdp.to_bytes()
+                    value = packed[id(sdp)] = _BODIES.pack(data)
+                    by_body[id(data)] = value
+                setattr(self, slot, value)
+        return by_body
 
     def _set_acked(self) -> None:
         self._acked = True
@@ -963,10 +975,10 @@ class Call:
         sent = {id(self._offered): invite.content}
         if isinstance(final, Response):
             sent[id(self._local)] = final.content
-        self._keep_sdps_as_bytes(sent)
-        self._invite = _kept(invite)
+        bodies = self._keep_sdps_as_bytes(sent)
+        self._invite = _kept(invite, bodies)
         if isinstance(final, Response):
-            self._final = _kept(final)
+            self._final = _kept(final, bodies)
         self.transaction = None
         for dialog in (self.dialog, self._early_dialog):
             if dialog is not None and dialog.invite is invite:
@@ -1098,19 +1110,26 @@ def sdp_of(message: Request | Response) -> SDPBody | None:
     return _sdp(message)
 
 
-def _kept(message: Request | Response) -> _Bytes:
-    """A message as the call keeps it once idle: its bytes, as (head, body) when it has a
-    body (the body bytes are the ones the call keeps as its SDP)."""
+def _kept(message: Request | Response, bodies: Mapping[int, PackedHead]) -> _Bytes:
+    """A message as the call keeps it once idle: its head deflated against a sample head
+    of its kind (sipx/_core/kept_head.py) and its body packed (``bodies``: the packed
+    value the SDP slots keep, by ``id()`` of the body, shared)."""
     data = message.to_bytes()
     body = message.content
     if body and data.endswith(body):
-        return data[: len(data) - len(body)], body
-    return data
+        head = data[: len(data) - len(body)]
+        packed_body = bodies.get(id(body)) or _BODIES.pack(body)
+    else:
+        head, packed_body = data, None
+    sample, packed = _PACKER.pack(head)
+    return sample, packed, packed_body
 
 
 def _parse_kept(data: _Bytes, kind: type[_Kept]) -> _Kept:
-    """A message the call kept as bytes (it wrote them itself), parsed again."""
-    message = parse_message(data if isinstance(data, bytes) else data[0] + data[1])
+    """A message the call kept (it wrote the bytes itself), parsed again."""
+    sample, packed, body = data
+    head = unpack((sample, packed))
+    message = parse_message(head if body is None else head + unpack(body))
     assert isinstance(message, kind)
     return message
 

@@ -156,12 +156,15 @@ class MediaStream:
         "_event_packets",
         "_events",
         "_events_done",
+        "_host",
         "_latched",
         "_next_report",
         "_next_send",
         "_playing",
+        "_port",
         "_receiver",
         "_resync",
+        "_rtcp_sent",
         "_sender",
         "_ssrc",
         "_stats",
@@ -181,8 +184,11 @@ class MediaStream:
         self.socket = sock
         self.rtcp_socket = rtcp
         host, port = sock.getsockname()[:2]
-        host = sys.intern(host)  # every stream of a client shares its host's string
-        self._stats = MediaStats(local_address=(host, port), dropped=_NO_DROPS)
+        self._host: str = sys.intern(host)  # every stream of a client shares its host's string
+        self._port: int = port
+        # The counters, made by the first thing counted or read (an idle stream keeps none).
+        self._stats: MediaStats | None = None
+        self._rtcp_sent = 0  # (an inactive stream reports too: counted without its stats)
         self.params: MediaParams | None = None
         # The SSRC is drawn now (RTCP reports carry it); the RTP sender, with its random
         # first sequence number and timestamp, is made by the first packet sent (or digit
@@ -231,30 +237,48 @@ class MediaStream:
     def stats(self) -> MediaStats:
         """The counters now; loss, duplicates and jitter are read from the receiver here,
         not copied on every packet."""
-        if self._stats.dropped is _NO_DROPS:  # handed out: the caller's own dict
-            self._stats.dropped = {}
+        stats = self._counters()
+        if stats.dropped is _NO_DROPS:  # handed out: the caller's own dict
+            stats.dropped = {}
         receiver = self._receiver
         if receiver is not None:
             counted = receiver.stats
             # Telephone-events take sequence numbers between audio packets: not lost.
-            self._stats.packets_lost = max(0, counted.lost - self._event_packets)
-            self._stats.duplicates = counted.duplicates
-            self._stats.jitter = counted.jitter_seconds
-        return self._stats
+            stats.packets_lost = max(0, counted.lost - self._event_packets)
+            stats.duplicates = counted.duplicates
+            stats.jitter = counted.jitter_seconds
+        return stats
+
+    def _counters(self) -> MediaStats:
+        """The stream's counters, made on first use (the codec of the negotiation)."""
+        stats = self._stats
+        if stats is None:
+            params = self.params
+            stats = self._stats = MediaStats(
+                codec=None if params is None else params.codec,
+                local_address=(self._host, self._port),
+                dropped=_NO_DROPS,
+                rtcp_sent=self._rtcp_sent,
+            )
+        return stats
 
     @property
     def local_port(self) -> int:
-        assert self._stats.local_address is not None
-        return self._stats.local_address[1]
+        return self._port
 
     # -- configuration (offer/answer, re-INVITE) ------------------------------------------------
     def configure(self, params: MediaParams | None) -> None:
         """Apply a (new) negotiation: codec, payload numbers, ptime, peer, direction."""
         previous = self.params
-        self.params = params
         if params is None:
+            if previous is not None:
+                self._counters()  # they keep the codec of the negotiation before
+            self.params = None
             return
-        self._stats.codec = params.codec
+        self.params = params
+        stats = self._stats
+        if stats is not None:
+            stats.codec = params.codec
         if previous is None or previous.remote != params.remote:
             self._latched = None  # a re-INVITE that moves the peer moves the stream
         if previous is not None and previous.codec != params.codec and self._receiver:
@@ -414,10 +438,11 @@ class MediaStream:
         try:
             self.socket.sendto(data, destination)
         except OSError as exc:  # a full buffer, an ICMP error queued on the socket
-            self._stats.drop(f"send failed: {exc.strerror or exc}")
+            self._counters().drop(f"send failed: {exc.strerror or exc}")
             return
-        self._stats.packets_sent += 1
-        self._stats.bytes_sent += len(data)
+        stats = self._stats or self._counters()
+        stats.packets_sent += 1
+        stats.bytes_sent += len(data)
 
     def _next_frame(self, samples: int) -> bytes:
         """The next ``samples`` of what is played (queued frames are 20 ms; a negotiated
@@ -454,7 +479,7 @@ class MediaStream:
             except BlockingIOError:
                 return
             except OSError as exc:  # ICMP port unreachable from an earlier send, ...
-                self._stats.drop(f"receive error: {exc.strerror or exc}")
+                self._counters().drop(f"receive error: {exc.strerror or exc}")
                 continue
             if rtcp or _is_rtcp(data):  # RFC 5761 4: demultiplexed by packet type
                 self._on_rtcp(data)
@@ -464,12 +489,12 @@ class MediaStream:
     def _on_datagram(self, data: bytes, source: tuple[str, int]) -> None:
         params = self.params
         if params is None:
-            self._stats.drop("before negotiation")
+            self._counters().drop("before negotiation")
             return
         try:
             packet = RtpPacket.parse(data)
         except ParseError:
-            self._stats.drop("malformed")
+            self._counters().drop("malformed")
             return
         audio = packet.payload_type in (params.receive_payload, params.send_payload)
         event = params.event_receive_payload is not None and packet.payload_type in (
@@ -477,16 +502,17 @@ class MediaStream:
             params.event_send_payload,
         )
         if not (audio or event):
-            self._stats.drop(f"payload type {packet.payload_type}")
+            self._counters().drop(f"payload type {packet.payload_type}")
             return
         if self._latched is None:
             self._latched = source  # symmetric RTP: answer where the peer sends from
-            self._stats.remote_address = source
+            self._counters().remote_address = source
         elif source != self._latched:
-            self._stats.drop("unexpected source")
+            self._counters().drop("unexpected source")
             return
-        self._stats.packets_received += 1
-        self._stats.bytes_received += len(data)
+        stats = self._stats or self._counters()
+        stats.packets_received += 1
+        stats.bytes_received += len(data)
         if event:
             self._on_event(packet)
             return
@@ -536,7 +562,7 @@ class MediaStream:
             )
         else:
             report = ReceiverReport(ssrc=ssrc, reports=blocks)
-        host = self._stats.local_address[0] if self._stats.local_address else "localhost"
+        host = self._host
         cname = f"sipx-{ssrc:08x}@{host}"  # RFC 3550 6.5.1: unique, stable per stream
         packets: list[RtcpPacket | SourceDescription] = [
             report,
@@ -548,15 +574,17 @@ class MediaStream:
             sock.sendto(build_compound(packets), address)
         except OSError:
             return
-        self._stats.rtcp_sent += 1
+        self._rtcp_sent += 1
+        if self._stats is not None:  # counters handed out are updated in place
+            self._stats.rtcp_sent += 1
 
     def _on_rtcp(self, data: bytes) -> None:
         try:
             packets = parse_compound(data)
         except ParseError:
-            self._stats.drop("malformed RTCP")
+            self._counters().drop("malformed RTCP")
             return
-        self._stats.rtcp_received += 1
+        self._counters().rtcp_received += 1
         for packet in packets:
             if isinstance(packet, SenderReport) and self._receiver is not None:
                 try:
@@ -564,7 +592,7 @@ class MediaStream:
                 except ValueError:
                     pass  # an SR about another source
             elif isinstance(packet, Bye):
-                self._stats.peer_said_bye = True
+                self._counters().peer_said_bye = True
 
     def _on_event(self, packet: RtpPacket) -> None:
         """A telephone-event packet: its digit is reported once, as soon as the event is
@@ -587,7 +615,7 @@ class MediaStream:
         digit = event_to_digit(event)
         if digit is None:
             return
-        self._stats.digits_received += 1
+        self._counters().digits_received += 1
         if self.digit_receiver is not None:
             self.digit_receiver.digit_received(digit)
 

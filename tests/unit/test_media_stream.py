@@ -273,8 +273,8 @@ async def test_an_inactive_stream_reports_rtcp_without_an_rtp_sender_or_drop_cou
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """An a=inactive stream sends RTCP receiver reports under its SSRC yet keeps no RTP
-    sender and no dict of drop counts of its own; once a re-INVITE makes it sendrecv, its
-    RTP goes out under that same SSRC (RFC 3550 6.4: one SSRC per source)."""
+    sender and no counters (``MediaStats``) until they are read; once a re-INVITE makes it
+    sendrecv, its RTP goes out under that same SSRC (RFC 3550 6.4: one SSRC per source)."""
     import gc
 
     from sipx._core.rtcp import ReceiverReport, SenderReport, parse_compound
@@ -295,15 +295,19 @@ async def test_an_inactive_stream_reports_rtcp_without_an_rtp_sender_or_drop_cou
             assert not drain(peer)  # no RTP
             held = gc.get_referents(stream)
             assert not [o for o in held if isinstance(o, RtpSender)]
-            # Until read, both streams' counters share one empty dict of drops.
-            kept = [
-                next(o for o in gc.get_referents(s) if isinstance(o, media_stream.MediaStats))
-                for s in (stream, other)
-            ]
-            assert kept[0].dropped is kept[1].dropped and kept[0].dropped == {}
+            # Until read, neither stream keeps counters (the reports are counted apart).
+            for s in (stream, other):
+                held = gc.get_referents(s)
+                assert not [o for o in held if isinstance(o, media_stream.MediaStats)]
+            assert stream.stats.rtcp_sent == len(reports) and other.stats.rtcp_sent == 0
+            assert stream.stats.codec == "PCMU" and other.stats.codec is None
+            assert stream.stats.local_address == stream.socket.getsockname()[:2]
             # The dict handed out is the caller's: writing it touches no other stream.
             stream.stats.dropped["mine"] = 1
             assert other.stats.dropped == {}
+            counters = stream.stats  # handed out: updated in place by the next reports
+            await trio.sleep(10)
+            assert counters.rtcp_sent == len(reports) + len(drain(peer_rtcp)) > len(reports)
             stream.configure(params(peer.getsockname(), "sendrecv"))
             await trio.sleep(1)
             rtp = [RtpPacket.parse(data) for data in drain(peer)]
