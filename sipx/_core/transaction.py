@@ -788,6 +788,15 @@ def _client_key(branch: str, method: str) -> str:
     return f"{method} {branch}"
 
 
+def _rfc3261_key(via: Via) -> tuple[object, ...] | None:
+    """The server key of a request whose top Via is ``via``, if its branch has the
+    z9hG4bK cookie (branch and sent-by, 17.2.3); None for an RFC 2543 request."""
+    branch = via.branch
+    if branch is not None and branch.startswith(MAGIC_COOKIE):
+        return ("3261", branch, *_sent_by(via))
+    return None
+
+
 def _server_key(request: Request, to_tag: str | None) -> tuple[object, ...]:
     """The key a request shares with its retransmissions, its ACK and its CANCEL (17.2.3).
 
@@ -796,9 +805,9 @@ def _server_key(request: Request, to_tag: str | None) -> tuple[object, ...]:
     request that created the transaction (passed as ``to_tag``).
     """
     via = request.top_via
-    branch = via.branch
-    if branch is not None and branch.startswith(MAGIC_COOKIE):
-        return ("3261", branch, *_sent_by(via))
+    key = _rfc3261_key(via)
+    if key is not None:
+        return key
     uri = str(request.uri)
     return ("2543", uri, request.from_.tag, request.call_id, request.cseq.seq, str(via), to_tag)
 
@@ -948,10 +957,8 @@ class TransactionLayer:
             self._events.append(AckReceived(request, None))
             return None
         via = request.top_via
-        branch = via.branch
-        if branch is not None and branch.startswith(MAGIC_COOKIE):  # one read of the branch
-            key: tuple[object, ...] = ("3261", branch, *_sent_by(via))
-        else:
+        key = _rfc3261_key(via)  # one read of the branch
+        if key is None:
             key = _server_key(request, request.to.tag)
         group = self._servers.get(key)
         if group is not None and (transaction := group.get(method)) is not None:
@@ -973,7 +980,7 @@ class TransactionLayer:
         transaction = kind(
             self,
             request,
-            branch or "",
+            via.branch or "",
             key,
             reliable=reliable,
             destination=destination,
@@ -1056,10 +1063,9 @@ class TransactionLayer:
         return None
 
     def _match_ack(self, ack: Request) -> InviteServerTransaction | None:
-        via = ack.top_via
-        branch = via.branch
-        if branch is not None and branch.startswith(MAGIC_COOKIE):
-            group = self._servers.get(("3261", branch, *_sent_by(via)))
+        key = _rfc3261_key(ack.top_via)
+        if key is not None:
+            group = self._servers.get(key)
             found = None if group is None else group.get("INVITE")
             return found if isinstance(found, InviteServerTransaction) else None
         # RFC 2543: the ACK carries the To tag of the response, which the INVITE had only
