@@ -146,6 +146,12 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
         help="also serve SIP over WebSocket (RFC 7118) on this port (0: pick one)",
     )
     parser.add_argument(
+        "--wss-port",
+        type=port_argument,
+        default=None,
+        help="also serve SIP over secure WebSocket (WSS) on this port (0: pick one); needs --cert",
+    )
+    parser.add_argument(
         "--mwi",
         action="append",
         default=None,
@@ -258,10 +264,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
             tls_port=args.tls_port,
             rtp_ports=args.rtp_ports,
             ws_port=args.ws_port,
+            wss_port=args.wss_port,
             mwi=dict(args.mwi or ()),
             limits=limits_from(args),
         )
-    except ValueError as exc:  # an unreadable --cert
+    except ValueError as exc:  # an unreadable --cert, --wss-port without --cert
         parser.error(str(exc))
 
     async def run() -> None:
@@ -270,11 +277,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
             if threading.current_thread() is threading.main_thread():
                 await nursery.start(_stop_on_signal, nursery.cancel_scope)
             shown = f"[{host}]" if ":" in host else host
-            tls, ws = server.tls_address, server.ws_address
+            tls, ws, wss = server.tls_address, server.ws_address, server.wss_address
             print(
                 f"sipx serve listening on {shown}:{port} ({args.transport})"
                 + (f", TLS on port {tls[1]}" if tls is not None else "")
                 + (f", WebSocket on port {ws[1]}" if ws is not None else "")
+                + (f", secure WebSocket on port {wss[1]}" if wss is not None else "")
                 + "; realm "
                 f"{server.realm!r}, {server.algorithm}; users {', '.join(sorted(users))}; "
                 f"extension {args.echo_extension} answers calls; message-summary and "

@@ -23,7 +23,8 @@ Address = tuple[str, int]
 
 TRANSPORTS = ("UDP", "TCP")
 """Transports ``sipx serve`` runs on its port; TLS is added on a port of its own when the
-server has a certificate, WS on one of its own when asked (``--ws-port``)."""
+server has a certificate, WS on one of its own when asked (``--ws-port``), and WSS (WebSocket
+over TLS) too when the server has a certificate and is asked (``--wss-port``)."""
 
 ALLOW = (
     "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, REFER, NOTIFY, SUBSCRIBE, UPDATE, INFO"
@@ -108,7 +109,7 @@ class ServerIdentity:
     and every loopback address when ``host`` is a loopback or wildcard address).
     """
 
-    __slots__ = ("_names", "host", "port", "tls_port", "transports", "ws_port")
+    __slots__ = ("_names", "host", "port", "tls_port", "transports", "ws_port", "wss_port")
 
     def __init__(
         self,
@@ -119,16 +120,20 @@ class ServerIdentity:
         aliases: Iterable[str] = (),
         tls_port: int | None = None,
         ws_port: int | None = None,
+        wss_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.tls_port = tls_port
         self.ws_port = ws_port
+        self.wss_port = wss_port
         self.transports = tuple(t.upper() for t in transports)
         if tls_port is not None and "TLS" not in self.transports:
             self.transports += ("TLS",)
         if ws_port is not None and "WS" not in self.transports:
             self.transports += ("WS",)
+        if wss_port is not None and "WSS" not in self.transports:
+            self.transports += ("WSS",)
         names = {host.lower(), "localhost", *(a.lower() for a in aliases)}
         plain = host[1:-1] if host.startswith("[") else host
         if plain in ("0.0.0.0", "::") or plain.startswith("127.") or plain == "::1":
@@ -145,15 +150,14 @@ class ServerIdentity:
         return f"{self.host}:{self.port}"
 
     def port_for(self, transport: str) -> int:
-        """The port we serve ``transport`` on (TLS and WS have their own)."""
-        if transport.upper() == "TLS" and self.tls_port is not None:
-            return self.tls_port
-        if transport.upper() == "WS" and self.ws_port is not None:
-            return self.ws_port
-        return self.port
+        """The port we serve ``transport`` on (TLS, WS and WSS have their own)."""
+        own = {"TLS": self.tls_port, "WS": self.ws_port, "WSS": self.wss_port}.get(
+            transport.upper()
+        )
+        return self.port if own is None else own
 
     def _ports(self) -> tuple[int, ...]:
-        extra = (p for p in (self.tls_port, self.ws_port) if p is not None)
+        extra = (p for p in (self.tls_port, self.ws_port, self.wss_port) if p is not None)
         return (self.port, *extra)
 
     def is_ours(self, uri: URI) -> bool:

@@ -76,7 +76,8 @@ class DevServer(Lifetime):
     (default 1111/1111xxx, 2222/2222xxx, 3333/3333xxx). Extension 100 echoes each call's
     RTP from an even UDP port of ``rtp_ports`` (low, high) on ``host``. With ``ws_port``
     it also serves SIP over WebSocket (RFC 7118, subprotocol ``sip``) on that port (0: any),
-    reaching each WebSocket client over the connection it opened.
+    reaching each WebSocket client over the connection it opened; with ``wss_port`` (and
+    ``cert``) it serves secure WebSocket (WSS) the same way.
     SUBSCRIBEs for the
     users' ``message-summary`` (counts from ``mwi``: ``{"1111": (new, old)}``, changed with
     :meth:`set_message_summary`) and ``presence`` (open while registered) are served by the
@@ -109,11 +110,14 @@ class DevServer(Lifetime):
         tls_port: int | None = None,
         rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
         ws_port: int | None = None,
+        wss_port: int | None = None,
         mwi: Mapping[str, tuple[int, int]] | None = None,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         if not isinstance(limits, Limits):
             raise TypeError(f"limits is a sipx.Limits, not {limits!r}")
+        if wss_port is not None and cert is None:
+            raise ValueError("wss_port needs a certificate (cert=): WSS is WebSocket over TLS")
         low, high = rtp_ports
         if not 0 < low <= high <= 65535:
             raise ValueError(f"rtp_ports must be (low, high) within 1-65535, not {rtp_ports!r}")
@@ -131,6 +135,8 @@ class DevServer(Lifetime):
         self._tls_address: Address | None = None
         self.ws_port = ws_port
         self._ws_address: Address | None = None
+        self.wss_port = wss_port
+        self._wss_address: Address | None = None
         self.echo_extension = echo_extension
         self.rtp_ports = (low, high)
         self.rtp_echo: RtpEcho | None = None  # extension 100's media (while serving)
@@ -233,19 +239,27 @@ class DevServer(Lifetime):
         """The bound WebSocket ``(host, port)``; None without ``ws_port`` or when not running."""
         return self._ws_address
 
+    @property
+    def wss_address(self) -> Address | None:
+        """The bound secure WebSocket ``(host, port)``; None without ``wss_port`` or when not
+        running."""
+        return self._wss_address
+
     def uri(self, user: str | None = None, transport: str = "UDP") -> str:
-        """``sip:[user@]host:port`` of the running server (``;transport=tcp``/``tls``/``ws``
-        too)."""
+        """``sip:[user@]host:port`` of the running server (``;transport=tcp``/``tls``/``ws``/
+        ``wss`` too)."""
         kind = transport.upper()
         host, port = self.address
-        if kind == "TLS":
-            if self._tls_address is None:
-                raise RuntimeError("the server has no TLS listener (give it a certificate)")
-            port = self._tls_address[1]
-        if kind == "WS":
-            if self._ws_address is None:
-                raise RuntimeError("the server has no WebSocket listener (give it ws_port=)")
-            port = self._ws_address[1]
+        listeners = {
+            "TLS": (self._tls_address, "TLS listener (give it a certificate)"),
+            "WS": (self._ws_address, "WebSocket listener (give it ws_port=)"),
+            "WSS": (self._wss_address, "secure WebSocket listener (give it wss_port= and cert=)"),
+        }
+        if kind in listeners:
+            bound, missing = listeners[kind]
+            if bound is None:
+                raise RuntimeError(f"the server has no {missing}")
+            port = bound[1]
         host = f"[{host}]" if ":" in host else host
         text = f"sip:{user}@{host}:{port}" if user else f"sip:{host}:{port}"
         return text + ("" if kind == "UDP" else f";transport={kind.lower()}")
@@ -272,14 +286,26 @@ class DevServer(Lifetime):
                     ws = WSTransport(self._on_message, listen=True, limits=self.limits)
                     self._ws_address = await nursery.start(ws.serve, self.host, self.ws_port)
                     self._transports["WS"] = ws
+                if self.wss_port is not None and self._tls is not None:
+                    wss = WSTransport(
+                        self._on_message,
+                        secure=True,
+                        listen=True,
+                        server_context=self._tls[0],
+                        client_context=self._tls[1],
+                        limits=self.limits,
+                    )
+                    self._wss_address = await nursery.start(wss.serve, self.host, self.wss_port)
+                    self._transports["WSS"] = wss
                 self._setup(address)
                 nursery.start_soon(self._timer_loop)
                 log.info(
-                    "sipx dev server on %s:%s (%s)%s%s",
+                    "sipx dev server on %s:%s (%s)%s%s%s",
                     *address,
                     "+".join(t.lower() for t in self.transports),
                     f", tls on port {self._tls_address[1]}" if self._tls_address else "",
                     f", ws on port {self._ws_address[1]}" if self._ws_address else "",
+                    f", wss on port {self._wss_address[1]}" if self._wss_address else "",
                 )
                 task_status.started(address)
         except BaseExceptionGroup as group:
@@ -295,6 +321,7 @@ class DevServer(Lifetime):
             self._address = None
             self._tls_address = None
             self._ws_address = None
+            self._wss_address = None
             self._transports = {}
 
     @asynccontextmanager
@@ -350,6 +377,7 @@ class DevServer(Lifetime):
             aliases=(self.host, *self.aliases),
             tls_port=self._tls_address[1] if self._tls_address is not None else None,
             ws_port=self._ws_address[1] if self._ws_address is not None else None,
+            wss_port=self._wss_address[1] if self._wss_address is not None else None,
         )
         assert self._nursery is not None
         self.rtp_echo = RtpEcho(self.host, self.rtp_ports, self._nursery)

@@ -333,7 +333,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     server = ca.issue_cert(LOOPBACK, "localhost")
     context = __import__("ssl").create_default_context(__import__("ssl").Purpose.CLIENT_AUTH)
     server.configure_cert(context)
-    return {"ca": str(ca_file), "context": context}
+    server_pem = folder / "server.pem"  # key and chain in one file, as sipx serve --cert takes
+    server.private_key_and_cert_chain_pem.write_to_path(str(server_pem))
+    return {"ca": str(ca_file), "context": context, "server_pem": str(server_pem)}
 
 
 async def test_wss_checks_the_certificate_and_says_wss_in_via(pki: dict[str, object]) -> None:
@@ -430,6 +432,70 @@ async def test_sipx_serve_routes_to_websocket_clients_by_connection() -> None:
                 nursery.cancel_scope.cancel()
 
 
+async def test_sipx_serve_serves_secure_websocket_clients(pki: dict[str, object]) -> None:
+    """``wss_port``: a WSS client registers over TLS (checking the server's certificate),
+    is reached from UDP over its connection, and calls extension 100."""
+    inbox: list[str] = []
+    with pytest.raises(ValueError, match="wss_port needs a certificate"):
+        DevServer(LOOPBACK, 0, wss_port=0)
+    async with DevServer(LOOPBACK, 0, cert=str(pki["server_pem"]), wss_port=0) as server:
+        wss_address = server.wss_address
+        assert wss_address is not None and server.ws_address is None
+        assert server.uri("1111", "WSS") == f"sip:1111@{LOOPBACK}:{wss_address[1]};transport=wss"
+        async with (
+            sipx.AsyncClient(
+                LOOPBACK,
+                0,
+                "WSS",
+                sipx.Auth.Digest("1111", "1111xxx"),
+                outbound_proxy=server.uri(transport="WSS"),
+                verify=str(pki["ca"]),
+                timeout=5,
+            ) as alice,
+            sipx.AsyncClient(
+                LOOPBACK, 0, auth=sipx.Auth.Digest("2222", "2222xxx"), timeout=5
+            ) as bob,
+        ):
+            alice.on_request("MESSAGE", lambda incoming: inbox.append(incoming.text))
+            assert (await alice.register(server.uri("1111"))).status_code == 200
+            [binding] = server.registrations["1111"]
+            assert binding.transport == "WSS"
+            assert (await bob.message(server.uri("1111"), "to wss")).status_code == 200
+            assert inbox == ["to wss"]
+            echo = await alice.call(server.uri("100"))
+            assert echo.established
+            assert (await echo.bye()).status_code == 200
+
+            async def answer_one() -> None:
+                async for incoming in alice.calls():
+                    incoming.answer()
+                    answered.append(incoming)
+                    return
+
+            answered: list[sipx.Call] = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(answer_one)
+                with trio.fail_after(5):
+                    call = await bob.call(server.uri("1111"))  # UDP in, WSS out
+            [callee] = answered
+            # The server record-routes both sides: alice reaches it again over WSS.
+            wss_routes = [
+                r.uri for r in callee.dialog.route_set if r.uri.params.get("transport") == "wss"
+            ]
+            assert [u.port for u in wss_routes] == [wss_address[1]], callee.dialog.route_set
+            with trio.fail_after(5):
+                while not callee.acked:
+                    await trio.sleep(0.01)
+                assert (await callee.bye()).status_code == 200  # alice -> server over WSS
+                assert await call.wait_ended() == "remote"
+    async with (
+        DevServer(LOOPBACK, 0, cert=str(pki["server_pem"]), wss_port=0) as server,
+        sipx.AsyncClient(LOOPBACK, 0, "WSS", timeout=5) as stranger,
+    ):
+        with pytest.raises(sipx.TransportError, match="certificate verify failed"):
+            await stranger.options(server.uri(transport="WSS"))
+
+
 async def test_sipx_serve_refuses_a_websocket_without_the_sip_subprotocol() -> None:
     async with DevServer(LOOPBACK, 0, ws_port=0) as server:
         assert server.ws_address is not None
@@ -464,6 +530,27 @@ def test_cli_serves_websocket_on_ws_port() -> None:
             process.terminate()
             process.wait(timeout=10)
     assert re.search(r"WebSocket on port \d+", banner), banner
+
+
+def test_cli_wss_port_needs_a_certificate() -> None:
+    command = [sys.executable, "-m", "sipx", "serve", "--port", "0", "--wss-port", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "wss_port needs a certificate" in done.stderr, done.stderr
+
+
+def test_cli_serves_secure_websocket_on_wss_port(pki: dict[str, object]) -> None:
+    command = [sys.executable, "-m", "sipx", "serve", "--port", "0", "--wss-port", "0"]
+    command += ["--cert", str(pki["server_pem"])]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            banner = process.stdout.readline()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    assert re.search(r"secure WebSocket on port \d+", banner), banner
 
 
 async def test_cli_options_over_websocket() -> None:
