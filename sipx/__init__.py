@@ -36,9 +36,11 @@ from ._events import Events, RequestContext, event_handler
 from ._limits import Limits, LimitStats
 from ._media_stream import MediaStats
 from ._notifier import IncomingSubscription, ServerSubscription
+from ._publication import Publication
 from ._subscription import Notification, Subscription
 from ._sync_call import BlockingCall
 from ._sync_client import Client
+from ._sync_publication import BlockingPublication
 from ._sync_subscription import (
     BlockingIncomingSubscription,
     BlockingServerSubscription,
@@ -56,6 +58,7 @@ __all__ = [
     "AuthError",
     "BlockingCall",
     "BlockingIncomingSubscription",
+    "BlockingPublication",
     "BlockingServerSubscription",
     "BlockingSubscription",
     "CSeq",
@@ -91,6 +94,7 @@ __all__ = [
     "Presence",
     "PresenceTuple",
     "ProtocolError",
+    "Publication",
     "Request",
     "RequestContext",
     "Response",

@@ -41,6 +41,7 @@ from ._events import Events
 from ._limits import DEFAULT_LIMITS, Limits, LimitStats
 from ._next_hop import NextHop
 from ._notifier import SubscribeHandler
+from ._publication import Publication, Publishers, new_publication
 from ._registration import Registrations
 from ._subscription import Subscription
 from ._transports import LISTENING, ClientTransports
@@ -181,6 +182,7 @@ class AsyncClient(Lifetime):
         self._uas.session_expires = interval
         self._uas.min_se = min_se
         self._registrations = Registrations(self._engine, self._ids, self.user_agent)
+        self._publishers = Publishers(self._engine, self._uac, self._new_publish)
         self._engine.on_response_seen = self._next_hop.learn_public_address
 
     @property
@@ -536,6 +538,74 @@ class AsyncClient(Lifetime):
             raise ValueError(f"bad Expires or Event header: {exc}") from None
         return await self._uas.subscribers.subscribe(
             request, host=host, port=port, timeout=timeout, auth=auth
+        )
+
+    async def publish(
+        self,
+        uri: str,
+        event: str,
+        body: str | bytes,
+        *,
+        content_type: str | None = None,
+        expires: int = 3600,
+        headers: Mapping[str, str] | None = None,
+        from_uri: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> Publication:
+        """Publish ``body`` as the ``event`` state of ``uri`` (RFC 3903) and return the
+        :class:`Publication` once the PUBLISH has its final response (``pub.response``;
+        ``pub.etag`` is None when it was refused).
+
+        The Content-Type defaults to the package's body type (presence, message-summary,
+        dialog). The publication refreshes itself until ``await pub.remove()`` or the client
+        closes (which removes it); ``await pub.modify(body)`` replaces the state.
+        """
+        _validate.uri("uri", uri)
+        _validate.text("event", event)
+        try:
+            package = EventHeader.parse(event).package
+        except ParseError as exc:
+            raise ValueError(f"bad event package {event!r}: {exc}") from None
+        content_type = content_type or default_accept(package)
+        if content_type is None:
+            raise ValueError(f"give the content_type of a {package!r} publication")
+        _validate.text("content_type", content_type)
+        timeout = _validate.timeout("timeout", timeout)
+        _validate.credentials("auth", auth)
+        pub = new_publication(
+            self._publishers,
+            uri,
+            event,
+            body,
+            content_type,
+            expires,
+            headers,
+            from_uri,
+            host=host,
+            port=port,
+            timeout=timeout,
+            auth=auth,
+        )
+        return await self._publishers.publish(pub)
+
+    @property
+    def publications(self) -> list[Publication]:
+        """The publications made by :meth:`publish` and not removed."""
+        return self._publishers.publications
+
+    def _new_publish(
+        self,
+        uri: str,
+        fields: Mapping[str, str],
+        body: bytes | None,
+        content_type: str | None,
+        from_uri: str | None,
+    ) -> Request:
+        return self._new_request(
+            "PUBLISH", uri, headers=fields, body=body, content_type=content_type, from_uri=from_uri
         )
 
     def on_subscribe(self, event: str, handler: SubscribeHandler | None) -> None:

@@ -34,6 +34,7 @@ from ._limits import Limits, LimitStats
 from ._notifier import IncomingSubscription
 from ._portal import Portal
 from ._sync_call import BlockingCall, _CallFeed, _IncomingCalls
+from ._sync_publication import BlockingPublication
 from ._sync_subscription import BlockingIncomingSubscription, BlockingSubscription
 from ._trio.tls import TLSCert, TLSVerify
 from ._trio.transport import Network
@@ -458,6 +459,45 @@ class Client:
             auth=auth,
         )
         return BlockingSubscription(subscription, self._portal)
+
+    def publish(
+        self,
+        uri: str,
+        event: str,
+        body: str | bytes,
+        *,
+        content_type: str | None = None,
+        expires: int = 3600,
+        headers: Mapping[str, str] | None = None,
+        from_uri: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> BlockingPublication:
+        """Publish ``body`` as the ``event`` state of ``uri`` (RFC 3903); the
+        :class:`BlockingPublication` refreshes itself until ``pub.remove()`` or the client
+        closes."""
+        publication = self._portal.run(
+            self._async.publish,
+            uri,
+            event,
+            body,
+            content_type=content_type,
+            expires=expires,
+            headers=headers,
+            from_uri=from_uri,
+            host=host,
+            port=port,
+            timeout=timeout,
+            auth=auth,
+        )
+        return BlockingPublication(publication, self._portal)
+
+    @property
+    def publications(self) -> list[BlockingPublication]:
+        """The publications made by :meth:`publish` and not removed."""
+        return [BlockingPublication(p, self._portal) for p in self._async.publications]
 
     def on_subscribe(self, event: str, handler: SubscribeHandler | None) -> None:
         """Serve the event package ``event`` as a notifier; ``handler`` runs on the portal

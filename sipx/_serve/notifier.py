@@ -6,8 +6,10 @@ The :class:`EventNotifier` answers SUBSCRIBEs for two event packages of the serv
 * ``message-summary`` (RFC 3842): the counts set for the user (``--mwi 1111=2/8``, or
   :meth:`EventNotifier.set_message_summary`), ``Messages-Waiting: yes`` when some are new;
   each change is NOTIFYed to the user's watchers;
-* ``presence`` (RFC 3856): a PIDF document whose basic status is ``open`` while the user has
-  a registration and ``closed`` otherwise; a REGISTER that changes it (and a binding that
+* ``presence`` (RFC 3856): the PIDF document the user PUBLISHed last (RFC 3903, kept by
+  the :class:`~sipx._serve.compositor.PresenceCompositor`) while it lasts; without one, a
+  document whose basic status is ``open`` while the user has a registration and ``closed``
+  otherwise. A PUBLISH or a REGISTER that changes it (and a publication or binding that
   expires) NOTIFYs the watchers.
 
 It is a user agent of its own on the core's transaction layer (like the echo extension):
@@ -27,6 +29,7 @@ Record-Route), over the connection it registered on when there is one (the proxy
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -51,6 +54,7 @@ from .._core.transaction import (
 from .._core.uri import URI
 from .._errors import ParseError, ProtocolError
 from .common import SERVER_AGENT, Address, Outgoing, ServerIdentity, TransactionUser, destination
+from .compositor import PresenceCompositor
 from .registrar import Registrar
 
 log = logging.getLogger("sipx.serve")
@@ -59,6 +63,7 @@ BRANCH_PREFIX = "z9hG4bKsn"
 """Every branch of the notifier's NOTIFYs starts with this."""
 PACKAGES = ("message-summary", "presence")
 """The event packages the server serves."""
+PRESENCE = "presence"
 
 Route = Callable[[URI], "tuple[str, Address] | None"]
 Key = tuple[str, str, str]  # Call-ID, our tag, the subscriber's tag
@@ -77,7 +82,7 @@ class Watch:
     sending: ClientTransaction | None = None
     dirty: bool = False  # the state changed while a NOTIFY was on its way
     sent_final: bool = False  # the NOTIFY on its way says "terminated"
-    shown_open: bool | None = None  # presence: what the last NOTIFY said
+    shown: str | None = None  # presence: the document the last NOTIFY carried
 
     @property
     def key(self) -> Key:
@@ -113,6 +118,7 @@ class EventNotifier(TransactionUser):
         self.max_expires = max_expires
         self.max_subscriptions = max_subscriptions
         self._ids = ids
+        self.compositor = PresenceCompositor(max_expires=max_expires, prefix=ids.token(6))
         super().__init__(TransactionLayer(timers))
         self._watches: dict[Key, Watch] = {}
         self._sending: dict[ClientTransaction, Watch] = {}
@@ -124,16 +130,18 @@ class EventNotifier(TransactionUser):
 
     # -- what the proxy asks ---------------------------------------------------------------------
     def handles(self, request: Request) -> bool:
-        """A new SUBSCRIBE for a package we serve, to one of our users."""
-        if request.method != "SUBSCRIBE" or request.to.tag is not None:
+        """A new SUBSCRIBE for a package we serve, or a PUBLISH of presence, to one of our
+        users."""
+        if request.method not in ("SUBSCRIBE", "PUBLISH") or request.to.tag is not None:
             return False
         try:
             event = event_of(request)
         except ParseError:
             return False
         uri = request.uri
+        served = PACKAGES if request.method == "SUBSCRIBE" else (PRESENCE,)
         return (
-            event.package in PACKAGES
+            event.package in served
             and self.identity.is_ours(uri)
             and uri.user is not None
             and uri.user in self.users
@@ -173,8 +181,13 @@ class EventNotifier(TransactionUser):
                 continue  # what follows is up to its NOTIFY's response
             if not watch.core.terminated:
                 deadlines.append(watch.core.expires_at)
-            if watch.package == "presence" and watch.shown_open:
-                deadlines.append(self.registrar.last_expiry(watch.user))
+            if watch.package == PRESENCE:  # a binding or a publication running out
+                for expiry in (
+                    self.registrar.last_expiry(watch.user),
+                    self.compositor.next_expiry(watch.user),
+                ):
+                    if expiry is not None and self._now < expiry < math.inf:
+                        deadlines.append(expiry)
         known = [d for d in deadlines if d is not None]
         return min(known) if known else None
 
@@ -182,12 +195,13 @@ class EventNotifier(TransactionUser):
         self._now = now
         self._layer.handle_timers(now)
         self._pump(now)
+        self.compositor.expire(now)
         for watch in list(self._watches.values()):
             if watch.core.expired(now):
                 log.info("the %s subscription of %s expired", watch.package, watch.user)
                 watch.core.terminate("timeout")
                 self._notify(watch, now)
-            elif watch.package == "presence" and watch.shown_open != self._is_open(watch.user):
+            elif watch.package == PRESENCE and watch.shown != self._presence(watch, now):
                 self._notify(watch, now)
         self._pump(now)
         return self._drain()
@@ -206,12 +220,18 @@ class EventNotifier(TransactionUser):
     def registration_changed(self, user: str, now: float) -> list[Outgoing]:
         """A REGISTER for ``user`` was applied: NOTIFY presence watchers if it changed."""
         self._now = now
-        is_open = self._is_open(user)
-        for watch in list(self._watches.values()):
-            if watch.user == user and watch.package == "presence" and watch.shown_open != is_open:
-                self._notify(watch, now)
+        self._presence_changed(user, now)
         self._pump(now)
         return self._drain()
+
+    def _presence_changed(self, user: str, now: float) -> None:
+        for watch in list(self._watches.values()):
+            if (
+                watch.user == user
+                and watch.package == PRESENCE
+                and watch.shown != self._presence(watch, now)
+            ):
+                self._notify(watch, now)
 
     # -- the transaction user --------------------------------------------------------------------
     def _dispatch(self, event: Event, now: float) -> None:
@@ -258,6 +278,9 @@ class EventNotifier(TransactionUser):
         return response
 
     def _on_request(self, transaction: ServerTransaction, request: Request, now: float) -> None:
+        if request.method == "PUBLISH" and request.to.tag is None:
+            self._publish(transaction, request, now)
+            return
         if request.method != "SUBSCRIBE":
             self._reply(transaction, request, 405, now, headers={"Allow": "SUBSCRIBE"})
             return
@@ -294,6 +317,23 @@ class EventNotifier(TransactionUser):
         while len(self._watches) > self.max_subscriptions:  # the oldest give way
             self._forget(next(iter(self._watches.values())))
         self._notify(watch, now)
+
+    def _publish(self, transaction: ServerTransaction, request: Request, now: float) -> None:
+        """A PUBLISH of presence for one of our users, by that user (the proxy checked the
+        credentials of its From): to the compositor, then NOTIFY the watchers."""
+        user = request.uri.user or ""
+        if request.from_.uri.user != user:
+            self._reply(transaction, request, 403, now, reason="Publish only your own state")
+            return
+        if event_of(request).package != PRESENCE:
+            self._reply(transaction, request, 489, now, headers={"Allow-Events": PRESENCE})
+            return
+        answer = self.compositor.publish(user, request, now)
+        self._reply(
+            transaction, request, answer.status, now, reason=answer.reason, headers=answer.headers
+        )
+        if answer.status < 300:
+            self._presence_changed(user, now)
 
     def _refresh(self, transaction: ServerTransaction, request: Request, now: float) -> None:
         watch = self._watches.get((request.call_id, request.to.tag or "", request.from_.tag or ""))
@@ -371,14 +411,19 @@ class EventNotifier(TransactionUser):
             counts = self.mwi.get(watch.user, MessageCounts())
             summary = MessageSummary(counts.new > 0, watch.resource, {"voice-message": counts})
             return MWI_TYPE, summary.to_text()
-        is_open = self._is_open(watch.user)
-        watch.shown_open = is_open
+        watch.shown = self._presence(watch, now)
+        return PIDF_TYPE, watch.shown
+
+    def _presence(self, watch: Watch, now: float) -> str:
+        """The presence document of the watched user: the one published last, else open
+        while registered."""
+        published = self.compositor.document(watch.user, now)
+        if published is not None:
+            return published.decode("utf-8", "replace")
+        is_open = bool(self.registrar.lookup(watch.user, now))
         note = "registered" if is_open else "not registered"
         presence = Presence.build(watch.resource, "open" if is_open else "closed", note=note)
-        return PIDF_TYPE, presence.to_xml()
-
-    def _is_open(self, user: str) -> bool:
-        return bool(self.registrar.lookup(user, self._now))
+        return presence.to_xml()
 
     def _forget(self, watch: Watch) -> None:
         self._watches.pop(watch.key, None)

@@ -3,14 +3,17 @@
 Kamailio's presence modules (Debian package kamailio-presence-modules; ``-A
 WITH_PRESENCE``, state in db_text files, no database server) act as the notifier of
 ``message-summary`` (presence_mwi), ``presence`` (presence_xml) and ``dialog``
-(presence_dialoginfo) for the domain's users; sipx PUBLISHes the state (a plain
-``client.request("PUBLISH", ...)``) and subscribes to it:
+(presence_dialoginfo) for the domain's users; sipx PUBLISHes the state
+(``client.publish()``, RFC 3903) and subscribes to it:
 
 * message-summary: the published counts arrive in the first NOTIFY; a new publication
   (SIP-If-Match) NOTIFYs the change; the unsubscribe ends with terminated;reason=timeout;
 * presence: a 10 s subscription is refreshed by sipx at 5 s (an in-dialog SUBSCRIBE that
   Kamailio's presence server answers, followed by its NOTIFY); open, then closed;
-* dialog: Kamailio's aggregated dialog-info document is read (a confirmed dialog: busy).
+* dialog: Kamailio's aggregated dialog-info document is read (a confirmed dialog: busy);
+* a 10 s publication is refreshed by sipx at 5 s (SIP-If-Match, no body: Kamailio answers
+  with a new SIP-ETag and keeps the state), then removed (Expires: 0): a watcher sees the
+  presentity go from open to no longer open.
 
 Then the registrar/proxy Kamailio of the other tests forks a SUBSCRIBE to the two contacts
 of 2222 (two sipx clients serving ``dialog``): both accept and NOTIFY through Kamailio's
@@ -35,7 +38,6 @@ from sipx import AsyncClient, Auth, DialogEntry, DialogInfo, IncomingSubscriptio
 pytestmark = pytest.mark.integration
 
 STEP = 10.0
-MWI = "application/simple-message-summary"
 MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 DB_SCHEMA = Path("/usr/share/kamailio/dbtext/kamailio")
 DB_TABLES = ("version", "presentity", "active_watchers", "watchers", "xcap", "pua")
@@ -67,31 +69,13 @@ def user_client(user: str) -> AsyncClient:
     return AsyncClient("127.0.0.1", 0, auth=Auth.Digest(user, USERS[user]), timeout=5)
 
 
-async def publish(
-    client: AsyncClient,
-    uri: str,
-    event: str,
-    body: str,
-    content_type: str,
-    etag: str | None = None,
-) -> str:
-    """PUBLISH (RFC 3903) ``body`` for ``uri``; returns the SIP-ETag."""
-    headers = {"Event": event, "Expires": "120", "Content-Type": content_type}
-    if etag is not None:
-        headers["SIP-If-Match"] = etag
-    response = await client.request("PUBLISH", uri, headers=headers, body=body)
-    assert response.status_code == 200, response
-    tag = response.headers.get_first("SIP-ETag")
-    assert tag
-    return tag
-
-
 async def test_message_summary_from_kamailio(presence_server: Kamailio) -> None:
     aor = presence_server.aor("1111")
     async with user_client("1111") as client:
         with trio.fail_after(STEP):
             body = sipx.MessageSummary.voice(4, 1, urgent_new=1).to_text()
-            etag = await publish(client, aor, "message-summary", body, MWI)
+            pub = await client.publish(aor, "message-summary", body, expires=120)
+            assert pub.etag and pub.response is not None and pub.response.status_code == 200
             sub = await client.subscribe(aor, "message-summary", expires=300)
             assert sub.response is not None and sub.response.status_code == 200
             first = await anext(sub)
@@ -104,7 +88,7 @@ async def test_message_summary_from_kamailio(presence_server: Kamailio) -> None:
                 1,
             )
             body = sipx.MessageSummary.voice(0, 5).to_text()
-            await publish(client, aor, "message-summary", body, MWI, etag)
+            assert (await pub.modify(body)).status_code == 200  # SIP-If-Match
             second = await anext(sub)
             assert second.summary is not None
             assert (second.summary.waiting, second.summary.new, second.summary.old) == (
@@ -121,7 +105,7 @@ async def test_presence_from_kamailio_with_a_refresh(presence_server: Kamailio) 
     async with user_client("2222") as client:
         with trio.fail_after(STEP + 10):
             document = Presence.build("sip:2222@127.0.0.1", "open", note="at my desk").to_xml()
-            etag = await publish(client, aor, "presence", document, "application/pidf+xml")
+            pub = await client.publish(aor, "presence", document, expires=120)
             sub = await client.subscribe(aor, "presence", expires=10)
             assert sub.response is not None and sub.response.headers["Expires"] == "10"
             first = await anext(sub)
@@ -133,7 +117,7 @@ async def test_presence_from_kamailio_with_a_refresh(presence_server: Kamailio) 
             assert refreshed.presence is not None and refreshed.presence.open
             assert sub.state == "active" and sub.expires is not None and sub.expires > 5
             closed = Presence.build("sip:2222@127.0.0.1", "closed").to_xml()
-            await publish(client, aor, "presence", closed, "application/pidf+xml", etag)
+            assert (await pub.modify(closed)).status_code == 200
             last = await anext(sub)
             assert last.presence is not None and last.presence.basic == "closed"
             await sub.unsubscribe()
@@ -160,7 +144,7 @@ async def test_dialog_info_from_kamailio(presence_server: Kamailio) -> None:
                     )
                 ],
             )
-            await publish(client, aor, "dialog", info.to_xml(), "application/dialog-info+xml")
+            await client.publish(aor, "dialog", info.to_xml(), expires=120)
             sub = await client.subscribe(aor, "dialog", expires=120)
             first = await anext(sub)
             assert first.error is None, first.text
@@ -170,6 +154,32 @@ async def test_dialog_info_from_kamailio(presence_server: Kamailio) -> None:
             [entry] = dialogs.dialogs
             assert (entry.id, entry.state, entry.direction) == ("call-1", "confirmed", "recipient")
             assert entry.remote_identity == "sip:1111@127.0.0.1"
+            await sub.unsubscribe()
+
+
+async def test_a_publication_refreshed_then_removed(presence_server: Kamailio) -> None:
+    aor = presence_server.aor("1111")
+    async with user_client("1111") as client, user_client("1111") as watcher:
+        with trio.fail_after(STEP + 10):
+            document = Presence.build("sip:1111@127.0.0.1", "open", note="refreshed").to_xml()
+            pub = await client.publish(aor, "presence", document, expires=10)
+            first_tag = pub.etag
+            assert first_tag and pub.expires is not None and 0 < pub.expires <= 10
+            await trio.sleep(7)  # the refresh went at 5 s
+            assert pub.active and pub.etag not in (None, first_tag)
+            assert pub.response is not None and pub.response.request is not None
+            refresh = pub.response.request
+            assert refresh.headers.get_first("SIP-If-Match") == first_tag
+            assert not refresh.content
+            sub = await watcher.subscribe(aor, "presence", expires=60)
+            seen = await anext(sub)
+            assert seen.presence is not None and seen.presence.open
+            assert seen.presence.note == "refreshed"  # the state outlived its first 10 s
+            removed = await pub.remove()
+            assert removed is not None and removed.status_code == 200
+            assert not pub.active and client.publications == []
+            gone = await anext(sub)
+            assert gone.presence is None or not gone.presence.open, gone.text
             await sub.unsubscribe()
 
 

@@ -22,6 +22,7 @@ CLIENT_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | N
     "call": ([], ("Call", "BlockingCall")),
     "calls": ([_TIMEOUT], ("AsyncIterator[Call]", "Iterator[BlockingCall]")),
     "subscribe": ([], ("Subscription", "BlockingSubscription")),
+    "publish": ([], ("Publication", "BlockingPublication")),
 }
 CALL_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | None]] = {
     "wait_ended": ([_TIMEOUT], None),
@@ -122,3 +123,12 @@ def test_help_documents_every_public_method(cls: type) -> None:
         if not name.startswith("_") and callable(member):
             assert member.__doc__, f"{cls.__name__}.{name} has no docstring"
     assert "# --" not in pydoc.render_doc(cls)
+
+
+def test_blocking_publication_mirrors_publication() -> None:
+    methods = {"modify", "refresh", "remove"}
+    assert methods <= set(_methods(sipx.Publication))
+    assert set(_methods(sipx.Publication)) == set(_methods(sipx.BlockingPublication))
+    _assert_same_signatures(sipx.Publication, sipx.BlockingPublication, set(), {})
+    for name in ("active", "expires", "etag", "response", "content", "removed", "uri", "event"):
+        assert isinstance(getattr(sipx.BlockingPublication, name), property), name

@@ -338,3 +338,139 @@ def test_an_unsubscribe_while_a_notify_is_on_its_way(proxy: Proxy) -> None:
     assert notifier.subscriptions != []
     assert answer(proxy, last, now=2.0) == []
     assert notifier.subscriptions == []
+
+
+# -- presence publications (RFC 3903) ---------------------------------------------------------
+def publish(
+    proxy: Proxy,
+    user: str,
+    *,
+    body: str = "",
+    etag: str | None = None,
+    expires: int | None = None,
+    now: float = 0.0,
+    content_type: str = "application/pidf+xml",
+    call_id: str = "pub-1",
+) -> tuple[Response, list[Request]]:
+    """An authorized PUBLISH of presence by ``user`` for itself: (its response, NOTIFYs)."""
+    extra = ["Event: presence"]
+    if etag is not None:
+        extra.append(f"SIP-If-Match: {etag}")
+    if expires is not None:
+        extra.append(f"Expires: {expires}")
+    request = build(
+        "PUBLISH",
+        f"sip:{user}@{SERVER}",
+        from_user=user,
+        call_id=call_id,
+        branch=f"z9hG4bK{call_id}",
+        extra=tuple(extra),
+        body=body,
+    )
+    if body:  # build() says application/sdp
+        request.headers["Content-Type"] = content_type
+    out = send(proxy, authorized(proxy, request, user=user, now=now), now=now)
+    [response] = [o.message for o in out if isinstance(o.message, Response)]
+    return response, notifies(out)
+
+
+def pidf(basic: str, note: str) -> str:
+    return Presence.build(f"sip:2222@{SERVER}", basic, note=note).to_xml()
+
+
+def test_published_presence_is_what_watchers_see(proxy: Proxy) -> None:
+    """2222 publishes (open, then a modification), refreshes, and its publication runs out:
+    the watcher sees each published document, then the registration-based one again."""
+    notifier = notifier_of(proxy)
+    _, first = subscribe(proxy, "2222", "presence")
+    assert Presence.parse(first.content).note == "not registered"
+    answer(proxy, first)
+    response, [opened] = publish(proxy, "2222", body=pidf("open", "lunch"), expires=60)
+    assert response.status_code == 200 and response.headers["Expires"] == "60"
+    etag = response.headers["SIP-ETag"]
+    assert Presence.parse(opened.content).note == "lunch"
+    answer(proxy, opened)
+    modified, [changed] = publish(
+        proxy, "2222", body=pidf("closed", "away"), etag=etag, now=10.0, call_id="pub-2"
+    )
+    assert modified.status_code == 200 and modified.headers["SIP-ETag"] != etag
+    assert (Presence.parse(changed.content).basic, Presence.parse(changed.content).note) == (
+        "closed",
+        "away",
+    )
+    answer(proxy, changed, now=10.0)
+    # a refresh (no body) keeps the document: no NOTIFY; the old tag is gone (412)
+    refreshed, quiet = publish(
+        proxy, "2222", etag=modified.headers["SIP-ETag"], expires=30, now=20.0, call_id="pub-3"
+    )
+    assert refreshed.status_code == 200 and quiet == []
+    stale, _ = publish(proxy, "2222", etag=etag, now=21.0, call_id="pub-4")
+    assert stale.status_code == 412
+    # the refreshed publication runs out at 50 s: back to "not registered"
+    assert notifies(proxy.handle_timers(49.9)) == []  # (the NOTIFYs' Timer K fired)
+    assert notifier.next_deadline() == 50.0
+    [lapsed] = notifies(proxy.handle_timers(50.0))
+    assert Presence.parse(lapsed.content).note == "not registered"
+
+
+def test_publications_removed_and_refused(proxy: Proxy) -> None:
+    response, _ = publish(proxy, "2222", body=pidf("open", "here"))
+    etag = response.headers["SIP-ETag"]
+    _, first = subscribe(proxy, "2222", "presence", now=1.0)
+    assert Presence.parse(first.content).note == "here"
+    answer(proxy, first, now=1.0)
+    removed, [after] = publish(proxy, "2222", etag=etag, expires=0, now=2.0, call_id="pub-2")
+    assert removed.status_code == 200 and removed.headers["Expires"] == "0"
+    assert "SIP-ETag" not in removed.headers
+    assert Presence.parse(after.content).note == "not registered"
+    # refused: no body, another user's state, another type, a broken document, no tag
+    assert publish(proxy, "2222", call_id="p3")[0].status_code == 400
+    assert publish(proxy, "2222", etag=etag, call_id="p4")[0].status_code == 412
+    typed, _ = publish(proxy, "2222", body="hello", content_type="text/plain", call_id="p5")
+    assert typed.status_code == 415 and typed.headers["Accept"] == "application/pidf+xml"
+    assert publish(proxy, "2222", body="<presence", call_id="p6")[0].status_code == 400
+    request = build(
+        "PUBLISH",
+        f"sip:2222@{SERVER}",
+        from_user="1111",
+        call_id="p7",
+        branch="z9hG4bKp7",
+        extra=("Event: presence",),
+        body=pidf("open", "not mine"),
+    )
+    request.headers["Content-Type"] = "application/pidf+xml"
+    out = send(proxy, authorized(proxy, request, user="1111"))
+    [refused] = [o.message for o in out if isinstance(o.message, Response)]
+    assert refused.status_code == 403
+
+
+async def test_dev_server_keeps_published_presence() -> None:
+    """``client.publish()`` against a DevServer on loopback: Bob (2222) publishes his
+    presence, Alice (1111) watches it change and come back when he removes it."""
+    async with DevServer("127.0.0.1", 0) as server:
+        host, port = server.address
+        bob_uri = f"sip:2222@{host}:{port}"
+        async with (
+            sipx.AsyncClient("127.0.0.1", 0, auth=sipx.Auth.Digest("1111", "1111xxx")) as alice,
+            sipx.AsyncClient("127.0.0.1", 0, auth=sipx.Auth.Digest("2222", "2222xxx")) as bob,
+        ):
+            with trio.fail_after(10):
+                watch = await alice.subscribe(bob_uri, "presence")
+                notes = [(await anext(watch)).presence]
+                pub = await bob.publish(bob_uri, "presence", pidf("open", "at my desk"))
+                assert pub.response is not None and pub.response.status_code == 200
+                assert [r.status_code for r in pub.response.history] == [407]
+                notes.append((await anext(watch)).presence)
+                await pub.modify(pidf("closed", "gone home"))
+                notes.append((await anext(watch)).presence)
+                await pub.remove()
+                notes.append((await anext(watch)).presence)
+                assert [(p.basic, p.note) if p else None for p in notes] == [
+                    ("closed", "not registered"),
+                    ("open", "at my desk"),
+                    ("closed", "gone home"),
+                    ("closed", "not registered"),
+                ]
+                mine = await alice.publish(bob_uri, "presence", pidf("open", "not alice's"))
+                assert mine.response is not None and mine.response.status_code == 403
+                assert mine.etag is None

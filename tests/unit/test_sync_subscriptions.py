@@ -68,3 +68,31 @@ def test_blocking_refused(pair: tuple[Client, Client]) -> None:
     sub = alice.subscribe(uri_of(bob, "bob"), "presence")
     assert sub.response is not None and sub.response.status_code == 603
     assert sub.terminated and list(sub.notifications(timeout=WAIT)) == []
+
+
+def test_blocking_publish_modify_remove(pair: tuple[Client, Client]) -> None:
+    """``Client.publish()``: the PUBLISHes a compositor (bob's PUBLISH handler) sees."""
+    alice, bob = pair
+    seen: list[tuple[str | None, str | None, bytes]] = []  # If-Match, Expires, body
+
+    def compositor(incoming: sipx.IncomingRequest) -> None:
+        h = incoming.request.headers
+        seen.append((h.get_first("SIP-If-Match"), h.get_first("Expires"), incoming.request.content))
+        incoming.respond(200, headers={"SIP-ETag": f"e{len(seen)}", "Expires": "300"})
+
+    bob.on_request("PUBLISH", compositor)
+    document = sipx.Presence.build("sip:alice@x", "open").to_xml()
+    pub = alice.publish(uri_of(bob, "alice"), "presence", document, expires=600)
+    assert pub.etag == "e1" and pub.active and pub.expires is not None and pub.expires <= 300
+    assert [p.etag for p in alice.publications] == ["e1"]
+    assert pub.modify("closed", "text/plain").status_code == 200 and pub.etag == "e2"
+    assert pub.refresh().status_code == 200 and pub.etag == "e3"
+    removed = pub.remove()
+    assert removed is not None and removed.status_code == 200
+    assert not pub.active and pub.removed and alice.publications == []
+    assert seen == [
+        (None, "600", document.encode()),
+        ("e1", "600", b"closed"),
+        ("e2", "600", b""),
+        ("e3", "0", b""),
+    ]
