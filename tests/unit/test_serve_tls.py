@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,9 @@ async def test_without_a_certificate_there_is_no_tls(pki: dict[str, str]) -> Non
             server.uri("1111", "TLS")
 
 
-def test_cli_serves_tls_with_cert(pki: dict[str, str], tmp_path: Path) -> None:
+def test_cli_serves_tls_with_cert(
+    pki: dict[str, str], tmp_path: Path, serve_banner: Callable[..., str]
+) -> None:
     missing = str(tmp_path / "missing.pem")
     bad = subprocess.run(
         [sys.executable, "-m", "sipx", "serve", "--port", "0", "--cert", missing],
@@ -100,19 +103,7 @@ def test_cli_serves_tls_with_cert(pki: dict[str, str], tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 2 and "missing.pem" in bad.stderr
-    command = [sys.executable, "-m", "sipx", "serve", "--port", "0", "--tls-port", "0"]
-    with subprocess.Popen(
-        [*command, "--cert", pki["server"]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as process:
-        try:
-            assert process.stdout is not None
-            banner = process.stdout.readline()
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    banner = serve_banner("--tls-port", "0", "--cert", pki["server"])
     assert "TLS on port" in banner
 
 

@@ -14,7 +14,7 @@ import math
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -478,11 +478,12 @@ async def test_sipx_serve_serves_secure_websocket_clients(pki: dict[str, object]
                 with trio.fail_after(5):
                     call = await bob.call(server.uri("1111"))  # UDP in, WSS out
             [callee] = answered
+            assert callee.dialog is not None
             # The server record-routes both sides: alice reaches it again over WSS.
             wss_routes = [
                 r.uri for r in callee.dialog.route_set if r.uri.params.get("transport") == "wss"
             ]
-            assert [u.port for u in wss_routes] == [wss_address[1]], callee.dialog.route_set
+            assert [u.port for u in wss_routes] == [wss_address[1]], wss_routes
             with trio.fail_after(5):
                 while not callee.acked:
                     await trio.sleep(0.01)
@@ -518,17 +519,8 @@ async def test_sipx_serve_refuses_a_websocket_without_the_sip_subprotocol() -> N
         assert isinstance(reply, str) and reply.startswith("SIP/2.0 200 OK\r\n")
 
 
-def test_cli_serves_websocket_on_ws_port() -> None:
-    command = [sys.executable, "-m", "sipx", "serve", "--port", "0", "--ws-port", "0"]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            banner = process.stdout.readline()
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+def test_cli_serves_websocket_on_ws_port(serve_banner: Callable[..., str]) -> None:
+    banner = serve_banner("--ws-port", "0")
     assert re.search(r"WebSocket on port \d+", banner), banner
 
 
@@ -538,18 +530,10 @@ def test_cli_wss_port_needs_a_certificate() -> None:
     assert done.returncode == 2 and "wss_port needs a certificate" in done.stderr, done.stderr
 
 
-def test_cli_serves_secure_websocket_on_wss_port(pki: dict[str, object]) -> None:
-    command = [sys.executable, "-m", "sipx", "serve", "--port", "0", "--wss-port", "0"]
-    command += ["--cert", str(pki["server_pem"])]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            banner = process.stdout.readline()
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+def test_cli_serves_secure_websocket_on_wss_port(
+    pki: dict[str, object], serve_banner: Callable[..., str]
+) -> None:
+    banner = serve_banner("--wss-port", "0", "--cert", str(pki["server_pem"]))
     assert re.search(r"secure WebSocket on port \d+", banner), banner
 
 
