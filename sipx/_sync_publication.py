@@ -13,6 +13,7 @@ from ._core.message import Response
 from ._publication import Publication
 
 if TYPE_CHECKING:
+    from ._auth import Auth
     from ._portal import Portal
 
 
@@ -57,6 +58,34 @@ class BlockingPublication:
     @property
     def removed(self) -> bool:
         return self._publication.removed
+
+    @property
+    def requested(self) -> int:
+        return self._publication.requested
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._publication.headers
+
+    @property
+    def from_uri(self) -> str | None:
+        return self._publication.from_uri
+
+    @property
+    def host(self) -> str | None:
+        return self._publication.host
+
+    @property
+    def port(self) -> int | None:
+        return self._publication.port
+
+    @property
+    def timeout(self) -> float | None:
+        return self._publication.timeout
+
+    @property
+    def auth(self) -> Auth.Digest | None:
+        return self._publication.auth
 
     @property
     def active(self) -> bool:

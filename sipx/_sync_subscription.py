@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ._core.dialog import Dialog
+from ._core.event import EventHeader
 from ._core.message import Request, Response
 from ._notifier import Body, IncomingSubscription, ServerSubscription
 from ._subscription import Notification, Subscription
@@ -85,6 +86,20 @@ class BlockingSubscription:
     @property
     def active(self) -> bool:
         return self._subscription.active
+
+    @property
+    def event_header(self) -> EventHeader:
+        return self._subscription.event_header
+
+    @property
+    def expires(self) -> int | None:
+        """Seconds until it expires unless refreshed (read on the portal thread's clock)."""
+        return self._portal.run_sync(lambda: self._subscription.expires)
+
+    @property
+    def forked_from(self) -> BlockingSubscription | None:
+        origin = self._subscription.forked_from
+        return BlockingSubscription(origin, self._portal) if origin is not None else None
 
     @property
     def response(self) -> Response | None:
@@ -164,6 +179,11 @@ class BlockingServerSubscription:
     def terminated(self) -> bool:
         return self._subscription.terminated
 
+    @property
+    def expires(self) -> int:
+        """Seconds left before it expires unless refreshed (the portal thread's clock)."""
+        return self._portal.run_sync(lambda: self._subscription.expires)
+
     def notify(
         self, body: Body | None = None, *, content_type: str | None = None, state: str | None = None
     ) -> Response | None:
@@ -230,6 +250,18 @@ class BlockingIncomingSubscription:
     @property
     def uri(self) -> str:
         return self._incoming.uri
+
+    @property
+    def event_id(self) -> str | None:
+        return self._incoming.event_id
+
+    @property
+    def accept_types(self) -> list[str]:
+        return self._incoming.accept_types
+
+    @property
+    def answered(self) -> bool:
+        return self._incoming.answered
 
     def accept(
         self,

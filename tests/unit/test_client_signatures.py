@@ -132,3 +132,19 @@ def test_blocking_publication_mirrors_publication() -> None:
     _assert_same_signatures(sipx.Publication, sipx.BlockingPublication, set(), {})
     for name in ("active", "expires", "etag", "response", "content", "removed", "uri", "event"):
         assert isinstance(getattr(sipx.BlockingPublication, name), property), name
+
+
+@pytest.mark.parametrize(
+    ("original", "blocking"),
+    [
+        (sipx.Subscription, sipx.BlockingSubscription),
+        (sipx.ServerSubscription, sipx.BlockingServerSubscription),
+        (sipx.IncomingSubscription, sipx.BlockingIncomingSubscription),
+        (sipx.Publication, sipx.BlockingPublication),
+    ],
+)
+def test_blocking_twins_offer_every_public_name(original: type, blocking: type) -> None:
+    """What ``help()`` shows on a subscription or publication is there on its blocking
+    twin too (attributes and properties; methods without ``await``)."""
+    names = {n for n in dir(original) if not n.startswith("_")}
+    assert names - {n for n in dir(blocking) if not n.startswith("_")} == set()

@@ -44,6 +44,9 @@ def test_blocking_subscribe_notify_unsubscribe(pair: tuple[Client, Client]) -> N
     second = next(notifications)
     assert second.presence is not None and second.presence.basic == "closed"
     assert sub.state == "active" and sub.last is second and sub.forks == []
+    # read from this thread: the portal's clock
+    assert sub.expires is not None and 0 < sub.expires <= 300 and server_side.expires > 0
+    assert sub.event_header.package == "presence" and sub.forked_from is None
     sub.unsubscribe()
     assert (sub.state, sub.reason) == ("terminated", "timeout")
     assert [n.state for n in notifications] == ["terminated"]  # then the iteration ends
