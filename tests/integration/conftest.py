@@ -271,7 +271,8 @@ def dnsmasq(tmp_path: Path) -> Iterator[DnsmasqFactory]:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Attach the Kamailio log tail to the report of a failing test that used one."""
+    """Attach the Kamailio log tail, and what each SIPp of the test said (exit status,
+    stderr, errors, messages), to the report of a failing test that used them."""
     report = yield
     if report.failed:
         funcargs = getattr(item, "funcargs", {})
@@ -279,4 +280,8 @@ def pytest_runtest_makereport(
             k = funcargs.get(name)
             if isinstance(k, Kamailio):
                 report.sections.append((f"{name} log tail ({k.log_path})", k.log_tail(60)))
+        factory = funcargs.get("sipp")
+        if isinstance(factory, SIPpFactory):
+            for s in factory.started:
+                report.sections.append((f"SIPp {s.name}", s.describe(4000)))
     return report
