@@ -190,6 +190,22 @@ def free_port(kind: str = "udp+tcp") -> int:
     raise RuntimeError("no free port found on 127.0.0.1")
 
 
+def free_media_port() -> int:
+    """An even port P on 127.0.0.1 with P to P+3 free for UDP, for SIPp's ``-mp``: SIPp
+    binds P (audio) and P+2 (video) at start and exits when either is taken."""
+    pool = _port_pool()
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.choice(pool) & ~1
+        block = range(port, port + 4)
+        if block[-1] not in pool or any(p in _handed_out for p in block):
+            continue
+        if all(_bind_free(p, "udp") for p in block):
+            _handed_out.update(block)
+            return port
+    raise RuntimeError("no free block of media ports found on 127.0.0.1")
+
+
 def wait_port_bound(
     port: int, kind: str = "udp", timeout: float = 5.0, proc: subprocess.Popen[bytes] | None = None
 ) -> None:
@@ -1127,6 +1143,8 @@ class SIPp:
         for k, v in (keys or {}).items():
             args += ["-key", str(k), str(v)]
         args += [str(a) for a in extra]
+        if "-mp" not in args:  # else 6000 and 6002, which another SIPp may hold
+            args += ["-mp", str(free_media_port())]
         with open(wd / f"{name}.out", "wb") as out, open(wd / f"{name}.err", "wb") as err:
             proc = subprocess.Popen(
                 args,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 from conftest import SIPpFactory
-from peers import HOST, free_port
+from peers import HOST, free_media_port
 
 import sipx
 from sipx.media import dominant_frequency, tone
@@ -78,7 +78,7 @@ def scenario(tmp_path: Path, media: str) -> str:
 
 
 async def test_a_tone_played_to_sipp_rtp_echo_comes_back(sipp: SIPpFactory, tmp_path: Path) -> None:
-    media_port = free_port("udp")
+    media_port = free_media_port()
     uas = sipp(
         scenario(tmp_path, ""),
         extra=["-rtp_echo", "-mp", str(media_port), "-mi", HOST],
@@ -115,7 +115,7 @@ async def test_dtmf_captures_played_by_sipp_are_collected(
     media = f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>'  # in background
     uas = sipp(
         scenario(tmp_path, media),
-        extra=["-mp", str(free_port("udp")), "-mi", HOST],
+        extra=["-mp", str(free_media_port()), "-mi", HOST],
         timeout_s=30,
     )
     async with sipx.AsyncClient(HOST, 0) as client:
@@ -138,7 +138,7 @@ def test_cli_plays_and_records_against_sipp_echo(sipp: SIPpFactory, tmp_path: Pa
         wav.writeframes(tone(800, 1.0))
     uas = sipp(
         scenario(tmp_path, ""),
-        extra=["-rtp_echo", "-mp", str(free_port("udp")), "-mi", HOST],
+        extra=["-rtp_echo", "-mp", str(free_media_port()), "-mi", HOST],
         timeout_s=30,
     )
     done = subprocess.run(
@@ -173,7 +173,7 @@ async def test_digits_sent_to_sipp_rtp_echo_come_back_once_each(
 ) -> None:
     uas = sipp(
         scenario(tmp_path, ""),
-        extra=["-rtp_echo", "-mp", str(free_port("udp")), "-mi", HOST],
+        extra=["-rtp_echo", "-mp", str(free_media_port()), "-mi", HOST],
         timeout_s=30,
     )
     async with sipx.AsyncClient(HOST, 0) as client:

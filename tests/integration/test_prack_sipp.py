@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import trio
 from conftest import SIPpFactory
-from peers import HOST, free_port
+from peers import HOST, free_media_port
 
 import sipx
 
@@ -59,7 +59,7 @@ class Wire:
 
 
 async def test_sipx_pracks_the_reliable_180_of_a_sipp_uas(sipp: SIPpFactory) -> None:
-    uas = sipp("uas_prack.xml", extra=["-mp", str(free_port("udp")), "-mi", HOST], timeout_s=20)
+    uas = sipp("uas_prack.xml", extra=["-mp", str(free_media_port()), "-mi", HOST], timeout_s=20)
     wire = Wire()
     async with sipx.AsyncClient(HOST, 0, trace=wire) as client:
         try:
@@ -107,7 +107,7 @@ async def test_a_sipp_caller_requiring_100rel_is_served(sipp: SIPpFactory) -> No
                 "uac_prack.xml",
                 f"{HOST}:{client.local_address.port}",
                 service="bob",
-                extra=["-mp", str(free_port("udp")), "-mi", HOST],
+                extra=["-mp", str(free_media_port()), "-mi", HOST],
                 timeout_s=15,
             )
         )

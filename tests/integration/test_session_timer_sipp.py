@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 import trio
 from conftest import SIPpFactory
-from peers import HOST, free_port
+from peers import HOST, free_media_port, free_port
 
 import sipx
 from sipx._call import media_of
@@ -54,7 +54,7 @@ def second_refresh_done(wire: list[tuple[str, bytes]], method: str) -> bool:
 async def test_sipx_refreshes_the_session_sipp_dictates(
     sipp: SIPpFactory, scenario: str, method: str
 ) -> None:
-    uas = sipp(scenario, keys={"se": str(SE)}, extra=["-mp", str(free_port("udp"))])
+    uas = sipp(scenario, keys={"se": str(SE)}, extra=["-mp", str(free_media_port())])
     wire: list[tuple[str, bytes]] = []
     async with sipx.AsyncClient(
         HOST, 0, trace=lambda way, data, address, transport: wire.append((way, data))
@@ -82,7 +82,7 @@ async def test_sipx_refreshes_the_session_sipp_dictates(
 
 async def test_sipx_ends_the_call_when_the_refresher_never_refreshes(sipp: SIPpFactory) -> None:
     uas = sipp(
-        "uas_session_expires.xml", keys={"se": str(SE)}, extra=["-mp", str(free_port("udp"))]
+        "uas_session_expires.xml", keys={"se": str(SE)}, extra=["-mp", str(free_media_port())]
     )
     async with sipx.AsyncClient(HOST, 0) as client:
         with trio.fail_after(5):
