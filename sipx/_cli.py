@@ -1,4 +1,4 @@
-"""The ``sipx`` command line: options, register, message, call, serve, demo.
+"""The ``sipx`` command line: options, register, message, call, subscribe, serve, demo.
 
 Each client command runs one AsyncClient under ``trio.run``; provisional responses are
 shown as they come (``Ringing (180)...``), ``--ladder`` prints a line per message and
@@ -30,6 +30,7 @@ from ._core.message import Response
 from ._errors import SIPError
 from ._events import Events, RequestContext
 from ._ladder import Ladder
+from ._subscription import Notification
 from ._validate import duration_argument, port_argument, seconds_argument
 
 EXIT_OK = 0
@@ -185,6 +186,56 @@ async def _call(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
+async def _subscribe(args: argparse.Namespace) -> int:
+    """Print each NOTIFY until the subscription ends, --count NOTIFYs, --duration or
+    Ctrl-C; then unsubscribe."""
+    async with _client(args) as client:
+        sub = await client.subscribe(
+            args.uri, args.event, expires=args.expires, host=args.host, port=args.port
+        )
+        _print_response("SUBSCRIBE", sub.response, args)
+        if sub.response is None or not sub.response.is_success:
+            return EXIT_REJECTED
+        seen = 0
+        try:
+            with trio.move_on_after(math.inf if args.duration < 0 else args.duration):
+                async for notification in sub:
+                    seen += 1
+                    print(describe_notification(notification), flush=True)
+                    if 0 < args.count <= seen:
+                        break
+        except KeyboardInterrupt:
+            with trio.CancelScope(shield=True):
+                await sub.unsubscribe()
+            return EXIT_INTERRUPTED
+        if not sub.terminated:
+            await sub.unsubscribe()
+        print(f"Subscription {sub.state} ({sub.reason or 'no reason given'})")
+        return EXIT_OK
+
+
+def describe_notification(notification: Notification) -> str:
+    """One line for a NOTIFY: its state and what its body says."""
+    head = f"NOTIFY {notification.state}"
+    if notification.expires is not None:
+        head += f" (expires {notification.expires})"
+    if notification.error is not None:
+        return f"{head}: unreadable {notification.event} body: {notification.error}"
+    summary, presence, dialogs = notification.summary, notification.presence, notification.dialogs
+    if summary is not None:
+        counts = summary.voice_counts
+        waiting = "yes" if summary.waiting else "no"
+        return f"{head}: messages waiting {waiting}, {counts.new} new, {counts.old} old"
+    if presence is not None:
+        note = f" ({presence.note})" if presence.note else ""
+        return f"{head}: {presence.entity} is {presence.basic or 'unknown'}{note}"
+    if dialogs is not None:
+        state = "busy" if dialogs.busy else ("idle" if dialogs.idle else "ringing")
+        return f"{head}: {dialogs.entity} {state}, {len(dialogs.dialogs)} dialog(s)"
+    text = notification.text.strip()
+    return f"{head}: {text.splitlines()[0][:120]}" if text else head
+
+
 async def _act(call: Call, args: argparse.Namespace) -> None:
     """What --play and --dtmf ask of an answered call, in that order."""
     if args.play:
@@ -272,6 +323,25 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--dtmf", metavar="DIGITS", help="send DTMF digits (after --play)")
     _add_client_options(call)
 
+    subscribe = commands.add_parser(
+        "subscribe", help="subscribe to an event package and print its NOTIFYs"
+    )
+    subscribe.add_argument("uri")
+    subscribe.add_argument(
+        "event", help="the package: message-summary, presence, dialog, or another"
+    )
+    subscribe.add_argument("--expires", type=int, default=600)
+    subscribe.add_argument(
+        "--count", type=int, default=0, help="stop after N NOTIFYs (default: no limit)"
+    )
+    subscribe.add_argument(
+        "--duration",
+        type=duration_argument,
+        default=-1.0,
+        help="stop after N seconds (default: when the subscription ends, or on Ctrl-C)",
+    )
+    _add_client_options(subscribe)
+
     serve = commands.add_parser("serve", help="run the development SIP server", add_help=False)
     serve.add_argument("rest", nargs=argparse.REMAINDER)
 
@@ -300,9 +370,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    runner = {"options": _options, "register": _register, "message": _message, "call": _call}[
-        args.command
-    ]
+    runner = {
+        "options": _options,
+        "register": _register,
+        "message": _message,
+        "call": _call,
+        "subscribe": _subscribe,
+    }[args.command]
     try:
         return trio.run(runner, args)
     except ValueError as exc:  # a bad URI, file or option value

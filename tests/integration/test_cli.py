@@ -430,6 +430,55 @@ def test_register_says_the_binding_outlives_the_command(serve: Serve) -> None:
     assert done.returncode == 0 and done.stderr == "", show(done)
 
 
+def test_subscribe_prints_the_notifies_serve(serve: Serve) -> None:
+    """``sipx subscribe AOR presence --count 2``: the first NOTIFY (2222 not registered),
+    the one its REGISTER causes, then the unsubscribe and its final state."""
+    proc = start_cli(
+        "subscribe",
+        serve.aor("2222"),
+        "presence",
+        "--count",
+        "2",
+        *client_opts("udp", *CREDENTIALS_1111),
+    )
+    credentials = ["--user", "2222", "--password", "2222xxx"]
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "SUBSCRIBE: 200 OK"
+        first = proc.stdout.readline().strip()
+        assert re.fullmatch(
+            rf"NOTIFY active \(expires 600\): sip:2222@{re.escape(serve.hostport)} is closed"
+            r" \(not registered\)",
+            first,
+        ), first
+        done = run_cli(
+            "register", serve.aor("2222"), "--expires", "30", *client_opts("udp", *credentials)
+        )
+        assert done.returncode == 0, show(done)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        run_cli("register", serve.aor("2222"), "--expires", "0", *client_opts("udp", *credentials))
+    assert proc.returncode == 0, (out, err)
+    opened, final = out.splitlines()
+    assert re.fullmatch(
+        rf"NOTIFY active \(expires (599|600)\): sip:2222@{re.escape(serve.hostport)} is open"
+        r" \(registered\)",
+        opened,
+    ), (out, err)
+    assert final == "Subscription terminated (timeout)"
+
+
+def test_subscribe_refused_serve(serve: Serve) -> None:
+    done = run_cli(
+        "subscribe", serve.aor("1111"), "presence", "--expires", "60", *client_opts("udp")
+    )
+    assert done.returncode == 1 and lines(done) == [
+        "SUBSCRIBE: 407 Proxy Authentication Required"
+    ], show(done)
+    assert "pass --user and --password" in done.stderr
+
+
 def test_register_keep_refreshes_until_ctrl_c(serve: Serve) -> None:
     """``--keep`` keeps the binding alive past its expiry, then removes it on Ctrl-C (130)."""
     port = free_port()
