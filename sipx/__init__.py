@@ -45,9 +45,11 @@ from ._sync_subscription import (
     BlockingIncomingSubscription,
     BlockingServerSubscription,
     BlockingSubscription,
+    BlockingWatch,
 )
 from ._transfer import TransferResult
 from ._uas import IncomingRequest
+from ._watch import Watch
 
 __version__ = "0.1.0"
 
@@ -61,6 +63,7 @@ __all__ = [
     "BlockingPublication",
     "BlockingServerSubscription",
     "BlockingSubscription",
+    "BlockingWatch",
     "CSeq",
     "Call",
     "CallState",
@@ -110,6 +113,7 @@ __all__ = [
     "TransferResult",
     "TransportError",
     "Via",
+    "Watch",
     "__version__",
     "event_handler",
     "media",

@@ -51,6 +51,7 @@ from ._trio.tls import TLSCert, TLSVerify
 from ._trio.transport import Address, Network
 from ._uac import INVITE_TIMEOUT, UserAgentClient
 from ._uas import RequestHandler, UserAgentServer
+from ._watch import Watch
 
 
 class LocalAddress(NamedTuple):
@@ -518,13 +519,7 @@ class AsyncClient(Lifetime):
         subscription refreshes itself until ``await sub.unsubscribe()`` or the client
         closes; ``async for notification in sub`` yields its NOTIFYs.
         """
-        _validate.text("event", event)
-        try:
-            package = EventHeader.parse(event).package
-        except ParseError as exc:
-            raise ValueError(f"bad event package {event!r}: {exc}") from None
-        if isinstance(expires, bool) or not isinstance(expires, int) or expires < 0:
-            raise ValueError(f"expires is a whole number of seconds >= 0, not {expires!r}")
+        package = _subscription_package(event, expires)
         fields = {"Event": event, "Expires": str(expires)}
         accept = accept if accept is not None else default_accept(package)
         if accept:
@@ -539,6 +534,44 @@ class AsyncClient(Lifetime):
         return await self._uas.subscribers.subscribe(
             request, host=host, port=port, timeout=timeout, auth=auth
         )
+
+    def watch(
+        self,
+        uri: str,
+        event: str,
+        expires: int = 3600,
+        *,
+        accept: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        from_uri: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> Watch:
+        """Watch ``event`` at ``uri``: a :class:`Watch` to enter with ``async with``, whose
+        ``async for`` yields the NOTIFYs of a subscription renewed as RFC 6665 4.2.2
+        suggests (after ``deactivated`` or ``timeout`` at once, after ``probation`` or
+        ``giveup`` later) until the block is left, which unsubscribes. The arguments are
+        those of :meth:`subscribe` (checked here)."""
+        _subscription_package(event, expires)
+        _validate.uri("uri", uri)
+
+        async def subscribe() -> Subscription:
+            return await self.subscribe(
+                uri,
+                event,
+                expires,
+                accept=accept,
+                headers=headers,
+                from_uri=from_uri,
+                host=host,
+                port=port,
+                timeout=timeout,
+                auth=auth,
+            )
+
+        return Watch(subscribe)
 
     async def publish(
         self,
@@ -902,6 +935,18 @@ class AsyncClient(Lifetime):
         self._engine.require_transport(register.top_via.transport).keep_alive(
             destination, not removing
         )
+
+
+def _subscription_package(event: str, expires: int) -> str:
+    """The package of ``event`` (ValueError for a bad one, or a bad ``expires``)."""
+    _validate.text("event", event)
+    try:
+        package = EventHeader.parse(event).package
+    except ParseError as exc:
+        raise ValueError(f"bad event package {event!r}: {exc}") from None
+    if isinstance(expires, bool) or not isinstance(expires, int) or expires < 0:
+        raise ValueError(f"expires is a whole number of seconds >= 0, not {expires!r}")
+    return package
 
 
 def _version() -> str:

@@ -35,7 +35,7 @@ from ._notifier import IncomingSubscription
 from ._portal import Portal
 from ._sync_call import BlockingCall, _CallFeed, _IncomingCalls
 from ._sync_publication import BlockingPublication
-from ._sync_subscription import BlockingIncomingSubscription, BlockingSubscription
+from ._sync_subscription import BlockingIncomingSubscription, BlockingSubscription, BlockingWatch
 from ._trio.tls import TLSCert, TLSVerify
 from ._trio.transport import Network
 from ._uas import RequestHandler
@@ -459,6 +459,37 @@ class Client:
             auth=auth,
         )
         return BlockingSubscription(subscription, self._portal)
+
+    def watch(
+        self,
+        uri: str,
+        event: str,
+        expires: int = 3600,
+        *,
+        accept: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        from_uri: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        auth: Auth.Digest | None = None,
+    ) -> BlockingWatch:
+        """Watch ``event`` at ``uri`` (``with client.watch(...) as watch``): the
+        :class:`BlockingWatch` yields the NOTIFYs of a subscription renewed as RFC 6665
+        suggests, until the block is left (which unsubscribes)."""
+        watch = self._async.watch(
+            uri,
+            event,
+            expires,
+            accept=accept,
+            headers=headers,
+            from_uri=from_uri,
+            host=host,
+            port=port,
+            timeout=timeout,
+            auth=auth,
+        )
+        return BlockingWatch(watch, self._portal)
 
     def publish(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 import trio
@@ -22,6 +23,7 @@ from ._core.message import Request, Response
 from ._notifier import Body, IncomingSubscription, ServerSubscription
 from ._subscription import Notification, Subscription
 from ._sync_call import _BlockingIterator
+from ._watch import Watch
 
 if TYPE_CHECKING:
     from ._portal import Portal
@@ -143,6 +145,70 @@ class BlockingSubscription:
 
     def __repr__(self) -> str:
         return f"<BlockingSubscription {self.event} {self.uri} {self.state}>"
+
+
+class BlockingWatch:
+    """A :class:`~sipx.Watch` without ``await`` (made by ``Client.watch()``)::
+
+    with client.watch(uri, "presence") as watch:
+        for notification in watch.notifications(timeout=30):
+            ...
+    """
+
+    __slots__ = ("_portal", "_watch")
+
+    def __init__(self, watch: Watch, portal: Portal) -> None:
+        self._watch = watch
+        self._portal = portal
+
+    @property
+    def watch(self) -> Watch:
+        """The Watch this wraps (it lives on the portal thread)."""
+        return self._watch
+
+    @property
+    def subscription(self) -> BlockingSubscription | None:
+        sub = self._watch.subscription
+        return BlockingSubscription(sub, self._portal) if sub is not None else None
+
+    @property
+    def renewals(self) -> int:
+        return self._watch.renewals
+
+    @property
+    def closed(self) -> bool:
+        return self._watch.closed
+
+    @property
+    def active(self) -> bool:
+        return self._watch.active
+
+    def __enter__(self) -> BlockingWatch:
+        self._portal.run(self._watch.__aenter__)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the watch: unsubscribe."""
+        self._portal.run(self._watch.close)
+
+    def notifications(self, timeout: float | None = None) -> Iterator[Notification]:
+        """The NOTIFYs as a blocking iterator, across renewals; each ``next()`` waits up to
+        ``timeout`` seconds (a timeout ends the iteration)."""
+        return _BlockingIterator(self._portal, self._watch.__aiter__(), timeout)
+
+    def __iter__(self) -> Iterator[Notification]:
+        return self.notifications()
+
+    def __repr__(self) -> str:
+        return f"<BlockingWatch of {self._watch!r}>"
 
 
 class BlockingServerSubscription:

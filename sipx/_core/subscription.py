@@ -56,6 +56,25 @@ def refresh_period(granted: float) -> float:
     return granted / 2 if granted < 64 else min(granted * 0.8, granted - 32.0)
 
 
+#: termination reasons after which RFC 6665 4.2.2 invites a new subscription at once, and
+#: those after which it invites one later (after ``retry-after``, if given)
+RESUBSCRIBE_AT_ONCE = frozenset({"deactivated", "timeout"})
+RESUBSCRIBE_LATER = frozenset({"probation", "giveup"})
+#: how long to wait after "probation"/"giveup" without a retry-after
+DEFAULT_RETRY_AFTER = 30.0
+
+
+def resubscribe_delay(reason: str | None, retry_after: int | None) -> float | None:
+    """Seconds to wait before subscribing again after a subscription ended with ``reason``
+    (RFC 6665 4.2.2); None when it should not be renewed (rejected, noresource,
+    invariant, an unknown reason, or no final NOTIFY at all)."""
+    if reason in RESUBSCRIBE_AT_ONCE:
+        return float(retry_after or 0)
+    if reason in RESUBSCRIBE_LATER:
+        return float(retry_after) if retry_after is not None else DEFAULT_RETRY_AFTER
+    return None
+
+
 def default_accept(package: str) -> str | None:
     """The body type a known package's NOTIFYs carry (for a SUBSCRIBE's Accept)."""
     return PACKAGES.get(package.lower())

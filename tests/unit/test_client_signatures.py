@@ -23,6 +23,7 @@ CLIENT_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | N
     "calls": ([_TIMEOUT], ("AsyncIterator[Call]", "Iterator[BlockingCall]")),
     "subscribe": ([], ("Subscription", "BlockingSubscription")),
     "publish": ([], ("Publication", "BlockingPublication")),
+    "watch": ([], ("Watch", "BlockingWatch")),
 }
 CALL_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | None]] = {
     "wait_ended": ([_TIMEOUT], None),
@@ -92,7 +93,7 @@ def test_constructors_match() -> None:
 
 def test_every_async_method_is_a_coroutine_and_blocking_ones_are_not() -> None:
     for name, member in _public(sipx.AsyncClient).items():
-        plain = ("on_request", "on_subscribe", "disable_auto_reregister", "calls")
+        plain = ("on_request", "on_subscribe", "disable_auto_reregister", "calls", "watch")
         if callable(member) and name not in plain:
             assert inspect.iscoroutinefunction(member), name
     for name, member in _public(sipx.Client).items():
@@ -141,6 +142,7 @@ def test_blocking_publication_mirrors_publication() -> None:
         (sipx.ServerSubscription, sipx.BlockingServerSubscription),
         (sipx.IncomingSubscription, sipx.BlockingIncomingSubscription),
         (sipx.Publication, sipx.BlockingPublication),
+        (sipx.Watch, sipx.BlockingWatch),
     ],
 )
 def test_blocking_twins_offer_every_public_name(original: type, blocking: type) -> None:

@@ -99,3 +99,17 @@ def test_blocking_publish_modify_remove(pair: tuple[Client, Client]) -> None:
         ("e2", "600", b""),
         ("e3", "0", b""),
     ]
+
+
+def test_blocking_watch_renews_after_deactivated(pair: tuple[Client, Client]) -> None:
+    alice, bob = pair
+    served: list[BlockingServerSubscription] = []
+    bob.on_subscribe("presence", lambda incoming: served.append(incoming.accept()))
+    with alice.watch(uri_of(bob, "bob"), "presence", expires=300) as watch:
+        notifications = watch.notifications(timeout=WAIT)
+        assert next(notifications).state == "active"
+        served[0].terminate("deactivated")
+        assert [next(notifications).state, next(notifications).state] == ["terminated", "active"]
+        assert watch.renewals == 1 and watch.active and len(served) == 2
+        assert watch.subscription is not None and watch.subscription.state == "active"
+    assert watch.closed and served[1].wait_terminated(timeout=WAIT) == "timeout"
