@@ -182,9 +182,17 @@ class RawPeers:
         self.port = 0
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
-        self.port = listeners[0].socket.getsockname()[1]
-        await self.udp.bind((LOOPBACK, self.port))
+        for _ in range(50):  # a TCP port whose number is free for UDP too
+            listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
+            self.port = listeners[0].socket.getsockname()[1]
+            try:
+                await self.udp.bind((LOOPBACK, self.port))
+                break
+            except OSError:
+                for listener in listeners:
+                    await listener.aclose()
+        else:
+            raise RuntimeError("no port free for both TCP and UDP")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._udp)
             await nursery.start(trio.serve_listeners, self._tcp, listeners)
