@@ -10,7 +10,8 @@ proxy) creates, refreshes, modifies or removes one publication of USER's PIDF do
 * with ``SIP-If-Match``: the publication of that entity-tag (412 when there is none): no
   body refreshes it, a body replaces its document, ``Expires: 0`` removes it;
 * each 2xx carries a new ``SIP-ETag`` and the granted ``Expires`` (what was asked, at most
-  ``max_expires``; 3600 when not asked).
+  ``max_expires``; 3600 when not asked); at most :data:`MAX_PER_USER` publications are
+  kept per user.
 
 The state of a user is the document of the publication made or changed last, while any is
 unexpired; the notifier shows it to the user's presence watchers instead of the
@@ -29,6 +30,8 @@ from .._errors import ParseError
 
 #: the package the compositor takes publications of
 PACKAGE = "presence"
+#: publications kept per user (a new one beyond drops the one made or refreshed longest ago)
+MAX_PER_USER = 16
 
 
 @dataclass(eq=False)
@@ -94,6 +97,8 @@ class PresenceCompositor:
             del held[match]
         etag = f"{self._prefix}.{next(self._tags)}"
         held[etag] = Publication(document, now + expires, changed)
+        while len(held) > MAX_PER_USER:
+            del held[next(iter(held))]
         return Answer(200, {"SIP-ETag": etag, "Expires": str(expires)})
 
     def document(self, user: str, now: float) -> bytes | None:

@@ -474,3 +474,33 @@ async def test_dev_server_keeps_published_presence() -> None:
                 mine = await alice.publish(bob_uri, "presence", pidf("open", "not alice's"))
                 assert mine.response is not None and mine.response.status_code == 403
                 assert mine.etag is None
+
+
+def test_the_compositor_keeps_a_bounded_number_per_user() -> None:
+    from sipx._serve.compositor import MAX_PER_USER, PresenceCompositor
+
+    compositor = PresenceCompositor()
+    tags = []
+    for n in range(MAX_PER_USER + 3):
+        request = build(
+            "PUBLISH",
+            f"sip:2222@{SERVER}",
+            from_user="2222",
+            call_id=f"many-{n}",
+            extra=("Event: presence",),
+            body=pidf("open", f"n{n}"),
+        )
+        request.headers["Content-Type"] = "application/pidf+xml"
+        answer = compositor.publish("2222", request, float(n))
+        assert answer.status == 200
+        tags.append(answer.headers["SIP-ETag"])
+    document = compositor.document("2222", 100.0)
+    assert document is not None and Presence.parse(document).note == f"n{MAX_PER_USER + 2}"
+    refresh = build(
+        "PUBLISH",
+        f"sip:2222@{SERVER}",
+        from_user="2222",
+        call_id="old",
+        extra=("Event: presence", f"SIP-If-Match: {tags[0]}"),
+    )
+    assert compositor.publish("2222", refresh, 101.0).status == 412  # the oldest was dropped
