@@ -9,6 +9,7 @@ with the defaults)::
     .venv/bin/python bench/bench_dispatcher.py --media              # workers carry RTP
     .venv/bin/python bench/bench_dispatcher.py --reference --direct --workers   # issue 14:
         # SIPp's own UAS, then one sipx worker, as the callee of SIPp (no Kamailio)
+    .venv/bin/python bench/bench_dispatcher.py --workers --split 2   # 2 workers, a SIPp each
 
 A *config* is N worker processes (``examples/dispatcher_worker.py --quiet --no-media``
 unchanged, each an ``AsyncClient`` answering every call, started through a few lines that
@@ -16,7 +17,9 @@ time its garbage collections) behind one Kamailio
 (``tests/integration/peers/kamailio-dispatcher.cfg``, round robin, 4 UDP children, no
 per-request logging, OPTIONS probes every second, ``FR_TIMER`` 1 s, 1 GB of shared
 memory). ``--direct`` adds the config "SIPp straight to one worker" (no Kamailio: what the
-balancer's hop costs); ``--reference`` adds "SIPp straight to SIPp's own UAS" (``sipp -sn
+balancer's hop costs); ``--split N`` adds "N workers, each called by a SIPp of its own at
+rate/N" (no Kamailio: what N processes answer when nothing stands between them and the
+callers; the figures are summed); ``--reference`` adds "SIPp straight to SIPp's own UAS" (``sipp -sn
 uas``: the rate a C++ UAS reaches on the same machine, the yardstick of issue 14), and
 ``--workers`` with no number leaves out the Kamailio configs.
 
@@ -157,7 +160,37 @@ class Worker:
 
 def _sipp(target: str, rate: int, seconds: float, workdir: Path) -> dict[str, float]:
     """SIPp places ``rate`` calls/s for ``seconds``; its cumulative statistics and CPU."""
-    stat = workdir / f"sipp_{rate}.csv"
+    return _sipp_all([target], rate, seconds, workdir)
+
+
+def _sipp_all(targets: list[str], rate: int, seconds: float, workdir: Path) -> dict[str, float]:
+    """One SIPp per target, each placing ``rate / len(targets)`` calls/s for ``seconds`` at
+    the same time; their statistics added up (rates, counts, CPU), the worst p99 and the
+    mean INVITE->200 time weighted by calls."""
+    share = rate / len(targets)
+    runs = [
+        _sipp_start(target, share, seconds, workdir, f"{rate}_{n}")
+        for n, target in enumerate(targets)
+    ]
+    results = [_sipp_finish(*run) for run in runs]
+    if len(results) == 1:
+        return results[0]
+    order = ["<1", "<10", "<20", "<50", "<100", "<200", "<500", ">=500"]
+    combined: dict[str, float] = {}
+    for key in ("calls", "ok", "failed", "retrans", "rate", "cpu"):
+        combined[key] = sum(float(r[key]) for r in results)
+    combined["wall"] = max(float(r["wall"]) for r in results)
+    ok = max(combined["ok"], 1)
+    combined["rt_ms"] = sum(float(r["rt_ms"]) * float(r["ok"]) for r in results) / ok
+    worst = max(results, key=lambda r: order.index(str(r["p99"])) if r["p99"] in order else 99)
+    combined["p99"] = worst["p99"]
+    return combined
+
+
+def _sipp_start(
+    target: str, rate: float, seconds: float, workdir: Path, tag: str
+) -> tuple[subprocess.Popen[bytes], Path, float, int]:
+    stat = workdir / f"sipp_{tag}.csv"
     calls = int(rate * seconds)
     command = [
         "sipp",
@@ -171,7 +204,7 @@ def _sipp(target: str, rate: int, seconds: float, workdir: Path) -> dict[str, fl
         "-p",
         str(free_port()),
         "-r",
-        str(rate),
+        f"{rate:g}",
         "-m",
         str(calls),
         "-d",
@@ -190,6 +223,12 @@ def _sipp(target: str, rate: int, seconds: float, workdir: Path) -> dict[str, fl
     ]
     started = time.perf_counter()
     sipp = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return sipp, stat, started, calls
+
+
+def _sipp_finish(
+    sipp: subprocess.Popen[bytes], stat: Path, started: float, calls: int
+) -> dict[str, float]:
     _, _, usage = os.wait4(sipp.pid, 0)
     sipp.returncode = 0  # reaped by wait4
     wall = time.perf_counter() - started
@@ -252,8 +291,9 @@ def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> di
             worker.wait_listening()
         with tempfile.TemporaryDirectory(prefix="bench-dispatcher-") as tmp:
             workdir = Path(tmp)
-            if config in ("direct", "sipp-uas"):
-                target = f"{HOST}:{workers[0].port}"
+            targets = [f"{HOST}:{w.port}" for w in workers]
+            if config in ("direct", "sipp-uas", "split"):
+                target = targets[0]
             else:
                 kamailio = Kamailio.start_dispatcher(
                     [w.uri for w in workers], quiet=True, shm_mb=1024, run_dir=workdir / "kamailio"
@@ -264,7 +304,10 @@ def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> di
             wait0 = [_runqueue_wait_seconds(w.proc.pid) for w in workers]
             k0 = _groupcpu_seconds(kamailio.proc.pid) if kamailio else 0.0
             t0 = time.perf_counter()
-            result = _sipp(target, rate, args.seconds, workdir)
+            if config == "split":  # one SIPp per worker, the rate shared
+                result = _sipp_all(targets, rate, args.seconds, workdir)
+            else:
+                result = _sipp(target, rate, args.seconds, workdir)
             elapsed = time.perf_counter() - t0
             worker_cpu = [
                 (cpu_seconds(w.proc.pid) - c) / elapsed * 100 for w, c in zip(workers, cpu0)
@@ -307,6 +350,7 @@ def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> di
 def sweep(config: str, workers_n: int, args: argparse.Namespace) -> tuple[int, float] | None:
     label = {
         "direct": "SIPp -> 1 worker (no Kamailio)",
+        "split": f"{workers_n} SIPp -> {workers_n} workers, one each (no Kamailio)",
         "sipp-uas": "SIPp -> SIPp's own UAS (sipp -sn uas, the reference)",
     }.get(config, f"SIPp -> Kamailio -> {workers_n} worker(s)")
     print(
@@ -361,6 +405,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="run every sweep R times")
     parser.add_argument("--direct", action="store_true", help="also SIPp straight to 1 worker")
     parser.add_argument(
+        "--split",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also N workers, each called by a SIPp of its own at rate/N (no Kamailio)",
+    )
+    parser.add_argument(
         "--reference", action="store_true", help="also SIPp straight to SIPp's own UAS"
     )
     parser.add_argument("--media", action="store_true", help="workers carry the calls' RTP")
@@ -377,6 +428,7 @@ def main() -> None:
     print(machine())
     configs = [("sipp-uas", 1)] if args.reference else []
     configs += ([("direct", 1)] if args.direct else []) + [("dispatcher", n) for n in args.workers]
+    configs += [("split", args.split)] if args.split else []
     summary: list[tuple[str, int, tuple[int, float] | None]] = []
     for run in range(args.repeat):
         for config, n in configs:
@@ -384,9 +436,11 @@ def main() -> None:
         print(f"\nrun {run + 1} done; {machine()}")
     print("\nhighest clean rate per config (target/s, achieved/s):")
     for config, n, best in summary:
-        name = {"direct": "direct, 1 worker", "sipp-uas": "sipp -sn uas"}.get(
-            config, f"Kamailio, {n} worker(s)"
-        )
+        name = {
+            "direct": "direct, 1 worker",
+            "sipp-uas": "sipp -sn uas",
+            "split": f"direct, {n} workers",
+        }.get(config, f"Kamailio, {n} worker(s)")
         print(f"  {name:<22} {'none' if best is None else f'{best[0]}/s, {best[1]:,.0f}/s'}")
 
 
