@@ -1020,11 +1020,12 @@ class Call:
         dialog = self.dialog or self._early_dialog
         if dialog is not None:
             dialog.terminate()
-            if engine.calls.get(dialog.id) is self:
-                del engine.calls[dialog.id]
-            if engine.dialogs.get(dialog.id) is dialog:
-                del engine.dialogs[dialog.id]
-            engine.cancel_retransmits(dialog.id)
+            dialog_id = dialog.id
+            if engine.calls.get(dialog_id) is self:
+                del engine.calls[dialog_id]
+            if engine.dialogs.get(dialog_id) is dialog:
+                del engine.dialogs[dialog_id]
+            engine.cancel_retransmits(dialog_id)
         if engine.pending_calls.get(self.call_id) is self:
             del engine.pending_calls[self.call_id]
         if self.direction == "incoming":

@@ -124,6 +124,9 @@ class Engine:
         self._retransmits: dict[
             object, tuple[ServerTransaction, Callable[[], None], Transport]
         ] = {}
+        # The keys of ``_retransmits`` by dialog id (their first item): a call that ends
+        # stops its 2xx without a scan of every call's.
+        self._retransmit_keys: dict[object, list[object]] = {}
         # The transport of each live client transaction (dropped when it terminates); a
         # server transaction names its own (``route``, the transport's name).
         self._routes: dict[object, Transport] = {}
@@ -207,6 +210,7 @@ class Engine:
         self._fail_all_waiters()
         self.retransmitter = TwoXXRetransmitter(self.timers)
         self._retransmits.clear()
+        self._retransmit_keys.clear()
         self._routes.clear()
         for scope in self._service_scopes:
             scope.cancel()
@@ -336,19 +340,31 @@ class Engine:
     ) -> None:
         """Resend a 2xx to INVITE until :meth:`acked` (RFC 3261 13.3.1.4); after 64·T1
         without an ACK, ``on_timeout`` runs."""
+        if key not in self._retransmits and isinstance(key, tuple):
+            self._retransmit_keys.setdefault(key[0], []).append(key)
         self._retransmits[key] = (transaction, on_timeout, self.transport_of(transaction))
         self.retransmitter.start(key, response, trio.current_time())
         self._wake_timer()
 
     def acked(self, key: object) -> bool:
-        self._retransmits.pop(key, None)
+        if self._retransmits.pop(key, None) is not None:
+            self._unindex(key)
         return self.retransmitter.ack(key)
 
     def cancel_retransmits(self, dialog_id: DialogId) -> None:
         """Stop resending every 2xx of a dialog that has ended (keys are (dialog id, CSeq))."""
-        for key in [k for k in self._retransmits if isinstance(k, tuple) and k[0] == dialog_id]:
+        for key in self._retransmit_keys.pop(dialog_id, ()):
             del self._retransmits[key]
             self.retransmitter.cancel(key)
+
+    def _unindex(self, key: object) -> None:
+        """``key`` left ``_retransmits``: drop it from ``_retransmit_keys``."""
+        if isinstance(key, tuple):
+            keys = self._retransmit_keys.get(key[0])
+            if keys is not None:
+                keys.remove(key)
+                if not keys:
+                    del self._retransmit_keys[key[0]]
 
     def transport_error(
         self, address: Address, error: Exception, *, transport: str | None = None
@@ -603,6 +619,7 @@ class Engine:
         transaction, on_timeout, transport = entry
         if isinstance(action, AckTimeout):
             del self._retransmits[action.key]
+            self._unindex(action.key)
             on_timeout()
             return
         if not transaction.respond(action.response, trio.current_time()):

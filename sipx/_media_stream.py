@@ -380,7 +380,7 @@ class MediaStream:
         for listener in self.close_listeners:
             listener()
         if self._clock is not None:
-            self._clock.wake()
+            self._clock.stream_closed()
 
     def tick(self, now: float) -> float:
         """Drain the sockets, send what is due at ``now``; the time of the next thing due."""
@@ -632,15 +632,30 @@ class MediaClock:
     def __init__(self) -> None:
         self.streams: list[MediaStream] = []
         self.running = False
+        self._until_idle = False
         self._wakeup = trio.Event()
+        # When the sleeping clock wakes next (inf: not asleep, or woken already).
+        self._deadline = math.inf
 
     def add(self, stream: MediaStream) -> None:
+        """Pace ``stream`` from now on: ticked first when the clock wakes next, at once if
+        the sleeping clock would wake later than ``POLL_INTERVAL`` from now. A busy
+        client's clock is not woken once more per new call, and the new stream keeps the
+        others' pace (they share wake-ups)."""
         stream._clock = self
         self.streams.append(stream)
-        self.wake()
+        deadline = self._deadline
+        if deadline == math.inf or deadline - trio.current_time() > POLL_INTERVAL:
+            self.wake()
 
     def wake(self) -> None:
         self._wakeup.set()
+
+    def stream_closed(self) -> None:
+        """A stream closed: the clock drops it at its next tick. Only a clock that ends
+        when idle is woken for it; the client's clock is not woken once per ended call."""
+        if self._until_idle:
+            self._wakeup.set()
 
     @trio.lowlevel.enable_ki_protection
     async def run(self, *, until_idle: bool = False) -> None:
@@ -649,6 +664,7 @@ class MediaClock:
         Protected from KeyboardInterrupt: Ctrl-C reaches the user's task, whose handling
         (hang up, print) then runs, instead of surfacing from this task."""
         self.running = True
+        self._until_idle = until_idle
         try:
             while True:
                 now = trio.current_time()
@@ -657,22 +673,29 @@ class MediaClock:
                     if stream.closed:
                         self.streams.remove(stream)
                         continue
-                    if stream.due > now:  # not due: its sockets wait (one packet time)
+                    if stream.due <= now:  # else not due: its sockets wait (a packet time)
+                        self._tick(stream, now)
+                    if not stream.closed:
                         earliest = min(earliest, stream.due)
-                        continue
-                    try:
-                        stream.due = stream.tick(now)
-                        earliest = min(earliest, stream.due)
-                    except Exception:  # a bug must not take the client or other calls down
-                        log.exception("media stream %s failed; closing it", stream.local_port)
-                        stream.close()
                 if not self.streams and until_idle:
                     return
                 self._wakeup = trio.Event()
+                self._deadline = earliest
                 with trio.move_on_at(earliest):
                     await self._wakeup.wait()
+                self._deadline = math.inf
         finally:
             self.running = False
+            self._deadline = math.inf
+
+    @staticmethod
+    def _tick(stream: MediaStream, now: float) -> None:
+        """Tick one stream; a bug must not take the client or other calls down."""
+        try:
+            stream.due = stream.tick(now)
+        except Exception:
+            log.exception("media stream %s failed; closing it", stream.local_port)
+            stream.close()
 
 
 def _is_rtcp(data: bytes) -> bool:

@@ -106,17 +106,18 @@ class Dialog:
         contacts = request.contact
         if not contacts:
             raise ProtocolError(f"{request.method} that creates a dialog has no Contact")
-        remote_tag = request.from_.tag
+        remote = request.from_
+        remote_tag = remote.tag
         if not remote_tag:
             raise ProtocolError("request that creates a dialog has no From tag")
-        local_uri = NameAddr(request.to.uri, request.to.display_name, dict(request.to.params))
-        local_uri.params["tag"] = local_tag
+        to = request.to
+        local_uri = NameAddr(to.uri, to.display_name, {**to.params, "tag": local_tag})
         return cls(
             call_id=request.call_id,
             local_tag=local_tag,
             remote_tag=remote_tag,
             local_uri=local_uri,
-            remote_uri=request.from_,
+            remote_uri=remote,
             remote_target=contacts[0].uri,
             route_set=list(request.record_route),
             local_seq=0,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from .._errors import ParseError
-from .header_types import parse_int, parse_params, render_params
+from .header_types import parse_int, parse_params
 from .message import Request, Response
 
 MIN_SE = 90  # RFC 4028 4: no session interval below 90 seconds
@@ -53,10 +53,9 @@ class SessionExpires:
         return cls(delta, refresher)
 
     def __str__(self) -> str:
-        params: dict[str, str | None] = {}
-        if self.refresher is not None:
-            params["refresher"] = self.refresher
-        return f"{self.delta}{render_params(params)}"
+        if self.refresher is None:
+            return str(self.delta)
+        return f"{self.delta};refresher={self.refresher}"
 
 
 def parse_min_se(text: str) -> int:
@@ -81,8 +80,12 @@ def min_se_of(message: Request | Response) -> int | None:
 
 def supports_timer(message: Request | Response) -> bool:
     """``timer`` is among the message's Supported (or Require) option tags."""
-    tags = [*message.headers.get_list("Supported"), *message.headers.get_list("Require")]
-    return any(tag.strip().lower() == OPTION_TAG for tag in tags)
+    headers = message.headers
+    for name in ("Supported", "Require"):
+        for tag in headers.get_list(name):
+            if tag.strip().lower() == OPTION_TAG:
+                return True
+    return False
 
 
 def with_option_tag(value: str | None, tag: str) -> str:
