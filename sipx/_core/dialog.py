@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .._errors import ParseError, ProtocolError
+from .._errors import ProtocolError
 from .header_types import NameAddr
 from .message import Request, Response
 from .uri import URI
@@ -129,16 +129,12 @@ class Dialog:
 
     def forget_invite(self) -> None:
         """The call is established and idle: drop the INVITE and keep the local and remote
-        URIs unparsed (later requests write them as text; reading ``.uri`` parses again)."""
+        URIs and the remote target as text, each parsed again into the same object when
+        read (later requests write the URIs as text)."""
         self.invite = None
-        try:
-            local, remote = (
-                NameAddr.parse(str(self.local_uri)),
-                NameAddr.parse(str(self.remote_uri)),
-            )
-        except ParseError:  # (they were parsed once: not expected) keep them as they are
-            return
-        self.local_uri, self.remote_uri = local, remote
+        self.local_uri.pack()
+        self.remote_uri.pack()
+        self.remote_target.pack()
 
     # -- in-dialog requests ----------------------------------------------------------------
     def next_seq(self) -> int:

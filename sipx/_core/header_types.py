@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._errors import ParseError
 from .uri import URI
@@ -309,6 +309,11 @@ def _parse_hostport(text: str, where: str) -> tuple[str, int | None]:
     return host, _port(port_text, where)
 
 
+# The slots a packed NameAddr leaves unset until one is read (NameAddr.pack); its text
+# waits in ``_uri_text``.
+_PACKED = ("_uri", "display_name", "is_wildcard", "params")
+
+
 class NameAddr:
     """A name-addr or addr-spec with header parameters (From, To, Contact, Route, ...).
 
@@ -352,6 +357,51 @@ class NameAddr:
     def parse(cls, text: str) -> NameAddr:
         """A name-addr or addr-spec with parameters (see :func:`parse_name_addr`)."""
         return parse_name_addr(text)
+
+    # -- packing (what an idle dialog keeps) ---------------------------------------------
+    def pack(self) -> bool:
+        """Keep only this name-addr's text until it is read: the first read parses it again
+        into this same object (an idle call's From and To). False, and nothing done, if the
+        text would not parse back to the same display name, URI text and parameters."""
+        if self.is_wildcard:
+            return False
+        text = str(self)
+        try:
+            again = parse_name_addr(text)
+        except ParseError:
+            return False
+        uri_text = self._uri_text if self._uri is None else str(self._uri)
+        if (
+            again.display_name != self.display_name
+            or again._uri_text != uri_text
+            or list(again.params.items()) != list(self.params.items())
+        ):
+            return False
+        for name in _PACKED:
+            object.__delattr__(self, name)
+        self._uri_text = text
+        return True
+
+    @property
+    def packed(self) -> bool:
+        """Only the text is kept (see :meth:`pack`); reading anything unpacks."""
+        try:
+            object.__getattribute__(self, "params")
+        except AttributeError:
+            return True
+        return False
+
+    if not TYPE_CHECKING:  # (mypy keeps checking attribute names)
+
+        def __getattr__(self, name: str) -> Any:
+            """A field of a packed name-addr: parse its text into this object, then read."""
+            if name not in _PACKED:
+                raise AttributeError(name)
+            parsed = parse_name_addr(object.__getattribute__(self, "_uri_text"))
+            for slot in _PACKED:
+                object.__setattr__(self, slot, object.__getattribute__(parsed, slot))
+            self._uri_text = parsed._uri_text
+            return object.__getattribute__(self, name)
 
     @classmethod
     def _parse_general(cls, text: str) -> NameAddr:
