@@ -197,6 +197,8 @@ class URI:
         """Keep only this URI's text until a field is read: the first read parses the text
         again into this same object (an idle call's remote target). False, and nothing
         done, if the text would not parse back to the very same fields."""
+        if self.packed:
+            return True
         if self._text is None or self.scheme not in ("sip", "sips"):
             return False
         try:

@@ -14,26 +14,33 @@ import sys
 import trio
 import trio.testing
 from test_idle_call import answered_call
-from test_uas import PEER, client_on, receive
+from test_uas import PEER, address_of, client_on, raw_request, receive, receive_response
 
 import sipx
 from sipx import URI, NameAddr
+from sipx._core.transaction import make_response
 from sipx.testing import MemoryNetwork
 
 
-def deep_size(*roots: object) -> int:
-    """Bytes of ``roots`` and of every object they reach that is not a type or module."""
-    seen: set[int] = set()
+def reachable(*roots: object) -> dict[int, object]:
+    """Every object ``roots`` reach (types and modules left out), by id."""
+    seen: dict[int, object] = {}
     todo = list(roots)
-    total = 0
     while todo:
         obj = todo.pop()
         if id(obj) in seen or isinstance(obj, type) or type(obj).__name__ == "module":
             continue
-        seen.add(id(obj))
-        total += sys.getsizeof(obj)
+        seen[id(obj)] = obj
         todo.extend(gc.get_referents(obj))
-    return total
+    return seen
+
+
+def deep_size(*roots: object) -> int:
+    """Bytes of ``roots`` and what they reach, less what every packed name-addr shares."""
+    marker = NameAddr.parse("<sip:marker@example.com>")
+    getattr(marker, "pack", lambda: None)()  # (the parent has no pack: nothing shared)
+    shared = reachable(marker)
+    return sum(sys.getsizeof(obj) for key, obj in reachable(*roots).items() if key not in shared)
 
 
 def test_a_packed_uri_reads_back_into_the_same_object() -> None:
@@ -114,3 +121,53 @@ async def test_an_idle_dialog_keeps_its_uris_as_text_read_back_as_the_same_objec
         assert bye.method == "BYE" and str(bye.uri) == target_text
         assert bye.from_.tag == call.local_tag and bye.from_.params["x-mark"] == "1"
         assert str(bye.to) == remote_text
+
+
+async def test_an_idle_dialog_stays_packed_through_refreshes_both_ways(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    async with client_on(network) as callee, network.socket(PEER) as peer:
+        call = await answered_call(callee, peer)
+        dialog = call.dialog
+        assert dialog is not None
+        await trio.sleep(40)
+        target = dialog.remote_target
+        assert target.packed and dialog.local_uri.packed and dialog.remote_uri.packed
+        where = address_of(callee)
+
+        # The peer refreshes the session with UPDATE, Contact unchanged: same packed target.
+        update = raw_request("UPDATE", where, branch="z9hG4bKup", cseq=2, to_tag=call.local_tag)
+        peer.send(update.to_bytes(), where)
+        assert (await receive_response(peer)).status_code == 200
+        assert dialog.remote_target is target and target.packed
+
+        # We send INFO: its Request-URI, From and To read from the packed values; once its
+        # 200 is in, the dialog packs them again.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call.info, "Signal=5\r\nDuration=100\r\n")
+            while not isinstance(info := await receive(peer), sipx.Request):
+                pass
+            assert info.method == "INFO" and str(info.uri) == "sip:alice@127.0.0.1:5090"
+            assert info.from_.tag == call.local_tag and info.to.tag == dialog.remote_tag
+            assert str(info.from_) == str(dialog.local_uri)
+            peer.send(make_response(info, 200).to_bytes(), where)
+        assert dialog.remote_target is target
+        assert target.packed and dialog.local_uri.packed and dialog.remote_uri.packed
+
+        # A re-INVITE from a new Contact: the new target, packed too.
+        moved = raw_request(
+            "INVITE",
+            where,
+            branch="z9hG4bKre",
+            cseq=3,
+            to_tag=call.local_tag,
+            source=("127.0.0.1", 5094),
+        )
+        peer.send(moved.to_bytes(), where)
+        while (ok := await receive_response(peer)).status_code < 200:
+            pass
+        assert ok.status_code == 200
+        assert str(dialog.remote_target) == "sip:alice@127.0.0.1:5094"
+        assert dialog.remote_target is not target and dialog.remote_target.packed
+        assert dialog.remote_target.port == 5094 and not dialog.remote_target.packed
