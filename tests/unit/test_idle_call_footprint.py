@@ -63,8 +63,8 @@ async def test_idle_calls_with_media_keep_few_tracked_objects_no_method_no_socke
         await place(callee, peer, -1)  # warm-up: the client's one-off objects
         await trio.sleep(70)
         network.clear_log()
-        sockets_before = sum(isinstance(o, socket.socket) for o in gc.get_objects())
         before = tracked()
+        sockets_before = sum(isinstance(o, socket.socket) for o in gc.get_objects())
         for i in range(count):
             await place(callee, peer, i)
         # Timer L and the 2xx resends are over, and the 60 s deadlines of receive_response
@@ -83,7 +83,7 @@ async def test_idle_calls_with_media_keep_few_tracked_objects_no_method_no_socke
             o for o in gc.get_objects() if isinstance(o, types.MethodType) and id(o.__self__) in ids
         ]
         assert methods == []
-        assert sum(isinstance(o, socket.socket) for o in gc.get_objects()) == sockets_before
+        assert sum(isinstance(o, socket.socket) for o in gc.get_objects()) <= sockets_before
         # The calls still end as before: a BYE from the peer ends one.
         last = calls[-1]
         target = address_of(callee)
