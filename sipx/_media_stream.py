@@ -23,10 +23,11 @@ import random
 import socket as stdlib_socket
 import sys
 import time
+from _socket import socket as RawSocket
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -63,6 +64,7 @@ _DECODERS = {"PCMU": g711.ulaw_decode, "PCMA": g711.alaw_decode}
 # The ``dropped`` of a stream's stats until it drops a packet or its stats are read: one
 # shared empty dict, never written (an idle call keeps no dict of its own).
 _NO_DROPS: dict[str, int] = {}
+_S = TypeVar("_S", bound=RawSocket)  # a socket type: the C one or socket.socket
 
 
 @dataclass(slots=True)
@@ -100,6 +102,11 @@ class DigitReceiver(Protocol):
 def bind_rtp_socket(host: str, ports: tuple[int, int]) -> stdlib_socket.socket:
     """A non-blocking UDP socket on an even port of ``ports`` (low, high), tried from a
     random start."""
+    return _bind_even(host, ports, stdlib_socket.socket)
+
+
+def _bind_even(host: str, ports: tuple[int, int], make: Callable[[int, int], _S]) -> _S:
+    """:func:`bind_rtp_socket` with the socket made by ``make(family, type)``."""
     low, high = ports
     if not (0 < low <= high <= 65535):
         raise ValueError(f"rtp_ports must be (low, high) within 1-65535, not {ports!r}")
@@ -110,7 +117,7 @@ def bind_rtp_socket(host: str, ports: tuple[int, int]) -> stdlib_socket.socket:
     start = random.randrange(count)
     for step in range(count):
         port = first + 2 * ((start + step) % count)
-        sock = stdlib_socket.socket(family_for(host), stdlib_socket.SOCK_DGRAM)
+        sock = make(family_for(host), stdlib_socket.SOCK_DGRAM)
         sock.setblocking(False)
         try:
             sock.bind((host, port))
@@ -123,13 +130,15 @@ def bind_rtp_socket(host: str, ports: tuple[int, int]) -> stdlib_socket.socket:
     raise TransportError(f"no free RTP port in {low}-{high} on {host}")
 
 
-def bind_rtp_pair(
-    host: str, ports: tuple[int, int]
-) -> tuple[stdlib_socket.socket, stdlib_socket.socket]:
-    """RTP on an even port of ``ports`` and RTCP on the next one (RFC 3550 11)."""
+def bind_rtp_pair(host: str, ports: tuple[int, int]) -> tuple[RawSocket, RawSocket]:
+    """RTP on an even port of ``ports`` and RTCP on the next one (RFC 3550 11).
+
+    Both are the C socket type itself (``_socket.socket``, what ``socket.socket`` wraps):
+    the stream only binds, reads, sends and closes them, and each is 40 bytes smaller and
+    not tracked by the garbage collector (an idle call keeps two)."""
     for _ in range(64):
-        rtp = bind_rtp_socket(host, ports)
-        rtcp = stdlib_socket.socket(family_for(host), stdlib_socket.SOCK_DGRAM)
+        rtp = _bind_even(host, ports, RawSocket)
+        rtcp = RawSocket(family_for(host), stdlib_socket.SOCK_DGRAM)
         rtcp.setblocking(False)
         try:
             rtcp.bind((host, rtp.getsockname()[1] + 1))
@@ -178,9 +187,7 @@ class MediaStream:
         "socket",
     )
 
-    def __init__(
-        self, sock: stdlib_socket.socket, rtcp: stdlib_socket.socket | None = None
-    ) -> None:
+    def __init__(self, sock: RawSocket, rtcp: RawSocket | None = None) -> None:
         self.socket = sock
         self.rtcp_socket = rtcp
         host, port = sock.getsockname()[:2]
@@ -470,7 +477,7 @@ class MediaStream:
         chunk = b"".join(parts)
         return chunk if len(chunk) == size else chunk + bytes(size - len(chunk))
 
-    def _drain(self, sock: stdlib_socket.socket) -> None:
+    def _drain(self, sock: RawSocket) -> None:
         """Read every datagram waiting on ``sock`` (RTCP apart by port or packet type)."""
         rtcp = sock is self.rtcp_socket
         for _ in range(256):
@@ -528,7 +535,7 @@ class MediaStream:
                 listener(frame)
 
     # -- RTCP (RFC 3550 6) ----------------------------------------------------------------------
-    def _rtcp_destination(self) -> tuple[tuple[str, int], stdlib_socket.socket] | None:
+    def _rtcp_destination(self) -> tuple[tuple[str, int], RawSocket] | None:
         params, rtp = self.params, self.destination
         if params is None or params.remote is None:
             return None

@@ -19,6 +19,7 @@ import heapq
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
+from types import MethodType
 
 import trio
 
@@ -111,7 +112,7 @@ class SessionTimerTask:
     Its next deadline waits in the client's :class:`SessionTimers`; a refresh runs as a
     task of its own while its request is on its way."""
 
-    __slots__ = ("_expire", "_refresh", "_timers", "deadline", "refreshes", "timer")
+    __slots__ = ("_expire", "_owner", "_refresh", "_timers", "deadline", "refreshes", "timer")
 
     def __init__(
         self,
@@ -122,8 +123,18 @@ class SessionTimerTask:
     ) -> None:
         self.timer = timer
         self._timers: SessionTimers | None = timers
-        self._refresh: Refresh | None = refresh
-        self._expire: Callable[[str], None] | None = expire
+        # Two methods of one object (the call's) are kept as its functions and the object:
+        # no bound-method object of its own per call while the call is idle.
+        self._owner: object | None = None
+        self._refresh: Callable[..., Awaitable[Response | None]] | None = refresh
+        self._expire: Callable[..., None] | None = expire
+        if (
+            isinstance(refresh, MethodType)
+            and isinstance(expire, MethodType)
+            and refresh.__self__ is expire.__self__
+        ):
+            self._owner = refresh.__self__
+            self._refresh, self._expire = refresh.__func__, expire.__func__
         self.deadline: float | None = None  # the one in the heap, None while refreshing
         self.refreshes = 0  # refreshes sent
 
@@ -143,7 +154,7 @@ class SessionTimerTask:
         if timers is None:
             return
         self._timers = None
-        self._refresh = self._expire = None
+        self._refresh = self._expire = self._owner = None
         if self.deadline is not None:
             self.deadline = None
             timers.dropped()
@@ -185,19 +196,23 @@ class SessionTimerTask:
             self._schedule()
 
     def _ended(self, why: str) -> None:
-        expire = self._expire
+        expire, owner = self._expire, self._owner
         self.stop()
-        if expire is not None:
+        if expire is None:
+            return
+        if owner is None:
             expire(why)
+        else:
+            expire(owner, why)
 
     async def _refresh_once(self) -> None:
         """Send one refresh; end the call when it fails for good, else wait again."""
-        refresh = self._refresh
+        refresh, owner = self._refresh, self._owner
         if refresh is None:
             return
         timer = self.timer
         try:
-            response = await refresh()
+            response = await (refresh() if owner is None else refresh(owner))
         except SIPError as exc:
             if not self.stopped:
                 self._ended(f"the session refresh failed: {exc}")

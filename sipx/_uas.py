@@ -417,6 +417,8 @@ class UserAgentServer:
 
     def dialog_from_incoming(self, invite: Request, response: Response, call: Call) -> Dialog:
         tag = response.to.tag or self.local_tag(invite) or ""
+        if tag == call.local_tag:
+            tag = call.local_tag  # the call's own string: the dialog keeps no copy of it
         early = self.engine.dialogs.get(DialogId(invite.call_id, tag, invite.from_.tag or ""))
         if early is not None and early.invite is invite:
             self.engine.pending_calls.pop(invite.call_id, None)

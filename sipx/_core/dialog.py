@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .._errors import ParseError, ProtocolError
+from .._errors import ProtocolError
 from .header_types import NameAddr
 from .message import Request, Response
 from .uri import URI
@@ -60,6 +60,8 @@ class Dialog:
     # The request that created the dialog; a call forgets it once established and idle.
     invite: Request | None = None
     _id: DialogId | None = field(default=None, init=False, repr=False)
+    # Idle (its INVITE forgotten): the URIs are kept packed, packed again after a request.
+    _packs: bool = field(default=False, init=False, repr=False)
 
     @property
     def id(self) -> DialogId:
@@ -130,16 +132,25 @@ class Dialog:
 
     def forget_invite(self) -> None:
         """The call is established and idle: drop the INVITE and keep the local and remote
-        URIs unparsed (later requests write them as text; reading ``.uri`` parses again)."""
+        URIs and the remote target as text, each parsed again into the same object when
+        read (later requests write the URIs as text)."""
         self.invite = None
-        try:
-            local, remote = (
-                NameAddr.parse(str(self.local_uri)),
-                NameAddr.parse(str(self.remote_uri)),
-            )
-        except ParseError:  # (they were parsed once: not expected) keep them as they are
-            return
-        self.local_uri, self.remote_uri = local, remote
+        self._packs = True
+        self._pack()
+
+    def _pack(self) -> None:
+        self.local_uri.pack()
+        self.remote_uri.pack()
+        self.remote_target.pack()
+
+    def _refresh_target(self, target: URI) -> None:
+        """A target refresh (12.2): an idle dialog keeps its packed target when the text is
+        the same (the usual session refresh)."""
+        if not self._packs:
+            self.remote_target = target
+        elif str(target) != str(self.remote_target):
+            self.remote_target = target
+            target.pack()
 
     # -- in-dialog requests ----------------------------------------------------------------
     def next_seq(self) -> int:
@@ -197,18 +208,20 @@ class Dialog:
                 raise ProtocolError(f"CSeq {seq} is not above {self.remote_seq}")
             self.remote_seq = seq
         if request.method in TARGET_REFRESH_METHODS and request.contact:
-            self.remote_target = request.contact[0].uri
+            self._refresh_target(request.contact[0].uri)
 
     def receive_response(self, response: Response) -> None:
         """Absorb a response to an in-dialog request (target refresh, confirmation)."""
         if response.is_success:
             if response.cseq.method in TARGET_REFRESH_METHODS and response.contact:
-                self.remote_target = response.contact[0].uri
+                self._refresh_target(response.contact[0].uri)
             if response.cseq.method == "INVITE" and self.state is DialogState.EARLY:
                 self.state = DialogState.CONFIRMED
                 self.route_set = (
                     list(reversed(response.record_route)) if self.is_uac else self.route_set
                 )
+        if self._packs:  # our request read them (its next hop, its From and To)
+            self._pack()
 
     def terminate(self) -> None:
         self.state = DialogState.TERMINATED

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._errors import ParseError
 from .uri import URI
@@ -309,6 +309,20 @@ def _parse_hostport(text: str, where: str) -> tuple[str, int | None]:
     return host, _port(port_text, where)
 
 
+# A packed NameAddr (NameAddr.pack): ``_uri`` is this marker, its text waits in
+# ``_uri_text`` and these public slots are unset until one is read.
+_PACKED_URI = URI("sip")
+_PACKED = ("display_name", "is_wildcard", "params")
+
+
+def _unset(obj: object, name: str) -> bool:
+    try:
+        object.__getattribute__(obj, name)
+    except AttributeError:
+        return True
+    return False
+
+
 class NameAddr:
     """A name-addr or addr-spec with header parameters (From, To, Contact, Route, ...).
 
@@ -341,10 +355,15 @@ class NameAddr:
         uri = self._uri
         if uri is None:
             uri = self._uri = URI.parse(self._uri_text or "")
+        elif uri is _PACKED_URI:
+            self._unpack()
+            return self.uri
         return uri
 
     @uri.setter
     def uri(self, value: URI | str) -> None:
+        if self._uri is _PACKED_URI:
+            self._unpack()
         self._uri = value if isinstance(value, URI) else URI.parse(value)
         self._uri_text = None
 
@@ -352,6 +371,54 @@ class NameAddr:
     def parse(cls, text: str) -> NameAddr:
         """A name-addr or addr-spec with parameters (see :func:`parse_name_addr`)."""
         return parse_name_addr(text)
+
+    # -- packing (what an idle dialog keeps) ---------------------------------------------
+    def pack(self) -> bool:
+        """Keep only this name-addr's text until it is read: the first read parses it again
+        into this same object (an idle call's From and To). False, and nothing done, if the
+        text would not parse back to the same display name, URI text and parameters."""
+        if self._uri is _PACKED_URI:
+            return True
+        if self.is_wildcard:
+            return False
+        text = str(self)
+        try:
+            again = parse_name_addr(text)
+        except ParseError:
+            return False
+        uri_text = self._uri_text if self._uri is None else str(self._uri)
+        if (
+            again.display_name != self.display_name
+            or again._uri_text != uri_text
+            or list(again.params.items()) != list(self.params.items())
+        ):
+            return False
+        for name in _PACKED:
+            object.__delattr__(self, name)
+        self._uri, self._uri_text = _PACKED_URI, text
+        return True
+
+    @property
+    def packed(self) -> bool:
+        """Only the text is kept (see :meth:`pack`); reading anything unpacks."""
+        return self._uri is _PACKED_URI
+
+    def _unpack(self) -> None:
+        """Parse the packed text into this object; a slot set meanwhile keeps its value."""
+        parsed = parse_name_addr(self._uri_text or "")
+        for slot in _PACKED:
+            if _unset(self, slot):
+                object.__setattr__(self, slot, object.__getattribute__(parsed, slot))
+        self._uri, self._uri_text = parsed._uri, parsed._uri_text
+
+    if not TYPE_CHECKING:  # (mypy keeps checking attribute names)
+
+        def __getattr__(self, name: str) -> Any:
+            """A field of a packed name-addr: parse its text into this object, then read."""
+            if name not in _PACKED or self._uri is not _PACKED_URI:
+                raise AttributeError(name)
+            self._unpack()
+            return object.__getattribute__(self, name)
 
     @classmethod
     def _parse_general(cls, text: str) -> NameAddr:
@@ -458,6 +525,8 @@ class NameAddr:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
+        if self._uri is _PACKED_URI:
+            self._unpack()
         uri = self._uri_text if self._uri is None else str(self._uri)
         return (
             f"NameAddr(uri={uri!r}, display_name={self.display_name!r}, params={self.params!r}"
@@ -465,6 +534,10 @@ class NameAddr:
         )
 
     def __str__(self) -> str:
+        if self._uri is _PACKED_URI:
+            if all(_unset(self, slot) for slot in _PACKED):  # the text kept is the text
+                return self._uri_text or ""
+            self._unpack()
         if self.is_wildcard:
             return "*"
         name = ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from .._errors import ParseError
@@ -40,6 +40,9 @@ _TEL_NUMBER_RE = re.compile(r"\+?[\-.()]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()]*")
 # URI omitting any component with a default value will not match a URI explicitly
 # containing that component": transport, user, ttl, method; and maddr).
 _MUST_MATCH_PARAMS = ("transport", "user", "ttl", "method", "maddr")
+
+# The slots a packed URI leaves unset until one is read (URI.pack): all but its text.
+_PACKED = ("scheme", "user", "password", "host", "port", "params", "headers")
 
 
 def _unescape(text: str) -> str:
@@ -189,6 +192,45 @@ class URI:
         uri.params, uri.headers = params, {}
         return uri
 
+    # -- packing (what an idle dialog keeps) ---------------------------------------------
+    def pack(self) -> bool:
+        """Keep only this URI's text until a field is read: the first read parses the text
+        again into this same object (an idle call's remote target). False, and nothing
+        done, if the text would not parse back to the very same fields."""
+        if self.packed:
+            return True
+        if self._text is None or self.scheme not in ("sip", "sips"):
+            return False
+        try:
+            again = URI.parse(self._text)
+        except ParseError:
+            return False
+        if _fields(again) != _fields(self):
+            return False
+        for name in _PACKED:
+            object.__delattr__(self, name)
+        return True
+
+    @property
+    def packed(self) -> bool:
+        """Only the text is kept (see :meth:`pack`); reading a field unpacks."""
+        try:
+            object.__getattribute__(self, "host")
+        except AttributeError:
+            return True
+        return False
+
+    if not TYPE_CHECKING:  # (mypy keeps checking attribute names)
+
+        def __getattr__(self, name: str) -> Any:
+            """A field of a packed URI: parse its text into this object, then read."""
+            if name not in _PACKED:
+                raise AttributeError(name)
+            parsed = URI.parse(object.__getattribute__(self, "_text"))
+            for slot in _PACKED:
+                object.__setattr__(self, slot, object.__getattribute__(parsed, slot))
+            return object.__getattribute__(self, name)
+
     # -- serialising ---------------------------------------------------------------------
     def __str__(self) -> str:
         if self._text is None:
@@ -289,6 +331,19 @@ class URI:
         if self.scheme == "tel":
             return hash(("tel", _tel_digits(self.user)))
         return hash((self.scheme, self.user, self.host.lower(), self.port))
+
+
+def _fields(uri: URI) -> tuple[object, ...]:
+    """Every field of ``uri``, parameters and headers in their order."""
+    return (
+        uri.scheme,
+        uri.user,
+        uri.password,
+        uri.host,
+        uri.port,
+        list(uri.params.items()),
+        list(uri.headers.items()),
+    )
 
 
 def _lower_params(params: Mapping[str, str | None]) -> dict[str, str | None]:
