@@ -309,8 +309,10 @@ def _parse_hostport(text: str, where: str) -> tuple[str, int | None]:
     return host, _port(port_text, where)
 
 
-# A packed NameAddr (NameAddr.pack): ``_uri`` is this marker, its text waits in
-# ``_uri_text`` and these public slots are unset until one is read.
+# A packed NameAddr (NameAddr.pack): ``_uri`` is this marker, its whole text waits in
+# ``_packed_text`` and these public slots are unset until one is read. Any of them found
+# unset while ``_packed_text`` is there is read back from it, so a reader in another thread
+# (the blocking client's user) never sees a half-packed name-addr, whatever the order.
 _PACKED_URI = URI("sip")
 _PACKED = ("display_name", "is_wildcard", "params")
 
@@ -331,7 +333,7 @@ class NameAddr:
     ``Contact: *`` parses to a NameAddr whose ``is_wildcard`` is true.
     """
 
-    __slots__ = ("_uri", "_uri_text", "display_name", "is_wildcard", "params")
+    __slots__ = ("_packed_text", "_uri", "_uri_text", "display_name", "is_wildcard", "params")
 
     display_name: str | None
     params: dict[str, str | None]
@@ -393,9 +395,13 @@ class NameAddr:
             or list(again.params.items()) != list(self.params.items())
         ):
             return False
+        self._packed_text = text  # first: from now on a missing field is read back from it
+        self._uri = _PACKED_URI
         for name in _PACKED:
-            object.__delattr__(self, name)
-        self._uri, self._uri_text = _PACKED_URI, text
+            try:
+                object.__delattr__(self, name)
+            except AttributeError:  # (already unset)
+                pass
         return True
 
     @property
@@ -403,22 +409,37 @@ class NameAddr:
         """Only the text is kept (see :meth:`pack`); reading anything unpacks."""
         return self._uri is _PACKED_URI
 
+    def _packed_source(self) -> str | None:
+        """The text :meth:`pack` kept (None: never packed)."""
+        try:
+            text: str = object.__getattribute__(self, "_packed_text")
+        except AttributeError:
+            return None
+        return text
+
     def _unpack(self) -> None:
         """Parse the packed text into this object; a slot set meanwhile keeps its value."""
-        parsed = parse_name_addr(self._uri_text or "")
+        parsed = parse_name_addr(self._packed_source() or "")
         for slot in _PACKED:
             if _unset(self, slot):
                 object.__setattr__(self, slot, object.__getattribute__(parsed, slot))
-        self._uri, self._uri_text = parsed._uri, parsed._uri_text
+        if self._uri is _PACKED_URI:
+            self._uri, self._uri_text = parsed._uri, parsed._uri_text
 
     if not TYPE_CHECKING:  # (mypy keeps checking attribute names)
 
         def __getattr__(self, name: str) -> Any:
-            """A field of a packed name-addr: parse its text into this object, then read."""
-            if name not in _PACKED or self._uri is not _PACKED_URI:
+            """A field of a packed name-addr: parse its text into this object, then read
+            (again if a packing in another thread unset it meanwhile)."""
+            if name not in _PACKED or self._packed_source() is None:
                 raise AttributeError(name)
-            self._unpack()
-            return object.__getattribute__(self, name)
+            for _ in range(8):
+                self._unpack()
+                try:
+                    return object.__getattribute__(self, name)
+                except AttributeError:
+                    continue
+            raise AttributeError(name)
 
     @classmethod
     def _parse_general(cls, text: str) -> NameAddr:
@@ -536,7 +557,7 @@ class NameAddr:
     def __str__(self) -> str:
         if self._uri is _PACKED_URI:
             if all(_unset(self, slot) for slot in _PACKED):  # the text kept is the text
-                return self._uri_text or ""
+                return self._packed_source() or ""
             self._unpack()
         if self.is_wildcard:
             return "*"
