@@ -59,8 +59,9 @@ client = None
 async def main():
     global answered, client
     limits = sipx.Limits(max_server_transactions=1_000_000)  # Timer L keeps rate x 32 s
+    # RTP above 32767: the integration tests' peers take ports from 20000-32767
     async with sipx.AsyncClient(
-        "127.0.0.1", port, rtp_ports=(20000, 65000), limits=limits
+        "127.0.0.1", port, rtp_ports=(33000, 60999), limits=limits
     ) as client:
         threading.Thread(target=report, daemon=True).start()
         print("ready", flush=True)

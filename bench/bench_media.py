@@ -85,7 +85,7 @@ def cpu_seconds() -> float:
 
 
 async def measure(calls: int, seconds: float, sip_port: int) -> dict[str, float]:
-    async with sipx.AsyncClient("127.0.0.1", 0, rtp_ports=(20000, 60000)) as client:
+    async with sipx.AsyncClient("127.0.0.1", 0, rtp_ports=(33000, 60999)) as client:
         placed: list[sipx.Call] = []
         limit = trio.CapacityLimiter(20)
 
