@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
+from collections.abc import Callable
 
 import trio
 import trio.testing
@@ -173,42 +175,50 @@ async def test_an_idle_dialog_stays_packed_through_refreshes_both_ways(
         assert dialog.remote_target.port == 5094 and not dialog.remote_target.packed
 
 
-def test_a_name_addr_packed_while_another_thread_reads_it() -> None:
-    """The blocking client's user reads a call's From in its own thread while the client's
-    thread packs it (an idle call): every read sees the whole name-addr, none fails."""
-    import sys
-    import threading
-
-    from sipx._core.header_types import NameAddr
-
-    name = NameAddr.parse('"Alice" <sip:alice@example.com>;tag=abc;x=1')
-    expected = ("Alice", {"tag": "abc", "x": "1"}, False, "sip:alice@example.com")
+def race(read: Callable[[], object], expected: object, pack_and_read: Callable[[], None]) -> None:
+    """Run ``pack_and_read`` 20 000 times while another thread checks that ``read()`` gives
+    ``expected``, thread switches forced as often as the interpreter allows."""
     errors: list[BaseException] = []
     done = threading.Event()
 
-    def read() -> None:
+    def reader() -> None:
         try:
             while not done.is_set():
-                seen = (name.display_name, dict(name.params), name.is_wildcard, str(name.uri))
+                seen = read()
                 assert seen == expected, seen
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
-    reader = threading.Thread(target=read)
-    reader.start()
+    thread = threading.Thread(target=reader)
+    thread.start()
     try:
         for _ in range(20000):
-            name.pack()
-            assert name.uri.user == "alice"  # unpacks: the next pack() packs again
+            pack_and_read()
             if errors:
                 break
     finally:
         done.set()
-        reader.join()
+        thread.join()
         sys.setswitchinterval(interval)
     assert errors == []
+
+
+def test_a_name_addr_packed_while_another_thread_reads_it() -> None:
+    """The blocking client's user reads a call's From in its own thread while the client's
+    thread packs it (an idle call): every read sees the whole name-addr, none fails."""
+    name = NameAddr.parse('"Alice" <sip:alice@example.com>;tag=abc;x=1')
+
+    def pack_and_read() -> None:
+        name.pack()
+        assert name.uri.user == "alice"  # unpacks: the next pack() packs again
+
+    race(
+        lambda: (name.display_name, dict(name.params), name.is_wildcard, str(name.uri)),
+        ("Alice", {"tag": "abc", "x": "1"}, False, "sip:alice@example.com"),
+        pack_and_read,
+    )
     again = NameAddr.parse(str(name))
     assert (again.display_name, again.params, str(again.uri)) == (
         "Alice",
@@ -218,35 +228,15 @@ def test_a_name_addr_packed_while_another_thread_reads_it() -> None:
 
 
 def test_a_uri_packed_while_another_thread_reads_it() -> None:
-    import sys
-    import threading
-
-    from sipx._core.uri import URI
-
     uri = URI.parse("sip:bob@192.0.2.1:5062;transport=tcp")
-    errors: list[BaseException] = []
-    done = threading.Event()
 
-    def read() -> None:
-        try:
-            while not done.is_set():
-                seen = (uri.user, uri.host, uri.port, dict(uri.params))
-                assert seen == ("bob", "192.0.2.1", 5062, {"transport": "tcp"}), seen
-        except BaseException as exc:
-            errors.append(exc)
+    def pack_and_read() -> None:
+        uri.pack()
+        assert uri.scheme == "sip"  # unpacks
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
-        for _ in range(20000):
-            uri.pack()
-            assert uri.scheme == "sip"  # unpacks
-            if errors:
-                break
-    finally:
-        done.set()
-        reader.join()
-        sys.setswitchinterval(interval)
-    assert errors == [] and str(uri) == "sip:bob@192.0.2.1:5062;transport=tcp"
+    race(
+        lambda: (uri.user, uri.host, uri.port, dict(uri.params)),
+        ("bob", "192.0.2.1", 5062, {"transport": "tcp"}),
+        pack_and_read,
+    )
+    assert str(uri) == "sip:bob@192.0.2.1:5062;transport=tcp"
