@@ -73,7 +73,15 @@ from typing import ClassVar, TypeAlias
 from .._errors import ParseError
 from .header_types import Via
 from .headers import Headers, split_list
-from .message import Message, Request, Response
+from .message import (
+    REASON_PHRASES,
+    SIP_VERSION,
+    Message,
+    Request,
+    Response,
+    header_rank,
+    in_conventional_order,
+)
 from .parser import parse_message
 from .timers import DEFAULT_TIMERS, TimerConfig
 
@@ -124,26 +132,45 @@ def make_response(
     if to_tag is not None and ("\r" in to_tag or "\n" in to_tag):
         raise ValueError(f"to_tag must not contain CR or LF: {to_tag!r}")
     # The request's fields are clean already (parsed or added through Headers): they are
-    # copied as they are, straight into the new field list.
-    index = request.headers.lookup()
-    fields: list[tuple[str, str, str]] = [
-        ("via", "Via", via) for value in index.get("via", ()) for via in split_list(value)
-    ]
+    # copied as they are, straight into the new field list. From, To, Call-ID, CSeq (and
+    # Timestamp) are read from the first values; only Vias given more than once need the
+    # index (a section still as parsed says so without building it).
+    headers = request.headers
+    first = headers.first_values()
+    fields: list[tuple[str, str, str]]
+    via = first.get("via")
+    if via is None:
+        fields = []
+    elif "," not in via and headers.repeated(_VIA_KEYS) is None:
+        fields = [("via", "Via", via)]  # the usual request: one Via of one entry
+    else:
+        fields = [
+            ("via", "Via", item) for value in headers.lookup()["via"] for item in split_list(value)
+        ]
     for key, name in _COPIED_TO_RESPONSE:
-        values = index.get(key)
-        if not values:
+        value = first.get(key)
+        if value is None:
             continue
-        value = values[0]
         if key == "to" and to_tag is not None and request.to.tag is None:
             value = f"{value};tag={to_tag}"
         fields.append((key, name, value))
+    in_order = True  # Via, From, To, Call-ID, CSeq: to_bytes() needs no sort
     if status_code == 100:
-        timestamps = index.get("timestamp")
-        if timestamps:
-            fields.append(("timestamp", "Timestamp", timestamps[0]))
+        timestamp = first.get("timestamp")
+        if timestamp is not None:
+            fields.append(("timestamp", "Timestamp", timestamp))
     if extra:
+        in_order = in_conventional_order(extra, header_rank(fields[-1][0]) if fields else 0)
         fields.extend(extra)
-    return Response(status_code, reason, Headers.from_parsed(fields))
+    return Response.from_wire(
+        status_code,
+        REASON_PHRASES.get(status_code, "") if reason is None else reason,
+        SIP_VERSION,
+        Headers.from_parsed(fields, in_order=in_order),
+    )
+
+
+_VIA_KEYS = ("via",)
 
 
 _COPIED_TO_RESPONSE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
@@ -844,7 +871,7 @@ class TransactionLayer:
         # The value is the transaction, or the server key of its record once it has one.
         self._recent: OrderedDict[_MergeKey, ServerTransaction | tuple[object, ...]] = OrderedDict()
         self._merge_records = merge_records
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []
         self._clients: dict[str, ClientTransaction] = {}  # by _client_key()
         self._servers: dict[tuple[object, ...], dict[str, ServerTransaction]] = {}
         self._server_count = 0  # live server transactions and records
@@ -1130,8 +1157,10 @@ class TransactionLayer:
 
     def pop_events(self) -> list[Event]:
         """Every event queued since the last call, oldest first."""
-        events = list(self._events)
-        self._events.clear()
+        events = self._events
+        if not events:
+            return []
+        self._events = []  # handed over whole: no copy
         return events
 
     def __len__(self) -> int:
