@@ -199,9 +199,13 @@ def make_ack_for_non2xx(invite: Request, response: Response) -> Request:
 
 
 # -- events ----------------------------------------------------------------------------------
+# Values, never changed once made; not ``frozen=True``: a frozen dataclass sets each field
+# through ``object.__setattr__``, which made building the three events of every request
+# answered (RequestReceived, Send, TransactionTerminated) several times dearer. Equality and
+# hashing are by value, as a frozen one's.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Send:
     """Put ``message`` on the wire to ``transaction.destination``.
 
@@ -221,7 +225,7 @@ class Send:
         return self.data if self.data is not None else self.message.to_bytes()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Resend:
     """Put ``data``, the final response a record keeps, on the wire again to ``destination``
     over ``route`` (what the transaction was given by ``receive_request``): a retransmitted
@@ -235,7 +239,7 @@ class Resend:
         return self.data
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class ResponseReceived:
     """A response for the TU: 1xx and final, and (RFC 6026) every 2xx to an INVITE."""
 
@@ -243,7 +247,7 @@ class ResponseReceived:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class RequestReceived:
     """A request that created a new server transaction; the TU answers with ``respond``."""
 
@@ -251,7 +255,7 @@ class RequestReceived:
     request: Request
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AckReceived:
     """An ACK that is not absorbed by a server INVITE transaction: the ACK for a 2xx.
 
@@ -263,28 +267,28 @@ class AckReceived:
     transaction: ServerTransaction | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class StrayResponse:
     """A response matching no client transaction (e.g. a 2xx retransmitted after Timer M)."""
 
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class TransactionTimeout:
     """Timer B or F (client: no final response) or H (server: no ACK) fired; acts as a 408."""
 
     transaction: Transaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class TransportFailed:
     """The transport reported a fatal error for this transaction (17.1.4, 17.2.4)."""
 
     transaction: Transaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class RequestRefused:
     """A new request refused without a transaction: the layer holds
     ``max_server_transactions`` already. Send ``response`` (503 with Retry-After) to
@@ -295,7 +299,7 @@ class RequestRefused:
     destination: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class TransactionTerminated:
     """The transaction reached Terminated and has left the layer.
 

@@ -19,7 +19,13 @@ from sipx._core.headers import Headers
 from sipx._core.message import Request, Response, in_conventional_order
 from sipx._core.parser import parse_message
 from sipx._core.received import stamp_received
-from sipx._core.transaction import TransactionLayer, make_response
+from sipx._core.transaction import (
+    RequestReceived,
+    Send,
+    TransactionLayer,
+    TransactionTerminated,
+    make_response,
+)
 from sipx.testing import MemoryNetwork
 
 PEER = ("127.0.0.1", 5999)
@@ -217,3 +223,19 @@ async def test_a_keep_alive_of_whitespace_is_ignored() -> None:
         await trio.testing.wait_all_tasks_blocked()
         assert client.limit_stats.malformed_messages == 0
     assert answer.startswith(b"SIP/2.0 200 OK\r\n")
+
+
+def test_layer_events_compare_and_hash_by_value() -> None:
+    """The layer's events (plain slotted dataclasses now, not frozen ones: cheaper to
+    build) still compare by their fields, and hash by them where the fields hash."""
+    request = _request()
+    layer = TransactionLayer()
+    transaction = layer.receive_request(request, 0.0, reliable=False, destination=PEER)
+    assert transaction is not None
+    (received,) = layer.pop_events()
+    assert received == RequestReceived(transaction, request)
+    response = make_response(request, 200, to_tag="t")
+    assert Send(transaction, response, b"x") == Send(transaction, response, b"y")
+    assert Send(transaction, response) != Send(transaction, make_response(request, 486))
+    ended = {TransactionTerminated(transaction), TransactionTerminated(transaction)}
+    assert ended == {TransactionTerminated(transaction)}
