@@ -361,6 +361,7 @@ class Transaction:
         destination: object,
         state: TransactionState,
     ) -> None:
+        # ServerTransaction.__init__ repeats these lines inline (keep the two alike).
         self._layer = layer
         self._key = key
         self._timers: dict[str, int] = {}
@@ -579,9 +580,18 @@ class ServerTransaction(Transaction):
         destination: object,
         state: TransactionState,
     ) -> None:
-        super().__init__(
-            layer, request, branch, key, reliable=reliable, destination=destination, state=state
-        )
+        # Transaction.__init__'s work, inline: one of these is made for every request.
+        self._layer = layer
+        self._key = key
+        self._timers = {}
+        self._interval = 0.0
+        self._request = request
+        self.branch = branch
+        self.method = request.method
+        self.reliable = reliable
+        self.destination = destination
+        self.state = state
+        self.last_response = None
         # Its entry in the layer's record of recent requests (8.2.2.2), if it has one.
         self._merge_key: _MergeKey | None = None
         self.route: str | None = None
