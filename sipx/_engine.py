@@ -138,6 +138,7 @@ class Engine:
         # the common requests cost no task; see UserAgentServer.serve_at_once.
         self.on_request_at_once: Callable[[ServerTransaction, Request], bool] | None = None
         self._requests_queued = 0  # request tasks spawned that have not started yet
+        self._pumping = False  # _pump is running (a nested one leaves the timer to it)
         # trio's clock when the datagram being handled arrived (None between datagrams).
         self._received_at: float | None = None
         self.on_ack: Callable[[Request], None] = lambda ack: None
@@ -391,7 +392,7 @@ class Engine:
                 data.decode("utf-8", "replace"),
                 extra=wire_fields("in", data, source, transport.local_address, transport.name),
             )
-        if not data.strip() or self.closed:
+        if not data or data.isspace() or self.closed:  # (isspace: no stripped copy)
             return  # keep-alive
         try:
             message = parse_message(data, limits=self.parser_limits)
@@ -459,7 +460,20 @@ class Engine:
 
     def _pump(self) -> None:
         """Carry out what the transaction layer asks for (until it has nothing more)."""
-        while events := self.layer.pop_events():
+        if self._pumping:  # within the outer pump (a response sent while serving a request)
+            self._carry_out()
+            return  # the outer one wakes the timer loop if need be
+        self._pumping = True
+        try:
+            self._carry_out()
+        finally:
+            self._pumping = False
+        self._wake_timer()
+
+    def _carry_out(self) -> None:
+        """Do what the layer's events ask for, in order, until there are none."""
+        pop_events = self.layer.pop_events
+        while events := pop_events():
             for event in events:
                 # The kinds every transaction has come first (Terminated before the rare ones).
                 if isinstance(event, Send):
@@ -484,7 +498,6 @@ class Engine:
                     self._send_refusal(event)
                 elif isinstance(event, Resend):
                     self._resend(event)
-        self._wake_timer()
 
     def _resend(self, event: Resend) -> None:
         """A retransmitted request answered from the record of its completed transaction,

@@ -132,7 +132,7 @@ def _parse_params_slow(text: str, where: str) -> dict[str, str | None]:
 
 
 def render_params(params: dict[str, str | None]) -> str:
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params.items()])
 
 
 def unquote_string(text: str) -> str:

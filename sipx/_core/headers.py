@@ -216,9 +216,13 @@ class Headers(MutableMapping[str, str]):
     (``first``) and the names given more than once with all their values; ``entries``
     (the field list) and ``index`` are built from those on first use, as most received
     messages are only read by a few names.
+
+    ``in_order`` is True while the fields are known to be in the order ``to_bytes()``
+    writes them (a response made by ``make_response``): it then writes them without
+    sorting. Any change but a new top Via makes it False.
     """
 
-    __slots__ = ("_entries", "_lines", "first", "index", "more", "typed")
+    __slots__ = ("_entries", "_lines", "first", "in_order", "index", "more", "typed")
 
     def __init__(
         self, fields: Mapping[str, str] | Iterable[tuple[str, str]] | Headers | None = None
@@ -235,6 +239,7 @@ class Headers(MutableMapping[str, str]):
         self.more: dict[str, tuple[str, ...]] | None = None
         # Typed views (Via, CSeq, ...) parsed from these fields, by slot; cleared on change.
         self.typed: dict[str, Any] = {}
+        self.in_order = False
         if fields is None:
             return
         if isinstance(fields, Headers):
@@ -246,9 +251,14 @@ class Headers(MutableMapping[str, str]):
 
     @classmethod
     def from_parsed(
-        cls, fields: list[tuple[str, str, str]], index: dict[str, tuple[str, ...]] | None = None
+        cls,
+        fields: list[tuple[str, str, str]],
+        index: dict[str, tuple[str, ...]] | None = None,
+        *,
+        in_order: bool = False,
     ) -> Headers:
-        """Wrap fields the parser produced (already clean), with their index if built."""
+        """Wrap fields the parser produced (already clean), with their index if built;
+        ``in_order``: they are in the order ``to_bytes()`` writes (see the class)."""
         headers = cls.__new__(cls)
         headers._entries = fields
         headers._lines = None
@@ -256,6 +266,7 @@ class Headers(MutableMapping[str, str]):
         headers.first = STALE
         headers.more = None
         headers.typed = {}
+        headers.in_order = in_order
         return headers
 
     @classmethod
@@ -318,6 +329,7 @@ class Headers(MutableMapping[str, str]):
         return first
 
     def _changed(self) -> None:
+        self.in_order = False
         self.index = None
         self.first = STALE
         self.more = None
@@ -456,6 +468,8 @@ class Headers(MutableMapping[str, str]):
             index["contact"] = (contact,)
         self._lines = None
         self.more = None
+        if contact is not None:
+            self.in_order = False  # a Contact after the rest
         self.first = (
             {**first, "via": via} if contact is None else {**first, "via": via, "contact": contact}
         )
@@ -518,6 +532,7 @@ def headers_from_lines(
     headers.first = first
     headers.more = more
     headers.typed = {}
+    headers.in_order = False
     return headers
 
 

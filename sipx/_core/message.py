@@ -8,6 +8,7 @@ conventional order and always a correct Content-Length.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ParseError
@@ -112,6 +113,24 @@ def _rank(field: tuple[str, str, str]) -> int:
     return _RANK.get(field[0], _MIDDLE)
 
 
+def header_rank(key: str) -> int:
+    """Where ``to_bytes()`` writes a header of lookup key ``key`` (lower ranks first)."""
+    return _RANK.get(key, _MIDDLE)
+
+
+def in_conventional_order(fields: Iterable[tuple[str, str, str]], after: int = 0) -> bool:
+    """True when ``fields`` (``(key, name, value)``) are in the order ``to_bytes()`` writes
+    headers, each ranked at least ``after``."""
+    rank = _RANK.get
+    last = after
+    for field in fields:
+        here = rank(field[0], _MIDDLE)
+        if here < last:
+            return False
+        last = here
+    return True
+
+
 def _same_headers(mine: Headers, theirs: Headers) -> bool:
     """Headers equality for messages: Content-Length is left out (``to_bytes`` derives it
     from the content), the rest as :meth:`Headers.__eq__` (order only within a name)."""
@@ -156,14 +175,15 @@ class Message:
 
     def to_bytes(self) -> bytes:
         """Serialise: conventional header order, Content-Length always right."""
-        fields = self.headers.entries
+        headers = self.headers
+        fields = headers.entries
+        if not headers.in_order and not in_conventional_order(fields):
+            fields = sorted(fields, key=_rank)
         lines = [self._start_line()]
-        for _, name, value in sorted(fields, key=_rank):
-            if name == "Content-Length":
-                continue
-            lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {len(self.content)}")
-        lines.append("\r\n")
+        for _, name, value in fields:
+            if name != "Content-Length":
+                lines.append(f"{name}: {value}")
+        lines.append(f"Content-Length: {len(self.content)}\r\n\r\n")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.content
 
     def __bytes__(self) -> bytes:

@@ -73,7 +73,15 @@ from typing import ClassVar, TypeAlias
 from .._errors import ParseError
 from .header_types import Via
 from .headers import Headers, split_list
-from .message import Message, Request, Response
+from .message import (
+    REASON_PHRASES,
+    SIP_VERSION,
+    Message,
+    Request,
+    Response,
+    header_rank,
+    in_conventional_order,
+)
 from .parser import parse_message
 from .timers import DEFAULT_TIMERS, TimerConfig
 
@@ -124,26 +132,45 @@ def make_response(
     if to_tag is not None and ("\r" in to_tag or "\n" in to_tag):
         raise ValueError(f"to_tag must not contain CR or LF: {to_tag!r}")
     # The request's fields are clean already (parsed or added through Headers): they are
-    # copied as they are, straight into the new field list.
-    index = request.headers.lookup()
-    fields: list[tuple[str, str, str]] = [
-        ("via", "Via", via) for value in index.get("via", ()) for via in split_list(value)
-    ]
+    # copied as they are, straight into the new field list. From, To, Call-ID, CSeq (and
+    # Timestamp) are read from the first values; only Vias given more than once need the
+    # index (a section still as parsed says so without building it).
+    headers = request.headers
+    first = headers.first_values()
+    fields: list[tuple[str, str, str]]
+    via = first.get("via")
+    if via is None:
+        fields = []
+    elif "," not in via and headers.repeated(_VIA_KEYS) is None:
+        fields = [("via", "Via", via)]  # the usual request: one Via of one entry
+    else:
+        fields = [
+            ("via", "Via", item) for value in headers.lookup()["via"] for item in split_list(value)
+        ]
     for key, name in _COPIED_TO_RESPONSE:
-        values = index.get(key)
-        if not values:
+        value = first.get(key)
+        if value is None:
             continue
-        value = values[0]
         if key == "to" and to_tag is not None and request.to.tag is None:
             value = f"{value};tag={to_tag}"
         fields.append((key, name, value))
+    in_order = True  # Via, From, To, Call-ID, CSeq: to_bytes() needs no sort
     if status_code == 100:
-        timestamps = index.get("timestamp")
-        if timestamps:
-            fields.append(("timestamp", "Timestamp", timestamps[0]))
+        timestamp = first.get("timestamp")
+        if timestamp is not None:
+            fields.append(("timestamp", "Timestamp", timestamp))
     if extra:
+        in_order = in_conventional_order(extra, header_rank(fields[-1][0]) if fields else 0)
         fields.extend(extra)
-    return Response(status_code, reason, Headers.from_parsed(fields))
+    return Response.from_wire(
+        status_code,
+        REASON_PHRASES.get(status_code, "") if reason is None else reason,
+        SIP_VERSION,
+        Headers.from_parsed(fields, in_order=in_order),
+    )
+
+
+_VIA_KEYS = ("via",)
 
 
 _COPIED_TO_RESPONSE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
@@ -172,9 +199,13 @@ def make_ack_for_non2xx(invite: Request, response: Response) -> Request:
 
 
 # -- events ----------------------------------------------------------------------------------
+# Values, never changed once made; not ``frozen=True``: a frozen dataclass sets each field
+# through ``object.__setattr__``, which made building the three events of every request
+# answered (RequestReceived, Send, TransactionTerminated) several times dearer. Equality and
+# hashing are by value, as a frozen one's.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Send:
     """Put ``message`` on the wire to ``transaction.destination``.
 
@@ -194,7 +225,7 @@ class Send:
         return self.data if self.data is not None else self.message.to_bytes()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Resend:
     """Put ``data``, the final response a record keeps, on the wire again to ``destination``
     over ``route`` (what the transaction was given by ``receive_request``): a retransmitted
@@ -208,7 +239,7 @@ class Resend:
         return self.data
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class ResponseReceived:
     """A response for the TU: 1xx and final, and (RFC 6026) every 2xx to an INVITE."""
 
@@ -216,7 +247,7 @@ class ResponseReceived:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class RequestReceived:
     """A request that created a new server transaction; the TU answers with ``respond``."""
 
@@ -224,7 +255,7 @@ class RequestReceived:
     request: Request
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AckReceived:
     """An ACK that is not absorbed by a server INVITE transaction: the ACK for a 2xx.
 
@@ -236,28 +267,28 @@ class AckReceived:
     transaction: ServerTransaction | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class StrayResponse:
     """A response matching no client transaction (e.g. a 2xx retransmitted after Timer M)."""
 
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class TransactionTimeout:
     """Timer B or F (client: no final response) or H (server: no ACK) fired; acts as a 408."""
 
     transaction: Transaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class TransportFailed:
     """The transport reported a fatal error for this transaction (17.1.4, 17.2.4)."""
 
     transaction: Transaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class RequestRefused:
     """A new request refused without a transaction: the layer holds
     ``max_server_transactions`` already. Send ``response`` (503 with Retry-After) to
@@ -268,7 +299,7 @@ class RequestRefused:
     destination: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class TransactionTerminated:
     """The transaction reached Terminated and has left the layer.
 
@@ -330,6 +361,7 @@ class Transaction:
         destination: object,
         state: TransactionState,
     ) -> None:
+        # ServerTransaction.__init__ repeats these lines inline (keep the two alike).
         self._layer = layer
         self._key = key
         self._timers: dict[str, int] = {}
@@ -548,9 +580,18 @@ class ServerTransaction(Transaction):
         destination: object,
         state: TransactionState,
     ) -> None:
-        super().__init__(
-            layer, request, branch, key, reliable=reliable, destination=destination, state=state
-        )
+        # Transaction.__init__'s work, inline: one of these is made for every request.
+        self._layer = layer
+        self._key = key
+        self._timers = {}
+        self._interval = 0.0
+        self._request = request
+        self.branch = branch
+        self.method = request.method
+        self.reliable = reliable
+        self.destination = destination
+        self.state = state
+        self.last_response = None
         # Its entry in the layer's record of recent requests (8.2.2.2), if it has one.
         self._merge_key: _MergeKey | None = None
         self.route: str | None = None
@@ -844,7 +885,7 @@ class TransactionLayer:
         # The value is the transaction, or the server key of its record once it has one.
         self._recent: OrderedDict[_MergeKey, ServerTransaction | tuple[object, ...]] = OrderedDict()
         self._merge_records = merge_records
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []
         self._clients: dict[str, ClientTransaction] = {}  # by _client_key()
         self._servers: dict[tuple[object, ...], dict[str, ServerTransaction]] = {}
         self._server_count = 0  # live server transactions and records
@@ -1130,8 +1171,10 @@ class TransactionLayer:
 
     def pop_events(self) -> list[Event]:
         """Every event queued since the last call, oldest first."""
-        events = list(self._events)
-        self._events.clear()
+        events = self._events
+        if not events:
+            return []
+        self._events = []  # handed over whole: no copy
         return events
 
     def __len__(self) -> int:
