@@ -200,23 +200,35 @@ class Engine:
         """
         if self.closed:
             return
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + 16 * self.timers.t1
-            if self.transport is not None and self._nursery is not None:
-                async with trio.open_nursery() as nursery:
-                    for hook in self._wind_down:
-                        nursery.start_soon(hook)
-        self.closed = True
-        self._log.flush()
-        self._fail_all_waiters()
-        self.retransmitter = TwoXXRetransmitter(self.timers)
-        self._retransmits.clear()
-        self._retransmit_keys.clear()
-        self._routes.clear()
-        for scope in self._service_scopes:
-            scope.cancel()
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + 16 * self.timers.t1
+                if self.transport is not None and self._nursery is not None:
+                    async with trio.open_nursery() as nursery:
+                        for hook in self._wind_down:
+                            nursery.start_soon(self._wind_down_one, hook)
+        finally:
+            # Whatever happened above (a Ctrl-C, a hook's bug), the services end: they are
+            # shielded, and left running they would hold the client's block for ever.
+            self.closed = True
+            self._log.flush()
+            self._fail_all_waiters()
+            self.retransmitter = TwoXXRetransmitter(self.timers)
+            self._retransmits.clear()
+            self._retransmit_keys.clear()
+            self._routes.clear()
+            for scope in self._service_scopes:
+                scope.cancel()
+            if self._nursery is not None:
+                self._nursery.cancel_scope.cancel()
+
+    @staticmethod
+    async def _wind_down_one(hook: Callable[[], Awaitable[None]]) -> None:
+        """Run one wind-down hook; its failure is logged and does not stop the others."""
+        try:
+            await hook()
+        except Exception:
+            log.exception("winding down %r failed; closing all the same", hook)
 
     @trio.lowlevel.enable_ki_protection
     async def _service(
