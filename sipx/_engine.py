@@ -11,8 +11,9 @@ async context manager). Everything that talks to the network goes through it:
   transport it began on: a server transaction the one its request came in on (its responses
   go back there, over the same connection), a client transaction the one its top Via names;
 * leaving :meth:`run` first runs the wind-down hooks (BYE, CANCEL, final responses) shielded
-  and bounded by 16·T1, then fails every request still waiting with
-  :class:`~sipx.ClientClosedError`, then cancels the engine's tasks and closes the transport.
+  and bounded by 16·T1 (a hook that fails is logged), then fails every request still
+  waiting with :class:`~sipx.ClientClosedError`, then cancels the engine's tasks and closes
+  the transport, whatever interrupted the wind-down.
 
 The user agent's two halves (``_uac``, ``_uas``) and :class:`~sipx.Call` work through the
 engine; none of them reads the public client's private state (they hold the public client
