@@ -209,19 +209,22 @@ class Engine:
                         for hook in self._wind_down:
                             nursery.start_soon(self._wind_down_one, hook)
         finally:
-            # Whatever happened above (a Ctrl-C, a hook's bug), the services end: they are
-            # shielded, and left running they would hold the client's block for ever.
+            # Whatever happened above (a Ctrl-C, a hook's bug), the services end first: they
+            # are shielded, and left running they would hold the client's block for ever
+            # (then an error of what follows comes out of the block instead).
             self.closed = True
-            self._log.flush()
-            self._fail_all_waiters()
-            self.retransmitter = TwoXXRetransmitter(self.timers)
-            self._retransmits.clear()
-            self._retransmit_keys.clear()
-            self._routes.clear()
             for scope in self._service_scopes:
                 scope.cancel()
             if self._nursery is not None:
                 self._nursery.cancel_scope.cancel()
+            try:
+                self._log.flush()
+                self._fail_all_waiters()
+            finally:
+                self.retransmitter = TwoXXRetransmitter(self.timers)
+                self._retransmits.clear()
+                self._retransmit_keys.clear()
+                self._routes.clear()
 
     @staticmethod
     async def _wind_down_one(hook: Callable[[], Awaitable[None]]) -> None:
@@ -251,6 +254,8 @@ class Engine:
 
     def _fail_all_waiters(self) -> None:
         for transaction, waiter in list(self._waiters.items()):
+            if transaction.terminated:
+                continue  # its final response is queued for its reader already
             waiter.send_nowait(_closed_error(transaction.request))
         self._waiters.clear()
 

@@ -47,3 +47,40 @@ async def test_a_base_exception_in_the_wind_down_still_ends_the_services() -> No
         async with sipx.AsyncClient("127.0.0.1", 0, network=MemoryNetwork()) as client:
             client._engine.add_wind_down(interrupted)
     assert client.closed
+
+
+async def test_closing_right_after_a_final_response_before_its_reader_ran() -> None:
+    """A non-INVITE transaction over UDP lets go of its request when it completes; a close
+    that comes before the waiting task has read the final response must leave that
+    response to it (the parent read the released request and raised RuntimeError inside
+    the close, which then left the client's services running)."""
+    network = MemoryNetwork()
+    peer_address = ("127.0.0.1", 5998)
+    got: list[object] = []
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
+        network.socket(peer_address) as peer,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def ask() -> None:
+            try:
+                got.append(await client.options(f"sip:x@{peer_address[0]}:{peer_address[1]}"))
+            except sipx.SIPError as exc:
+                got.append(exc)
+
+        nursery.start_soon(ask)
+        data, source = await peer.receive()
+        head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+        copied = [
+            line for line in head if line[:5].lower() in (b"via: ", b"from:", b"call-", b"cseq:")
+        ]
+        to = [line + b";tag=peer" for line in head if line[:3].lower() == b"to:"]
+        answer = b"\r\n".join([b"SIP/2.0 200 OK", *copied, *to, b"Content-Length: 0", b"", b""])
+        engine = client._engine
+        assert engine.transport is not None
+        # Delivered and the transaction completed, its reader not run yet: then the close.
+        engine._on_message(answer, source, engine.transport)
+        engine._fail_all_waiters()  # (the step of Engine.close that raised)
+    [response] = got
+    assert isinstance(response, sipx.Response) and response.status_code == 200
