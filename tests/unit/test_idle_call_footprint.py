@@ -77,9 +77,9 @@ async def test_idle_calls_with_media_keep_few_tracked_objects_no_method_no_socke
         assert all(c.session_expires is not None for c in calls)  # a session timer each
         assert all(c.media_stats.local_address is not None for c in calls)  # media each
         # The parent kept 18.6 tracked objects per call here: two bound methods (the
-        # session timer's) and two socket.socket objects among them. (Python 3.13 tracks
-        # a few more objects of its own per call: 16.7 there.)
-        assert per_call < (16.5 if sys.version_info < (3, 13) else 17.5), per_call
+        # session timer's) and two socket.socket objects among them. (Pythons 3.12 and 3.13
+        # track a few more objects of their own per call: 16.7 to 16.95 there.)
+        assert per_call < (16.5 if sys.version_info < (3, 12) else 17.5), per_call
         ids = {id(c) for c in calls}
         methods = [
             o for o in gc.get_objects() if isinstance(o, types.MethodType) and id(o.__self__) in ids
