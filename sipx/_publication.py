@@ -275,13 +275,12 @@ class Publishers:
         content_type: str | None,
         expires: int | None,
     ) -> Response:
-        if not isinstance(body, str | bytes):
-            raise TypeError(f"body is str or bytes, not {type(body).__name__}")
+        content = _content(body)
         _check_expires(expires)
         if pub.removed:
             raise ProtocolError("the publication was removed")
         async with pub._lock:
-            pub.content = body.encode() if isinstance(body, str) else bytes(body)
+            pub.content = content
             if content_type is not None:
                 pub.content_type = content_type
             if expires is not None:
@@ -342,6 +341,13 @@ class Publishers:
                 nursery.start_soon(remove_one, pub)
 
 
+def _content(body: str | bytes) -> bytes:
+    """The body as bytes (a str is UTF-8); anything else is a TypeError."""
+    if not isinstance(body, str | bytes):
+        raise TypeError(f"body is str or bytes, not {type(body).__name__}")
+    return body.encode() if isinstance(body, str) else bytes(body)
+
+
 def _check_expires(expires: int | None) -> None:
     if expires is not None and (
         isinstance(expires, bool) or not isinstance(expires, int) or expires <= 0
@@ -366,11 +372,10 @@ def new_publication(
 ) -> Publication:
     """A :class:`Publication` of ``body`` (checked: a bad argument is a ValueError or
     TypeError here, before anything is sent)."""
-    if not isinstance(body, str | bytes):
-        raise TypeError(f"body is str or bytes, not {type(body).__name__}")
-    if isinstance(expires, bool) or not isinstance(expires, int) or expires <= 0:
-        raise ValueError(f"expires is a whole number of seconds > 0, not {expires!r}")
-    content = body.encode() if isinstance(body, str) else bytes(body)
+    content = _content(body)
+    if expires is None:
+        raise ValueError("expires is a whole number of seconds > 0, not None")
+    _check_expires(expires)
     return Publication(
         publishers,
         uri,

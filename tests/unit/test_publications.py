@@ -105,6 +105,11 @@ async def test_publish_refresh_modify_remove(autojump_clock: trio.testing.MockCl
         assert esc.seen[0].headers["Content-Type"] == "application/pidf+xml"
         await trio.sleep(200)
         assert pub.etag == "etag3" and list(esc.state) == ["etag3"]
+        with pytest.raises(TypeError, match="body"):  # refused, nothing sent or changed
+            await pub.modify(3)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="expires"):
+            await pub.modify(CLOSED, expires=0)
+        assert pub.content == OPEN.encode() and len(esc.seen) == 3
         response = await pub.modify(CLOSED)
         assert response.status_code == 200 and pub.etag == "etag4"
         assert esc.state == {"etag4": CLOSED.encode()}
