@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from . import _validate
 from ._auth import Auth
 from ._auth_flow import DigestAuth
-from ._call import Call, CallState, end_call, media_of, sdp_of, session_established
+from ._call import Call, sdp_of
 from ._call_media import CallMedia
 from ._core.builder import apply_user_headers, body_bytes, build_request, guess_content_type
 from ._core.dialog import Dialog, DialogId, dialog_id_of
@@ -41,6 +41,7 @@ from ._events import Events
 from ._limits import DEFAULT_LIMITS, Limits, LimitStats
 from ._next_hop import NextHop
 from ._notifier import SubscribeHandler
+from ._placed_call import place_early, settle
 from ._publication import Publication, Publishers, new_publication
 from ._registration import Registrations
 from ._subscription import Subscription
@@ -380,21 +381,23 @@ class AsyncClient(Lifetime):
         host: str | None = None,
         port: int | None = None,
         auth: Auth.Digest | None = None,
+        early_media: bool = False,
     ) -> Call:
         """Place a call: INVITE (with a default PCMU/PCMA offer unless ``body`` is given),
         then ACK the 2xx. Returns the :class:`Call`; ``call.established`` tells if it was answered.
+
+        ``early_media=True`` returns the call as soon as a provisional response brings the
+        callee's SDP (a 183: ring-back, an announcement), ``EARLY`` with its media running;
+        ``await call.wait_answered()`` then gives the final response.
         """
+        if not isinstance(early_media, bool):
+            raise TypeError(f"early_media is True or False, not {early_media!r}")
         self._engine.require_transport()
         media = None
         if body is None:  # our own offer: sipx carries the media, on a port of rtp_ports
             media = CallMedia(self._engine, self._uas.new_media_stream(), self._uas.media_clock)
             assert media.stream is not None
-            offer = self._uas.default_sdp(None, port=media.stream.local_port)
-            body = offer
-
-            def early(response: Response) -> None:  # a 183 with SDP: media starts now
-                media.negotiated(offer, sdp_of(response), we_offered=True)
-
+            body = self._uas.default_sdp(None, port=media.stream.local_port)
         fields = self._uas.call_headers()  # Allow; with session timers, Session-Expires...
         if self._uas.info_packages:  # RFC 6086 5.2.1: the Info Packages we take
             fields["Recv-Info"] = ", ".join(self._uas.info_packages)
@@ -402,13 +405,29 @@ class AsyncClient(Lifetime):
             if name.lower() in ("supported", "k") and "Supported" in fields:
                 value = with_option_tag(value, OPTION_TAG)
             fields[name] = value
-        request = self._new_request("INVITE", to_uri, headers=fields, body=body, from_uri=from_uri)
+        try:
+            request = self._new_request(
+                "INVITE", to_uri, headers=fields, body=body, from_uri=from_uri
+            )
+        except BaseException:
+            if media is not None:
+                media.close()
+            raise
+
+        async def send(invite: Request) -> Response:
+            return await self._uac.send(invite, host=host, port=port, timeout=timeout, auth=auth)
+
+        if early_media:
+            return await place_early(self._uas, request, media, send)
         if media is not None:
+            offer = sdp_of(request)
+
+            def early(response: Response) -> None:  # a 183 with SDP: media starts now
+                media.negotiated(offer, sdp_of(response), we_offered=True)
+
             self._uac.early_media[request.call_id] = early
         try:
-            response = await self._uac.send(
-                request, host=host, port=port, timeout=timeout, auth=auth
-            )
+            response = await send(request)
         except BaseException:
             if media is not None:
                 media.close()
@@ -417,18 +436,7 @@ class AsyncClient(Lifetime):
             self._uac.early_media.pop(request.call_id, None)
         assert response.request is not None
         call = Call(self._uas, response.request, direction="outgoing", media=media)
-        call.final_response = response
-        if response.is_success:
-            dialog = self._uac.dialog_for(response)
-            call.dialog = dialog
-            call.remote_sdp = call.answer_sdp = sdp_of(response)
-            call.state = CallState.ESTABLISHED
-            self._engine.calls[dialog.id] = call
-            await self._uac.ack(dialog, response)
-            media_of(call).negotiated(call.local_sdp, call.remote_sdp, we_offered=True)
-            session_established(call, response)
-        else:
-            end_call(call, "rejected")
+        await settle(self._uas, call, response)
         return call
 
     def calls(self) -> AsyncIterator[Call]:

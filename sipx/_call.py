@@ -47,6 +47,7 @@ from ._session_timer import SessionTimerTask
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
+    from ._placed_call import Placing
     from ._transfer import TransferResult
     from ._uas import IncomingRequest, UserAgentServer
 
@@ -95,6 +96,7 @@ class Call:
         "_media",
         "_offered",
         "_peer_allows_update",
+        "_placing",
         "_reinviting",
         "_reliable",
         "_remote",
@@ -162,6 +164,7 @@ class Call:
         self._reliable: ReliableSender | None = None  # our reliable 1xx (RFC 3262), if any
         # The session-interval choice made when the INVITE came (in a 1-tuple), for answer().
         self._first_choice: tuple[UASChoice | None] | None = None
+        self._placing: Placing | None = None  # our INVITE, going on after call() returned
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.invite.uri} {self.state.value}>"
@@ -686,10 +689,44 @@ class Call:
                 self._info_listeners.remove(send)
 
     async def bye(self) -> Response:
-        """Hang up: BYE within the dialog."""
+        """Hang up: BYE within the dialog. A placed call not answered yet (returned early,
+        at early media) is CANCELled instead (RFC 3261 15): this returns the INVITE's final
+        response (487), or BYEs the call when a 2xx crossed the CANCEL."""
+        placing = self._placing
+        if placing is not None and self.final_response is None and not self.ended:
+            await self.cancel()
+            final = await self.wait_answered()
+            if not self.established:
+                return final
         return await self._uac.bye(self._require_dialog())
 
     hangup = bye
+
+    async def cancel(self) -> Response:
+        """CANCEL our INVITE of a call placed with ``early_media=True`` and not answered
+        yet; returns the CANCEL's response. The INVITE then ends with 487 and the call
+        with it (``ended_by`` "local"); see :meth:`wait_answered`."""
+        pending = self._uac.pending_invites.get(self.call_id)
+        if self._placing is None or pending is None or self.final_response is not None:
+            raise ProtocolError("no INVITE of this call is pending")
+        self._placing.hung_up = True
+        return await self._uac.cancel(pending)
+
+    async def wait_answered(self) -> Response:
+        """The INVITE's final response, once it arrived: a call placed with
+        ``early_media=True`` returns at early media, and this waits for the answer (2xx:
+        ``established``) or the refusal (the call ended, ``ended_by`` "rejected"). When
+        the INVITE failed meanwhile this raises why (:class:`TimeoutError`,
+        :class:`TransportError`, :class:`ClientClosedError`)."""
+        placing = self._placing
+        if placing is not None:
+            await placing.done.wait()
+            if placing.error is not None:
+                raise placing.error
+        final = self.final_response
+        if final is None:
+            raise ProtocolError("the call has no final response yet (an incoming call?)")
+        return final
 
     async def wait_ended(self) -> str | None:
         """Wait until the call ends (either side); returns who ended it."""
@@ -1042,6 +1079,11 @@ class Call:
 
 
 # -- for the user agent (sipx._uac, sipx._uas, sipx._async_client): a call's state changes --------
+def begin_placing(call: Call, placing: Placing) -> None:
+    """``call`` is ours, its INVITE going on after ``call()`` returns (early media)."""
+    call._placing = placing
+
+
 def end_call(call: Call, by: str) -> None:
     """The call is over (``by``: "local", "remote", "cancel", "timeout" or "rejected")."""
     call._end(by)

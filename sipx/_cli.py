@@ -157,27 +157,30 @@ async def _message(args: argparse.Namespace) -> int:
 
 
 async def _call(args: argparse.Namespace) -> int:
-    async with _client(args) as client:
-        call = await client.call(args.uri, host=args.host, port=args.port)
-        assert call.final_response is not None
-        _print_response("INVITE", call.final_response, args)
+    async with _client(args) as client, contextlib.AsyncExitStack() as recording:
+        call = await client.call(
+            args.uri, host=args.host, port=args.port, early_media=args.early_media
+        )
+        if args.record and not call.ended:  # from early media on, when it came first
+            await recording.enter_async_context(call.recording(args.record))
+        if call.final_response is None:
+            print("INVITE: early media (the call is not answered yet)", flush=True)
+        final = await call.wait_answered()
+        _print_response("INVITE", final, args)
         if not call.established:
             return EXIT_REJECTED
         if call.remote_sdp is not None:
             print(f"Codecs: {', '.join(call.remote_sdp.get_codecs_summary())}")
         interrupted = False
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                if args.record:
-                    await stack.enter_async_context(call.recording(args.record))
-                # A negative --duration holds the call until the peer hangs up (or Ctrl-C).
-                with trio.move_on_after(math.inf if args.duration < 0 else args.duration):
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(_act, call, args)
-                        ended_by = await call.wait_ended()
-                        nursery.cancel_scope.cancel()
-                        print(f"Call ended by the {ended_by} side")
-                        return EXIT_OK
+            # A negative --duration holds the call until the peer hangs up (or Ctrl-C).
+            with trio.move_on_after(math.inf if args.duration < 0 else args.duration):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_act, call, args)
+                    ended_by = await call.wait_ended()
+                    nursery.cancel_scope.cancel()
+                    print(f"Call ended by the {ended_by} side")
+                    return EXIT_OK
         except* KeyboardInterrupt:  # Ctrl-C (inside the nursery, it comes in a group)
             interrupted = True
         if not call.ended:
@@ -321,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--play", metavar="FILE", help="play a WAV file once answered")
     call.add_argument("--record", metavar="FILE", help="record what the peer sends to a WAV")
     call.add_argument("--dtmf", metavar="DIGITS", help="send DTMF digits (after --play)")
+    call.add_argument(
+        "--early-media",
+        action="store_true",
+        help="go on at a 183 with SDP: --record hears announcements before any answer",
+    )
     _add_client_options(call)
 
     subscribe = commands.add_parser(

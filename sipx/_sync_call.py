@@ -262,10 +262,28 @@ class BlockingCall:
         )
 
     def bye(self) -> Response:
-        """Hang up: BYE within the dialog."""
+        """Hang up: BYE within the dialog (a placed call not answered yet: CANCEL, and the
+        INVITE's final response is returned)."""
         return self._portal.run(self._call.bye)
 
     hangup = bye
+
+    def cancel(self) -> Response:
+        """CANCEL our INVITE of a call placed with ``early_media=True`` and not answered
+        yet; returns the CANCEL's response."""
+        return self._portal.run(self._call.cancel)
+
+    def wait_answered(self, timeout: float | None = None) -> Response | None:
+        """Block until the INVITE's final response (a call placed with ``early_media=True``)
+        and return it; ``None`` when none came within ``timeout`` seconds."""
+        call = self._call
+
+        async def wait() -> Response | None:
+            with trio.move_on_after(_seconds(timeout)):
+                return await call.wait_answered()
+            return None
+
+        return self._portal.run(wait)
 
     def wait_ended(self, timeout: float | None = None) -> str | None:
         """Block until the call ends (either side) and return who ended it (``"local"``,

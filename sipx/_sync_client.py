@@ -353,9 +353,11 @@ class Client:
         host: str | None = None,
         port: int | None = None,
         auth: Auth.Digest | None = None,
+        early_media: bool = False,
     ) -> BlockingCall:
         """Place a call (INVITE, then ACK of the 2xx); ``established`` tells if it was
-        answered. The returned :class:`BlockingCall` holds, re-INVITEs and hangs up."""
+        answered. The returned :class:`BlockingCall` holds, re-INVITEs and hangs up.
+        ``early_media=True`` returns at a 183 with SDP (see :meth:`BlockingCall.wait_answered`)."""
         call = self._portal.run(
             self._async.call,
             to_uri,
@@ -366,6 +368,7 @@ class Client:
             host=host,
             port=port,
             auth=auth,
+            early_media=early_media,
         )
         return BlockingCall(call, self, self._portal)
 

@@ -74,6 +74,11 @@ def build_parser(prog: str = "sipx serve") -> argparse.ArgumentParser:
         help="how long the extension rings before it answers (default 0)",
     )
     parser.add_argument(
+        "--early-media",
+        action="store_true",
+        help="while it rings (--answer-delay), the extension sends 183 with its SDP and echoes",
+    )
+    parser.add_argument(
         "--rtp-ports",
         type=parse_port_range,
         default=DEFAULT_RTP_PORTS,
@@ -259,6 +264,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "sipx serve") -> int:
             algorithm=args.algorithm,
             echo_extension=args.echo_extension,
             echo_answer_delay=args.answer_delay,
+            echo_early_media=args.early_media,
             trace=_print_trace if args.verbose else None,
             cert=args.cert,
             tls_port=args.tls_port,

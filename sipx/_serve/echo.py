@@ -4,7 +4,9 @@ It sits on the core's :class:`~sipx._core.transaction.TransactionLayer` like any
 
 * INVITE: the server transaction sends 100 Trying, the UA sends 180 Ringing and then
   (at once, or ``answer_delay`` seconds later) 200 OK with a To tag, the server's Contact and
-  an SDP answer made by :meth:`SDPBody.create_answer`. An INVITE without SDP (late offer)
+  an SDP answer made by :meth:`SDPBody.create_answer`. With ``early_media`` and an
+  ``answer_delay``, 183 Session Progress carries that answer instead of the 180 (the echo
+  runs while it rings) and the 200 repeats it. An INVITE without SDP (late offer)
   gets an SDP offer in the 200 and the answer is taken from the ACK. An offer with no codec
   in common gets 488.
 * The 2xx is retransmitted by the UA (RFC 3261 13.3.1.4, a
@@ -109,6 +111,7 @@ class EchoCall:
     remote_sdp: SDPBody | None = None
     awaiting_answer: bool = False  # late offer: our 200 carried the offer
     answer_at: float | None = None  # a delayed answer is due then
+    early_sdp: SDPBody | None = None  # sent in a 183 (early media): the 200 repeats it
     media_port: int | None = None  # lent by MediaPorts.open, until _forget
     history: list[str] = field(default_factory=list)
 
@@ -128,6 +131,7 @@ class EchoUA(TransactionUser):
         extension: str = "100",
         timers: TimerConfig = DEFAULT_TIMERS,
         answer_delay: float = 0.0,
+        early_media: bool = False,
         max_calls: int = 1024,
         media: MediaPorts | None = None,
         max_server_transactions: int | None = None,
@@ -139,6 +143,7 @@ class EchoUA(TransactionUser):
         self.extension = extension
         self.timers = timers
         self.answer_delay = answer_delay
+        self.early_media = early_media
         self._ids = ids
         super().__init__(
             TransactionLayer(
@@ -268,8 +273,12 @@ class EchoUA(TransactionUser):
         self._calls[call.key] = call
         while len(self._calls) > self.max_calls:  # calls never hung up: forget the oldest
             self._forget(next(iter(self._calls.values())))
-        ringing = self._response(call, 180)
-        transaction.respond(ringing, now)
+        if self.early_media and self.answer_delay > 0 and request.content:
+            self._early_answer(call, now)  # 183 with the SDP answer: the echo starts now
+            if call.transaction is None:
+                return  # no usable offer: 488
+        else:
+            transaction.respond(self._response(call, 180), now)
         if self.answer_delay > 0:
             call.answer_at = now + self.answer_delay
             self._wake(call, call.answer_at)
@@ -283,22 +292,47 @@ class EchoUA(TransactionUser):
         response.headers["Server"] = SERVER_AGENT
         return response
 
-    def _answer(self, call: EchoCall, now: float) -> None:
-        """Send the 200 for ``call.invite`` (initial or re-INVITE) with SDP."""
-        transaction = call.transaction
-        if transaction is None:
+    def _early_answer(self, call: EchoCall, now: float) -> None:
+        """Early media: 183 Session Progress with the SDP answer (RFC 3261 13.3.1.1); the
+        200 repeats it unchanged."""
+        sdp = self._usable_sdp(call, now)
+        if sdp is None:
             return
-        call.answer_at = None
+        progress = self._response(call, 183)
+        progress.headers["Content-Type"] = "application/sdp"
+        progress.content = sdp.to_bytes()
+        call.local_sdp = call.early_sdp = sdp
+        assert call.transaction is not None
+        call.transaction.respond(progress, now)
+        call.history.append("early media")
+
+    def _usable_sdp(self, call: EchoCall, now: float) -> SDPBody | None:
+        """Our SDP for ``call.invite``; None after answering 488 when there is none."""
         try:
             sdp = self._sdp_for(call)
         except ParseError as exc:
             log.info("echo: unusable SDP offer: %s", exc)
             sdp = None
         if sdp is None:
-            transaction.respond(self._response(call, 488), now)
+            assert call.transaction is not None
+            call.transaction.respond(self._response(call, 488), now)
+            call.transaction = None
             if not call.confirmed:
                 self._forget(call)
+        return sdp
+
+    def _answer(self, call: EchoCall, now: float) -> None:
+        """Send the 200 for ``call.invite`` (initial or re-INVITE) with SDP."""
+        transaction = call.transaction
+        if transaction is None:
             return
+        call.answer_at = None
+        sdp = call.early_sdp  # the 183's answer stands (RFC 3264)
+        call.early_sdp = None
+        if sdp is None:
+            sdp = self._usable_sdp(call, now)
+            if sdp is None:
+                return
         response = self._response(call, 200)
         response.headers["Allow"] = ALLOW
         response.headers["Content-Type"] = "application/sdp"

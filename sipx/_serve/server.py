@@ -102,6 +102,7 @@ class DevServer(Lifetime):
         trace: TraceCallback | None = None,
         nonce_lifetime: float = 300.0,
         echo_answer_delay: float = 0.0,
+        echo_early_media: bool = False,
         timers: TimerConfig = DEFAULT_TIMERS,
         max_expires: int = 3600,
         min_expires: int = 0,
@@ -141,6 +142,7 @@ class DevServer(Lifetime):
         self.rtp_ports = (low, high)
         self.rtp_echo: RtpEcho | None = None  # extension 100's media (while serving)
         self.echo_answer_delay = echo_answer_delay
+        self.echo_early_media = echo_early_media
         self.timers = timers
         self.aliases = tuple(aliases)
         self.trace = trace
@@ -387,6 +389,7 @@ class DevServer(Lifetime):
             extension=self.echo_extension,
             timers=self.timers,
             answer_delay=self.echo_answer_delay,
+            early_media=self.echo_early_media,
             media=self.rtp_echo,
             max_server_transactions=self.limits.max_server_transactions,
             retry_after=self.limits.retry_after,

@@ -28,6 +28,7 @@ CLIENT_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | N
 CALL_DIFFERENCES: dict[str, tuple[list[inspect.Parameter], tuple[str, str] | None]] = {
     "wait_ended": ([_TIMEOUT], None),
     "wait_acked": ([_TIMEOUT], ("None", "bool")),
+    "wait_answered": ([_TIMEOUT], ("Response", "Response | None")),
     "audio_frames": ([_TIMEOUT], ("AsyncIterator[bytes]", "Iterator[bytes]")),
     "dtmf": ([_TIMEOUT], ("AsyncIterator[str]", "Iterator[str]")),
     "info_requests": (

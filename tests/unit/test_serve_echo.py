@@ -23,12 +23,13 @@ OFFER = (
 )
 
 
-def make(answer_delay: float = 0.0) -> EchoUA:
+def make(answer_delay: float = 0.0, early_media: bool = False) -> EchoUA:
     return EchoUA(
         ServerIdentity("127.0.0.1", 5070),
         ids=IdSource(counter_token()),
         timers=TIMERS,
         answer_delay=answer_delay,
+        early_media=early_media,
     )
 
 
@@ -222,6 +223,36 @@ def test_delayed_answer_is_sent_when_due() -> None:
     echo.handle(build("INVITE", body=OFFER), 0.0, transport="UDP", source=SOURCE)
     assert echo.handle_timers(1.0) == []
     assert 200 in codes(echo.handle_timers(2.0))
+
+
+def test_early_media_sends_183_with_the_answer_and_the_200_repeats_it() -> None:
+    echo = make(answer_delay=2.0, early_media=True)
+    out = echo.handle(build("INVITE", body=OFFER), 0.0, transport="UDP", source=SOURCE)
+    assert codes(out) == [100, 183]
+    progress = responses(out)[1]
+    assert progress.to.tag is not None and progress.headers["Content-Type"] == "application/sdp"
+    early = SDPBody.parse(progress.content)
+    assert early.get_codecs_summary()[:2] == ["PCMU/8000", "PCMA/8000"]
+    [ok] = [r for r in responses(echo.handle_timers(2.0)) if r.status_code == 200]
+    assert ok.to.tag == progress.to.tag
+    assert ok.content == progress.content  # the same answer, version not bumped (RFC 3264)
+    # without a delay there is nothing to ring with: 180 and 200 as before
+    assert codes(
+        make(early_media=True).handle(
+            build("INVITE", body=OFFER), 0.0, transport="UDP", source=SOURCE
+        )
+    ) == [100, 180, 200]
+
+
+def test_early_media_with_no_common_codec_is_488_without_a_183() -> None:
+    echo = make(answer_delay=2.0, early_media=True)
+    offer = OFFER.replace("RTP/AVP 0 8", "RTP/AVP 98").replace(
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000", "a=rtpmap:98 opus/48000/2"
+    )
+    out = echo.handle(build("INVITE", body=offer), 0.0, transport="UDP", source=SOURCE)
+    assert codes(out) == [100, 488]
+    assert echo.calls == []
+    assert 200 not in codes(echo.handle_timers(3.0))  # no delayed answer (488 resent: Timer G)
 
 
 def test_cancel_after_the_answer_only_gets_200_and_unknown_cancel_481() -> None:

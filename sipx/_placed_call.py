@@ -1,0 +1,153 @@
+"""Placing a call, the caller's side of an INVITE: what its final response does to the
+:class:`~sipx.Call` (ACK and establish it, or end it), and ``call(..., early_media=True)``,
+which returns the call at the first provisional response carrying the callee's SDP (RFC 3261
+13.2.1, RFC 3264: an answer in a reliable or unreliable 183) while the INVITE goes on in a
+task of the client's nursery."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._call import (
+    Call,
+    CallState,
+    begin_placing,
+    end_call,
+    media_of,
+    sdp_of,
+    session_established,
+)
+from ._call_media import CallMedia
+from ._errors import TimeoutError
+from ._types import Request, Response
+
+if TYPE_CHECKING:
+    from ._core.sdp import SDPBody
+    from ._uas import UserAgentServer
+
+log = logging.getLogger("sipx.call")
+
+
+class Placing:
+    """An outgoing call's INVITE still going on after ``call()`` returned (early media)."""
+
+    __slots__ = ("answer", "done", "early", "error", "hung_up", "scope")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()  # the final response arrived (or the INVITE failed)
+        self.error: Exception | None = None  # why the INVITE failed: wait_answered() raises it
+        self.hung_up = False  # we CANCELled it: its 487 ends the call as "local"
+        self.scope = trio.CancelScope()
+        self.answer: SDPBody | None = None  # the callee's SDP from a provisional response
+        self.early = False  # call() returned the call at a provisional response
+
+
+async def settle(
+    uas: UserAgentServer, call: Call, response: Response, early_answer: SDPBody | None = None
+) -> None:
+    """The INVITE's final response: ACK a 2xx and establish the call (its SDP, or else the
+    answer an early 183 carried), or end the call ("rejected")."""
+    call.final_response = response
+    if not response.is_success:
+        end_call(call, "rejected")
+        return
+    uac = uas.uac
+    dialog = uac.dialog_for(response)
+    call.dialog = dialog
+    call.remote_sdp = call.answer_sdp = sdp_of(response) or early_answer
+    call.state = CallState.ESTABLISHED
+    uas.engine.calls[dialog.id] = call
+    await uac.ack(dialog, response)
+    media_of(call).negotiated(call.local_sdp, call.remote_sdp, we_offered=True)
+    session_established(call, response)
+
+
+async def place_early(
+    uas: UserAgentServer,
+    request: Request,
+    media: CallMedia | None,
+    send: Callable[[Request], Awaitable[Response]],
+) -> Call:
+    """Send ``request`` (an INVITE) in a task of the client's nursery and return its
+    :class:`Call` at the first provisional response with a To tag and SDP (``EARLY``, its
+    media running), or once the final response settled it when none came first (as
+    ``call()`` does). Cancelled before that, the INVITE is abandoned as any cancelled
+    ``call()`` is (CANCEL once it was answered provisionally)."""
+    placing = Placing()
+    ready = trio.Event()  # call() may return: early media, or the call settled
+    made: list[Call] = []  # the call, once made (by the first early response or the final)
+    uac = uas.uac
+
+    def new_call(invite: Request) -> Call:
+        call = Call(uas, invite, direction="outgoing", media=media)
+        begin_placing(call, placing)
+        made.append(call)
+        return call
+
+    def early(response: Response) -> None:  # a 1xx with a To tag and a body (from uac)
+        sdp = sdp_of(response)
+        if sdp is None:
+            return
+        placing.answer = sdp
+        if media is not None:
+            media.negotiated(sdp_of(request), sdp, we_offered=True)
+        if not made:
+            new_call(response.request or request).state = CallState.EARLY
+            placing.early = True
+            ready.set()
+
+    async def invite() -> None:
+        uac.early_media[request.call_id] = early
+        response: Response | None = None
+        try:
+            try:
+                with placing.scope:
+                    response = await send(request)
+            finally:
+                uac.early_media.pop(request.call_id, None)
+            if response is None:  # call() was cancelled before it returned
+                _end(made, media, "local")
+                return
+            call = made[0] if made else new_call(response.request or request)
+            if response.request is not None:
+                call.invite = response.request  # the one answered (after a challenge, a retry)
+            if placing.hung_up and not response.is_success:
+                call.final_response = response
+                end_call(call, "local")  # our CANCEL's 487
+            else:
+                await settle(uas, call, response, placing.answer)
+        except Exception as exc:  # TimeoutError, TransportError, the client closing...
+            placing.error = exc
+            _end(made, media, "timeout" if isinstance(exc, TimeoutError) else "failed")
+            if placing.early:  # call() returned already: wait_answered() raises it
+                log.info("the INVITE of %s failed after early media: %s", made[0], exc)
+        except BaseException:
+            _end(made, media, "local")
+            raise
+        finally:
+            placing.done.set()
+            ready.set()
+
+    uas.engine.start_soon(invite)
+    try:
+        await ready.wait()
+    except BaseException:
+        placing.scope.cancel()  # the caller gave up: the INVITE is abandoned with it
+        raise
+    if placing.error is not None and not placing.early:
+        raise placing.error  # as call() without early media would
+    return made[0]
+
+
+def _end(made: list[Call], media: CallMedia | None, by: str) -> None:
+    if made:
+        end_call(made[0], by)
+    elif media is not None:
+        media.close()
+
+
+__all__ = ["Placing", "place_early", "settle"]

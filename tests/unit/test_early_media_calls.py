@@ -1,0 +1,288 @@
+"""``client.call(..., early_media=True)``: the call is returned at the callee's 183 with SDP,
+``EARLY`` with its media running, while the INVITE goes on; ``wait_answered()`` gives the
+final response, ``bye()`` before it CANCELs. Two sipx clients on loopback (SIP and RTP
+over real UDP); what is heard is checked by its frequency."""
+
+from __future__ import annotations
+
+import gc
+import socket
+import threading
+import warnings
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+
+import sipx
+from sipx.media import dominant_frequency, tone
+
+pytestmark = pytest.mark.filterwarnings("ignore::trio.TrioDeprecationWarning")
+
+Handler = Callable[[sipx.Call], Awaitable[None]]
+
+
+async def heard(call: sipx.Call, seconds: float) -> bytes:
+    received: list[bytes] = []
+    with trio.move_on_after(seconds):
+        async for frame in call.audio_frames():
+            received.append(frame)
+    return b"".join(received)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class Callee:
+    """The callee's side: runs ``handler`` on each incoming call, keeps the calls."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.calls: list[sipx.Call] = []
+
+    async def __call__(self, call: sipx.Call) -> None:
+        self.calls.append(call)
+        await self.handler(call)
+
+
+async def announce_then(call: sipx.Call, final: int) -> None:
+    call.ring(183)  # our SDP answer with the 183: early media
+    await call.play(tone(600, 0.8))
+    if final == 200:
+        call.answer()
+    else:
+        call.reject(final)
+
+
+async def test_the_call_returns_at_the_183_hears_the_announcement_then_the_refusal() -> None:
+    async def handler(call: sipx.Call) -> None:
+        await announce_then(call, 486)
+
+    callee = Callee(handler)
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0) as bob,
+        sipx.AsyncClient("127.0.0.1", 0) as alice,
+    ):
+        bob.on_request("INVITE", callee)
+        with trio.fail_after(5):
+            call = await alice.call(f"sip:ivr@127.0.0.1:{bob.local_address.port}", early_media=True)
+        assert call.state is sipx.CallState.EARLY and call.final_response is None
+        assert not call.established and not call.ended
+        assert call.remote_sdp is None  # the answer is the 183's: known once it settles
+        announcement = await heard(call, 0.5)
+        assert len(announcement) >= 320 * 10
+        assert abs(dominant_frequency(announcement) - 600) <= 20
+        port = call.media_stats.local_address[1]  # type: ignore[union-attr]
+        with trio.fail_after(5):
+            final = await call.wait_answered()
+        assert final.status_code == 486 and call.final_response is final
+        assert call.ended and call.ended_by == "rejected" and not call.established
+        assert await call.wait_answered() is final  # again: at once
+        await trio.sleep(0.05)
+        assert port_is_free(port)  # the call's RTP socket closed with it
+        assert alice.dialogs == [] and not alice.early_dialogs
+
+
+async def test_an_early_call_answered_later_is_established_and_hangs_up() -> None:
+    async def handler(call: sipx.Call) -> None:
+        await announce_then(call, 200)
+        await call.wait_ended()
+
+    callee = Callee(handler)
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0) as bob,
+        sipx.AsyncClient("127.0.0.1", 0) as alice,
+    ):
+        bob.on_request("INVITE", callee)
+        with trio.fail_after(5):
+            call = await alice.call(f"sip:ivr@127.0.0.1:{bob.local_address.port}", early_media=True)
+            assert call.state is sipx.CallState.EARLY
+            final = await call.wait_answered()
+        assert final.status_code == 200 and call.established
+        assert call.state is sipx.CallState.ESTABLISHED and call.dialog is not None
+        assert call.remote_sdp is not None and call.remote_sdp.media[0].port > 0
+        with trio.fail_after(5):
+            await callee.calls[0].wait_acked()  # our ACK went
+            response = await call.bye()
+            assert await callee.calls[0].wait_ended() == "remote"
+        assert response.status_code == 200 and call.ended_by == "local"
+
+
+async def test_hanging_up_an_early_call_cancels_its_invite() -> None:
+    async def handler(call: sipx.Call) -> None:
+        call.ring(183)
+        await call.wait_ended()  # never answers
+
+    callee = Callee(handler)
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0) as bob,
+        sipx.AsyncClient("127.0.0.1", 0) as alice,
+    ):
+        bob.on_request("INVITE", callee)
+        with trio.fail_after(5):
+            call = await alice.call(f"sip:ivr@127.0.0.1:{bob.local_address.port}", early_media=True)
+            final = await call.hangup()
+            assert await callee.calls[0].wait_ended() == "cancel"
+        assert final.status_code == 487 and call.final_response is final
+        assert call.ended and call.ended_by == "local"
+        with pytest.raises(sipx.ProtocolError, match="no INVITE"):
+            await call.cancel()  # nothing pending any more
+        assert not alice.early_dialogs
+
+
+async def test_without_sdp_in_a_provisional_response_the_call_returns_when_answered() -> None:
+    async def handler(call: sipx.Call) -> None:
+        call.ring(180)  # no SDP: no early media
+        await trio.sleep(0.2)
+        call.answer()
+        await call.wait_ended()
+
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0) as bob,
+        sipx.AsyncClient("127.0.0.1", 0) as alice,
+    ):
+        bob.on_request("INVITE", Callee(handler))
+        with trio.fail_after(5):
+            call = await alice.call(f"sip:bob@127.0.0.1:{bob.local_address.port}", early_media=True)
+        assert call.established and call.state is sipx.CallState.ESTABLISHED
+        assert call.final_response is not None and call.final_response.status_code == 200
+        assert (await call.wait_answered()) is call.final_response
+        await call.bye()
+
+
+async def test_a_refusal_before_any_early_media_returns_the_ended_call() -> None:
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0) as bob,
+        sipx.AsyncClient("127.0.0.1", 0) as alice,
+    ):
+        bob.on_request("INVITE", lambda call: call.reject(404))
+        with trio.fail_after(5):
+            call = await alice.call(f"sip:no@127.0.0.1:{bob.local_address.port}", early_media=True)
+        assert call.ended and call.ended_by == "rejected"
+        assert call.final_response is not None and call.final_response.status_code == 404
+
+
+async def test_giving_up_before_early_media_cancels_the_invite_and_frees_the_port() -> None:
+    async def handler(call: sipx.Call) -> None:
+        call.ring(180)
+        await call.wait_ended()
+
+    callee = Callee(handler)
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, rtp_ports=(41000, 41010)) as alice,
+        sipx.AsyncClient("127.0.0.1", 0) as bob,
+    ):
+        bob.on_request("INVITE", callee)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            with trio.move_on_after(0.5) as scope:
+                await alice.call(f"sip:bob@127.0.0.1:{bob.local_address.port}", early_media=True)
+            assert scope.cancelled_caught
+            with trio.fail_after(5):
+                assert await callee.calls[0].wait_ended() == "cancel"
+            await trio.sleep(0.05)
+            gc.collect()
+        assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []  # closed
+        assert all(port_is_free(port) for port in range(41000, 41011))
+        assert not alice.early_dialogs
+
+
+async def test_an_invite_that_times_out_after_early_media_raises_in_wait_answered() -> None:
+    async def handler(call: sipx.Call) -> None:
+        call.ring(183)
+        await call.wait_ended()
+
+    callee = Callee(handler)
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0) as bob,
+        sipx.AsyncClient("127.0.0.1", 0) as alice,
+    ):
+        bob.on_request("INVITE", callee)
+        with trio.fail_after(5):
+            call = await alice.call(
+                f"sip:bob@127.0.0.1:{bob.local_address.port}", early_media=True, timeout=0.5
+            )
+            assert call.state is sipx.CallState.EARLY
+            with pytest.raises(sipx.TimeoutError):
+                await call.wait_answered()
+            assert call.ended and call.ended_by == "timeout"
+            assert await callee.calls[0].wait_ended() == "cancel"  # given up: CANCELled
+        with pytest.raises(sipx.TimeoutError):
+            await call.wait_answered()  # the same error each time
+
+
+async def test_closing_the_client_during_early_media_cancels_the_invite() -> None:
+    async def handler(call: sipx.Call) -> None:
+        call.ring(183)
+        await call.wait_ended()
+
+    callee = Callee(handler)
+    async with sipx.AsyncClient("127.0.0.1", 0) as bob:
+        bob.on_request("INVITE", callee)
+        async with sipx.AsyncClient("127.0.0.1", 0) as alice:
+            with trio.fail_after(5):
+                call = await alice.call(
+                    f"sip:bob@127.0.0.1:{bob.local_address.port}", early_media=True
+                )
+            assert call.state is sipx.CallState.EARLY
+        assert call.ended and call.ended_by == "failed"
+        with pytest.raises(sipx.ClientClosedError):
+            await call.wait_answered()
+        with trio.fail_after(5):
+            assert await callee.calls[0].wait_ended() == "cancel"
+
+
+async def test_bad_early_media_argument_is_refused_before_anything_is_sent() -> None:
+    async with sipx.AsyncClient("127.0.0.1", 0) as alice:
+        with pytest.raises(TypeError, match="early_media"):
+            await alice.call("sip:bob@127.0.0.1:9", early_media="yes")  # type: ignore[arg-type]
+
+
+async def test_wait_answered_on_an_incoming_call_not_answered_is_a_protocol_error() -> None:
+    got = trio.Event()
+    calls: list[sipx.Call] = []
+
+    async def handler(call: sipx.Call) -> None:
+        calls.append(call)
+        got.set()
+        await call.wait_ended()
+
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0) as bob,
+        sipx.AsyncClient("127.0.0.1", 0) as alice,
+    ):
+        bob.on_request("INVITE", handler)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda: alice.call(f"sip:bob@127.0.0.1:{bob.local_address.port}", timeout=1)
+            )
+            with trio.fail_after(5):
+                await got.wait()
+            with pytest.raises(sipx.ProtocolError, match="final response"):
+                await calls[0].wait_answered()
+            calls[0].reject(486)
+
+
+def test_blocking_client_places_an_early_call_and_waits_for_the_answer() -> None:
+    answered = threading.Event()
+
+    async def handler(call: sipx.Call) -> None:
+        await announce_then(call, 200)
+        answered.set()
+        await call.wait_ended()
+
+    with sipx.Client("127.0.0.1", 0) as bob, sipx.Client("127.0.0.1", 0) as alice:
+        bob.on_request("INVITE", handler)
+        call = alice.call(f"sip:ivr@127.0.0.1:{bob.local_address.port}", early_media=True)
+        assert call.state is sipx.CallState.EARLY and not call.established
+        assert call.wait_answered(timeout=0.01) is None  # not yet: the announcement plays
+        final = call.wait_answered(timeout=5)
+        assert final is not None and final.status_code == 200 and call.established
+        assert answered.wait(5)
+        assert call.bye().status_code == 200
