@@ -402,8 +402,11 @@ class UserAgentClient:
                 del self._provisionals[key]
 
     def _announce_extensions(self, request: Request) -> None:
-        """``Supported: 100rel`` in an INVITE (appended to any Supported already there)."""
-        if request.method == "INVITE" and self.reliable_provisional:
+        """``Supported: 100rel`` in an INVITE with an offer (appended to any Supported
+        already there). An INVITE without one does not say it: a reliable 1xx could then
+        carry the offer, and its answer would have to go in the PRACK (RFC 3262 5), which
+        sipx does not write; the offer comes in the 2xx, answered in the ACK."""
+        if request.method == "INVITE" and self.reliable_provisional and request.content:
             add_option_tag(request, "Supported", RELIABLE_PROVISIONAL)
 
     def _remember_destination(self, request: Request, destination: Address) -> None:

@@ -101,6 +101,23 @@ async def test_the_caller_pracks_each_reliable_1xx_once(
     assert len(network.requests("PRACK")) == 2
 
 
+async def test_an_invite_without_an_offer_does_not_announce_100rel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A late offer: a reliable 1xx could carry the offer, answered only in a PRACK."""
+    network = MemoryNetwork()
+    async with (
+        ScriptedUAS(network, UAS, {"INVITE": [Reply(180), Reply(200, delay=0.1)]}) as uas,
+        client_on(network) as client,
+    ):
+        response = await client.invite(uas.uri)
+        assert response.status_code == 200
+        await client.invite(uas.uri, body=OFFER)
+    late, offered = [r.message for r in network.requests("INVITE")]
+    assert "100rel" not in late.headers.get_list("Supported")
+    assert "100rel" in offered.headers.get_list("Supported")
+
+
 async def test_a_reliable_1xx_with_a_bad_rseq_is_taken_as_unreliable(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
