@@ -12,6 +12,7 @@ Every test checks the SIP outcome: the status lines the CLI prints, what the pee
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -136,11 +137,17 @@ class Serve:
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     """``python -m sipx serve --host 127.0.0.1 --port P``, ready when OPTIONS gets 200
     over UDP and TCP."""
+    with serving(tmp_path_factory.mktemp("serve") / "serve.log") as running:
+        yield running
+
+
+@contextlib.contextmanager
+def serving(log: Path, *options: str) -> Iterator[Serve]:
+    """A ``sipx serve`` process with ``options``, its output in ``log``; ended on exit."""
     port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [*CLI, "serve", "--host", HOST, "--port", str(port)],
+            [*CLI, "serve", "--host", HOST, "--port", str(port), *options],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -377,6 +384,20 @@ async def test_call_timeout_while_ringing_cancels_and_returns() -> None:
     names = [step.split(" ")[0] for step in steps]
     assert names[:6] == ["INVITE", "407", "ACK", "INVITE", "100", "180"], show(done)
     assert names[6] == "CANCEL" and sorted(names[7:]) == ["200", "487", "ACK"], show(done)
+
+
+def test_call_with_early_media_against_serve_early_media(tmp_path: Path) -> None:
+    """``sipx serve --early-media --answer-delay 1`` rings with 183 and its SDP; ``sipx call
+    --early-media`` says so, then gets the 200 and hangs up."""
+    with serving(tmp_path / "serve.log", "--early-media", "--answer-delay", "1") as server:
+        opts = client_opts("udp", *CREDENTIALS_1111)
+        done = run_cli(
+            "call", f"sip:100@{server.hostport}", *opts, "--early-media", "--duration", "0.3"
+        )
+    assert done.returncode == 0, show(done)
+    out = results(done)
+    assert out[0].startswith("INVITE: early media"), show(done)
+    assert out[1] == "INVITE: 200 OK" and "BYE: 200 OK" in out, show(done)
 
 
 def test_exit_status_of_a_refused_call_and_of_bad_values(serve: Serve) -> None:
