@@ -13,9 +13,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
+import trio.testing
 
 import sipx
 from sipx.media import dominant_frequency, tone
+from sipx.testing import MemoryNetwork, Reply, ScriptedUAS
 
 pytestmark = pytest.mark.filterwarnings("ignore::trio.TrioDeprecationWarning")
 
@@ -286,3 +288,31 @@ def test_blocking_client_places_an_early_call_and_waits_for_the_answer() -> None
         assert final is not None and final.status_code == 200 and call.established
         assert answered.wait(5)
         assert call.bye().status_code == 200
+
+
+async def test_a_2xx_crossing_the_cancel_of_an_early_call_is_acked_then_byed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """0.2 s each way: the callee's 200 leaves at 0.5 s, our CANCEL at 0.45 s; the CANCEL
+    finds the INVITE answered (200, no 487), so bye() ACKs the 2xx and sends BYE."""
+    network = MemoryNetwork(delay=0.2)
+
+    def script(request: sipx.Request) -> list[Reply]:
+        if request.method != "INVITE":
+            return [Reply(200)]
+        offer = sipx.SDPBody.parse(request.content)
+        answer = sipx.SDPBody.create_answer(offer, "uas", "127.0.0.1", "127.0.0.1", ports=[7000])
+        return [Reply(183, body=answer), Reply(200, body=answer, delay=0.3)]
+
+    async with (
+        ScriptedUAS(network, ("127.0.0.1", 5070), script) as uas,
+        sipx.AsyncClient("127.0.0.1", 0, network=network) as alice,
+    ):
+        call = await alice.call(uas.uri, early_media=True)
+        assert call.state is sipx.CallState.EARLY and trio.current_time() == pytest.approx(0.4)
+        await trio.sleep_until(0.45)
+        response = await call.bye()
+        assert response.cseq.method == "BYE" and response.status_code == 200
+        assert call.final_response is not None and call.final_response.status_code == 200
+        assert call.ended_by == "local"
+    assert [r.method for r in uas.requests] == ["INVITE", "CANCEL", "ACK", "BYE"]
