@@ -80,7 +80,7 @@ async def test_the_call_returns_at_the_183_hears_the_announcement_then_the_refus
         announcement = await heard(call, 0.5)
         assert len(announcement) >= 320 * 10
         assert abs(dominant_frequency(announcement) - 600) <= 20
-        port = call.media_stats.local_address[1]  # type: ignore[union-attr]
+        port = call.media_stats.local_address[1]  # type: ignore[union-attr,index]
         with trio.fail_after(5):
             final = await call.wait_answered()
         assert final.status_code == 486 and call.final_response is final
@@ -107,7 +107,7 @@ async def test_an_early_call_answered_later_is_established_and_hangs_up() -> Non
             assert call.state is sipx.CallState.EARLY
             final = await call.wait_answered()
         assert final.status_code == 200 and call.established
-        assert call.state is sipx.CallState.ESTABLISHED and call.dialog is not None
+        assert call.state is sipx.CallState.ESTABLISHED and call.dialog is not None  # type: ignore[comparison-overlap]
         assert call.remote_sdp is not None and call.remote_sdp.media[0].port > 0
         with trio.fail_after(5):
             await callee.calls[0].wait_acked()  # our ACK went
