@@ -6,14 +6,18 @@ over real UDP); what is heard is checked by its frequency."""
 from __future__ import annotations
 
 import gc
+import inspect
 import socket
 import threading
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from test_call_media import heard
 
 import sipx
 from sipx.media import dominant_frequency, tone
@@ -22,14 +26,6 @@ from sipx.testing import MemoryNetwork, Reply, ScriptedUAS
 pytestmark = pytest.mark.filterwarnings("ignore::trio.TrioDeprecationWarning")
 
 Handler = Callable[[sipx.Call], Awaitable[None]]
-
-
-async def heard(call: sipx.Call, seconds: float) -> bytes:
-    received: list[bytes] = []
-    with trio.move_on_after(seconds):
-        async for frame in call.audio_frames():
-            received.append(frame)
-    return b"".join(received)
 
 
 def port_is_free(port: int) -> bool:
@@ -44,13 +40,33 @@ def port_is_free(port: int) -> bool:
 class Callee:
     """The callee's side: runs ``handler`` on each incoming call, keeps the calls."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler | Callable[[sipx.Call], object]) -> None:
         self.handler = handler
         self.calls: list[sipx.Call] = []
 
     async def __call__(self, call: sipx.Call) -> None:
         self.calls.append(call)
-        await self.handler(call)
+        result = self.handler(call)
+        if inspect.isawaitable(result):
+            await result
+
+
+@asynccontextmanager
+async def placed(
+    handler: Handler | Callable[[sipx.Call], object], **options: Any
+) -> AsyncIterator[tuple[sipx.Call, Callee, sipx.AsyncClient]]:
+    """Bob runs ``handler`` on his calls; Alice calls him with ``early_media=True`` and
+    ``options``: (her call, bob's Callee, alice)."""
+    callee = Callee(handler)
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0) as bob,
+        sipx.AsyncClient("127.0.0.1", 0) as alice,
+    ):
+        bob.on_request("INVITE", callee)
+        with trio.fail_after(5):
+            uri = f"sip:bob@127.0.0.1:{bob.local_address.port}"
+            call = await alice.call(uri, early_media=True, **options)
+        yield call, callee, alice
 
 
 async def announce_then(call: sipx.Call, final: int) -> None:
@@ -66,14 +82,7 @@ async def test_the_call_returns_at_the_183_hears_the_announcement_then_the_refus
     async def handler(call: sipx.Call) -> None:
         await announce_then(call, 486)
 
-    callee = Callee(handler)
-    async with (
-        sipx.AsyncClient("127.0.0.1", 0) as bob,
-        sipx.AsyncClient("127.0.0.1", 0) as alice,
-    ):
-        bob.on_request("INVITE", callee)
-        with trio.fail_after(5):
-            call = await alice.call(f"sip:ivr@127.0.0.1:{bob.local_address.port}", early_media=True)
+    async with placed(handler) as (call, _, alice):
         assert call.state is sipx.CallState.EARLY and call.final_response is None
         assert not call.established and not call.ended
         assert call.remote_sdp is None  # the answer is the 183's: known once it settles
@@ -96,14 +105,8 @@ async def test_an_early_call_answered_later_is_established_and_hangs_up() -> Non
         await announce_then(call, 200)
         await call.wait_ended()
 
-    callee = Callee(handler)
-    async with (
-        sipx.AsyncClient("127.0.0.1", 0) as bob,
-        sipx.AsyncClient("127.0.0.1", 0) as alice,
-    ):
-        bob.on_request("INVITE", callee)
+    async with placed(handler) as (call, callee, _):
         with trio.fail_after(5):
-            call = await alice.call(f"sip:ivr@127.0.0.1:{bob.local_address.port}", early_media=True)
             assert call.state is sipx.CallState.EARLY
             final = await call.wait_answered()
         assert final.status_code == 200 and call.established
@@ -121,14 +124,8 @@ async def test_hanging_up_an_early_call_cancels_its_invite() -> None:
         call.ring(183)
         await call.wait_ended()  # never answers
 
-    callee = Callee(handler)
-    async with (
-        sipx.AsyncClient("127.0.0.1", 0) as bob,
-        sipx.AsyncClient("127.0.0.1", 0) as alice,
-    ):
-        bob.on_request("INVITE", callee)
+    async with placed(handler) as (call, callee, alice):
         with trio.fail_after(5):
-            call = await alice.call(f"sip:ivr@127.0.0.1:{bob.local_address.port}", early_media=True)
             final = await call.hangup()
             assert await callee.calls[0].wait_ended() == "cancel"
         assert final.status_code == 487 and call.final_response is final
@@ -145,13 +142,7 @@ async def test_without_sdp_in_a_provisional_response_the_call_returns_when_answe
         call.answer()
         await call.wait_ended()
 
-    async with (
-        sipx.AsyncClient("127.0.0.1", 0) as bob,
-        sipx.AsyncClient("127.0.0.1", 0) as alice,
-    ):
-        bob.on_request("INVITE", Callee(handler))
-        with trio.fail_after(5):
-            call = await alice.call(f"sip:bob@127.0.0.1:{bob.local_address.port}", early_media=True)
+    async with placed(handler) as (call, _, _):
         assert call.established and call.state is sipx.CallState.ESTABLISHED
         assert call.final_response is not None and call.final_response.status_code == 200
         assert (await call.wait_answered()) is call.final_response
@@ -159,13 +150,7 @@ async def test_without_sdp_in_a_provisional_response_the_call_returns_when_answe
 
 
 async def test_a_refusal_before_any_early_media_returns_the_ended_call() -> None:
-    async with (
-        sipx.AsyncClient("127.0.0.1", 0) as bob,
-        sipx.AsyncClient("127.0.0.1", 0) as alice,
-    ):
-        bob.on_request("INVITE", lambda call: call.reject(404))
-        with trio.fail_after(5):
-            call = await alice.call(f"sip:no@127.0.0.1:{bob.local_address.port}", early_media=True)
+    async with placed(lambda call: call.reject(404)) as (call, _, _):
         assert call.ended and call.ended_by == "rejected"
         assert call.final_response is not None and call.final_response.status_code == 404
 
@@ -200,16 +185,8 @@ async def test_an_invite_that_times_out_after_early_media_raises_in_wait_answere
         call.ring(183)
         await call.wait_ended()
 
-    callee = Callee(handler)
-    async with (
-        sipx.AsyncClient("127.0.0.1", 0) as bob,
-        sipx.AsyncClient("127.0.0.1", 0) as alice,
-    ):
-        bob.on_request("INVITE", callee)
+    async with placed(handler, timeout=0.5) as (call, callee, _):
         with trio.fail_after(5):
-            call = await alice.call(
-                f"sip:bob@127.0.0.1:{bob.local_address.port}", early_media=True, timeout=0.5
-            )
             assert call.state is sipx.CallState.EARLY
             with pytest.raises(sipx.TimeoutError):
                 await call.wait_answered()
