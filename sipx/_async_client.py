@@ -419,11 +419,15 @@ class AsyncClient(Lifetime):
 
         if early_media:
             return await place_early(self._uas, request, media, send)
+        answers: list[SDPBody] = []  # a 183's SDP: the answer, unless the 2xx brings one
         if media is not None:
             offer = sdp_of(request)
 
             def early(response: Response) -> None:  # a 183 with SDP: media starts now
-                media.negotiated(offer, sdp_of(response), we_offered=True)
+                answer = sdp_of(response)
+                if answer is not None:
+                    answers.append(answer)
+                media.negotiated(offer, answer, we_offered=True)
 
             self._uac.early_media[request.call_id] = early
         try:
@@ -436,7 +440,7 @@ class AsyncClient(Lifetime):
             self._uac.early_media.pop(request.call_id, None)
         assert response.request is not None
         call = Call(self._uas, response.request, direction="outgoing", media=media)
-        await settle(self._uas, call, response)
+        await settle(self._uas, call, response, answers[-1] if answers else None)
         return call
 
     def calls(self) -> AsyncIterator[Call]:

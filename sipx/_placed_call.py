@@ -95,8 +95,10 @@ async def place_early(
         placing.answer = sdp
         if media is not None:
             media.negotiated(sdp_of(request), sdp, we_offered=True)
-        if not made:
-            new_call(response.request or request).state = CallState.EARLY
+        call = made[0] if made else new_call(response.request or request)
+        call.remote_sdp = call.answer_sdp = sdp  # the answer, until a 2xx brings another
+        if not placing.early:
+            call.state = CallState.EARLY
             placing.early = True
             ready.set()
 

@@ -82,10 +82,11 @@ async def test_the_call_returns_at_the_183_hears_the_announcement_then_the_refus
     async def handler(call: sipx.Call) -> None:
         await announce_then(call, 486)
 
-    async with placed(handler) as (call, _, alice):
+    async with placed(handler) as (call, callee, alice):
         assert call.state is sipx.CallState.EARLY and call.final_response is None
         assert not call.established and not call.ended
-        assert call.remote_sdp is None  # the answer is the 183's: known once it settles
+        assert call.remote_sdp is not None and call.remote_sdp is call.answer_sdp  # the 183's
+        assert call.remote_sdp.media[0].port == callee.calls[0].local_sdp.media[0].port  # type: ignore[union-attr]
         announcement = await heard(call, 0.5)
         assert len(announcement) >= 320 * 10
         assert abs(dominant_frequency(announcement) - 600) <= 20
@@ -293,3 +294,29 @@ async def test_a_2xx_crossing_the_cancel_of_an_early_call_is_acked_then_byed(
         assert call.final_response is not None and call.final_response.status_code == 200
         assert call.ended_by == "local"
     assert [r.method for r in uas.requests] == ["INVITE", "CANCEL", "ACK", "BYE"]
+
+
+@pytest.mark.parametrize("early_media", [False, True])
+async def test_a_2xx_without_sdp_keeps_the_answer_of_the_183(
+    autojump_clock: trio.testing.MockClock, early_media: bool
+) -> None:
+    """RFC 3264: the 183's SDP was the answer; a 200 without a body leaves it in force."""
+    network = MemoryNetwork()
+
+    def script(request: sipx.Request) -> list[Reply]:
+        if request.method != "INVITE":
+            return [Reply(200)]
+        offer = sipx.SDPBody.parse(request.content)
+        answer = sipx.SDPBody.create_answer(offer, "uas", "127.0.0.1", "127.0.0.1", ports=[7002])
+        return [Reply(183, body=answer), Reply(200, body=b"", delay=0.5)]
+
+    async with (
+        ScriptedUAS(network, ("127.0.0.1", 5070), script) as uas,
+        sipx.AsyncClient("127.0.0.1", 0, network=network) as alice,
+    ):
+        call = await alice.call(uas.uri, early_media=early_media)
+        await call.wait_answered()
+        assert call.established and not call.final_response.content  # type: ignore[union-attr]
+        assert call.remote_sdp is not None and call.remote_sdp.media[0].port == 7002
+        assert call.answer_sdp is not None and call.answer_sdp.media[0].port == 7002
+        await call.bye()
