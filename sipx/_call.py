@@ -1084,6 +1084,12 @@ def begin_placing(call: Call, placing: Placing) -> None:
     call._placing = placing
 
 
+def early_dialog_found(call: Call, dialog: Dialog) -> None:
+    """Our INVITE of ``call`` has an early dialog: UPDATEs in it reach the call (and
+    ``update()`` may offer in it) until the 2xx confirms a dialog."""
+    call._early_dialog = dialog
+
+
 def end_call(call: Call, by: str) -> None:
     """The call is over (``by``: "local", "remote", "cancel", "timeout" or "rejected")."""
     call._end(by)

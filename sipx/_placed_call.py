@@ -16,12 +16,14 @@ from ._call import (
     Call,
     CallState,
     begin_placing,
+    early_dialog_found,
     end_call,
     media_of,
     sdp_of,
     session_established,
 )
 from ._call_media import CallMedia
+from ._core.dialog import DialogId, dialog_id_of
 from ._errors import TimeoutError
 from ._types import Request, Response
 
@@ -35,7 +37,7 @@ log = logging.getLogger("sipx.call")
 class Placing:
     """An outgoing call's INVITE still going on after ``call()`` returned (early media)."""
 
-    __slots__ = ("answer", "done", "early", "error", "hung_up", "scope")
+    __slots__ = ("answer", "dialog_id", "done", "early", "error", "hung_up", "scope")
 
     def __init__(self) -> None:
         self.done = trio.Event()  # the final response arrived (or the INVITE failed)
@@ -44,6 +46,7 @@ class Placing:
         self.scope = trio.CancelScope()
         self.answer: SDPBody | None = None  # the callee's SDP from a provisional response
         self.early = False  # call() returned the call at a provisional response
+        self.dialog_id: DialogId | None = None  # the early dialog the call answers UPDATEs in
 
 
 async def settle(
@@ -97,6 +100,12 @@ async def place_early(
             media.negotiated(sdp_of(request), sdp, we_offered=True)
         call = made[0] if made else new_call(response.request or request)
         call.remote_sdp = call.answer_sdp = sdp  # the answer, until a 2xx brings another
+        dialog_id = dialog_id_of(response)
+        dialog = uac.early_dialogs.get(dialog_id) if dialog_id is not None else None
+        if placing.dialog_id is None and dialog is not None:  # the first fork's
+            placing.dialog_id = dialog.id
+            early_dialog_found(call, dialog)
+            uas.engine.calls[dialog.id] = call  # its UPDATEs are the call's to answer
         if not placing.early:
             call.state = CallState.EARLY
             placing.early = True
@@ -122,6 +131,9 @@ async def place_early(
                 end_call(call, "local")  # our CANCEL's 487
             else:
                 await settle(uas, call, response, placing.answer)
+            early_id = placing.dialog_id  # (a call ended forgets it itself)
+            if early_id is not None and call.dialog is not None and call.dialog.id != early_id:
+                uas.engine.calls.pop(early_id, None)  # another fork answered
         except Exception as exc:  # TimeoutError, TransportError, the client closing...
             placing.error = exc
             _end(made, media, "timeout" if isinstance(exc, TimeoutError) else "failed")

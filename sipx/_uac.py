@@ -451,15 +451,17 @@ class UserAgentClient:
             if reliable and confirmed is not None:
                 self._prack(confirmed, response)
             return
+        dialog: Dialog | None = None  # none (no PRACK) without a usable Contact...
+        try:
+            made = Dialog.from_uac_response(request, response)
+        except (ProtocolError, ParseError):
+            pass  # ... but its early media plays all the same
+        else:
+            dialog = self.early_dialogs.setdefault(made.id, made)
         early_media = self.early_media.get(request.call_id)
         if early_media is not None and response.content:
-            early_media(response)
-        try:
-            dialog = Dialog.from_uac_response(request, response)
-        except (ProtocolError, ParseError):
-            return
-        dialog = self.early_dialogs.setdefault(dialog.id, dialog)
-        if reliable:
+            early_media(response)  # the early dialog exists by now: UPDATEs may come in it
+        if reliable and dialog is not None:
             self._prack(dialog, response)
 
     def _prack(self, dialog: Dialog, response: Response) -> None:

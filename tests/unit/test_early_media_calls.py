@@ -320,3 +320,35 @@ async def test_a_2xx_without_sdp_keeps_the_answer_of_the_183(
         assert call.remote_sdp is not None and call.remote_sdp.media[0].port == 7002
         assert call.answer_sdp is not None and call.answer_sdp.media[0].port == 7002
         await call.bye()
+
+
+async def test_updates_in_the_early_dialog_both_ways() -> None:
+    """RFC 3311 5.1: once the 183's answer made the session, either side may offer again
+    with UPDATE in the early dialog; the early call answers the callee's (it was 488: no
+    call to answer for) and may send its own."""
+    updated: list[sipx.Response] = []
+    go_on = trio.Event()
+
+    async def handler(call: sipx.Call) -> None:
+        call.ring(183)
+        await trio.sleep(0.1)  # (the 183 reaches the caller first)
+        updated.append(await call.update())  # the callee offers again, still ringing
+        await go_on.wait()
+        call.answer()
+        await call.wait_ended()
+
+    async with placed(handler) as (call, callee, alice):
+        with trio.fail_after(5):
+            while not updated:
+                await trio.sleep(0.01)
+            [theirs] = updated
+            assert theirs.status_code == 200 and sipx.SDPBody.parse(theirs.content).media
+            ours = await call.update()  # the caller's own offer in the early dialog
+            assert ours.status_code == 200 and ours.cseq.method == "UPDATE"
+            assert call.state is sipx.CallState.EARLY
+            go_on.set()
+            final = await call.wait_answered()
+            assert final.status_code == 200 and call.established
+            assert alice.dialogs == [call.dialog]
+            await call.bye()
+            assert await callee.calls[0].wait_ended() == "remote"
