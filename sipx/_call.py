@@ -14,7 +14,7 @@ import enum
 import logging
 import math
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -346,15 +346,14 @@ class Call:
             choice = None
         ours = choice.headers if choice is not None else {}
         fields: dict[str, str] | None = None
-        checked: list[tuple[str, str, str]] = []
+        checked: Sequence[tuple[str, str, str]] = ()
         if headers or self._uas.info_packages:
             fields = {**ours, **(headers or {})}
             fields.setdefault("Allow", self._uas.allow_header())
             if self._uas.info_packages:  # RFC 6086 5.2.2: the Info Packages we take
                 fields.setdefault("Recv-Info", ", ".join(self._uas.info_packages))
         else:  # only fields sipx made (the session timer's, Allow): added as they are
-            checked = [(header_key(name), name, value) for name, value in ours.items()]
-            checked.append(("allow", "Allow", self._uas.allow_header()))
+            checked = _checked_fields(ours, self._uas.allow_header())
         try:
             response = self._respond(200, body=sdp, headers=fields, send=False, extra=checked)
             if self._reliable is not None and self._reliable.hold_2xx(
@@ -381,7 +380,9 @@ class Call:
         """Our 200 went out: the dialog is confirmed on our side, resent until the ACK; the
         session timer starts as our 200 says (RFC 4028 9)."""
         self.final_response = response
-        self.dialog = self._uas.dialog_from_incoming(self.invite, response, self)
+        self.dialog = self._uas.dialog_from_incoming(
+            self.invite, response, self, self._early_dialog
+        )
         self.state = CallState.ESTABLISHED
         self._uas.retransmit_2xx(self, response)
         self._media.negotiated(sdp, self.offer, we_offered=False)
@@ -1109,6 +1110,25 @@ def media_of(call: Call) -> CallMedia:
 def sdp_of(message: Request | Response) -> SDPBody | None:
     """The SDP body of ``message``, or None (no body, another type, or a broken SDP)."""
     return _sdp(message)
+
+
+_CHECKED: dict[tuple[int, str], tuple[Mapping[str, str], tuple[tuple[str, str, str], ...]]] = {}
+"""The 200's session-timer fields and Allow as checked fields, by identity of the choice's
+fields (a request silent about timers shares one choice) and Allow."""
+
+
+def _checked_fields(ours: Mapping[str, str], allow: str) -> tuple[tuple[str, str, str], ...]:
+    """``ours`` and Allow as ``(key, name, value)`` fields, made once per shared choice."""
+    key = (id(ours), allow)
+    known = _CHECKED.get(key)
+    if known is not None and known[0] is ours:
+        return known[1]
+    checked = (*((header_key(name), name, value) for name, value in ours.items()),)
+    checked += (("allow", "Allow", allow),)
+    if len(_CHECKED) >= 16:
+        _CHECKED.clear()
+    _CHECKED[key] = (ours, checked)
+    return checked
 
 
 def _kept(message: Request | Response, bodies: Mapping[int, PackedHead]) -> _Bytes:
