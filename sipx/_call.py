@@ -41,6 +41,7 @@ from ._core.session_timer import (
 )
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError, TransportError
+from ._idle_calls import BATCH, IDLE_AFTER
 from ._media_stream import MediaStats
 from ._reliable import ReliableSender
 from ._session_timer import SessionTimerTask
@@ -364,7 +365,8 @@ class Call:
         except BaseException:
             self._media.close()
             raise
-        self._answered(response, sdp, choice)
+        # Without the user's fields our 200's To tag is the call's (make_response's).
+        self._answered(response, sdp, choice, None if headers else self.local_tag)
         return response
 
     def _check_not_answering(self) -> None:
@@ -376,19 +378,28 @@ class Call:
         self._transmit(response)
         self._answered(response, sdp, choice)
 
-    def _answered(self, response: Response, sdp: SDPBody, choice: UASChoice | None) -> None:
+    def _answered(
+        self,
+        response: Response,
+        sdp: SDPBody,
+        choice: UASChoice | None,
+        tag: str | None = None,
+    ) -> None:
         """Our 200 went out: the dialog is confirmed on our side, resent until the ACK; the
-        session timer starts as our 200 says (RFC 4028 9)."""
+        session timer starts as our 200 says (RFC 4028 9). ``tag``: the 200's To tag, when
+        known without reading its To."""
         self.final_response = response
         self.dialog = self._uas.dialog_from_incoming(
-            self.invite, response, self, self._early_dialog
+            self.invite, response, self, self._early_dialog, tag
         )
         self.state = CallState.ESTABLISHED
         self._uas.retransmit_2xx(self, response)
         self._media.negotiated(sdp, self.offer, we_offered=False)
         self._peer_allows_update = "UPDATE" in self.invite.allow
         if choice is not None and choice.session is not None:
-            self._session_refreshed(choice.session.delta, choice.session.refresher == UAS)
+            self._session_refreshed(
+                choice.session.delta, choice.session.refresher == UAS, until_idle=True
+            )
 
     def reject(
         self,
@@ -802,15 +813,24 @@ class Call:
         min_se = min(self._uas.min_se, timer.interval)
         return request_headers(timer.interval, min_se, UAC if timer.we_refresh else UAS)
 
-    def _session_refreshed(self, interval: int, we_refresh: bool) -> None:
-        """A 2xx (sent or received) settled the session interval: (re)start the timer."""
+    def _session_refreshed(
+        self, interval: int, we_refresh: bool, *, until_idle: bool = False
+    ) -> None:
+        """A 2xx (sent or received) settled the session interval: (re)start the timer.
+
+        ``until_idle`` (our 200 to a new INVITE): the timer runs from now, but its first
+        deadline goes into the client's heap only when the call is made idle
+        (:meth:`_keep_less`, at most ``IDLE_AFTER + BATCH`` after the ACK), when the
+        deadline comes later than that can be (the call ends 64·T1 after the 200 without
+        an ACK): a call hung up right after its ACK never touches the heap."""
         if self.ended or not self._engine.running:
             return
         task = self._session_timer
         if task is not None and not task.stopped:
             task.refreshed(interval, we_refresh)
             return
-        timer = SessionTimer(interval, we_refresh, trio.current_time())
+        now = trio.current_time()
+        timer = SessionTimer(interval, we_refresh, now)
         task = SessionTimerTask(
             self._uas.session_timers,
             timer,
@@ -818,6 +838,8 @@ class Call:
             self._session_expired,
         )
         self._session_timer = task
+        if until_idle and timer.next_deadline() - now > _latest_idle(self._engine.timers.t1):
+            return
         task.start()
 
     def _session_answered(self, response: Response) -> None:
@@ -968,6 +990,8 @@ class Call:
         final = self._final
         if not isinstance(invite, Request) or final is None or self.direction != "incoming":
             return
+        if self._session_timer is not None and self._engine.running:
+            self._session_timer.start()  # its first deadline waited for this (answer())
         self._our_contact()
         self._remote_uri = str(invite.from_.uri)
         self._uas.forget_tag(invite)
@@ -1110,6 +1134,12 @@ def media_of(call: Call) -> CallMedia:
 def sdp_of(message: Request | Response) -> SDPBody | None:
     """The SDP body of ``message``, or None (no body, another type, or a broken SDP)."""
     return _sdp(message)
+
+
+def _latest_idle(t1: float) -> float:
+    """The latest a call is made idle after its 200: an ACK comes within 64·T1 (else the
+    call ends), and the call waits ``IDLE_AFTER`` (plus ``BATCH``) after it."""
+    return 64 * t1 + IDLE_AFTER + BATCH
 
 
 _CHECKED: dict[tuple[int, str], tuple[Mapping[str, str], tuple[tuple[str, str, str], ...]]] = {}

@@ -139,7 +139,10 @@ class SessionTimerTask:
         self.refreshes = 0  # refreshes sent
 
     def start(self) -> None:
-        self._schedule()
+        """Put the first deadline in the heap (nothing when it is there already, while a
+        refresh is on its way, or once stopped)."""
+        if self.deadline is None and not self._busy:
+            self._schedule()
 
     def refreshed(self, interval: int, we_refresh: bool) -> None:
         """A refresh succeeded (either direction): the deadlines start again."""

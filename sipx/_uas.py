@@ -416,11 +416,18 @@ class UserAgentServer:
         return dialog
 
     def dialog_from_incoming(
-        self, invite: Request, response: Response, call: Call, early: Dialog | None
+        self,
+        invite: Request,
+        response: Response,
+        call: Call,
+        early: Dialog | None,
+        tag: str | None = None,
     ) -> Dialog:
         """The dialog our 2xx to ``invite`` makes: ``early``, the one the call's provisional
-        response made (:meth:`early_dialog`), when it has the same id, else a new one."""
-        tag = response.to.tag or self.local_tag(invite) or ""
+        response made (:meth:`early_dialog`), when it has the same id, else a new one.
+        ``tag``: the 2xx's To tag when the caller knows it (else read from the 2xx)."""
+        if not tag:
+            tag = response.to.tag or self.local_tag(invite) or ""
         if tag == call.local_tag:
             tag = call.local_tag  # the call's own string: the dialog keeps no copy of it
         if (
