@@ -239,8 +239,25 @@ class MediaDescription:
     def codecs(self) -> list[Codec]:
         """Codecs in ``formats`` order: from ``a=rtpmap``, else the static table (RFC 3551).
 
-        Formats with neither (or non-RTP formats) are skipped.
+        Formats with neither (or non-RTP formats) are skipped. The lines of the last few
+        sections read are remembered: the same formats and attributes (a load generator's
+        offer, our answers) give a new list of the same frozen codecs without parsing the
+        rtpmap lines again.
         """
+        key = (tuple(self.formats), tuple(self.attributes))
+        try:
+            known = _CODECS_READ.get(key)
+        except TypeError:  # a list where a pair belongs (made by hand): read, not kept
+            return self._read_codecs()
+        if known is not None:
+            return list(known)
+        result = self._read_codecs()
+        if len(_CODECS_READ) >= _CODECS_KEPT:
+            del _CODECS_READ[next(iter(_CODECS_READ))]  # the oldest
+        _CODECS_READ[key] = tuple(result)
+        return result
+
+    def _read_codecs(self) -> list[Codec]:
         result: list[Codec] = []
         for payload in self.formats:
             codec = self.rtpmap(payload)
@@ -649,6 +666,12 @@ class SDPBody:
 # Helpers
 # ---------------------------------------------------------------------------------------
 
+
+_CODECS_KEPT: Final = 32
+# ``MediaDescription.codecs`` by formats and attributes (first in, first out).
+_CODECS_READ: dict[
+    tuple[tuple[str, ...], tuple[tuple[str, str | None], ...]], tuple[Codec, ...]
+] = {}
 
 _RECENT_BODIES: Final = 32
 _UNSEEN: Final = SDPBody()  # a marker: bytes not among the recent ones
