@@ -26,6 +26,7 @@ from test_uas_call_path import OFFER, PEER, Counter, _receive, _request
 
 import sipx
 import sipx._call
+import sipx._core.sdp
 import sipx._core.session_timer
 import sipx._uas
 from sipx import SDPBody
@@ -268,3 +269,25 @@ def test_the_codecs_of_a_section_read_before_are_not_parsed_again(
     other = SDPBody.parse(OFFER.replace("RTP/AVP 0", "RTP/AVP 0 8")).media[0]
     assert [codec.name for codec in other.codecs] == ["PCMU", "PCMA"]
     assert rtpmap.calls == 2
+
+
+def test_answers_to_the_same_offer_share_their_derived_origin_and_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The o= line derived from the same offer's (no session id given: the worker's
+    answers) is worked out once and shared, frozen; the c= line is one object per
+    address; a given session id is used as it is."""
+    first = SDPBody.create_answer(OFFER, "worker", "127.0.0.1", "127.0.0.1", port=9)
+    derived = Counter(monkeypatch, sipx._core.sdp, "_derive_session_id")
+    second = SDPBody.create_answer(OFFER, "worker", "127.0.0.1", "127.0.0.1", port=9)
+    assert derived.calls == 0
+    assert second.origin is first.origin and second.connection is first.connection
+    assert second.to_bytes() == first.to_bytes()
+    assert first.origin.sess_id == first.origin.sess_version and first.origin.sess_id.isdigit()
+    other = SDPBody.create_answer(
+        OFFER.replace("o=peer 1 1", "o=peer 2 2"), "worker", "127.0.0.1", "127.0.0.1", port=9
+    )
+    assert derived.calls == 1 and other.origin.sess_id != first.origin.sess_id
+    given = SDPBody.create_answer(OFFER, "worker", "127.0.0.1", "127.0.0.1", port=9, session_id=42)
+    assert (given.origin.sess_id, given.origin.sess_version) == ("42", "42")
+    assert given.connection is first.connection
