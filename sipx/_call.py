@@ -199,7 +199,8 @@ class Call:
     @property
     def offer(self) -> SDPBody | None:
         """The SDP offer of the INVITE (ours for a placed call, the caller's otherwise)."""
-        return self._sdp_in("_offered")
+        value = self._offered
+        return self._sdp_in("_offered") if isinstance(value, tuple) else value
 
     @offer.setter
     def offer(self, sdp: SDPBody | None) -> None:
@@ -208,7 +209,8 @@ class Call:
     @property
     def answer_sdp(self) -> SDPBody | None:
         """The SDP answer to the INVITE's offer (or, for a late offer, the ACK's)."""
-        return self._sdp_in("_answer")
+        value = self._answer
+        return self._sdp_in("_answer") if isinstance(value, tuple) else value
 
     @answer_sdp.setter
     def answer_sdp(self, sdp: SDPBody | None) -> None:
@@ -217,7 +219,8 @@ class Call:
     @property
     def local_sdp(self) -> SDPBody | None:
         """Our SDP in force."""
-        return self._sdp_in("_local")
+        value = self._local
+        return self._sdp_in("_local") if isinstance(value, tuple) else value
 
     @local_sdp.setter
     def local_sdp(self, sdp: SDPBody | None) -> None:
@@ -226,7 +229,8 @@ class Call:
     @property
     def remote_sdp(self) -> SDPBody | None:
         """The peer's SDP in force."""
-        return self._sdp_in("_remote")
+        value = self._remote
+        return self._sdp_in("_remote") if isinstance(value, tuple) else value
 
     @remote_sdp.setter
     def remote_sdp(self, sdp: SDPBody | None) -> None:
@@ -467,8 +471,12 @@ class Call:
         if body is not None:
             content = body_bytes(body)
             response.content = content
-            if content and all(key != "content-type" for key, _, _ in response.headers.entries):
-                response.headers.add("Content-Type", "application/sdp")
+            if content:
+                for key, _, _ in response.headers.entries:
+                    if key == "content-type":
+                        break
+                else:
+                    response.headers.add("Content-Type", "application/sdp")
         if send:
             self._transmit(response)
         return response
@@ -838,7 +846,9 @@ class Call:
             self._session_expired,
         )
         self._session_timer = task
-        if until_idle and timer.next_deadline() - now > _latest_idle(self._engine.timers.t1):
+        # The first deadline is half the interval away at the soonest (the refresh; the
+        # expiry comes later).
+        if until_idle and interval / 2 > _latest_idle(self._engine.timers.t1):
             return
         task.start()
 
