@@ -8,7 +8,8 @@
 * The first session-timer deadline of an answered call goes into the client's heap when
   the call is made idle: a call hung up right after its ACK never touches the heap; a
   held call still refreshes on time.
-* ``MediaDescription.codecs`` of a section read before is not parsed again.
+* ``MediaDescription.codecs`` of a section read before is not parsed again; an answer's
+  o= line derived from the same offer's is worked out once, its c= line shared.
 
 Each test counts the work removed or checks what the call keeps, and what went on the
 wire, so that it fails if the change is reverted and if the behaviour changes.
