@@ -399,7 +399,10 @@ class Call:
         self.state = CallState.ESTABLISHED
         self._uas.retransmit_2xx(self, response)
         self._media.negotiated(sdp, self.offer, we_offered=False)
-        self._peer_allows_update = "UPDATE" in self.invite.allow
+        invite = self.invite
+        self._peer_allows_update = (
+            invite.headers.first_of_key("allow") is not None and "UPDATE" in invite.allow
+        )
         if choice is not None and choice.session is not None:
             self._session_refreshed(
                 choice.session.delta, choice.session.refresher == UAS, until_idle=True
@@ -456,8 +459,9 @@ class Call:
         fields: list[tuple[str, str, str]] = []
         if 100 < status_code < 300:
             fields.append(("contact", "Contact", self._our_contact()))
-            for route in invite.headers.get_list("Record-Route"):
-                fields.append(("record-route", "Record-Route", route))
+            if invite.headers.first_of_key("record-route") is not None:
+                for route in invite.headers.get_list("Record-Route"):
+                    fields.append(("record-route", "Record-Route", route))
         fields.extend(extra)
         response = make_response(
             invite,

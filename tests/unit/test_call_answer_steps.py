@@ -179,10 +179,10 @@ async def test_a_call_hung_up_after_its_ack_never_puts_a_session_deadline_in_the
 
 
 async def _answered_plain(
-    client: sipx.AsyncClient, peer: Any, address: tuple[str, int], i: int
+    client: sipx.AsyncClient, peer: Any, address: tuple[str, int], i: int, *extra: str
 ) -> tuple[sipx.Call, sipx.Response]:
     """As ``_answered``, for an INVITE without Record-Route (in-dialog requests go
-    straight to the peer)."""
+    straight to the peer), with the ``extra`` header lines."""
     target = f"{address[0]}:{address[1]}"
     calls: list[sipx.Call] = []
     async with trio.open_nursery() as nursery:
@@ -195,7 +195,10 @@ async def _answered_plain(
 
         nursery.start_soon(answer_one)
         await trio.testing.wait_all_tasks_blocked()
-        peer.send(_request("INVITE", target, i, body=OFFER), address)
+        data = _request("INVITE", target, i, body=OFFER)
+        head, _, rest = data.partition(b"\r\n")
+        fields = b"".join(line.encode() + b"\r\n" for line in extra)
+        peer.send(head + b"\r\n" + fields + rest, address)
         (ok,) = await _receive(peer, 1)
     return calls[0], ok
 
@@ -292,3 +295,42 @@ def test_answers_to_the_same_offer_share_their_derived_origin_and_connection(
     given = SDPBody.create_answer(OFFER, "worker", "127.0.0.1", "127.0.0.1", port=9, session_id=42)
     assert (given.origin.sess_id, given.origin.sess_version) == ("42", "42")
     assert given.connection is first.connection
+
+
+async def test_an_invite_without_record_route_or_allow_reads_only_its_contact_list(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Answering an INVITE with no Record-Route and no Allow reads one header list, its
+    Contact (the dialog's remote target); one with both still copies its Record-Route
+    into the 200 and the dialog, and notes that the peer takes UPDATE."""
+    read: list[str] = []
+    original = sipx.Headers.get_list
+
+    def get_list(self: sipx.Headers, name: str) -> list[str]:
+        read.append(name.lower())
+        return original(self, name)
+
+    monkeypatch.setattr(sipx.Headers, "get_list", get_list)
+    network = MemoryNetwork(seed=1)
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
+        network.socket(PEER) as peer,
+    ):
+        address = next(a for a in network.bound_addresses if a != PEER)
+        plain, ok = await _answered_plain(client, peer, address, 1)
+        assert read == ["contact"]
+        assert "Record-Route" not in ok.headers
+        assert plain.dialog is not None and plain.dialog.route_set == []
+        assert not plain._peer_allows_update
+        allows, _ = await _answered_plain(client, peer, address, 3, "Allow: INVITE, UPDATE")
+        assert allows._peer_allows_update  # its session refreshes go as UPDATE
+        routed, routed_ok = await _answered(client, peer, address, 2)
+    assert routed_ok.headers.get_list("Record-Route") == [
+        "<sip:proxy1.example.com;lr>",
+        "<sip:proxy2.example.com;lr>",
+    ]
+    assert routed.dialog is not None
+    assert [str(route.uri) for route in routed.dialog.route_set] == [
+        "sip:proxy1.example.com;lr",
+        "sip:proxy2.example.com;lr",
+    ]
