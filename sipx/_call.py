@@ -14,7 +14,7 @@ import enum
 import logging
 import math
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,6 +41,7 @@ from ._core.session_timer import (
 )
 from ._core.transaction import ServerTransaction, make_response
 from ._errors import ParseError, ProtocolError, SIPError, TransportError
+from ._idle_calls import BATCH, IDLE_AFTER
 from ._media_stream import MediaStats
 from ._reliable import ReliableSender
 from ._session_timer import SessionTimerTask
@@ -201,7 +202,8 @@ class Call:
     @property
     def offer(self) -> SDPBody | None:
         """The SDP offer of the INVITE (ours for a placed call, the caller's otherwise)."""
-        return self._sdp_in("_offered")
+        value = self._offered
+        return self._sdp_in("_offered") if isinstance(value, tuple) else value
 
     @offer.setter
     def offer(self, sdp: SDPBody | None) -> None:
@@ -210,7 +212,8 @@ class Call:
     @property
     def answer_sdp(self) -> SDPBody | None:
         """The SDP answer to the INVITE's offer (or, for a late offer, the ACK's)."""
-        return self._sdp_in("_answer")
+        value = self._answer
+        return self._sdp_in("_answer") if isinstance(value, tuple) else value
 
     @answer_sdp.setter
     def answer_sdp(self, sdp: SDPBody | None) -> None:
@@ -219,7 +222,8 @@ class Call:
     @property
     def local_sdp(self) -> SDPBody | None:
         """Our SDP in force."""
-        return self._sdp_in("_local")
+        value = self._local
+        return self._sdp_in("_local") if isinstance(value, tuple) else value
 
     @local_sdp.setter
     def local_sdp(self, sdp: SDPBody | None) -> None:
@@ -228,7 +232,8 @@ class Call:
     @property
     def remote_sdp(self) -> SDPBody | None:
         """The peer's SDP in force."""
-        return self._sdp_in("_remote")
+        value = self._remote
+        return self._sdp_in("_remote") if isinstance(value, tuple) else value
 
     @remote_sdp.setter
     def remote_sdp(self, sdp: SDPBody | None) -> None:
@@ -349,15 +354,14 @@ class Call:
             choice = None
         ours = choice.headers if choice is not None else {}
         fields: dict[str, str] | None = None
-        checked: list[tuple[str, str, str]] = []
+        checked: Sequence[tuple[str, str, str]] = ()
         if headers or self._uas.info_packages:
             fields = {**ours, **(headers or {})}
             fields.setdefault("Allow", self._uas.allow_header())
             if self._uas.info_packages:  # RFC 6086 5.2.2: the Info Packages we take
                 fields.setdefault("Recv-Info", ", ".join(self._uas.info_packages))
         else:  # only fields sipx made (the session timer's, Allow): added as they are
-            checked = [(header_key(name), name, value) for name, value in ours.items()]
-            checked.append(("allow", "Allow", self._uas.allow_header()))
+            checked = _checked_fields(ours, self._uas.allow_header())
         try:
             response = self._respond(200, body=sdp, headers=fields, send=False, extra=checked)
             if self._reliable is not None and self._reliable.hold_2xx(
@@ -368,7 +372,8 @@ class Call:
         except BaseException:
             self._media.close()
             raise
-        self._answered(response, sdp, choice)
+        # Without the user's fields our 200's To tag is the call's (make_response's).
+        self._answered(response, sdp, choice, None if headers else self.local_tag)
         return response
 
     def _check_not_answering(self) -> None:
@@ -380,17 +385,31 @@ class Call:
         self._transmit(response)
         self._answered(response, sdp, choice)
 
-    def _answered(self, response: Response, sdp: SDPBody, choice: UASChoice | None) -> None:
+    def _answered(
+        self,
+        response: Response,
+        sdp: SDPBody,
+        choice: UASChoice | None,
+        tag: str | None = None,
+    ) -> None:
         """Our 200 went out: the dialog is confirmed on our side, resent until the ACK; the
-        session timer starts as our 200 says (RFC 4028 9)."""
+        session timer starts as our 200 says (RFC 4028 9). ``tag``: the 200's To tag, when
+        known without reading its To."""
         self.final_response = response
-        self.dialog = self._uas.dialog_from_incoming(self.invite, response, self)
+        self.dialog = self._uas.dialog_from_incoming(
+            self.invite, response, self, self._early_dialog, tag
+        )
         self.state = CallState.ESTABLISHED
         self._uas.retransmit_2xx(self, response)
         self._media.negotiated(sdp, self.offer, we_offered=False)
-        self._peer_allows_update = "UPDATE" in self.invite.allow
+        invite = self.invite
+        self._peer_allows_update = (
+            invite.headers.first_of_key("allow") is not None and "UPDATE" in invite.allow
+        )
         if choice is not None and choice.session is not None:
-            self._session_refreshed(choice.session.delta, choice.session.refresher == UAS)
+            self._session_refreshed(
+                choice.session.delta, choice.session.refresher == UAS, until_idle=True
+            )
 
     def reject(
         self,
@@ -443,8 +462,9 @@ class Call:
         fields: list[tuple[str, str, str]] = []
         if 100 < status_code < 300:
             fields.append(("contact", "Contact", self._our_contact()))
-            for route in invite.headers.get_list("Record-Route"):
-                fields.append(("record-route", "Record-Route", route))
+            if invite.headers.first_of_key("record-route") is not None:
+                for route in invite.headers.get_list("Record-Route"):
+                    fields.append(("record-route", "Record-Route", route))
         fields.extend(extra)
         response = make_response(
             invite,
@@ -458,8 +478,12 @@ class Call:
         if body is not None:
             content = body_bytes(body)
             response.content = content
-            if content and all(key != "content-type" for key, _, _ in response.headers.entries):
-                response.headers.add("Content-Type", "application/sdp")
+            if content:
+                for key, _, _ in response.headers.entries:
+                    if key == "content-type":
+                        break
+                else:
+                    response.headers.add("Content-Type", "application/sdp")
         if send:
             self._transmit(response)
         return response
@@ -838,15 +862,24 @@ class Call:
         min_se = min(self._uas.min_se, timer.interval)
         return request_headers(timer.interval, min_se, UAC if timer.we_refresh else UAS)
 
-    def _session_refreshed(self, interval: int, we_refresh: bool) -> None:
-        """A 2xx (sent or received) settled the session interval: (re)start the timer."""
+    def _session_refreshed(
+        self, interval: int, we_refresh: bool, *, until_idle: bool = False
+    ) -> None:
+        """A 2xx (sent or received) settled the session interval: (re)start the timer.
+
+        ``until_idle`` (our 200 to a new INVITE): the timer runs from now, but its first
+        deadline goes into the client's heap only when the call is made idle
+        (:meth:`_keep_less`, at most ``IDLE_AFTER + BATCH`` after the ACK), when the
+        deadline comes later than that can be (the call ends 64·T1 after the 200 without
+        an ACK): a call hung up right after its ACK never touches the heap."""
         if self.ended or not self._engine.running:
             return
         task = self._session_timer
         if task is not None and not task.stopped:
             task.refreshed(interval, we_refresh)
             return
-        timer = SessionTimer(interval, we_refresh, trio.current_time())
+        now = trio.current_time()
+        timer = SessionTimer(interval, we_refresh, now)
         task = SessionTimerTask(
             self._uas.session_timers,
             timer,
@@ -854,6 +887,10 @@ class Call:
             self._session_expired,
         )
         self._session_timer = task
+        # The first deadline is half the interval away at the soonest (the refresh; the
+        # expiry comes later).
+        if until_idle and interval / 2 > _latest_idle(self._engine.timers.t1):
+            return
         task.start()
 
     def _session_answered(self, response: Response) -> None:
@@ -1004,6 +1041,8 @@ class Call:
         final = self._final
         if not isinstance(invite, Request) or final is None or self.direction != "incoming":
             return
+        if self._session_timer is not None and self._engine.running:
+            self._session_timer.start()  # its first deadline waited for this (answer())
         self._our_contact()
         self._remote_uri = str(invite.from_.uri)
         self._uas.forget_tag(invite)
@@ -1157,6 +1196,31 @@ def media_of(call: Call) -> CallMedia:
 def sdp_of(message: Request | Response) -> SDPBody | None:
     """The SDP body of ``message``, or None (no body, another type, or a broken SDP)."""
     return _sdp(message)
+
+
+def _latest_idle(t1: float) -> float:
+    """The latest a call is made idle after its 200: an ACK comes within 64·T1 (else the
+    call ends), and the call waits ``IDLE_AFTER`` (plus ``BATCH``) after it."""
+    return 64 * t1 + IDLE_AFTER + BATCH
+
+
+_CHECKED: dict[tuple[int, str], tuple[Mapping[str, str], tuple[tuple[str, str, str], ...]]] = {}
+"""The 200's session-timer fields and Allow as checked fields, by identity of the choice's
+fields (a request silent about timers shares one choice) and Allow."""
+
+
+def _checked_fields(ours: Mapping[str, str], allow: str) -> tuple[tuple[str, str, str], ...]:
+    """``ours`` and Allow as ``(key, name, value)`` fields, made once per shared choice."""
+    key = (id(ours), allow)
+    known = _CHECKED.get(key)
+    if known is not None and known[0] is ours:
+        return known[1]
+    checked = (*((header_key(name), name, value) for name, value in ours.items()),)
+    checked += (("allow", "Allow", allow),)
+    if len(_CHECKED) >= 16:
+        _CHECKED.clear()
+    _CHECKED[key] = (ours, checked)
+    return checked
 
 
 def _kept(message: Request | Response, bodies: Mapping[int, PackedHead]) -> _Bytes:

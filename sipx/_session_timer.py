@@ -10,7 +10,9 @@ to the expiry. The call stops it when it ends (``Call._end``).
 An idle call has no task of its own: every call's next deadline waits in the client's one
 :class:`SessionTimers` heap, whose task (started when the first deadline is set, ended when
 none is left) sleeps until the earliest. Only a refresh in progress runs a task (it awaits
-its transaction).
+its transaction). An answered call's first deadline enters the heap when the call is made
+idle (``Call._keep_less``, :meth:`SessionTimerTask.start`), so that a call hung up right
+after its ACK never touches it.
 """
 
 from __future__ import annotations
@@ -139,7 +141,10 @@ class SessionTimerTask:
         self.refreshes = 0  # refreshes sent
 
     def start(self) -> None:
-        self._schedule()
+        """Put the first deadline in the heap (nothing when it is there already, while a
+        refresh is on its way, or once stopped)."""
+        if self.deadline is None and not self._busy:
+            self._schedule()
 
     def refreshed(self, interval: int, we_refresh: bool) -> None:
         """A refresh succeeded (either direction): the deadlines start again."""

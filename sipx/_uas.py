@@ -39,7 +39,7 @@ from ._call import (
 )
 from ._call_media import DTMF_INFO_TYPES
 from ._core.builder import attach_body, copy_record_route
-from ._core.dialog import Dialog, DialogId, DialogState, dialog_id_of
+from ._core.dialog import Dialog, DialogState, dialog_id_of
 from ._core.header_types import is_token
 from ._core.headers import Headers, header_key
 from ._core.message import Request, Response
@@ -415,12 +415,27 @@ class UserAgentServer:
         self.engine.calls[dialog.id] = call
         return dialog
 
-    def dialog_from_incoming(self, invite: Request, response: Response, call: Call) -> Dialog:
-        tag = response.to.tag or self.local_tag(invite) or ""
+    def dialog_from_incoming(
+        self,
+        invite: Request,
+        response: Response,
+        call: Call,
+        early: Dialog | None,
+        tag: str | None = None,
+    ) -> Dialog:
+        """The dialog our 2xx to ``invite`` makes: ``early``, the one the call's provisional
+        response made (:meth:`early_dialog`), when it has the same id, else a new one.
+        ``tag``: the 2xx's To tag when the caller knows it (else read from the 2xx)."""
+        if not tag:
+            tag = response.to.tag or self.local_tag(invite) or ""
         if tag == call.local_tag:
             tag = call.local_tag  # the call's own string: the dialog keeps no copy of it
-        early = self.engine.dialogs.get(DialogId(invite.call_id, tag, invite.from_.tag or ""))
-        if early is not None and early.invite is invite:
+        if (
+            early is not None
+            and early.invite is invite
+            and early.local_tag == tag
+            and self.engine.dialogs.get(early.id) is early
+        ):
             self.engine.pending_calls.pop(invite.call_id, None)
             return early  # made by a provisional response; the ACK confirms it
         dialog = Dialog.from_uas_request(invite, tag, confirmed=False)

@@ -121,7 +121,11 @@ class Dialog:
             local_uri=local_uri,
             remote_uri=remote,
             remote_target=contacts[0].uri,
-            route_set=list(request.record_route),
+            route_set=(
+                list(request.record_route)
+                if request.headers.first_of_key("record-route") is not None
+                else []
+            ),
             local_seq=0,
             remote_seq=request.cseq.seq,
             state=DialogState.CONFIRMED if confirmed else DialogState.EARLY,

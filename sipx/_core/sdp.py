@@ -239,8 +239,25 @@ class MediaDescription:
     def codecs(self) -> list[Codec]:
         """Codecs in ``formats`` order: from ``a=rtpmap``, else the static table (RFC 3551).
 
-        Formats with neither (or non-RTP formats) are skipped.
+        Formats with neither (or non-RTP formats) are skipped. The lines of the last few
+        sections read are remembered: the same formats and attributes (a load generator's
+        offer, our answers) give a new list of the same frozen codecs without parsing the
+        rtpmap lines again.
         """
+        key = (tuple(self.formats), tuple(self.attributes))
+        try:
+            known = _CODECS_READ.get(key)
+        except TypeError:  # a list where a pair belongs (made by hand): read, not kept
+            return self._read_codecs()
+        if known is not None:
+            return list(known)
+        result = self._read_codecs()
+        if len(_CODECS_READ) >= _CODECS_KEPT:
+            del _CODECS_READ[next(iter(_CODECS_READ))]  # the oldest
+        _CODECS_READ[key] = tuple(result)
+        return result
+
+    def _read_codecs(self) -> list[Codec]:
         result: list[Codec] = []
         for payload in self.formats:
             codec = self.rtpmap(payload)
@@ -598,24 +615,12 @@ class SDPBody:
             DEFAULT_SUPPORTED_CODECS if supported_codecs is None else supported_codecs
         )
         protocols = {p.upper() for p in supported_protocols}
-        sess_id = (
-            session_id
-            if session_id is not None
-            else _derive_session_id(
-                origin_username, origin_address, session_name, str(offer.origin)
-            )
-        )
         answer = cls(
-            origin=Origin(
-                origin_username,
-                str(sess_id),
-                str(sess_id),
-                "IN",
-                _addrtype(origin_address),
-                origin_address,
+            origin=_answer_origin(
+                origin_username, origin_address, session_name, offer.origin, session_id
             ),
             session_name=session_name,
-            connection=Connection.of(connection_address),
+            connection=_connection_of(connection_address),
         )
         base = 8000 if port is None else port
         for index, offered in enumerate(offer.media):
@@ -649,6 +654,12 @@ class SDPBody:
 # Helpers
 # ---------------------------------------------------------------------------------------
 
+
+_CODECS_KEPT: Final = 32
+# ``MediaDescription.codecs`` by formats and attributes (first in, first out).
+_CODECS_READ: dict[
+    tuple[tuple[str, ...], tuple[tuple[str, str | None], ...]], tuple[Codec, ...]
+] = {}
 
 _RECENT_BODIES: Final = 32
 _UNSEEN: Final = SDPBody()  # a marker: bytes not among the recent ones
@@ -693,6 +704,42 @@ def _line_error(lineno: int, message: str, line: str) -> ParseError:
 def _fields(value: str) -> list[str]:
     value = value.strip(" \t")
     return _FIELD_SEP.split(value) if value else []
+
+
+_VALUES_KEPT: Final = 32
+# Frozen values of our answers, shared: the o= line derived from an offer's (same offer
+# origin, same answer origin: a load generator's calls) and the c= line by address.
+_DERIVED_ORIGINS: dict[tuple[str, str, str, Origin], Origin] = {}
+_CONNECTIONS: dict[str, Connection] = {}
+
+
+def _answer_origin(
+    username: str, address: str, session_name: str, offered: Origin, session_id: int | None
+) -> Origin:
+    """The o= line of an answer: ``session_id``, else one derived from the offer's."""
+    if session_id is not None:
+        sess_id = str(session_id)
+        return Origin(username, sess_id, sess_id, "IN", _addrtype(address), address)
+    key = (username, address, session_name, offered)
+    origin = _DERIVED_ORIGINS.get(key)
+    if origin is None:
+        sess_id = str(_derive_session_id(username, address, session_name, str(offered)))
+        origin = Origin(username, sess_id, sess_id, "IN", _addrtype(address), address)
+        if len(_DERIVED_ORIGINS) >= _VALUES_KEPT:
+            del _DERIVED_ORIGINS[next(iter(_DERIVED_ORIGINS))]  # the oldest
+        _DERIVED_ORIGINS[key] = origin
+    return origin
+
+
+def _connection_of(address: str) -> Connection:
+    """``Connection.of(address)``, one object per address (the last few kept)."""
+    connection = _CONNECTIONS.get(address)
+    if connection is None:
+        connection = Connection.of(address)
+        if len(_CONNECTIONS) >= _VALUES_KEPT:
+            del _CONNECTIONS[next(iter(_CONNECTIONS))]  # the oldest
+        _CONNECTIONS[address] = connection
+    return connection
 
 
 def _addrtype(address: str) -> str:

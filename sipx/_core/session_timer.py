@@ -192,9 +192,46 @@ def choose_as_uas(
       names; else ``keep`` (in a session already running: whoever refreshes now); else
       ``uac``. ``Require: timer`` goes with ``refresher=uac``.
     """
-    asked = session_expires_of(request)
-    floor = min_se_of(request)
-    timer = supports_timer(request)
+    headers = request.headers
+    if (
+        headers.first_of_key("session-expires") is None
+        and headers.first_of_key("min-se") is None
+        and headers.first_of_key("supported") is None
+        and headers.first_of_key("require") is None
+    ):
+        # A request silent about session timers (SIPp's, most load generators'): the
+        # choice depends on ``interval`` alone, made once (``keep`` does not apply: such a
+        # UAC does not support timers, we refresh).
+        plain = _PLAIN_CHOICES.get(interval)
+        if plain is None:
+            if len(_PLAIN_CHOICES) >= 16:
+                _PLAIN_CHOICES.clear()
+            plain = _PLAIN_CHOICES[interval] = _choose(None, None, False, interval, min_se, keep)
+        return plain
+    return _choose(
+        session_expires_of(request),
+        min_se_of(request),
+        supports_timer(request),
+        interval,
+        min_se,
+        keep,
+    )
+
+
+_PLAIN_CHOICES: dict[int, UASChoice] = {}
+"""By our interval, the choice for a request without Session-Expires, Min-SE, Supported and
+Require (one object, shared: its ``headers`` are read, never changed)."""
+
+
+def _choose(
+    asked: SessionExpires | None,
+    floor: int | None,
+    timer: bool,
+    interval: int,
+    min_se: int,
+    keep: str | None,
+) -> UASChoice:
+    """:func:`choose_as_uas` from what the request says."""
     if asked is not None and asked.delta < min_se:
         if timer:
             return UASChoice(422, {"Min-SE": str(min_se)})
