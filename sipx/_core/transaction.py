@@ -519,17 +519,26 @@ class InviteClientTransaction(ClientTransaction):
 
 
 class NonInviteClientTransaction(ClientTransaction):
-    """Figure 6: Trying, Proceeding, Completed, Terminated."""
+    """Figure 6: Trying, Proceeding, Completed, Terminated.
 
-    __slots__ = ()
+    Over an unreliable transport Timer F is armed when Timer E first fires, at the
+    deadline it had from the start (kept meanwhile in a float): most transactions end
+    within T1 and so put one entry on the layer's timer heap, not two. Timer F fires when
+    and in the order it would have from the start (an E re-armed later never goes first
+    on a tie, as before)."""
+
+    __slots__ = ("_timer_f_at",)
 
     def _start(self, now: float) -> None:
         config = self.config
         self._send(self.request)
-        if not self.reliable:
+        if self.reliable:
+            self._timer_f_at = math.inf  # armed now
+            self._arm("F", config.timer_f, now)
+        else:
+            self._timer_f_at = now + config.timer_f  # armed when Timer E first fires
             self._interval = config.timer_e
             self._arm("E", self._interval, now)
-        self._arm("F", config.timer_f, now)
 
     def _on_response(self, response: Response, now: float) -> None:
         if self.state not in (_S.TRYING, _S.PROCEEDING):
@@ -550,6 +559,9 @@ class NonInviteClientTransaction(ClientTransaction):
 
     def _fire(self, timer: str, now: float) -> None:
         if timer == "E" and self.state in (_S.TRYING, _S.PROCEEDING):
+            if self._timer_f_at != math.inf:  # the first retransmission: Timer F too
+                self._layer._arm(self, "F", self._timer_f_at)
+                self._timer_f_at = math.inf
             self._send(self.request)
             if self.state is _S.TRYING:
                 self._interval = min(2 * self._interval, self.config.t2)
