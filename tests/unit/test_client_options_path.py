@@ -25,6 +25,7 @@ from sipx._core.headers import Headers
 from sipx._core.message import Request, Response, in_conventional_order
 from sipx._core.timers import TimerConfig
 from sipx._core.transaction import (
+    TIMER_K_SLACK,
     NonInviteClientTransaction,
     Send,
     TransactionLayer,
@@ -265,3 +266,54 @@ async def test_an_unanswered_options_still_times_out_after_timer_f(
         assert deaf is not None
     sent = [e for e in network.log if e.data.startswith(b"OPTIONS ")]
     assert len(sent) == 11  # the first and ten retransmissions (0.5 ... 31.5 s)
+
+
+# -- Timer K records ----------------------------------------------------------------------------
+def test_the_first_timer_k_record_is_told_late_by_the_slack_and_ends_exactly_when_due() -> None:
+    layer = TransactionLayer()
+    requests = [options(f"k{n}") for n in range(3)]
+    for n, request in enumerate(requests):
+        layer.send_request(request, n * 0.001, reliable=False)
+        layer.receive_response(make_response(request, 200), n * 0.001)
+    layer.handle_timers(0.6)  # the Timer E entries, stale
+    assert layer.next_deadline() == pytest.approx(5.0)
+    assert layer.next_deadline(TIMER_K_SLACK) == pytest.approx(5.0 + TIMER_K_SLACK)
+    layer.handle_timers(5.001)  # the first two are due, not the third
+    assert len(layer) == 1
+    assert layer.receive_response(make_response(requests[2], 200), 5.001) is None
+    assert [type(e).__name__ for e in layer.pop_events()][-1] != "StrayResponse"
+    layer.receive_response(make_response(requests[0], 200), 5.001)
+    assert [type(e).__name__ for e in layer.pop_events()] == ["StrayResponse"]
+
+
+async def test_timer_k_records_due_close_together_end_in_one_wake_of_the_timer_loop(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records due within TIMER_K_SLACK of the first end with it: under load the timer
+    loop woke about once per request to end one record."""
+    wakes: list[float] = []
+    handle_timers = TransactionLayer.handle_timers
+
+    def counting(layer: TransactionLayer, now: float) -> None:
+        wakes.append(now)
+        handle_timers(layer, now)
+
+    network = MemoryNetwork()
+    async with (
+        ScriptedUAS(network, UAS) as uas,
+        sipx.AsyncClient("127.0.0.1", 5060, network=network) as client,
+    ):
+        layer = client._engine.layer
+        for _ in range(20):
+            assert (await client.options(uas.uri)).status_code == 200
+            await trio.sleep(0.0005)  # the records are due 0.5 ms apart (and more)
+        first_done = trio.current_time()
+        assert len(layer) == 20
+        monkeypatch.setattr(TransactionLayer, "handle_timers", counting)
+        await trio.sleep(4.0)
+        assert len(layer) == 20  # no Timer K before its time
+        wakes.clear()  # (the stale Timer E entries woke it)
+        await trio.sleep(1.5 + TIMER_K_SLACK)
+        assert len(layer) == 0  # all ended, none later than the slack
+        assert 1 <= len(wakes) <= 3
+        assert first_done + 5.0 - 0.03 <= wakes[0]
