@@ -361,7 +361,8 @@ class Transaction:
         destination: object,
         state: TransactionState,
     ) -> None:
-        # ServerTransaction.__init__ repeats these lines inline (keep the two alike).
+        # ServerTransaction.__init__ and ClientTransaction.__init__ repeat these lines
+        # inline (keep the three alike).
         self._layer = layer
         self._key = key
         self._timers: dict[str, int] = {}
@@ -453,9 +454,18 @@ class ClientTransaction(Transaction):
         destination: object,
         state: TransactionState,
     ) -> None:
-        super().__init__(
-            layer, request, branch, key, reliable=reliable, destination=destination, state=state
-        )
+        # Transaction.__init__'s work, inline: one of these is made for every request sent.
+        self._layer = layer
+        self._key = key
+        self._timers = {}
+        self._interval = 0.0
+        self._request = request
+        self.branch = branch
+        self.method = request.method
+        self.reliable = reliable
+        self.destination = destination
+        self.state = state
+        self.last_response = None
         self.ack: Request | None = None
 
     def _start(self, now: float) -> None:
@@ -530,32 +540,36 @@ class NonInviteClientTransaction(ClientTransaction):
     __slots__ = ("_timer_f_at",)
 
     def _start(self, now: float) -> None:
-        config = self.config
-        self._send(self.request)
+        layer = self._layer
+        config = layer.config
+        request = self._request
+        assert request is not None  # released only on leaving Trying
+        layer._events.append(Send(self, request))
         if self.reliable:
             self._timer_f_at = math.inf  # armed now
-            self._arm("F", config.timer_f, now)
+            layer._arm(self, "F", now + config.timer_f)
         else:
             self._timer_f_at = now + config.timer_f  # armed when Timer E first fires
             self._interval = config.timer_e
-            self._arm("E", self._interval, now)
+            layer._arm(self, "E", now + self._interval)
 
     def _on_response(self, response: Response, now: float) -> None:
-        if self.state not in (_S.TRYING, _S.PROCEEDING):
+        state = self.state
+        if state is not _S.TRYING and state is not _S.PROCEEDING:
             return  # Completed absorbs retransmitted finals
         self.last_response = response
+        layer = self._layer
         if response.status_code < 200:
             self.state = _S.PROCEEDING
-            self._to_tu(response)
+            layer._events.append(ResponseReceived(self, response))
+            return
+        self.state = _S.COMPLETED
+        layer._events.append(ResponseReceived(self, response))
+        wait = layer.config.timer_k(self.reliable)
+        if wait > 0:
+            layer._record_client(self, now + wait)  # either drops Timers E and F
         else:
-            self._disarm("E", "F")
-            self.state = _S.COMPLETED
-            self._to_tu(response)
-            wait = self.config.timer_k(self.reliable)
-            if wait > 0:
-                self._layer._record_client(self, now + wait)
-            else:
-                self._layer._terminate(self)
+            layer._terminate(self)
 
     def _fire(self, timer: str, now: float) -> None:
         if timer == "E" and self.state in (_S.TRYING, _S.PROCEEDING):
