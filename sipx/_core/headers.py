@@ -532,11 +532,12 @@ _BEFORE_CONTACT = frozenset(
 
 
 def _place_of_contact(entries: list[tuple[str, str, str]]) -> int:
-    """Where a Contact goes among ``entries`` kept in ``to_bytes()`` order."""
-    for position, entry in enumerate(entries):
-        if entry[0] not in _BEFORE_CONTACT:
-            return position
-    return len(entries)
+    """Where a Contact goes among ``entries`` kept in ``to_bytes()`` order: after the last
+    field written before it (looked for from the end: few fields come after a Contact)."""
+    position = len(entries)
+    while position and entries[position - 1][0] not in _BEFORE_CONTACT:
+        position -= 1
+    return position
 
 
 def headers_from_lines(
