@@ -439,9 +439,16 @@ class ClientTransaction(Transaction):
     """A client transaction (17.1): created by :meth:`TransactionLayer.send_request`.
 
     ``ack`` is the ACK an INVITE transaction built for a 300-699 response (else None).
+
+    Over an unreliable transport the timer that ends an unanswered transaction (B, F) is
+    put on the layer's timer heap when the retransmission timer (A, E) first fires, at the
+    deadline it had from the start (kept meanwhile in ``_timeout_at``): most transactions
+    are answered within T1 and so put one entry on the heap, not two. It fires when, and
+    in the order, it would have from the start (a retransmission timer re-armed later
+    never goes first on a tie, as before).
     """
 
-    __slots__ = ("ack",)
+    __slots__ = ("_timeout_at", "ack")
 
     def __init__(
         self,
@@ -466,6 +473,7 @@ class ClientTransaction(Transaction):
         self.destination = destination
         self.state = state
         self.last_response = None
+        self._timeout_at = math.inf  # Timer B or F, until it is on the heap
         self.ack: Request | None = None
 
     def _start(self, now: float) -> None:
@@ -477,6 +485,12 @@ class ClientTransaction(Transaction):
     def _to_tu(self, response: Response) -> None:
         self._layer._events.append(ResponseReceived(self, response))
 
+    def _arm_timeout(self, timer: str) -> None:
+        """Put Timer B or F (``timer``) on the heap at its deadline, if it is not yet."""
+        if self._timeout_at != math.inf:
+            self._layer._arm(self, timer, self._timeout_at)
+            self._timeout_at = math.inf
+
 
 class InviteClientTransaction(ClientTransaction):
     """Figure 5 with RFC 6026: Calling, Proceeding, Completed, Accepted, Terminated."""
@@ -487,10 +501,12 @@ class InviteClientTransaction(ClientTransaction):
     def _start(self, now: float) -> None:
         config = self.config
         self._send(self.request)
-        if not self.reliable:
+        if self.reliable:
+            self._arm("B", config.timer_b, now)
+        else:
+            self._timeout_at = now + config.timer_b  # on the heap when Timer A first fires
             self._interval = config.timer_a
             self._arm("A", self._interval, now)
-        self._arm("B", config.timer_b, now)
 
     def _on_response(self, response: Response, now: float) -> None:
         code = response.status_code
@@ -519,6 +535,7 @@ class InviteClientTransaction(ClientTransaction):
 
     def _fire(self, timer: str, now: float) -> None:
         if timer == "A" and self.state is _S.CALLING:
+            self._arm_timeout("B")
             self._send(self.request)
             self._interval *= 2
             self._arm("A", self._interval, now)
@@ -529,15 +546,9 @@ class InviteClientTransaction(ClientTransaction):
 
 
 class NonInviteClientTransaction(ClientTransaction):
-    """Figure 6: Trying, Proceeding, Completed, Terminated.
+    """Figure 6: Trying, Proceeding, Completed, Terminated."""
 
-    Over an unreliable transport Timer F is armed when Timer E first fires, at the
-    deadline it had from the start (kept meanwhile in a float): most transactions end
-    within T1 and so put one entry on the layer's timer heap, not two. Timer F fires when
-    and in the order it would have from the start (an E re-armed later never goes first
-    on a tie, as before)."""
-
-    __slots__ = ("_timer_f_at",)
+    __slots__ = ()
 
     def _start(self, now: float) -> None:
         layer = self._layer
@@ -546,10 +557,9 @@ class NonInviteClientTransaction(ClientTransaction):
         assert request is not None  # released only on leaving Trying
         layer._events.append(Send(self, request))
         if self.reliable:
-            self._timer_f_at = math.inf  # armed now
             layer._arm(self, "F", now + config.timer_f)
         else:
-            self._timer_f_at = now + config.timer_f  # armed when Timer E first fires
+            self._timeout_at = now + config.timer_f  # on the heap when Timer E first fires
             self._interval = config.timer_e
             layer._arm(self, "E", now + self._interval)
 
@@ -573,9 +583,7 @@ class NonInviteClientTransaction(ClientTransaction):
 
     def _fire(self, timer: str, now: float) -> None:
         if timer == "E" and self.state in (_S.TRYING, _S.PROCEEDING):
-            if self._timer_f_at != math.inf:  # the first retransmission: Timer F too
-                self._layer._arm(self, "F", self._timer_f_at)
-                self._timer_f_at = math.inf
+            self._arm_timeout("F")
             self._send(self.request)
             if self.state is _S.TRYING:
                 self._interval = min(2 * self._interval, self.config.t2)

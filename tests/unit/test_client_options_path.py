@@ -5,8 +5,9 @@
 * Requests made from a template share its parsed Request-URI (no parse per request) and
   come with their fields in the order ``to_bytes()`` writes, which
   :meth:`Headers.prepend_via` keeps (the Contact at its rank): nothing is sorted.
-* A non-INVITE client transaction over UDP puts one entry on the layer's timer heap
-  (Timer E); Timer F joins it when Timer E first fires, and fires when it always did.
+* A client transaction over UDP puts one entry on the layer's timer heap (Timer E, or A
+  for an INVITE); Timer F (B) joins it when E (A) first fires, and fires when it always did.
+* Timer K records due close together end in one wake of the engine's timer loop.
 """
 
 from __future__ import annotations
@@ -266,6 +267,32 @@ async def test_an_unanswered_options_still_times_out_after_timer_f(
         assert deaf is not None
     sent = [e for e in network.log if e.data.startswith(b"OPTIONS ")]
     assert len(sent) == 11  # the first and ten retransmissions (0.5 ... 31.5 s)
+
+
+def invite(branch: str) -> Request:
+    request = options(branch)
+    request.method = "INVITE"
+    request.headers["CSeq"] = "1 INVITE"
+    return request
+
+
+def test_an_invite_answered_within_t1_has_one_timer_entry_and_timer_b_fires_as_before() -> None:
+    layer = TransactionLayer()
+    answered = invite("answered")
+    transaction = layer.send_request(answered, 0.0, reliable=False)
+    assert heap_entries(transaction) == 1  # Timer A only
+    layer.receive_response(make_response(answered, 100), 0.1)
+    layer.handle_timers(0.5)
+    assert heap_entries(transaction) == 0  # a provisional response stops A (and B)
+    layer = TransactionLayer()
+    layer.send_request(invite("lost"), 0.0, reliable=False)
+    seen = run_until(layer, 1000.0)
+    sends = [at for at, kind in seen if kind == Send.__name__]
+    assert sends == [0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]  # Timer A doubles, no cap
+    assert [at for at, kind in seen if kind == TransactionTimeout.__name__] == [32.0]
+    layer = TransactionLayer()
+    reliable = layer.send_request(invite("tcp"), 0.0, reliable=True)
+    assert heap_entries(reliable) == 1 and layer.next_deadline() == 32.0  # Timer B
 
 
 # -- Timer K records ----------------------------------------------------------------------------
