@@ -836,10 +836,13 @@ class AsyncClient(Lifetime):
         from_uri: str | None = None,
         to_uri: str | None = None,
     ) -> Request:
-        _validate.uri("uri", uri)
-        _validate.uri("from_uri", from_uri, optional=True)
-        _validate.uri("to_uri", to_uri, optional=True)
-        _validate.body("body", body)
+        if not isinstance(uri, str):
+            _validate.uri("uri", uri)
+        if from_uri is not None or to_uri is not None:  # (the usual request gives neither)
+            _validate.uri("from_uri", from_uri, optional=True)
+            _validate.uri("to_uri", to_uri, optional=True)
+        if body is not None:
+            _validate.body("body", body)
         if isinstance(uri, str):
             key = (method, uri, from_uri, to_uri, self.user_agent, self._next_hop.default_user)
             template = self._templates.get(key)

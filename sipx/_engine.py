@@ -39,6 +39,7 @@ from ._core.received import stamp_received
 from ._core.retransmit import AckTimeout, Retransmit, TwoXXRetransmitter
 from ._core.timers import TimerConfig
 from ._core.transaction import (
+    TIMER_K_SLACK,
     TRYING_DELAY,
     AckReceived,
     ClientTransaction,
@@ -614,7 +615,7 @@ class Engine:
 
     # -- timers --------------------------------------------------------------------------------
     def _next_deadline(self) -> float:
-        layer = self.layer.next_deadline()
+        layer = self.layer.next_deadline(TIMER_K_SLACK)  # Timer K records: a few at once
         resend = self.retransmitter.next_deadline()
         if layer is None:
             return math.inf if resend is None else resend

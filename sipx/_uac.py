@@ -323,9 +323,9 @@ class UserAgentClient:
         self.engine.require_transport()
         if "Via" not in request.headers:
             self.next_hop.stamp(request, destination)
-        transport = self.engine.require_transport(request.top_via.transport)
         context = None  # what the event hooks are told, when there are hooks
         if self.events is not None:
+            transport = self.engine.require_transport(request.top_via.transport)
             context = RequestContext(
                 request,
                 client=self._context_client,

@@ -453,7 +453,9 @@ class Headers(MutableMapping[str, str]):
     def prepend_via(self, via: str, contact: str | None = None) -> None:
         """A new top Via and, if given, a Contact appended (ValueError if there is one):
         what :meth:`prepend` and assignment do, but the index and first values are updated
-        in place rather than dropped (the typed views are dropped)."""
+        in place rather than dropped (the typed views are dropped). Fields in the order
+        ``to_bytes()`` writes (``in_order``) stay so: the Contact goes where that order puts
+        it, before the first field ranked after it, instead of last."""
         index = self.lookup()
         if contact is not None and "contact" in index:
             raise ValueError("the headers already have a Contact")
@@ -462,17 +464,19 @@ class Headers(MutableMapping[str, str]):
         via = _clean_value(via)
         entries.insert(0, ("via", "Via", via))
         index["via"] = (via, *index.get("via", ()))
+        first = self.first = first if isinstance(first, dict) else dict(first)
+        first["via"] = via
         if contact is not None:
             contact = _clean_value(contact)
-            entries.append(("contact", "Contact", contact))
+            field = ("contact", "Contact", contact)
+            if self.in_order:
+                entries.insert(_place_of_contact(entries), field)
+            else:
+                entries.append(field)
             index["contact"] = (contact,)
+            first["contact"] = contact
         self._lines = None
         self.more = None
-        if contact is not None:
-            self.in_order = False  # a Contact after the rest
-        self.first = (
-            {**first, "via": via} if contact is None else {**first, "via": via, "contact": contact}
-        )
         if self.typed:
             self.typed.clear()
 
@@ -519,6 +523,21 @@ class Headers(MutableMapping[str, str]):
 
 
 _new_object = object.__new__
+
+# The keys ``to_bytes()`` writes before a Contact (message.py ranks them lower): a Contact
+# added to fields in that order goes before the first field not among them.
+_BEFORE_CONTACT = frozenset(
+    ("via", "max-forwards", "route", "record-route", "from", "to", "call-id", "cseq")
+)
+
+
+def _place_of_contact(entries: list[tuple[str, str, str]]) -> int:
+    """Where a Contact goes among ``entries`` kept in ``to_bytes()`` order: after the last
+    field written before it (looked for from the end: few fields come after a Contact)."""
+    position = len(entries)
+    while position and entries[position - 1][0] not in _BEFORE_CONTACT:
+        position -= 1
+    return position
 
 
 def headers_from_lines(

@@ -7,7 +7,10 @@ and To builds the same header fields every time but for the From tag and the Cal
 with stand-in values for the tag and the Call-ID, so that a request made from it has the
 very fields, in the same order, that the builder gives for the same inputs; making one is
 a copy of the field list with two values filled in (no URI or name-addr parsing, no header
-name or value checks: the builder checked them once).
+name or value checks: the builder checked them once). The requests share the template's
+parsed Request-URI (a :class:`URI` is immutable), and their fields come marked as being in
+the order ``to_bytes()`` writes them (the builder's order is that order), so neither the
+Request-URI is parsed nor the fields sorted again for each request.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Hashable
 from .builder import build_request
 from .header_types import NameAddr
 from .headers import Headers
-from .message import Request
+from .message import Request, in_conventional_order
 from .uri import URI
 
 # Stand-ins written where the tag and the Call-ID go; both are tokens, written as they are.
@@ -35,7 +38,9 @@ class RequestTemplate:
         "_from_at",
         "_from_head",
         "_from_tail",
+        "_in_order",
         "_index",
+        "_uri",
         "method",
         "uri",
     )
@@ -62,8 +67,10 @@ class RequestTemplate:
             user_agent=user_agent,
         )
         self.method = sample.method
+        self._uri = sample.uri
         self.uri = str(sample.uri)
         fields = sample.headers.entries
+        self._in_order = in_conventional_order(fields)
         self._fields = tuple(fields)
         self._index = dict(sample.headers.lookup())
         self._first = dict(sample.headers.first_values())
@@ -91,9 +98,9 @@ class RequestTemplate:
         index[key] = (call_id,)
         first = self._first.copy()
         first["from"], first["call-id"] = value, call_id
-        headers = Headers.from_parsed(fields, index)
+        headers = Headers.from_parsed(fields, index, in_order=self._in_order)
         headers.first = first
-        return Request(self.method, self.uri, headers)
+        return Request(self.method, self._uri, headers)
 
 
 class RequestTemplates:

@@ -361,7 +361,8 @@ class Transaction:
         destination: object,
         state: TransactionState,
     ) -> None:
-        # ServerTransaction.__init__ repeats these lines inline (keep the two alike).
+        # ServerTransaction.__init__ and ClientTransaction.__init__ repeat these lines
+        # inline (keep the three alike).
         self._layer = layer
         self._key = key
         self._timers: dict[str, int] = {}
@@ -438,9 +439,16 @@ class ClientTransaction(Transaction):
     """A client transaction (17.1): created by :meth:`TransactionLayer.send_request`.
 
     ``ack`` is the ACK an INVITE transaction built for a 300-699 response (else None).
+
+    Over an unreliable transport the timer that ends an unanswered transaction (B, F) is
+    put on the layer's timer heap when the retransmission timer (A, E) first fires, at the
+    deadline it had from the start (kept meanwhile in ``_timeout_at``): most transactions
+    are answered within T1 and so put one entry on the heap, not two. It fires when, and
+    in the order, it would have from the start (a retransmission timer re-armed later
+    never goes first on a tie, as before).
     """
 
-    __slots__ = ("ack",)
+    __slots__ = ("_timeout_at", "ack")
 
     def __init__(
         self,
@@ -453,9 +461,19 @@ class ClientTransaction(Transaction):
         destination: object,
         state: TransactionState,
     ) -> None:
-        super().__init__(
-            layer, request, branch, key, reliable=reliable, destination=destination, state=state
-        )
+        # Transaction.__init__'s work, inline: one of these is made for every request sent.
+        self._layer = layer
+        self._key = key
+        self._timers = {}
+        self._interval = 0.0
+        self._request = request
+        self.branch = branch
+        self.method = request.method
+        self.reliable = reliable
+        self.destination = destination
+        self.state = state
+        self.last_response = None
+        self._timeout_at = math.inf  # Timer B or F, until it is on the heap
         self.ack: Request | None = None
 
     def _start(self, now: float) -> None:
@@ -467,6 +485,12 @@ class ClientTransaction(Transaction):
     def _to_tu(self, response: Response) -> None:
         self._layer._events.append(ResponseReceived(self, response))
 
+    def _arm_timeout(self, timer: str) -> None:
+        """Put Timer B or F (``timer``) on the heap at its deadline, if it is not yet."""
+        if self._timeout_at != math.inf:
+            self._layer._arm(self, timer, self._timeout_at)
+            self._timeout_at = math.inf
+
 
 class InviteClientTransaction(ClientTransaction):
     """Figure 5 with RFC 6026: Calling, Proceeding, Completed, Accepted, Terminated."""
@@ -477,10 +501,12 @@ class InviteClientTransaction(ClientTransaction):
     def _start(self, now: float) -> None:
         config = self.config
         self._send(self.request)
-        if not self.reliable:
+        if self.reliable:
+            self._arm("B", config.timer_b, now)
+        else:
+            self._timeout_at = now + config.timer_b  # on the heap when Timer A first fires
             self._interval = config.timer_a
             self._arm("A", self._interval, now)
-        self._arm("B", config.timer_b, now)
 
     def _on_response(self, response: Response, now: float) -> None:
         code = response.status_code
@@ -509,6 +535,7 @@ class InviteClientTransaction(ClientTransaction):
 
     def _fire(self, timer: str, now: float) -> None:
         if timer == "A" and self.state is _S.CALLING:
+            self._arm_timeout("B")
             self._send(self.request)
             self._interval *= 2
             self._arm("A", self._interval, now)
@@ -524,32 +551,39 @@ class NonInviteClientTransaction(ClientTransaction):
     __slots__ = ()
 
     def _start(self, now: float) -> None:
-        config = self.config
-        self._send(self.request)
-        if not self.reliable:
+        layer = self._layer
+        config = layer.config
+        request = self._request
+        assert request is not None  # released only on leaving Trying
+        layer._events.append(Send(self, request))
+        if self.reliable:
+            layer._arm(self, "F", now + config.timer_f)
+        else:
+            self._timeout_at = now + config.timer_f  # on the heap when Timer E first fires
             self._interval = config.timer_e
-            self._arm("E", self._interval, now)
-        self._arm("F", config.timer_f, now)
+            layer._arm(self, "E", now + self._interval)
 
     def _on_response(self, response: Response, now: float) -> None:
-        if self.state not in (_S.TRYING, _S.PROCEEDING):
+        state = self.state
+        if state is not _S.TRYING and state is not _S.PROCEEDING:
             return  # Completed absorbs retransmitted finals
         self.last_response = response
+        layer = self._layer
         if response.status_code < 200:
             self.state = _S.PROCEEDING
-            self._to_tu(response)
+            layer._events.append(ResponseReceived(self, response))
+            return
+        self.state = _S.COMPLETED
+        layer._events.append(ResponseReceived(self, response))
+        wait = layer.config.timer_k(self.reliable)
+        if wait > 0:
+            layer._record_client(self, now + wait)  # either drops Timers E and F
         else:
-            self._disarm("E", "F")
-            self.state = _S.COMPLETED
-            self._to_tu(response)
-            wait = self.config.timer_k(self.reliable)
-            if wait > 0:
-                self._layer._record_client(self, now + wait)
-            else:
-                self._layer._terminate(self)
+            layer._terminate(self)
 
     def _fire(self, timer: str, now: float) -> None:
         if timer == "E" and self.state in (_S.TRYING, _S.PROCEEDING):
+            self._arm_timeout("F")
             self._send(self.request)
             if self.state is _S.TRYING:
                 self._interval = min(2 * self._interval, self.config.t2)
@@ -786,6 +820,12 @@ are)."""
 TRYING_DELAY = 0.2
 """RFC 3261 17.2.1: a server transaction may leave out the 100 Trying of an INVITE when it
 knows that the TU answers within 200 ms; the engine sends it when that time has passed."""
+
+TIMER_K_SLACK = 0.01
+"""How late the engine lets the Timer K records of completed non-INVITE client transactions
+expire (seconds): it wakes for the first one due and ends those due within this span with
+it, rather than once for each (under load they come due one every few microseconds; a
+record only absorbs retransmitted final responses, which the TU would drop)."""
 
 MERGE_RECORDS = 8192
 """Default bound of the record of recent requests used to spot merged requests."""
@@ -1138,15 +1178,19 @@ class TransactionLayer:
         if transaction._layer is self:
             self._terminate(transaction)
 
-    def next_deadline(self) -> float | None:
-        """When the earliest armed timer fires, or None when none is armed."""
+    def next_deadline(self, timer_k_slack: float = 0.0) -> float | None:
+        """When the earliest armed timer fires, or None when none is armed.
+
+        ``timer_k_slack``: the first Timer K record is told that much later (see
+        :data:`TIMER_K_SLACK`), so that a driver sleeping until then ends every record
+        due within that span at once; :meth:`handle_timers` ends exactly those due."""
         heap = self._heap
         first = self._record_deadlines[0][5] if self._record_deadlines else None
         if self._accepted_deadlines:
             accepted = self._accepted_deadlines[0][5]
             first = accepted if first is None or accepted < first else first
         if self._client_deadlines:
-            client = self._client_deadlines[0]
+            client = self._client_deadlines[0] + timer_k_slack
             first = client if first is None or client < first else first
         while heap:
             _, sequence, timer, transaction = heap[0]
@@ -1346,6 +1390,7 @@ class TransactionLayer:
 __all__ = [
     "MAGIC_COOKIE",
     "MERGE_RECORDS",
+    "TIMER_K_SLACK",
     "TRYING_DELAY",
     "AckReceived",
     "ClientTransaction",

@@ -11,7 +11,9 @@ raises ``Cancelled`` and whatever was queued stays for a later read.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable
 
+import outcome
 import trio
 
 from .._core.message import Response
@@ -24,38 +26,47 @@ class ResponseWaiter:
 
     The oldest item waits in a slot of its own and any later ones in a deque made for
     them (most transactions bring one final response and nothing else); the waiter is its
-    own abort function while its reader waits (no bound method made per wait)."""
+    own abort function while its reader waits (no bound method made per wait).
+
+    A reader waits only when nothing is queued, and an item sent while it waits is handed
+    to it as the value its wait returns (``reschedule`` with that outcome; trio makes one
+    per wake-up anyway): the read is trio's own wait, with no coroutine of the waiter's
+    around it."""
 
     __slots__ = ("_first", "_more", "_task")
 
     def __init__(self) -> None:
         self._first: _Item | None = None  # None only when nothing is queued
         self._more: deque[_Item] | None = None  # the items after the first, in order
-        self._task: trio.lowlevel.Task | None = None
+        self._task: trio.lowlevel.Task | None = None  # the reader, waiting (nothing queued)
 
     def send_nowait(self, item: _Item) -> None:
-        """Queue ``item`` and wake the reader if it is waiting (never blocks)."""
-        if self._first is None:
+        """Hand ``item`` to the reader if it waits, else queue it (never blocks)."""
+        task = self._task
+        if task is not None:
+            self._task = None
+            trio.lowlevel.reschedule(task, outcome.Value(item))
+        elif self._first is None:
             self._first = item
         elif self._more is None:
             self._more = deque((item,))
         else:
             self._more.append(item)
-        task = self._task
-        if task is not None:
-            self._task = None
-            trio.lowlevel.reschedule(task)
 
     def __aiter__(self) -> ResponseWaiter:
         return self
 
-    async def __anext__(self) -> _Item:
+    def __anext__(self) -> Awaitable[_Item]:
         """The next item, waiting for it (a checkpoint either way)."""
-        if self._first is not None:
-            await trio.lowlevel.checkpoint()
-        else:
+        if self._first is None:
             self._task = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(self)
+            wait: Awaitable[_Item] = trio.lowlevel.wait_task_rescheduled(self)
+            return wait
+        return self._queued()
+
+    async def _queued(self) -> _Item:
+        """The oldest item queued, after a checkpoint (items may queue meanwhile)."""
+        await trio.lowlevel.checkpoint()
         item = self._first
         assert item is not None
         more = self._more

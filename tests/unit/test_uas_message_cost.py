@@ -152,12 +152,16 @@ def test_headers_lose_in_order_on_any_change_but_a_new_top_via() -> None:
         lambda h: h.__delitem__("From"),
         lambda h: h.prepend("Route", "<sip:r>"),
         lambda h: h.remove_first("Via"),
-        lambda h: h.prepend_via("SIP/2.0/UDP c", "<sip:c>"),
     ):
         headers = Headers.from_parsed(list(fields), in_order=True)
         change(headers)
         assert not headers.in_order
     assert not Headers(headers).in_order and not Headers().in_order
+    # A new top Via with a Contact keeps the order too: the Contact goes at its rank.
+    headers = Headers.from_parsed([*fields, ("user-agent", "User-Agent", "u")], in_order=True)
+    headers.prepend_via("SIP/2.0/UDP c", "<sip:c>")
+    assert headers.in_order
+    assert [key for key, _, _ in headers.entries] == ["via", "via", "from", "contact", "user-agent"]
 
 
 def test_pop_events_hands_over_a_list_of_its_own() -> None:
