@@ -229,7 +229,8 @@ class URI:
             parsed = URI.parse(object.__getattribute__(self, "_text"))
             for slot in _PACKED:
                 object.__setattr__(self, slot, object.__getattribute__(parsed, slot))
-            return object.__getattribute__(self, name)
+            # From the parse, not from self: another thread may pack it again meanwhile.
+            return object.__getattribute__(parsed, name)
 
     # -- serialising ---------------------------------------------------------------------
     def __str__(self) -> str:
