@@ -559,8 +559,11 @@ class Engine:
     def _send_event(self, event: Send) -> None:
         destination = event.transaction.destination
         assert isinstance(destination, tuple)
+        data = event.data  # event.to_bytes(), inline: a final response has its bytes
+        if data is None:
+            data = event.message.to_bytes()
         try:
-            self._send_over(self.transport_of(event.transaction), event.to_bytes(), destination)
+            self._send_over(self.transport_of(event.transaction), data, destination)
         except (TransportError, OSError) as exc:
             # RFC 3261 17.1.4 / 17.2.4: the transaction hears of it; the client goes on.
             self._transport_errors[destination] = str(exc)

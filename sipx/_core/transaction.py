@@ -72,7 +72,7 @@ from typing import ClassVar, TypeAlias
 
 from .._errors import ParseError
 from .header_types import Via
-from .headers import Headers, split_list
+from .headers import STALE, Headers, split_list
 from .message import (
     REASON_PHRASES,
     SIP_VERSION,
@@ -136,7 +136,9 @@ def make_response(
     # Timestamp) are read from the first values; only Vias given more than once need the
     # index (a section still as parsed says so without building it).
     headers = request.headers
-    first = headers.first_values()
+    first = headers.first
+    if first is STALE:
+        first = headers.first_values()
     fields: list[tuple[str, str, str]]
     via = first.get("via")
     if via is None:
@@ -151,8 +153,10 @@ def make_response(
         value = first.get(key)
         if value is None:
             continue
-        if key == "to" and to_tag is not None and request.to.tag is None:
-            value = f"{value};tag={to_tag}"
+        if key == "to" and to_tag is not None:
+            to = headers.typed.get("to")  # parsed already on the receive path
+            if (request.to if to is None else to).tag is None:
+                value = f"{value};tag={to_tag}"
         fields.append((key, name, value))
     in_order = True  # Via, From, To, Call-ID, CSeq: to_bytes() needs no sort
     if status_code == 100:
@@ -732,8 +736,11 @@ class NonInviteServerTransaction(ServerTransaction):
             self._layer._events.append(RequestReceived(self, self.request))
 
     def respond(self, response: Response, now: float) -> bool:
-        code = self._check(response)
-        if self.state not in (_S.TRYING, _S.PROCEEDING):
+        code = response.status_code  # self._check(response), inline
+        if not 100 <= code <= 699:
+            raise ValueError(f"status code {code} is not in 100-699")
+        state = self.state
+        if state is not _S.TRYING and state is not _S.PROCEEDING:
             return False
         self.last_response = response
         if code < 200:
@@ -741,11 +748,12 @@ class NonInviteServerTransaction(ServerTransaction):
             self._send(response)
             return True
         self.state = _S.COMPLETED
-        wait = self.config.timer_j(self.reliable)
+        layer = self._layer
+        wait = layer.config.timer_j(self.reliable)
         if wait > 0:
             data = response.to_bytes()
-            self._layer._events.append(Send(self, response, data))
-            self._layer._record(self, data, now + wait)
+            layer._events.append(Send(self, response, data))
+            layer._record(self, data, now + wait)
         else:
             self._send(response)
             self._layer._terminate(self)
@@ -764,6 +772,7 @@ def _is_legacy(request: Request) -> bool:
 
 
 def _sent_by(via: Via) -> tuple[str, int]:
+    # TransactionLayer.receive_request has this inline: keep the two alike.
     port = via.port
     if port is None:
         port = 5061 if via.transport == "TLS" else 5060
@@ -801,10 +810,20 @@ def _merge_key(request: Request) -> _MergeKey | None:
     method = request.method
     if method in ("ACK", "CANCEL"):
         return None
+    # The views the receive path parsed already are read from the cache, without the
+    # properties' calls (a received request has them all); any missing one is parsed.
+    typed = request.headers.typed
+    to, from_, cseq = typed.get("to"), typed.get("from"), typed.get("cseq")
     try:
-        if request.to.tag is not None:
+        if to is None:
+            to = request.to
+        if to.params.get("tag") is not None:
             return None
-        return (request.from_.tag, request.call_id, request.cseq.seq, method)
+        if from_ is None:
+            from_ = request.from_
+        if cseq is None:
+            cseq = request.cseq
+        return (from_.params.get("tag"), request.call_id, cseq.seq, method)
     except ParseError:
         return None
 
@@ -998,8 +1017,16 @@ class TransactionLayer:
             self._events.append(AckReceived(request, None))
             return None
         via = request.top_via
-        key = _rfc3261_key(via)  # one read of the branch
-        if key is None:
+        branch = via.params.get("branch")
+        if branch is not None and branch.startswith(MAGIC_COOKIE):
+            # _rfc3261_key(via), inline: the usual request (branch and sent-by, 17.2.3)
+            port = via.port
+            if port is None:
+                port = 5061 if via.transport == "TLS" else 5060
+            host = via.host
+            lowered = host.lower()  # a new string even when nothing changes: keep one
+            key = ("3261", branch, host if lowered == host else lowered, port)
+        else:
             key = _server_key(request, request.to.tag)
         group = self._servers.get(key)
         if group is not None and (transaction := group.get(method)) is not None:
@@ -1021,7 +1048,7 @@ class TransactionLayer:
         transaction = kind(
             self,
             request,
-            via.branch or "",
+            branch or "",
             key,
             reliable=reliable,
             destination=destination,
@@ -1231,9 +1258,11 @@ class TransactionLayer:
             deadline,
             key,
         )
-        self._records[key] = (*self._records_at(key), record) if key in self._records else record
+        records = self._records
+        records[key] = (*self._records_at(key), record) if key in records else record
         deadlines.append(record)
-        self._armed(deadline)
+        if deadline < self._soonest_armed:  # self._armed(deadline), inline
+            self._soonest_armed = deadline
 
     def _records_at(self, key: tuple[object, ...]) -> tuple[_Record, ...]:
         """The records kept under ``key`` (none, one or a few)."""
