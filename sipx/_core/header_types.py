@@ -136,10 +136,7 @@ def render_params(params: dict[str, str | None]) -> str:
     # three parameters a header usually has (no function or list made).
     text = ""
     for name, value in params.items():
-        if value is None:
-            text = f"{text};{name}"
-        else:
-            text = f"{text};{name}={value}"
+        text = f"{text};{name}" if value is None else f"{text};{name}={value}"
     return text
 
 
