@@ -1018,6 +1018,7 @@ class TransactionLayer:
             return None
         via = request.top_via
         branch = via.params.get("branch")
+        key: tuple[object, ...]
         if branch is not None and branch.startswith(MAGIC_COOKIE):
             # _rfc3261_key(via), inline: the usual request (branch and sent-by, 17.2.3)
             port = via.port
