@@ -489,8 +489,9 @@ class Request(Message):
             count = len(self.headers.lookup()[repeated])
             name = _ONCE_NAMES[repeated]
             raise ParseError(f"{name} appears {count} times; it takes one value")
-        if self.cseq.method != self.method:
-            raise ParseError(f"CSeq method {self.cseq.method} does not match {self.method}")
+        method = self.cseq.method
+        if method != self.method:
+            raise ParseError(f"CSeq method {method} does not match {self.method}")
         if "?" in (self._uri_text if self._uri is None else str(self._uri)) and self.uri.headers:
             raise ParseError("a Request-URI must not carry headers (RFC 3261 19.1.1)")
 

@@ -579,12 +579,14 @@ class ServerTransaction(Transaction):
         request: Request,
         branch: str,
         key: tuple[object, ...],
-        *,
         reliable: bool,
         destination: object,
         state: TransactionState,
+        route: str | None = None,
     ) -> None:
-        # Transaction.__init__'s work, inline: one of these is made for every request.
+        # Transaction.__init__'s work, inline: one of these is made for every request
+        # (positional arguments too: receive_request passes them so, a call with keywords
+        # costs a third of the whole construction).
         self._layer = layer
         self._key = key
         self._timers = {}
@@ -598,7 +600,7 @@ class ServerTransaction(Transaction):
         self.last_response = None
         # Its entry in the layer's record of recent requests (8.2.2.2), if it has one.
         self._merge_key: _MergeKey | None = None
-        self.route: str | None = None
+        self.route = route
 
     def respond(self, response: Response, now: float) -> bool:
         """Send a response of the TU through this transaction.
@@ -732,8 +734,8 @@ class NonInviteServerTransaction(ServerTransaction):
     __slots__ = ()
 
     def _start(self, now: float, *, to_tu: bool = True) -> None:
-        if to_tu:
-            self._layer._events.append(RequestReceived(self, self.request))
+        if to_tu:  # (its request is there: it was just made)
+            self._layer._events.append(RequestReceived(self, self._request))  # type: ignore[arg-type]
 
     def respond(self, response: Response, now: float) -> bool:
         code = response.status_code  # self._check(response), inline
@@ -1041,21 +1043,13 @@ class TransactionLayer:
                         self._events.append(Resend(data, record[2], record[3]))
                     # else an Accepted INVITE's: absorbed (the TU resends the 2xx itself)
                     return None
-        if self._full(request):
+        bound = self.max_server_transactions  # self._full(request), called only near the bound
+        if bound is not None and self._server_count >= bound and self._full(request):
             self._refuse(request, destination)
             return None
         kind = InviteServerTransaction if method == "INVITE" else NonInviteServerTransaction
         state = _S.PROCEEDING if method == "INVITE" else _S.TRYING
-        transaction = kind(
-            self,
-            request,
-            branch or "",
-            key,
-            reliable=reliable,
-            destination=destination,
-            state=state,
-        )
-        transaction.route = route
+        transaction = kind(self, request, branch or "", key, reliable, destination, state, route)
         if group is None:
             self._servers[key] = {method: transaction}
         else:
