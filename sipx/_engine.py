@@ -351,7 +351,10 @@ class Engine:
         """Send ``response`` through its server transaction; False if it takes no more."""
         now = self._received_at
         accepted = transaction.respond(response, trio.current_time() if now is None else now)
-        self._pump()
+        if self._pumping:  # served from within the pump (at once): _pump's nested case
+            self._carry_out()
+        else:
+            self._pump()
         return accepted
 
     def retransmit_2xx(

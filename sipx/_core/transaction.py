@@ -164,7 +164,14 @@ def make_response(
         if timestamp is not None:
             fields.append(("timestamp", "Timestamp", timestamp))
     if extra:
-        in_order = in_conventional_order(extra, header_rank(fields[-1][0]) if fields else 0)
+        after = fields[-1][0] if fields else ""
+        known = _extra_in_order
+        if known[0] is extra and known[1] == after:
+            in_order = known[2]  # the same fields as the last time (the 200 to OPTIONS)
+        else:
+            in_order = in_conventional_order(extra, header_rank(after) if fields else 0)
+            if type(extra) is tuple:  # unchangeable: the answer holds while it is the same
+                _remember_extra_order(extra, after, in_order)
         fields.extend(extra)
     return Response.from_wire(
         status_code,
@@ -175,6 +182,18 @@ def make_response(
 
 
 _VIA_KEYS = ("via",)
+
+_extra_in_order: tuple[object, str, bool] = ((), "", True)
+"""The last tuple of ``extra`` fields given to :func:`make_response`, the key of the field
+they follow and whether they were in order after it: the cached capabilities of every 200
+to OPTIONS are checked once (one tuple, replaced whole: safe across threads)."""
+
+
+def _remember_extra_order(
+    extra: tuple[tuple[str, str, str], ...], after: str, in_order: bool
+) -> None:
+    global _extra_in_order
+    _extra_in_order = (extra, after, in_order)
 
 
 _COPIED_TO_RESPONSE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
