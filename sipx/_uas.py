@@ -313,7 +313,8 @@ class UserAgentServer:
     def take_tag(self, request: Request) -> str | None:
         """The To tag of a final answer to a non-INVITE: the request's own, the one a
         provisional answer used (forgotten now), or a new one never kept."""
-        existing = request.to.tag
+        to = request.headers.typed.get("to")  # parsed on receipt: the cached view
+        existing = (request.to if to is None else to).tag
         if existing:
             return existing
         if self._tags:

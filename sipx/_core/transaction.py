@@ -1037,7 +1037,9 @@ class TransactionLayer:
                 return invite
             self._events.append(AckReceived(request, None))
             return None
-        via = request.top_via
+        via = request.headers.typed.get("top_via")  # stamped on receipt: cached
+        if via is None:
+            via = request.top_via
         branch = via.params.get("branch")
         key: tuple[object, ...]
         if branch is not None and branch.startswith(MAGIC_COOKIE):
