@@ -429,8 +429,7 @@ class Engine:
                 self.on_response_seen(message, source)
                 self.layer.receive_response(message, now)
             else:
-                message.check_essentials()
-                message.to, message.from_, message.call_id  # noqa: B018 - parsed now or 400
+                message.check_essentials()  # To, From, Call-ID: parsed now (or 400)
                 stamp_received(message, source)
                 # Its responses go back over ``transport``: the transaction keeps its name.
                 self.layer.receive_request(

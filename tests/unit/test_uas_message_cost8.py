@@ -244,3 +244,22 @@ def test_render_params_writes_each_parameter_in_order(params: dict[str, str | No
     assert render_params(params) == expected
     via = Via("UDP", "h", None, dict(params))
     assert str(via) == f"SIP/2.0/UDP h{expected}"
+
+
+def test_check_essentials_parses_to_from_and_checks_call_id_last() -> None:
+    """check_essentials parses To and From and checks the Call-ID (the receive path read
+    them by three property calls after it): after its own checks, in the same order."""
+    request = _request()
+    request.check_essentials()
+    assert {"to", "from", "cseq"} <= request.headers.typed.keys()
+    assert (request.to.tag, request.from_.tag, request.cseq.seq) == (None, "f1", 1)
+    bad_to = OPTIONS.replace(b"To: sut <sip:uas@127.0.0.1:5060>", b"To: <sip:uas@h")
+    with pytest.raises(sipx.ParseError):
+        _request(bad_to).check_essentials()
+    with pytest.raises(sipx.ParseError, match=r"^CSeq method"):  # its own checks first
+        _request(bad_to.replace(b"1 OPTIONS", b"1 INFO")).check_essentials()
+    with pytest.raises(sipx.ParseError, match=r"^bad Call-ID"):
+        _request(OPTIONS.replace(b"Call-ID: 1-bench", b"Call-ID: 1 bench")).check_essentials()
+    without_from = b"".join(line for line in OPTIONS.splitlines(True) if b"From:" not in line)
+    with pytest.raises(sipx.ParseError, match="no From header"):
+        _request(without_from).check_essentials()
