@@ -41,7 +41,7 @@ from ._call_media import DTMF_INFO_TYPES
 from ._core.builder import attach_body, copy_record_route
 from ._core.dialog import Dialog, DialogState, dialog_id_of
 from ._core.header_types import is_token
-from ._core.headers import Headers, header_key
+from ._core.headers import STALE, Headers, header_key
 from ._core.message import Request, Response
 from ._core.option_tags import RELIABLE_PROVISIONAL, SUPPORTED, unsupported
 from ._core.sdp import SDPBody
@@ -159,10 +159,12 @@ class IncomingRequest:
         already (``(key, name, value)``, as :attr:`Headers.entries <sipx.Headers>` holds
         them): the cached capabilities of a 200 to OPTIONS."""
         request = self.request
-        response = make_response(
-            request, status_code, to_tag=self._uas.take_tag(request), extra=fields
-        )
-        return self._send(response)
+        uas = self._uas
+        response = make_response(request, status_code, to_tag=uas.take_tag(request), extra=fields)
+        if not uas.engine.respond(self.transaction, response):  # self._send(response), inline
+            raise ProtocolError(f"{self.method} was already answered")
+        self.response = response
+        return response
 
     def _send(self, response: Response) -> Response:
         if not self._uas.engine.respond(self.transaction, response):
@@ -311,7 +313,8 @@ class UserAgentServer:
     def take_tag(self, request: Request) -> str | None:
         """The To tag of a final answer to a non-INVITE: the request's own, the one a
         provisional answer used (forgotten now), or a new one never kept."""
-        existing = request.to.tag
+        to = request.headers.typed.get("to")  # parsed on receipt: the cached view
+        existing = (request.to if to is None else to).tag
         if existing:
             return existing
         if self._tags:
@@ -520,7 +523,8 @@ class UserAgentServer:
                 return False
         elif method != "INVITE" and method != "OPTIONS":
             return False
-        if self._bad_extension(incoming):
+        first = request.headers.first  # no Require (the usual request): no call to check it
+        if (first is STALE or "require" in first) and self._bad_extension(incoming):
             return True
         if method == "INVITE":
             self._new_call(incoming)

@@ -132,7 +132,12 @@ def _parse_params_slow(text: str, where: str) -> dict[str, str | None]:
 
 
 def render_params(params: dict[str, str | None]) -> str:
-    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params.items()])
+    # One string grown in a loop: cheaper than a list comprehension joined for the one to
+    # three parameters a header usually has (no function or list made).
+    text = ""
+    for name, value in params.items():
+        text = f"{text};{name}" if value is None else f"{text};{name}={value}"
+    return text
 
 
 def unquote_string(text: str) -> str:

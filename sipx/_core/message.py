@@ -481,18 +481,38 @@ class Request(Message):
     def check_essentials(self) -> None:
         """The checks every request passes before a UAS acts on it, cheaper than
         :meth:`validate`: SIP/2.0, one From, To, Call-ID and CSeq each, the CSeq method
-        matching, no headers in the Request-URI. Raises :class:`~sipx.ParseError`."""
+        matching, no headers in the Request-URI, then To, From and Call-ID readable (their
+        views parsed now, as a UAS reads them next). Raises :class:`~sipx.ParseError`."""
         if self.version != SIP_VERSION:
             raise ParseError(f"unsupported SIP version {self.version[:20]}")
-        repeated = self.headers.repeated(_ONCE_KEYS)
+        headers = self.headers
+        repeated = headers.repeated(_ONCE_KEYS)
         if repeated is not None:
-            count = len(self.headers.lookup()[repeated])
+            count = len(headers.lookup()[repeated])
             name = _ONCE_NAMES[repeated]
             raise ParseError(f"{name} appears {count} times; it takes one value")
-        if self.cseq.method != self.method:
-            raise ParseError(f"CSeq method {self.cseq.method} does not match {self.method}")
+        # The views are parsed as their properties parse them, without the property calls.
+        typed = headers.typed
+        first = headers.first
+        cseq: CSeq | None = typed.get("cseq")
+        if cseq is None:
+            text = first.get("cseq")
+            cseq = typed["cseq"] = parse_cseq(
+                self._required("cseq", "CSeq") if text is None else text
+            )
+        if cseq.method != self.method:
+            raise ParseError(f"CSeq method {cseq.method} does not match {self.method}")
         if "?" in (self._uri_text if self._uri is None else str(self._uri)) and self.uri.headers:
             raise ParseError("a Request-URI must not carry headers (RFC 3261 19.1.1)")
+        if "to" not in typed:
+            text = first.get("to")
+            typed["to"] = parse_name_addr(self._required("to", "To") if text is None else text)
+        if "from" not in typed:
+            text = first.get("from")
+            typed["from"] = parse_name_addr(
+                self._required("from", "From") if text is None else text
+            )
+        self.call_id  # noqa: B018 - checked (not cached: a str)
 
     def validate(self) -> None:
         if self.uri.headers:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .header_types import render_params
 from .message import Request
 
 
@@ -10,17 +11,24 @@ def stamp_received(request: Request, source: tuple[str, int], *, force_rport: bo
     """Add ``received`` when the source differs from the top Via's sent-by, and fill in
     ``rport`` when the sender asked for it (always with ``force_rport``, as proxies often do)."""
     via = request.top_via
+    params = via.params
     changed = False
-    host = via.host[1:-1] if via.host.startswith("[") else via.host
+    host = via.host
+    if host[:1] == "[":
+        host = host[1:-1]
     if host != source[0]:
-        via.params["received"] = source[0]
+        params["received"] = source[0]
         changed = True
-    if force_rport or (via.has_rport and not via.params.get("rport")):
-        via.params["rport"] = str(source[1])
+    if force_rport or ("rport" in params and not params["rport"]):
+        params["rport"] = str(source[1])
         changed = True
     if changed:
         headers = request.headers
-        if headers.replace_single("via", str(via)):  # one Via field of one item, as parsed
+        # str(via), inline: the usual Via with rport is stamped for every request of SIPp
+        port = via.port
+        hostport = via.host if port is None else f"{via.host}:{port}"
+        text = f"{via.protocol}/{via.transport} {hostport}{render_params(params)}"
+        if headers.replace_single("via", text):  # one Via field of one item, as parsed
             headers.typed.pop("via", None)
             headers.typed["top_via"] = via
             return
@@ -28,6 +36,6 @@ def stamp_received(request: Request, source: tuple[str, int], *, force_rport: bo
         # stay valid, so they are kept rather than parsed again by every later reader.
         kept = {slot: value for slot, value in headers.typed.items() if slot != "via"}
         headers.remove_first("Via")
-        headers.prepend("Via", str(via))
+        headers.prepend("Via", text)
         kept["top_via"] = via
         headers.typed.update(kept)

@@ -72,7 +72,7 @@ from typing import ClassVar, TypeAlias
 
 from .._errors import ParseError
 from .header_types import Via
-from .headers import Headers, split_list
+from .headers import STALE, Headers, split_list
 from .message import (
     REASON_PHRASES,
     SIP_VERSION,
@@ -136,7 +136,9 @@ def make_response(
     # Timestamp) are read from the first values; only Vias given more than once need the
     # index (a section still as parsed says so without building it).
     headers = request.headers
-    first = headers.first_values()
+    first = headers.first
+    if first is STALE:
+        first = headers.first_values()
     fields: list[tuple[str, str, str]]
     via = first.get("via")
     if via is None:
@@ -151,8 +153,10 @@ def make_response(
         value = first.get(key)
         if value is None:
             continue
-        if key == "to" and to_tag is not None and request.to.tag is None:
-            value = f"{value};tag={to_tag}"
+        if key == "to" and to_tag is not None:
+            to = headers.typed.get("to")  # parsed already on the receive path
+            if (request.to if to is None else to).tag is None:
+                value = f"{value};tag={to_tag}"
         fields.append((key, name, value))
     in_order = True  # Via, From, To, Call-ID, CSeq: to_bytes() needs no sort
     if status_code == 100:
@@ -160,7 +164,14 @@ def make_response(
         if timestamp is not None:
             fields.append(("timestamp", "Timestamp", timestamp))
     if extra:
-        in_order = in_conventional_order(extra, header_rank(fields[-1][0]) if fields else 0)
+        after = fields[-1][0] if fields else ""
+        known = _extra_in_order
+        if known[0] is extra and known[1] == after:
+            in_order = known[2]  # the same fields as the last time (the 200 to OPTIONS)
+        else:
+            in_order = in_conventional_order(extra, header_rank(after) if fields else 0)
+            if type(extra) is tuple:  # unchangeable: the answer holds while it is the same
+                _remember_extra_order(extra, after, in_order)
         fields.extend(extra)
     return Response.from_wire(
         status_code,
@@ -171,6 +182,18 @@ def make_response(
 
 
 _VIA_KEYS = ("via",)
+
+_extra_in_order: tuple[object, str, bool] = ((), "", True)
+"""The last tuple of ``extra`` fields given to :func:`make_response`, the key of the field
+they follow and whether they were in order after it: the cached capabilities of every 200
+to OPTIONS are checked once (one tuple, replaced whole: safe across threads)."""
+
+
+def _remember_extra_order(
+    extra: tuple[tuple[str, str, str], ...], after: str, in_order: bool
+) -> None:
+    global _extra_in_order
+    _extra_in_order = (extra, after, in_order)
 
 
 _COPIED_TO_RESPONSE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
@@ -609,12 +632,14 @@ class ServerTransaction(Transaction):
         request: Request,
         branch: str,
         key: tuple[object, ...],
-        *,
         reliable: bool,
         destination: object,
         state: TransactionState,
+        route: str | None = None,
     ) -> None:
-        # Transaction.__init__'s work, inline: one of these is made for every request.
+        # Transaction.__init__'s work, inline: one of these is made for every request
+        # (positional arguments too: receive_request passes them so, a call with keywords
+        # costs a third of the whole construction).
         self._layer = layer
         self._key = key
         self._timers = {}
@@ -628,7 +653,7 @@ class ServerTransaction(Transaction):
         self.last_response = None
         # Its entry in the layer's record of recent requests (8.2.2.2), if it has one.
         self._merge_key: _MergeKey | None = None
-        self.route: str | None = None
+        self.route = route
 
     def respond(self, response: Response, now: float) -> bool:
         """Send a response of the TU through this transaction.
@@ -762,12 +787,15 @@ class NonInviteServerTransaction(ServerTransaction):
     __slots__ = ()
 
     def _start(self, now: float, *, to_tu: bool = True) -> None:
-        if to_tu:
-            self._layer._events.append(RequestReceived(self, self.request))
+        if to_tu:  # (its request is there: it was just made)
+            self._layer._events.append(RequestReceived(self, self._request))  # type: ignore[arg-type]
 
     def respond(self, response: Response, now: float) -> bool:
-        code = self._check(response)
-        if self.state not in (_S.TRYING, _S.PROCEEDING):
+        code = response.status_code  # self._check(response), inline
+        if not 100 <= code <= 699:
+            raise ValueError(f"status code {code} is not in 100-699")
+        state = self.state
+        if state is not _S.TRYING and state is not _S.PROCEEDING:
             return False
         self.last_response = response
         if code < 200:
@@ -775,11 +803,12 @@ class NonInviteServerTransaction(ServerTransaction):
             self._send(response)
             return True
         self.state = _S.COMPLETED
-        wait = self.config.timer_j(self.reliable)
+        layer = self._layer
+        wait = layer.config.timer_j(self.reliable)
         if wait > 0:
             data = response.to_bytes()
-            self._layer._events.append(Send(self, response, data))
-            self._layer._record(self, data, now + wait)
+            layer._events.append(Send(self, response, data))
+            layer._record(self, data, now + wait)
         else:
             self._send(response)
             self._layer._terminate(self)
@@ -798,6 +827,7 @@ def _is_legacy(request: Request) -> bool:
 
 
 def _sent_by(via: Via) -> tuple[str, int]:
+    # TransactionLayer.receive_request has this inline: keep the two alike.
     port = via.port
     if port is None:
         port = 5061 if via.transport == "TLS" else 5060
@@ -841,10 +871,20 @@ def _merge_key(request: Request) -> _MergeKey | None:
     method = request.method
     if method in ("ACK", "CANCEL"):
         return None
+    # The views the receive path parsed already are read from the cache, without the
+    # properties' calls (a received request has them all); any missing one is parsed.
+    typed = request.headers.typed
+    to, from_, cseq = typed.get("to"), typed.get("from"), typed.get("cseq")
     try:
-        if request.to.tag is not None:
+        if to is None:
+            to = request.to
+        if to.params.get("tag") is not None:
             return None
-        return (request.from_.tag, request.call_id, request.cseq.seq, method)
+        if from_ is None:
+            from_ = request.from_
+        if cseq is None:
+            cseq = request.cseq
+        return (from_.params.get("tag"), request.call_id, cseq.seq, method)
     except ParseError:
         return None
 
@@ -1037,9 +1077,20 @@ class TransactionLayer:
                 return invite
             self._events.append(AckReceived(request, None))
             return None
-        via = request.top_via
-        key = _rfc3261_key(via)  # one read of the branch
-        if key is None:
+        via = request.headers.typed.get("top_via")  # stamped on receipt: cached
+        if via is None:
+            via = request.top_via
+        branch = via.params.get("branch")
+        key: tuple[object, ...]
+        if branch is not None and branch.startswith(MAGIC_COOKIE):
+            # _rfc3261_key(via), inline: the usual request (branch and sent-by, 17.2.3)
+            port = via.port
+            if port is None:
+                port = 5061 if via.transport == "TLS" else 5060
+            host = via.host
+            lowered = host.lower()  # a new string even when nothing changes: keep one
+            key = ("3261", branch, host if lowered == host else lowered, port)
+        else:
             key = _server_key(request, request.to.tag)
         group = self._servers.get(key)
         if group is not None and (transaction := group.get(method)) is not None:
@@ -1053,21 +1104,13 @@ class TransactionLayer:
                         self._events.append(Resend(data, record[2], record[3]))
                     # else an Accepted INVITE's: absorbed (the TU resends the 2xx itself)
                     return None
-        if self._full(request):
+        bound = self.max_server_transactions  # self._full(request), called only near the bound
+        if bound is not None and self._server_count >= bound and self._full(request):
             self._refuse(request, destination)
             return None
         kind = InviteServerTransaction if method == "INVITE" else NonInviteServerTransaction
         state = _S.PROCEEDING if method == "INVITE" else _S.TRYING
-        transaction = kind(
-            self,
-            request,
-            via.branch or "",
-            key,
-            reliable=reliable,
-            destination=destination,
-            state=state,
-        )
-        transaction.route = route
+        transaction = kind(self, request, branch or "", key, reliable, destination, state, route)
         if group is None:
             self._servers[key] = {method: transaction}
         else:
@@ -1275,9 +1318,11 @@ class TransactionLayer:
             deadline,
             key,
         )
-        self._records[key] = (*self._records_at(key), record) if key in self._records else record
+        records = self._records
+        records[key] = (*self._records_at(key), record) if key in records else record
         deadlines.append(record)
-        self._armed(deadline)
+        if deadline < self._soonest_armed:  # self._armed(deadline), inline
+            self._soonest_armed = deadline
 
     def _records_at(self, key: tuple[object, ...]) -> tuple[_Record, ...]:
         """The records kept under ``key`` (none, one or a few)."""
