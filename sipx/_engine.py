@@ -39,7 +39,7 @@ from ._core.received import stamp_received
 from ._core.retransmit import AckTimeout, Retransmit, TwoXXRetransmitter
 from ._core.timers import TimerConfig
 from ._core.transaction import (
-    TIMER_K_SLACK,
+    RECORD_SLACK,
     TRYING_DELAY,
     AckReceived,
     ClientTransaction,
@@ -634,7 +634,7 @@ class Engine:
 
     # -- timers --------------------------------------------------------------------------------
     def _next_deadline(self) -> float:
-        layer = self.layer.next_deadline(TIMER_K_SLACK)  # Timer K records: a few at once
+        layer = self.layer.next_deadline(RECORD_SLACK)  # records (J, K, L): a few at once
         resend = self.retransmitter.next_deadline()
         if layer is None:
             return math.inf if resend is None else resend

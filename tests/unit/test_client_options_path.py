@@ -26,7 +26,7 @@ from sipx._core.headers import Headers
 from sipx._core.message import Request, Response, in_conventional_order
 from sipx._core.timers import TimerConfig
 from sipx._core.transaction import (
-    TIMER_K_SLACK,
+    RECORD_SLACK,
     NonInviteClientTransaction,
     Send,
     TransactionLayer,
@@ -304,7 +304,7 @@ def test_the_first_timer_k_record_is_told_late_by_the_slack_and_ends_exactly_whe
         layer.receive_response(make_response(request, 200), n * 0.001)
     layer.handle_timers(0.6)  # the Timer E entries, stale
     assert layer.next_deadline() == pytest.approx(5.0)
-    assert layer.next_deadline(TIMER_K_SLACK) == pytest.approx(5.0 + TIMER_K_SLACK)
+    assert layer.next_deadline(RECORD_SLACK) == pytest.approx(5.0 + RECORD_SLACK)
     layer.handle_timers(5.001)  # the first two are due, not the third
     assert len(layer) == 1
     assert layer.receive_response(make_response(requests[2], 200), 5.001) is None
@@ -316,7 +316,7 @@ def test_the_first_timer_k_record_is_told_late_by_the_slack_and_ends_exactly_whe
 async def test_timer_k_records_due_close_together_end_in_one_wake_of_the_timer_loop(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Records due within TIMER_K_SLACK of the first end with it: under load the timer
+    """Records due within RECORD_SLACK of the first end with it: under load the timer
     loop woke about once per request to end one record."""
     wakes: list[float] = []
     handle_timers = TransactionLayer.handle_timers
@@ -340,7 +340,7 @@ async def test_timer_k_records_due_close_together_end_in_one_wake_of_the_timer_l
         await trio.sleep(4.0)
         assert len(layer) == 20  # no Timer K before its time
         wakes.clear()  # (the stale Timer E entries woke it)
-        await trio.sleep(1.5 + TIMER_K_SLACK)
+        await trio.sleep(1.5 + RECORD_SLACK)
         assert len(layer) == 0  # all ended, none later than the slack
         assert 1 <= len(wakes) <= 3
         assert first_done + 5.0 - 0.03 <= wakes[0]
