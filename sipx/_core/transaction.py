@@ -1323,9 +1323,11 @@ class TransactionLayer:
         )
         records = self._records
         records[key] = (*self._records_at(key), record) if key in records else record
-        deadlines.append(record)
-        if deadline < self._soonest_armed:  # self._armed(deadline), inline
+        # self._armed(deadline), inline, for the first record only: a later one is due
+        # after it (same Timer J or L for all), so it never makes the next deadline sooner.
+        if not deadlines and deadline < self._soonest_armed:
             self._soonest_armed = deadline
+        deadlines.append(record)
 
     def _records_at(self, key: tuple[object, ...]) -> tuple[_Record, ...]:
         """The records kept under ``key`` (none, one or a few)."""
@@ -1344,8 +1346,9 @@ class TransactionLayer:
             del self._clients[key]
         self._client_records[key] = deadline
         self._client_record_keys.append(key)
+        if not self._client_deadlines:  # a later record is due after the first (Timer K)
+            self._armed(deadline)
         self._client_deadlines.append(deadline)
-        self._armed(deadline)
         transaction.state = _S.TERMINATED
         self._dropped_timers(len(transaction._timers))
         transaction._timers.clear()
