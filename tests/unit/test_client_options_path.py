@@ -313,11 +313,9 @@ def test_the_first_timer_k_record_is_told_late_by_the_slack_and_ends_exactly_whe
     assert [type(e).__name__ for e in layer.pop_events()] == ["StrayResponse"]
 
 
-async def test_timer_k_records_due_close_together_end_in_one_wake_of_the_timer_loop(
-    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Records due within RECORD_SLACK of the first end with it: under load the timer
-    loop woke about once per request to end one record."""
+def count_timer_wakes(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """From now on, the time of each wake of the engines' timer loops (each runs the
+    layer's handle_timers once per wake)."""
     wakes: list[float] = []
     handle_timers = TransactionLayer.handle_timers
 
@@ -325,6 +323,15 @@ async def test_timer_k_records_due_close_together_end_in_one_wake_of_the_timer_l
         wakes.append(now)
         handle_timers(layer, now)
 
+    monkeypatch.setattr(TransactionLayer, "handle_timers", counting)
+    return wakes
+
+
+async def test_timer_k_records_due_close_together_end_in_one_wake_of_the_timer_loop(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records due within RECORD_SLACK of the first end with it: under load the timer
+    loop woke about once per request to end one record."""
     network = MemoryNetwork()
     async with (
         ScriptedUAS(network, UAS) as uas,
@@ -336,7 +343,7 @@ async def test_timer_k_records_due_close_together_end_in_one_wake_of_the_timer_l
             await trio.sleep(0.0005)  # the records are due 0.5 ms apart (and more)
         first_done = trio.current_time()
         assert len(layer) == 20
-        monkeypatch.setattr(TransactionLayer, "handle_timers", counting)
+        wakes = count_timer_wakes(monkeypatch)
         await trio.sleep(4.0)
         assert len(layer) == 20  # no Timer K before its time
         wakes.clear()  # (the stale Timer E entries woke it)

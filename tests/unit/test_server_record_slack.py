@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+from test_client_options_path import count_timer_wakes
 
 import sipx
 from sipx._core.message import Request
@@ -64,13 +65,6 @@ async def test_server_records_due_close_together_end_in_one_wake_of_the_timer_lo
 ) -> None:
     """20 OPTIONS answered 0.5 ms apart: their Timer J records end in one to three wakes
     of the timer loop 32 s later, not twenty."""
-    wakes: list[float] = []
-    handle_timers = TransactionLayer.handle_timers
-
-    def counting(layer: TransactionLayer, now: float) -> None:
-        wakes.append(now)
-        handle_timers(layer, now)
-
     network = MemoryNetwork()
     async with (
         sipx.AsyncClient("127.0.0.1", 5060, network=network) as uas,
@@ -84,7 +78,7 @@ async def test_server_records_due_close_together_end_in_one_wake_of_the_timer_lo
             await trio.sleep(0.0005)
         first_done = trio.current_time()
         assert len(layer) == 20
-        monkeypatch.setattr(TransactionLayer, "handle_timers", counting)
+        wakes = count_timer_wakes(monkeypatch)
         await trio.sleep(31.0)
         assert len(layer) == 20  # no Timer J before its time
         wakes.clear()

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from test_uas_message_cost import CAPABILITIES, PEER
+from test_uas_message_cost import OPTIONS as BASE_OPTIONS
 
 import sipx
 import sipx._core.transaction
@@ -28,22 +30,8 @@ from sipx._core.transaction import (
 )
 from sipx.testing import MemoryNetwork
 
-PEER = ("127.0.0.1", 5999)
-OPTIONS = (
-    b"OPTIONS sip:uas@127.0.0.1:5060 SIP/2.0\r\n"
-    b"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-1;rport\r\n"
-    b"From: sipp <sip:sipp@127.0.0.1:5999>;tag=f1\r\n"
-    b"To: sut <sip:uas@127.0.0.1:5060>\r\n"
-    b"Call-ID: 1-bench@127.0.0.1\r\n"
-    b"CSeq: 1 OPTIONS\r\n"
-    b"Timestamp: 54\r\n"
-    b"Max-Forwards: 70\r\n"
-    b"Content-Length: 0\r\n\r\n"
-)
-CAPABILITIES = (
-    ("allow", "Allow", "INVITE, ACK, OPTIONS"),
-    ("accept", "Accept", "application/sdp"),
-)
+# The same OPTIONS without its Contact (what SIPp's uac_options.xml sends).
+OPTIONS = BASE_OPTIONS.replace(b"Contact: <sip:sipp@127.0.0.1:5999>\r\n", b"")
 
 
 def _request(data: bytes = OPTIONS) -> Request:
