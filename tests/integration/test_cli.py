@@ -82,13 +82,21 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
         text=True,
         cwd=ROOT,
         env={**ENV, "PYTHONFAULTHANDLER": "1"},
+        # Ctrl-C reaches it as it reaches a command in a terminal, even when these tests
+        # run in a background job of a shell, which starts them with SIGINT ignored (then
+        # so would be the child's, and Python keeps an ignored SIGINT ignored).
+        preexec_fn=_default_sigint,
     )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    """Ctrl-C, then its output. Still running 20 s later (seen once, on a loaded machine,
-    not reproduced since), it is made to print where each thread is (SIGABRT, with
-    PYTHONFAULTHANDLER set by start_cli) and the test fails with that."""
+    """Ctrl-C, then its output. Still running 20 s later, it is made to print where each
+    thread is (SIGABRT, with PYTHONFAULTHANDLER set by start_cli) and the test fails with
+    that."""
     proc.send_signal(signal.SIGINT)
     try:
         return proc.communicate(timeout=20)
