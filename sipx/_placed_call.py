@@ -37,14 +37,13 @@ log = logging.getLogger("sipx.call")
 class Placing:
     """An outgoing call's INVITE still going on after ``call()`` returned (early media)."""
 
-    __slots__ = ("answer", "dialog_id", "done", "early", "error", "hung_up", "scope")
+    __slots__ = ("dialog_id", "done", "early", "error", "hung_up", "scope")
 
     def __init__(self) -> None:
         self.done = trio.Event()  # the final response arrived (or the INVITE failed)
         self.error: Exception | None = None  # why the INVITE failed: wait_answered() raises it
         self.hung_up = False  # we CANCELled it: its 487 ends the call as "local"
         self.scope = trio.CancelScope()
-        self.answer: SDPBody | None = None  # the callee's SDP from a provisional response
         self.early = False  # call() returned the call at a provisional response
         self.dialog_id: DialogId | None = None  # the early dialog the call answers UPDATEs in
 
@@ -95,7 +94,6 @@ async def place_early(
         sdp = sdp_of(response)
         if sdp is None:
             return
-        placing.answer = sdp
         if media is not None:
             media.negotiated(sdp_of(request), sdp, we_offered=True)
         call = made[0] if made else new_call(response.request or request)
@@ -130,7 +128,7 @@ async def place_early(
                 call.final_response = response
                 end_call(call, "local")  # our CANCEL's 487
             else:
-                await settle(uas, call, response, placing.answer)
+                await settle(uas, call, response, call.answer_sdp)  # a 183's, if any
             early_id = placing.dialog_id  # (a call ended forgets it itself)
             if early_id is not None and call.dialog is not None and call.dialog.id != early_id:
                 uas.engine.calls.pop(early_id, None)  # another fork answered
