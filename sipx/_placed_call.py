@@ -24,7 +24,7 @@ from ._call import (
 )
 from ._call_media import CallMedia
 from ._core.dialog import DialogId, dialog_id_of
-from ._errors import TimeoutError
+from ._errors import SIPError, TimeoutError
 from ._types import Request, Response
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ log = logging.getLogger("sipx.call")
 class Placing:
     """An outgoing call's INVITE still going on after ``call()`` returned (early media)."""
 
-    __slots__ = ("dialog_id", "done", "early", "error", "hung_up", "scope")
+    __slots__ = ("abandoned", "dialog_id", "done", "early", "error", "hung_up", "scope")
 
     def __init__(self) -> None:
         self.done = trio.Event()  # the final response arrived (or the INVITE failed)
@@ -46,6 +46,7 @@ class Placing:
         self.scope = trio.CancelScope()
         self.early = False  # call() returned the call at a provisional response
         self.dialog_id: DialogId | None = None  # the early dialog the call answers UPDATEs in
+        self.abandoned = False  # call() was cancelled: an answered call is hung up at once
 
 
 async def settle(
@@ -63,9 +64,38 @@ async def settle(
     call.remote_sdp = call.answer_sdp = sdp_of(response) or early_answer
     call.state = CallState.ESTABLISHED
     uas.engine.calls[dialog.id] = call
-    await uac.ack(dialog, response)
+    try:
+        await uac.ack(dialog, response)
+    except BaseException:  # the caller gave up (cancelled) while the ACK was being made
+        abandon(uas, call)
+        raise
     media_of(call).negotiated(call.local_sdp, call.remote_sdp, we_offered=True)
     session_established(call, response)
+
+
+def abandon(uas: UserAgentServer, call: Call) -> None:
+    """The callee answered ``call`` but ``call()`` did not return it (its caller was
+    cancelled): nobody holds the call, so it is ACKed and ended with BYE in a task of the
+    client's nursery, rather than left up until the client closes (which BYEs it then)."""
+    if uas.engine.running:
+        uas.engine.start_soon(hang_up, uas, call)
+
+
+async def hang_up(uas: UserAgentServer, call: Call) -> None:
+    """ACK ``call``'s 2xx if that did not happen, then BYE it (bounded: 64*T1)."""
+    dialog, response = call.dialog, call.final_response
+    assert dialog is not None and response is not None
+    uac = uas.uac
+    try:
+        with trio.move_on_after(uas.engine.timers.t1 * 64):
+            if not uac.ack_sent(dialog, response):
+                await uac.ack(dialog, response)
+            await uac.bye(dialog)
+    except SIPError as exc:
+        log.debug("ending the abandoned call %s failed: %s", call, exc)
+    finally:
+        if not call.ended:
+            end_call(call, "local")
 
 
 async def place_early(
@@ -132,6 +162,8 @@ async def place_early(
             early_id = placing.dialog_id  # (a call ended forgets it itself)
             if early_id is not None and call.dialog is not None and call.dialog.id != early_id:
                 uas.engine.calls.pop(early_id, None)  # another fork answered
+            if placing.abandoned and call.established:  # call() was cancelled meanwhile
+                await hang_up(uas, call)
         except Exception as exc:  # TimeoutError, TransportError, the client closing...
             placing.error = exc
             _end(made, media, "timeout" if isinstance(exc, TimeoutError) else "failed")
@@ -148,7 +180,10 @@ async def place_early(
     try:
         await ready.wait()
     except BaseException:
-        placing.scope.cancel()  # the caller gave up: the INVITE is abandoned with it
+        placing.abandoned = True  # the caller gave up: the INVITE is abandoned with it
+        placing.scope.cancel()
+        if placing.done.is_set() and made and made[0].established:
+            abandon(uas, made[0])  # answered, but call() does not return it
         raise
     if placing.error is not None and not placing.early:
         raise placing.error  # as call() without early media would
@@ -162,4 +197,4 @@ def _end(made: list[Call], media: CallMedia | None, by: str) -> None:
         media.close()
 
 
-__all__ = ["Placing", "place_early", "settle"]
+__all__ = ["Placing", "abandon", "hang_up", "place_early", "settle"]

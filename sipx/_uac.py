@@ -269,6 +269,11 @@ class UserAgentClient:
         self.engine.send_bytes(data, address, transport)
         return ack
 
+    def ack_sent(self, dialog: Dialog, response: Response) -> bool:
+        """Did the ACK of ``response`` (a 2xx to an INVITE of ``dialog``) go out?"""
+        sent = self._acks.get((dialog.call_id, dialog.remote_tag))
+        return sent is not None and sent[0] == response.cseq.seq
+
     async def bye(
         self,
         dialog: Dialog,
