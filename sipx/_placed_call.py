@@ -55,6 +55,10 @@ async def settle(
     """The INVITE's final response: ACK a 2xx and establish the call (its SDP, or else the
     answer an early 183 carried), or end the call ("rejected")."""
     call.final_response = response
+    replacement = uas.uac.replacements.pop(call.call_id, None)
+    if replacement is not None:
+        await _replaced(uas, call, response, replacement)
+        return
     if not response.is_success:
         end_call(call, "rejected")
         return
@@ -71,6 +75,24 @@ async def settle(
         raise
     media_of(call).negotiated(call.local_sdp, call.remote_sdp, we_offered=True)
     session_established(call, response)
+
+
+async def _replaced(uas: UserAgentServer, call: Call, response: Response, new: Call) -> None:
+    """An INVITE with Replaces took the place of ``call`` while it rang (RFC 3891 3, the
+    call's early dialog): it ends "replaced" (its ``replaced_by`` the new call) with the
+    487 of our CANCEL, or, when the callee answered as the CANCEL went, ACK and BYE."""
+    call.replaced_by = new
+    end_call(call, "replaced")
+    if not response.is_success:
+        return
+    uac = uas.uac
+    try:
+        dialog = uac.dialog_for(response)
+        with trio.move_on_after(uas.engine.timers.t1 * 64):
+            await uac.ack(dialog, response)
+            await uac.bye(dialog)
+    except SIPError as exc:
+        log.debug("ending the replaced call %s failed: %s", call, exc)
 
 
 def abandon(uas: UserAgentServer, call: Call) -> None:

@@ -17,7 +17,9 @@ RFC 5589:
   8·T1 (so that two BYEs do not cross).
 * **transfer target** (:meth:`Transfers.invite_with_replaces`): an INVITE whose Replaces
   names one of our established calls is answered at once, and the replaced call ends with
-  BYE (``ended_by == "replaced"``, ``replaced_by`` = the new call); no such call: 481.
+  BYE (``ended_by == "replaced"``, ``replaced_by`` = the new call); one naming the early
+  dialog of a call we placed (ringing: a pick-up, RFC 3891 7.1) is answered too and our
+  INVITE CANCELled; no such call: 481.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ._uac import INVITE_TIMEOUT
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
+    from ._core.transaction import ClientTransaction
     from ._engine import Engine
     from ._uac import UserAgentClient
     from ._uas import IncomingRequest
@@ -264,8 +267,9 @@ class Transfers:
     # -- transfer target ------------------------------------------------------------------------
     def invite_with_replaces(self, call: Call, value: str) -> None:
         """RFC 3891 3: an INVITE (``call``) whose Replaces header is ``value``: answered
-        at once when it names an established call of ours, which ends with BYE; else
-        rejected (400 malformed, 481 no such call, 486 early-only for an established one)."""
+        at once when it names an established call of ours, which ends with BYE, or the
+        early dialog of an INVITE we sent, which is CANCELled; else rejected (400
+        malformed, 481 no such call, 486 early-only for an established one)."""
         try:
             replaces = Replaces.parse(value)
         except ParseError:
@@ -273,6 +277,9 @@ class Transfers:
             return
         dialog_id = DialogId(replaces.call_id, replaces.to_tag, replaces.from_tag)
         old = self.engine.calls.get(dialog_id)
+        if dialog_id in self.uac.early_dialogs:  # our INVITE's, ringing: a pick-up
+            self._replace_early(call, dialog_id, old)
+            return
         if old is None or old.dialog is None or old.state is not CallState.ESTABLISHED:
             call.reject(481)  # unknown, ended, or an early dialog we did not initiate
             return
@@ -287,6 +294,34 @@ class Transfers:
         old_dialog = old.dialog
         end_call(old, "replaced")
         self.engine.start_soon(self._quiet_bye, old_dialog, "of the replaced call")
+
+    def _replace_early(self, call: Call, dialog_id: DialogId, old: Call | None) -> None:
+        """RFC 3891 3 and 7.1: ``call``'s Replaces names the early dialog of an INVITE we
+        sent (our call still ringing: call pick-up): answer it and CANCEL our INVITE. The
+        placed call (returned at early media, or by ``call()`` at its final response) ends
+        "replaced", its ``replaced_by`` the new call."""
+        pending = self.uac.pending_invites.get(dialog_id.call_id)
+        if pending is None:
+            call.reject(481)  # our INVITE ended meanwhile
+            return
+        try:
+            call.answer()
+        except TransportError:
+            return  # no RTP port: answer() already rejected it with 503
+        replacements = self.uac.replacements
+        replacements[dialog_id.call_id] = call
+        while len(replacements) > 256:
+            del replacements[next(iter(replacements))]
+        if old is not None and not old.ended:  # an early call: its media stops now
+            old.replaced_by = call
+            end_call(old, "replaced")
+        self.engine.start_soon(self._quiet_cancel, pending)
+
+    async def _quiet_cancel(self, pending: ClientTransaction) -> None:
+        try:
+            await self.uac.cancel(pending)
+        except SIPError as exc:
+            log.info("CANCEL of the replaced call failed: %s", exc)
 
     async def _quiet_bye(self, dialog: Dialog, when: str) -> None:
         try:

@@ -36,6 +36,7 @@ from ._trio.transport import Address
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
+    from ._call import Call
 
 log = logging.getLogger("sipx")
 
@@ -82,6 +83,9 @@ class UserAgentClient:
         self.pending_invites: dict[str, ClientTransaction] = {}
         # Call-ID -> what to do with a 1xx carrying SDP (start a placed call's media early).
         self.early_media: dict[str, Callable[[Response], None]] = {}
+        # Call-ID of a pending INVITE of ours -> the incoming call whose Replaces named its
+        # early dialog (RFC 3891 3): its final response ends our call as "replaced".
+        self.replacements: dict[str, Call] = {}
         self.on_success: Callable[[Request, Response, Address], None] = lambda q, r, a: None
         # RFC 3262: announce 100rel in our INVITEs (AsyncClient(reliable_provisional=...)).
         self.reliable_provisional = True

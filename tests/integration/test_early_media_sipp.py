@@ -65,6 +65,29 @@ async def test_early_media_echoed_then_hung_up_with_cancel(sipp: SIPpFactory) ->
     assert uas.wait(10) == 0, uas.describe()
 
 
+async def test_a_call_ringing_at_sipp_is_picked_up_with_replaces(sipp: SIPpFactory) -> None:
+    """RFC 3891 7.1: Carol's INVITE with Replaces naming our call still ringing at SIPp
+    (183, early media) is answered; our INVITE is CANCELled (SIPp's scenario requires the
+    CANCEL and answers it and the INVITE 487) and the call ends "replaced"."""
+    uas = sipp("uas_early_cancelled.xml", extra=["-mp", str(free_media_port()), "-mi", HOST])
+    async with sipx.AsyncClient(HOST, 0) as alice, sipx.AsyncClient(HOST, 0) as carol:
+        with trio.fail_after(10):
+            call = await alice.call(f"sip:ring@{uas.hostport}", early_media=True)
+        assert call.state is sipx.CallState.EARLY, uas.describe()
+        [early] = alice.early_dialogs
+        replaces = f"{early.call_id};to-tag={early.local_tag};from-tag={early.remote_tag}"
+        with trio.fail_after(10):
+            picked = await carol.call(
+                f"sip:alice@{HOST}:{alice.local_address.port}", headers={"Replaces": replaces}
+            )
+            final = await call.wait_answered()
+        assert picked.established and final.status_code == 487
+        assert call.ended_by == "replaced" and call.replaced_by is not None
+        assert call.replaced_by.call_id == picked.call_id and call.replaced_by.established
+        await picked.bye()
+    assert uas.wait(10) == 0, uas.describe()
+
+
 def test_cli_records_the_announcement_of_a_refused_call(sipp: SIPpFactory, tmp_path: Path) -> None:
     """``sipx call --early-media --record FILE``: SIPp's 183 plays a G.711 capture, then
     404: the recording holds that audio, the exit status says refused."""
