@@ -22,6 +22,20 @@ def pick_up(client: sipx.AsyncClient) -> Replaces:
     return Replaces(early.call_id, to_tag=early.local_tag, from_tag=early.remote_tag)
 
 
+def ringing(client: sipx.AsyncClient, status: int) -> list[sipx.Call]:
+    """``client`` rings (``status``: 183 brings our SDP, early media) on each call and never
+    answers; returns the list its calls are added to."""
+    rung: list[sipx.Call] = []
+
+    async def ring(call: sipx.Call) -> None:
+        rung.append(call)
+        call.ring(status)
+        await call.wait_ended()
+
+    client.on_request("INVITE", ring)
+    return rung
+
+
 @pytest.mark.parametrize("early_media", [False, True])
 async def test_a_ringing_call_we_placed_is_picked_up(
     autojump_clock: trio.testing.MockClock, early_media: bool
@@ -29,19 +43,12 @@ async def test_a_ringing_call_we_placed_is_picked_up(
     """Alice calls Bob, who rings (183 with SDP: early media); Carol picks the call up with
     Replaces to Alice: Alice answers Carol, CANCELs Bob, and her call ends "replaced"."""
     network = MemoryNetwork()
-    rung: list[sipx.Call] = []
-
-    async def ring(call: sipx.Call) -> None:
-        rung.append(call)
-        call.ring(183)
-        await call.wait_ended()
-
     async with (
         client_on(network) as alice,
         client_on(network) as bob,
         client_on(network) as carol,
     ):
-        bob.on_request("INVITE", ring)
+        rung = ringing(bob, 183)
         placed: list[sipx.Call] = []
         async with trio.open_nursery() as nursery:
 
@@ -113,19 +120,12 @@ async def test_replaces_naming_a_call_ringing_at_us_still_gets_481(
     """RFC 3891 3: an early dialog we did not initiate (Bob's incoming call, ringing) is
     left alone: 481."""
     network = MemoryNetwork()
-    rung: list[sipx.Call] = []
-
-    async def ring(call: sipx.Call) -> None:
-        rung.append(call)
-        call.ring()
-        await call.wait_ended()
-
     async with (
         client_on(network) as alice,
         client_on(network) as bob,
         client_on(network) as carol,
     ):
-        bob.on_request("INVITE", ring)
+        rung = ringing(bob, 180)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(alice.call, uri_of(bob, "bob"))
             await trio.sleep(1)
