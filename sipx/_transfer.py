@@ -42,7 +42,6 @@ from ._uac import INVITE_TIMEOUT
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
-    from ._core.transaction import ClientTransaction
     from ._engine import Engine
     from ._uac import UserAgentClient
     from ._uas import IncomingRequest
@@ -315,13 +314,7 @@ class Transfers:
         if old is not None and not old.ended:  # an early call: its media stops now
             old.replaced_by = call
             end_call(old, "replaced")
-        self.engine.start_soon(self._quiet_cancel, pending)
-
-    async def _quiet_cancel(self, pending: ClientTransaction) -> None:
-        try:
-            await self.uac.cancel(pending)
-        except SIPError as exc:
-            log.info("CANCEL of the replaced call failed: %s", exc)
+        self.engine.start_soon(self.uac.cancel_quietly, pending)
 
     async def _quiet_bye(self, dialog: Dialog, when: str) -> None:
         try:

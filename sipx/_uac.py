@@ -577,14 +577,14 @@ class UserAgentClient:
                 async with trio.open_nursery() as nursery:
                     cancelled = False
                     if transaction.state is not TransactionState.CALLING:
-                        nursery.start_soon(self._quiet_cancel, transaction)
+                        nursery.start_soon(self.cancel_quietly, transaction)
                         cancelled = True
                     async for item in responses:
                         if isinstance(item, Exception):
                             break
                         if item.status_code < 200:
                             if not cancelled:
-                                nursery.start_soon(self._quiet_cancel, transaction)
+                                nursery.start_soon(self.cancel_quietly, transaction)
                                 cancelled = True
                             continue
                         if item.is_success:
@@ -601,11 +601,12 @@ class UserAgentClient:
             if not self._aborts:
                 self._aborts_idle.set()
 
-    async def _quiet_cancel(self, transaction: ClientTransaction) -> None:
+    async def cancel_quietly(self, transaction: ClientTransaction) -> None:
+        """:meth:`cancel`, its failure only logged (for a task of the engine's nursery)."""
         try:
             await self.cancel(transaction)
         except SIPError as exc:
-            log.debug("CANCEL after abort failed: %s", exc)
+            log.debug("CANCEL of %s failed: %s", transaction.request.uri, exc)
 
     async def _end_unwanted_call(self, response: Response) -> None:
         """ACK and BYE a 2xx to an INVITE the caller no longer wants."""
