@@ -386,18 +386,28 @@ class AsyncClient(Lifetime):
         """Place a call: INVITE (with a default PCMU/PCMA offer unless ``body`` is given),
         then ACK the 2xx. Returns the :class:`Call`; ``call.established`` tells if it was answered.
 
+        An empty ``body`` ("" or b"") places a late-offer call: the INVITE has no SDP, the
+        callee offers in its 2xx and sipx answers in the ACK (its media, as by default).
+
         ``early_media=True`` returns the call as soon as a provisional response brings the
         callee's SDP (a 183: ring-back, an announcement), ``EARLY`` with its media running;
         ``await call.wait_answered()`` then gives the final response.
         """
         if not isinstance(early_media, bool):
             raise TypeError(f"early_media is True or False, not {early_media!r}")
+        late_offer = isinstance(body, (str, bytes)) and not body
+        if late_offer and early_media:
+            raise ValueError(
+                "early_media needs an offer in the INVITE (body=None or an SDP): with an"
+                " empty body the callee offers in its 2xx and the ACK answers"
+            )
         self._engine.require_transport()
         media = None
-        if body is None:  # our own offer: sipx carries the media, on a port of rtp_ports
+        if body is None or late_offer:  # sipx carries the media, on a port of rtp_ports
             media = CallMedia(self._engine, self._uas.new_media_stream(), self._uas.media_clock)
             assert media.stream is not None
-            body = self._uas.default_sdp(None, port=media.stream.local_port)
+            if body is None:  # our own offer (else the callee's comes in the 2xx)
+                body = self._uas.default_sdp(None, port=media.stream.local_port)
         fields = self._uas.call_headers()  # Allow; with session timers, Session-Expires...
         if self._uas.info_packages:  # RFC 6086 5.2.1: the Info Packages we take
             fields["Recv-Info"] = ", ".join(self._uas.info_packages)

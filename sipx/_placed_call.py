@@ -65,15 +65,25 @@ async def settle(
     uac = uas.uac
     dialog = uac.dialog_for(response)
     call.dialog = dialog
-    call.remote_sdp = call.answer_sdp = sdp_of(response) or early_answer
+    remote = sdp_of(response)
+    answer = None
+    if call.offer is None and remote is not None:
+        # Late offer: our INVITE had none, the 2xx offers and the ACK answers (RFC 3261
+        # 13.2.1, RFC 3264), from our media's port.
+        stream = media_of(call).stream
+        answer = uas.default_sdp(remote, port=None if stream is None else stream.local_port)
+        call.remote_sdp = remote  # (``offer`` stays None: the INVITE's, as for the callee)
+        call.local_sdp = call.answer_sdp = answer
+    else:
+        call.remote_sdp = call.answer_sdp = remote or early_answer
     call.state = CallState.ESTABLISHED
     uas.engine.calls[dialog.id] = call
     try:
-        await uac.ack(dialog, response)
+        await uac.ack(dialog, response, answer)
     except BaseException:  # the caller gave up (cancelled) while the ACK was being made
         abandon(uas, call)
         raise
-    media_of(call).negotiated(call.local_sdp, call.remote_sdp, we_offered=True)
+    media_of(call).negotiated(call.local_sdp, call.remote_sdp, we_offered=answer is None)
     session_established(call, response)
 
 

@@ -105,6 +105,57 @@ async def test_a_tone_played_to_sipp_rtp_echo_comes_back(sipp: SIPpFactory, tmp_
     assert call.media_stats is not None and call.media_stats.remote_address is not None
 
 
+LATE_OFFER_CHECKS = (
+    ('<recv request="INVITE" crlf="true" />', "INVITE", "Content-Length: *0", "msg", "bodiless"),
+    ('<recv request="ACK" crlf="true" />', "ACK", "m=audio [0-9]+ RTP/AVP 0", "body", "answer"),
+)
+
+
+def late_offer_scenario(tmp_path: Path) -> str:
+    """The echo scenario checking a late offer: the INVITE has no SDP (SIPp's 200 then
+    offers) and the ACK carries the answer (SIPp fails the call otherwise)."""
+    text = SCENARIO.replace("{media}", "")
+    for plain, method, regexp, where, name in LATE_OFFER_CHECKS:
+        checked = (
+            f'<recv request="{method}" crlf="true"><action><ereg regexp="{regexp}"'
+            f' search_in="{where}" check_it="true" assign_to="{name}" /></action></recv>'
+        )
+        text = text.replace(plain, checked)
+    names = ",".join(check[-1] for check in LATE_OFFER_CHECKS)
+    text = text.replace("</scenario>", f'<Reference variables="{names}" />\n</scenario>')
+    path = tmp_path / "uas_late_offer.xml"
+    path.write_text(text)
+    return str(path)
+
+
+async def test_a_late_offer_call_answers_sipp_in_the_ack_and_its_media_flows(
+    sipp: SIPpFactory, tmp_path: Path
+) -> None:
+    """``call(uri, body="")``: an INVITE without SDP; SIPp's 200 offers PCMU, the ACK
+    answers it (RFC 3261 13.2.1) and the tone sipx plays comes back from SIPp's echo."""
+    uas = sipp(
+        late_offer_scenario(tmp_path),
+        extra=["-rtp_echo", "-mp", str(free_media_port()), "-mi", HOST],
+        timeout_s=30,
+    )
+    async with sipx.AsyncClient(HOST, 0) as client:
+        with trio.fail_after(10):
+            call = await client.call(f"sip:echo@{uas.hostport}", body="")
+        assert call.established, uas.describe()
+        assert call.offer is None and call.remote_sdp is not None  # SIPp's, in its 200
+        assert call.answer_sdp is not None and call.answer_sdp == call.local_sdp
+        received: list[bytes] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call.play, tone(900, 1.2))
+            with trio.move_on_after(1.0):
+                async for frame in call.audio_frames():
+                    received.append(frame)
+        await call.bye()
+    echoed = b"".join(received)
+    assert len(echoed) >= 320 * 20 and abs(dominant_frequency(echoed) - 900) <= 20
+    assert uas.wait(10) == 0, uas.describe()
+
+
 @pytest.mark.parametrize(("capture", "digit"), [("1", "1"), ("pound", "#"), ("9", "9")])
 async def test_dtmf_captures_played_by_sipp_are_collected(
     sipp: SIPpFactory, tmp_path: Path, capture: str, digit: str

@@ -14,6 +14,7 @@ import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -25,8 +26,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::trio.TrioDeprecationWarning")
 
 
 @asynccontextmanager
-async def a_call() -> AsyncIterator[tuple[sipx.Call, sipx.Call]]:
-    """A call from one sipx client to another, answered: (outgoing, incoming)."""
+async def a_call(**options: Any) -> AsyncIterator[tuple[sipx.Call, sipx.Call]]:
+    """A call from one sipx client to another (``call()``'s ``options``), answered and
+    ACKed: (outgoing, incoming)."""
     answered: list[sipx.Call] = []
     ready = trio.Event()
 
@@ -41,8 +43,9 @@ async def a_call() -> AsyncIterator[tuple[sipx.Call, sipx.Call]]:
     ):
         callee.on_request("INVITE", answer)
         with trio.fail_after(5):
-            call = await caller.call(f"sip:bob@127.0.0.1:{callee.local_address.port}")
+            call = await caller.call(f"sip:bob@127.0.0.1:{callee.local_address.port}", **options)
             await ready.wait()
+            await answered[0].wait_acked()
         assert call.established
         yield call, answered[0]
 
@@ -69,8 +72,14 @@ async def test_the_sdp_carries_the_real_port_and_a_new_session_id() -> None:
         assert outgoing.local_sdp.origin.sess_id != incoming.local_sdp.origin.sess_id
 
 
-async def test_a_played_tone_is_heard_at_its_frequency_both_ways() -> None:
-    async with a_call() as (outgoing, incoming):
+@pytest.mark.parametrize("body", [None, ""])
+async def test_a_played_tone_is_heard_at_its_frequency_both_ways(body: str | None) -> None:
+    """Also for a late offer (``body=""``): the callee offers in its 200, the ACK answers."""
+    async with a_call(body=body) as (outgoing, incoming):
+        if body == "":
+            assert outgoing.offer is None and incoming.offer is None  # the INVITE's: none
+            assert outgoing.remote_sdp is not None and outgoing.remote_sdp == incoming.local_sdp
+            assert outgoing.answer_sdp is not None and incoming.answer_sdp == outgoing.answer_sdp
         async with trio.open_nursery() as nursery:
             nursery.start_soon(outgoing.play, tone(1000, 1.0))
             nursery.start_soon(incoming.play, tone(700, 1.0))

@@ -222,6 +222,8 @@ async def test_bad_early_media_argument_is_refused_before_anything_is_sent() -> 
     async with sipx.AsyncClient("127.0.0.1", 0) as alice:
         with pytest.raises(TypeError, match="early_media"):
             await alice.call("sip:bob@127.0.0.1:9", early_media="yes")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="early_media needs an offer"):
+            await alice.call("sip:bob@127.0.0.1:9", body=b"", early_media=True)
 
 
 async def test_wait_answered_on_an_incoming_call_not_answered_is_a_protocol_error() -> None:
