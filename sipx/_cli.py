@@ -159,7 +159,11 @@ async def _message(args: argparse.Namespace) -> int:
 async def _call(args: argparse.Namespace) -> int:
     async with _client(args) as client, contextlib.AsyncExitStack() as recording:
         call = await client.call(
-            args.uri, host=args.host, port=args.port, early_media=args.early_media
+            args.uri,
+            "" if args.late_offer else None,
+            host=args.host,
+            port=args.port,
+            early_media=args.early_media,
         )
         if args.record and not call.ended:  # from early media on, when it came first
             await recording.enter_async_context(call.recording(args.record))
@@ -324,10 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--play", metavar="FILE", help="play a WAV file once answered")
     call.add_argument("--record", metavar="FILE", help="record what the peer sends to a WAV")
     call.add_argument("--dtmf", metavar="DIGITS", help="send DTMF digits (after --play)")
-    call.add_argument(
+    offer = call.add_mutually_exclusive_group()
+    offer.add_argument(
         "--early-media",
         action="store_true",
         help="go on at a 183 with SDP: --record hears announcements before any answer",
+    )
+    offer.add_argument(
+        "--late-offer",
+        action="store_true",
+        help="INVITE without SDP: the callee offers in its 200, the ACK answers",
     )
     _add_client_options(call)
 

@@ -179,8 +179,12 @@ async def test_dtmf_captures_played_by_sipp_are_collected(
     assert uas.wait(10) == 0, uas.describe()
 
 
-def test_cli_plays_and_records_against_sipp_echo(sipp: SIPpFactory, tmp_path: Path) -> None:
-    """``sipx call --play FILE --record FILE``: the recording holds the echoed tone."""
+@pytest.mark.parametrize("late_offer", [False, True])
+def test_cli_plays_and_records_against_sipp_echo(
+    sipp: SIPpFactory, tmp_path: Path, late_offer: bool
+) -> None:
+    """``sipx call --play FILE --record FILE``: the recording holds the echoed tone; with
+    ``--late-offer`` too (SIPp checks the bodiless INVITE and the ACK's answer)."""
     prompt, recorded = tmp_path / "prompt.wav", tmp_path / "heard.wav"
     with wave.open(str(prompt), "wb") as wav:
         wav.setnchannels(1)
@@ -188,7 +192,7 @@ def test_cli_plays_and_records_against_sipp_echo(sipp: SIPpFactory, tmp_path: Pa
         wav.setframerate(8000)
         wav.writeframes(tone(800, 1.0))
     uas = sipp(
-        scenario(tmp_path, ""),
+        late_offer_scenario(tmp_path) if late_offer else scenario(tmp_path, ""),
         extra=["-rtp_echo", "-mp", str(free_media_port()), "-mi", HOST],
         timeout_s=30,
     )
@@ -207,6 +211,7 @@ def test_cli_plays_and_records_against_sipp_echo(sipp: SIPpFactory, tmp_path: Pa
             str(recorded),
             "--duration",
             "1.5",
+            *(["--late-offer"] if late_offer else []),
         ],
         capture_output=True,
         text=True,
@@ -217,6 +222,7 @@ def test_cli_plays_and_records_against_sipp_echo(sipp: SIPpFactory, tmp_path: Pa
     with wave.open(str(recorded)) as wav:
         pcm = wav.readframes(wav.getnframes())
     assert abs(dominant_frequency(pcm) - 800) <= 20
+    assert uas.wait(10) == 0, uas.describe()
 
 
 async def test_digits_sent_to_sipp_rtp_echo_come_back_once_each(
