@@ -501,8 +501,9 @@ class Engine:
         pop_events = self.layer.pop_events
         while events := pop_events():
             for event in events:
-                # The three events of every request answered at once, by their exact type
-                # (an identity test each, no isinstance call); then every kind by isinstance.
+                # The three events of every request answered at once and the ACK to a 2xx, by
+                # their exact type (an identity test each, no isinstance call); then every
+                # kind by isinstance.
                 kind = type(event)
                 if kind is Send:
                     self._send_event(event)  # type: ignore[arg-type]
@@ -510,6 +511,8 @@ class Engine:
                     self._serve(event.transaction, event.request)  # type: ignore[union-attr,arg-type]
                 elif kind is TransactionTerminated:
                     self._routes.pop(event.transaction, None)  # type: ignore[union-attr]
+                elif kind is AckReceived:  # the ACK to a 2xx of every call answered
+                    self.on_ack(event.request)  # type: ignore[union-attr]
                 # The kinds every transaction has come first (Terminated before the rare ones).
                 elif isinstance(event, Send):
                     self._send_event(event)

@@ -682,7 +682,19 @@ class ServerTransaction(Transaction):
 def accepted_stand_in(response: Response) -> Response:
     """What an Accepted INVITE server transaction keeps of its 2xx as ``last_response``:
     the status, the reason and the To field (a legacy ACK is matched by its tag)."""
-    to = response.headers.get_first("To")
+    headers = response.headers
+    first = headers.first
+    to: str | None = None
+    if first is STALE:
+        # A response built by the TU (make_response: no index yet): its To read from the
+        # fields, not through get_first(), which would build the first values and the
+        # index of the whole 2xx for this one value (once per call answered).
+        for key, _, value in headers.entries:
+            if key == "to":
+                to = value
+                break
+    else:
+        to = first.get("to")
     fields = [] if to is None else [("to", "To", to)]
     return Response.from_wire(
         response.status_code,
@@ -1073,27 +1085,28 @@ class TransactionLayer:
         the transaction's ``route`` (see :class:`Resend`).
         """
         method = request.method
-        if method == "ACK":
-            invite = self._match_ack(request)
-            if invite is not None:
-                invite._on_ack(request, now)
-                return invite
-            self._events.append(AckReceived(request, None))
-            return None
         via = request.headers.typed.get("top_via")  # stamped on receipt: cached
         if via is None:
             via = request.top_via
         branch = via.params.get("branch")
-        key: tuple[object, ...]
+        key: tuple[object, ...] | None = None
         if branch is not None and branch.startswith(MAGIC_COOKIE):
-            # _rfc3261_key(via), inline: the usual request (branch and sent-by, 17.2.3)
+            # _rfc3261_key(via), inline: the usual request (branch and sent-by, 17.2.3),
+            # made once here for every method (an ACK's match reads it too)
             port = via.port
             if port is None:
                 port = 5061 if via.transport == "TLS" else 5060
             host = via.host
             lowered = host.lower()  # a new string even when nothing changes: keep one
             key = ("3261", branch, host if lowered == host else lowered, port)
-        else:
+        if method == "ACK":
+            invite = self._match_ack(request, key)
+            if invite is not None:
+                invite._on_ack(request, now)
+                return invite
+            self._events.append(AckReceived(request, None))
+            return None
+        if key is None:
             key = _server_key(request, request.to.tag)
         group = self._servers.get(key)
         if group is not None and (transaction := group.get(method)) is not None:
@@ -1189,8 +1202,11 @@ class TransactionLayer:
                 return stand_in
         return None
 
-    def _match_ack(self, ack: Request) -> InviteServerTransaction | None:
-        key = _rfc3261_key(ack.top_via)
+    def _match_ack(
+        self, ack: Request, key: tuple[object, ...] | None
+    ) -> InviteServerTransaction | None:
+        """The INVITE server transaction ``ack`` completes (17.2.3): by ``key``, the ACK's
+        RFC 3261 key (None for an RFC 2543 ACK: matched by its To tag)."""
         if key is not None:
             group = self._servers.get(key)
             found = None if group is None else group.get("INVITE")
