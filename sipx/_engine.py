@@ -358,6 +358,23 @@ class Engine:
             self._pump()
         return accepted
 
+    def respond_serialised(
+        self, transaction: ServerTransaction, status_code: int, data: bytes
+    ) -> bool:
+        """Send a final response given as its bytes through ``transaction`` (see
+        :meth:`ServerTransaction.respond_serialised`); False, and nothing sent, when the
+        transaction does not take it that way: :meth:`respond` a Response then."""
+        now = self._received_at
+        if not transaction.respond_serialised(
+            status_code, data, trio.current_time() if now is None else now
+        ):
+            return False
+        if self._pumping:  # served from within the pump (at once): _pump's nested case
+            self._carry_out()
+        else:
+            self._pump()
+        return True
+
     def retransmit_2xx(
         self,
         key: object,
@@ -513,6 +530,8 @@ class Engine:
                     self._routes.pop(event.transaction, None)  # type: ignore[union-attr]
                 elif kind is AckReceived:  # the ACK to a 2xx of every call answered
                     self.on_ack(event.request)  # type: ignore[union-attr]
+                elif kind is Resend:  # also a final response given as bytes, sent first
+                    self._resend(event)  # type: ignore[arg-type]
                 # The kinds every transaction has come first (Terminated before the rare ones).
                 elif isinstance(event, Send):
                     self._send_event(event)

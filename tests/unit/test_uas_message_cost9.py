@@ -17,6 +17,7 @@ from sipx._core.headers import STALE
 from sipx._core.ids import IdSource, counter_token
 from sipx._core.message import Request
 from sipx._core.parser import parse_message
+from sipx._core.timers import DEFAULT_TIMERS
 from sipx._core.transaction import (
     AckReceived,
     InviteServerTransaction,
@@ -25,7 +26,6 @@ from sipx._core.transaction import (
     TransactionState,
     make_response,
 )
-from sipx._core.timers import DEFAULT_TIMERS
 
 INVITE = (
     b"INVITE sip:uas@127.0.0.1:5060 SIP/2.0\r\n"
