@@ -10,22 +10,32 @@ import sys
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
+import sipx
 import sipx._core.transaction
 import sipx._engine
+import sipx._uas
 from sipx._core.headers import STALE
 from sipx._core.ids import IdSource, counter_token
-from sipx._core.message import Request
+from sipx._core.message import Request, Response
 from sipx._core.parser import parse_message
+from sipx._core.received import stamp_received
 from sipx._core.timers import DEFAULT_TIMERS
 from sipx._core.transaction import (
     AckReceived,
     InviteServerTransaction,
+    NonInviteServerTransaction,
     RequestReceived,
+    Resend,
     TransactionLayer,
     TransactionState,
+    TransactionTerminated,
+    final_response_bytes,
     make_response,
 )
+from sipx.testing import MemoryNetwork
 
 INVITE = (
     b"INVITE sip:uas@127.0.0.1:5060 SIP/2.0\r\n"
@@ -165,3 +175,194 @@ def test_the_engine_carries_out_an_ack_without_isinstance(monkeypatch: pytest.Mo
     monkeypatch.undo()
     assert acks == [ack]
     assert "_carry_out" not in callers
+
+
+# -- the 200 to an OPTIONS written straight from the request ----------------------------------
+
+OPTIONS = (
+    b"OPTIONS sip:uas@127.0.0.1:5060 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-1;rport\r\n"
+    b"From: sipp <sip:sipp@127.0.0.1:5999>;tag=f1\r\n"
+    b"To: sut <sip:uas@127.0.0.1:5060>\r\n"
+    b"Call-ID: 1-bench@127.0.0.1\r\n"
+    b"CSeq: 1 OPTIONS\r\n"
+    b"Contact: <sip:sipp@127.0.0.1:5999>\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+CAPABILITIES = (
+    ("allow", "Allow", "INVITE, ACK, OPTIONS"),
+    ("accept", "Accept", "application/sdp"),
+    ("supported", "Supported", "100rel, timer"),
+)
+PEER = ("127.0.0.1", 5999)
+
+
+def _stamped(data: bytes, source: tuple[str, int] = ("192.0.2.7", 4000)) -> Request:
+    request = _request(data)
+    request.check_essentials()
+    stamp_received(request, source)
+    return request
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        OPTIONS,
+        OPTIONS.replace(b";rport", b""),
+        OPTIONS.replace(
+            b"To: sut <sip:uas@127.0.0.1:5060>", b"To: sut <sip:uas@127.0.0.1:5060>;tag=had"
+        ),
+        OPTIONS.replace(b"Via: SIP/2.0/UDP 127.0.0.1:5999", b"v: SIP/2.0/UDP [2001:db8::1]:5999"),
+        OPTIONS.replace(b"From: sipp", b'f: "Zo\xc3\xab"'),
+        OPTIONS.replace(b"Call-ID: 1-bench", b"i: 1-bench"),
+    ],
+)
+@pytest.mark.parametrize("status", [200, 404, 481, 699])
+@pytest.mark.parametrize("extra", [(), CAPABILITIES, list(CAPABILITIES)])
+def test_final_response_bytes_are_the_bytes_of_make_response(
+    data: bytes, status: int, extra: Any
+) -> None:
+    """The same bytes as the Response make_response builds, serialised, for every shape
+    the shortcut takes (stamped Vias, a To with or without a tag, compact names, UTF-8,
+    unknown status, tuple or list of extras); the request's index is never built."""
+    request = _stamped(data)
+    written = final_response_bytes(request, status, to_tag="t1", extra=extra)
+    assert written == make_response(request, status, to_tag="t1", extra=extra).to_bytes()
+    assert request.headers.index is None
+    assert final_response_bytes(request, status, to_tag="t1", extra=extra) == written  # cached
+
+
+def test_final_response_bytes_decline_what_make_response_must_build() -> None:
+    """None (the caller builds the Response) for several Vias, a Via field of two
+    entries, extras out of order or with a Content-Length, a request changed since
+    parsed; a provisional status or a bad tag is refused as make_response refuses it."""
+    two_fields = OPTIONS.replace(b"Via:", b"Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-p\r\nVia:", 1)
+    one_field = OPTIONS.replace(b"Via: ", b"Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-p, ", 1)
+    for data in (two_fields, one_field):
+        assert final_response_bytes(_stamped(data), 200, to_tag="t") is None
+    request = _stamped(OPTIONS)
+    record_route = (("record-route", "Record-Route", "<sip:p.example.com;lr>"),)
+    assert final_response_bytes(request, 200, extra=record_route) is None
+    length = (("content-length", "Content-Length", "5"),)
+    assert final_response_bytes(request, 200, extra=length) is None
+    changed = _stamped(OPTIONS)
+    changed.headers["Subject"] = "changed"
+    assert final_response_bytes(changed, 200) is None
+    with pytest.raises(ValueError):
+        final_response_bytes(request, 180)
+    with pytest.raises(ValueError):
+        final_response_bytes(request, 200, to_tag="a\r\nb")
+
+
+def test_a_non_invite_transaction_takes_a_final_response_as_bytes() -> None:
+    """Over UDP the record keeps the bytes at once: sent (Resend to the request's source
+    over its route), the transaction ended, a retransmission answered with the same bytes.
+    Over a reliable transport, for a provisional status, an INVITE or a second answer,
+    nothing is done (False): respond() is the way there."""
+    layer = TransactionLayer()
+    request = _stamped(OPTIONS)
+    transaction = layer.receive_request(request, 0.0, reliable=False, destination=PEER, route="UDP")
+    assert isinstance(transaction, NonInviteServerTransaction)
+    layer.pop_events()
+    data = final_response_bytes(request, 200, to_tag="t1")
+    assert data is not None
+    assert not transaction.respond_serialised(180, data, 0.0)
+    assert transaction.respond_serialised(200, data, 0.0)
+    assert layer.pop_events() == [Resend(data, PEER, "UDP"), TransactionTerminated(transaction)]
+    assert transaction.state is TransactionState.TERMINATED
+    assert transaction.last_response is None
+    assert not transaction.respond_serialised(200, data, 0.0)
+    assert layer.receive_request(_stamped(OPTIONS), 1.0, reliable=False, destination=PEER) is None
+    assert layer.pop_events() == [Resend(data, PEER, "UDP")]
+
+    tcp = layer.receive_request(
+        _stamped(OPTIONS.replace(b"-1;", b"-2;").replace(b"=f1", b"=f2")),
+        0.0,
+        reliable=True,
+        destination=PEER,
+    )
+    assert tcp is not None
+    layer.pop_events()
+    assert not tcp.respond_serialised(200, data, 0.0)
+    assert tcp.state is TransactionState.TRYING and layer.pop_events() == []
+    invite = _invite_transaction(layer)
+    assert not invite.respond_serialised(200, data, 0.0)
+    assert invite.state is TransactionState.PROCEEDING
+
+
+async def test_an_options_answered_at_once_makes_no_response(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The 200 to an OPTIONS served at once is written without a Response (make_response
+    and Response.from_wire are not called) and is what make_response would have sent;
+    its retransmission is answered from the record with the same bytes."""
+    network = MemoryNetwork(seed=1)
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
+        network.socket(PEER) as peer,
+    ):
+        address = next(a for a in network.bound_addresses if a != PEER)
+        peer.send(OPTIONS.replace(b"-1;", b"-0;").replace(b"=f1", b"=f0"), address)
+        await peer.receive()
+
+        built: list[object] = []
+        make, from_wire = sipx._uas.make_response, Response.from_wire
+
+        def counted_make(*args: Any, **kwargs: Any) -> Any:
+            built.append(args)
+            return make(*args, **kwargs)
+
+        def counted_from_wire(*args: Any) -> Any:
+            built.append(args)
+            return from_wire(*args)
+
+        monkeypatch.setattr(sipx._uas, "make_response", counted_make)
+        monkeypatch.setattr(Response, "from_wire", counted_from_wire)
+        peer.send(OPTIONS, address)
+        data, _ = await peer.receive()
+        peer.send(OPTIONS, address)  # retransmitted: the record answers the same bytes
+        again, _ = await peer.receive()
+        monkeypatch.undo()
+        assert built == []
+        await trio.testing.wait_all_tasks_blocked()
+        assert client.limit_stats.malformed_messages == 0
+    assert again == data
+    response = parse_message(data)
+    assert isinstance(response, Response) and response.status_code == 200
+    request = _stamped(OPTIONS, PEER)
+    expected = make_response(request, 200, to_tag=response.to.tag, extra=_capabilities_of(response))
+    assert data == expected.to_bytes()
+
+
+def _capabilities_of(response: Response) -> tuple[tuple[str, str, str], ...]:
+    return tuple(
+        (key, name, value)
+        for key, name, value in response.headers.entries
+        if key in ("allow", "accept", "supported", "allow-events")
+    )
+
+
+async def test_an_options_with_a_require_or_a_handler_is_answered_as_before() -> None:
+    """An unsupported Require still gets 420 (no shortcut taken before the check), and an
+    OPTIONS handler of the user's still answers in its task."""
+    network = MemoryNetwork(seed=1)
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
+        network.socket(PEER) as peer,
+    ):
+        address = next(a for a in network.bound_addresses if a != PEER)
+        peer.send(
+            OPTIONS.replace(b"Max-Forwards", b"Require: nothing-known\r\nMax-Forwards"), address
+        )
+        data, _ = await peer.receive()
+        assert data.startswith(b"SIP/2.0 420 ")
+
+        async def handler(incoming: Any) -> None:
+            incoming.respond(486)
+
+        client.on_request("OPTIONS", handler)
+
+        peer.send(OPTIONS.replace(b"-1;", b"-5;").replace(b"=f1", b"=f5"), address)
+        data, _ = await peer.receive()
+    assert data.startswith(b"SIP/2.0 486 ")
