@@ -166,7 +166,7 @@ class IncomingRequest:
         self.response = response
         return response
 
-    def answer_with_fields(self, status_code: int, fields: Sequence[tuple[str, str, str]]) -> None:
+    def _answer_with_fields(self, status_code: int, fields: Sequence[tuple[str, str, str]]) -> None:
         """:meth:`respond_with_fields` where nobody reads the Response (the default 200 to
         an OPTIONS served at once): its bytes are written straight from the request's
         fields and go out without a Response made, where the transaction takes them so
@@ -543,7 +543,7 @@ class UserAgentServer:
         if method == "INVITE":
             self._new_call(incoming)
         elif method == "OPTIONS":
-            incoming.answer_with_fields(200, self._capabilities())  # no Response made
+            incoming._answer_with_fields(200, self._capabilities())  # no Response made
         else:
             dialog = self._dialog_of(request)
             if dialog is None:
