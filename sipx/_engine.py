@@ -557,8 +557,9 @@ class Engine:
                     self._resend(event)
 
     def _resend(self, event: Resend) -> None:
-        """A retransmitted request answered from the record of its completed transaction,
-        over the transport it came in on (``route``: the transport's name)."""
+        """A retransmitted request answered from the record of its completed transaction
+        (or a final response given as bytes, sent the first time), over the transport the
+        request came in on (``route``: the transport's name)."""
         destination = event.destination
         assert isinstance(destination, tuple)
         transport = self.transports.get(event.route or "") or self.require_transport()
