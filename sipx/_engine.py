@@ -358,6 +358,23 @@ class Engine:
             self._pump()
         return accepted
 
+    def respond_serialised(
+        self, transaction: ServerTransaction, status_code: int, data: bytes
+    ) -> bool:
+        """Send a final response given as its bytes through ``transaction`` (see
+        :meth:`ServerTransaction.respond_serialised`); False, and nothing sent, when the
+        transaction does not take it that way: :meth:`respond` a Response then."""
+        now = self._received_at
+        if not transaction.respond_serialised(
+            status_code, data, trio.current_time() if now is None else now
+        ):
+            return False
+        if self._pumping:  # served from within the pump (at once): _pump's nested case
+            self._carry_out()
+        else:
+            self._pump()
+        return True
+
     def retransmit_2xx(
         self,
         key: object,
@@ -501,8 +518,9 @@ class Engine:
         pop_events = self.layer.pop_events
         while events := pop_events():
             for event in events:
-                # The three events of every request answered at once, by their exact type
-                # (an identity test each, no isinstance call); then every kind by isinstance.
+                # The three events of every request answered at once and the ACK to a 2xx, by
+                # their exact type (an identity test each, no isinstance call); then every
+                # kind by isinstance.
                 kind = type(event)
                 if kind is Send:
                     self._send_event(event)  # type: ignore[arg-type]
@@ -510,6 +528,10 @@ class Engine:
                     self._serve(event.transaction, event.request)  # type: ignore[union-attr,arg-type]
                 elif kind is TransactionTerminated:
                     self._routes.pop(event.transaction, None)  # type: ignore[union-attr]
+                elif kind is AckReceived:  # the ACK to a 2xx of every call answered
+                    self.on_ack(event.request)  # type: ignore[union-attr]
+                elif kind is Resend:  # also a final response given as bytes, sent first
+                    self._resend(event)  # type: ignore[arg-type]
                 # The kinds every transaction has come first (Terminated before the rare ones).
                 elif isinstance(event, Send):
                     self._send_event(event)
@@ -535,8 +557,9 @@ class Engine:
                     self._resend(event)
 
     def _resend(self, event: Resend) -> None:
-        """A retransmitted request answered from the record of its completed transaction,
-        over the transport it came in on (``route``: the transport's name)."""
+        """A retransmitted request answered from the record of its completed transaction
+        (or a final response given as bytes, sent the first time), over the transport the
+        request came in on (``route``: the transport's name)."""
         destination = event.destination
         assert isinstance(destination, tuple)
         transport = self.transports.get(event.route or "") or self.require_transport()

@@ -46,7 +46,7 @@ from ._core.message import Request, Response
 from ._core.option_tags import RELIABLE_PROVISIONAL, SUPPORTED, unsupported
 from ._core.sdp import SDPBody
 from ._core.session_timer import MIN_SE, OPTION_TAG, request_headers
-from ._core.transaction import ServerTransaction, make_response
+from ._core.transaction import ServerTransaction, final_response_bytes, make_response
 from ._errors import ParseError, ProtocolError, SIPError
 from ._idle_calls import IdleCalls
 from ._in_dialog import receive_in_dialog
@@ -165,6 +165,20 @@ class IncomingRequest:
             raise ProtocolError(f"{self.method} was already answered")
         self.response = response
         return response
+
+    def _answer_with_fields(self, status_code: int, fields: Sequence[tuple[str, str, str]]) -> None:
+        """:meth:`respond_with_fields` where nobody reads the Response (the default 200 to
+        an OPTIONS served at once): its bytes are written straight from the request's
+        fields and go out without a Response made, where the transaction takes them so
+        (see ``final_response_bytes``); else as :meth:`respond_with_fields` does."""
+        request = self.request
+        uas = self._uas
+        tag = uas.take_tag(request)
+        data = final_response_bytes(request, status_code, to_tag=tag, extra=fields)
+        if data is not None and uas.engine.respond_serialised(self.transaction, status_code, data):
+            return
+        response = make_response(request, status_code, to_tag=tag, extra=fields)
+        self._send(response)
 
     def _send(self, response: Response) -> Response:
         if not self._uas.engine.respond(self.transaction, response):
@@ -529,7 +543,7 @@ class UserAgentServer:
         if method == "INVITE":
             self._new_call(incoming)
         elif method == "OPTIONS":
-            incoming.respond_with_fields(200, self._capabilities())
+            incoming._answer_with_fields(200, self._capabilities())  # no Response made
         else:
             dialog = self._dialog_of(request)
             if dialog is None:

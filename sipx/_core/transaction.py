@@ -199,6 +199,82 @@ def _remember_extra_order(
 _COPIED_TO_RESPONSE = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
 
 
+def final_response_bytes(
+    request: Request,
+    status_code: int,
+    *,
+    to_tag: str | None = None,
+    extra: Sequence[tuple[str, str, str]] = (),
+) -> bytes | None:
+    """What ``make_response(request, status_code, to_tag=to_tag, extra=extra).to_bytes()``
+    gives for a final response without a body, written straight from the request's first
+    values: no Response, no field list, no second pass over the fields.
+
+    For the usual request (one Via field of one entry, From, To, Call-ID and CSeq present,
+    first values as parsed or stamped) and ``extra`` that ``to_bytes()`` writes in the
+    given order after the CSeq (a tuple's text is made once: the 200 to OPTIONS); None for
+    anything else (build the Response then).
+    """
+    if not 200 <= status_code <= 699:
+        raise ValueError(f"status code {status_code} is not a final status")
+    if to_tag is not None and ("\r" in to_tag or "\n" in to_tag):
+        raise ValueError(f"to_tag must not contain CR or LF: {to_tag!r}")
+    headers = request.headers
+    first = headers.first
+    if first is STALE:
+        return None  # changed since parsed: make_response reads the index
+    via = first.get("via")
+    from_ = first.get("from")
+    to = first.get("to")
+    call_id = first.get("call-id")
+    cseq = first.get("cseq")
+    if via is None or from_ is None or to is None or call_id is None or cseq is None:
+        return None
+    if "," in via or headers.repeated(_VIA_KEYS) is not None:
+        return None  # several Vias: make_response copies each entry
+    if extra:
+        known = _extra_text
+        if known[0] is extra:
+            block = known[1]
+        else:
+            block = _extra_block(extra)
+            if type(extra) is tuple:  # unchangeable: the text holds while it is the same
+                _remember_extra_text(extra, block)
+        if block is None:
+            return None
+    else:
+        block = ""
+    if to_tag is not None:
+        parsed = headers.typed.get("to")  # parsed already on the receive path
+        if (request.to if parsed is None else parsed).tag is None:
+            to = f"{to};tag={to_tag}"
+    reason = REASON_PHRASES.get(status_code, "")
+    return (
+        f"{SIP_VERSION} {status_code} {reason}\r\nVia: {via}\r\nFrom: {from_}\r\n"
+        f"To: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n{block}Content-Length: 0\r\n\r\n"
+    ).encode("utf-8", "surrogateescape")
+
+
+def _extra_block(extra: Sequence[tuple[str, str, str]]) -> str | None:
+    """The lines ``to_bytes()`` writes for ``extra`` after a CSeq, each ended by CRLF; None
+    when it would write them otherwise (out of order, or a Content-Length among them)."""
+    if not in_conventional_order(extra, header_rank("cseq")):
+        return None
+    if any(key == "content-length" or name == "Content-Length" for key, name, _ in extra):
+        return None
+    return "".join(f"{name}: {value}\r\n" for _, name, value in extra)
+
+
+_extra_text: tuple[object, str | None] = ((), "")
+"""The last tuple of ``extra`` fields given to :func:`final_response_bytes` and its text
+(one tuple, replaced whole, as :data:`_extra_in_order`)."""
+
+
+def _remember_extra_text(extra: tuple[tuple[str, str, str], ...], block: str | None) -> None:
+    global _extra_text
+    _extra_text = (extra, block)
+
+
 def make_ack_for_non2xx(invite: Request, response: Response) -> Request:
     """The ACK a client INVITE transaction sends for a 300-699 response (RFC 3261 17.1.1.3).
 
@@ -250,9 +326,11 @@ class Send:
 
 @dataclass(slots=True, unsafe_hash=True)
 class Resend:
-    """Put ``data``, the final response a record keeps, on the wire again to ``destination``
+    """Put ``data``, the final response a record keeps, on the wire to ``destination``
     over ``route`` (what the transaction was given by ``receive_request``): a retransmitted
-    request matched a non-INVITE server transaction that completed (Timer J runs)."""
+    request matched a non-INVITE server transaction that completed (Timer J runs), or the
+    final response given as bytes (:meth:`ServerTransaction.respond_serialised`) goes out
+    the first time."""
 
     data: bytes
     destination: object
@@ -663,6 +741,13 @@ class ServerTransaction(Transaction):
         """
         raise NotImplementedError
 
+    def respond_serialised(self, status_code: int, data: bytes, now: float) -> bool:
+        """Send a final response given as its bytes (see :func:`final_response_bytes`),
+        without a Response: only a non-INVITE transaction over an unreliable transport,
+        whose record keeps the bytes at once, takes it. False, and nothing done, anywhere
+        else (another kind, a provisional status, answered already): use :meth:`respond`."""
+        return False
+
     def _start(self, now: float, *, to_tu: bool = True) -> None:
         """Enter the initial state; ``to_tu=False`` (a merged request) tells the TU nothing."""
         raise NotImplementedError
@@ -682,7 +767,19 @@ class ServerTransaction(Transaction):
 def accepted_stand_in(response: Response) -> Response:
     """What an Accepted INVITE server transaction keeps of its 2xx as ``last_response``:
     the status, the reason and the To field (a legacy ACK is matched by its tag)."""
-    to = response.headers.get_first("To")
+    headers = response.headers
+    first = headers.first
+    to: str | None = None
+    if first is STALE:
+        # A response built by the TU (make_response: no index yet): its To read from the
+        # fields, not through get_first(), which would build the first values and the
+        # index of the whole 2xx for this one value (once per call answered).
+        for key, _, value in headers.entries:
+            if key == "to":
+                to = value
+                break
+    else:
+        to = first.get("to")
     fields = [] if to is None else [("to", "To", to)]
     return Response.from_wire(
         response.status_code,
@@ -812,6 +909,23 @@ class NonInviteServerTransaction(ServerTransaction):
         else:
             self._send(response)
             self._layer._terminate(self)
+        return True
+
+    def respond_serialised(self, status_code: int, data: bytes, now: float) -> bool:
+        if not 200 <= status_code <= 699 or self.reliable:
+            return False
+        state = self.state
+        if state is not _S.TRYING and state is not _S.PROCEEDING:
+            return False
+        layer = self._layer
+        wait = layer.config.timer_j(False)
+        if wait <= 0:
+            return False
+        # What respond() does for a final response over an unreliable transport, with the
+        # bytes given: sent (as a record's answer is: Resend) and kept by the record.
+        self.state = _S.COMPLETED
+        layer._events.append(Resend(data, self.destination, self.route))
+        layer._record(self, data, now + wait)
         return True
 
     def _fire(self, timer: str, now: float) -> None:
@@ -1073,27 +1187,28 @@ class TransactionLayer:
         the transaction's ``route`` (see :class:`Resend`).
         """
         method = request.method
-        if method == "ACK":
-            invite = self._match_ack(request)
-            if invite is not None:
-                invite._on_ack(request, now)
-                return invite
-            self._events.append(AckReceived(request, None))
-            return None
         via = request.headers.typed.get("top_via")  # stamped on receipt: cached
         if via is None:
             via = request.top_via
         branch = via.params.get("branch")
-        key: tuple[object, ...]
+        key: tuple[object, ...] | None = None
         if branch is not None and branch.startswith(MAGIC_COOKIE):
-            # _rfc3261_key(via), inline: the usual request (branch and sent-by, 17.2.3)
+            # _rfc3261_key(via), inline: the usual request (branch and sent-by, 17.2.3),
+            # made once here for every method (an ACK's match reads it too)
             port = via.port
             if port is None:
                 port = 5061 if via.transport == "TLS" else 5060
             host = via.host
             lowered = host.lower()  # a new string even when nothing changes: keep one
             key = ("3261", branch, host if lowered == host else lowered, port)
-        else:
+        if method == "ACK":
+            invite = self._match_ack(request, key)
+            if invite is not None:
+                invite._on_ack(request, now)
+                return invite
+            self._events.append(AckReceived(request, None))
+            return None
+        if key is None:
             key = _server_key(request, request.to.tag)
         group = self._servers.get(key)
         if group is not None and (transaction := group.get(method)) is not None:
@@ -1189,8 +1304,11 @@ class TransactionLayer:
                 return stand_in
         return None
 
-    def _match_ack(self, ack: Request) -> InviteServerTransaction | None:
-        key = _rfc3261_key(ack.top_via)
+    def _match_ack(
+        self, ack: Request, key: tuple[object, ...] | None
+    ) -> InviteServerTransaction | None:
+        """The INVITE server transaction ``ack`` completes (17.2.3): by ``key``, the ACK's
+        RFC 3261 key (None for an RFC 2543 ACK: matched by its To tag)."""
         if key is not None:
             group = self._servers.get(key)
             found = None if group is None else group.get("INVITE")
@@ -1463,6 +1581,7 @@ __all__ = [
     "TransactionTerminated",
     "TransactionTimeout",
     "TransportFailed",
+    "final_response_bytes",
     "make_ack_for_non2xx",
     "make_response",
 ]
