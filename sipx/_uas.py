@@ -19,6 +19,7 @@ import inspect
 import logging
 import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -454,18 +455,20 @@ class UserAgentServer:
         if call.transaction is None or call.dialog is None:
             return
         dialog = call.dialog
-
-        def no_ack() -> None:
-            if call.acked or call.ended:
-                return
-            log.warning("no ACK for our 2xx to %s: ending the call", call.call_id)
-            end_call(call, "timeout")  # first: the BYE would record the end as "local"
-            if self.engine.running:
-                self.engine.start_soon(self._quiet_bye, dialog, "after the missing ACK")
-
+        # One partial object per call (a closure would be a function and three cells).
+        no_ack = partial(UserAgentServer.no_ack, self, call, dialog)
         self.engine.retransmit_2xx(
             (dialog.id, response.cseq.seq), call.transaction, response, no_ack
         )
+
+    def no_ack(self, call: Call, dialog: Dialog) -> None:
+        """64·T1 without the ACK of our 2xx to ``call``'s INVITE: end it, then BYE."""
+        if call.acked or call.ended:
+            return
+        log.warning("no ACK for our 2xx to %s: ending the call", call.call_id)
+        end_call(call, "timeout")  # first: the BYE would record the end as "local"
+        if self.engine.running:
+            self.engine.start_soon(self._quiet_bye, dialog, "after the missing ACK")
 
     # -- the request path --------------------------------------------------------------------
     async def serve(self, transaction: ServerTransaction, request: Request) -> None:
