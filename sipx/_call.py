@@ -1059,8 +1059,8 @@ class Call:
 
     def _keep_less(self) -> None:
         """The ACK of our 200 arrived: the call is idle. Keep the INVITE, our 200 and the
-        SDPs as bytes (parsed again when read), drop the server transaction, the reliable
-        1xx state and the INVITE's To tag; the dialog forgets its INVITE."""
+        SDPs as bytes (parsed again when read), drop the server transaction and the reliable
+        1xx state; the dialog forgets its INVITE."""
         invite = self._invite
         final = self._final
         if not isinstance(invite, Request) or final is None or self.direction != "incoming":
@@ -1071,7 +1071,6 @@ class Call:
             task.start()
         self._our_contact()
         self._remote_uri = str(invite.from_.uri)
-        self._uas.forget_tag(invite)
         # The bodies of the INVITE and of our 200 are the offer and the answer: one bytes
         # object each, shared by the message and the SDP slots.
         sent = {id(self._offered): invite.content}
@@ -1132,10 +1131,8 @@ class Call:
             engine.cancel_retransmits(dialog_id)
         if engine.pending_calls.get(self.call_id) is self:
             del engine.pending_calls[self.call_id]
-        if self.direction == "incoming":
-            if isinstance(self._invite, Request):  # else forgotten when it was kept
-                self._uas.forget_tag(self._invite)
-        elif self.dialog is not None:
+        # (An incoming call's To tag is its own: the UAS's tag map does not keep it.)
+        if self.direction != "incoming" and self.dialog is not None:
             self._uac.forget(self.dialog, self.invite)
         for listener in self._info_listeners or ():
             listener.close()

@@ -324,6 +324,16 @@ class UserAgentServer:
                 return tag
         return self.engine.ids.tag()
 
+    def call_tag(self, request: Request) -> str:
+        """The To tag of a new call: the one its INVITE's 487 took if a CANCEL was answered
+        before the INVITE was served (taken out of the map), else a new one. The call keeps
+        it (``call.local_tag``); the map does not, so the call's end has nothing to drop."""
+        if self._tags:
+            tag = self._tags.pop((request.call_id, request.from_.tag or ""), None)
+            if tag is not None:
+                return tag
+        return self.engine.ids.tag()
+
     def forget_tag(self, request: Request) -> None:
         """The request is answered for good (or its call ended): its To tag is not needed."""
         self._tags.pop((request.call_id, request.from_.tag or ""), None)
@@ -431,7 +441,7 @@ class UserAgentServer:
         response made (:meth:`early_dialog`), when it has the same id, else a new one.
         ``tag``: the 2xx's To tag when the caller knows it (else read from the 2xx)."""
         if not tag:
-            tag = response.to.tag or self.local_tag(invite) or ""
+            tag = response.to.tag or call.local_tag or self.local_tag(invite) or ""
         if tag == call.local_tag:
             tag = call.local_tag  # the call's own string: the dialog keeps no copy of it
         if (
@@ -680,7 +690,7 @@ class UserAgentServer:
             request,
             direction="incoming",
             transaction=incoming.transaction,
-            local_tag=self.local_tag(request),
+            local_tag=self.call_tag(request),
         )
         incoming.call = call
         self.engine.pending_calls[request.call_id] = call
