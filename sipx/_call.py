@@ -45,6 +45,7 @@ from ._idle_calls import BATCH, IDLE_AFTER
 from ._media_stream import MediaStats
 from ._reliable import ReliableSender
 from ._session_timer import SessionTimerTask
+from ._trio.moment import Moment
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -56,6 +57,8 @@ _Kept = TypeVar("_Kept", Request, Response)
 # A message kept once the call is idle: (sample, its head deflated against the sample, its
 # body packed as the SDP slots keep it, or None).
 _Bytes = tuple[bytes, bytes, PackedHead | None]
+# A session timer noted by our 200 and not made yet: (interval, we refresh, started at).
+_NotedTimer = tuple[int, bool, float]
 _PACKER = HeadPacker()  # one sample head per kind for every call of the process
 _BODIES = HeadPacker()  # and one sample SDP per kind (its first token: "v=0 o=user")
 InfoHandler = Callable[..., Any]  # IncomingRequest -> Response | None (plain or async)
@@ -154,13 +157,15 @@ class Call:
         self.replaced_by: Call | None = None
         self._info_handler: InfoHandler | None = None
         self._info_listeners: list[trio.MemorySendChannel[IncomingRequest]] | None = None
-        self._ended_event: trio.Event | None = None  # made when someone waits
+        self._ended_event: Moment | None = None  # made when someone waits
         self._reinviting = False  # our re-INVITE/UPDATE offer is pending: a crossing one gets 491
         self._early_dialog: Dialog | None = None  # the UAS's early dialog, from ring()
-        self._session_timer: SessionTimerTask | None = None
+        # The session timer's task; ``(interval, we_refresh, started)`` until the call is
+        # made idle or the timer is needed (a call hung up after its ACK never makes one).
+        self._session_timer: SessionTimerTask | _NotedTimer | None = None
         self._peer_allows_update = False  # the peer's Allow lists UPDATE (refresh with it)
         self._acked = False
-        self._acked_event: trio.Event | None = None  # made when someone waits
+        self._acked_event: Moment | None = None  # made when someone waits
         self._media = media if media is not None else CallMedia(uas.engine, None, uas.media_clock)
         self._reliable: ReliableSender | None = None  # our reliable 1xx (RFC 3262), if any
         # The session-interval choice made when the INVITE came (in a 1-tuple), for answer().
@@ -756,7 +761,7 @@ class Call:
         """Wait until the call ends (either side); returns who ended it."""
         if self.state is not CallState.ENDED:
             if self._ended_event is None:
-                self._ended_event = trio.Event()
+                self._ended_event = Moment()
             await self._ended_event.wait()
         return self.ended_by
 
@@ -764,9 +769,9 @@ class Call:
         """Wait for the ACK of our 2xx (incoming calls)."""
         if not self._acked:
             if self._acked_event is None:
-                self._acked_event = trio.Event()
+                self._acked_event = Moment()
             await self._acked_event.wait()
-            self._acked_event = None  # set for good: an idle call keeps no Event
+            self._acked_event = None  # came for good: an idle call keeps no Moment
 
     # -- media ---------------------------------------------------------------------------------
     async def play(self, source: AudioSource) -> None:
@@ -851,8 +856,22 @@ class Call:
         return False
 
     def _running_timer(self) -> SessionTimer | None:
-        task = self._session_timer
+        task = self._timer_task()
         return None if task is None or task.stopped else task.timer
+
+    def _timer_task(self) -> SessionTimerTask | None:
+        """The session timer's task, made now from what our 200 noted (answer()) if it
+        was not made yet; not started (in the heap) by this."""
+        task = self._session_timer
+        if isinstance(task, tuple):
+            interval, we_refresh, started = task
+            task = self._session_timer = SessionTimerTask(
+                self._uas.session_timers,
+                SessionTimer(interval, we_refresh, started),
+                self._refresh_session,
+                self._session_expired,
+            )
+        return task
 
     def _session_request_headers(self) -> dict[str, str]:
         """Session-Expires and the rest for our re-INVITE or UPDATE (RFC 4028 7.4)."""
@@ -871,14 +890,21 @@ class Call:
         deadline goes into the client's heap only when the call is made idle
         (:meth:`_keep_less`, at most ``IDLE_AFTER + BATCH`` after the ACK), when the
         deadline comes later than that can be (the call ends 64·T1 after the 200 without
-        an ACK): a call hung up right after its ACK never touches the heap."""
+        an ACK): a call hung up right after its ACK never touches the heap, nor makes the
+        timer's task (only ``(interval, we_refresh, started)`` is noted until then)."""
         if self.ended or not self._engine.running:
             return
-        task = self._session_timer
+        task = self._timer_task()
         if task is not None and not task.stopped:
             task.refreshed(interval, we_refresh)
             return
         now = trio.current_time()
+        # The first deadline is half the interval away at the soonest (the refresh; the
+        # expiry comes later): a call made idle before it only notes when the timer
+        # started, and its task is made then (_keep_less) or when the timer is read.
+        if until_idle and interval / 2 > _latest_idle(self._engine.timers.t1):
+            self._session_timer = (interval, we_refresh, now)
+            return
         timer = SessionTimer(interval, we_refresh, now)
         task = SessionTimerTask(
             self._uas.session_timers,
@@ -887,10 +913,6 @@ class Call:
             self._session_expired,
         )
         self._session_timer = task
-        # The first deadline is half the interval away at the soonest (the refresh; the
-        # expiry comes later).
-        if until_idle and interval / 2 > _latest_idle(self._engine.timers.t1):
-            return
         task.start()
 
     def _session_answered(self, response: Response) -> None:
@@ -906,9 +928,11 @@ class Call:
             self._session_refreshed(session.delta, session.refresher == UAC)
         elif timer is not None and timer.we_refresh:
             self._session_refreshed(timer.interval, True)
-        elif self._session_timer is not None:
-            self._session_timer.stop()
-            self._session_timer = None
+        else:
+            task = self._timer_task()
+            if task is not None:
+                task.stop()
+                self._session_timer = None
 
     async def _refresh_session(self) -> Response | None:
         """The refresher's refresh (RFC 4028 10): UPDATE without a body when the peer
@@ -1031,21 +1055,22 @@ class Call:
     def _set_acked(self) -> None:
         self._acked = True
         if self._acked_event is not None:
-            self._acked_event.set()
+            self._acked_event.came()
 
     def _keep_less(self) -> None:
         """The ACK of our 200 arrived: the call is idle. Keep the INVITE, our 200 and the
-        SDPs as bytes (parsed again when read), drop the server transaction, the reliable
-        1xx state and the INVITE's To tag; the dialog forgets its INVITE."""
+        SDPs as bytes (parsed again when read), drop the server transaction and the reliable
+        1xx state; the dialog forgets its INVITE."""
         invite = self._invite
         final = self._final
         if not isinstance(invite, Request) or final is None or self.direction != "incoming":
             return
         if self._session_timer is not None and self._engine.running:
-            self._session_timer.start()  # its first deadline waited for this (answer())
+            task = self._timer_task()  # its first deadline waited for this (answer())
+            assert task is not None
+            task.start()
         self._our_contact()
         self._remote_uri = str(invite.from_.uri)
-        self._uas.forget_tag(invite)
         # The bodies of the INVITE and of our 200 are the offer and the answer: one bytes
         # object each, shared by the message and the SDP slots.
         sent = {id(self._offered): invite.content}
@@ -1089,8 +1114,10 @@ class Call:
         self._media.close()
         if self._reliable is not None:
             self._reliable.close()
-        if self._session_timer is not None:
-            self._session_timer.stop()
+        task = self._session_timer
+        if task is not None:
+            if not isinstance(task, tuple):  # else only noted: nothing in the heap
+                task.stop()
             self._session_timer = None
         engine = self._engine
         dialog = self.dialog or self._early_dialog
@@ -1104,17 +1131,15 @@ class Call:
             engine.cancel_retransmits(dialog_id)
         if engine.pending_calls.get(self.call_id) is self:
             del engine.pending_calls[self.call_id]
-        if self.direction == "incoming":
-            if isinstance(self._invite, Request):  # else forgotten when it was kept
-                self._uas.forget_tag(self._invite)
-        elif self.dialog is not None:
+        # (An incoming call's To tag is its own: the UAS's tag map does not keep it.)
+        if self.direction != "incoming" and self.dialog is not None:
             self._uac.forget(self.dialog, self.invite)
         for listener in self._info_listeners or ():
             listener.close()
         self._info_listeners = None
         self._set_acked()
         if self._ended_event is not None:
-            self._ended_event.set()
+            self._ended_event.came()
 
 
 # -- for the user agent (sipx._uac, sipx._uas, sipx._async_client): a call's state changes --------

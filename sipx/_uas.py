@@ -19,6 +19,7 @@ import inspect
 import logging
 import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -337,6 +338,16 @@ class UserAgentServer:
                 return tag
         return self.engine.ids.tag()
 
+    def call_tag(self, request: Request) -> str:
+        """The To tag of a new call: the one its INVITE's 487 took if a CANCEL was answered
+        before the INVITE was served (taken out of the map), else a new one. The call keeps
+        it (``call.local_tag``); the map does not, so the call's end has nothing to drop."""
+        if self._tags:
+            tag = self._tags.pop((request.call_id, request.from_.tag or ""), None)
+            if tag is not None:
+                return tag
+        return self.engine.ids.tag()
+
     def forget_tag(self, request: Request) -> None:
         """The request is answered for good (or its call ended): its To tag is not needed."""
         self._tags.pop((request.call_id, request.from_.tag or ""), None)
@@ -444,7 +455,7 @@ class UserAgentServer:
         response made (:meth:`early_dialog`), when it has the same id, else a new one.
         ``tag``: the 2xx's To tag when the caller knows it (else read from the 2xx)."""
         if not tag:
-            tag = response.to.tag or self.local_tag(invite) or ""
+            tag = response.to.tag or call.local_tag or self.local_tag(invite) or ""
         if tag == call.local_tag:
             tag = call.local_tag  # the call's own string: the dialog keeps no copy of it
         if (
@@ -468,18 +479,20 @@ class UserAgentServer:
         if call.transaction is None or call.dialog is None:
             return
         dialog = call.dialog
-
-        def no_ack() -> None:
-            if call.acked or call.ended:
-                return
-            log.warning("no ACK for our 2xx to %s: ending the call", call.call_id)
-            end_call(call, "timeout")  # first: the BYE would record the end as "local"
-            if self.engine.running:
-                self.engine.start_soon(self._quiet_bye, dialog, "after the missing ACK")
-
+        # One partial object per call (a closure would be a function and three cells).
+        no_ack = partial(UserAgentServer.no_ack, self, call, dialog)
         self.engine.retransmit_2xx(
             (dialog.id, response.cseq.seq), call.transaction, response, no_ack
         )
+
+    def no_ack(self, call: Call, dialog: Dialog) -> None:
+        """64·T1 without the ACK of our 2xx to ``call``'s INVITE: end it, then BYE."""
+        if call.acked or call.ended:
+            return
+        log.warning("no ACK for our 2xx to %s: ending the call", call.call_id)
+        end_call(call, "timeout")  # first: the BYE would record the end as "local"
+        if self.engine.running:
+            self.engine.start_soon(self._quiet_bye, dialog, "after the missing ACK")
 
     # -- the request path --------------------------------------------------------------------
     async def serve(self, transaction: ServerTransaction, request: Request) -> None:
@@ -691,7 +704,7 @@ class UserAgentServer:
             request,
             direction="incoming",
             transaction=incoming.transaction,
-            local_tag=self.local_tag(request),
+            local_tag=self.call_tag(request),
         )
         incoming.call = call
         self.engine.pending_calls[request.call_id] = call

@@ -602,6 +602,11 @@ class SDPBody:
 
         Stream ``i`` uses ``ports[i]`` if given, else ``(port or 8000) + 2 * i``.
         ``session_id`` defaults to a stable hash of our origin and the offer's origin.
+
+        The answers to the last few offers are remembered by what they depend on (the
+        offer's streams and session attributes, the arguments but the origin's): the same
+        offer answered again (a load generator's, every call) gets a copy of the earlier
+        answer with its own o= line, without working it out again.
         """
         if not isinstance(offer, SDPBody):
             offer = cls.parse(offer)
@@ -611,14 +616,28 @@ class SDPBody:
             raise ValueError("give either port or ports, not both")
         if ports is not None and len(ports) != len(offer.media):
             raise ValueError(f"ports has {len(ports)} entries for {len(offer.media)} m-lines")
-        supported = _supported(
-            DEFAULT_SUPPORTED_CODECS if supported_codecs is None else supported_codecs
+        specs = DEFAULT_SUPPORTED_CODECS if supported_codecs is None else supported_codecs
+        supported = _supported(specs)
+        origin = _answer_origin(
+            origin_username, origin_address, session_name, offer.origin, session_id
         )
+        key = _answer_key(
+            offer, specs, supported, connection_address, port, direction, ports, session_name,
+            supported_protocols,
+        )  # fmt: skip
+        known = None
+        if key is not None and cls is SDPBody:
+            try:
+                known = _ANSWERS.get(key)
+            except TypeError:  # a list where a pair belongs (made by hand): not kept
+                key = None
+            if known is not None and known[0] is supported:
+                answer = _copy_body(known[1])
+                answer.origin = origin
+                return answer
         protocols = {p.upper() for p in supported_protocols}
         answer = cls(
-            origin=_answer_origin(
-                origin_username, origin_address, session_name, offer.origin, session_id
-            ),
+            origin=origin,
             session_name=session_name,
             connection=_connection_of(connection_address),
         )
@@ -647,6 +666,10 @@ class SDPBody:
                 mirrored = (mirrored[0] and ours[0], mirrored[1] and ours[1])
             media.attributes.append((_BITS_DIRECTION[mirrored], None))
             answer.media.append(media)
+        if key is not None and cls is SDPBody:
+            if len(_ANSWERS) >= _ANSWERS_KEPT:
+                del _ANSWERS[next(iter(_ANSWERS))]  # the oldest
+            _ANSWERS[key] = (supported, _copy_body(answer))  # a copy never handed out
         return answer
 
 
@@ -666,6 +689,47 @@ _UNSEEN: Final = SDPBody()  # a marker: bytes not among the recent ones
 # The last bodies parsed, by their bytes: None when seen once, else a parsed copy kept
 # apart (never handed out, so never changed).
 _RECENT: dict[bytes, SDPBody | None] = {}
+
+
+_ANSWERS_KEPT: Final = 32
+# Recent answers by what they depend on (see ``_answer_key``), with the supported codecs
+# they were made with (compared by identity: the entry holds them, so their id is not
+# reused while it lives); each a copy never handed out, so never changed.
+_ANSWERS: dict[tuple[object, ...], tuple[_SupportedCodecs, SDPBody]] = {}
+
+
+def _answer_key(
+    offer: SDPBody,
+    specs: Sequence[Mapping[str, Any]],
+    supported: _SupportedCodecs,
+    connection_address: str,
+    port: int | None,
+    direction: str | None,
+    ports: Sequence[int] | None,
+    session_name: str,
+    protocols: Iterable[str],
+) -> tuple[object, ...] | None:
+    """What :meth:`SDPBody.create_answer` reads but for the o= line: the offer's session
+    attributes and each stream's type, port, protocol, formats and attributes, and the
+    arguments. None when the answer is not to be remembered: supported codecs given as a
+    list (read again each time), protocols not given as a tuple. (An unhashable value in
+    it, a list made by hand where a pair belongs, shows when it is looked up.)"""
+    if not isinstance(specs, tuple) or type(protocols) is not tuple:
+        return None
+    return (
+        id(supported),
+        protocols,
+        connection_address,
+        port,
+        direction,
+        None if ports is None else tuple(ports),
+        session_name,
+        tuple(offer.attributes),
+        *[
+            (m.media, m.port, m.protocol, tuple(m.formats), tuple(m.attributes))
+            for m in offer.media
+        ],
+    )
 
 
 def _copy_body(body: SDPBody) -> SDPBody:
