@@ -169,7 +169,7 @@ class IncomingRequest:
 
     def _answer_with_fields(self, status_code: int, fields: Sequence[tuple[str, str, str]]) -> None:
         """:meth:`respond_with_fields` where nobody reads the Response (the default 200 to
-        an OPTIONS served at once): its bytes are written straight from the request's
+        an OPTIONS or a BYE served at once): its bytes are written straight from the request's
         fields and go out without a Response made, where the transaction takes them so
         (see ``final_response_bytes``); else as :meth:`respond_with_fields` does."""
         request = self.request
@@ -562,7 +562,7 @@ class UserAgentServer:
             if dialog is None:
                 incoming.respond(481)
             elif receive_in_dialog(dialog, incoming):
-                self._bye(incoming, dialog)
+                self._bye(incoming, dialog, at_once=True)
         return True
 
     def _needs_a_task(self, request: Request) -> bool:
@@ -815,10 +815,15 @@ class UserAgentServer:
         else:
             incoming.respond(405, headers={"Allow": self._allow()})
 
-    def _bye(self, incoming: IncomingRequest, dialog: Dialog) -> None:
-        """A BYE the dialog took: 200, and the dialog and its call end."""
+    def _bye(self, incoming: IncomingRequest, dialog: Dialog, *, at_once: bool = False) -> None:
+        """A BYE the dialog took: 200, and the dialog and its call end. ``at_once``: served
+        on the spot with no handler (nobody reads ``incoming.response``): the 200 goes out
+        as bytes, without a Response (see ``_answer_with_fields``)."""
         call = self.engine.calls.get(dialog.id)
-        incoming.respond(200)
+        if at_once:
+            incoming._answer_with_fields(200, ())
+        else:
+            incoming.respond(200)
         dialog.terminate()
         self.engine.dialogs.pop(dialog.id, None)
         if call is not None:

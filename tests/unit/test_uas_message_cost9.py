@@ -366,3 +366,63 @@ async def test_an_options_with_a_require_or_a_handler_is_answered_as_before() ->
         peer.send(OPTIONS.replace(b"-1;", b"-5;").replace(b"=f1", b"=f5"), address)
         data, _ = await peer.receive()
     assert data.startswith(b"SIP/2.0 486 ")
+
+
+async def test_a_bye_answered_at_once_makes_no_response(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 200 to a BYE served at once (no BYE handler) is written without a Response, is
+    what make_response would have sent, ends the call, and answers the BYE's
+    retransmission from the record with the same bytes."""
+    network = MemoryNetwork(seed=1)
+    answered: list[sipx.Call] = []
+
+    def answer(call: sipx.Call) -> None:
+        call.answer(body=None)
+        answered.append(call)
+
+    async with (
+        sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
+        network.socket(PEER) as peer,
+    ):
+        client.on_request("INVITE", answer)
+        address = next(a for a in network.bound_addresses if a != PEER)
+        peer.send(INVITE, address)
+        while True:
+            data, _ = await peer.receive()
+            if data.startswith(b"SIP/2.0 200"):
+                break
+        ok = parse_message(data)
+        assert isinstance(ok, Response) and ok.to.tag
+        in_dialog = INVITE.replace(
+            b"To: sut <sip:uas@127.0.0.1:5060>",
+            f"To: sut <sip:uas@127.0.0.1:5060>;tag={ok.to.tag}".encode(),
+        )
+        ack = in_dialog.replace(b"INVITE sip:", b"ACK sip:", 1).replace(b"1 INVITE", b"1 ACK")
+        peer.send(ack.replace(b"-inv-1", b"-ack-1"), address)
+        bye = in_dialog.replace(b"INVITE sip:", b"BYE sip:", 1).replace(b"1 INVITE", b"2 BYE")
+        bye = bye.replace(b"-inv-1", b"-bye-1")
+
+        built: list[object] = []
+        make, from_wire = sipx._uas.make_response, Response.from_wire
+
+        def counted_make(*args: Any, **kwargs: Any) -> Any:
+            built.append(args)
+            return make(*args, **kwargs)
+
+        def counted_from_wire(*args: Any) -> Any:
+            built.append(args)
+            return from_wire(*args)
+
+        monkeypatch.setattr(sipx._uas, "make_response", counted_make)
+        monkeypatch.setattr(Response, "from_wire", counted_from_wire)
+        peer.send(bye, address)
+        data, _ = await peer.receive()
+        peer.send(bye, address)  # retransmitted: the record answers the same bytes
+        again, _ = await peer.receive()
+        monkeypatch.undo()
+        assert built == []
+        assert answered[0].ended and answered[0].ended_by == "remote"
+    assert again == data
+    response = parse_message(data)
+    assert isinstance(response, Response) and response.status_code == 200
+    assert response.cseq.method == "BYE"
+    assert data == make_response(_stamped(bye, PEER), 200).to_bytes()
