@@ -291,6 +291,25 @@ def test_a_non_invite_transaction_takes_a_final_response_as_bytes() -> None:
     assert invite.state is TransactionState.PROCEEDING
 
 
+def responses_built(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """From now on (until ``monkeypatch.undo()``), each Response the UAS makes
+    (make_response, Response.from_wire) is appended to the list returned."""
+    built: list[object] = []
+    make, from_wire = sipx._uas.make_response, Response.from_wire
+
+    def counted_make(*args: Any, **kwargs: Any) -> Any:
+        built.append(args)
+        return make(*args, **kwargs)
+
+    def counted_from_wire(*args: Any) -> Any:
+        built.append(args)
+        return from_wire(*args)
+
+    monkeypatch.setattr(sipx._uas, "make_response", counted_make)
+    monkeypatch.setattr(Response, "from_wire", counted_from_wire)
+    return built
+
+
 async def test_an_options_answered_at_once_makes_no_response(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -306,19 +325,7 @@ async def test_an_options_answered_at_once_makes_no_response(
         peer.send(OPTIONS.replace(b"-1;", b"-0;").replace(b"=f1", b"=f0"), address)
         await peer.receive()
 
-        built: list[object] = []
-        make, from_wire = sipx._uas.make_response, Response.from_wire
-
-        def counted_make(*args: Any, **kwargs: Any) -> Any:
-            built.append(args)
-            return make(*args, **kwargs)
-
-        def counted_from_wire(*args: Any) -> Any:
-            built.append(args)
-            return from_wire(*args)
-
-        monkeypatch.setattr(sipx._uas, "make_response", counted_make)
-        monkeypatch.setattr(Response, "from_wire", counted_from_wire)
+        built = responses_built(monkeypatch)
         peer.send(OPTIONS, address)
         data, _ = await peer.receive()
         peer.send(OPTIONS, address)  # retransmitted: the record answers the same bytes
@@ -401,19 +408,7 @@ async def test_a_bye_answered_at_once_makes_no_response(monkeypatch: pytest.Monk
         bye = in_dialog.replace(b"INVITE sip:", b"BYE sip:", 1).replace(b"1 INVITE", b"2 BYE")
         bye = bye.replace(b"-inv-1", b"-bye-1")
 
-        built: list[object] = []
-        make, from_wire = sipx._uas.make_response, Response.from_wire
-
-        def counted_make(*args: Any, **kwargs: Any) -> Any:
-            built.append(args)
-            return make(*args, **kwargs)
-
-        def counted_from_wire(*args: Any) -> Any:
-            built.append(args)
-            return from_wire(*args)
-
-        monkeypatch.setattr(sipx._uas, "make_response", counted_make)
-        monkeypatch.setattr(Response, "from_wire", counted_from_wire)
+        built = responses_built(monkeypatch)
         peer.send(bye, address)
         data, _ = await peer.receive()
         peer.send(bye, address)  # retransmitted: the record answers the same bytes
