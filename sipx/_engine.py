@@ -668,8 +668,11 @@ class Engine:
         """Wake the timer loop when something was armed before what it sleeps until (the
         layer tells what it armed since the last call: no walk of its timers here)."""
         armed = self._armed_deadline
+        if self.layer.take_soonest_armed() < armed:
+            self._timer_wakeup.set()
+            return  # (the 2xx retransmissions' next deadline need not be asked then)
         resend = self.retransmitter.next_deadline()
-        if self.layer.take_soonest_armed() < armed or (resend is not None and resend < armed):
+        if resend is not None and resend < armed:
             self._timer_wakeup.set()
 
     async def _timer_loop(

@@ -122,9 +122,11 @@ class UserAgentClient:
             timeout = _validate.timeout("timeout", timeout)
             _validate.credentials("auth", auth)
         self.engine.require_transport()
-        self._announce_extensions(request)
+        if request.method == "INVITE":  # (the usual request: no call to find that out)
+            self._announce_extensions(request)
         next_hop = self.next_hop
-        next_hop.add_outbound_route(request, host)
+        if next_hop.outbound_proxy is not None:
+            next_hop.add_outbound_route(request, host)
         # An IP address and a port as the next hop: its address without a coroutine.
         # ...and the transport toward it, found once (the Via's stamp takes it).
         literal, hop_transport = (
@@ -136,7 +138,7 @@ class UserAgentClient:
             seconds = INVITE_TIMEOUT
         credentials = auth or self.credentials
         try:
-            with fail_after(seconds):
+            with trio.fail_after(seconds) if seconds is not None else _NO_DEADLINE:
                 if credentials is not None:
                     await self.auth.sources.prepare([credentials])
                 # The flow sends ``request`` itself first; it is made only for a response
