@@ -313,12 +313,13 @@ class Engine:
         transport.send_nowait(data, address)
 
     def open_transaction(
-        self, request: Request, destination: Address
+        self, request: Request, destination: Address, transport: Transport | None = None
     ) -> tuple[ClientTransaction, Responses]:
-        """Start a client transaction over the transport its top Via names; its responses
-        (or the error that ends it) arrive on the returned channel. Call :meth:`release`
-        when done with it."""
-        transport = self.require_transport(request.top_via.transport)
+        """Start a client transaction over the transport its top Via names (``transport``
+        when the caller has just stamped that Via); its responses (or the error that ends
+        it) arrive on the returned channel. Call :meth:`release` when done with it."""
+        if transport is None:
+            transport = self.require_transport(request.top_via.transport)
         waiter = ResponseWaiter()
         transaction = self.layer.send_request(
             request, trio.current_time(), reliable=transport.reliable, destination=destination
@@ -667,8 +668,11 @@ class Engine:
         """Wake the timer loop when something was armed before what it sleeps until (the
         layer tells what it armed since the last call: no walk of its timers here)."""
         armed = self._armed_deadline
+        if self.layer.take_soonest_armed() < armed:
+            self._timer_wakeup.set()
+            return  # (the 2xx retransmissions' next deadline need not be asked then)
         resend = self.retransmitter.next_deadline()
-        if self.layer.take_soonest_armed() < armed or (resend is not None and resend < armed):
+        if resend is not None and resend < armed:
             self._timer_wakeup.set()
 
     async def _timer_loop(

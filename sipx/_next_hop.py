@@ -24,7 +24,7 @@ from ._core.uri import URI
 from ._engine import Engine
 from ._errors import ParseError, ProtocolError, TransportError
 from ._trio.resolver import Resolver, address_literal
-from ._trio.transport import Address, routable_host
+from ._trio.transport import Address, Transport, routable_host
 
 WEBSOCKETS = frozenset({"WS", "WSS"})
 """The transports reached only over the connections we open (RFC 7118)."""
@@ -135,11 +135,16 @@ class NextHop:
         """The one address of the next hop ``target`` when it names an IP address and a
         port (nothing to look up, RFC 3263 4.2), else None (see :meth:`hop_candidates`,
         which raises as this does for a target no transport of ours may reach)."""
+        return self.literal_hop(target, port)[0]
+
+    def literal_hop(self, target: URI, port: int | None = None) -> tuple[list[Address] | None, str]:
+        """:meth:`literal_candidates` and the transport toward ``target``
+        (:meth:`transport_for`), found once: :meth:`stamp` takes that name."""
         if target.scheme not in ("sip", "sips"):
             raise ProtocolError(f"cannot send to a {target.scheme}: URI without a proxy")
-        self.transport_for(target)
+        name = self.transport_for(target)
         literal = address_literal(target.params.get("maddr") or target.host, port or target.port)
-        return None if literal is None else [literal]
+        return (None if literal is None else [literal]), name
 
     async def address(self, target: URI) -> Address:
         return (await self.hop_candidates(target))[0]
@@ -190,10 +195,15 @@ class NextHop:
         host, port = self.contact_host((self.last_destination or "127.0.0.1", 0), name)
         return self.contact(request.uri.user or self.default_user, host, port, name)
 
-    def stamp(self, request: Request, address: Address) -> None:
+    def stamp(
+        self, request: Request, address: Address, transport_name: str | None = None
+    ) -> Transport:
         """Add our top Via (fresh branch; ``rport``, and ``alias`` over TCP/TLS) for the
-        transport ``request`` goes over and, where due, a Contact."""
-        transport = self.engine.require_transport(self.request_transport(request))
+        transport ``request`` goes over (``transport_name`` when the caller found it for
+        this request already) and, where due, a Contact; return that transport."""
+        if transport_name is None:
+            transport_name = self.request_transport(request)
+        transport = self.engine.require_transport(transport_name)
         name = transport.name
         # Read what the Contact needs before changing the headers (each change drops
         # their index and parsed views).
@@ -221,6 +231,7 @@ class NextHop:
         # The transaction reads the top Via at once: give it the view, not a parse of it.
         headers.typed["top_via"] = parsed.with_branch(branch)
         self.last_destination = address[0]
+        return transport
 
     def _from_user(self, request: Request) -> str | None:
         """The user part of ``request``'s From URI. The From of requests made one after

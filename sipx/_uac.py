@@ -122,26 +122,32 @@ class UserAgentClient:
             timeout = _validate.timeout("timeout", timeout)
             _validate.credentials("auth", auth)
         self.engine.require_transport()
-        self._announce_extensions(request)
+        if request.method == "INVITE":  # (the usual request: no call to find that out)
+            self._announce_extensions(request)
         next_hop = self.next_hop
-        next_hop.add_outbound_route(request, host)
+        if next_hop.outbound_proxy is not None:
+            next_hop.add_outbound_route(request, host)
         # An IP address and a port as the next hop: its address without a coroutine.
-        destinations = (
-            host is None and next_hop.literal_candidates(next_hop.target(request), port)
-        ) or await next_hop.candidates(request, host, port)
+        # ...and the transport toward it, found once (the Via's stamp takes it).
+        literal, hop_transport = (
+            next_hop.literal_hop(next_hop.target(request), port) if host is None else (None, None)
+        )
+        destinations = literal or await next_hop.candidates(request, host, port)
         seconds = timeout if timeout is not None else self.timeout
         if seconds is None and request.method == "INVITE":
             seconds = INVITE_TIMEOUT
         credentials = auth or self.credentials
         try:
-            with fail_after(seconds):
+            with trio.fail_after(seconds) if seconds is not None else _NO_DEADLINE:
                 if credentials is not None:
                     await self.auth.sources.prepare([credentials])
                 # The flow sends ``request`` itself first; it is made only for a response
                 # it acts on (most responses end it at once).
                 if len(destinations) == 1:  # nothing to fail over to
                     destination = destinations[0]
-                    response = await self.transact(request, destination)
+                    response = await self.transact(
+                        request, destination, transport_name=hop_transport
+                    )
                 else:
                     response, destination = await self._transact_with_failover(
                         request, destinations
@@ -324,27 +330,36 @@ class UserAgentClient:
         return result
 
     async def transact(
-        self, request: Request, destination: Address | None, *, attempt: int = 1
+        self,
+        request: Request,
+        destination: Address | None,
+        *,
+        attempt: int = 1,
+        transport_name: str | None = None,
     ) -> Response:
-        """One client transaction: send, wait for the final response, run the hooks."""
+        """One client transaction: send, wait for the final response, run the hooks.
+        ``transport_name``: the transport toward ``request``'s next hop, when the caller
+        found it already (else :meth:`NextHop.stamp` finds it)."""
         if destination is None:
             destination = (await self.next_hop.candidates(request))[0]
-        self.engine.require_transport()
+        transport = None  # the one stamp() wrote in the Via (open_transaction's)
         if "Via" not in request.headers:
-            self.next_hop.stamp(request, destination)
+            transport = self.next_hop.stamp(request, destination, transport_name)
+        else:
+            self.engine.require_transport()
         context = None  # what the event hooks are told, when there are hooks
         if self.events is not None:
-            transport = self.engine.require_transport(request.top_via.transport)
+            transport = None  # a hook may give another request: its own top Via
             context = RequestContext(
                 request,
                 client=self._context_client,
                 destination=destination,
-                transport=transport.name,
+                transport=self.engine.require_transport(request.top_via.transport).name,
                 attempt=attempt,
             )
             request = await dispatch(self.events, "request", request, context)
             context.request = request
-        transaction, responses = self.engine.open_transaction(request, destination)
+        transaction, responses = self.engine.open_transaction(request, destination, transport)
         is_invite = request.method == "INVITE"
         if is_invite:
             self.pending_invites[request.call_id] = transaction

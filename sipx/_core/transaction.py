@@ -1124,7 +1124,7 @@ class TransactionLayer:
         branch = request.top_via.branch
         if branch is None or not branch.startswith(MAGIC_COOKIE):
             raise ValueError(f"request needs a top Via branch starting with {MAGIC_COOKIE}")
-        key = _client_key(branch, request.method)
+        key = f"{request.method} {branch}"  # _client_key(), without a call
         if key in self._clients or key in self._client_records:
             raise ValueError(f"a {request.method} client transaction with branch {branch} exists")
         kind = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
@@ -1152,7 +1152,7 @@ class TransactionLayer:
         branch = response.top_via.branch
         transaction = None
         if branch is not None:
-            key = _client_key(branch, response.cseq.method)
+            key = f"{response.cseq.method} {branch}"  # _client_key(), without a call
             transaction = self._clients.get(key)
             if transaction is None and key in self._client_records:
                 return None  # a retransmitted final: Completed absorbs it (Timer K runs)
@@ -1459,7 +1459,7 @@ class TransactionLayer:
     def _record_client(self, transaction: ClientTransaction, deadline: float) -> None:
         """A non-INVITE client ``transaction`` entered Completed over an unreliable
         transport: only its key stays, until Timer K (``deadline``); the object ends."""
-        key = _client_key(transaction.branch, transaction.method)
+        key = f"{transaction.method} {transaction.branch}"  # _client_key(), without a call
         if self._clients.get(key) is transaction:
             del self._clients[key]
         self._client_records[key] = deadline
