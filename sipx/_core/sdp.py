@@ -668,7 +668,10 @@ class SDPBody:
             answer.media.append(media)
         if key is not None and cls is SDPBody:
             if len(_ANSWERS) >= _ANSWERS_KEPT:
-                del _ANSWERS[next(iter(_ANSWERS))]  # the oldest
+                try:
+                    del _ANSWERS[next(iter(_ANSWERS))]  # the oldest
+                except (KeyError, RuntimeError, StopIteration):  # another thread's answer
+                    pass
             _ANSWERS[key] = (supported, _copy_body(answer))  # a copy never handed out
         return answer
 
