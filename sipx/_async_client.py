@@ -430,7 +430,7 @@ class AsyncClient(Lifetime):
         if early_media:
             return await place_early(self._uas, request, media, send)
         answers: list[SDPBody] = []  # a 183's SDP: the answer, unless the 2xx brings one
-        if media is not None:
+        if media is not None and not late_offer:  # (a late offer is answered in the ACK)
             offer = sdp_of(request)
 
             def early(response: Response) -> None:  # a 183 with SDP: media starts now

@@ -873,6 +873,15 @@ class Call:
             )
         return task
 
+    def _stop_session_timer(self) -> None:
+        """No session timer from now on: its task leaves the heap (one only noted by our
+        200 is in none: dropped)."""
+        task = self._session_timer
+        if task is not None:
+            if not isinstance(task, tuple):
+                task.stop()
+            self._session_timer = None
+
     def _session_request_headers(self) -> dict[str, str]:
         """Session-Expires and the rest for our re-INVITE or UPDATE (RFC 4028 7.4)."""
         timer = self._running_timer()
@@ -929,10 +938,7 @@ class Call:
         elif timer is not None and timer.we_refresh:
             self._session_refreshed(timer.interval, True)
         else:
-            task = self._timer_task()
-            if task is not None:
-                task.stop()
-                self._session_timer = None
+            self._stop_session_timer()
 
     async def _refresh_session(self) -> Response | None:
         """The refresher's refresh (RFC 4028 10): UPDATE without a body when the peer
@@ -1114,11 +1120,7 @@ class Call:
         self._media.close()
         if self._reliable is not None:
             self._reliable.close()
-        task = self._session_timer
-        if task is not None:
-            if not isinstance(task, tuple):  # else only noted: nothing in the heap
-                task.stop()
-            self._session_timer = None
+        self._stop_session_timer()
         engine = self._engine
         dialog = self.dialog or self._early_dialog
         if dialog is not None:

@@ -24,7 +24,7 @@ from ._call import (
 )
 from ._call_media import CallMedia
 from ._core.dialog import DialogId, dialog_id_of
-from ._errors import SIPError, TimeoutError
+from ._errors import TimeoutError
 from ._types import Request, Response
 
 if TYPE_CHECKING:
@@ -93,16 +93,9 @@ async def _replaced(uas: UserAgentServer, call: Call, response: Response, new: C
     487 of our CANCEL, or, when the callee answered as the CANCEL went, ACK and BYE."""
     call.replaced_by = new
     end_call(call, "replaced")
-    if not response.is_success:
-        return
-    uac = uas.uac
-    try:
-        dialog = uac.dialog_for(response)
+    if response.is_success:
         with trio.move_on_after(uas.engine.timers.t1 * 64):
-            await uac.ack(dialog, response)
-            await uac.bye(dialog)
-    except SIPError as exc:
-        log.debug("ending the replaced call %s failed: %s", call, exc)
+            await uas.uac.end_answered(response)
 
 
 def abandon(uas: UserAgentServer, call: Call) -> None:
@@ -117,14 +110,9 @@ async def hang_up(uas: UserAgentServer, call: Call) -> None:
     """ACK ``call``'s 2xx if that did not happen, then BYE it (bounded: 64*T1)."""
     dialog, response = call.dialog, call.final_response
     assert dialog is not None and response is not None
-    uac = uas.uac
     try:
         with trio.move_on_after(uas.engine.timers.t1 * 64):
-            if not uac.ack_sent(dialog, response):
-                await uac.ack(dialog, response)
-            await uac.bye(dialog)
-    except SIPError as exc:
-        log.debug("ending the abandoned call %s failed: %s", call, exc)
+            await uas.uac.end_answered(response, dialog)
     finally:
         if not call.ended:
             end_call(call, "local")

@@ -627,12 +627,20 @@ class UserAgentClient:
         """ACK and BYE a 2xx to an INVITE the caller no longer wants."""
         assert response.request is not None
         self.on_invite_success(response.request, response)
+        await self.end_answered(response)
+
+    async def end_answered(self, response: Response, dialog: Dialog | None = None) -> None:
+        """End the dialog a 2xx to our INVITE made (``dialog``, else found from it) when
+        nobody holds its call: ACK the 2xx unless that was done, then BYE; a failure is
+        only logged (for a task of the engine's nursery)."""
         try:
-            dialog = self.dialog_for(response)
-            await self.ack(dialog, response)
+            if dialog is None:
+                dialog = self.dialog_for(response)
+            if not self.ack_sent(dialog, response):
+                await self.ack(dialog, response)
             await self.bye(dialog)
         except SIPError as exc:
-            log.debug("ending an abandoned call failed: %s", exc)
+            log.debug("ending an unwanted call failed: %s", exc)
 
     @property
     def aborts(self) -> int:

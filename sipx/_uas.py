@@ -332,16 +332,13 @@ class UserAgentServer:
         existing = (request.to if to is None else to).tag
         if existing:
             return existing
-        if self._tags:
-            tag = self._tags.pop((request.call_id, request.from_.tag or ""), None)
-            if tag is not None:
-                return tag
-        return self.engine.ids.tag()
+        return self.call_tag(request)
 
     def call_tag(self, request: Request) -> str:
         """The To tag of a new call: the one its INVITE's 487 took if a CANCEL was answered
         before the INVITE was served (taken out of the map), else a new one. The call keeps
-        it (``call.local_tag``); the map does not, so the call's end has nothing to drop."""
+        it (``call.local_tag``); the map does not, so the call's end has nothing to drop.
+        (Also :meth:`take_tag`'s for a request without one.)"""
         if self._tags:
             tag = self._tags.pop((request.call_id, request.from_.tag or ""), None)
             if tag is not None:
