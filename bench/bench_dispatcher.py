@@ -10,6 +10,8 @@ with the defaults)::
     .venv/bin/python bench/bench_dispatcher.py --reference --direct --workers   # issue 14:
         # SIPp's own UAS, then one sipx worker, as the callee of SIPp (no Kamailio)
     .venv/bin/python bench/bench_dispatcher.py --workers --split 2   # 2 workers, a SIPp each
+    .venv/bin/python bench/bench_dispatcher.py --floor --direct --workers   # the floor of
+        # pure Python on trio (floor_uas.py, no SIP stack), then one sipx worker
 
 A *config* is N worker processes (``examples/dispatcher_worker.py --quiet --no-media``
 unchanged, each an ``AsyncClient`` answering every call, started through a few lines that
@@ -63,6 +65,7 @@ from _procstat import CLK_TCK, SIPP_TUNING, cpu_seconds, machine, sipp_totals  #
 from peers import HOST, Kamailio, free_port  # noqa: E402  (the tests' peer kit)
 
 WORKER = ROOT / "examples" / "dispatcher_worker.py"
+FLOOR = ROOT / "bench" / "floor_uas.py"
 SCENARIO = ROOT / "tests" / "integration" / "peers" / "sipp" / "uac_call_rr.xml"
 
 
@@ -252,6 +255,19 @@ def _sipp_finish(
     }
 
 
+class FloorUAS(Worker):
+    """``floor_uas.py``: a bare trio UAS with no SIP stack, the floor of a call answered in
+    pure Python here (``--floor``); ``tasks`` adds a trio task per call. Quacks like a
+    :class:`Worker` (it prints its address, then its count at exit)."""
+
+    def __init__(self, tasks: bool) -> None:  # not super().__init__: another command
+        self.port = free_port()
+        command = [sys.executable, str(FLOOR), "--local-host", HOST, "--local-port", str(self.port)]
+        command += ["--task-per-call"] if tasks else []
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self.gc = {}
+
+
 class SippUAS:
     """SIPp's own UAS (``sipp -sn uas``) as the callee: the reference the workers are
     measured against (issue 14). Quacks like a :class:`Worker` for :func:`step`."""
@@ -283,6 +299,8 @@ def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> di
     workers: list[Worker | SippUAS] = (
         [SippUAS()]
         if config == "sipp-uas"
+        else [FloorUAS(config == "floor-tasks")]
+        if config.startswith("floor")
         else [Worker(args.media, args.gc) for _ in range(workers_n)]
     )
     kamailio: Kamailio | None = None
@@ -292,7 +310,7 @@ def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> di
         with tempfile.TemporaryDirectory(prefix="bench-dispatcher-") as tmp:
             workdir = Path(tmp)
             targets = [f"{HOST}:{w.port}" for w in workers]
-            if config in ("direct", "sipp-uas", "split"):
+            if config in ("direct", "sipp-uas", "split", "floor", "floor-tasks"):
                 target = targets[0]
             else:
                 kamailio = Kamailio.start_dispatcher(
@@ -352,6 +370,8 @@ def sweep(config: str, workers_n: int, args: argparse.Namespace) -> tuple[int, f
         "direct": "SIPp -> 1 worker (no Kamailio)",
         "split": f"{workers_n} SIPp -> {workers_n} workers, one each (no Kamailio)",
         "sipp-uas": "SIPp -> SIPp's own UAS (sipp -sn uas, the reference)",
+        "floor": "SIPp -> floor_uas.py (no SIP stack: the floor of pure Python on trio)",
+        "floor-tasks": "SIPp -> floor_uas.py --task-per-call (the floor, a trio task per call)",
     }.get(config, f"SIPp -> Kamailio -> {workers_n} worker(s)")
     print(
         f"\n{label}, {args.seconds:g} s per rate"
@@ -414,6 +434,11 @@ def main() -> None:
     parser.add_argument(
         "--reference", action="store_true", help="also SIPp straight to SIPp's own UAS"
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also SIPp straight to floor_uas.py, without and with a task per call",
+    )
     parser.add_argument("--media", action="store_true", help="workers carry the calls' RTP")
     parser.add_argument(
         "--gc",
@@ -427,6 +452,7 @@ def main() -> None:
             sys.exit(f"{binary} is not installed")
     print(machine())
     configs = [("sipp-uas", 1)] if args.reference else []
+    configs += [("floor", 1), ("floor-tasks", 1)] if args.floor else []
     configs += ([("direct", 1)] if args.direct else []) + [("dispatcher", n) for n in args.workers]
     configs += [("split", args.split)] if args.split else []
     summary: list[tuple[str, int, tuple[int, float] | None]] = []
@@ -440,6 +466,8 @@ def main() -> None:
             "direct": "direct, 1 worker",
             "sipp-uas": "sipp -sn uas",
             "split": f"direct, {n} workers",
+            "floor": "floor_uas.py",
+            "floor-tasks": "floor_uas.py, tasks",
         }.get(config, f"Kamailio, {n} worker(s)")
         print(f"  {name:<22} {'none' if best is None else f'{best[0]}/s, {best[1]:,.0f}/s'}")
 
