@@ -37,7 +37,8 @@ user+system) of each worker and the time it was runnable but waiting for a CPU
 (schedstat), the CPU of Kamailio (all its processes) and of SIPp, the CPU milliseconds per
 call of the workers together and of Kamailio, the longest full garbage collection in a
 worker, and how many calls each worker answered (its own count). ``--repeat R`` runs every
-sweep R times; ``--gc off`` disables the workers' garbage collector (a diagnosis).
+sweep R times; ``--gc default`` runs the workers with Python's own garbage-collector settings
+(``--gc-default``: they tune it otherwise), ``--gc off`` disables it (a diagnosis).
 
 On a machine with few cores SIPp, Kamailio and the workers compete for them: read the
 "waiting" and CPU columns along with the rates (bench/README.md, "Scale-out"). Nothing
@@ -130,6 +131,7 @@ class Worker:
         self.name = f"w{self.port}"
         args = ["--local-host", HOST, "--local-port", str(self.port), "--name", self.name]
         args += ["--quiet"] + ([] if media else ["--no-media"])
+        args += ["--gc-default"] if gc_mode == "default" else []
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, "-c", _LAUNCHER, gc_mode, str(WORKER), *args]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
@@ -377,6 +379,7 @@ def sweep(config: str, workers_n: int, args: argparse.Namespace) -> tuple[int, f
         f"\n{label}, {args.seconds:g} s per rate"
         + (", with media" if args.media else "")
         + (", gc disabled in the workers" if args.gc == "off" else "")
+        + (", the workers' gc untuned (--gc-default)" if args.gc == "default" else "")
     )
     print(
         f"{'target/s':>8} {'achieved/s':>10} {'failed':>6} {'retrans':>7} {'200 mean':>8} "
@@ -442,9 +445,10 @@ def main() -> None:
     parser.add_argument("--media", action="store_true", help="workers carry the calls' RTP")
     parser.add_argument(
         "--gc",
-        choices=["on", "off"],
+        choices=["on", "default", "off"],
         default="on",
-        help="off: gc.disable() in the workers (a diagnosis, not a setting to deploy)",
+        help="on: the workers' GC as they tune it; default: Python's (--gc-default); "
+        "off: gc.disable() in the workers (a diagnosis, not a setting to deploy)",
     )
     args = parser.parse_args()
     for binary in ("sipp", "kamailio"):

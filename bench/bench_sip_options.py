@@ -57,6 +57,8 @@ sys.path.insert(0, str(ROOT))
 
 from _procstat import SIPP_TUNING, cpu_seconds, cpu_times, machine, sipp_totals  # noqa: E402  (bench/, beside this script)
 
+from examples.dispatcher_worker import tune_gc  # noqa: E402  (the worker's GC settings)
+
 SCENARIOS = ROOT / "tests" / "integration" / "peers" / "sipp"
 _HOST = "127.0.0.1"
 
@@ -126,6 +128,8 @@ def _serve(kind: str, lifetime: float, rcvbuf: int, gc_mode: str, profile: str |
                     async with sipx.AsyncClient(
                         local_host=_HOST, local_port=0, limits=unbounded
                     ) as client:
+                        if gc_mode == "tuned":
+                            tune_gc()
                         if rcvbuf:  # an experiment: the transport's socket, enlarged from outside
                             sock = client._transport._sock  # type: ignore[union-attr]
                             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -133,6 +137,8 @@ def _serve(kind: str, lifetime: float, rcvbuf: int, gc_mode: str, profile: str |
                         await trio.sleep_forever()
                 else:
                     async with DevServer(_HOST, 0, transports=("UDP",)) as server:
+                        if gc_mode == "tuned":
+                            tune_gc()
                         print(server.address[1], flush=True)
                         await trio.sleep_forever()
 
@@ -291,6 +297,7 @@ def part_uas(args: argparse.Namespace) -> None:
         f"sipx UAS (AsyncClient) loaded by SIPp uac_options.xml, {args.seconds:g} s per rate"
         + (f", SO_RCVBUF set to {args.rcvbuf}" if args.rcvbuf else "")
         + (", gc disabled" if args.gc == "off" else "")
+        + (", gc tuned" if args.gc == "tuned" else "")
     )
     print(
         f"{'target/s':>8} {'achieved/s':>10} {'ok':>6} {'failed':>6} {'retrans':>7} "
@@ -426,6 +433,8 @@ def part_client(args: argparse.Namespace) -> None:
         async with sipx.AsyncClient(local_host=_HOST, local_port=0) as client:
             for _ in range(50):  # warm-up
                 await client.options(uri)
+            if args.gc == "tuned":
+                tune_gc()
 
             async def timed(label: str, total: int, tasks: int) -> None:
                 per_task = total // tasks
@@ -465,6 +474,7 @@ def part_client(args: argparse.Namespace) -> None:
     print(
         f"sipx AsyncClient.options() against {args.peer} (another process)"
         + (", gc disabled" if args.gc == "off" else "")
+        + (", gc tuned" if args.gc == "tuned" else "")
     )
     print(
         f"{'mode':<22} {'requests':>8} {'requests/s':>10} {'sipx CPU':>8} {'peer CPU':>8} "
@@ -501,9 +511,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--gc",
-        choices=["on", "off"],
+        choices=["on", "tuned", "off"],
         default="on",
-        help="off: gc.disable() in the sipx process (UAS child, or this one for the client)",
+        help="the sipx process's garbage collector (UAS child, or this one for the client): "
+        "on: Python's settings; tuned: as examples/dispatcher_worker.py tunes it once "
+        "started (start-up objects frozen, first threshold 50 000); off: gc.disable()",
     )
     parser.add_argument(
         "--profile",
