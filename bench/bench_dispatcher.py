@@ -14,8 +14,9 @@ with the defaults)::
         # pure Python on trio (floor_uas.py, no SIP stack), then one sipx worker
 
 A *config* is N worker processes (``examples/dispatcher_worker.py --quiet --no-media``
-unchanged, each an ``AsyncClient`` answering every call, started through a few lines that
-time its garbage collections) behind one Kamailio
+unchanged, each an ``AsyncClient`` answering every call in a plain INVITE handler, or in a
+task per call with ``--task-per-call``, started through a few lines that time its garbage
+collections) behind one Kamailio
 (``tests/integration/peers/kamailio-dispatcher.cfg``, round robin, 4 UDP children, no
 per-request logging, OPTIONS probes every second, ``FR_TIMER`` 1 s, 1 GB of shared
 memory). ``--direct`` adds the config "SIPp straight to one worker" (no Kamailio: what the
@@ -126,12 +127,13 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 class Worker:
     """One ``dispatcher_worker.py`` (quiet: it prints its address, then its count at exit)."""
 
-    def __init__(self, media: bool, gc_mode: str = "on") -> None:
+    def __init__(self, media: bool, gc_mode: str = "on", task_per_call: bool = False) -> None:
         self.port = free_port()
         self.name = f"w{self.port}"
         args = ["--local-host", HOST, "--local-port", str(self.port), "--name", self.name]
         args += ["--quiet"] + ([] if media else ["--no-media"])
         args += ["--gc-default"] if gc_mode == "default" else []
+        args += ["--task-per-call"] if task_per_call else []
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, "-c", _LAUNCHER, gc_mode, str(WORKER), *args]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
@@ -303,7 +305,7 @@ def step(config: str, workers_n: int, rate: int, args: argparse.Namespace) -> di
         if config == "sipp-uas"
         else [FloorUAS(config == "floor-tasks")]
         if config.startswith("floor")
-        else [Worker(args.media, args.gc) for _ in range(workers_n)]
+        else [Worker(args.media, args.gc, args.task_per_call) for _ in range(workers_n)]
     )
     kamailio: Kamailio | None = None
     try:
@@ -380,6 +382,7 @@ def sweep(config: str, workers_n: int, args: argparse.Namespace) -> tuple[int, f
         + (", with media" if args.media else "")
         + (", gc disabled in the workers" if args.gc == "off" else "")
         + (", the workers' gc untuned (--gc-default)" if args.gc == "default" else "")
+        + (", a task per call (--task-per-call)" if args.task_per_call else "")
     )
     print(
         f"{'target/s':>8} {'achieved/s':>10} {'failed':>6} {'retrans':>7} {'200 mean':>8} "
@@ -443,6 +446,11 @@ def main() -> None:
         help="also SIPp straight to floor_uas.py, without and with a task per call",
     )
     parser.add_argument("--media", action="store_true", help="workers carry the calls' RTP")
+    parser.add_argument(
+        "--task-per-call",
+        action="store_true",
+        help="workers serve each call in a task (client.calls()), not in an INVITE handler",
+    )
     parser.add_argument(
         "--gc",
         choices=["on", "default", "off"],

@@ -3,7 +3,7 @@
 Run from the repository root::
 
     .venv/bin/python bench/bench_uas_call_cpu.py          # options: --count N --repeat R
-    .venv/bin/python bench/bench_uas_call_cpu.py --no-media
+    .venv/bin/python bench/bench_uas_call_cpu.py --no-media [--handler]
     .venv/bin/python bench/bench_uas_call_cpu.py --profile   # cProfile of one round
 
 The in-process twin of ``bench_uas_cpu.py`` for calls, shaped like SIPp's
@@ -11,7 +11,8 @@ The in-process twin of ``bench_uas_cpu.py`` for calls, shaped like SIPp's
 on a :class:`sipx.testing.MemoryNetwork` takes every call from ``client.calls()`` into a
 task of its own that answers it (``call.answer()``: sipx's media, real RTP/RTCP sockets on
 127.0.0.1; ``--no-media``: an ``a=inactive`` answer made with ``SDPBody.create_answer``
-like the worker's, no socket) and waits for its end. A raw endpoint of the same network
+like the worker's, no socket) and waits for its end (``--handler``: a plain INVITE handler
+answers each call, no task: the worker's way with ``--quiet``). A raw endpoint of the same network
 places calls 50 at a time: INVITE with a PCMU offer (a new Call-ID, From tag and branch
 each), reads the 200 (the To tag), sends ACK and BYE at once, reads the 200 to the BYE.
 The figure is this process's CPU time (``time.process_time``) per call, the best of
@@ -75,9 +76,19 @@ def _field(data: bytes, name: bytes) -> bytes:
     return data[start : data.index(b"\r\n", start)]
 
 
-async def _serve(client: sipx.AsyncClient, media: bool, nursery: trio.Nursery) -> None:
-    """The worker's loop: each call in a task that answers it and waits for its end."""
+async def _serve(
+    client: sipx.AsyncClient, media: bool, nursery: trio.Nursery, handler: bool = False
+) -> None:
+    """The worker's loop: each call in a task that answers it and waits for its end; with
+    ``handler``, the worker's ``--quiet`` way: a plain INVITE handler answers each call."""
     host = client.local_address.host
+    if handler:
+
+        def on_invite(call: sipx.Call) -> None:
+            call.answer(body=None if media else no_media_sdp(call, host))
+
+        client.on_request("INVITE", on_invite)
+        await trio.sleep_forever()
 
     async def serve_call(call: sipx.Call) -> None:
         if call.ended:
@@ -117,7 +128,7 @@ async def _calls(peer: object, address: tuple[str, int], first: int, count: int)
 
 
 async def _run(
-    count: int, repeat: int, media: bool, profile: bool
+    count: int, repeat: int, media: bool, profile: bool, handler: bool = False
 ) -> tuple[list[float], list[float]]:
     network = MemoryNetwork(seed=1)
     rounds: list[float] = []
@@ -129,7 +140,7 @@ async def _run(
         network.socket(_PEER) as peer,
         trio.open_nursery() as nursery,
     ):
-        nursery.start_soon(_serve, client, media, nursery)
+        nursery.start_soon(_serve, client, media, nursery, handler)
         address = next(a for a in network.bound_addresses if a != _PEER)
         await _calls(peer, address, 0, _BATCH)  # warm-up
         gc.collect()
@@ -158,10 +169,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds (the best is kept)")
     parser.add_argument("--no-media", action="store_true", help="answer a=inactive, no RTP")
     parser.add_argument("--profile", action="store_true", help="cProfile the last round")
+    parser.add_argument(
+        "--handler", action="store_true", help="answer in a plain INVITE handler, no task"
+    )
     args = parser.parse_args()
-    rounds, sent = trio.run(_run, args.count, args.repeat, not args.no_media, args.profile)
+    rounds, sent = trio.run(
+        _run, args.count, args.repeat, not args.no_media, args.profile, args.handler
+    )
     shown = ", ".join(f"{r:.0f}" for r in rounds)
     media = "without media" if args.no_media else "with sipx media"
+    media += ", in an INVITE handler" if args.handler else ", a task per call"
     print(f"Python {sys.version.split()[0]}, sipx from {Path(sipx.__file__).parent}")
     print(f"CPU per call answered ({media}): {min(rounds):.0f} µs (best of {shown} µs)")
     print(f"SIP datagrams sent by the UAS per call: {max(sent):.2f}")

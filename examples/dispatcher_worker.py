@@ -25,6 +25,9 @@ which record-routes. By default sipx carries the call's audio (silence: nothing 
 ``--no-media`` answers with an SDP whose stream is ``inactive`` and opens no RTP socket
 (signalling-only load tests). A line is printed per call unless ``--quiet``; on SIGTERM or
 Ctrl-C the worker ends its calls (BYE), prints how many calls it answered and exits 0.
+Each call is served in a task of its own (``client.calls()``), except with ``--quiet`` and
+no ``--hangup-after``: then there is nothing to do per call but answer it, which a plain
+INVITE handler does as the INVITE arrives (``--task-per-call`` keeps the tasks).
 
 Once listening, the worker tunes Python's garbage collector as a long-running server
 should (``--gc-default`` leaves it as Python sets it): what exists after start-up (modules,
@@ -77,19 +80,27 @@ class Tally:
     answered: int = 0
 
 
-async def serve_call(call: Call, number: int, args: argparse.Namespace, tally: Tally) -> None:
-    """Answer one call and hold it until it ends."""
-    say = (lambda text: None) if args.quiet else print
-    if call.ended:  # cancelled before this task ran
-        return
+def answer_call(call: Call, number: int, args: argparse.Namespace, tally: Tally) -> bool:
+    """Answer ``call`` (200 OK); False when it could not be answered."""
+    if call.ended:  # cancelled before we got to it
+        return False
     host = call.client.local_address.host
     try:
         call.answer(body=no_media_sdp(call, host) if args.no_media else None)
     except SIPError as exc:  # e.g. no free RTP port: sipx refused the call with 503
         print(f"{args.name}: call {number} not answered: {exc}")
-        return
+        return False
     tally.answered += 1
-    say(f"{args.name}: call {number} from {call.remote_uri} answered ({call.call_id})")
+    if not args.quiet:
+        print(f"{args.name}: call {number} from {call.remote_uri} answered ({call.call_id})")
+    return True
+
+
+async def serve_call(call: Call, number: int, args: argparse.Namespace, tally: Tally) -> None:
+    """Answer one call and hold it until it ends."""
+    say = (lambda text: None) if args.quiet else print
+    if not answer_call(call, number, args, tally):
+        return
     if args.hangup_after:
         with trio.move_on_after(args.hangup_after):
             await call.wait_ended()
@@ -126,6 +137,14 @@ async def main(args: argparse.Namespace) -> None:
             tune_gc()
         print(f"{args.name}: listening on {address.host}:{address.port}", flush=True)
         numbers = itertools.count(1)
+        if args.quiet and not args.hangup_after and not args.task_per_call:
+            # Nothing to do per call but answer it: a plain INVITE handler does that as each
+            # INVITE arrives, with no task of ours per call (cheaper at high call rates).
+            def on_invite(call: Call) -> None:
+                answer_call(call, next(numbers), args, tally)
+
+            client.on_request("INVITE", on_invite)
+            await trio.sleep_forever()
         async for call in client.calls():
             nursery.start_soon(serve_call, call, next(numbers), args, tally)
     print(f"{args.name}: {tally.answered} call(s) answered", flush=True)
@@ -153,6 +172,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-media", action="store_true", help="answer without audio")
     parser.add_argument("--quiet", action="store_true", help="no line per call")
+    parser.add_argument(
+        "--task-per-call",
+        action="store_true",
+        help="serve each call in a task even with --quiet and no --hangup-after",
+    )
     parser.add_argument(
         "--gc-default", action="store_true", help="leave the garbage collector untuned"
     )
