@@ -442,12 +442,7 @@ class Engine:
             message = parse_message(data, limits=self.parser_limits)
             clock = self._clock
             now = trio.current_time() if clock is None else clock.current_time()
-            if isinstance(message, Response):
-                message.top_via  # noqa: B018 - a response we cannot match is dropped
-                message.source = source  # whose challenges we answer depends on it
-                self.on_response_seen(message, source)
-                self.layer.receive_response(message, now)
-            else:
+            if type(message) is Request:  # (parse_message makes exactly these two classes)
                 message.check_essentials()  # To, From, Call-ID: parsed now (or 400)
                 stamp_received(message, source)
                 # Its responses go back over ``transport``: the transaction keeps its name.
@@ -458,6 +453,12 @@ class Engine:
                     destination=source,
                     route=transport.name,
                 )
+            else:
+                assert isinstance(message, Response)
+                message.top_via  # noqa: B018 - a response we cannot match is dropped
+                message.source = source  # whose challenges we answer depends on it
+                self.on_response_seen(message, source)
+                self.layer.receive_response(message, now)
         except (ParseError, ProtocolError) as exc:
             self.malformed_messages += 1
             answer = answer_malformed(data, str(exc), to_tag=self.ids.tag())
@@ -487,10 +488,20 @@ class Engine:
                 self._malformed.pop(next(iter(self._malformed)))
             return
         self._received_at = now  # the clock, read once for what this datagram sets off
+        if self._pumping:  # (a message handed in from within the pump: _pump's nested case)
+            try:
+                self._carry_out()
+            finally:
+                self._received_at = None
+            return
+        # self._pump(), inline: every datagram received comes this way
+        self._pumping = True
         try:
-            self._pump()
+            self._carry_out()
         finally:
+            self._pumping = False
             self._received_at = None
+        self._wake_timer()
 
     def malformed_from(self, address: Address | None) -> str | None:
         """Why a request to ``address`` may have had no answer: the malformed messages
@@ -516,9 +527,9 @@ class Engine:
 
     def _carry_out(self) -> None:
         """Do what the layer's events ask for, in order, until there are none."""
-        pop_events = self.layer.pop_events
-        while events := pop_events():
-            for event in events:
+        layer = self.layer
+        while layer.events:  # (no pop_events() call to learn that there are none)
+            for event in layer.pop_events():
                 # The three events of every request answered at once and the ACK to a 2xx, by
                 # their exact type (an identity test each, no isinstance call); then every
                 # kind by isinstance.
@@ -561,8 +572,7 @@ class Engine:
         """A retransmitted request answered from the record of its completed transaction
         (or a final response given as bytes, sent the first time), over the transport the
         request came in on (``route``: the transport's name)."""
-        destination = event.destination
-        assert isinstance(destination, tuple)
+        destination: Address = event.destination  # type: ignore[assignment]
         transport = self.transports.get(event.route or "") or self.require_transport()
         try:
             self._send_over(transport, event.data, destination)
@@ -668,9 +678,13 @@ class Engine:
         """Wake the timer loop when something was armed before what it sleeps until (the
         layer tells what it armed since the last call: no walk of its timers here)."""
         armed = self._armed_deadline
-        if self.layer.take_soonest_armed() < armed:
+        layer = self.layer
+        # (soonest_armed read first: inf, nothing armed since the last take, is the usual)
+        if layer.soonest_armed < armed and layer.take_soonest_armed() < armed:
             self._timer_wakeup.set()
             return  # (the 2xx retransmissions' next deadline need not be asked then)
+        if not self._retransmits:
+            return  # no 2xx is being retransmitted (the retransmitter has no live entry)
         resend = self.retransmitter.next_deadline()
         if resend is not None and resend < armed:
             self._timer_wakeup.set()
