@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipx")
 wire_log = logging.getLogger("sipx.wire")
+_NOTHING_ARMED = math.inf  # TransactionLayer.soonest_armed when nothing was armed
 
 TraceHook = Callable[[str, bytes, Address, str], None]
 Responses = ResponseWaiter
@@ -389,7 +390,9 @@ class Engine:
             self._retransmit_keys.setdefault(key[0], []).append(key)
         self._retransmits[key] = (transaction, on_timeout, self.transport_of(transaction))
         self.retransmitter.start(key, response, trio.current_time())
-        self._wake_timer()
+        resend = self.retransmitter.next_deadline()
+        if resend is not None and resend < self._armed_deadline:
+            self._timer_wakeup.set()  # (the layer's part: the pump's, as after a respond())
 
     def acked(self, key: object) -> bool:
         if self._retransmits.pop(key, None) is not None:
@@ -501,7 +504,8 @@ class Engine:
         finally:
             self._pumping = False
             self._received_at = None
-        self._wake_timer()
+        if self.layer.soonest_armed != _NOTHING_ARMED:  # (the usual: nothing was armed)
+            self._wake_timer()
 
     def malformed_from(self, address: Address | None) -> str | None:
         """Why a request to ``address`` may have had no answer: the malformed messages
@@ -523,7 +527,8 @@ class Engine:
             self._carry_out()
         finally:
             self._pumping = False
-        self._wake_timer()
+        if self.layer.soonest_armed != _NOTHING_ARMED:
+            self._wake_timer()
 
     def _carry_out(self) -> None:
         """Do what the layer's events ask for, in order, until there are none."""
@@ -675,18 +680,13 @@ class Engine:
         return layer if resend is None or layer <= resend else resend
 
     def _wake_timer(self) -> None:
-        """Wake the timer loop when something was armed before what it sleeps until (the
-        layer tells what it armed since the last call: no walk of its timers here)."""
-        armed = self._armed_deadline
-        layer = self.layer
-        # (soonest_armed read first: inf, nothing armed since the last take, is the usual)
-        if layer.soonest_armed < armed and layer.take_soonest_armed() < armed:
-            self._timer_wakeup.set()
-            return  # (the 2xx retransmissions' next deadline need not be asked then)
-        if not self._retransmits:
-            return  # no 2xx is being retransmitted (the retransmitter has no live entry)
-        resend = self.retransmitter.next_deadline()
-        if resend is not None and resend < armed:
+        """Wake the timer loop when the layer armed something before what the loop sleeps
+        until (the layer tells what it armed since the last call: no walk of its timers).
+        The pump calls it only when the layer armed something (``soonest_armed``). The 2xx
+        retransmitter's next deadline only gets earlier in :meth:`retransmit_2xx`, which
+        asks it there: a message received or a response sent stops retransmissions at most.
+        """
+        if self.layer.take_soonest_armed() < self._armed_deadline:
             self._timer_wakeup.set()
 
     async def _timer_loop(

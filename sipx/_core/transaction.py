@@ -1248,14 +1248,18 @@ class TransactionLayer:
         typed = request.headers.typed
         to, from_, cseq = typed.get("to"), typed.get("from"), typed.get("cseq")
         merge_key: _MergeKey | None
+        call_id = request.headers.first.get("call-id")
         if (
             to is not None
             and from_ is not None
             and cseq is not None
+            and call_id
             and method != "CANCEL"
             and "tag" not in to.params
-        ):
-            merge_key = (from_.params.get("tag"), request.call_id, cseq.seq, method)
+            and " " not in call_id
+            and "\t" not in call_id
+        ):  # (the Call-ID read as request.call_id reads it: first value, no blank)
+            merge_key = (from_.params.get("tag"), call_id, cseq.seq, method)
         else:
             merge_key = _merge_key(request)
         if merge_key is not None and merge_key in self._recent:
