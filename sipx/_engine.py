@@ -542,7 +542,16 @@ class Engine:
                 if kind is Send:
                     self._send_event(event)  # type: ignore[arg-type]
                 elif kind is RequestReceived:
-                    self._serve(event.transaction, event.request)  # type: ignore[union-attr,arg-type]
+                    # self._serve(...), inline: every request answered at once comes this way
+                    if self.on_request is not None and self._nursery is not None:
+                        at_once = self.on_request_at_once
+                        transaction, request = event.transaction, event.request  # type: ignore[union-attr]
+                        if (
+                            self._requests_queued
+                            or at_once is None
+                            or not at_once(transaction, request)  # type: ignore[arg-type]
+                        ):
+                            self._serve_in_task(transaction, request)  # type: ignore[arg-type]
                 elif kind is TransactionTerminated:
                     self._routes.pop(event.transaction, None)  # type: ignore[union-attr]
                 elif kind is AckReceived:  # the ACK to a 2xx of every call answered
@@ -660,6 +669,11 @@ class Engine:
         at_once = self.on_request_at_once
         if self._requests_queued == 0 and at_once is not None and at_once(transaction, request):
             return
+        self._serve_in_task(transaction, request)
+
+    def _serve_in_task(self, transaction: ServerTransaction, request: Request) -> None:
+        """Hand a new request to the UA in a task of its own (see :meth:`_serve`)."""
+        assert self._nursery is not None
         self._nursery.start_soon(self._serve_request, transaction, request)
         self._requests_queued += 1
 

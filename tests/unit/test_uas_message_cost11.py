@@ -67,12 +67,14 @@ def _status(data: bytes) -> int:
 async def test_an_options_answered_at_once_pops_the_layer_twice_and_never_pumps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The receive path carries out the layer's events itself (no ``_pump`` call) and asks
-    for them only when some are queued: once for the request (RequestReceived), once for
-    its answer (Resend, TransactionTerminated), no empty ``pop_events()``. The answer and
-    its retransmission from the record are the same bytes as before."""
+    """The receive path carries out the layer's events itself (no ``_pump`` call, and the
+    request goes to the UA's at-once answer without ``_serve``) and asks for them only
+    when some are queued: once for the request (RequestReceived), once for its answer
+    (Resend, TransactionTerminated), no empty ``pop_events()``. The answer and its
+    retransmission from the record are the same bytes as before."""
     pops = _Counted(TransactionLayer.pop_events)
     pumps = _Counted(sipx._engine.Engine._pump)
+    serves = _Counted(sipx._engine.Engine._serve)
     network = MemoryNetwork(seed=1)
     async with (
         sipx.AsyncClient("127.0.0.1", 0, network=network),
@@ -84,12 +86,13 @@ async def test_an_options_answered_at_once_pops_the_layer_twice_and_never_pumps(
         await trio.testing.wait_all_tasks_blocked()
         monkeypatch.setattr(TransactionLayer, "pop_events", pops.function)
         monkeypatch.setattr(sipx._engine.Engine, "_pump", pumps.function)
+        monkeypatch.setattr(sipx._engine.Engine, "_serve", serves.function)
         peer.send(OPTIONS, address)
         data, _ = await peer.receive()
-        assert (pops.calls, pumps.calls) == (2, 0)
+        assert (pops.calls, pumps.calls, serves.calls) == (2, 0, 0)
         peer.send(OPTIONS, address)  # retransmitted: the record answers, one pop
         again, _ = await peer.receive()
-        assert (pops.calls, pumps.calls) == (3, 0)
+        assert (pops.calls, pumps.calls, serves.calls) == (3, 0, 0)
     assert _status(first) == _status(data) == 200
     assert again == data
     assert data.startswith(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-1")
