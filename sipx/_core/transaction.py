@@ -1176,7 +1176,6 @@ class TransactionLayer:
         self,
         request: Request,
         now: float,
-        *,
         reliable: bool,
         destination: object = None,
         route: str | None = None,
