@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipx")
 wire_log = logging.getLogger("sipx.wire")
+_NOTHING_ARMED = math.inf  # TransactionLayer.soonest_armed when nothing was armed
 
 TraceHook = Callable[[str, bytes, Address, str], None]
 Responses = ResponseWaiter
@@ -389,7 +390,9 @@ class Engine:
             self._retransmit_keys.setdefault(key[0], []).append(key)
         self._retransmits[key] = (transaction, on_timeout, self.transport_of(transaction))
         self.retransmitter.start(key, response, trio.current_time())
-        self._wake_timer()
+        resend = self.retransmitter.next_deadline()
+        if resend is not None and resend < self._armed_deadline:
+            self._timer_wakeup.set()  # (the layer's part: the pump's, as after a respond())
 
     def acked(self, key: object) -> bool:
         if self._retransmits.pop(key, None) is not None:
@@ -442,22 +445,18 @@ class Engine:
             message = parse_message(data, limits=self.parser_limits)
             clock = self._clock
             now = trio.current_time() if clock is None else clock.current_time()
-            if isinstance(message, Response):
+            if type(message) is Request:  # (parse_message makes exactly these two classes)
+                message.check_essentials()  # To, From, Call-ID: parsed now (or 400)
+                stamp_received(message, source)
+                # Its responses go back over ``transport``: the transaction keeps its name.
+                # (Positional arguments: a call with keywords costs more, per datagram.)
+                self.layer.receive_request(message, now, transport.reliable, source, transport.name)
+            else:
+                assert isinstance(message, Response)
                 message.top_via  # noqa: B018 - a response we cannot match is dropped
                 message.source = source  # whose challenges we answer depends on it
                 self.on_response_seen(message, source)
                 self.layer.receive_response(message, now)
-            else:
-                message.check_essentials()  # To, From, Call-ID: parsed now (or 400)
-                stamp_received(message, source)
-                # Its responses go back over ``transport``: the transaction keeps its name.
-                self.layer.receive_request(
-                    message,
-                    now,
-                    reliable=transport.reliable,
-                    destination=source,
-                    route=transport.name,
-                )
         except (ParseError, ProtocolError) as exc:
             self.malformed_messages += 1
             answer = answer_malformed(data, str(exc), to_tag=self.ids.tag())
@@ -487,10 +486,21 @@ class Engine:
                 self._malformed.pop(next(iter(self._malformed)))
             return
         self._received_at = now  # the clock, read once for what this datagram sets off
+        if self._pumping:  # (a message handed in from within the pump: _pump's nested case)
+            try:
+                self._carry_out()
+            finally:
+                self._received_at = None
+            return
+        # self._pump(), inline: every datagram received comes this way
+        self._pumping = True
         try:
-            self._pump()
+            self._carry_out()
         finally:
+            self._pumping = False
             self._received_at = None
+        if self.layer.soonest_armed != _NOTHING_ARMED:  # (the usual: nothing was armed)
+            self._wake_timer()
 
     def malformed_from(self, address: Address | None) -> str | None:
         """Why a request to ``address`` may have had no answer: the malformed messages
@@ -512,13 +522,14 @@ class Engine:
             self._carry_out()
         finally:
             self._pumping = False
-        self._wake_timer()
+        if self.layer.soonest_armed != _NOTHING_ARMED:
+            self._wake_timer()
 
     def _carry_out(self) -> None:
         """Do what the layer's events ask for, in order, until there are none."""
-        pop_events = self.layer.pop_events
-        while events := pop_events():
-            for event in events:
+        layer = self.layer
+        while layer.events:  # (no pop_events() call to learn that there are none)
+            for event in layer.pop_events():
                 # The three events of every request answered at once and the ACK to a 2xx, by
                 # their exact type (an identity test each, no isinstance call); then every
                 # kind by isinstance.
@@ -526,7 +537,16 @@ class Engine:
                 if kind is Send:
                     self._send_event(event)  # type: ignore[arg-type]
                 elif kind is RequestReceived:
-                    self._serve(event.transaction, event.request)  # type: ignore[union-attr,arg-type]
+                    # self._serve(...), inline: every request answered at once comes this way
+                    if self.on_request is not None and self._nursery is not None:
+                        at_once = self.on_request_at_once
+                        transaction, request = event.transaction, event.request  # type: ignore[union-attr]
+                        if (
+                            self._requests_queued
+                            or at_once is None
+                            or not at_once(transaction, request)  # type: ignore[arg-type]
+                        ):
+                            self._serve_in_task(transaction, request)  # type: ignore[arg-type]
                 elif kind is TransactionTerminated:
                     self._routes.pop(event.transaction, None)  # type: ignore[union-attr]
                 elif kind is AckReceived:  # the ACK to a 2xx of every call answered
@@ -561,8 +581,7 @@ class Engine:
         """A retransmitted request answered from the record of its completed transaction
         (or a final response given as bytes, sent the first time), over the transport the
         request came in on (``route``: the transport's name)."""
-        destination = event.destination
-        assert isinstance(destination, tuple)
+        destination: Address = event.destination  # type: ignore[assignment]
         transport = self.transports.get(event.route or "") or self.require_transport()
         try:
             self._send_over(transport, event.data, destination)
@@ -645,6 +664,11 @@ class Engine:
         at_once = self.on_request_at_once
         if self._requests_queued == 0 and at_once is not None and at_once(transaction, request):
             return
+        self._serve_in_task(transaction, request)
+
+    def _serve_in_task(self, transaction: ServerTransaction, request: Request) -> None:
+        """Hand a new request to the UA in a task of its own (see :meth:`_serve`)."""
+        assert self._nursery is not None
         self._nursery.start_soon(self._serve_request, transaction, request)
         self._requests_queued += 1
 
@@ -665,14 +689,13 @@ class Engine:
         return layer if resend is None or layer <= resend else resend
 
     def _wake_timer(self) -> None:
-        """Wake the timer loop when something was armed before what it sleeps until (the
-        layer tells what it armed since the last call: no walk of its timers here)."""
-        armed = self._armed_deadline
-        if self.layer.take_soonest_armed() < armed:
-            self._timer_wakeup.set()
-            return  # (the 2xx retransmissions' next deadline need not be asked then)
-        resend = self.retransmitter.next_deadline()
-        if resend is not None and resend < armed:
+        """Wake the timer loop when the layer armed something before what the loop sleeps
+        until (the layer tells what it armed since the last call: no walk of its timers).
+        The pump calls it only when the layer armed something (``soonest_armed``). The 2xx
+        retransmitter's next deadline only gets earlier in :meth:`retransmit_2xx`, which
+        asks it there: a message received or a response sent stops retransmissions at most.
+        """
+        if self.layer.take_soonest_armed() < self._armed_deadline:
             self._timer_wakeup.set()
 
     async def _timer_loop(
