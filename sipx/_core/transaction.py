@@ -504,7 +504,7 @@ class Transaction:
         return self.state is _S.TERMINATED
 
     def _send(self, message: Request | Response) -> None:
-        self._layer._events.append(Send(self, message))
+        self._layer.events.append(Send(self, message))
 
     def _arm(self, timer: str, delay: float, now: float) -> None:
         self._layer._arm(self, timer, now + delay)
@@ -526,7 +526,7 @@ class Transaction:
             self._layer._dropped_timers(dropped)
 
     def _time_out(self) -> None:
-        self._layer._events.append(TransactionTimeout(self))
+        self._layer.events.append(TransactionTimeout(self))
         self._layer._terminate(self)
 
     def _fire(self, timer: str, now: float) -> None:
@@ -584,7 +584,7 @@ class ClientTransaction(Transaction):
         raise NotImplementedError
 
     def _to_tu(self, response: Response) -> None:
-        self._layer._events.append(ResponseReceived(self, response))
+        self._layer.events.append(ResponseReceived(self, response))
 
     def _arm_timeout(self, timer: str) -> None:
         """Put Timer B or F (``timer``) on the heap at its deadline, if it is not yet."""
@@ -656,7 +656,7 @@ class NonInviteClientTransaction(ClientTransaction):
         config = layer.config
         request = self._request
         assert request is not None  # released only on leaving Trying
-        layer._events.append(Send(self, request))
+        layer.events.append(Send(self, request))
         if self.reliable:
             layer._arm(self, "F", now + config.timer_f)
         else:
@@ -672,10 +672,10 @@ class NonInviteClientTransaction(ClientTransaction):
         layer = self._layer
         if response.status_code < 200:
             self.state = _S.PROCEEDING
-            layer._events.append(ResponseReceived(self, response))
+            layer.events.append(ResponseReceived(self, response))
             return
         self.state = _S.COMPLETED
-        layer._events.append(ResponseReceived(self, response))
+        layer.events.append(ResponseReceived(self, response))
         wait = layer.config.timer_k(self.reliable)
         if wait > 0:
             layer._record_client(self, now + wait)  # either drops Timers E and F
@@ -805,7 +805,7 @@ class InviteServerTransaction(ServerTransaction):
             self._arm("T", delay, now)
         else:
             self._send_trying()
-        self._layer._events.append(RequestReceived(self, self.request))
+        self._layer.events.append(RequestReceived(self, self.request))
 
     def _send_trying(self) -> None:
         trying = make_response(self.request, 100)
@@ -885,7 +885,7 @@ class NonInviteServerTransaction(ServerTransaction):
 
     def _start(self, now: float, *, to_tu: bool = True) -> None:
         if to_tu:  # (its request is there: it was just made)
-            self._layer._events.append(RequestReceived(self, self._request))  # type: ignore[arg-type]
+            self._layer.events.append(RequestReceived(self, self._request))  # type: ignore[arg-type]
 
     def respond(self, response: Response, now: float) -> bool:
         code = response.status_code  # self._check(response), inline
@@ -904,7 +904,7 @@ class NonInviteServerTransaction(ServerTransaction):
         wait = layer.config.timer_j(self.reliable)
         if wait > 0:
             data = response.to_bytes()
-            layer._events.append(Send(self, response, data))
+            layer.events.append(Send(self, response, data))
             layer._record(self, data, now + wait)
         else:
             self._send(response)
@@ -924,7 +924,7 @@ class NonInviteServerTransaction(ServerTransaction):
         # What respond() does for a final response over an unreliable transport, with the
         # bytes given: sent (as a record's answer is: Resend) and kept by the record.
         self.state = _S.COMPLETED
-        layer._events.append(Resend(data, self.destination, self.route))
+        layer.events.append(Resend(data, self.destination, self.route))
         layer._record(self, data, now + wait)
         return True
 
@@ -1082,7 +1082,9 @@ class TransactionLayer:
         # The value is the transaction, or the server key of its record once it has one.
         self._recent: OrderedDict[_MergeKey, ServerTransaction | tuple[object, ...]] = OrderedDict()
         self._merge_records = merge_records
-        self._events: list[Event] = []
+        # Events queued since the last pop_events(), oldest first (the driver tests it
+        # before taking them: no call for an empty queue).
+        self.events: list[Event] = []
         self._clients: dict[str, ClientTransaction] = {}  # by _client_key()
         self._servers: dict[tuple[object, ...], dict[str, ServerTransaction]] = {}
         self._server_count = 0  # live server transactions and records
@@ -1157,7 +1159,7 @@ class TransactionLayer:
             if transaction is None and key in self._client_records:
                 return None  # a retransmitted final: Completed absorbs it (Timer K runs)
         if transaction is None:
-            self._events.append(StrayResponse(response))
+            self.events.append(StrayResponse(response))
             return None
         transaction._on_response(response, now)
         return transaction
@@ -1206,7 +1208,7 @@ class TransactionLayer:
             if invite is not None:
                 invite._on_ack(request, now)
                 return invite
-            self._events.append(AckReceived(request, None))
+            self.events.append(AckReceived(request, None))
             return None
         if key is None:
             key = _server_key(request, request.to.tag)
@@ -1219,7 +1221,7 @@ class TransactionLayer:
                 if record[0] == method:
                     data = record[1]
                     if isinstance(data, bytes):
-                        self._events.append(Resend(data, record[2], record[3]))
+                        self.events.append(Resend(data, record[2], record[3]))
                     # else an Accepted INVITE's: absorbed (the TU resends the 2xx itself)
                     return None
         bound = self.max_server_transactions  # self._full(request), called only near the bound
@@ -1267,7 +1269,7 @@ class TransactionLayer:
         self.requests_refused += 1
         response = make_response(request, 503, to_tag=_stateless_tag(request))
         response.headers["Retry-After"] = str(self.retry_after)
-        self._events.append(RequestRefused(request, response, destination))
+        self.events.append(RequestRefused(request, response, destination))
 
     def find_transaction_to_cancel(self, cancel: Request) -> ServerTransaction | None:
         """The server transaction a CANCEL targets (9.2): the 17.2.3 match, method ignored.
@@ -1333,7 +1335,7 @@ class TransactionLayer:
         """
         if transaction.terminated or transaction._layer is not self:
             return
-        self._events.append(TransportFailed(transaction))
+        self.events.append(TransportFailed(transaction))
         self._terminate(transaction)
 
     def terminate(self, transaction: Transaction) -> None:
@@ -1379,10 +1381,10 @@ class TransactionLayer:
 
     def pop_events(self) -> list[Event]:
         """Every event queued since the last call, oldest first."""
-        events = self._events
+        events = self.events
         if not events:
             return []
-        self._events = []  # handed over whole: no copy
+        self.events = []  # handed over whole: no copy
         return events
 
     def __len__(self) -> int:
@@ -1397,7 +1399,7 @@ class TransactionLayer:
         transaction.state = _S.TERMINATED
         transaction._request = None
         transaction.last_response = None
-        self._events.append(TransactionTerminated(transaction))
+        self.events.append(TransactionTerminated(transaction))
 
     def _accept(self, transaction: ServerTransaction, status: int, deadline: float) -> None:
         """An INVITE ``transaction`` entered Accepted with a ``status`` response: keep a
@@ -1472,7 +1474,7 @@ class TransactionLayer:
         transaction._timers.clear()
         transaction._request = None
         transaction.last_response = None
-        self._events.append(TransactionTerminated(transaction))
+        self.events.append(TransactionTerminated(transaction))
 
     def _expire_records(self, now: float) -> None:
         """Timer J and K of the records due at ``now``: they leave the layer."""
@@ -1553,7 +1555,7 @@ class TransactionLayer:
                 transaction._merge_key = None
                 if self._recent.get(merge_key) is transaction:
                     del self._recent[merge_key]
-        self._events.append(TransactionTerminated(transaction))
+        self.events.append(TransactionTerminated(transaction))
 
 
 __all__ = [
