@@ -684,10 +684,13 @@ class Engine:
         layer and the 2xx retransmitter tell what they armed since the last call: no walk
         of their timers here)."""
         armed = self._armed_deadline
+        layer = self.layer  # take_soonest_armed(), in place (once per pump)
+        soonest = layer.soonest_armed
+        layer.soonest_armed = math.inf
         retransmitter = self.retransmitter
         started = retransmitter.soonest_started
         retransmitter.soonest_started = math.inf
-        if self.layer.take_soonest_armed() < armed or started < armed:
+        if soonest < armed or started < armed:
             self._timer_wakeup.set()
 
     async def _timer_loop(

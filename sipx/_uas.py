@@ -461,12 +461,12 @@ class UserAgentServer:
             and early.local_tag == tag
             and self.engine.dialogs.get(early.id) is early
         ):
-            self.engine.pending_calls.pop(invite.call_id, None)
+            self.engine.pending_calls.pop(call.call_id, None)
             return early  # made by a provisional response; the ACK confirms it
         dialog = Dialog.from_uas_request(invite, tag, confirmed=False)
         self.engine.dialogs[dialog.id] = dialog
         self.engine.calls[dialog.id] = call
-        self.engine.pending_calls.pop(invite.call_id, None)
+        self.engine.pending_calls.pop(call.call_id, None)
         return dialog
 
     def retransmit_2xx(

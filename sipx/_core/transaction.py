@@ -1110,7 +1110,9 @@ class TransactionLayer:
         self._heap: list[tuple[float, int, str, Transaction]] = []
         self._stale = 0  # heap entries whose transaction has terminated
         self._sequence = itertools.count()
-        self._soonest_armed = math.inf  # see take_soonest_armed()
+        # The earliest deadline armed since the driver last took it (take_soonest_armed(),
+        # or read and set back to inf in place).
+        self.soonest_armed = math.inf
 
     # -- client side -------------------------------------------------------------------------
     def send_request(
@@ -1445,8 +1447,8 @@ class TransactionLayer:
         records[key] = (*self._records_at(key), record) if key in records else record
         # self._armed(deadline), inline, for the first record only: a later one is due
         # after it (same Timer J or L for all), so it never makes the next deadline sooner.
-        if not deadlines and deadline < self._soonest_armed:
-            self._soonest_armed = deadline
+        if not deadlines and deadline < self.soonest_armed:
+            self.soonest_armed = deadline
         deadlines.append(record)
 
     def _records_at(self, key: tuple[object, ...]) -> tuple[_Record, ...]:
@@ -1511,16 +1513,16 @@ class TransactionLayer:
         self._armed(deadline)
 
     def _armed(self, deadline: float) -> None:
-        if deadline < self._soonest_armed:
-            self._soonest_armed = deadline
+        if deadline < self.soonest_armed:
+            self.soonest_armed = deadline
 
     def take_soonest_armed(self) -> float:
         """The earliest deadline armed (timer or record) since the last call (inf: none).
 
         The timers' driver, sleeping until :meth:`next_deadline`, needs waking only when
         this is earlier; disarmed timers never make the next deadline earlier."""
-        soonest = self._soonest_armed
-        self._soonest_armed = math.inf
+        soonest = self.soonest_armed
+        self.soonest_armed = math.inf
         return soonest
 
     def _dropped_timers(self, count: int) -> None:

@@ -11,7 +11,9 @@
   ACK.
 * The engine's pump ends without taking an empty event list and asks the 2xx
   retransmitter for its next deadline only from the timer loop (the retransmitter tells
-  what it started since).
+  what it started since, the layer what it armed, each read in place).
+* ``choose_as_uas`` reads the four timer fields of an INVITE from its first values at
+  once (no ``first_of_key`` call for each).
 
 Each test checks what went on the wire or what the call holds, and fails if the change is
 reverted.
@@ -36,6 +38,7 @@ from sipx._core.headers import Headers
 from sipx._core.ids import counter_token
 from sipx._core.parser import parse_message
 from sipx._core.retransmit import TwoXXRetransmitter
+from sipx._core.session_timer import choose_as_uas
 from sipx._core.transaction import TransactionLayer
 from sipx._engine import Engine
 from sipx.testing import MemoryNetwork
@@ -273,6 +276,20 @@ async def test_the_200_to_invite_is_the_same_bytes_with_its_content_type_made_in
         assert counts == [(0, 1)]
 
 
+class _PropertyReads:
+    """Counts the reads of a class's property."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: type, name: str) -> None:
+        self.reads = 0
+        getter = getattr(owner, name).fget
+
+        def read(message: Any) -> Any:
+            self.reads += 1
+            return getter(message)
+
+        monkeypatch.setattr(owner, name, property(read))
+
+
 class _ClockReads:
     """Counts the reads of a MockClock (a final class: its instance's method wrapped)."""
 
@@ -290,12 +307,14 @@ class _ClockReads:
 def test_the_2xx_is_keyed_by_the_invites_cseq_and_answer_reads_the_clock_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``answer()`` parses no CSeq (the INVITE's is parsed already) and reads the clock
-    once for the 200 sent, its retransmissions and the session timer (the memory network
-    reads it once more to send); the 200 is resent at T1, 3·T1, 7·T1 from its first
+    """``answer()`` parses no CSeq (the INVITE's is parsed already), reads the Call-ID
+    once (the dialog's; the call has it) and the clock once for the 200 sent, its
+    retransmissions and the session timer (the memory network reads it once more to
+    send); the 200 is resent at T1, 3·T1, 7·T1 from its first
     sending until the ACK, which stops it (the key matched)."""
     network = MemoryNetwork(seed=1)
     parsed = Counter(monkeypatch, sipx._core.message, "parse_cseq")
+    call_ids = _PropertyReads(monkeypatch, sipx._core.message.Message, "call_id")
     seen: list[tuple[float, int]] = []
     clock = trio.testing.MockClock(autojump_threshold=0)
     counted = _ClockReads(clock)
@@ -307,16 +326,16 @@ def test_the_2xx_is_keyed_by_the_invites_cseq_and_answer_reads_the_clock_once(
         ):
             address = next(a for a in network.bound_addresses if a != PEER)
             target = f"{address[0]}:{address[1]}"
-            answered: list[tuple[float, int, int]] = []
+            answered: list[tuple[float, int, int, int]] = []
             async with trio.open_nursery() as nursery:
 
                 async def answer_one() -> None:
                     async for call in client.calls():
                         await trio.sleep(0.3)  # a 100 Trying goes first
                         at = trio.current_time()
-                        parsed.calls = counted.reads = 0
+                        parsed.calls = counted.reads = call_ids.reads = 0
                         call.answer(SDPBody.parse(ANSWER_SDP))
-                        answered.append((at, counted.reads, parsed.calls))
+                        answered.append((at, counted.reads, parsed.calls, call_ids.reads))
                         return
 
                 nursery.start_soon(answer_one)
@@ -332,8 +351,8 @@ def test_the_2xx_is_keyed_by_the_invites_cseq_and_answer_reads_the_clock_once(
                 with trio.move_on_after(40):
                     data, _ = await peer.receive()
                     seen.append((trio.current_time(), -1))
-            at, reads, cseqs = answered[0]
-            assert (reads, cseqs) == (2, 0)
+            at, reads, cseqs, ids = answered[0]
+            assert (reads, cseqs, ids) == (2, 0, 1)  # the Call-ID: the new dialog's
             assert [round(t - at, 3) for t, _ in seen] == [0.0, 0.5, 1.5, 3.5]
             assert len({size for _, size in seen}) == 1  # the same 200 each time
 
@@ -347,8 +366,9 @@ async def test_a_call_takes_no_empty_event_list_nor_asks_for_resend_deadlines_pe
     monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     """INVITE, 200, ACK, BYE, 200: every ``pop_events()`` hands over events (the pump
-    reads the queue before taking it), and the 2xx retransmitter's next deadline is asked
-    only by the timer loop (``Engine._next_deadline``), not by each pump."""
+    reads the queue before taking it), the 2xx retransmitter's next deadline is asked
+    only by the timer loop (``Engine._next_deadline``), not by each pump, and what the
+    layer armed is read without a call."""
     network = MemoryNetwork(seed=1)
     taken: list[int] = []
     original = TransactionLayer.pop_events
@@ -360,6 +380,7 @@ async def test_a_call_takes_no_empty_event_list_nor_asks_for_resend_deadlines_pe
 
     monkeypatch.setattr(TransactionLayer, "pop_events", pop_events)
     asked = Counter(monkeypatch, TwoXXRetransmitter, "next_deadline")
+    took = Counter(monkeypatch, TransactionLayer, "take_soonest_armed")
     looped = Counter(monkeypatch, Engine, "_next_deadline")
     async with (
         sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
@@ -389,3 +410,29 @@ async def test_a_call_takes_no_empty_event_list_nor_asks_for_resend_deadlines_pe
     assert (ok.status_code, bye_ok.status_code) == (200, 200)
     assert taken and 0 not in taken
     assert asked.calls == looped.calls
+    assert took.calls == 0  # what the layer armed is read in place
+
+
+def test_the_session_choice_reads_the_timer_fields_without_a_call_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An INVITE silent about timers gets the shared plain choice with ``first_of_key``
+    made to raise; one asking for timers, also after a change to its fields (its first
+    values made again), gets the general answer."""
+    silent = parse_message(_request("INVITE", "127.0.0.1:5060", 8, body=OFFER))
+    asking = parse_message(
+        _request("INVITE", "127.0.0.1:5060", 9, body=OFFER).replace(
+            b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nSession-Expires: 900\r\n"
+        )
+    )
+    expected = choose_as_uas(asking, interval=1800, min_se=90)  # type: ignore[arg-type]
+    changed = parse_message(_request("INVITE", "127.0.0.1:5060", 10, body=OFFER))
+    changed.headers.add("Supported", "timer")
+    monkeypatch.setattr(Headers, "first_of_key", _not_worked_out)
+    plain = choose_as_uas(silent, interval=1800, min_se=90)  # type: ignore[arg-type]
+    assert plain is choose_as_uas(silent, interval=1800, min_se=90)  # type: ignore[arg-type]
+    assert plain.headers == {"Supported": "timer", "Session-Expires": "1800;refresher=uas"}
+    assert choose_as_uas(asking, interval=1800, min_se=90) == expected  # type: ignore[arg-type]
+    assert expected.headers["Session-Expires"] == "900;refresher=uas"  # no Supported: timer
+    timer = choose_as_uas(changed, interval=1800, min_se=90)  # type: ignore[arg-type]
+    assert timer is not plain and timer.headers["Session-Expires"] == "1800;refresher=uac"
