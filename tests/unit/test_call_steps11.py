@@ -70,7 +70,7 @@ def _fresh(offer: str, **kw: Any) -> bytes:
 
 
 def _not_worked_out(*args: Any) -> Any:
-    raise AssertionError("the remembered answer should have been copied")
+    raise AssertionError("called: this step should have been skipped")
 
 
 @pytest.mark.parametrize(
@@ -235,13 +235,16 @@ async def test_the_200_to_invite_is_the_same_bytes_with_its_content_type_made_in
     """The 200 of each INVITE shape is byte for byte the parent's; without the user's
     fields its Content-Type is not added to a made response (``Headers.add``), nor are
     its fields checked for order again when written (``in_conventional_order`` once, when
-    made; twice with Record-Route, whose copies ``to_bytes()`` moves before From)."""
+    made; twice with Record-Route, whose copies ``to_bytes()`` moves before From); the
+    INVITE's header index is not built for its Contact and Record-Route."""
     network = MemoryNetwork(seed=1)
     added = Counter(monkeypatch, Headers, "add")
     ordered = Counter(monkeypatch, sipx._core.message, "in_conventional_order")  # to_bytes
     made = Counter(monkeypatch, sipx._core.transaction, "in_conventional_order")
+    looked = Counter(monkeypatch, Headers, "lookup")
     user = {"user's field": {"X-Served-By": "w1"}, "user's Allow": {"Allow": "INVITE, BYE"}}
     counts: list[tuple[int, int]] = []
+    indexes: list[int] = []
     async with (
         sipx.AsyncClient(
             "127.0.0.1", 0, network=network, id_token=counter_token(), session_expires=1800
@@ -254,9 +257,10 @@ async def test_the_200_to_invite_is_the_same_bytes_with_its_content_type_made_in
             async def answer_one() -> None:
                 async for call in client.calls():
                     body = ANSWER_SDP if shape == "SDP as text" else SDPBody.parse(ANSWER_SDP)
-                    added.calls = ordered.calls = made.calls = 0
+                    added.calls = ordered.calls = made.calls = looked.calls = 0
                     call.answer(body, headers=user.get(shape))
                     counts.append((added.calls, ordered.calls + made.calls))
+                    indexes.append(looked.calls)
                     return
 
             nursery.start_soon(answer_one)
@@ -270,10 +274,13 @@ async def test_the_200_to_invite_is_the_same_bytes_with_its_content_type_made_in
         assert data == RECORD_ROUTED_200
     if shape in user:  # the user's fields: set on the response made, as before
         assert counts[0][0] == 1
-    elif shape == "record-route":  # the copies go before From: to_bytes() sorts, as before
+        return
+    if shape == "record-route":  # the copies go before From: to_bytes() sorts, as before
         assert counts == [(0, 2)]
     else:
         assert counts == [(0, 1)]
+    if "vias" not in shape:  # (make_response copies several Vias through the index)
+        assert indexes == [0]  # the dialog's Contact, the Record-Route copies: as parsed
 
 
 class _PropertyReads:
@@ -436,3 +443,32 @@ def test_the_session_choice_reads_the_timer_fields_without_a_call_each(
     assert expected.headers["Session-Expires"] == "900;refresher=uas"  # no Supported: timer
     timer = choose_as_uas(changed, interval=1800, min_se=90)  # type: ignore[arg-type]
     assert timer is not plain and timer.headers["Session-Expires"] == "1800;refresher=uac"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        'Contact: <sip:a@h1>\r\nContact: "B, Jr" <sip:b@h2>, <sip:c@h3>\r\n',
+        "m: <sip:a@h1>;expires=5\r\nRecord-Route: <sip:p1;lr>,<sip:p2;lr>\r\n",
+        "Subject: one, two\r\nSubject: three\r\nRecord-Route: <sip:p1;lr>\r\n",
+        "",
+    ],
+)
+def test_a_parsed_section_lists_its_values_without_building_its_index(
+    monkeypatch: pytest.MonkeyPatch, fields: str
+) -> None:
+    """``get_list`` on a section as parsed reads its first values and repeated keys (the
+    index made to raise): the same lists as from the index, for list headers given in
+    several fields or comma-joined, compact names, other headers given twice, absent ones."""
+    data = (
+        "OPTIONS sip:uas@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        "From: <sip:p@h>;tag=1\r\nTo: <sip:uas@h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n"
+        + fields
+        + "Content-Length: 0\r\n\r\n"
+    ).encode()
+    names = ("Contact", "Record-Route", "Subject", "Via", "Route", "call-id")
+    indexed = parse_message(data)
+    indexed.headers.lookup()
+    expected = {name: indexed.headers.get_list(name) for name in names}
+    monkeypatch.setattr(Headers, "lookup", _not_worked_out)
+    assert {name: parse_message(data).headers.get_list(name) for name in names} == expected
