@@ -373,12 +373,13 @@ class Call:
                 lambda: self._send_answer(response, sdp, choice)
             ):
                 return response  # RFC 3262 3: it goes with the PRACK of our 1xx with SDP
-            self._transmit(response)
+            now = self._engine.now()  # one clock read: the 200 sent, resent, the timer
+            self._transmit(response, now)
         except BaseException:
             self._media.close()
             raise
         # Without the user's fields our 200's To tag is the call's (make_response's).
-        self._answered(response, sdp, choice, None if headers else self.local_tag)
+        self._answered(response, sdp, choice, None if headers else self.local_tag, now)
         return response
 
     def _check_not_answering(self) -> None:
@@ -396,24 +397,27 @@ class Call:
         sdp: SDPBody,
         choice: UASChoice | None,
         tag: str | None = None,
+        now: float | None = None,
     ) -> None:
         """Our 200 went out: the dialog is confirmed on our side, resent until the ACK; the
         session timer starts as our 200 says (RFC 4028 9). ``tag``: the 200's To tag, when
-        known without reading its To."""
+        known without reading its To (then its other fields are sipx's too: its CSeq is
+        the INVITE's); ``now``: when it was sent."""
         self.final_response = response
+        invite = self.invite
         self.dialog = self._uas.dialog_from_incoming(
-            self.invite, response, self, self._early_dialog, tag
+            invite, response, self, self._early_dialog, tag
         )
         self.state = CallState.ESTABLISHED
-        self._uas.retransmit_2xx(self, response)
+        seq = None if tag is None else invite.cseq.seq  # parsed already, as the 200's is not
+        self._uas.retransmit_2xx(self, response, seq, now)
         self._media.negotiated(sdp, self.offer, we_offered=False)
-        invite = self.invite
         self._peer_allows_update = (
             invite.headers.first_of_key("allow") is not None and "UPDATE" in invite.allow
         )
         if choice is not None and choice.session is not None:
             self._session_refreshed(
-                choice.session.delta, choice.session.refresher == UAS, until_idle=True
+                choice.session.delta, choice.session.refresher == UAS, until_idle=True, now=now
             )
 
     def reject(
@@ -471,6 +475,15 @@ class Call:
                 for route in invite.headers.get_list("Record-Route"):
                     fields.append(("record-route", "Record-Route", route))
         fields.extend(extra)
+        content = b"" if body is None else body_bytes(body)
+        typed = False  # the body's Content-Type is among the fields given to make_response
+        if content and not headers:  # no field of the user's: our Content-Type goes last
+            for key, _, _ in fields:
+                if key == "content-type":
+                    break
+            else:
+                fields.append(("content-type", "Content-Type", "application/sdp"))
+            typed = True
         response = make_response(
             invite,
             status_code,
@@ -478,12 +491,12 @@ class Call:
             to_tag=self.local_tag if status_code > 100 else None,
             extra=fields,
         )
-        for name, value in (headers or {}).items():
-            response.headers[name] = value
+        if headers:
+            for name, value in headers.items():
+                response.headers[name] = value
         if body is not None:
-            content = body_bytes(body)
             response.content = content
-            if content:
+            if content and not typed:
                 for key, _, _ in response.headers.entries:
                     if key == "content-type":
                         break
@@ -503,9 +516,9 @@ class Call:
             self._contact = contact.strip(" \t")
         return self._contact
 
-    def _transmit(self, response: Response) -> None:
+    def _transmit(self, response: Response, now: float | None = None) -> None:
         assert self.transaction is not None
-        if not self._engine.respond(self.transaction, response):
+        if not self._engine.respond(self.transaction, response, now):
             raise ProtocolError(f"the transaction no longer takes a {response.status_code}")
         if response.status_code >= 200 and self._reliable is not None:
             self._reliable.final_sent()
@@ -891,7 +904,12 @@ class Call:
         return request_headers(timer.interval, min_se, UAC if timer.we_refresh else UAS)
 
     def _session_refreshed(
-        self, interval: int, we_refresh: bool, *, until_idle: bool = False
+        self,
+        interval: int,
+        we_refresh: bool,
+        *,
+        until_idle: bool = False,
+        now: float | None = None,
     ) -> None:
         """A 2xx (sent or received) settled the session interval: (re)start the timer.
 
@@ -907,7 +925,8 @@ class Call:
         if task is not None and not task.stopped:
             task.refreshed(interval, we_refresh)
             return
-        now = trio.current_time()
+        if now is None:
+            now = self._engine.now()
         # The first deadline is half the interval away at the soonest (the refresh; the
         # expiry comes later): a call made idle before it only notes when the timer
         # started, and its task is made then (_keep_less) or when the timer is read.

@@ -183,6 +183,7 @@ class Engine:
             raise single_exception(group) from None
         finally:
             self._nursery = None
+            self._clock = None  # the run's: outside it the clock is trio's to refuse
 
     def _maker(self, factories: Sequence[TransportFactory]) -> Callable[[], list[Transport]]:
         return lambda: [factory(self._on_message) for factory in factories]
@@ -350,10 +351,23 @@ class Engine:
         """How many client transactions still have someone waiting for them."""
         return len(self._waiters)
 
-    def respond(self, transaction: ServerTransaction, response: Response) -> bool:
-        """Send ``response`` through its server transaction; False if it takes no more."""
+    def now(self) -> float:
+        """trio's clock: when the datagram being handled arrived, else read now (straight
+        from the run's clock once the engine runs: no calls in between)."""
         now = self._received_at
-        accepted = transaction.respond(response, trio.current_time() if now is None else now)
+        if now is None:
+            clock = self._clock
+            now = trio.current_time() if clock is None else clock.current_time()
+        return now
+
+    def respond(
+        self, transaction: ServerTransaction, response: Response, now: float | None = None
+    ) -> bool:
+        """Send ``response`` through its server transaction; False if it takes no more.
+        ``now``: the clock as the caller read it for what it is doing (else read here)."""
+        if now is None:
+            now = self.now()
+        accepted = transaction.respond(response, now)
         if self._pumping:  # served from within the pump (at once): _pump's nested case
             self._carry_out()
         else:
@@ -383,16 +397,15 @@ class Engine:
         transaction: ServerTransaction,
         response: Response,
         on_timeout: Callable[[], None],
+        now: float | None = None,
     ) -> None:
         """Resend a 2xx to INVITE until :meth:`acked` (RFC 3261 13.3.1.4); after 64·T1
-        without an ACK, ``on_timeout`` runs."""
+        without an ACK, ``on_timeout`` runs. ``now``: when it was sent (else read here)."""
         if key not in self._retransmits and isinstance(key, tuple):
             self._retransmit_keys.setdefault(key[0], []).append(key)
         self._retransmits[key] = (transaction, on_timeout, self.transport_of(transaction))
-        self.retransmitter.start(key, response, trio.current_time())
-        resend = self.retransmitter.next_deadline()
-        if resend is not None and resend < self._armed_deadline:
-            self._timer_wakeup.set()  # (the layer's part: the pump's, as after a respond())
+        self.retransmitter.start(key, response, self.now() if now is None else now)
+        self._wake_timer()
 
     def acked(self, key: object) -> bool:
         if self._retransmits.pop(key, None) is not None:
@@ -689,13 +702,18 @@ class Engine:
         return layer if resend is None or layer <= resend else resend
 
     def _wake_timer(self) -> None:
-        """Wake the timer loop when the layer armed something before what the loop sleeps
-        until (the layer tells what it armed since the last call: no walk of its timers).
-        The pump calls it only when the layer armed something (``soonest_armed``). The 2xx
-        retransmitter's next deadline only gets earlier in :meth:`retransmit_2xx`, which
-        asks it there: a message received or a response sent stops retransmissions at most.
-        """
-        if self.layer.take_soonest_armed() < self._armed_deadline:
+        """Wake the timer loop when something was armed before what it sleeps until (the
+        layer and the 2xx retransmitter tell what they armed since the last call: no walk
+        of their timers here). The pump calls it only when the layer armed something;
+        :meth:`retransmit_2xx`, the only way the retransmitter arms, calls it itself."""
+        armed = self._armed_deadline
+        layer = self.layer  # take_soonest_armed(), in place (once per pump)
+        soonest = layer.soonest_armed
+        layer.soonest_armed = math.inf
+        retransmitter = self.retransmitter
+        started = retransmitter.soonest_started
+        retransmitter.soonest_started = math.inf
+        if soonest < armed or started < armed:
             self._timer_wakeup.set()
 
     async def _timer_loop(

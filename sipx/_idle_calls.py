@@ -39,11 +39,17 @@ class IdleCalls:
     """ACKed calls waiting to be compacted: ``compact(call)`` runs :data:`IDLE_AFTER`
     seconds after :meth:`add` (and at most :data:`BATCH` later) unless the call ended."""
 
-    __slots__ = ("_compact", "_queue", "_running", "_start_soon")
+    __slots__ = ("_compact", "_now", "_queue", "_running", "_start_soon")
 
-    def __init__(self, start_soon: Callable[..., None], compact: Callable[[Call], None]) -> None:
+    def __init__(
+        self,
+        start_soon: Callable[..., None],
+        compact: Callable[[Call], None],
+        now: Callable[[], float] = trio.current_time,
+    ) -> None:
         self._start_soon = start_soon  # the engine's
         self._compact = compact
+        self._now = now  # the engine's: the ACK's arrival, read once for the datagram
         self._queue: deque[tuple[float, Call]] = deque()
         self._running = False
 
@@ -53,7 +59,7 @@ class IdleCalls:
 
     def add(self, call: Call) -> None:
         """``call`` was ACKed: compact it later (its task starts with the first call)."""
-        self._queue.append((trio.current_time() + IDLE_AFTER, call))
+        self._queue.append((self._now() + IDLE_AFTER, call))
         if not self._running:
             self._running = True
             self._start_soon(self._run)

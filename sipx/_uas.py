@@ -234,7 +234,7 @@ class UserAgentServer:
         self.session_expires: int | None = None
         self.min_se = MIN_SE
         self.session_timers = SessionTimers(engine.start_soon)  # every call's, one task
-        self.idle_calls = IdleCalls(engine.start_soon, keep_less)  # ACKed, compacted later
+        self.idle_calls = IdleCalls(engine.start_soon, keep_less, engine.now)  # compacted later
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
@@ -461,26 +461,30 @@ class UserAgentServer:
             and early.local_tag == tag
             and self.engine.dialogs.get(early.id) is early
         ):
-            self.engine.pending_calls.pop(invite.call_id, None)
+            self.engine.pending_calls.pop(call.call_id, None)
             return early  # made by a provisional response; the ACK confirms it
         dialog = Dialog.from_uas_request(invite, tag, confirmed=False)
         self.engine.dialogs[dialog.id] = dialog
         self.engine.calls[dialog.id] = call
-        self.engine.pending_calls.pop(invite.call_id, None)
+        self.engine.pending_calls.pop(call.call_id, None)
         return dialog
 
-    def retransmit_2xx(self, call: Call, response: Response) -> None:
+    def retransmit_2xx(
+        self, call: Call, response: Response, seq: int | None = None, now: float | None = None
+    ) -> None:
         """RFC 3261 13.3.1.4: resend the 2xx at T1, 2*T1, ... T2 until the ACK arrives, and
         end the call after 64*T1 without one. "This is independent of whatever transport
-        protocols are used": the ACK is end to end and may cross an unreliable hop."""
+        protocols are used": the ACK is end to end and may cross an unreliable hop.
+        ``seq``: the 2xx's CSeq number when the caller knows it (the INVITE's, copied: the
+        2xx's CSeq is not parsed); ``now``: when the 2xx was sent (else read)."""
         if call.transaction is None or call.dialog is None:
             return
         dialog = call.dialog
         # One partial object per call (a closure would be a function and three cells).
         no_ack = partial(UserAgentServer.no_ack, self, call, dialog)
-        self.engine.retransmit_2xx(
-            (dialog.id, response.cseq.seq), call.transaction, response, no_ack
-        )
+        if seq is None:
+            seq = response.cseq.seq
+        self.engine.retransmit_2xx((dialog.id, seq), call.transaction, response, no_ack, now)
 
     def no_ack(self, call: Call, dialog: Dialog) -> None:
         """64·T1 without the ACK of our 2xx to ``call``'s INVITE: end it, then BYE."""

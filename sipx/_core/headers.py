@@ -359,9 +359,19 @@ class Headers(MutableMapping[str, str]):
         return first.get(key)
 
     def get_list(self, name: str) -> list[str]:
-        """Every value of ``name`` in order; comma-joined list headers are split."""
+        """Every value of ``name`` in order; comma-joined list headers are split. (A section
+        still as parsed answers from its first values and repeated keys, without building
+        the index: a dialog's Contact, a 200's Record-Route copies.)"""
         key = header_key(name)
-        values = self.lookup().get(key)
+        values: tuple[str, ...] | None
+        if self.index is None and self.first is not STALE and self._lines is not None:
+            more = self.more
+            values = more.get(key) if more else None
+            if values is None:
+                value = self.first.get(key)
+                values = None if value is None else (value,)
+        else:
+            values = self.lookup().get(key)
         if not values:
             return []
         if key not in LIST_HEADERS:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ class TwoXXRetransmitter:
     when such stale entries are most of it.
     """
 
-    __slots__ = ("_entries", "_heap", "_sequence", "_stale", "_t1", "_t2")
+    __slots__ = ("_entries", "_heap", "_sequence", "_stale", "_t1", "_t2", "soonest_started")
 
     def __init__(self, timers: TimerConfig) -> None:
         self._t1 = timers.t1
@@ -69,6 +70,10 @@ class TwoXXRetransmitter:
         self._heap: list[tuple[float, int, Hashable]] = []
         self._stale = 0
         self._sequence = itertools.count()
+        # The earliest first retransmission :meth:`start` scheduled since the caller last
+        # set it back to inf (a driver sleeping until :meth:`next_deadline` needs waking
+        # only when this is earlier; nothing else makes the next deadline earlier).
+        self.soonest_started = math.inf
 
     def start(self, key: Hashable, response: Response, now: float) -> None:
         """Retransmit ``response`` for ``key``: the caller sent it at ``now``, the first
@@ -78,7 +83,10 @@ class TwoXXRetransmitter:
             self._stale += 1
         sequence = next(self._sequence)
         self._entries[key] = _Pending(response, self._t1, now + 64 * self._t1, sequence)
-        heapq.heappush(self._heap, (now + self._t1, sequence, key))
+        deadline = now + self._t1
+        heapq.heappush(self._heap, (deadline, sequence, key))
+        if deadline < self.soonest_started:
+            self.soonest_started = deadline
         self._compact()
 
     def ack(self, key: Hashable) -> bool:

@@ -622,9 +622,10 @@ class SDPBody:
             origin_username, origin_address, session_name, offer.origin, session_id
         )
         key = _answer_key(
-            offer, specs, supported, connection_address, port, direction, ports, session_name,
+            offer, specs, supported, connection_address, direction, session_name,
             supported_protocols,
         )  # fmt: skip
+        base = 8000 if port is None else port
         known = None
         if key is not None and cls is SDPBody:
             try:
@@ -634,6 +635,9 @@ class SDPBody:
             if known is not None and known[0] is supported:
                 answer = _copy_body(known[1])
                 answer.origin = origin
+                streams = answer.media
+                for index in known[2]:  # the accepted streams get this answer's ports
+                    streams[index].port = ports[index] if ports is not None else base + 2 * index
                 return answer
         protocols = {p.upper() for p in supported_protocols}
         answer = cls(
@@ -641,7 +645,7 @@ class SDPBody:
             session_name=session_name,
             connection=_connection_of(connection_address),
         )
-        base = 8000 if port is None else port
+        accepted: list[int] = []
         for index, offered in enumerate(offer.media):
             common: Sequence[Codec] = ()
             lines: Sequence[tuple[str, str | None]] = ()
@@ -666,13 +670,15 @@ class SDPBody:
                 mirrored = (mirrored[0] and ours[0], mirrored[1] and ours[1])
             media.attributes.append((_BITS_DIRECTION[mirrored], None))
             answer.media.append(media)
+            accepted.append(index)
         if key is not None and cls is SDPBody:
             if len(_ANSWERS) >= _ANSWERS_KEPT:
                 try:
                     del _ANSWERS[next(iter(_ANSWERS))]  # the oldest
                 except (KeyError, RuntimeError, StopIteration):  # another thread's answer
                     pass
-            _ANSWERS[key] = (supported, _copy_body(answer))  # a copy never handed out
+            # A copy never handed out, with the streams whose port is the answer's own.
+            _ANSWERS[key] = (supported, _copy_body(answer), tuple(accepted))
         return answer
 
 
@@ -697,8 +703,10 @@ _RECENT: dict[bytes, SDPBody | None] = {}
 _ANSWERS_KEPT: Final = 32
 # Recent answers by what they depend on (see ``_answer_key``), with the supported codecs
 # they were made with (compared by identity: the entry holds them, so their id is not
-# reused while it lives); each a copy never handed out, so never changed.
-_ANSWERS: dict[tuple[object, ...], tuple[_SupportedCodecs, SDPBody]] = {}
+# reused while it lives) and the indexes of the accepted streams (their port is each
+# answer's own: ``port``/``ports`` are not in the key); each a copy never handed out, so
+# never changed.
+_ANSWERS: dict[tuple[object, ...], tuple[_SupportedCodecs, SDPBody, tuple[int, ...]]] = {}
 
 
 def _answer_key(
@@ -706,30 +714,29 @@ def _answer_key(
     specs: Sequence[Mapping[str, Any]],
     supported: _SupportedCodecs,
     connection_address: str,
-    port: int | None,
     direction: str | None,
-    ports: Sequence[int] | None,
     session_name: str,
     protocols: Iterable[str],
 ) -> tuple[object, ...] | None:
-    """What :meth:`SDPBody.create_answer` reads but for the o= line: the offer's session
-    attributes and each stream's type, port, protocol, formats and attributes, and the
-    arguments. None when the answer is not to be remembered: supported codecs given as a
-    list (read again each time), protocols not given as a tuple. (An unhashable value in
-    it, a list made by hand where a pair belongs, shows when it is looked up.)"""
+    """What :meth:`SDPBody.create_answer` reads but for the o= line and our ports: the
+    offer's session attributes and each stream's type, whether its port is 0, protocol,
+    formats and attributes, and the arguments. (Our ports only fill the accepted streams'
+    m= lines, and the offer's ports only refuse a stream when 0: calls with sipx media,
+    each on its own port, to callers each on theirs, get the same answer.) None when
+    the answer is not to be remembered: supported codecs given as a list (read again each
+    time), protocols not given as a tuple. (An unhashable value in it, a list made by hand
+    where a pair belongs, shows when it is looked up.)"""
     if not isinstance(specs, tuple) or type(protocols) is not tuple:
         return None
     return (
         id(supported),
         protocols,
         connection_address,
-        port,
         direction,
-        None if ports is None else tuple(ports),
         session_name,
         tuple(offer.attributes),
         *[
-            (m.media, m.port, m.protocol, tuple(m.formats), tuple(m.attributes))
+            (m.media, m.port == 0, m.protocol, tuple(m.formats), tuple(m.attributes))
             for m in offer.media
         ],
     )

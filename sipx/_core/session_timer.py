@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .._errors import ParseError
 from .header_types import parse_int, parse_params
+from .headers import STALE
 from .message import Request, Response
 
 MIN_SE = 90  # RFC 4028 4: no session interval below 90 seconds
@@ -192,12 +193,14 @@ def choose_as_uas(
       names; else ``keep`` (in a session already running: whoever refreshes now); else
       ``uac``. ``Require: timer`` goes with ``refresher=uac``.
     """
-    headers = request.headers
+    first = request.headers.first  # the first values, read once for the four
+    if first is STALE:
+        first = request.headers.first_values()
     if (
-        headers.first_of_key("session-expires") is None
-        and headers.first_of_key("min-se") is None
-        and headers.first_of_key("supported") is None
-        and headers.first_of_key("require") is None
+        first.get("session-expires") is None
+        and first.get("min-se") is None
+        and first.get("supported") is None
+        and first.get("require") is None
     ):
         # A request silent about session timers (SIPp's, most load generators'): the
         # choice depends on ``interval`` alone, made once (``keep`` does not apply: such a
