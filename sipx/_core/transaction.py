@@ -557,12 +557,12 @@ class ClientTransaction(Transaction):
         request: Request,
         branch: str,
         key: tuple[object, ...],
-        *,
         reliable: bool,
         destination: object,
         state: TransactionState,
     ) -> None:
-        # Transaction.__init__'s work, inline: one of these is made for every request sent.
+        # Transaction.__init__'s work, inline: one of these is made for every request sent
+        # (its arguments positional: send_request passes them so, as for ServerTransaction).
         self._layer = layer
         self._key = key
         self._timers = {}
@@ -1127,18 +1127,15 @@ class TransactionLayer:
         key = f"{request.method} {branch}"  # _client_key(), without a call
         if key in self._clients or key in self._client_records:
             raise ValueError(f"a {request.method} client transaction with branch {branch} exists")
-        kind = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
-        state = _S.CALLING if request.method == "INVITE" else _S.TRYING
-        transaction = kind(
-            # no server key: the layer finds client transactions by _client_key()
-            self,
-            request,
-            branch,
-            (),
-            reliable=reliable,
-            destination=destination,
-            state=state,
-        )
+        # (no server key: the layer finds client transactions by _client_key())
+        if request.method == "INVITE":
+            transaction: ClientTransaction = InviteClientTransaction(
+                self, request, branch, (), reliable, destination, _S.CALLING
+            )
+        else:
+            transaction = NonInviteClientTransaction(
+                self, request, branch, (), reliable, destination, _S.TRYING
+            )
         self._clients[key] = transaction
         transaction._start(now)
         return transaction
@@ -1506,7 +1503,8 @@ class TransactionLayer:
         sequence = next(self._sequence)
         transaction._timers[timer] = sequence
         heapq.heappush(self._heap, (deadline, sequence, timer, transaction))
-        self._armed(deadline)
+        if deadline < self._soonest_armed:  # self._armed(deadline), inline
+            self._soonest_armed = deadline
 
     def _armed(self, deadline: float) -> None:
         if deadline < self._soonest_armed:
