@@ -321,8 +321,10 @@ class Engine:
         if transport is None:
             transport = self.require_transport(request.top_via.transport)
         waiter = ResponseWaiter()
+        clock = self._clock  # (trio.current_time() without its two calls in between)
+        now = trio.current_time() if clock is None else clock.current_time()
         transaction = self.layer.send_request(
-            request, trio.current_time(), reliable=transport.reliable, destination=destination
+            request, now, reliable=transport.reliable, destination=destination
         )
         self._routes[transaction] = transport
         self._waiters[transaction] = waiter
