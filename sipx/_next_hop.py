@@ -87,7 +87,7 @@ class NextHop:
 
     def target(self, request: Request) -> URI:
         """The URI of ``request``'s next hop: first Route, outbound proxy, Request-URI."""
-        if request.headers.get_first("Route") is not None:
+        if "route" in request.headers.lookup():  # (the index: no get_first() look-up)
             routes = request.route
             if routes:
                 return routes[0].uri
@@ -100,7 +100,8 @@ class NextHop:
         ``transport`` parameter names when the client runs it (``ws`` is WS or WSS,
         whichever runs; WSS first for a ``sips:`` URI), else the client's transport."""
         running = self.engine.transports
-        wanted = (target.params.get("transport") or "").upper()
+        wanted = target.params.get("transport")
+        wanted = wanted.upper() if wanted else ""
         if wanted == "WS":
             choices = ("WSS", "WS") if target.scheme == "sips" else ("WS", "WSS")
             wanted = next((name for name in choices if name in running), wanted)
@@ -287,7 +288,9 @@ class NextHop:
     def learn_public_address(self, response: Response, source: Address) -> None:
         """Remember how ``source`` saw us (received/rport): behind a NAT, later Contacts
         toward it over the same transport carry that address."""
-        via = response.top_via
+        via = response.headers.typed.get("top_via")  # read on receipt: cached
+        if via is None:
+            via = response.top_via
         params = via.params
         if "received" not in params and not params.get("rport"):
             return  # the usual response: nothing filled in (the views' reads, inline)

@@ -16,7 +16,7 @@ made from these parts without ``Request.__init__`` (its checks were the builder'
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from .builder import build_request
 from .header_types import NameAddr
@@ -114,14 +114,13 @@ class RequestTemplate:
 class RequestTemplates:
     """The templates of the last few distinct requests (by whatever key the caller gives)."""
 
-    __slots__ = ("_limit", "_templates")
+    __slots__ = ("_limit", "_templates", "get")
 
     def __init__(self, limit: int = 64) -> None:
         self._limit = limit
         self._templates: dict[Hashable, RequestTemplate | None] = {}
-
-    def get(self, key: Hashable) -> RequestTemplate | None:
-        return self._templates.get(key)
+        # The template kept for a key, or None: the dict's own method (no frame of ours).
+        self.get: Callable[[Hashable], RequestTemplate | None] = self._templates.get
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._templates
