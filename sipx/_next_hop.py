@@ -236,10 +236,11 @@ class NextHop:
                 del self._stamps[next(iter(self._stamps))]
         via_head, via_tail, contact, parsed = stamp
         branch = self.ids.branch()
+        # (clean: _stamp_for checked its parts, the branch is hex)
         if call_id is None:
-            headers.prepend_via(f"{via_head}{branch}{via_tail}")
+            headers.prepend_via(f"{via_head}{branch}{via_tail}", clean=True)
         else:
-            headers.prepend_via(f"{via_head}{branch}{via_tail}", contact)
+            headers.prepend_via(f"{via_head}{branch}{via_tail}", contact, clean=True)
             contacts = self.generated_contacts
             contacts[call_id] = contact
             if len(contacts) > 2 * GENERATED_CONTACTS:
@@ -283,6 +284,12 @@ class NextHop:
         if user:
             host, port = self.contact_host(address, name)
             contact = self.contact(user, host, port, name)
+        # stamp() writes these as they are (Headers.prepend_via(clean=True)): they begin
+        # with "SIP/2.0/", ";" or "<" and end with a letter or ">" (nothing to strip); a
+        # user with CR or LF is refused here, as the header's check would refuse it.
+        for value in (head, tail, contact):
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"header value must not contain CR or LF: {value!r}")
         return head, tail, contact, parse_via(f"{head}{MAGIC_COOKIE}{tail}")
 
     def learn_public_address(self, response: Response, source: Address) -> None:
