@@ -535,6 +535,12 @@ class Engine:
                     self.on_ack(event.request)  # type: ignore[union-attr]
                 elif kind is Resend:  # also a final response given as bytes, sent first
                     self._resend(event)  # type: ignore[arg-type]
+                elif kind is ResponseReceived:  # every request we send (after the UAS's)
+                    waiter = self._waiters.get(event.transaction)  # type: ignore[union-attr,arg-type]
+                    if waiter is not None:
+                        waiter.send_nowait(event.response)  # type: ignore[union-attr]
+                    else:
+                        self.on_stray_response(event.response)  # type: ignore[union-attr]
                 # The kinds every transaction has come first (Terminated before the rare ones).
                 elif isinstance(event, Send):
                     self._send_event(event)
