@@ -164,7 +164,7 @@ class AsyncClient(Lifetime):
             timeout=timeout,
             credentials=auth,
         )
-        self._uac.on_success = self._on_success
+        self._uac.on_register = self._on_register
         self._uas = UserAgentServer(self._engine, self._next_hop, self._uac, self)
         if not (
             isinstance(rtp_ports, tuple)
@@ -862,7 +862,7 @@ class AsyncClient(Lifetime):
             if template is not None:
                 from_tag = self._ids.tag()
                 request = template.request(self._ids.call_id(), from_tag)
-                content = body_bytes(body)
+                content = b"" if body is None else body_bytes(body)  # (no call for none)
                 if content:
                     request.content = content
                     content_type = content_type or guess_content_type(body, content)
@@ -940,10 +940,8 @@ class AsyncClient(Lifetime):
             raise ValueError(f"{method.lower()}() needs a uri, a response or a dialog_id")
         return await self.request(method, uri, headers=fields, body=content or None, **kwargs)
 
-    def _on_success(self, request: Request, response: Response, destination: Address) -> None:
-        """After each request's final response: REGISTER bookkeeping."""
-        if request.method != "REGISTER":
-            return
+    def _on_register(self, request: Request, response: Response, destination: Address) -> None:
+        """After each REGISTER's final response: the registration's bookkeeping."""
         self._registrations.note(response)
         if response.is_success:
             self._keep_registrar_connection(request, destination)

@@ -323,8 +323,10 @@ class Engine:
         if transport is None:
             transport = self.require_transport(request.top_via.transport)
         waiter = ResponseWaiter()
+        clock = self._clock  # (trio.current_time() without its two calls in between)
+        now = trio.current_time() if clock is None else clock.current_time()
         transaction = self.layer.send_request(
-            request, trio.current_time(), reliable=transport.reliable, destination=destination
+            request, now, reliable=transport.reliable, destination=destination
         )
         self._routes[transaction] = transport
         self._waiters[transaction] = waiter
@@ -566,6 +568,12 @@ class Engine:
                     self.on_ack(event.request)  # type: ignore[union-attr]
                 elif kind is Resend:  # also a final response given as bytes, sent first
                     self._resend(event)  # type: ignore[arg-type]
+                elif kind is ResponseReceived:  # every request we send (after the UAS's)
+                    waiter = self._waiters.get(event.transaction)  # type: ignore[union-attr,arg-type]
+                    if waiter is not None:
+                        waiter.send_nowait(event.response)  # type: ignore[union-attr]
+                    else:
+                        self.on_stray_response(event.response)  # type: ignore[union-attr]
                 # The kinds every transaction has come first (Terminated before the rare ones).
                 elif isinstance(event, Send):
                     self._send_event(event)

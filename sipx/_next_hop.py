@@ -16,9 +16,12 @@ RFC 6761 6.4), the same for the client's lifetime, and the Contact says ``;trans
 
 from __future__ import annotations
 
+from itertools import islice
+
 from ._core.header_types import Via, parse_via
 from ._core.ids import IdSource
 from ._core.message import Request, Response
+from ._core.request_template import FROM_USER
 from ._core.transaction import MAGIC_COOKIE
 from ._core.uri import URI
 from ._engine import Engine
@@ -28,6 +31,13 @@ from ._trio.transport import Address, Transport, routable_host
 
 WEBSOCKETS = frozenset({"WS", "WSS"})
 """The transports reached only over the connections we open (RFC 7118)."""
+
+# How many of the Contacts we wrote are remembered (by Call-ID), so that a digest retry
+# writes its Contact anew (the challenge may have taught us our NAT address): at least
+# this many, the last ones, and at most twice as many (the oldest are dropped in a batch).
+GENERATED_CONTACTS = 256
+
+_UNKNOWN = object()  # (a typed view not there)
 
 # Methods whose requests carry a Contact (they create dialogs or refresh targets).
 CONTACT_METHODS = frozenset(
@@ -58,7 +68,8 @@ class NextHop:
         # Our address as each next hop saw it (Via received/rport, RFC 3581), for Contact;
         # by (transport, next hop address).
         self.public_addresses: dict[tuple[str, Address], Address] = {}
-        self.generated_contacts: dict[str, str] = {}  # Call-ID -> Contact we wrote
+        # Call-ID -> Contact we wrote, for the last GENERATED_CONTACTS requests (or more)
+        self.generated_contacts: dict[str, str] = {}
         self._ws_host: str | None = None
         self._from_users: dict[str, str | None] = {}  # From without its tag -> its user
         # What stamp() writes but the branch, by (transport, its local address, next hop
@@ -76,7 +87,7 @@ class NextHop:
 
     def target(self, request: Request) -> URI:
         """The URI of ``request``'s next hop: first Route, outbound proxy, Request-URI."""
-        if request.headers.get_first("Route") is not None:
+        if "route" in request.headers.lookup():  # (the index: no get_first() look-up)
             routes = request.route
             if routes:
                 return routes[0].uri
@@ -89,7 +100,8 @@ class NextHop:
         ``transport`` parameter names when the client runs it (``ws`` is WS or WSS,
         whichever runs; WSS first for a ``sips:`` URI), else the client's transport."""
         running = self.engine.transports
-        wanted = (target.params.get("transport") or "").upper()
+        wanted = target.params.get("transport")
+        wanted = wanted.upper() if wanted else ""
         if wanted == "WS":
             choices = ("WSS", "WS") if target.scheme == "sips" else ("WS", "WSS")
             wanted = next((name for name in choices if name in running), wanted)
@@ -207,10 +219,14 @@ class NextHop:
         name = transport.name
         # Read what the Contact needs before changing the headers (each change drops
         # their index and parsed views).
+        headers = request.headers
         call_id = None
         user = ""
-        if request.method in CONTACT_METHODS and "Contact" not in request.headers:
-            user = self._from_user(request) or self.default_user
+        if request.method in CONTACT_METHODS and "contact" not in headers.lookup():
+            from_user = headers.typed.get(FROM_USER, _UNKNOWN)  # a template's request has it
+            if from_user is _UNKNOWN:
+                from_user = self._from_user(request)
+            user = from_user or self.default_user
             call_id = request.call_id
         key = (name, transport.local_address, address, user)
         stamp = self._stamps.get(key)
@@ -220,14 +236,16 @@ class NextHop:
                 del self._stamps[next(iter(self._stamps))]
         via_head, via_tail, contact, parsed = stamp
         branch = self.ids.branch()
-        headers = request.headers
+        # (clean: _stamp_for checked its parts, the branch is hex)
         if call_id is None:
-            headers.prepend_via(f"{via_head}{branch}{via_tail}")
+            headers.prepend_via(f"{via_head}{branch}{via_tail}", clean=True)
         else:
-            headers.prepend_via(f"{via_head}{branch}{via_tail}", contact)
-            self.generated_contacts[call_id] = contact
-            while len(self.generated_contacts) > 256:
-                self.generated_contacts.pop(next(iter(self.generated_contacts)))
+            headers.prepend_via(f"{via_head}{branch}{via_tail}", contact, clean=True)
+            contacts = self.generated_contacts
+            contacts[call_id] = contact
+            if len(contacts) > 2 * GENERATED_CONTACTS:
+                for old in list(islice(contacts, len(contacts) - GENERATED_CONTACTS)):
+                    del contacts[old]
         # The transaction reads the top Via at once: give it the view, not a parse of it.
         headers.typed["top_via"] = parsed.with_branch(branch)
         self.last_destination = address[0]
@@ -266,12 +284,23 @@ class NextHop:
         if user:
             host, port = self.contact_host(address, name)
             contact = self.contact(user, host, port, name)
+        # stamp() writes these as they are (Headers.prepend_via(clean=True)): they begin
+        # with "SIP/2.0/", ";" or "<" and end with a letter or ">" (nothing to strip); a
+        # user with CR or LF is refused here, as the header's check would refuse it.
+        for value in (head, tail, contact):
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"header value must not contain CR or LF: {value!r}")
         return head, tail, contact, parse_via(f"{head}{MAGIC_COOKIE}{tail}")
 
     def learn_public_address(self, response: Response, source: Address) -> None:
         """Remember how ``source`` saw us (received/rport): behind a NAT, later Contacts
         toward it over the same transport carry that address."""
-        via = response.top_via
+        via = response.headers.typed.get("top_via")  # read on receipt: cached
+        if via is None:
+            via = response.top_via
+        params = via.params
+        if "received" not in params and not params.get("rport"):
+            return  # the usual response: nothing filled in (the views' reads, inline)
         received, rport = via.received, via.rport
         if (received is None and rport is None) or via.transport in WEBSOCKETS:
             return  # over WebSocket we are reached over the connection, whatever we say

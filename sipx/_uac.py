@@ -86,7 +86,8 @@ class UserAgentClient:
         # Call-ID of a pending INVITE of ours -> the incoming call whose Replaces named its
         # early dialog (RFC 3891 3): its final response ends our call as "replaced".
         self.replacements: dict[str, Call] = {}
-        self.on_success: Callable[[Request, Response, Address], None] = lambda q, r, a: None
+        # After each REGISTER's final response (to the request that got it, sent where).
+        self.on_register: Callable[[Request, Response, Address], None] = lambda q, r, a: None
         # RFC 3262: announce 100rel in our INVITEs (AsyncClient(reliable_provisional=...)).
         self.reliable_provisional = True
         # The RSeq space of each reliable 1xx sender: (early dialog id, INVITE CSeq) -> ...
@@ -138,26 +139,37 @@ class UserAgentClient:
             seconds = INVITE_TIMEOUT
         credentials = auth or self.credentials
         try:
-            with trio.fail_after(seconds) if seconds is not None else _NO_DEADLINE:
-                if credentials is not None:
-                    await self.auth.sources.prepare([credentials])
-                # The flow sends ``request`` itself first; it is made only for a response
-                # it acts on (most responses end it at once).
-                if len(destinations) == 1:  # nothing to fail over to
-                    destination = destinations[0]
-                    response = await self.transact(
-                        request, destination, transport_name=hop_transport
-                    )
-                else:
-                    response, destination = await self._transact_with_failover(
-                        request, destinations
-                    )
+            if seconds is None and credentials is None and len(destinations) == 1:
+                # The usual request: no deadline (no scope to enter), nothing to prepare,
+                # nothing to fail over to.
+                destination = destinations[0]
+                response = await self.transact(request, destination, transport_name=hop_transport)
                 if response.status_code in FLOW_STATUSES:
-                    response = await self._follow_flow(request, response, credentials, destination)
+                    response = await self._follow_flow(request, response, None, destination)
+            else:
+                with trio.fail_after(seconds) if seconds is not None else _NO_DEADLINE:
+                    if credentials is not None:
+                        await self.auth.sources.prepare([credentials])
+                    # The flow sends ``request`` itself first; it is made only for a
+                    # response it acts on (most responses end it at once).
+                    if len(destinations) == 1:  # nothing to fail over to
+                        destination = destinations[0]
+                        response = await self.transact(
+                            request, destination, transport_name=hop_transport
+                        )
+                    else:
+                        response, destination = await self._transact_with_failover(
+                            request, destinations
+                        )
+                    if response.status_code in FLOW_STATUSES:
+                        response = await self._follow_flow(
+                            request, response, credentials, destination
+                        )
         except trio.TooSlowError:
             why = next(filter(None, map(self.engine.malformed_from, destinations)), None)
             raise TimeoutError(request.method, str(request.uri), seconds or 0.0, why) from None
-        self.on_success(response.request or request, response, destination)
+        if request.method == "REGISTER":
+            self.on_register(response.request or request, response, destination)
         return response
 
     async def _follow_flow(
@@ -343,7 +355,7 @@ class UserAgentClient:
         if destination is None:
             destination = (await self.next_hop.candidates(request))[0]
         transport = None  # the one stamp() wrote in the Via (open_transaction's)
-        if "Via" not in request.headers:
+        if "via" not in request.headers.lookup():
             transport = self.next_hop.stamp(request, destination, transport_name)
         else:
             self.engine.require_transport()

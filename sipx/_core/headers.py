@@ -460,24 +460,27 @@ class Headers(MutableMapping[str, str]):
             self.index[key] = (value,)
         return True
 
-    def prepend_via(self, via: str, contact: str | None = None) -> None:
+    def prepend_via(self, via: str, contact: str | None = None, *, clean: bool = False) -> None:
         """A new top Via and, if given, a Contact appended (ValueError if there is one):
         what :meth:`prepend` and assignment do, but the index and first values are updated
         in place rather than dropped (the typed views are dropped). Fields in the order
         ``to_bytes()`` writes (``in_order``) stay so: the Contact goes where that order puts
-        it, before the first field ranked after it, instead of last."""
+        it, before the first field ranked after it, instead of last. ``clean``: the caller
+        made both values with no CR or LF and nothing to strip (they are not checked)."""
         index = self.lookup()
         if contact is not None and "contact" in index:
             raise ValueError("the headers already have a Contact")
         first = self.first_values()
         entries = self.entries  # the index and first values stay right for these fields
-        via = _clean_value(via)
+        if not clean:
+            via = _clean_value(via)
         entries.insert(0, ("via", "Via", via))
         index["via"] = (via, *index.get("via", ()))
         first = self.first = first if isinstance(first, dict) else dict(first)
         first["via"] = via
         if contact is not None:
-            contact = _clean_value(contact)
+            if not clean:
+                contact = _clean_value(contact)
             field = ("contact", "Contact", contact)
             if self.in_order:
                 entries.insert(_place_of_contact(entries), field)

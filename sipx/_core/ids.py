@@ -44,18 +44,20 @@ class TokenPool:
     a system call per identifier (a request takes three: branch, tag, Call-ID). Each byte
     is handed out once."""
 
-    __slots__ = ("_pool", "_pool_size", "_random_bytes", "_used")
+    __slots__ = ("_end", "_pool", "_pool_size", "_random_bytes", "_used")
 
     def __init__(self, random_bytes: Callable[[int], bytes], pool_size: int = 4096) -> None:
         self._random_bytes = random_bytes
         self._pool_size = pool_size
         self._pool = b""
+        self._end = 0  # len(self._pool)
         self._used = 0
 
     def __call__(self, nbytes: int) -> str:
         used = self._used
-        if used + nbytes > len(self._pool):
+        if used + nbytes > self._end:
             self._pool, used = self._random_bytes(max(self._pool_size, nbytes)), 0
+            self._end = len(self._pool)
         self._used = used + nbytes
         return self._pool[used : used + nbytes].hex()
 

@@ -10,18 +10,23 @@ a copy of the field list with two values filled in (no URI or name-addr parsing,
 name or value checks: the builder checked them once). The requests share the template's
 parsed Request-URI (a :class:`URI` is immutable), and their fields come marked as being in
 the order ``to_bytes()`` writes them (the builder's order is that order), so neither the
-Request-URI is parsed nor the fields sorted again for each request.
+Request-URI is parsed nor the fields sorted again for each request; the request itself is
+made from these parts without ``Request.__init__`` (its checks were the builder's).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from .builder import build_request
 from .header_types import NameAddr
 from .headers import Headers
-from .message import Request, in_conventional_order
+from .message import Request, in_conventional_order, request_of
 from .uri import URI
+
+# The typed view a template's requests come with: their From URI's user (read by the
+# stamp of a Contact; dropped, like every view, when the fields change).
+FROM_USER = "from_user"
 
 # Stand-ins written where the tag and the Call-ID go; both are tokens, written as they are.
 _TAG = "sipxTemplateTag9f3c"
@@ -38,6 +43,7 @@ class RequestTemplate:
         "_from_at",
         "_from_head",
         "_from_tail",
+        "_from_user",
         "_in_order",
         "_index",
         "_uri",
@@ -84,6 +90,7 @@ class RequestTemplate:
         if fields[self._call_id_at][2] != _CALL_ID:
             raise ValueError("the request's values cannot be templated")
         self._from_head, self._from_tail = head, tail
+        self._from_user = sample.from_.uri.user
 
     def request(self, call_id: str, tag: str) -> Request:
         """A new request from the template, with this Call-ID and From tag."""
@@ -100,20 +107,20 @@ class RequestTemplate:
         first["from"], first["call-id"] = value, call_id
         headers = Headers.from_parsed(fields, index, in_order=self._in_order)
         headers.first = first
-        return Request(self.method, self._uri, headers)
+        headers.typed[FROM_USER] = self._from_user
+        return request_of(self.method, self._uri, self.uri, headers)
 
 
 class RequestTemplates:
     """The templates of the last few distinct requests (by whatever key the caller gives)."""
 
-    __slots__ = ("_limit", "_templates")
+    __slots__ = ("_limit", "_templates", "get")
 
     def __init__(self, limit: int = 64) -> None:
         self._limit = limit
         self._templates: dict[Hashable, RequestTemplate | None] = {}
-
-    def get(self, key: Hashable) -> RequestTemplate | None:
-        return self._templates.get(key)
+        # The template kept for a key, or None: the dict's own method (no frame of ours).
+        self.get: Callable[[Hashable], RequestTemplate | None] = self._templates.get
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._templates
@@ -129,4 +136,4 @@ class RequestTemplates:
         return len(self._templates)
 
 
-__all__ = ["RequestTemplate", "RequestTemplates"]
+__all__ = ["FROM_USER", "RequestTemplate", "RequestTemplates"]

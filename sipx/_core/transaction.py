@@ -549,22 +549,25 @@ class ClientTransaction(Transaction):
     never goes first on a tie, as before).
     """
 
-    __slots__ = ("_timeout_at", "ack")
+    __slots__ = ("_match", "_timeout_at", "ack")
 
     def __init__(
         self,
         layer: TransactionLayer,
         request: Request,
         branch: str,
-        key: tuple[object, ...],
-        *,
+        match: str,
         reliable: bool,
         destination: object,
         state: TransactionState,
     ) -> None:
-        # Transaction.__init__'s work, inline: one of these is made for every request sent.
+        # Transaction.__init__'s work, inline: one of these is made for every request sent
+        # (its arguments positional: send_request passes them so, as for ServerTransaction).
+        # No server key: the layer finds it by ``match``, its _client_key() (the one string
+        # for each of the layer's look-ups, its hash computed once).
         self._layer = layer
-        self._key = key
+        self._key = ()
+        self._match = match
         self._timers = {}
         self._interval = 0.0
         self._request = request
@@ -1130,24 +1133,23 @@ class TransactionLayer:
         """
         if request.method == "ACK":
             raise ValueError("ACK does not start a client transaction; send it directly")
-        branch = request.top_via.branch
+        via = request.headers.typed.get("top_via")  # stamped by the client: cached
+        if via is None:
+            via = request.top_via
+        branch = via.params.get("branch")
         if branch is None or not branch.startswith(MAGIC_COOKIE):
             raise ValueError(f"request needs a top Via branch starting with {MAGIC_COOKIE}")
         key = f"{request.method} {branch}"  # _client_key(), without a call
         if key in self._clients or key in self._client_records:
             raise ValueError(f"a {request.method} client transaction with branch {branch} exists")
-        kind = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
-        state = _S.CALLING if request.method == "INVITE" else _S.TRYING
-        transaction = kind(
-            # no server key: the layer finds client transactions by _client_key()
-            self,
-            request,
-            branch,
-            (),
-            reliable=reliable,
-            destination=destination,
-            state=state,
-        )
+        if request.method == "INVITE":
+            transaction: ClientTransaction = InviteClientTransaction(
+                self, request, branch, key, reliable, destination, _S.CALLING
+            )
+        else:
+            transaction = NonInviteClientTransaction(
+                self, request, branch, key, reliable, destination, _S.TRYING
+            )
         self._clients[key] = transaction
         transaction._start(now)
         return transaction
@@ -1158,7 +1160,10 @@ class TransactionLayer:
         Matching is by the top Via branch and the CSeq method; an unmatched response is
         emitted as :class:`StrayResponse`. Raises ParseError when Via or CSeq is unreadable.
         """
-        branch = response.top_via.branch
+        via = response.headers.typed.get("top_via")  # read on receipt: cached
+        if via is None:
+            via = response.top_via
+        branch = via.params.get("branch")
         transaction = None
         if branch is not None:
             key = f"{response.cseq.method} {branch}"  # _client_key(), without a call
@@ -1488,7 +1493,7 @@ class TransactionLayer:
     def _record_client(self, transaction: ClientTransaction, deadline: float) -> None:
         """A non-INVITE client ``transaction`` entered Completed over an unreliable
         transport: only its key stays, until Timer K (``deadline``); the object ends."""
-        key = f"{transaction.method} {transaction.branch}"  # _client_key(), without a call
+        key = transaction._match
         if self._clients.get(key) is transaction:
             del self._clients[key]
         self._client_records[key] = deadline
@@ -1535,7 +1540,8 @@ class TransactionLayer:
         sequence = next(self._sequence)
         transaction._timers[timer] = sequence
         heapq.heappush(self._heap, (deadline, sequence, timer, transaction))
-        self._armed(deadline)
+        if deadline < self._soonest_armed:  # self._armed(deadline), inline
+            self._soonest_armed = deadline
 
     def _armed(self, deadline: float) -> None:
         if deadline < self.soonest_armed:
@@ -1567,7 +1573,7 @@ class TransactionLayer:
         transaction._timers.clear()
         self._dropped_timers(dropped)
         if isinstance(transaction, ClientTransaction):
-            key = _client_key(transaction.branch, transaction.method)
+            key = transaction._match
             if self._clients.get(key) is transaction:
                 del self._clients[key]
         elif isinstance(transaction, ServerTransaction):
