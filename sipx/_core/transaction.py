@@ -1540,8 +1540,8 @@ class TransactionLayer:
         sequence = next(self._sequence)
         transaction._timers[timer] = sequence
         heapq.heappush(self._heap, (deadline, sequence, timer, transaction))
-        if deadline < self._soonest_armed:  # self._armed(deadline), inline
-            self._soonest_armed = deadline
+        if deadline < self.soonest_armed:  # self._armed(deadline), inline
+            self.soonest_armed = deadline
 
     def _armed(self, deadline: float) -> None:
         if deadline < self.soonest_armed:
