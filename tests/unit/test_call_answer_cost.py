@@ -162,12 +162,14 @@ async def test_idle_calls_are_made_idle_in_batches_by_one_task(
 
         idle = IdleCalls(start_soon, lambda call: done.append((call.call_id, trio.current_time())))
         t0 = trio.current_time()
-        for i in range(5):
-            idle.add(FakeCall(f"c{i}", ended=i == 3))  # type: ignore[arg-type]
+        held = [FakeCall(f"c{i}", ended=i == 3) for i in range(5)]  # the queue's are weak
+        for fake in held:
+            idle.add(fake)  # type: ignore[arg-type]
             await trio.sleep(BATCH / 5)
         await trio.sleep(IDLE_AFTER + 2 * BATCH)
         assert len(idle) == 0
-        idle.add(FakeCall("late"))  # type: ignore[arg-type]
+        held.append(FakeCall("late"))
+        idle.add(held[-1])  # type: ignore[arg-type]
         await trio.sleep(IDLE_AFTER + BATCH + 0.01)
     assert [name for name, _ in done] == ["c0", "c1", "c2", "c4", "late"]
     first_batch = {at for name, at in done if name != "late"}
