@@ -512,7 +512,12 @@ class Request(Message):
             typed["from"] = parse_name_addr(
                 self._required("from", "From") if text is None else text
             )
-        self.call_id  # noqa: B018 - checked (not cached: a str)
+        # self.call_id, inline: checked (not cached: a str)
+        value = first.get("call-id")
+        if value is None:
+            value = self._required("call-id", "Call-ID")
+        if not value or " " in value or "\t" in value:
+            raise ParseError(f"bad Call-ID {value[:80]!r}")
 
     def validate(self) -> None:
         if self.uri.headers:

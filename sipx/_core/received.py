@@ -12,10 +12,40 @@ def stamp_received(request: Request, source: tuple[str, int], *, force_rport: bo
     ``rport`` when the sender asked for it (always with ``force_rport``, as proxies often do)."""
     via = request.top_via
     params = via.params
-    changed = False
     host = via.host
     if host[:1] == "[":
         host = host[1:-1]
+    headers = request.headers
+    if (
+        not force_rport
+        and len(params) == 2
+        and "rport" in params
+        and params["rport"] is None
+        and "branch" in params
+    ):
+        # The usual Via with an empty rport last (SIPp's, most UAs'), written as sipx writes
+        # it: the text gets "=PORT" (and received after it, where a rendering puts a new
+        # parameter) in place of rendering every parameter again: the same bytes.
+        port = via.port
+        hostport = via.host if port is None else f"{via.host}:{port}"
+        text = headers.first.get("via")
+        if text is not None and text == (
+            f"{via.protocol}/{via.transport} {hostport};branch={params['branch']};rport"
+        ):
+            rport = str(source[1])
+            if host == source[0]:
+                stamped = f"{text}={rport}"
+            else:
+                stamped = f"{text}={rport};received={source[0]}"
+            if headers.replace_single("via", stamped):  # (one Via field of one item)
+                params["rport"] = rport
+                if host != source[0]:
+                    params["received"] = source[0]
+                typed = headers.typed
+                typed.pop("via", None)
+                typed["top_via"] = via
+                return
+    changed = False
     if host != source[0]:
         params["received"] = source[0]
         changed = True
@@ -23,8 +53,6 @@ def stamp_received(request: Request, source: tuple[str, int], *, force_rport: bo
         params["rport"] = str(source[1])
         changed = True
     if changed:
-        headers = request.headers
-        # str(via), inline: the usual Via with rport is stamped for every request of SIPp
         port = via.port
         hostport = via.host if port is None else f"{via.host}:{port}"
         text = f"{via.protocol}/{via.transport} {hostport}{render_params(params)}"
