@@ -382,10 +382,7 @@ class Engine:
         """Send a final response given as its bytes through ``transaction`` (see
         :meth:`ServerTransaction.respond_serialised`); False, and nothing sent, when the
         transaction does not take it that way: :meth:`respond` a Response then."""
-        now = self._received_at
-        if not transaction.respond_serialised(
-            status_code, data, trio.current_time() if now is None else now
-        ):
+        if not transaction.respond_serialised(status_code, data, self.now()):
             return False
         if self._pumping:  # served from within the pump (at once): _pump's nested case
             self._carry_out()
