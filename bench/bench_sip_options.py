@@ -131,7 +131,7 @@ def _serve(kind: str, lifetime: float, rcvbuf: int, gc_mode: str, profile: str |
                         if gc_mode == "tuned":
                             tune_gc()
                         if rcvbuf:  # an experiment: the transport's socket, enlarged from outside
-                            sock = client._transport._sock  # type: ignore[union-attr]
+                            sock = client._engine.transports["UDP"]._sock  # type: ignore[attr-defined]
                             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
                         print(client.local_address.port, flush=True)
                         await trio.sleep_forever()
