@@ -23,7 +23,7 @@ from ._core.ids import IdSource
 from ._core.message import Request, Response
 from ._core.request_template import FROM_USER
 from ._core.transaction import MAGIC_COOKIE
-from ._core.uri import URI
+from ._core.uri import URI, escape_user
 from ._engine import Engine
 from ._errors import ParseError, ProtocolError, TransportError
 from ._trio.resolver import Resolver, address_literal
@@ -188,8 +188,10 @@ class NextHop:
 
     def contact(self, user: str, host: str, port: int, transport_name: str | None = None) -> str:
         """Our Contact for ``user`` at ``host:port`` over a transport (the default one for
-        None), naming the transport unless UDP; over WebSocket, the ``.invalid`` host."""
+        None), naming the transport unless UDP; over WebSocket, the ``.invalid`` host.
+        ``user`` is unescaped, as a URI's ``user`` holds it: it is written escaped."""
         transport = self.engine.require_transport(transport_name).name
+        user = escape_user(user)
         if transport in WEBSOCKETS:
             return f"<sip:{user}@{self.ws_host};transport=ws>"
         suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
@@ -285,8 +287,9 @@ class NextHop:
             host, port = self.contact_host(address, name)
             contact = self.contact(user, host, port, name)
         # stamp() writes these as they are (Headers.prepend_via(clean=True)): they begin
-        # with "SIP/2.0/", ";" or "<" and end with a letter or ">" (nothing to strip); a
-        # user with CR or LF is refused here, as the header's check would refuse it.
+        # with "SIP/2.0/", ";" or "<" and end with a letter or ">" (nothing to strip); the
+        # user is escaped, but a host with CR or LF is refused here, as the header's check
+        # would refuse it.
         for value in (head, tail, contact):
             if "\r" in value or "\n" in value:
                 raise ValueError(f"header value must not contain CR or LF: {value!r}")

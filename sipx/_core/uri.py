@@ -49,6 +49,14 @@ def _unescape(text: str) -> str:
     return unquote(text, errors="surrogateescape") if "%" in text else text
 
 
+def escape_user(user: str) -> str:
+    """``user`` as a SIP URI writes it: %-escaped but for what RFC 3261 25.1 lets a user
+    part carry as it is."""
+    if user.isalnum() and user.isascii():
+        return user  # the usual user: nothing to escape
+    return quote(user, safe=_USER_SAFE, errors="surrogateescape")
+
+
 def _validate_escapes(text: str, where: str) -> None:
     if "%" in text and _ESCAPES_RE.search(text):
         raise ParseError(f"bad %-escape in URI {where}: {text[:80]!r}")
@@ -246,7 +254,7 @@ class URI:
         else:
             out = f"{self.scheme}:"
             if self.user is not None:
-                out += quote(self.user, safe=_USER_SAFE, errors="surrogateescape")
+                out += escape_user(self.user)
                 if self.password is not None:
                     out += ":" + quote(self.password, safe=_PASSWORD_SAFE, errors="surrogateescape")
                 out += "@"
