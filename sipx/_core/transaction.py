@@ -246,7 +246,7 @@ def final_response_bytes(
         block = ""
     if to_tag is not None:
         parsed = headers.typed.get("to")  # parsed already on the receive path
-        if (request.to if parsed is None else parsed).tag is None:
+        if (request.to if parsed is None else parsed).params.get("tag") is None:  # (.tag)
             to = f"{to};tag={to_tag}"
     reason = REASON_PHRASES.get(status_code, "")
     return (
@@ -1214,7 +1214,14 @@ class TransactionLayer:
                 port = 5061 if via.transport == "TLS" else 5060
             host = via.host
             lowered = host.lower()  # a new string even when nothing changes: keep one
-            key = ("3261", branch, host if lowered == host else lowered, port)
+            if lowered != host:
+                host = lowered
+            if type(destination) is tuple and destination[0] == host and destination[1] == port:
+                # sent from where the Via says (the usual): the source's own str and int,
+                # which every request from there shares (the transport hands on one tuple
+                # per peer), rather than the Via's, kept by the key for Timer J
+                host, port = destination[0], destination[1]
+            key = ("3261", branch, host, port)
         if method == "ACK":
             invite = self._match_ack(request, key)
             if invite is not None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import gc
 import socket
+from typing import NoReturn
 
 import pytest
 import trio
 
-from sipx._core.message import Request
+import sipx
+from sipx._core.header_types import NameAddr
+from sipx._core.message import Message, Request, Response
 from sipx._core.parser import parse_message
 from sipx._core.received import stamp_received
 from sipx._core.transaction import (
@@ -26,6 +29,7 @@ from sipx._core.transaction import (
 )
 from sipx._trio.transport import Address, Transport
 from sipx._trio.udp import UDPTransport
+from sipx._uas import UserAgentServer
 
 SOURCE = ("192.0.2.7", 5999)
 
@@ -229,3 +233,73 @@ async def test_udp_hands_on_one_address_tuple_for_datagrams_from_the_same_peer()
             ] * 2
             assert seen[0][1] is seen[1][1] and seen[2][1] is seen[3][1]
         nursery.cancel_scope.cancel()
+
+
+# -- the usual OPTIONS through the engine: calls taken off its path ---------------------------
+def _refuse(*args: object, **kwargs: object) -> NoReturn:
+    raise AssertionError("called on the usual path")
+
+
+async def test_an_options_served_at_once_reads_the_to_view_without_its_properties(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The UAS's at-once path reads the To view parsed on receipt and its tag directly:
+    no ``Message.to`` nor ``NameAddr.tag`` property call, and a request without a To tag
+    gets a new one without ``call_tag`` (nothing in its map): the 200 as before, its
+    retransmission answered with the same bytes (17.2.2)."""
+    async with sipx.AsyncClient(local_host="127.0.0.1", local_port=0) as client:
+        engine = client._engine
+        transport = engine.transports["UDP"]
+        sent: list[tuple[bytes, object]] = []
+        monkeypatch.setattr(transport, "send_nowait", lambda data, to: sent.append((data, to)))
+        monkeypatch.setattr(Message, "to", property(_refuse))
+        monkeypatch.setattr(NameAddr, "tag", property(_refuse))
+        monkeypatch.setattr(UserAgentServer, "call_tag", _refuse)
+        for n in range(3):
+            engine._on_message(options(n), SOURCE, transport)
+        engine._on_message(options(1), SOURCE, transport)  # a retransmission
+        monkeypatch.undo()
+        assert [to for _, to in sent] == [SOURCE] * 4
+        assert sent[3][0] == sent[1][0]
+        for n, (data, _) in enumerate(sent[:3]):
+            response = parse_message(data)
+            assert isinstance(response, Response) and response.status_code == 200
+            assert response.call_id == f"{n}-cost13@192.0.2.7"
+            assert response.to.tag and response.from_.tag == f"ft{n}"
+            assert response.headers["Via"] == (
+                f"SIP/2.0/UDP 192.0.2.7:5999;branch=z9hG4bK-{n};rport=5999"
+            )
+            assert "Allow" in response.headers and "Supported" in response.headers
+        assert len({parse_message(data).to.tag for data, _ in sent[:3]}) == 3  # type: ignore[union-attr]
+
+
+def test_a_record_key_shares_the_source_address_objects() -> None:
+    """A request sent from where its Via says (the usual): its server key (kept by the
+    Timer J record) holds the source's host str and port int, shared by every request
+    from there, not the Via's own copies. Matching is by value, as before: the
+    retransmission is answered, and one from another address with the same Via too."""
+    layer = TransactionLayer()
+    source = ("".join(["192.0.2", ".7"]), int("5999"))  # (new objects, as recvfrom's)
+    request = received(options(5))
+    layer.receive_request(request, 0.0, False, source, "UDP")
+    (event,) = layer.pop_events()
+    assert isinstance(event, RequestReceived)
+    ok = final_response_bytes(request, 200, to_tag="uas1")
+    assert ok is not None and event.transaction.respond_serialised(200, ok, 0.0)
+    layer.pop_events()
+    (key,) = layer._records
+    assert key == ("3261", "z9hG4bK-5", "192.0.2.7", 5999)
+    assert key[2] is source[0] and key[3] is source[1]
+    via = request.top_via
+    assert via.host == source[0] and via.host is not source[0]
+    layer.receive_request(received(options(5)), 1.0, False, source, "UDP")
+    assert layer.pop_events() == [Resend(ok, source, "UDP")]
+    elsewhere = ("198.51.100.9", 5999)  # (a NAT's other side: matched on the Via)
+    layer.receive_request(received(options(5)), 1.0, False, elsewhere, "UDP")
+    assert layer.pop_events() == [Resend(ok, source, "UDP")]
+    # Sent from elsewhere than its Via says: the Via's sent-by is the key, as before.
+    other = TransactionLayer()
+    other.receive_request(received(options(6)), 0.0, False, elsewhere, "UDP")
+    (created,) = other.pop_events()
+    assert isinstance(created, RequestReceived)
+    assert created.transaction._key == ("3261", "z9hG4bK-6", "192.0.2.7", 5999)
