@@ -1216,10 +1216,17 @@ class TransactionLayer:
             lowered = host.lower()  # a new string even when nothing changes: keep one
             if lowered != host:
                 host = lowered
-            if type(destination) is tuple and destination[0] == host and destination[1] == port:
-                # sent from where the Via says (the usual): the source's own str and int,
-                # which every request from there shares (the transport hands on one tuple
-                # per peer), rather than the Via's, kept by the key for Timer J
+            if (
+                type(destination) is tuple
+                and len(destination) == 2
+                and destination[0] == host
+                and destination[1] == port
+            ):
+                # Sent from where the Via says (the usual; ``destination`` is then the
+                # engine's source address): the source's own str and int, which every
+                # request from there shares (the transport hands on one tuple per peer),
+                # rather than the Via's copies, kept by the key for Timer J. Equal values:
+                # the same key.
                 host, port = destination[0], destination[1]
             key = ("3261", branch, host, port)
         if method == "ACK":
