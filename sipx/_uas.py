@@ -329,9 +329,11 @@ class UserAgentServer:
         """The To tag of a final answer to a non-INVITE: the request's own, the one a
         provisional answer used (forgotten now), or a new one never kept."""
         to = request.headers.typed.get("to")  # parsed on receipt: the cached view
-        existing = (request.to if to is None else to).tag
+        existing = (request.to if to is None else to).params.get("tag")  # (its .tag)
         if existing:
             return existing
+        if not self._tags:  # self.call_tag(request), whose map is empty: a new tag
+            return self.engine.ids.tag()
         return self.call_tag(request)
 
     def call_tag(self, request: Request) -> str:
@@ -546,7 +548,8 @@ class UserAgentServer:
         for any other request."""
         request = incoming.request
         method = request.method
-        if request.to.tag:
+        to = request.headers.typed.get("to")  # parsed on receipt: the cached view
+        if (request.to if to is None else to).params.get("tag"):  # (request.to.tag)
             if method != "BYE":
                 return False
         elif method != "INVITE" and method != "OPTIONS":

@@ -43,6 +43,9 @@ _METHODS = frozenset(
         "UPDATE",
     ]
 )
+# Each method name as one str: the usual request's method is this one, not a new copy of
+# its own (a Timer J record and the merge key of every request keep it).
+_METHOD_NAMES = {method: method for method in _METHODS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +119,14 @@ def parse_message(
     if (
         len(words) == 3
         and words[2] == SIP_VERSION
-        and words[0] in _METHODS
+        and words[0] in _METHOD_NAMES
         and ":" in words[1]
         and words[1][0] != "<"
         and (length_text is None or (more is None and length_text == str(len(body))))
         and not strict
     ):
         # The usual request: no Content-Length, or the body's length exactly.
-        return request_from_wire(words[0], words[1], SIP_VERSION, headers, body)
+        return request_from_wire(_METHOD_NAMES[words[0]], words[1], SIP_VERSION, headers, body)
     message = _parse_start_line(start, headers)
     if length_text is None or (more is None and length_text == str(len(body))):
         message.content = body  # no Content-Length, or the usual: the body's length exactly

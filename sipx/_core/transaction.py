@@ -246,7 +246,7 @@ def final_response_bytes(
         block = ""
     if to_tag is not None:
         parsed = headers.typed.get("to")  # parsed already on the receive path
-        if (request.to if parsed is None else parsed).tag is None:
+        if (request.to if parsed is None else parsed).params.get("tag") is None:  # (.tag)
             to = f"{to};tag={to_tag}"
     reason = REASON_PHRASES.get(status_code, "")
     return (
@@ -960,14 +960,13 @@ def _sent_by(via: Via) -> tuple[str, int]:
 
 _MergeKey: TypeAlias = tuple[str | None, str, int, str]
 
-_Record: TypeAlias = tuple[
-    str, "bytes | int", object, "str | None", "_MergeKey | None", float, tuple[object, ...]
-]
+_Record: TypeAlias = tuple[str, "bytes | int", object, "str | None", float, tuple[object, ...]]
 """A Completed non-INVITE server transaction (method, final response bytes, destination,
-route, merge key, Timer J deadline, server key) or an Accepted INVITE one (``"INVITE"``,
-the status of its 2xx, ..., Timer L deadline, server key). Nothing in it is tracked by the
-garbage collector (given a destination of strings and numbers, as the engine's addresses
-are)."""
+route, Timer J deadline, server key) or an Accepted INVITE one (``"INVITE"``, the status
+of its 2xx, ..., Timer L deadline, server key). Nothing in it is tracked by the garbage
+collector (given a destination of strings and numbers, as the engine's addresses are).
+Its merge key (8.2.2.2) is not kept: the record of recent requests holds the record
+itself under that key, for as long as it holds the entry (see ``TransactionLayer._recent``)."""
 
 TRYING_DELAY = 0.2
 """RFC 3261 17.2.1: a server transaction may leave out the 100 Trying of an INVITE when it
@@ -1087,8 +1086,10 @@ class TransactionLayer:
         # Requests outside a dialog that created a live server transaction, oldest first,
         # so that a merged request can be spotted (8.2.2.2). An entry leaves with its
         # transaction, or as the oldest once there are more than ``merge_records``.
-        # The value is the transaction, or the server key of its record once it has one.
-        self._recent: OrderedDict[_MergeKey, ServerTransaction | tuple[object, ...]] = OrderedDict()
+        # The value is the transaction, or its record once it has one (_Record: the record
+        # keeps no merge key). An entry whose record has expired no longer merges
+        # (_record_kept); it leaves when the expiry finds it oldest, or as the oldest.
+        self._recent: OrderedDict[_MergeKey, ServerTransaction | _Record] = OrderedDict()
         self._merge_records = merge_records
         # The events queued since the last pop_events(), oldest first. A driver may test
         # it (empty or not) to skip a pop_events() call that would return nothing.
@@ -1213,7 +1214,21 @@ class TransactionLayer:
                 port = 5061 if via.transport == "TLS" else 5060
             host = via.host
             lowered = host.lower()  # a new string even when nothing changes: keep one
-            key = ("3261", branch, host if lowered == host else lowered, port)
+            if lowered != host:
+                host = lowered
+            if (
+                type(destination) is tuple
+                and len(destination) == 2
+                and destination[0] == host
+                and destination[1] == port
+            ):
+                # Sent from where the Via says (the usual; ``destination`` is then the
+                # engine's source address): the source's own str and int, which every
+                # request from there shares (the transport hands on one tuple per peer),
+                # rather than the Via's copies, kept by the key for Timer J. Equal values:
+                # the same key.
+                host, port = destination[0], destination[1]
+            key = ("3261", branch, host, port)
         if method == "ACK":
             invite = self._match_ack(request, key)
             if invite is not None:
@@ -1266,16 +1281,24 @@ class TransactionLayer:
             merge_key = (from_.params.get("tag"), call_id, cseq.seq, method)
         else:
             merge_key = _merge_key(request)
-        if merge_key is not None and merge_key in self._recent:
-            # Merged: the original's transaction is live (entries leave with it) and this
-            # request did not match it. Its own transaction absorbs its retransmissions.
+        recent = self._recent
+        merged = False
+        if merge_key is not None and merge_key in recent:
+            earlier = recent[merge_key]
+            if type(earlier) is tuple and not self._record_kept(earlier):
+                del recent[merge_key]  # its record has expired: no longer in progress
+            else:
+                merged = True
+        if merged:
+            # Merged: the original's transaction (or its record) is live (entries leave
+            # with it) and this request did not match it. Its own transaction absorbs its
+            # retransmissions.
             transaction._start(now, to_tu=False)
             loop = make_response(request, 482, to_tag=_loop_tag(request))
             transaction.respond(loop, now)
             return transaction
         if merge_key is not None:
             transaction._merge_key = merge_key
-            recent = self._recent
             recent[merge_key] = transaction
             if len(recent) > self._merge_records:
                 oldest = recent.popitem(last=False)[1]
@@ -1316,7 +1339,7 @@ class TransactionLayer:
         for method, transaction in self._servers.get(key, {}).items():
             if method not in ("CANCEL", "ACK"):
                 return transaction
-        for method, data, destination, route, _, _, _ in self._records_at(key):
+        for method, data, destination, route, _, _ in self._records_at(key):
             if method not in ("CANCEL", "ACK"):
                 kind = InviteServerTransaction if method == "INVITE" else NonInviteServerTransaction
                 stand_in = kind(
@@ -1383,9 +1406,9 @@ class TransactionLayer:
         :data:`RECORD_SLACK`), so that a driver sleeping until then ends every record due
         within that span at once; :meth:`handle_timers` ends exactly those due."""
         heap = self._heap
-        first = self._record_deadlines[0][5] + record_slack if self._record_deadlines else None
+        first = self._record_deadlines[0][4] + record_slack if self._record_deadlines else None
         if self._accepted_deadlines:
-            accepted = self._accepted_deadlines[0][5] + record_slack
+            accepted = self._accepted_deadlines[0][4] + record_slack
             first = accepted if first is None or accepted < first else first
         if self._client_deadlines:
             client = self._client_deadlines[0] + record_slack
@@ -1457,22 +1480,12 @@ class TransactionLayer:
             del group[method]
             if not group:
                 del self._servers[key]
+        record: _Record = (method, data, transaction.destination, transaction.route, deadline, key)
         merge_key = transaction._merge_key
         if merge_key is not None:
             transaction._merge_key = None
             if self._recent.get(merge_key) is transaction:
-                self._recent[merge_key] = key  # same place in the order; still merges
-            else:
-                merge_key = None
-        record: _Record = (
-            method,
-            data,
-            transaction.destination,
-            transaction.route,
-            merge_key,
-            deadline,
-            key,
-        )
+                self._recent[merge_key] = record  # same place in the order; still merges
         records = self._records
         records[key] = (*self._records_at(key), record) if key in records else record
         # self._armed(deadline), inline, for the first record only: a later one is due
@@ -1480,6 +1493,15 @@ class TransactionLayer:
         if not deadlines and deadline < self.soonest_armed:
             self.soonest_armed = deadline
         deadlines.append(record)
+
+    def _record_kept(self, record: _Record) -> bool:
+        """Whether ``record`` is still kept (Timer J or L has not ended it)."""
+        found = self._records.get(record[5])
+        if found is record:
+            return True
+        if found is None or isinstance(found[0], str):
+            return False
+        return any(entry is record for entry in found)
 
     def _records_at(self, key: tuple[object, ...]) -> tuple[_Record, ...]:
         """The records kept under ``key`` (none, one or a few)."""
@@ -1520,21 +1542,41 @@ class TransactionLayer:
         self._expire_server_records(self._accepted_deadlines, now)
 
     def _expire_server_records(self, deadlines: deque[_Record], now: float) -> None:
-        records, recent = self._records, self._recent
-        while deadlines and deadlines[0][5] <= now:
+        records = self._records
+        expired = 0
+        while deadlines and deadlines[0][4] <= now:
             record = deadlines.popleft()
-            key = record[6]
-            kept = tuple(entry for entry in self._records_at(key) if entry is not record)
-            if len(kept) > 1:
-                records[key] = kept
-            elif kept:
-                records[key] = kept[0]
-            else:
-                records.pop(key, None)
-            self._server_count -= 1
-            merge_key = record[4]
-            if merge_key is not None and recent.get(merge_key) == key:
-                del recent[merge_key]
+            key = record[5]
+            found = records.get(key)
+            if found is record:  # the usual: the only record under its key
+                del records[key]
+            elif found is not None:  # a CANCEL's shares its target's key: a few records
+                kept = tuple(entry for entry in self._records_at(key) if entry is not record)
+                if len(kept) > 1:
+                    records[key] = kept
+                elif kept:
+                    records[key] = kept[0]
+                else:
+                    del records[key]
+            expired += 1
+        if expired:
+            self._server_count -= expired
+            self._forget_expired_records()
+
+    def _forget_expired_records(self) -> None:
+        """Take the entries of expired records out of the record of recent requests, the
+        oldest first (about the order in which records expire), up to the first record
+        still kept: one behind it stays until a later expiry (it merges nothing meanwhile).
+        The entries of live transactions are passed over (they leave with them)."""
+        recent = self._recent
+        gone = []
+        for merge_key, earlier in recent.items():
+            if type(earlier) is tuple:
+                if self._record_kept(earlier):
+                    break
+                gone.append(merge_key)
+        for merge_key in gone:
+            del recent[merge_key]
 
     def _arm(self, transaction: Transaction, timer: str, deadline: float) -> None:
         sequence = next(self._sequence)

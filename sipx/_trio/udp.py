@@ -96,6 +96,10 @@ class UDPTransport:
     async def _receive_loop(self, sock: socket.socket) -> None:
         recvfrom = sock.recvfrom
         handle = self._on_message
+        # The last source address handed on: the next datagram from the same peer gets this
+        # same tuple, not recvfrom's new one (a str and an int in a tuple, which each Timer J
+        # record and each transaction of a request from there would keep for 32 s).
+        last: Address = ("", 0)
         while True:
             for _ in range(_BATCH):
                 try:
@@ -106,8 +110,13 @@ class UDPTransport:
                     # ICMP port unreachable and friends surface here on Linux; not fatal.
                     self._read_error_queue(sock, exc)
                     continue
+                address = source[:2]  # (an IPv4 pair: the same tuple, no copy)
+                if address == last:
+                    address = last
+                else:
+                    last = address
                 try:
-                    handle(data, source[:2], self)
+                    handle(data, address, self)
                 except Exception:
                     self._log.log(
                         logging.ERROR,
