@@ -33,6 +33,12 @@ in flight (``--concurrency`` requests sent to a peer that does not answer) and t
 behind per answered request (requests answered one after another, the collector off, no
 collection in between: what waits for Timer K, or for nothing).
 
+``--profile`` runs, after the rounds, a cProfile of a round of ``--count`` requests and of
+one of twice as many, and prints the function calls per request (the difference of the
+two over ``--count``: the rounds' fixed cost cancels) by where the function lives: sipx's
+own, ``sipx/testing`` (the memory network), trio and outcome, the rest (built-ins). Unlike
+the times, these counts are the same from run to run for the same code.
+
 ``--floor`` measures that fixed part alone: the same tasks send a ready-made OPTIONS from
 raw sockets of the same network and wait for its answer (no sipx client at all); what
 ``options()`` costs above it is the client path itself.
@@ -41,7 +47,9 @@ raw sockets of the same network and wait for its answer (no sipx client at all);
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
+import pstats
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -117,6 +125,7 @@ async def _run(
     collect: bool = False,
     keep_log: bool = True,
     steady: float = 0.0,
+    profile: bool = False,
 ) -> list[float]:
     if not collect:
         gc.disable()
@@ -160,9 +169,41 @@ async def _run(
         rounds = await _rounds(caller, count, repeat, concurrency)
         if collect:
             gc.callbacks.remove(_COLLECTIONS)
+        if profile:
+            counts = []
+            for n in (count, 2 * count):
+                profiler = cProfile.Profile()
+                profiler.enable()
+                await _rounds(caller, n, 1, concurrency)
+                profiler.disable()
+                counts.append(_calls_by_place(pstats.Stats(profiler)))
+            _print_calls(counts, count)
         nursery.cancel_scope.cancel()
     gc.enable()
     return rounds
+
+
+def _calls_by_place(stats: pstats.Stats) -> dict[str, int]:
+    """Function calls in ``stats`` by where the function lives."""
+    places = {"sipx": 0, "sipx/testing": 0, "trio": 0, "other": 0}
+    for (filename, _, _), row in stats.stats.items():  # type: ignore[attr-defined]
+        if "/sipx/testing/" in filename:
+            places["sipx/testing"] += row[1]
+        elif "/sipx/" in filename:
+            places["sipx"] += row[1]
+        elif "/trio/" in filename or "/outcome/" in filename:
+            places["trio"] += row[1]
+        else:
+            places["other"] += row[1]
+    return places
+
+
+def _print_calls(counts: list[dict[str, int]], count: int) -> None:
+    """Function calls per request: (the longer run's − the shorter's) / ``count``."""
+    short, long = counts
+    per = {place: (long[place] - short[place]) / count for place in short}
+    shown = ", ".join(f"{place} {calls:.1f}" for place, calls in per.items())
+    print(f"function calls per request: {sum(per.values()):.1f} ({shown})")
 
 
 async def _objects(count: int, concurrency: int) -> tuple[float, float]:
@@ -272,6 +313,9 @@ def main() -> None:
         "--steady", type=float, default=0.0, help="send this many seconds first (untimed)"
     )
     parser.add_argument(
+        "--profile", action="store_true", help="function calls per request (cProfile)"
+    )
+    parser.add_argument(
         "--no-log", action="store_true", help="clear the memory network's log every 100 requests"
     )
     args = parser.parse_args()
@@ -286,7 +330,14 @@ def main() -> None:
     else:
         keep_log = not args.no_log
         rounds = trio.run(
-            _run, args.count, args.repeat, args.concurrency, args.gc, keep_log, args.steady
+            _run,
+            args.count,
+            args.repeat,
+            args.concurrency,
+            args.gc,
+            keep_log,
+            args.steady,
+            args.profile,
         )
     shown = ", ".join(f"{r:.1f}" for r in rounds)
     print(f"Python {sys.version.split()[0]}, sipx from {Path(sipx.__file__).parent}")

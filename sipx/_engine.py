@@ -149,6 +149,8 @@ class Engine:
         self._clock: trio.abc.Clock | None = None
         self.on_ack: Callable[[Request], None] = lambda ack: None
         self.on_stray_response: Callable[[Response], None] = lambda response: None
+        # Told of each response whose top Via a peer may have filled in (received, rport):
+        # not of one the layer matches by the text we sent (nothing filled in).
         self.on_response_seen: Callable[[Response, Address], None] = lambda r, a: None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -465,10 +467,13 @@ class Engine:
                 self.layer.receive_request(message, now, transport.reliable, source, transport.name)
             else:
                 assert isinstance(message, Response)
-                message.top_via  # noqa: B018 - a response we cannot match is dropped
                 message.source = source  # whose challenges we answer depends on it
-                self.on_response_seen(message, source)
-                self.layer.receive_response(message, now)
+                # The usual response carries our Via and CSeq back unchanged: matched by
+                # their text, nothing parsed, nothing to learn (no received, no rport).
+                if self.layer.receive_own_response(message, now) is None:
+                    message.top_via  # noqa: B018 - a response we cannot match is dropped
+                    self.on_response_seen(message, source)
+                    self.layer.receive_response(message, now)
         except (ParseError, ProtocolError) as exc:
             self.malformed_messages += 1
             answer = answer_malformed(data, str(exc), to_tag=self.ids.tag())

@@ -549,7 +549,7 @@ class ClientTransaction(Transaction):
     never goes first on a tie, as before).
     """
 
-    __slots__ = ("_match", "_timeout_at", "ack")
+    __slots__ = ("_match", "_sent_cseq", "_sent_via", "_timeout_at", "ack")
 
     def __init__(
         self,
@@ -579,6 +579,10 @@ class ClientTransaction(Transaction):
         self.last_response = None
         self._timeout_at = math.inf  # Timer B or F, until it is on the heap
         self.ack: Request | None = None
+        # The request's top Via and CSeq as sent, while the layer matches responses to it
+        # by that text (see TransactionLayer.receive_own_response), else None.
+        self._sent_via: str | None = None
+        self._sent_cseq: str | None = None
 
     def _start(self, now: float) -> None:
         raise NotImplementedError
@@ -1094,6 +1098,9 @@ class TransactionLayer:
         # it (empty or not) to skip a pop_events() call that would return nothing.
         self.events: list[Event] = []
         self._clients: dict[str, ClientTransaction] = {}  # by _client_key()
+        # Most of them again by the text of their request's top Via as sent (see
+        # :meth:`receive_own_response`; one per text: an INVITE's CANCEL is not here).
+        self._sent_vias: dict[str, ClientTransaction] = {}
         self._servers: dict[tuple[object, ...], dict[str, ServerTransaction]] = {}
         self._server_count = 0  # live server transactions and records
         # Completed non-INVITE server transactions as records, by server key (usually one
@@ -1151,7 +1158,42 @@ class TransactionLayer:
                 self, request, branch, key, reliable, destination, _S.TRYING
             )
         self._clients[key] = transaction
+        # Its responses matched by text when they carry this Via and CSeq back unchanged:
+        # a CSeq that parses to this method at once (parse_cseq's own test), a Via with
+        # nothing filled in (no ``received``, no ``rport`` value: nothing to learn from).
+        first = request.headers.first
+        via_text = first.get("via")
+        if via_text is not None and via_text not in self._sent_vias:
+            cseq_text = first.get("cseq", "")
+            number, _, method = cseq_text.partition(" ")
+            params = via.params
+            if (
+                method == request.method
+                and len(number) < 10
+                and number.isdigit()
+                and number.isascii()
+                and "received" not in params
+                and not params.get("rport")
+            ):
+                self._sent_vias[via_text] = transaction
+                transaction._sent_via, transaction._sent_cseq = via_text, cseq_text
         transaction._start(now)
+        return transaction
+
+    def receive_own_response(self, response: Response, now: float) -> ClientTransaction | None:
+        """Hand ``response`` to the client transaction whose request it carries back
+        unchanged, matched by text: its top Via field is, to the character, the one the
+        request was sent with (the same branch, 17.1.3) and so is its CSeq (the same
+        method), and that Via had nothing filled in (no ``received``, no ``rport`` value):
+        neither is parsed. None, and nothing done, for any other response (a Via a proxy
+        or the UAS changed, a retransmission after the final response, a stray): hand it
+        to :meth:`receive_response`, which matches by the parsed values. A response this
+        matches, receive_response would match to the same transaction."""
+        first = response.headers.first
+        transaction = self._sent_vias.get(first.get("via"))  # type: ignore[arg-type]
+        if transaction is None or first.get("cseq") != transaction._sent_cseq:
+            return None
+        transaction._on_response(response, now)
         return transaction
 
     def receive_response(self, response: Response, now: float) -> ClientTransaction | None:
@@ -1496,6 +1538,10 @@ class TransactionLayer:
         key = transaction._match
         if self._clients.get(key) is transaction:
             del self._clients[key]
+        sent = transaction._sent_via
+        if sent is not None:  # self._forget_sent(transaction), inline
+            del self._sent_vias[sent]
+            transaction._sent_via = None
         self._client_records[key] = deadline
         self._client_record_keys.append(key)
         if not self._client_deadlines:  # a later record is due after the first (Timer K)
@@ -1507,6 +1553,13 @@ class TransactionLayer:
         transaction._request = None
         transaction.last_response = None
         self.events.append(TransactionTerminated(transaction))
+
+    def _forget_sent(self, transaction: ClientTransaction) -> None:
+        """``transaction`` leaves: no response is matched to it by text any more."""
+        sent = transaction._sent_via
+        if sent is not None:
+            del self._sent_vias[sent]
+            transaction._sent_via = None
 
     def _expire_records(self, now: float) -> None:
         """Timer J and K of the records due at ``now``: they leave the layer."""
@@ -1576,6 +1629,7 @@ class TransactionLayer:
             key = transaction._match
             if self._clients.get(key) is transaction:
                 del self._clients[key]
+            self._forget_sent(transaction)
         elif isinstance(transaction, ServerTransaction):
             group = self._servers.get(transaction._key)
             if group is not None and group.get(transaction.method) is transaction:

@@ -1,0 +1,283 @@
+"""The client's OPTIONS path (issue 14, thirteenth pass).
+
+* A response that carries the request's top Via and CSeq back unchanged (what a UAS that
+  fills in neither ``received`` nor ``rport`` sends, SIPp's among them) is matched to its
+  transaction by that text (:meth:`TransactionLayer.receive_own_response`): neither its Via
+  nor its CSeq is parsed to match it, and nothing is learned from it (there is nothing to
+  learn). Any other response takes the parsed match, as before; both find the same
+  transaction, and the views stay readable.
+
+What goes on the wire stays as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import sipx
+from sipx._core import message as message_module
+from sipx._core.header_types import parse_via
+from sipx._core.message import Request, Response
+from sipx._core.parser import parse_message
+from sipx._core.transaction import (
+    ClientTransaction,
+    ResponseReceived,
+    Send,
+    StrayResponse,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimeout,
+    make_response,
+)
+from sipx.testing import MemoryNetwork
+
+PEER = ("127.0.0.1", 5999)
+UAS = ("192.0.2.2", 5060)
+
+
+def forbid(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> None:
+    """Make ``owner.name`` (a function, a method or a property) raise when used."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"{name} used")
+
+    is_property = isinstance(owner.__dict__.get(name), property)
+    monkeypatch.setattr(owner, name, property(refuse) if is_property else refuse)
+
+
+def answer(request: bytes, via_suffix: bytes = b"") -> bytes:
+    """A 200 copying the request's Via (``via_suffix`` appended), From, To (tagged),
+    Call-ID and CSeq, as SIPp's UAS (and ``bench_client_cpu.py``) does."""
+    lines = [b"SIP/2.0 200 OK"]
+    for line in request.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        lower = line[:9].lower()
+        if lower.startswith(b"via:"):
+            lines.append(line + via_suffix)
+        elif lower.startswith((b"from:", b"call-id:", b"cseq:")):
+            lines.append(line)
+        elif lower.startswith(b"to:"):
+            lines.append(line + b";tag=peer")
+    lines.append(b"Content-Length: 0\r\n\r\n")
+    return b"\r\n".join(lines)
+
+
+def sent_options(network: MemoryNetwork) -> list[bytes]:
+    return [d.data for d in network.log if d.data.startswith(b"OPTIONS ")]
+
+
+async def options_answered(
+    monkeypatch: pytest.MonkeyPatch | None, via_suffix: bytes = b"", count: int = 3
+) -> tuple[list[Response], list[Response], MemoryNetwork, TransactionLayer]:
+    """``count`` OPTIONS answered by a peer copying the request (``via_suffix`` added to
+    its Via), after one first; with ``monkeypatch`` given, what it forbade is undone
+    before the responses are returned. The responses and those the engine told
+    ``on_response_seen`` of, the network and the client's transaction layer."""
+    network = MemoryNetwork()
+    seen: list[Response] = []
+
+    async def answer_all(peer: Any) -> None:
+        while True:
+            data, source = await peer.receive()
+            peer.send(answer(data, via_suffix), source)
+
+    async with (
+        sipx.AsyncClient("127.0.0.1", 5060, network=network) as client,
+        network.socket(PEER) as peer,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(answer_all, peer)
+        uri = f"sip:uas@{PEER[0]}:{PEER[1]}"
+        assert (await client.options(uri)).status_code == 200
+        engine = client._engine
+        learn = engine.on_response_seen
+
+        def told(response: Response, source: Any) -> None:
+            seen.append(response)
+            learn(response, source)
+
+        engine.on_response_seen = told
+        responses = [await client.options(uri) for _ in range(count)]
+        if monkeypatch is not None:
+            monkeypatch.undo()
+        nursery.cancel_scope.cancel()
+    return responses, seen, network, client._engine.layer
+
+
+# -- through the client -------------------------------------------------------------------------
+async def test_a_response_carrying_the_request_back_is_matched_by_its_text(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forbid(monkeypatch, TransactionLayer, "receive_response")
+    forbid(monkeypatch, message_module, "parse_via")  # Message.top_via's parse
+    forbid(monkeypatch, message_module, "parse_cseq")  # Message.cseq's parse
+    forbid(monkeypatch, Response, "top_via")
+    responses, seen, network, layer = await options_answered(monkeypatch)
+    assert [r.status_code for r in responses] == [200] * 3
+    assert layer._sent_vias == {}  # each transaction ended: none is matched by text now
+    assert seen == []  # nothing filled in: nothing to learn, the hook not called
+    sent = sent_options(network)
+    assert len(sent) == 4  # once each: no retransmission, nothing stray
+    for data, response in zip(sent[1:], responses, strict=True):
+        request = response.request
+        assert request is not None and data == request.to_bytes()
+        # The views the match did not parse are still there, as parsed from the response.
+        via_text = request.headers["Via"]
+        assert response.top_via == parse_via(via_text)
+        assert response.top_via.branch == request.top_via.branch
+        assert response.cseq == request.cseq
+        assert f"\r\nVia: {via_text}\r\n".encode() in data
+
+
+async def test_a_via_filled_in_is_parsed_and_learned_from(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # (passes on the parent too: what a response with received/rport does is kept)
+    responses, seen, network, _ = await options_answered(None, b"=5090;received=192.0.2.7")
+    assert [r.status_code for r in responses] == [200] * 3
+    assert seen == responses  # each told to the hook: the public address learned
+    for response in responses:
+        assert response.top_via.received == "192.0.2.7"
+        assert response.top_via.rport == 5090
+    sent = sent_options(network)
+    # The Contact of every request after the first answer names the learned address.
+    assert b"Contact: <sip:sipx@127.0.0.1:5060>" in sent[0]
+    for data in sent[1:]:
+        assert b"Contact: <sip:sipx@192.0.2.7:5090>" in data
+
+
+# -- the layer ----------------------------------------------------------------------------------
+def sent_request(method: str = "OPTIONS", cseq: str | None = None, **via: str) -> Request:
+    """A request as the client's stamp leaves it: its first values built."""
+    via.setdefault("rport", "")
+    params = ";".join(f"{k}={v}" if v else k for k, v in via.items())
+    data = (
+        f"{method} sip:bob@192.0.2.2 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-13;{params}\r\n"
+        "Max-Forwards: 70\r\n"
+        "From: <sip:alice@192.0.2.1>;tag=ft\r\n"
+        "To: <sip:bob@192.0.2.2>\r\n"
+        "Call-ID: c13\r\n"
+        f"CSeq: {cseq or '1 ' + method}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    )
+    request = parse_message(data.encode())
+    assert isinstance(request, Request)
+    request.headers.first_values()
+    return request
+
+
+def received(request: Request, code: int = 200, via_suffix: str = "") -> Response:
+    """``request``'s response as parsed from the wire (its Via copied, ``via_suffix``
+    appended)."""
+    response = make_response(request, code, to_tag="tt" if code > 100 else None)
+    if via_suffix:
+        response.headers["Via"] = response.headers["Via"] + via_suffix
+    parsed = parse_message(response.to_bytes())
+    assert isinstance(parsed, Response)
+    return parsed
+
+
+def started(request: Request, reliable: bool = False) -> tuple[TransactionLayer, ClientTransaction]:
+    layer = TransactionLayer()
+    transaction = layer.send_request(request, 0.0, reliable=reliable, destination=UAS)
+    assert layer.pop_events() == [Send(transaction, request)]
+    return layer, transaction
+
+
+def test_the_text_match_finds_the_transaction_and_ends_as_the_parsed_match_does() -> None:
+    request = sent_request()
+    layer, transaction = started(request)
+    trying, ok = received(request, 100), received(request)
+    assert layer.receive_own_response(trying, 0.1) is transaction
+    assert layer.pop_events() == [ResponseReceived(transaction, trying)]
+    assert "top_via" not in trying.headers.typed and "cseq" not in trying.headers.typed
+    assert layer.receive_own_response(ok, 0.2) is transaction
+    events = layer.pop_events()
+    assert events == [ResponseReceived(transaction, ok), TransactionTerminated(transaction)]
+    # A retransmitted 200: not matched by text any more; Timer K's record absorbs it.
+    again = received(request)
+    assert layer.receive_own_response(again, 0.3) is None
+    assert layer.receive_response(again, 0.3) is None
+    assert layer.pop_events() == []
+
+
+@pytest.mark.parametrize(
+    "via_suffix",
+    ["=5070", ";received=192.0.2.9", ";x=1", ", SIP/2.0/UDP 192.0.2.5"],
+    ids=["rport value", "received", "another parameter", "another text"],
+)
+def test_a_response_whose_via_changed_takes_the_parsed_match(via_suffix: str) -> None:
+    request = sent_request()
+    layer, transaction = started(request)
+    response = received(request, via_suffix=via_suffix)
+    assert layer.receive_own_response(response, 0.1) is None
+    assert layer.pop_events() == []  # nothing done
+    assert layer.receive_response(response, 0.1) is transaction
+    assert layer.pop_events()[0] == ResponseReceived(transaction, response)
+
+
+@pytest.mark.parametrize("filled", [{"received": "192.0.2.9"}, {"rport": "5070"}])
+def test_a_request_sent_with_a_via_filled_in_is_not_matched_by_text(filled: dict[str, str]) -> None:
+    # The parsed match tells the engine's hook, which learns from received/rport.
+    request = sent_request(**filled)
+    layer, transaction = started(request)
+    response = received(request)
+    assert layer.receive_own_response(response, 0.1) is None
+    assert layer.receive_response(response, 0.1) is transaction
+
+
+@pytest.mark.parametrize("cseq", ["1 INFO", "1  OPTIONS", "x1 OPTIONS", "1234567890 OPTIONS"])
+def test_a_cseq_not_read_at_once_as_the_method_is_not_matched_by_text(cseq: str) -> None:
+    request = sent_request(cseq=cseq)
+    layer, _ = started(request)
+    response = received(request)
+    assert layer.receive_own_response(response, 0.1) is None
+    layer.pop_events()
+    try:  # what the parsed match does with it, as before
+        found = layer.receive_response(response, 0.1)
+    except sipx.ParseError:
+        return
+    if cseq == "1 INFO":
+        assert found is None and layer.pop_events() == [StrayResponse(response)]
+
+
+def test_an_invite_and_its_cancel_share_a_via_each_answered_to_its_own() -> None:
+    invite = sent_request("INVITE")
+    layer, invite_transaction = started(invite)
+    cancel = sent_request("CANCEL")
+    cancel_transaction = layer.send_request(cancel, 0.5, reliable=False, destination=UAS)
+    layer.pop_events()
+    ok = received(cancel)
+    assert layer.receive_own_response(ok, 0.6) is None  # the INVITE's CSeq is not the CANCEL's
+    assert layer.receive_response(ok, 0.6) is cancel_transaction
+    terminated = received(invite, 487)
+    assert layer.receive_own_response(terminated, 0.7) is invite_transaction
+    assert ResponseReceived(invite_transaction, terminated) in layer.pop_events()
+
+
+@pytest.mark.parametrize("how", ["timeout", "transport error", "reliable final"])
+def test_a_transaction_that_ends_is_no_longer_matched_by_text(how: str) -> None:
+    request = sent_request()
+    layer, transaction = started(request, reliable=how == "reliable final")
+    if how == "timeout":
+        while (deadline := layer.next_deadline()) is not None and deadline <= 40:
+            layer.handle_timers(deadline)
+        assert TransactionTimeout(transaction) in layer.pop_events()
+    elif how == "transport error":
+        layer.transport_error(transaction, 0.1)
+        layer.pop_events()
+    else:
+        assert layer.receive_own_response(received(request), 0.1) is transaction
+        assert layer.pop_events()[-1] == TransactionTerminated(transaction)
+    assert transaction.terminated
+    late = received(request)
+    assert layer.receive_own_response(late, 50.0) is None
+    assert layer._sent_vias == {}
+    # A new transaction with that Via (a branch used again) is matched by text again.
+    again = sent_request()
+    second = layer.send_request(again, 60.0, reliable=False, destination=UAS)
+    assert layer.receive_own_response(received(again), 60.1) is second
