@@ -549,7 +549,7 @@ class ClientTransaction(Transaction):
     never goes first on a tie, as before).
     """
 
-    __slots__ = ("_match", "_sent_cseq", "_sent_via", "_timeout_at", "ack")
+    __slots__ = ("_match", "_queued", "_sent_cseq", "_sent_via", "_timeout_at", "ack")
 
     def __init__(
         self,
@@ -578,6 +578,7 @@ class ClientTransaction(Transaction):
         self.state = state
         self.last_response = None
         self._timeout_at = math.inf  # Timer B or F, until it is on the heap
+        self._queued = -1  # the sequence of its first Timer E in the layer's queue (-1: none)
         self.ack: Request | None = None
         # The request's top Via and CSeq as sent, while the layer matches responses to it
         # by that text (see TransactionLayer.receive_own_response), else None.
@@ -668,8 +669,20 @@ class NonInviteClientTransaction(ClientTransaction):
             layer._arm(self, "F", now + config.timer_f)
         else:
             self._timeout_at = now + config.timer_f  # on the heap when Timer E first fires
-            self._interval = config.timer_e
-            layer._arm(self, "E", now + self._interval)
+            self._interval = interval = config.timer_e
+            # The first Timer E goes in the layer's queue of first E timers, due in the
+            # order they were armed (the same T1 for all): no heap entry (one made stale
+            # by nearly every answer). Unless it would be due before the last one queued
+            # (a clock set back): the heap then.
+            deadline = now + interval
+            queue = layer._first_e
+            if queue and deadline < queue[-1][0]:
+                layer._arm(self, "E", deadline)
+                return
+            self._queued = sequence = next(layer._sequence)
+            queue.append((deadline, sequence, self._match))
+            if deadline < layer.soonest_armed:  # layer._armed(deadline), inline
+                layer.soonest_armed = deadline
 
     def _on_response(self, response: Response, now: float) -> None:
         state = self.state
@@ -1123,6 +1136,13 @@ class TransactionLayer:
         # (deadline, sequence, timer name, transaction); entries whose sequence is no
         # longer the transaction's current one for that timer are stale and skipped.
         self._heap: list[tuple[float, int, str, Transaction]] = []
+        # The first Timer E of non-INVITE client transactions over an unreliable
+        # transport, (deadline, sequence, client key) in the order armed, which is their
+        # deadlines' (T1 for all): due in the same order among the heap's timers, by
+        # (deadline, sequence), as if on it. An entry whose key no longer finds a client
+        # transaction queued with that sequence (answered, ended) is skipped. It holds
+        # strings and numbers, no transaction: an answered one is not kept for T1.
+        self._first_e: deque[tuple[float, int, str]] = deque()
         self._stale = 0  # heap entries whose transaction has terminated
         self._sequence = itertools.count()
         # The earliest deadline armed since the last take_soonest_armed() (inf: none); a
@@ -1432,6 +1452,10 @@ class TransactionLayer:
         if self._client_deadlines:
             client = self._client_deadlines[0] + record_slack
             first = client if first is None or client < first else first
+        if self._first_e:
+            head = self._first_e_head()
+            if head is not None and (first is None or head[0] < first):
+                first = head[0]
         while heap:
             _, sequence, timer, transaction = heap[0]
             if transaction._timers.get(timer) == sequence:
@@ -1445,13 +1469,44 @@ class TransactionLayer:
         """Fire every timer due at ``now``, earliest first."""
         self._expire_records(now)
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        queue = self._first_e
+        while True:
+            head = self._first_e_head() if queue else None
+            # The queue's first, when due before the heap's first by (deadline, sequence).
+            if (
+                head is not None
+                and head[0] <= now
+                and (
+                    not heap
+                    or head[0] < heap[0][0]
+                    or (head[0] == heap[0][0] and head[1] < heap[0][1])
+                )
+            ):
+                queue.popleft()
+                client = self._clients[head[2]]
+                client._queued = -1
+                client._fire("E", now)
+                continue
+            if not heap or heap[0][0] > now:
+                return
             _, sequence, timer, transaction = heapq.heappop(heap)
             if transaction._timers.get(timer) != sequence:
                 self._stale = max(0, self._stale - 1)
                 continue
             del transaction._timers[timer]
             transaction._fire(timer, now)
+
+    def _first_e_head(self) -> tuple[float, int, str] | None:
+        """The first entry of the queue of first Timer E whose transaction still waits for
+        it (the entries before it are dropped), or None."""
+        queue, clients = self._first_e, self._clients
+        while queue:
+            head = queue[0]
+            transaction = clients.get(head[2])
+            if transaction is not None and transaction._queued == head[1]:
+                return head
+            queue.popleft()
+        return None
 
     def pop_events(self) -> list[Event]:
         """Every event queued since the last call, oldest first."""
@@ -1548,8 +1603,10 @@ class TransactionLayer:
             self._armed(deadline)
         self._client_deadlines.append(deadline)
         transaction.state = _S.TERMINATED
-        self._dropped_timers(len(transaction._timers))
-        transaction._timers.clear()
+        timers = transaction._timers
+        if timers:  # (none, the usual: its first Timer E was queued, off the heap)
+            self._dropped_timers(len(timers))
+            timers.clear()
         transaction._request = None
         transaction.last_response = None
         self.events.append(TransactionTerminated(transaction))

@@ -12,6 +12,7 @@ What goes on the wire stays as it was.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -281,3 +282,112 @@ def test_a_transaction_that_ends_is_no_longer_matched_by_text(how: str) -> None:
     again = sent_request()
     second = layer.send_request(again, 60.0, reliable=False, destination=UAS)
     assert layer.receive_own_response(received(again), 60.1) is second
+
+
+# -- the first Timer E, queued off the heap -------------------------------------------------------
+def kinds_at(layer: TransactionLayer, end: float) -> list[tuple[float, str, str]]:
+    """Fire the layer's timers up to ``end``: (time, event kind, method) of what they sent
+    or ended, in order."""
+    seen: list[tuple[float, str, str]] = []
+    while (deadline := layer.next_deadline()) is not None and deadline <= end:
+        layer.handle_timers(deadline)
+        for event in layer.pop_events():
+            transaction = getattr(event, "transaction", None)
+            method = transaction.method if transaction is not None else ""
+            seen.append((deadline, type(event).__name__, method))
+    return seen
+
+
+def branch_request(method: str, branch: str) -> Request:
+    request = Request(
+        method,
+        "sip:bob@192.0.2.2",
+        [
+            ("Via", f"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-{branch}"),
+            ("From", "<sip:alice@192.0.2.1>;tag=ft"),
+            ("To", "<sip:bob@192.0.2.2>"),
+            ("Call-ID", branch),
+            ("CSeq", f"1 {method}"),
+        ],
+    )
+    return request
+
+
+def test_an_answered_options_over_udp_leaves_nothing_on_the_timer_heap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    layer = TransactionLayer()
+    request = sent_request()
+    transaction = layer.send_request(request, 0.0, reliable=False, destination=UAS)
+    assert layer._heap == []  # its first Timer E is queued by key: no heap entry
+    assert layer.next_deadline() == 0.5
+    forbid(monkeypatch, TransactionLayer, "_dropped_timers")  # no heap entry to drop
+    assert layer.receive_own_response(received(request), 0.1) is transaction
+    monkeypatch.undo()
+    assert not [r for r in gc.get_referrers(transaction) if isinstance(r, tuple | list)]
+    layer.pop_events()
+    # The answered transaction's entry is skipped: the next deadline is Timer K's record.
+    assert layer.next_deadline() == pytest.approx(5.1)  # (5 s after the answer)
+    layer.handle_timers(5.1)
+    assert layer.next_deadline() is None and len(layer) == 0
+
+
+def test_first_timer_e_fire_among_the_heap_timers_in_the_order_they_were_armed() -> None:
+    # Equal deadlines: the order the timers were armed in, queue and heap interleaved.
+    layer = TransactionLayer()
+    for method, branch in [("OPTIONS", "a"), ("INVITE", "b"), ("MESSAGE", "c"), ("INVITE", "d")]:
+        layer.send_request(branch_request(method, branch), 0.0, reliable=False, destination=UAS)
+    layer.send_request(branch_request("INFO", "e"), 0.25, reliable=False, destination=UAS)
+    layer.pop_events()
+    seen = kinds_at(layer, 0.75)
+    assert seen == [
+        (0.5, "Send", "OPTIONS"),
+        (0.5, "Send", "INVITE"),
+        (0.5, "Send", "MESSAGE"),
+        (0.5, "Send", "INVITE"),
+        (0.75, "Send", "INFO"),
+    ]
+    # Then each non-INVITE every 2, 4 s... (T2 caps at 4 s), each INVITE doubling, and
+    # Timer F and B at 32 s (F joined the heap at E's first firing).
+    later = kinds_at(layer, 40.0)
+    ends = [(at, method) for at, kind, method in later if kind == "TransactionTimeout"]
+    assert ends == [
+        (32.0, "OPTIONS"),
+        (32.0, "INVITE"),
+        (32.0, "MESSAGE"),
+        (32.0, "INVITE"),
+        (32.25, "INFO"),
+    ]
+    options_sends = [
+        at for at, kind, method in seen + later if kind == "Send" and method == "OPTIONS"
+    ]
+    assert options_sends == [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+
+
+def test_a_first_timer_e_armed_before_the_last_one_queued_still_fires_first() -> None:
+    # A clock set back (the layer takes any ``now``): that E goes on the heap.
+    layer = TransactionLayer()
+    layer.send_request(branch_request("OPTIONS", "late"), 1.0, reliable=False, destination=UAS)
+    layer.send_request(branch_request("MESSAGE", "early"), 0.0, reliable=False, destination=UAS)
+    layer.pop_events()
+    assert kinds_at(layer, 1.5) == [
+        (0.5, "Send", "MESSAGE"),
+        (1.5, "Send", "OPTIONS"),  # armed first, at 1.0
+        (1.5, "Send", "MESSAGE"),  # its second E, armed at 0.5
+    ]
+
+
+def test_a_transaction_ended_before_its_first_timer_e_is_not_retransmitted() -> None:
+    layer = TransactionLayer()
+    ended = layer.send_request(branch_request("OPTIONS", "x"), 0.0, reliable=False, destination=UAS)
+    layer.send_request(branch_request("OPTIONS", "y"), 0.1, reliable=False, destination=UAS)
+    layer.transport_error(ended, 0.2)
+    layer.pop_events()
+    assert kinds_at(layer, 0.6) == [(0.6, "Send", "OPTIONS")]  # y's only
+    # A provisional response does not stop it (Proceeding retransmits every T2).
+    layer = TransactionLayer()
+    request = branch_request("OPTIONS", "z")
+    layer.send_request(request, 0.0, reliable=False, destination=UAS)
+    layer.receive_response(make_response(request, 100), 0.1)
+    layer.pop_events()
+    assert kinds_at(layer, 4.5) == [(0.5, "Send", "OPTIONS"), (4.5, "Send", "OPTIONS")]
