@@ -696,7 +696,7 @@ class NonInviteClientTransaction(ClientTransaction):
             return
         self.state = _S.COMPLETED
         layer.events.append(ResponseReceived(self, response))
-        wait = layer.config.timer_k(self.reliable)
+        wait = 0.0 if self.reliable else layer.config.t4  # config.timer_k(reliable), inline
         if wait > 0:
             layer._record_client(self, now + wait)  # either drops Timers E and F
         else:
@@ -1597,6 +1597,9 @@ class TransactionLayer:
         if sent is not None:  # self._forget_sent(transaction), inline
             del self._sent_vias[sent]
             transaction._sent_via = None
+        queue = self._first_e
+        if queue and queue[0][1] == transaction._queued:
+            queue.popleft()  # its first Timer E, first in the queue (the oldest answered)
         self._client_records[key] = deadline
         self._client_record_keys.append(key)
         if not self._client_deadlines:  # a later record is due after the first (Timer K)

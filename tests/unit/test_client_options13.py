@@ -325,6 +325,7 @@ def test_an_answered_options_over_udp_leaves_nothing_on_the_timer_heap(
     assert layer.receive_own_response(received(request), 0.1) is transaction
     monkeypatch.undo()
     assert not [r for r in gc.get_referrers(transaction) if isinstance(r, tuple | list)]
+    assert not layer._first_e  # the oldest answered: its entry left with it, not after T1
     layer.pop_events()
     # The answered transaction's entry is skipped: the next deadline is Timer K's record.
     assert layer.next_deadline() == pytest.approx(5.1)  # (5 s after the answer)
