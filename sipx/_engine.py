@@ -466,7 +466,8 @@ class Engine:
                 # (Positional arguments: a call with keywords costs more, per datagram.)
                 self.layer.receive_request(message, now, transport.reliable, source, transport.name)
             else:
-                assert isinstance(message, Response)
+                if TYPE_CHECKING:  # (no isinstance call per response: parse_message's two)
+                    assert isinstance(message, Response)
                 message.source = source  # whose challenges we answer depends on it
                 # The usual response carries our Via and CSeq back unchanged: matched by
                 # their text, nothing parsed, nothing to learn (no received, no rport).
