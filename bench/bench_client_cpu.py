@@ -39,6 +39,11 @@ two over ``--count``: the rounds' fixed cost cancels) by where the function live
 own, ``sipx/testing`` (the memory network), trio and outcome, the rest (built-ins). Unlike
 the times, these counts are the same from run to run for the same code.
 
+``--udp`` runs the client on its real UDP transport (sockets on 127.0.0.1) against a UDP
+socket of the same process answering the same way (trio's socket: a checkpoint per
+datagram on that side), instead of the memory network: the client's receive loop and
+``sendto`` as against SIPp, the answering side in the figure too.
+
 ``--floor`` measures that fixed part alone: the same tasks send a ready-made OPTIONS from
 raw sockets of the same network and wait for its answer (no sipx client at all); what
 ``options()`` costs above it is the client path itself.
@@ -126,23 +131,33 @@ async def _run(
     keep_log: bool = True,
     steady: float = 0.0,
     profile: bool = False,
+    udp: bool = False,
 ) -> list[float]:
     if not collect:
         gc.disable()
     network = MemoryNetwork(seed=1)
     async with (
-        sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
+        sipx.AsyncClient(
+            "127.0.0.1", 0, network=None if udp else network, transports=["UDP"] if udp else None
+        ) as client,
         network.socket(_PEER) as peer,
         trio.open_nursery() as nursery,
     ):
+        answering = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
+        await answering.bind(("127.0.0.1", 0))
+        address = answering.getsockname()[:2] if udp else _PEER
 
         async def answer_all() -> None:
+            if udp:
+                while True:
+                    data, source = await answering.recvfrom(65_535)
+                    await answering.sendto(_answer(data), source)
             while True:
                 data, source = await peer.receive()
                 peer.send(_answer(data), source)
 
         nursery.start_soon(answer_all)
-        uri = f"sip:uas@{_PEER[0]}:{_PEER[1]}"
+        uri = f"sip:uas@{address[0]}:{address[1]}"
         await client.options(uri)  # warm-up
         if collect:
             gc.collect()
@@ -179,6 +194,7 @@ async def _run(
                 counts.append(_calls_by_place(pstats.Stats(profiler)))
             _print_calls(counts, count)
         nursery.cancel_scope.cancel()
+    answering.close()
     gc.enable()
     return rounds
 
@@ -316,6 +332,9 @@ def main() -> None:
         "--profile", action="store_true", help="function calls per request (cProfile)"
     )
     parser.add_argument(
+        "--udp", action="store_true", help="the client over real UDP sockets (127.0.0.1)"
+    )
+    parser.add_argument(
         "--no-log", action="store_true", help="clear the memory network's log every 100 requests"
     )
     args = parser.parse_args()
@@ -338,10 +357,12 @@ def main() -> None:
             keep_log,
             args.steady,
             args.profile,
+            args.udp,
         )
     shown = ", ".join(f"{r:.1f}" for r in rounds)
     print(f"Python {sys.version.split()[0]}, sipx from {Path(sipx.__file__).parent}")
     what = "request answered, raw sockets (--floor)" if args.floor else "options() answered"
+    what += " over UDP (--udp)" if args.udp else ""
     print(f"CPU per {what}: {min(rounds):.1f} µs (best of {shown} µs)")
     if args.gc:
         requests = args.count * args.repeat
