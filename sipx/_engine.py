@@ -317,18 +317,23 @@ class Engine:
         transport.send_nowait(data, address)
 
     def open_transaction(
-        self, request: Request, destination: Address, transport: Transport | None = None
+        self,
+        request: Request,
+        destination: Address,
+        transport: Transport | None = None,
+        branch: str | None = None,
     ) -> tuple[ClientTransaction, Responses]:
         """Start a client transaction over the transport its top Via names (``transport``
-        when the caller has just stamped that Via); its responses (or the error that ends
-        it) arrive on the returned channel. Call :meth:`release` when done with it."""
+        when the caller has just stamped that Via, with ``branch``: see
+        :meth:`TransactionLayer.send_request`); its responses (or the error that ends it)
+        arrive on the returned channel. Call :meth:`release` when done with it."""
         if transport is None:
             transport = self.require_transport(request.top_via.transport)
         waiter = ResponseWaiter()
         clock = self._clock  # (trio.current_time() without its two calls in between)
         now = trio.current_time() if clock is None else clock.current_time()
         transaction = self.layer.send_request(
-            request, now, reliable=transport.reliable, destination=destination
+            request, now, reliable=transport.reliable, destination=destination, branch=branch
         )
         self._routes[transaction] = transport
         self._waiters[transaction] = waiter

@@ -1151,19 +1151,29 @@ class TransactionLayer:
 
     # -- client side -------------------------------------------------------------------------
     def send_request(
-        self, request: Request, now: float, *, reliable: bool, destination: object = None
+        self,
+        request: Request,
+        now: float,
+        *,
+        reliable: bool,
+        destination: object = None,
+        branch: str | None = None,
     ) -> ClientTransaction:
         """Start a client transaction for ``request`` and emit its first :class:`Send`.
 
         The request must carry a top Via whose branch starts with ``z9hG4bK``. An ACK is
-        not a transaction (the TU sends the ACK for a 2xx itself): ValueError.
+        not a transaction (the TU sends the ACK for a 2xx itself): ValueError. ``branch``:
+        that branch when the caller has just written the top Via itself, with no
+        ``received`` and no ``rport`` value (the Via is then not read).
         """
         if request.method == "ACK":
             raise ValueError("ACK does not start a client transaction; send it directly")
-        via = request.headers.typed.get("top_via")  # stamped by the client: cached
-        if via is None:
-            via = request.top_via
-        branch = via.params.get("branch")
+        via = None  # read only when the caller did not give the branch
+        if branch is None:
+            via = request.headers.typed.get("top_via")  # read already: cached
+            if via is None:
+                via = request.top_via
+            branch = via.params.get("branch")
         if branch is None or not branch.startswith(MAGIC_COOKIE):
             raise ValueError(f"request needs a top Via branch starting with {MAGIC_COOKIE}")
         key = f"{request.method} {branch}"  # _client_key(), without a call
@@ -1186,14 +1196,12 @@ class TransactionLayer:
         if via_text is not None and via_text not in self._sent_vias:
             cseq_text = first.get("cseq", "")
             number, _, method = cseq_text.partition(" ")
-            params = via.params
             if (
                 method == request.method
                 and len(number) < 10
                 and number.isdigit()
                 and number.isascii()
-                and "received" not in params
-                and not params.get("rport")
+                and (via is None or ("received" not in via.params and not via.params.get("rport")))
             ):
                 self._sent_vias[via_text] = transaction
                 transaction._sent_via, transaction._sent_cseq = via_text, cseq_text

@@ -1,5 +1,7 @@
 """The client's OPTIONS path (issue 14, thirteenth pass).
 
+* The stamp hands the transaction the branch it wrote and makes no view of the Via (a
+  copy of a Via and its parameters per request, for the branch alone).
 * A response that carries the request's top Via and CSeq back unchanged (what a UAS that
   fills in neither ``received`` nor ``rport`` sends, SIPp's among them) is matched to its
   transaction by that text (:meth:`TransactionLayer.receive_own_response`): neither its Via
@@ -21,7 +23,7 @@ import trio.testing
 
 import sipx
 from sipx._core import message as message_module
-from sipx._core.header_types import parse_via
+from sipx._core.header_types import Via, parse_via
 from sipx._core.message import Request, Response
 from sipx._core.parser import parse_message
 from sipx._core.transaction import (
@@ -116,6 +118,7 @@ async def test_a_response_carrying_the_request_back_is_matched_by_its_text(
     forbid(monkeypatch, message_module, "parse_via")  # Message.top_via's parse
     forbid(monkeypatch, message_module, "parse_cseq")  # Message.cseq's parse
     forbid(monkeypatch, Response, "top_via")
+    forbid(monkeypatch, Via, "with_branch")  # the stamp makes no view of its Via
     responses, seen, network, layer = await options_answered(monkeypatch)
     assert [r.status_code for r in responses] == [200] * 3
     assert layer._sent_vias == {}  # each transaction ended: none is matched by text now
@@ -125,7 +128,9 @@ async def test_a_response_carrying_the_request_back_is_matched_by_its_text(
     for data, response in zip(sent[1:], responses, strict=True):
         request = response.request
         assert request is not None and data == request.to_bytes()
-        # The views the match did not parse are still there, as parsed from the response.
+        # The views nobody parsed are still there, as parsed from the text sent.
+        assert "top_via" not in request.headers.typed
+        assert "top_via" not in response.headers.typed
         via_text = request.headers["Via"]
         assert response.top_via == parse_via(via_text)
         assert response.top_via.branch == request.top_via.branch
