@@ -33,6 +33,17 @@ in flight (``--concurrency`` requests sent to a peer that does not answer) and t
 behind per answered request (requests answered one after another, the collector off, no
 collection in between: what waits for Timer K, or for nothing).
 
+``--profile`` runs, after the rounds, a cProfile of a round of ``--count`` requests and of
+one of twice as many, and prints the function calls per request (the difference of the
+two over ``--count``: the rounds' fixed cost cancels) by where the function lives: sipx's
+own, ``sipx/testing`` (the memory network), trio and outcome, the rest (built-ins). Unlike
+the times, these counts are the same from run to run for the same code.
+
+``--udp`` runs the client on its real UDP transport (sockets on 127.0.0.1) against a UDP
+socket of the same process answering the same way (trio's socket: a checkpoint per
+datagram on that side), instead of the memory network: the client's receive loop and
+``sendto`` as against SIPp, the answering side in the figure too.
+
 ``--floor`` measures that fixed part alone: the same tasks send a ready-made OPTIONS from
 raw sockets of the same network and wait for its answer (no sipx client at all); what
 ``options()`` costs above it is the client path itself.
@@ -41,7 +52,9 @@ raw sockets of the same network and wait for its answer (no sipx client at all);
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
+import pstats
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -117,23 +130,34 @@ async def _run(
     collect: bool = False,
     keep_log: bool = True,
     steady: float = 0.0,
+    profile: bool = False,
+    udp: bool = False,
 ) -> list[float]:
     if not collect:
         gc.disable()
     network = MemoryNetwork(seed=1)
     async with (
-        sipx.AsyncClient("127.0.0.1", 0, network=network) as client,
+        sipx.AsyncClient(
+            "127.0.0.1", 0, network=None if udp else network, transports=["UDP"] if udp else None
+        ) as client,
         network.socket(_PEER) as peer,
         trio.open_nursery() as nursery,
     ):
+        answering = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
+        await answering.bind(("127.0.0.1", 0))
+        address = answering.getsockname()[:2] if udp else _PEER
 
         async def answer_all() -> None:
+            if udp:
+                while True:
+                    data, source = await answering.recvfrom(65_535)
+                    await answering.sendto(_answer(data), source)
             while True:
                 data, source = await peer.receive()
                 peer.send(_answer(data), source)
 
         nursery.start_soon(answer_all)
-        uri = f"sip:uas@{_PEER[0]}:{_PEER[1]}"
+        uri = f"sip:uas@{address[0]}:{address[1]}"
         await client.options(uri)  # warm-up
         if collect:
             gc.collect()
@@ -160,9 +184,42 @@ async def _run(
         rounds = await _rounds(caller, count, repeat, concurrency)
         if collect:
             gc.callbacks.remove(_COLLECTIONS)
+        if profile:
+            counts = []
+            for n in (count, 2 * count):
+                profiler = cProfile.Profile()
+                profiler.enable()
+                await _rounds(caller, n, 1, concurrency)
+                profiler.disable()
+                counts.append(_calls_by_place(pstats.Stats(profiler)))
+            _print_calls(counts, count)
         nursery.cancel_scope.cancel()
+    answering.close()
     gc.enable()
     return rounds
+
+
+def _calls_by_place(stats: pstats.Stats) -> dict[str, int]:
+    """Function calls in ``stats`` by where the function lives."""
+    places = {"sipx": 0, "sipx/testing": 0, "trio": 0, "other": 0}
+    for (filename, _, _), row in stats.stats.items():  # type: ignore[attr-defined]
+        if "/sipx/testing/" in filename:
+            places["sipx/testing"] += row[1]
+        elif "/sipx/" in filename:
+            places["sipx"] += row[1]
+        elif "/trio/" in filename or "/outcome/" in filename:
+            places["trio"] += row[1]
+        else:
+            places["other"] += row[1]
+    return places
+
+
+def _print_calls(counts: list[dict[str, int]], count: int) -> None:
+    """Function calls per request: (the longer run's − the shorter's) / ``count``."""
+    short, long = counts
+    per = {place: (long[place] - short[place]) / count for place in short}
+    shown = ", ".join(f"{place} {calls:.1f}" for place, calls in per.items())
+    print(f"function calls per request: {sum(per.values()):.1f} ({shown})")
 
 
 async def _objects(count: int, concurrency: int) -> tuple[float, float]:
@@ -272,6 +329,12 @@ def main() -> None:
         "--steady", type=float, default=0.0, help="send this many seconds first (untimed)"
     )
     parser.add_argument(
+        "--profile", action="store_true", help="function calls per request (cProfile)"
+    )
+    parser.add_argument(
+        "--udp", action="store_true", help="the client over real UDP sockets (127.0.0.1)"
+    )
+    parser.add_argument(
         "--no-log", action="store_true", help="clear the memory network's log every 100 requests"
     )
     args = parser.parse_args()
@@ -286,11 +349,20 @@ def main() -> None:
     else:
         keep_log = not args.no_log
         rounds = trio.run(
-            _run, args.count, args.repeat, args.concurrency, args.gc, keep_log, args.steady
+            _run,
+            args.count,
+            args.repeat,
+            args.concurrency,
+            args.gc,
+            keep_log,
+            args.steady,
+            args.profile,
+            args.udp,
         )
     shown = ", ".join(f"{r:.1f}" for r in rounds)
     print(f"Python {sys.version.split()[0]}, sipx from {Path(sipx.__file__).parent}")
     what = "request answered, raw sockets (--floor)" if args.floor else "options() answered"
+    what += " over UDP (--udp)" if args.udp else ""
     print(f"CPU per {what}: {min(rounds):.1f} µs (best of {shown} µs)")
     if args.gc:
         requests = args.count * args.repeat

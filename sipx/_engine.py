@@ -149,6 +149,8 @@ class Engine:
         self._clock: trio.abc.Clock | None = None
         self.on_ack: Callable[[Request], None] = lambda ack: None
         self.on_stray_response: Callable[[Response], None] = lambda response: None
+        # Told of each response whose top Via a peer may have filled in (received, rport):
+        # not of one the layer matches by the text we sent (nothing filled in).
         self.on_response_seen: Callable[[Response, Address], None] = lambda r, a: None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -315,18 +317,23 @@ class Engine:
         transport.send_nowait(data, address)
 
     def open_transaction(
-        self, request: Request, destination: Address, transport: Transport | None = None
+        self,
+        request: Request,
+        destination: Address,
+        transport: Transport | None = None,
+        branch: str | None = None,
     ) -> tuple[ClientTransaction, Responses]:
         """Start a client transaction over the transport its top Via names (``transport``
-        when the caller has just stamped that Via); its responses (or the error that ends
-        it) arrive on the returned channel. Call :meth:`release` when done with it."""
+        when the caller has just stamped that Via, with ``branch``: see
+        :meth:`TransactionLayer.send_request`); its responses (or the error that ends it)
+        arrive on the returned channel. Call :meth:`release` when done with it."""
         if transport is None:
             transport = self.require_transport(request.top_via.transport)
         waiter = ResponseWaiter()
         clock = self._clock  # (trio.current_time() without its two calls in between)
         now = trio.current_time() if clock is None else clock.current_time()
         transaction = self.layer.send_request(
-            request, now, reliable=transport.reliable, destination=destination
+            request, now, reliable=transport.reliable, destination=destination, branch=branch
         )
         self._routes[transaction] = transport
         self._waiters[transaction] = waiter
@@ -464,11 +471,15 @@ class Engine:
                 # (Positional arguments: a call with keywords costs more, per datagram.)
                 self.layer.receive_request(message, now, transport.reliable, source, transport.name)
             else:
-                assert isinstance(message, Response)
-                message.top_via  # noqa: B018 - a response we cannot match is dropped
+                if TYPE_CHECKING:  # (no isinstance call per response: parse_message's two)
+                    assert isinstance(message, Response)
                 message.source = source  # whose challenges we answer depends on it
-                self.on_response_seen(message, source)
-                self.layer.receive_response(message, now)
+                # The usual response carries our Via and CSeq back unchanged: matched by
+                # their text, nothing parsed, nothing to learn (no received, no rport).
+                if self.layer.receive_own_response(message, now) is None:
+                    message.top_via  # noqa: B018 - a response we cannot match is dropped
+                    self.on_response_seen(message, source)
+                    self.layer.receive_response(message, now)
         except (ParseError, ProtocolError) as exc:
             self.malformed_messages += 1
             answer = answer_malformed(data, str(exc), to_tag=self.ids.tag())

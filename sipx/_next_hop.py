@@ -211,10 +211,12 @@ class NextHop:
 
     def stamp(
         self, request: Request, address: Address, transport_name: str | None = None
-    ) -> Transport:
+    ) -> tuple[Transport, str]:
         """Add our top Via (fresh branch; ``rport``, and ``alias`` over TCP/TLS) for the
         transport ``request`` goes over (``transport_name`` when the caller found it for
-        this request already) and, where due, a Contact; return that transport."""
+        this request already) and, where due, a Contact; return that transport and the
+        Via's branch (the transaction takes it from here: no view of the Via is made for
+        it, one is parsed from the text if anything reads it)."""
         if transport_name is None:
             transport_name = self.request_transport(request)
         transport = self.engine.require_transport(transport_name)
@@ -236,7 +238,7 @@ class NextHop:
             stamp = self._stamps[key] = self._stamp_for(name, address, user)
             while len(self._stamps) > 256:
                 del self._stamps[next(iter(self._stamps))]
-        via_head, via_tail, contact, parsed = stamp
+        via_head, via_tail, contact, _ = stamp
         branch = self.ids.branch()
         # (clean: _stamp_for checked its parts, the branch is hex)
         if call_id is None:
@@ -248,10 +250,8 @@ class NextHop:
             if len(contacts) > 2 * GENERATED_CONTACTS:
                 for old in list(islice(contacts, len(contacts) - GENERATED_CONTACTS)):
                     del contacts[old]
-        # The transaction reads the top Via at once: give it the view, not a parse of it.
-        headers.typed["top_via"] = parsed.with_branch(branch)
         self.last_destination = address[0]
-        return transport
+        return transport, branch
 
     def _from_user(self, request: Request) -> str | None:
         """The user part of ``request``'s From URI. The From of requests made one after

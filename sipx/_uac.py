@@ -276,10 +276,13 @@ class UserAgentClient:
         assert response.request is not None
         ack = build_ack_for_2xx(response.request, dialog, body_bytes(body))
         address = await self.next_hop.address(dialog.next_hop())
-        self.next_hop.stamp(ack, address)
-        ack = await self._run_request_hooks(ack, address)
+        stamped, _ = self.next_hop.stamp(ack, address)
+        if self.events is None:  # the ACK as stamped: its Via names the stamp's transport
+            transport = stamped.name
+        else:
+            ack = await self._run_request_hooks(ack, address)
+            transport = ack.top_via.transport
         data = ack.to_bytes()
-        transport = ack.top_via.transport
         self._acks[(dialog.call_id, dialog.remote_tag)] = (
             response.request.cseq.seq,
             data,
@@ -354,14 +357,14 @@ class UserAgentClient:
         found it already (else :meth:`NextHop.stamp` finds it)."""
         if destination is None:
             destination = (await self.next_hop.candidates(request))[0]
-        transport = None  # the one stamp() wrote in the Via (open_transaction's)
+        transport = branch = None  # what stamp() wrote in the Via (open_transaction's)
         if "via" not in request.headers.lookup():
-            transport = self.next_hop.stamp(request, destination, transport_name)
+            transport, branch = self.next_hop.stamp(request, destination, transport_name)
         else:
             self.engine.require_transport()
         context = None  # what the event hooks are told, when there are hooks
         if self.events is not None:
-            transport = None  # a hook may give another request: its own top Via
+            transport = branch = None  # a hook may give another request: its own top Via
             context = RequestContext(
                 request,
                 client=self._context_client,
@@ -371,7 +374,9 @@ class UserAgentClient:
             )
             request = await dispatch(self.events, "request", request, context)
             context.request = request
-        transaction, responses = self.engine.open_transaction(request, destination, transport)
+        transaction, responses = self.engine.open_transaction(
+            request, destination, transport, branch
+        )
         is_invite = request.method == "INVITE"
         if is_invite:
             self.pending_invites[request.call_id] = transaction

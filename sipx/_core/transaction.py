@@ -549,7 +549,7 @@ class ClientTransaction(Transaction):
     never goes first on a tie, as before).
     """
 
-    __slots__ = ("_match", "_timeout_at", "ack")
+    __slots__ = ("_match", "_queued", "_sent_cseq", "_sent_via", "_timeout_at", "ack")
 
     def __init__(
         self,
@@ -578,7 +578,12 @@ class ClientTransaction(Transaction):
         self.state = state
         self.last_response = None
         self._timeout_at = math.inf  # Timer B or F, until it is on the heap
+        self._queued = -1  # the sequence of its first Timer E in the layer's queue (-1: none)
         self.ack: Request | None = None
+        # The request's top Via and CSeq as sent, while the layer matches responses to it
+        # by that text (see TransactionLayer.receive_own_response), else None.
+        self._sent_via: str | None = None
+        self._sent_cseq: str | None = None
 
     def _start(self, now: float) -> None:
         raise NotImplementedError
@@ -664,8 +669,20 @@ class NonInviteClientTransaction(ClientTransaction):
             layer._arm(self, "F", now + config.timer_f)
         else:
             self._timeout_at = now + config.timer_f  # on the heap when Timer E first fires
-            self._interval = config.timer_e
-            layer._arm(self, "E", now + self._interval)
+            self._interval = interval = config.timer_e
+            # The first Timer E goes in the layer's queue of first E timers, due in the
+            # order they were armed (the same T1 for all): no heap entry (one made stale
+            # by nearly every answer). Unless it would be due before the last one queued
+            # (a clock set back): the heap then.
+            deadline = now + interval
+            queue = layer._first_e
+            if queue and deadline < queue[-1][0]:
+                layer._arm(self, "E", deadline)
+                return
+            self._queued = sequence = next(layer._sequence)
+            queue.append((deadline, sequence, self._match))
+            if deadline < layer.soonest_armed:  # layer._armed(deadline), inline
+                layer.soonest_armed = deadline
 
     def _on_response(self, response: Response, now: float) -> None:
         state = self.state
@@ -679,7 +696,7 @@ class NonInviteClientTransaction(ClientTransaction):
             return
         self.state = _S.COMPLETED
         layer.events.append(ResponseReceived(self, response))
-        wait = layer.config.timer_k(self.reliable)
+        wait = 0.0 if self.reliable else layer.config.t4  # config.timer_k(reliable), inline
         if wait > 0:
             layer._record_client(self, now + wait)  # either drops Timers E and F
         else:
@@ -1095,6 +1112,9 @@ class TransactionLayer:
         # it (empty or not) to skip a pop_events() call that would return nothing.
         self.events: list[Event] = []
         self._clients: dict[str, ClientTransaction] = {}  # by _client_key()
+        # Most of them again by the text of their request's top Via as sent (see
+        # :meth:`receive_own_response`; one per text: an INVITE's CANCEL is not here).
+        self._sent_vias: dict[str, ClientTransaction] = {}
         self._servers: dict[tuple[object, ...], dict[str, ServerTransaction]] = {}
         self._server_count = 0  # live server transactions and records
         # Completed non-INVITE server transactions as records, by server key (usually one
@@ -1117,6 +1137,13 @@ class TransactionLayer:
         # (deadline, sequence, timer name, transaction); entries whose sequence is no
         # longer the transaction's current one for that timer are stale and skipped.
         self._heap: list[tuple[float, int, str, Transaction]] = []
+        # The first Timer E of non-INVITE client transactions over an unreliable
+        # transport, (deadline, sequence, client key) in the order armed, which is their
+        # deadlines' (T1 for all): due in the same order among the heap's timers, by
+        # (deadline, sequence), as if on it. An entry whose key no longer finds a client
+        # transaction queued with that sequence (answered, ended) is skipped. It holds
+        # strings and numbers, no transaction: an answered one is not kept for T1.
+        self._first_e: deque[tuple[float, int, str]] = deque()
         self._stale = 0  # heap entries whose transaction has terminated
         self._sequence = itertools.count()
         # The earliest deadline armed since the last take_soonest_armed() (inf: none); a
@@ -1125,19 +1152,29 @@ class TransactionLayer:
 
     # -- client side -------------------------------------------------------------------------
     def send_request(
-        self, request: Request, now: float, *, reliable: bool, destination: object = None
+        self,
+        request: Request,
+        now: float,
+        *,
+        reliable: bool,
+        destination: object = None,
+        branch: str | None = None,
     ) -> ClientTransaction:
         """Start a client transaction for ``request`` and emit its first :class:`Send`.
 
         The request must carry a top Via whose branch starts with ``z9hG4bK``. An ACK is
-        not a transaction (the TU sends the ACK for a 2xx itself): ValueError.
+        not a transaction (the TU sends the ACK for a 2xx itself): ValueError. ``branch``:
+        that branch when the caller has just written the top Via itself, with no
+        ``received`` and no ``rport`` value (the Via is then not read).
         """
         if request.method == "ACK":
             raise ValueError("ACK does not start a client transaction; send it directly")
-        via = request.headers.typed.get("top_via")  # stamped by the client: cached
-        if via is None:
-            via = request.top_via
-        branch = via.params.get("branch")
+        via = None  # read only when the caller did not give the branch
+        if branch is None:
+            via = request.headers.typed.get("top_via")  # read already: cached
+            if via is None:
+                via = request.top_via
+            branch = via.params.get("branch")
         if branch is None or not branch.startswith(MAGIC_COOKIE):
             raise ValueError(f"request needs a top Via branch starting with {MAGIC_COOKIE}")
         key = f"{request.method} {branch}"  # _client_key(), without a call
@@ -1152,7 +1189,40 @@ class TransactionLayer:
                 self, request, branch, key, reliable, destination, _S.TRYING
             )
         self._clients[key] = transaction
+        # Its responses matched by text when they carry this Via and CSeq back unchanged:
+        # a CSeq that parses to this method at once (parse_cseq's own test), a Via with
+        # nothing filled in (no ``received``, no ``rport`` value: nothing to learn from).
+        first = request.headers.first
+        via_text = first.get("via")
+        if via_text is not None and via_text not in self._sent_vias:
+            cseq_text = first.get("cseq", "")
+            number, _, method = cseq_text.partition(" ")
+            if (
+                method == request.method
+                and len(number) < 10
+                and number.isdigit()
+                and number.isascii()
+                and (via is None or ("received" not in via.params and not via.params.get("rport")))
+            ):
+                self._sent_vias[via_text] = transaction
+                transaction._sent_via, transaction._sent_cseq = via_text, cseq_text
         transaction._start(now)
+        return transaction
+
+    def receive_own_response(self, response: Response, now: float) -> ClientTransaction | None:
+        """Hand ``response`` to the client transaction whose request it carries back
+        unchanged, matched by text: its top Via field is, to the character, the one the
+        request was sent with (the same branch, 17.1.3) and so is its CSeq (the same
+        method), and that Via had nothing filled in (no ``received``, no ``rport`` value):
+        neither is parsed. None, and nothing done, for any other response (a Via a proxy
+        or the UAS changed, a retransmission after the final response, a stray): hand it
+        to :meth:`receive_response`, which matches by the parsed values. A response this
+        matches, receive_response would match to the same transaction."""
+        first = response.headers.first
+        transaction = self._sent_vias.get(first.get("via"))  # type: ignore[arg-type]
+        if transaction is None or first.get("cseq") != transaction._sent_cseq:
+            return None
+        transaction._on_response(response, now)
         return transaction
 
     def receive_response(self, response: Response, now: float) -> ClientTransaction | None:
@@ -1413,6 +1483,10 @@ class TransactionLayer:
         if self._client_deadlines:
             client = self._client_deadlines[0] + record_slack
             first = client if first is None or client < first else first
+        if self._first_e:
+            head = self._first_e_head()
+            if head is not None and (first is None or head[0] < first):
+                first = head[0]
         while heap:
             _, sequence, timer, transaction = heap[0]
             if transaction._timers.get(timer) == sequence:
@@ -1426,13 +1500,44 @@ class TransactionLayer:
         """Fire every timer due at ``now``, earliest first."""
         self._expire_records(now)
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        queue = self._first_e
+        while True:
+            head = self._first_e_head() if queue else None
+            # The queue's first, when due before the heap's first by (deadline, sequence).
+            if (
+                head is not None
+                and head[0] <= now
+                and (
+                    not heap
+                    or head[0] < heap[0][0]
+                    or (head[0] == heap[0][0] and head[1] < heap[0][1])
+                )
+            ):
+                queue.popleft()
+                client = self._clients[head[2]]
+                client._queued = -1
+                client._fire("E", now)
+                continue
+            if not heap or heap[0][0] > now:
+                return
             _, sequence, timer, transaction = heapq.heappop(heap)
             if transaction._timers.get(timer) != sequence:
                 self._stale = max(0, self._stale - 1)
                 continue
             del transaction._timers[timer]
             transaction._fire(timer, now)
+
+    def _first_e_head(self) -> tuple[float, int, str] | None:
+        """The first entry of the queue of first Timer E whose transaction still waits for
+        it (the entries before it are dropped), or None."""
+        queue, clients = self._first_e, self._clients
+        while queue:
+            head = queue[0]
+            transaction = clients.get(head[2])
+            if transaction is not None and transaction._queued == head[1]:
+                return head
+            queue.popleft()
+        return None
 
     def pop_events(self) -> list[Event]:
         """Every event queued since the last call, oldest first."""
@@ -1518,17 +1623,33 @@ class TransactionLayer:
         key = transaction._match
         if self._clients.get(key) is transaction:
             del self._clients[key]
+        sent = transaction._sent_via
+        if sent is not None:  # self._forget_sent(transaction), inline
+            del self._sent_vias[sent]
+            transaction._sent_via = None
+        queue = self._first_e
+        if queue and queue[0][1] == transaction._queued:
+            queue.popleft()  # its first Timer E, first in the queue (the oldest answered)
         self._client_records[key] = deadline
         self._client_record_keys.append(key)
         if not self._client_deadlines:  # a later record is due after the first (Timer K)
             self._armed(deadline)
         self._client_deadlines.append(deadline)
         transaction.state = _S.TERMINATED
-        self._dropped_timers(len(transaction._timers))
-        transaction._timers.clear()
+        timers = transaction._timers
+        if timers:  # (none, the usual: its first Timer E was queued, off the heap)
+            self._dropped_timers(len(timers))
+            timers.clear()
         transaction._request = None
         transaction.last_response = None
         self.events.append(TransactionTerminated(transaction))
+
+    def _forget_sent(self, transaction: ClientTransaction) -> None:
+        """``transaction`` leaves: no response is matched to it by text any more."""
+        sent = transaction._sent_via
+        if sent is not None:
+            del self._sent_vias[sent]
+            transaction._sent_via = None
 
     def _expire_records(self, now: float) -> None:
         """Timer J and K of the records due at ``now``: they leave the layer."""
@@ -1618,6 +1739,7 @@ class TransactionLayer:
             key = transaction._match
             if self._clients.get(key) is transaction:
                 del self._clients[key]
+            self._forget_sent(transaction)
         elif isinstance(transaction, ServerTransaction):
             group = self._servers.get(transaction._key)
             if group is not None and group.get(transaction.method) is transaction:

@@ -167,7 +167,11 @@ class UDPTransport:
             raise TransportError("UDP transport is not running")
         if not self._pending:
             try:
-                self._sendto(sock, data, address)
+                try:  # self._sendto(sock, data, address), inline: every datagram sent
+                    sock.sendto(data, address)
+                except ConnectionRefusedError as refused:
+                    self._read_error_queue(sock, refused)
+                    sock.sendto(data, address)
                 return
             except BlockingIOError:
                 pass
