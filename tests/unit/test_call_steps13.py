@@ -1,0 +1,278 @@
+"""The UAS call path of issue 14's thirteenth pass, pinned as behaviour (nothing here times).
+
+* A plain INVITE handler runs as the INVITE arrives, on the receive path: its 200 (or
+  reject, or 500 when it raises) is sent before the datagram's handling returns, with no
+  task. An async handler, or an awaitable a plain one returns, still runs in a task.
+* Timer T (the 100 Trying's delay) of an INVITE answered as it arrived leaves the timer
+  heap at once: nothing keeps the answered transaction alive for 200 ms.
+
+The datagrams are handed straight to the client's receive path (``Engine._on_message``)
+and what it sends is kept in a list, as ``bench/bench_receive_direct.py`` does: what is
+sent before that call returns was sent without any task running.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from test_uas_call_path import OFFER, PEER, _request
+
+import sipx
+from sipx import SDPBody
+from sipx._core.message import Response
+from sipx._core.parser import parse_message
+from sipx._core.transaction import TRYING_DELAY
+
+ANSWER = OFFER.replace("6000", "9")
+
+Receive = Callable[[bytes], None]
+
+
+class Direct:
+    """A client whose receive path is fed directly; what it sends is parsed into ``sent``."""
+
+    def __init__(self, client: sipx.AsyncClient) -> None:
+        self.client = client
+        engine = client._engine
+        transport = engine.transports["UDP"]
+        self.sent: list[Response] = []
+        transport.send_nowait = lambda data, address: self.sent.append(parse_message(data))  # type: ignore[method-assign]
+        self._on_message = engine._on_message
+        self._transport = transport
+        address = client.local_address
+        self.target = f"{address.host}:{address.port}"
+
+    def receive(self, data: bytes) -> None:
+        self._on_message(data, PEER, self._transport)
+
+    def statuses(self) -> list[int]:
+        return [response.status_code for response in self.sent]
+
+
+def _cancel(invite: bytes) -> bytes:
+    """The CANCEL of ``invite`` (RFC 3261 9.1: its Request-URI, Via branch, CSeq number)."""
+    head = invite.decode().split("Content-Type")[0]
+    branch = head.split("branch=")[1].split(";")[0]
+    cancel = head.replace("INVITE", "CANCEL").replace(
+        "branch=" + branch.replace("INVITE", "CANCEL"), "branch=" + branch
+    )
+    return (cancel + "Content-Length: 0\r\n\r\n").encode()
+
+
+@pytest.fixture
+async def direct() -> AsyncIterator[Direct]:
+    async with sipx.AsyncClient("127.0.0.1", 0) as client:
+        yield Direct(client)
+
+
+async def test_a_plain_handler_answers_before_the_invite_s_handling_returns(
+    direct: Direct,
+) -> None:
+    """The worker's handler: its 200 is out when ``_on_message`` returns (no task ran);
+    the ACK stops its retransmission and the BYE ends the call."""
+    calls: list[sipx.Call] = []
+
+    def on_invite(call: sipx.Call) -> None:
+        calls.append(call)
+        assert not call.ended
+        call.answer(SDPBody.parse(ANSWER))
+
+    direct.client.on_request("INVITE", on_invite)
+    direct.receive(_request("INVITE", direct.target, 1, body=OFFER))
+    assert direct.statuses() == [200]  # at once, with no checkpoint in between
+    (ok,) = direct.sent
+    assert ok.cseq.method == "INVITE" and ok.to.tag == calls[0].local_tag
+    assert b"m=audio 9 RTP/AVP" in ok.content
+    retransmitter = direct.client._engine.retransmitter
+    assert len(retransmitter) == 1
+    direct.receive(_request("ACK", direct.target, 1, to_tag=ok.to.tag or ""))
+    assert calls[0].acked and len(retransmitter) == 0
+    direct.receive(_request("BYE", direct.target, 1, to_tag=ok.to.tag or "", cseq=2))
+    assert direct.statuses() == [200, 200] and calls[0].ended_by == "remote"
+
+
+async def test_a_plain_handler_that_rejects_sends_its_final_response_at_once(
+    direct: Direct,
+) -> None:
+    direct.client.on_request("INVITE", lambda call: call.reject(486))
+    direct.receive(_request("INVITE", direct.target, 2, body=OFFER))
+    assert direct.statuses() == [486]
+    direct.receive(_request("ACK", direct.target, 2, to_tag=direct.sent[0].to.tag or ""))
+    await trio.testing.wait_all_tasks_blocked()
+    assert direct.statuses() == [486]  # the ACK of a non-2xx is the transaction's
+
+
+async def test_a_plain_handler_that_raises_gets_a_500_at_once_and_is_logged(
+    direct: Direct, caplog: pytest.LogCaptureFixture
+) -> None:
+    def on_invite(call: sipx.Call) -> None:
+        raise RuntimeError("boom")
+
+    direct.client.on_request("INVITE", on_invite)
+    with caplog.at_level(logging.ERROR, logger="sipx"):
+        direct.receive(_request("INVITE", direct.target, 3, body=OFFER))
+    assert direct.statuses() == [500]
+    assert "handler for INVITE failed" in caplog.text and "boom" in caplog.text
+
+
+async def test_a_plain_handler_that_raises_after_answering_keeps_its_answer(
+    direct: Direct,
+) -> None:
+    def on_invite(call: sipx.Call) -> None:
+        call.answer(SDPBody.parse(ANSWER))
+        raise RuntimeError("after the answer")
+
+    direct.client.on_request("INVITE", on_invite)
+    direct.receive(_request("INVITE", direct.target, 4, body=OFFER))
+    await trio.testing.wait_all_tasks_blocked()
+    assert direct.statuses() == [200]
+
+
+async def test_a_plain_handler_may_leave_the_call_to_another_task(
+    autojump_clock: trio.testing.MockClock, direct: Direct
+) -> None:
+    """Nothing answered in the handler: no 500; answered later from a task, with its 100
+    Trying sent by Timer T meanwhile (so no heap entry was dropped early)."""
+    calls: list[sipx.Call] = []
+    direct.client.on_request("INVITE", calls.append)
+    direct.receive(_request("INVITE", direct.target, 5, body=OFFER))
+    await trio.testing.wait_all_tasks_blocked()
+    assert direct.statuses() == []
+    await trio.sleep(TRYING_DELAY + 0.05)
+    assert direct.statuses() == [100]
+    (call,) = calls
+    call.answer(SDPBody.parse(ANSWER))
+    assert direct.statuses() == [100, 200]
+
+
+async def test_a_call_left_unanswered_by_a_plain_handler_ends_on_cancel(
+    direct: Direct,
+) -> None:
+    calls: list[sipx.Call] = []
+    direct.client.on_request("INVITE", calls.append)
+    invite = _request("INVITE", direct.target, 6, body=OFFER)
+    direct.receive(invite)
+    direct.receive(_cancel(invite))
+    assert sorted(direct.statuses()) == [200, 487]
+    assert calls[0].ended and calls[0].ended_by == "cancel"
+
+
+async def test_an_async_handler_still_runs_in_a_task(direct: Direct) -> None:
+    seen: list[bool] = []
+
+    async def on_invite(call: sipx.Call) -> None:
+        seen.append(call.ended)
+        await trio.sleep(0)
+        call.answer(SDPBody.parse(ANSWER))
+
+    direct.client.on_request("INVITE", on_invite)
+    direct.receive(_request("INVITE", direct.target, 7, body=OFFER))
+    assert direct.statuses() == [] and seen == []  # not run yet: a task of its own
+    await trio.testing.wait_all_tasks_blocked()
+    assert direct.statuses() == [200] and seen == [False]
+
+
+async def test_an_async_handler_a_cancel_ended_sees_the_call_ended(direct: Direct) -> None:
+    """The INVITE and its CANCEL in one go: the task starts after both, the call ended."""
+    seen: list[bool] = []
+
+    async def on_invite(call: sipx.Call) -> None:
+        seen.append(call.ended)
+
+    direct.client.on_request("INVITE", on_invite)
+    invite = _request("INVITE", direct.target, 8, body=OFFER)
+    direct.receive(invite)
+    direct.receive(_cancel(invite))
+    await trio.testing.wait_all_tasks_blocked()
+    assert seen == [True] and sorted(direct.statuses()) == [200, 487]
+
+
+async def test_a_coroutine_a_plain_handler_returns_is_awaited_in_a_task(
+    direct: Direct, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def answer_later(call: sipx.Call) -> None:
+        await trio.sleep(0)
+        call.answer(SDPBody.parse(ANSWER))
+
+    async def fail_later(call: sipx.Call) -> None:
+        await trio.sleep(0)
+        raise RuntimeError("later")
+
+    direct.client.on_request("INVITE", lambda call: answer_later(call))
+    direct.receive(_request("INVITE", direct.target, 9, body=OFFER))
+    assert direct.statuses() == []
+    await trio.testing.wait_all_tasks_blocked()
+    assert direct.statuses() == [200]
+    direct.client.on_request("INVITE", lambda call: fail_later(call))
+    with caplog.at_level(logging.ERROR, logger="sipx"):
+        direct.receive(_request("INVITE", direct.target, 10, body=OFFER))
+        await trio.testing.wait_all_tasks_blocked()
+    assert direct.statuses() == [200, 500]
+    assert "handler for INVITE failed" in caplog.text
+
+
+async def test_an_invite_answered_as_it_arrived_leaves_no_timer_t_entry(
+    direct: Direct,
+) -> None:
+    """Timer T's heap entry goes with the answer: the answered transaction is not held
+    by the heap for the 100 Trying's 200 ms."""
+    layer = direct.client._engine.layer
+    transactions: list[Any] = []
+
+    def on_invite(call: sipx.Call) -> None:
+        transactions.append(call.transaction)
+        call.answer(SDPBody.parse(ANSWER))
+
+    direct.client.on_request("INVITE", on_invite)
+    before = len(layer._heap)
+    for i in range(20, 25):
+        direct.receive(_request("INVITE", direct.target, i, body=OFFER))
+    assert direct.statuses() == [200] * 5
+    assert len(layer._heap) == before  # (the parent kept five stale entries)
+    assert not any(entry[3] is t for entry in layer._heap for t in transactions)
+    assert layer._stale == 0
+
+
+async def test_timer_t_still_sends_the_100_when_other_timers_were_armed_since(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two INVITEs left unanswered, then the first answered: its Timer T entry is not the
+    heap's last (kept, counted stale) and the second still gets its 100 Trying."""
+    async with sipx.AsyncClient("127.0.0.1", 0) as client:
+        direct = Direct(client)
+        calls: list[sipx.Call] = []
+        client.on_request("INVITE", calls.append)
+        direct.receive(_request("INVITE", direct.target, 30, body=OFFER))
+        direct.receive(_request("INVITE", direct.target, 31, body=OFFER))
+        await trio.testing.wait_all_tasks_blocked()
+        layer = client._engine.layer
+        armed = len(layer._heap)
+        calls[0].answer(SDPBody.parse(ANSWER))
+        assert len(layer._heap) == armed and layer._stale == 1
+        await trio.sleep(TRYING_DELAY + 0.01)
+        assert direct.statuses() == [200, 100]
+        assert direct.sent[1].call_id == "31@peer"
+
+
+async def test_an_async_handler_answering_first_also_drops_its_timer_t_entry(
+    direct: Direct,
+) -> None:
+    """One INVITE, answered by an async handler before anything else was armed: its
+    Timer T entry is still the heap's last, and goes with the answer."""
+    layer = direct.client._engine.layer
+
+    async def on_invite(call: sipx.Call) -> None:
+        call.answer(SDPBody.parse(ANSWER))
+
+    direct.client.on_request("INVITE", on_invite)
+    before = len(layer._heap)
+    direct.receive(_request("INVITE", direct.target, 40, body=OFFER))
+    assert len(layer._heap) == before + 1  # Timer T, armed
+    await trio.testing.wait_all_tasks_blocked()
+    assert direct.statuses() == [200]
+    assert len(layer._heap) == before and layer._stale == 0
