@@ -276,3 +276,88 @@ async def test_an_async_handler_answering_first_also_drops_its_timer_t_entry(
     await trio.testing.wait_all_tasks_blocked()
     assert direct.statuses() == [200]
     assert len(layer._heap) == before and layer._stale == 0
+
+
+def _parsed(data: bytes) -> Any:
+    return parse_message(data)
+
+
+async def test_our_contact_is_made_once_per_transport_and_user(
+    direct: Direct, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Contact of our 200s: worked out for the first call, then the same string for
+    every call of that user over that transport (``contact_host`` not called again)."""
+    next_hop = direct.client._next_hop
+    made: list[str] = []
+    original = type(next_hop).contact
+
+    def contact(self: Any, *args: Any) -> str:
+        made.append(original(self, *args))
+        return made[-1]
+
+    monkeypatch.setattr(type(next_hop), "contact", contact)
+    direct.client.on_request("INVITE", lambda call: call.answer(SDPBody.parse(ANSWER)))
+    for i in range(50, 53):
+        direct.receive(_request("INVITE", direct.target, i, body=OFFER))
+    await trio.testing.wait_all_tasks_blocked()
+    expected = f"<sip:uas@{direct.target}>"
+    assert [ok.headers.get_first("Contact") for ok in direct.sent] == [expected] * 3
+    assert made == [expected]
+    other = _request("INVITE", direct.target, 53, body=OFFER).replace(b"sip:uas@", b"sip:bob@", 1)
+    direct.receive(other)
+    await trio.testing.wait_all_tasks_blocked()
+    assert direct.sent[-1].headers.get_first("Contact") == f"<sip:bob@{direct.target}>"
+    assert len(made) == 2
+
+
+async def test_our_contact_follows_a_public_address_learned(direct: Direct) -> None:
+    """received/rport learned from a response toward the last destination: the next
+    Contact names that address (the kept ones are dropped), as before."""
+    next_hop = direct.client._next_hop
+    invite = _parsed(_request("INVITE", direct.target, 60, body=OFFER))
+    assert next_hop.contact_for(invite) == f"<sip:uas@{direct.target}>"
+    next_hop.last_destination = "203.0.113.5"
+    assert next_hop.contact_for(invite) == f"<sip:uas@{direct.target}>"
+    port = direct.client.local_address.port
+    response = _parsed(
+        (
+            f"SIP/2.0 200 OK\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-x;received=198.51.100.7"
+            f";rport=5070\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\n"
+            f"Call-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+    )
+    next_hop.learn_public_address(response, ("203.0.113.5", 0))
+    assert next_hop.contact_for(invite) == "<sip:uas@198.51.100.7:5070>"
+    next_hop.last_destination = "127.0.0.1"
+    assert next_hop.contact_for(invite) == f"<sip:uas@{direct.target}>"
+
+
+async def test_a_call_answered_the_worker_s_way_makes_no_isinstance_call_in_call_py(
+    direct: Direct, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Call's slots (INVITE, final response, SDPs, session timer) are read with a
+    type test, not an ``isinstance`` call each (several per call): one is left, answer()'s
+    test of the body given."""
+    import sipx._call as call_module
+
+    seen: list[object] = []
+
+    def counted(value: object, kind: Any) -> bool:
+        seen.append(kind)
+        return isinstance(value, kind)
+
+    monkeypatch.setattr(call_module, "isinstance", counted, raising=False)
+
+    def on_invite(call: sipx.Call) -> None:
+        call.answer(SDPBody.parse(ANSWER))
+
+    direct.client.on_request("INVITE", on_invite)
+    direct.receive(_request("INVITE", direct.target, 70, body=OFFER))
+    await trio.testing.wait_all_tasks_blocked()
+    (ok,) = direct.sent
+    tag = ok.to.tag or ""
+    direct.receive(_request("ACK", direct.target, 70, to_tag=tag))
+    direct.receive(_request("BYE", direct.target, 70, to_tag=tag, cseq=2))
+    assert direct.statuses() == [200, 200]
+    assert seen == [SDPBody]
