@@ -344,9 +344,10 @@ class Call:
         if body is None:
             body = self._media_sdp()
         sdp = body if isinstance(body, SDPBody) else SDPBody.parse(body)
-        if self.offer is not None:
-            self.answer_sdp = sdp
-        self.local_sdp = sdp
+        # (The slots themselves: no property call for what is known here.)
+        if self._offered is not None:
+            self._answer = sdp
+        self._local = sdp
         first, self._first_choice = self._first_choice, None
         try:
             if first is not None and self._running_timer() is None:
@@ -403,7 +404,7 @@ class Call:
         session timer starts as our 200 says (RFC 4028 9). ``tag``: the 200's To tag, when
         known without reading its To (then its other fields are sipx's too: its CSeq is
         the INVITE's); ``now``: when it was sent."""
-        self.final_response = response
+        self._final = response
         invite = self.invite
         self.dialog = self._uas.dialog_from_incoming(
             invite, response, self, self._early_dialog, tag
@@ -460,8 +461,9 @@ class Call:
         after our Contact and the Record-Route copies, before ``headers``."""
         if self.direction != "incoming":
             raise ProtocolError("only an incoming call is answered")
-        final = self.final_response
-        if final is not None:
+        if self._final is not None:
+            final = self.final_response
+            assert final is not None
             raise ProtocolError(f"the call was already answered with {final.status_code}")
         invite = self.invite
         if self.transaction is None:
@@ -869,6 +871,8 @@ class Call:
         return False
 
     def _running_timer(self) -> SessionTimer | None:
+        if self._session_timer is None:  # (the usual: no timer yet, no call to learn it)
+            return None
         task = self._timer_task()
         return None if task is None or task.stopped else task.timer
 
@@ -922,7 +926,7 @@ class Call:
         timer's task (only ``(interval, we_refresh, started)`` is noted until then)."""
         if self.ended or not self._engine.running:
             return
-        task = self._timer_task()
+        task = None if self._session_timer is None else self._timer_task()
         if task is not None and not task.stopped:
             task.refreshed(interval, we_refresh)
             return

@@ -466,8 +466,9 @@ class UserAgentServer:
             self.engine.pending_calls.pop(call.call_id, None)
             return early  # made by a provisional response; the ACK confirms it
         dialog = Dialog.from_uas_request(invite, tag, confirmed=False)
-        self.engine.dialogs[dialog.id] = dialog
-        self.engine.calls[dialog.id] = call
+        dialog_id = dialog.id
+        self.engine.dialogs[dialog_id] = dialog
+        self.engine.calls[dialog_id] = call
         self.engine.pending_calls.pop(call.call_id, None)
         return dialog
 
@@ -855,13 +856,14 @@ class UserAgentServer:
         """A BYE the dialog took: 200, and the dialog and its call end. ``at_once``: served
         on the spot with no handler (nobody reads ``incoming.response``): the 200 goes out
         as bytes, without a Response (see ``_answer_with_fields``)."""
-        call = self.engine.calls.get(dialog.id)
+        dialog_id = dialog.id
+        call = self.engine.calls.get(dialog_id)
         if at_once:
             incoming._answer_with_fields(200, ())
         else:
             incoming.respond(200)
         dialog.terminate()
-        self.engine.dialogs.pop(dialog.id, None)
+        self.engine.dialogs.pop(dialog_id, None)
         if call is not None:
             unanswered = call.direction == "incoming" and not final_sent(call)
             # a call we were transferred from ends "transferred"

@@ -361,3 +361,118 @@ async def test_a_call_answered_the_worker_s_way_makes_no_isinstance_call_in_call
     direct.receive(_request("BYE", direct.target, 70, to_tag=tag, cseq=2))
     assert direct.statuses() == [200, 200]
     assert seen == [SDPBody]
+
+
+async def test_a_call_answered_reads_its_dialog_id_four_times_and_no_timer_task(
+    direct: Direct, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's call (session timers on, the INVITE silent about them): the dialog's
+    id is read once where the dialog is made, once for the 2xx's resending, once where
+    the BYE ends it, once where the call ends (was 6); the session timer, only noted by
+    the 200 (the call hung up before it is made idle), is never asked for its task."""
+    from sipx._call import Call
+    from sipx._core.dialog import Dialog
+
+    reads = {"id": 0, "task": 0}
+    dialog_id = Dialog.id
+    timer_task = Call._timer_task
+
+    def counted_id(self: Dialog) -> Any:
+        reads["id"] += 1
+        return dialog_id.fget(self)  # type: ignore[attr-defined]
+
+    def counted_task(self: Call) -> Any:
+        reads["task"] += 1
+        return timer_task(self)
+
+    monkeypatch.setattr(Dialog, "id", property(counted_id))
+    monkeypatch.setattr(Call, "_timer_task", counted_task)
+    calls: list[sipx.Call] = []
+
+    def on_invite(call: sipx.Call) -> None:
+        calls.append(call)
+        call.answer(SDPBody.parse(ANSWER))
+
+    direct.client.on_request("INVITE", on_invite)
+    direct.receive(_request("INVITE", direct.target, 80, body=OFFER))
+    await trio.testing.wait_all_tasks_blocked()  # (on a parent tree, the handler's task)
+    (ok,) = direct.sent
+    assert ok.headers.get_first("Session-Expires") is not None
+    assert type(calls[0]._session_timer) is tuple  # noted: (interval, we_refresh, started)
+    tag = ok.to.tag or ""
+    direct.receive(_request("ACK", direct.target, 80, to_tag=tag))
+    direct.receive(_request("BYE", direct.target, 80, to_tag=tag, cseq=2))
+    assert direct.statuses() == [200, 200] and calls[0].ended_by == "remote"
+    assert reads == {"id": 4, "task": 0}
+
+
+async def test_a_dialog_s_only_2xx_key_is_indexed_without_a_list(direct: Direct) -> None:
+    """The index of 2xx retransmissions by dialog holds a dialog's only key as it is (no
+    list made and emptied per call); with two keys in one dialog, a list, and ending the
+    dialog stops both; the ACK of one leaves the other alone."""
+    engine = direct.client._engine
+    calls: list[sipx.Call] = []
+
+    def on_invite(call: sipx.Call) -> None:
+        calls.append(call)
+        call.answer(SDPBody.parse(ANSWER))
+
+    direct.client.on_request("INVITE", on_invite)
+    direct.receive(_request("INVITE", direct.target, 90, body=OFFER))
+    await trio.testing.wait_all_tasks_blocked()  # (on a parent tree, the handler's task)
+    dialog = calls[0].dialog
+    assert dialog is not None
+    key = (dialog.id, 1)
+    assert engine._retransmit_keys == {dialog.id: key}
+    transaction, on_timeout, _ = engine._retransmits[key]
+    response = direct.sent[0]
+    engine.retransmit_2xx((dialog.id, 2), transaction, response, on_timeout)
+    engine.retransmit_2xx((dialog.id, 3), transaction, response, on_timeout)
+    assert engine._retransmit_keys == {dialog.id: [key, (dialog.id, 2), (dialog.id, 3)]}
+    assert engine.acked((dialog.id, 2))
+    assert engine._retransmit_keys == {dialog.id: [key, (dialog.id, 3)]}
+    assert engine.acked(key)
+    assert engine._retransmit_keys == {dialog.id: (dialog.id, 3)}
+    engine.retransmit_2xx((dialog.id, 4), transaction, response, on_timeout)
+    engine.cancel_retransmits(dialog.id)
+    assert engine._retransmit_keys == {} and engine._retransmits == {}
+    assert len(engine.retransmitter) == 0
+    engine.retransmit_2xx(key, transaction, response, on_timeout)
+    assert engine.acked(key) and engine._retransmit_keys == {}
+    assert not engine.acked(key)
+
+
+async def test_answer_writes_the_call_s_slots_without_its_properties(
+    direct: Direct, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """answer() sets the SDPs and the final response in the slots and tests the offer and
+    an earlier answer there: of the properties only what the handler reads (the offer,
+    twice in the worker's ``no_media_sdp``) and _answered's read of the offer are left."""
+    from sipx._call import Call
+
+    used: list[str] = []
+    for name in ("offer", "answer_sdp", "local_sdp", "final_response"):
+        prop = getattr(Call, name)
+
+        def getter(self: Call, _prop: Any = prop, _name: str = name) -> Any:
+            used.append(f"get {_name}")
+            return _prop.fget(self)
+
+        def setter(self: Call, value: Any, _prop: Any = prop, _name: str = name) -> None:
+            used.append(f"set {_name}")
+            _prop.fset(self, value)
+
+        monkeypatch.setattr(Call, name, property(getter, setter))
+    from examples.dispatcher_worker import no_media_sdp
+
+    host = direct.client.local_address.host
+    direct.client.on_request("INVITE", lambda call: call.answer(body=no_media_sdp(call, host)))
+    direct.receive(_request("INVITE", direct.target, 100, body=OFFER))
+    await trio.testing.wait_all_tasks_blocked()  # (on a parent tree, the handler's task)
+    assert direct.statuses() == [200]
+    assert used == ["get offer", "get offer", "get offer"]
+    (call,) = direct.client._engine.calls.values()
+    assert call.final_response is not None and call.final_response.status_code == 200
+    assert call.local_sdp is call.answer_sdp and call.offer is not None
+    with pytest.raises(sipx.ProtocolError, match="already answered with 200"):
+        call.reject(486)
