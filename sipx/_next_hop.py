@@ -207,10 +207,8 @@ class NextHop:
             name = request.top_via.transport
         except ParseError:
             name = self.transport_name
-        transport = self.engine.transports.get(name)
-        if transport is None:
-            name = self.transport_name
-            transport = self.engine.require_transport(name)
+        name = name if name in self.engine.transports else self.transport_name
+        transport = self.engine.require_transport(name)  # (raises once the client closed)
         user = request.uri.user or self.default_user
         key = (transport, transport.local_address, self.last_destination, user)
         contacts = self._contacts

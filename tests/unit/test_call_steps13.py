@@ -476,3 +476,13 @@ async def test_answer_writes_the_call_s_slots_without_its_properties(
     assert call.local_sdp is call.answer_sdp and call.offer is not None
     with pytest.raises(sipx.ProtocolError, match="already answered with 200"):
         call.reject(486)
+
+
+async def test_our_contact_is_not_given_once_the_client_closed() -> None:
+    """A Contact kept from before: a closed client still refuses to make one."""
+    async with sipx.AsyncClient("127.0.0.1", 0) as client:
+        direct = Direct(client)
+        invite = _parsed(_request("INVITE", direct.target, 110, body=OFFER))
+        assert client._next_hop.contact_for(invite) == f"<sip:uas@{direct.target}>"
+    with pytest.raises(sipx.ClientClosedError):
+        client._next_hop.contact_for(invite)
