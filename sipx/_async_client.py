@@ -799,7 +799,8 @@ class AsyncClient(Lifetime):
 
         The handler gets an :class:`IncomingRequest` (a :class:`Call` for INVITE), may be a
         plain or async function, and answers with ``incoming.respond(...)`` or by returning a
-        Response; if it does neither, the method's default answer is sent.
+        Response; if it does neither, the method's default answer is sent. For INVITE, a
+        plain function runs as the request arrives; an async one in a task of its own.
         """
         self._uas.on_request(method, handler)
 

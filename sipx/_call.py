@@ -181,8 +181,8 @@ class Call:
         """The INVITE. Once an incoming call is established and ACKed it is kept as bytes:
         each read then parses a fresh copy of it."""
         invite = self._invite
-        if isinstance(invite, Request):
-            return invite
+        if type(invite) is not tuple:  # (a type test, not an isinstance call: every read)
+            return invite  # type: ignore[return-value]
         return _parse_kept(invite, Request)
 
     @invite.setter
@@ -196,8 +196,8 @@ class Call:
         """The INVITE's final response (for an incoming call, ours; kept as bytes and
         parsed again on each read once the call is idle)."""
         final = self._final
-        if final is None or isinstance(final, Response):
-            return final
+        if type(final) is not tuple:
+            return final  # type: ignore[return-value]
         return _parse_kept(final, Response)
 
     @final_response.setter
@@ -208,7 +208,7 @@ class Call:
     def offer(self) -> SDPBody | None:
         """The SDP offer of the INVITE (ours for a placed call, the caller's otherwise)."""
         value = self._offered
-        return self._sdp_in("_offered") if isinstance(value, tuple) else value
+        return self._sdp_in("_offered") if type(value) is tuple else value  # type: ignore[return-value]
 
     @offer.setter
     def offer(self, sdp: SDPBody | None) -> None:
@@ -218,7 +218,7 @@ class Call:
     def answer_sdp(self) -> SDPBody | None:
         """The SDP answer to the INVITE's offer (or, for a late offer, the ACK's)."""
         value = self._answer
-        return self._sdp_in("_answer") if isinstance(value, tuple) else value
+        return self._sdp_in("_answer") if type(value) is tuple else value  # type: ignore[return-value]
 
     @answer_sdp.setter
     def answer_sdp(self, sdp: SDPBody | None) -> None:
@@ -228,7 +228,7 @@ class Call:
     def local_sdp(self) -> SDPBody | None:
         """Our SDP in force."""
         value = self._local
-        return self._sdp_in("_local") if isinstance(value, tuple) else value
+        return self._sdp_in("_local") if type(value) is tuple else value  # type: ignore[return-value]
 
     @local_sdp.setter
     def local_sdp(self, sdp: SDPBody | None) -> None:
@@ -238,7 +238,7 @@ class Call:
     def remote_sdp(self) -> SDPBody | None:
         """The peer's SDP in force."""
         value = self._remote
-        return self._sdp_in("_remote") if isinstance(value, tuple) else value
+        return self._sdp_in("_remote") if type(value) is tuple else value  # type: ignore[return-value]
 
     @remote_sdp.setter
     def remote_sdp(self, sdp: SDPBody | None) -> None:
@@ -344,9 +344,10 @@ class Call:
         if body is None:
             body = self._media_sdp()
         sdp = body if isinstance(body, SDPBody) else SDPBody.parse(body)
-        if self.offer is not None:
-            self.answer_sdp = sdp
-        self.local_sdp = sdp
+        # (The slots themselves: no property call for what is known here.)
+        if self._offered is not None:
+            self._answer = sdp
+        self._local = sdp
         first, self._first_choice = self._first_choice, None
         try:
             if first is not None and self._running_timer() is None:
@@ -403,7 +404,7 @@ class Call:
         session timer starts as our 200 says (RFC 4028 9). ``tag``: the 200's To tag, when
         known without reading its To (then its other fields are sipx's too: its CSeq is
         the INVITE's); ``now``: when it was sent."""
-        self.final_response = response
+        self._final = response
         invite = self.invite
         self.dialog = self._uas.dialog_from_incoming(
             invite, response, self, self._early_dialog, tag
@@ -460,8 +461,9 @@ class Call:
         after our Contact and the Record-Route copies, before ``headers``."""
         if self.direction != "incoming":
             raise ProtocolError("only an incoming call is answered")
-        final = self.final_response
-        if final is not None:
+        if self._final is not None:
+            final = self.final_response
+            assert final is not None
             raise ProtocolError(f"the call was already answered with {final.status_code}")
         invite = self.invite
         if self.transaction is None:
@@ -869,6 +871,8 @@ class Call:
         return False
 
     def _running_timer(self) -> SessionTimer | None:
+        if self._session_timer is None:  # (the usual: no timer yet, no call to learn it)
+            return None
         task = self._timer_task()
         return None if task is None or task.stopped else task.timer
 
@@ -876,23 +880,24 @@ class Call:
         """The session timer's task, made now from what our 200 noted (answer()) if it
         was not made yet; not started (in the heap) by this."""
         task = self._session_timer
-        if isinstance(task, tuple):
-            interval, we_refresh, started = task
-            task = self._session_timer = SessionTimerTask(
-                self._uas.session_timers,
-                SessionTimer(interval, we_refresh, started),
-                self._refresh_session,
-                self._session_expired,
-            )
-        return task
+        if type(task) is not tuple:  # (a type test, not an isinstance call: every read)
+            return task  # type: ignore[return-value]
+        interval, we_refresh, started = task
+        made = self._session_timer = SessionTimerTask(
+            self._uas.session_timers,
+            SessionTimer(interval, we_refresh, started),
+            self._refresh_session,
+            self._session_expired,
+        )
+        return made
 
     def _stop_session_timer(self) -> None:
         """No session timer from now on: its task leaves the heap (one only noted by our
         200 is in none: dropped)."""
         task = self._session_timer
         if task is not None:
-            if not isinstance(task, tuple):
-                task.stop()
+            if type(task) is not tuple:
+                task.stop()  # type: ignore[union-attr]
             self._session_timer = None
 
     def _session_request_headers(self) -> dict[str, str]:
@@ -921,7 +926,7 @@ class Call:
         timer's task (only ``(interval, we_refresh, started)`` is noted until then)."""
         if self.ended or not self._engine.running:
             return
-        task = self._timer_task()
+        task = None if self._session_timer is None else self._timer_task()
         if task is not None and not task.stopped:
             task.refreshed(interval, we_refresh)
             return

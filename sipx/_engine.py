@@ -128,8 +128,9 @@ class Engine:
             object, tuple[ServerTransaction, Callable[[], None], Transport]
         ] = {}
         # The keys of ``_retransmits`` by dialog id (their first item): a call that ends
-        # stops its 2xx without a scan of every call's.
-        self._retransmit_keys: dict[object, list[object]] = {}
+        # stops its 2xx without a scan of every call's. A dialog's only key (the usual) is
+        # kept as it is, several in a list.
+        self._retransmit_keys: dict[object, object] = {}
         # The transport of each live client transaction (dropped when it terminates); a
         # server transaction names its own (``route``, the transport's name).
         self._routes: dict[object, Transport] = {}
@@ -407,8 +408,15 @@ class Engine:
     ) -> None:
         """Resend a 2xx to INVITE until :meth:`acked` (RFC 3261 13.3.1.4); after 64·T1
         without an ACK, ``on_timeout`` runs. ``now``: when it was sent (else read here)."""
-        if key not in self._retransmits and isinstance(key, tuple):
-            self._retransmit_keys.setdefault(key[0], []).append(key)
+        if key not in self._retransmits and type(key) is tuple:
+            index = self._retransmit_keys
+            known = index.get(key[0])
+            if known is None:
+                index[key[0]] = key  # the usual: one 2xx resent in the dialog, its key alone
+            elif type(known) is list:
+                known.append(key)
+            else:
+                index[key[0]] = [known, key]
         self._retransmits[key] = (transaction, on_timeout, self.transport_of(transaction))
         self.retransmitter.start(key, response, self.now() if now is None else now)
         self._wake_timer()
@@ -420,18 +428,24 @@ class Engine:
 
     def cancel_retransmits(self, dialog_id: DialogId) -> None:
         """Stop resending every 2xx of a dialog that has ended (keys are (dialog id, CSeq))."""
-        for key in self._retransmit_keys.pop(dialog_id, ()):
+        keys = self._retransmit_keys.pop(dialog_id, None)
+        if keys is None:
+            return
+        for key in keys if type(keys) is list else (keys,):
             del self._retransmits[key]
             self.retransmitter.cancel(key)
 
     def _unindex(self, key: object) -> None:
         """``key`` left ``_retransmits``: drop it from ``_retransmit_keys``."""
-        if isinstance(key, tuple):
-            keys = self._retransmit_keys.get(key[0])
-            if keys is not None:
+        if type(key) is tuple:
+            index = self._retransmit_keys
+            keys = index.get(key[0])
+            if type(keys) is list:
                 keys.remove(key)
-                if not keys:
-                    del self._retransmit_keys[key[0]]
+                if len(keys) == 1:
+                    index[key[0]] = keys[0]
+            elif keys == key:
+                del index[key[0]]  # the dialog's only key
 
     def transport_error(
         self, address: Address, error: Exception, *, transport: str | None = None

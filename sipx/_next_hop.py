@@ -77,6 +77,9 @@ class NextHop:
         # parsed (the request's top Via view is a copy with the branch). Dropped when a
         # public address is learned (the Contact names it).
         self._stamps: dict[tuple[str, Address, Address, str], tuple[str, str, str, Via]] = {}
+        # contact_for()'s answers by (transport, its local address, last destination, user);
+        # dropped with the stamps when a public address is learned.
+        self._contacts: dict[tuple[object, Address, str | None, str], str] = {}
 
     # -- choosing the next hop -----------------------------------------------------------------
     def add_outbound_route(self, request: Request, host: str | None) -> None:
@@ -200,14 +203,24 @@ class NextHop:
 
     def contact_for(self, request: Request) -> str:
         """The Contact of our responses to ``request``, for the transport its top Via
-        names (the one it came over; ours for a request we sent)."""
+        names (the one it came over; ours for a request we sent). The same for every
+        request of one user over one transport: kept, by what it is made from."""
         try:
             name = request.top_via.transport
         except ParseError:
             name = self.transport_name
         name = name if name in self.engine.transports else self.transport_name
-        host, port = self.contact_host((self.last_destination or "127.0.0.1", 0), name)
-        return self.contact(request.uri.user or self.default_user, host, port, name)
+        transport = self.engine.require_transport(name)  # (raises once the client closed)
+        user = request.uri.user or self.default_user
+        key = (transport, transport.local_address, self.last_destination, user)
+        contacts = self._contacts
+        contact = contacts.get(key)
+        if contact is None:
+            host, port = self.contact_host((self.last_destination or "127.0.0.1", 0), name)
+            contact = contacts[key] = self.contact(user, host, port, name)
+            while len(contacts) > 64:
+                del contacts[next(iter(contacts))]
+        return contact
 
     def stamp(
         self, request: Request, address: Address, transport_name: str | None = None
@@ -323,6 +336,7 @@ class NextHop:
             self.public_addresses.pop(key, None)
         if self.public_addresses.get(key) != known:
             self._stamps.clear()  # our Contacts toward ``source`` change
+            self._contacts.clear()
 
 
 __all__ = ["CONTACT_METHODS", "WEBSOCKETS", "NextHop"]

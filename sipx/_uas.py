@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -238,6 +238,8 @@ class UserAgentServer:
         self._call_send, self._call_receive = trio.open_memory_channel[Call](math.inf)
         self._listening = 0
         self._tags: dict[tuple[str, str], str] = {}
+        self._checked_handler: RequestHandler | None = None  # the INVITE handler last seen
+        self._checked_async = False  # whether it is a coroutine function
         self._capabilities_cache: (
             tuple[tuple[object, ...], tuple[tuple[str, str, str], ...]] | None
         ) = None
@@ -466,8 +468,9 @@ class UserAgentServer:
             self.engine.pending_calls.pop(call.call_id, None)
             return early  # made by a provisional response; the ACK confirms it
         dialog = Dialog.from_uas_request(invite, tag, confirmed=False)
-        self.engine.dialogs[dialog.id] = dialog
-        self.engine.calls[dialog.id] = call
+        dialog_id = dialog.id
+        self.engine.dialogs[dialog_id] = dialog
+        self.engine.calls[dialog_id] = call
         self.engine.pending_calls.pop(call.call_id, None)
         return dialog
 
@@ -572,9 +575,9 @@ class UserAgentServer:
     def _needs_a_task(self, request: Request) -> bool:
         """False for the requests :meth:`serve_at_once` takes: those of ``ANSWERED_AT_ONCE``
         with no handler of the user's (a new INVITE only while ``calls()`` listens), CANCEL
-        always, and a new INVITE with a handler
-        (its Call is made at once, so that a CANCEL right behind finds it; the handler gets
-        the Call in a task of its own)."""
+        always, and a new INVITE with a handler (its Call is made at once, so that a CANCEL
+        right behind finds it; a plain handler runs at once too, an async one gets the Call
+        in a task of its own)."""
         method = request.method
         if method not in ANSWERED_AT_ONCE:
             return True
@@ -720,24 +723,57 @@ class UserAgentServer:
             return
         handler = self.handlers.get("INVITE")
         if handler is not None:
-            self.engine.start_soon(self._run_call_handler, handler, call)
+            if self._is_async(handler):
+                self.engine.start_soon(self._run_call_handler, handler, call)
+            else:
+                self._call_handler_at_once(handler, call)
             return
         if self._listening:
             self._call_send.send_nowait(call)
             return
         call.reject(480, "Temporarily Unavailable")
 
+    def _is_async(self, handler: RequestHandler) -> bool:
+        """Whether ``handler`` is a coroutine function (asked once per handler set)."""
+        if handler is not self._checked_handler:
+            self._checked_handler = handler
+            self._checked_async = inspect.iscoroutinefunction(handler)
+        return self._checked_async
+
+    def _call_handler_at_once(self, handler: RequestHandler, call: Call) -> None:
+        """A plain INVITE handler runs as the INVITE arrives, on the receive path (no
+        task); what it returns that is awaitable (a lambda's coroutine) is awaited in a
+        task. A handler that fails leaves no INVITE unanswered."""
+        try:
+            result = handler(call)
+        except Exception:
+            self._call_handler_failed(call)
+            return
+        if inspect.isawaitable(result):
+            self.engine.start_soon(self._await_call_handler, result, call)
+
     async def _run_call_handler(self, handler: RequestHandler, call: Call) -> None:
-        """The user's INVITE handler with its new Call (which a CANCEL may have ended
-        already: ``call.ended``); a handler that fails leaves no INVITE unanswered."""
+        """The user's async INVITE handler with its new Call, in a task of its own (a
+        CANCEL may have ended the call already: ``call.ended``); a handler that fails
+        leaves no INVITE unanswered."""
         try:
             result = handler(call)
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("handler for INVITE failed")
-            if call.final_response is None:
-                call.reject(500)
+            self._call_handler_failed(call)
+
+    async def _await_call_handler(self, result: Awaitable[Any], call: Call) -> None:
+        """What a plain INVITE handler returned that is awaitable, awaited in a task."""
+        try:
+            await result
+        except Exception:
+            self._call_handler_failed(call)
+
+    def _call_handler_failed(self, call: Call) -> None:
+        log.exception("handler for INVITE failed")
+        if call.final_response is None:
+            call.reject(500)
 
     def _cancel(self, incoming: IncomingRequest) -> None:
         target = self.engine.layer.find_transaction_to_cancel(incoming.request)
@@ -823,13 +859,14 @@ class UserAgentServer:
         """A BYE the dialog took: 200, and the dialog and its call end. ``at_once``: served
         on the spot with no handler (nobody reads ``incoming.response``): the 200 goes out
         as bytes, without a Response (see ``_answer_with_fields``)."""
-        call = self.engine.calls.get(dialog.id)
+        dialog_id = dialog.id
+        call = self.engine.calls.get(dialog_id)
         if at_once:
             incoming._answer_with_fields(200, ())
         else:
             incoming.respond(200)
         dialog.terminate()
-        self.engine.dialogs.pop(dialog.id, None)
+        self.engine.dialogs.pop(dialog_id, None)
         if call is not None:
             unanswered = call.direction == "incoming" and not final_sent(call)
             # a call we were transferred from ends "transferred"

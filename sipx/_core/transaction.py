@@ -832,9 +832,24 @@ class InviteServerTransaction(ServerTransaction):
         self.last_response = trying
         self._send(trying)
 
+    def _disarm_trying(self) -> None:
+        """Disarm Timer T. Its heap entry goes with it when it is the heap's last one
+        (nothing armed since: the INVITE answered as it arrived), a leaf whose removal
+        keeps the heap in order; otherwise it stays, counted stale, until it comes due
+        (keeping this transaction alive until then)."""
+        sequence = self._timers.pop("T", None)
+        if sequence is None:
+            return
+        layer = self._layer
+        heap = layer._heap
+        if heap and heap[-1][1] == sequence:  # (sequence numbers are never reused)
+            heap.pop()
+        else:
+            layer._dropped_timers(1)
+
     def _on_retransmission(self, now: float) -> None:
         if self.state is _S.PROCEEDING and self.last_response is None:
-            self._disarm("T")  # the client retransmits: it hears from us now
+            self._disarm_trying()  # the client retransmits: it hears from us now
             self._send_trying()
             return
         super()._on_retransmission(now)
@@ -843,7 +858,7 @@ class InviteServerTransaction(ServerTransaction):
         code = self._check(response)
         if self.state is _S.PROCEEDING:
             if self.last_response is None:
-                self._disarm("T")  # answered in time: no 100 Trying
+                self._disarm_trying()  # answered in time: no 100 Trying
             self.last_response = response
             self._send(response)
             if 200 <= code < 300:
