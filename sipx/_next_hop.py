@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from itertools import islice
 
-from ._core.header_types import Via, parse_via
+from ._core.header_types import parse_via
 from ._core.ids import IdSource
 from ._core.message import Request, Response
 from ._core.request_template import FROM_USER
@@ -73,10 +73,9 @@ class NextHop:
         self._ws_host: str | None = None
         self._from_users: dict[str, str | None] = {}  # From without its tag -> its user
         # What stamp() writes but the branch, by (transport, its local address, next hop
-        # address, Contact user): the Via around the branch, the Contact and that Via
-        # parsed (the request's top Via view is a copy with the branch). Dropped when a
+        # address, Contact user): the Via around the branch and the Contact. Dropped when a
         # public address is learned (the Contact names it).
-        self._stamps: dict[tuple[str, Address, Address, str], tuple[str, str, str, Via]] = {}
+        self._stamps: dict[tuple[str, Address, Address, str], tuple[str, str, str]] = {}
         # contact_for()'s answers by (transport, its local address, last destination, user);
         # dropped with the stamps when a public address is learned.
         self._contacts: dict[tuple[object, Address, str | None, str], str] = {}
@@ -251,7 +250,7 @@ class NextHop:
             stamp = self._stamps[key] = self._stamp_for(name, address, user)
             while len(self._stamps) > 256:
                 del self._stamps[next(iter(self._stamps))]
-        via_head, via_tail, contact, _ = stamp
+        via_head, via_tail, contact = stamp
         branch = self.ids.branch()
         # (clean: _stamp_for checked its parts, the branch is hex)
         if call_id is None:
@@ -284,9 +283,9 @@ class NextHop:
                 del self._from_users[next(iter(self._from_users))]
         return user
 
-    def _stamp_for(self, name: str, address: Address, user: str) -> tuple[str, str, str, Via]:
-        """The Via before and after its branch, the Contact (for ``user``, or "") and that
-        Via parsed (with a stand-in branch)."""
+    def _stamp_for(self, name: str, address: Address, user: str) -> tuple[str, str, str]:
+        """The Via before and after its branch and the Contact (for ``user``, or ""),
+        checked once here: stamp() writes them as they are."""
         transport = self.engine.require_transport(name)
         if name in WEBSOCKETS:
             head, tail = f"SIP/2.0/{name} {self.ws_host};branch=", ""
@@ -306,7 +305,8 @@ class NextHop:
         for value in (head, tail, contact):
             if "\r" in value or "\n" in value:
                 raise ValueError(f"header value must not contain CR or LF: {value!r}")
-        return head, tail, contact, parse_via(f"{head}{MAGIC_COOKIE}{tail}")
+        parse_via(f"{head}{MAGIC_COOKIE}{tail}")  # a host that makes a bad Via raises here
+        return head, tail, contact
 
     def learn_public_address(self, response: Response, source: Address) -> None:
         """Remember how ``source`` saw us (received/rport): behind a NAT, later Contacts
