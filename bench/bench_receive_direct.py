@@ -40,23 +40,16 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_uas_cpu import OPTIONS_TEMPLATE  # (bench/, beside this script)
 
 import sipx
 from examples.dispatcher_worker import no_media_sdp  # the worker's SDP: the same calls
 
 _SOURCE = ("127.0.0.1", 5999)
-_OPTIONS = (
-    "OPTIONS sip:uas@127.0.0.1:{port} SIP/2.0\r\n"
-    "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{i};rport\r\n"
-    "From: sipp <sip:sipp@127.0.0.1:5999>;tag={i}\r\n"
-    "To: sut <sip:uas@127.0.0.1:{port}>\r\n"
-    "Call-ID: {i}-bench@127.0.0.1\r\n"
-    "CSeq: 1 OPTIONS\r\n"
-    "Contact: <sip:sipp@127.0.0.1:5999>\r\n"
-    "Max-Forwards: 70\r\n"
-    "Subject: Performance Test\r\n"
-    "Content-Length: 0\r\n\r\n"
-)
+# SIPp's uac_options.xml shape, with rport, as bench_uas_cpu.py sends it
+_OPTIONS = OPTIONS_TEMPLATE.replace("{host}", "127.0.0.1").replace("{rport}", ";rport")
 _SDP = (
     "v=0\r\no=load 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     "m=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"

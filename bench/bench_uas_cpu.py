@@ -40,7 +40,7 @@ import sipx
 from sipx.testing import MemoryNetwork
 
 _PEER = ("127.0.0.1", 5999)
-_OPTIONS = (
+OPTIONS_TEMPLATE = (
     "OPTIONS sip:uas@{host}:{port} SIP/2.0\r\n"
     "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{i}{rport}\r\n"
     "From: sipp <sip:sipp@127.0.0.1:5999>;tag={i}\r\n"
@@ -105,7 +105,7 @@ async def _run(
             started = time.process_time()
             answered = 0
             for i in range(count):
-                data = _OPTIONS.format(
+                data = OPTIONS_TEMPLATE.format(
                     host=host, port=port, i=f"{number}-{i}", rport=";rport" if rport else ""
                 ).encode()
                 peer.send(data, (host, port))
