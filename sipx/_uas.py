@@ -749,7 +749,8 @@ class UserAgentServer:
         except Exception:
             self._call_handler_failed(call)
             return
-        if inspect.isawaitable(result):
+        # (None, the usual, is not awaitable: no isawaitable call, whose ABC check is slow)
+        if result is not None and inspect.isawaitable(result):
             self.engine.start_soon(self._await_call_handler, result, call)
 
     async def _run_call_handler(self, handler: RequestHandler, call: Call) -> None:

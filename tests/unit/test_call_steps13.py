@@ -486,3 +486,37 @@ async def test_our_contact_is_not_given_once_the_client_closed() -> None:
         assert client._next_hop.contact_for(invite) == f"<sip:uas@{direct.target}>"
     with pytest.raises(sipx.ClientClosedError):
         client._next_hop.contact_for(invite)
+
+
+async def test_a_plain_handler_returning_none_costs_no_isawaitable_call(
+    direct: Direct, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's handler returns None: that is not awaitable, and the check for it
+    (``inspect.isawaitable``, an ABC check) is not made. What is returned otherwise is
+    still checked (a coroutine is awaited in a task: the test above)."""
+    import inspect
+
+    asked: list[object] = []
+
+    def isawaitable(value: object) -> bool:
+        asked.append(value)
+        return inspect.iscoroutine(value)
+
+    monkeypatch.setattr("sipx._uas.inspect.isawaitable", isawaitable)
+
+    def answer(call: sipx.Call) -> None:
+        call.answer(SDPBody.parse(ANSWER))
+
+    direct.client.on_request("INVITE", answer)
+    direct.receive(_request("INVITE", direct.target, 1, body=OFFER))
+    assert direct.statuses() == [200]
+    assert asked == []
+
+    def answer_returning_true(call: sipx.Call) -> bool:
+        call.answer(SDPBody.parse(ANSWER))
+        return True
+
+    direct.client.on_request("INVITE", answer_returning_true)
+    direct.receive(_request("INVITE", direct.target, 2, body=OFFER))
+    assert direct.statuses() == [200, 200]
+    assert asked == [True]
