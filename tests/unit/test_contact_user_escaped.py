@@ -6,17 +6,10 @@ from __future__ import annotations
 
 import trio
 import trio.testing
+from test_abandoned_answered_call import answer_at_once
 
 import sipx
-from sipx.testing import MemoryNetwork, Reply, ScriptedUAS
-
-
-def _answer(request: sipx.Request) -> list[Reply]:
-    if request.method != "INVITE":
-        return [Reply(200)]
-    offer = sipx.SDPBody.parse(request.content)
-    answer = sipx.SDPBody.create_answer(offer, "uas", "127.0.0.1", "127.0.0.1", ports=[7004])
-    return [Reply(200, body=answer)]
+from sipx.testing import MemoryNetwork, ScriptedUAS
 
 
 async def test_a_request_from_an_escaped_user_has_that_user_escaped_in_its_contact(
@@ -24,7 +17,7 @@ async def test_a_request_from_an_escaped_user_has_that_user_escaped_in_its_conta
 ) -> None:
     network = MemoryNetwork()
     async with (
-        ScriptedUAS(network, ("127.0.0.1", 5070), _answer) as uas,
+        ScriptedUAS(network, ("127.0.0.1", 5070), answer_at_once) as uas,
         sipx.AsyncClient("127.0.0.1", 5080, network=network) as client,
     ):
         call = await client.call(uas.uri, from_uri="sip:x%20y@127.0.0.1:5080")
