@@ -72,6 +72,7 @@ async def direct() -> AsyncIterator[Direct]:
 
 async def test_a_plain_handler_answers_before_the_invite_s_handling_returns(
     direct: Direct,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """The worker's handler: its 200 is out when ``_on_message`` returns (no task ran);
     the ACK stops its retransmission and the BYE ends the call."""
@@ -98,6 +99,7 @@ async def test_a_plain_handler_answers_before_the_invite_s_handling_returns(
 
 async def test_a_plain_handler_that_rejects_sends_its_final_response_at_once(
     direct: Direct,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     direct.client.on_request("INVITE", lambda call: call.reject(486))
     direct.receive(_request("INVITE", direct.target, 2, body=OFFER))
@@ -108,7 +110,7 @@ async def test_a_plain_handler_that_rejects_sends_its_final_response_at_once(
 
 
 async def test_a_plain_handler_that_raises_gets_a_500_at_once_and_is_logged(
-    direct: Direct, caplog: pytest.LogCaptureFixture
+    direct: Direct, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     def on_invite(call: sipx.Call) -> None:
         raise RuntimeError("boom")
@@ -122,6 +124,7 @@ async def test_a_plain_handler_that_raises_gets_a_500_at_once_and_is_logged(
 
 async def test_a_plain_handler_that_raises_after_answering_keeps_its_answer(
     direct: Direct,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     def on_invite(call: sipx.Call) -> None:
         call.answer(SDPBody.parse(ANSWER))
@@ -152,6 +155,7 @@ async def test_a_plain_handler_may_leave_the_call_to_another_task(
 
 async def test_a_call_left_unanswered_by_a_plain_handler_ends_on_cancel(
     direct: Direct,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     calls: list[sipx.Call] = []
     direct.client.on_request("INVITE", calls.append)
@@ -162,7 +166,9 @@ async def test_a_call_left_unanswered_by_a_plain_handler_ends_on_cancel(
     assert calls[0].ended and calls[0].ended_by == "cancel"
 
 
-async def test_an_async_handler_still_runs_in_a_task(direct: Direct) -> None:
+async def test_an_async_handler_still_runs_in_a_task(
+    direct: Direct, autojump_clock: trio.testing.MockClock
+) -> None:
     seen: list[bool] = []
 
     async def on_invite(call: sipx.Call) -> None:
@@ -177,7 +183,9 @@ async def test_an_async_handler_still_runs_in_a_task(direct: Direct) -> None:
     assert direct.statuses() == [200] and seen == [False]
 
 
-async def test_an_async_handler_a_cancel_ended_sees_the_call_ended(direct: Direct) -> None:
+async def test_an_async_handler_a_cancel_ended_sees_the_call_ended(
+    direct: Direct, autojump_clock: trio.testing.MockClock
+) -> None:
     """The INVITE and its CANCEL in one go: the task starts after both, the call ended."""
     seen: list[bool] = []
 
@@ -193,7 +201,7 @@ async def test_an_async_handler_a_cancel_ended_sees_the_call_ended(direct: Direc
 
 
 async def test_a_coroutine_a_plain_handler_returns_is_awaited_in_a_task(
-    direct: Direct, caplog: pytest.LogCaptureFixture
+    direct: Direct, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def answer_later(call: sipx.Call) -> None:
         await trio.sleep(0)
@@ -218,6 +226,7 @@ async def test_a_coroutine_a_plain_handler_returns_is_awaited_in_a_task(
 
 async def test_an_invite_answered_as_it_arrived_leaves_no_timer_t_entry(
     direct: Direct,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Timer T's heap entry goes with the answer: the answered transaction is not held
     by the heap for the 100 Trying's 200 ms."""
@@ -261,6 +270,7 @@ async def test_timer_t_still_sends_the_100_when_other_timers_were_armed_since(
 
 async def test_an_async_handler_answering_first_also_drops_its_timer_t_entry(
     direct: Direct,
+    autojump_clock: trio.testing.MockClock,
 ) -> None:
     """One INVITE, answered by an async handler before anything else was armed: its
     Timer T entry is still the heap's last, and goes with the answer."""
@@ -283,7 +293,7 @@ def _parsed(data: bytes) -> Any:
 
 
 async def test_our_contact_is_made_once_per_transport_and_user(
-    direct: Direct, monkeypatch: pytest.MonkeyPatch
+    direct: Direct, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Contact of our 200s: worked out for the first call, then the same string for
     every call of that user over that transport (``contact_host`` not called again)."""
@@ -310,7 +320,9 @@ async def test_our_contact_is_made_once_per_transport_and_user(
     assert len(made) == 2
 
 
-async def test_our_contact_follows_a_public_address_learned(direct: Direct) -> None:
+async def test_our_contact_follows_a_public_address_learned(
+    direct: Direct, autojump_clock: trio.testing.MockClock
+) -> None:
     """received/rport learned from a response toward the last destination: the next
     Contact names that address (the kept ones are dropped), as before."""
     next_hop = direct.client._next_hop
@@ -334,7 +346,7 @@ async def test_our_contact_follows_a_public_address_learned(direct: Direct) -> N
 
 
 async def test_a_call_answered_the_worker_s_way_makes_no_isinstance_call_in_call_py(
-    direct: Direct, monkeypatch: pytest.MonkeyPatch
+    direct: Direct, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Call's slots (INVITE, final response, SDPs, session timer) are read with a
     type test, not an ``isinstance`` call each (several per call): one is left, answer()'s
@@ -364,7 +376,7 @@ async def test_a_call_answered_the_worker_s_way_makes_no_isinstance_call_in_call
 
 
 async def test_a_call_answered_reads_its_dialog_id_four_times_and_no_timer_task(
-    direct: Direct, monkeypatch: pytest.MonkeyPatch
+    direct: Direct, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker's call (session timers on, the INVITE silent about them): the dialog's
     id is read once where the dialog is made, once for the 2xx's resending, once where
@@ -406,7 +418,9 @@ async def test_a_call_answered_reads_its_dialog_id_four_times_and_no_timer_task(
     assert reads == {"id": 4, "task": 0}
 
 
-async def test_a_dialog_s_only_2xx_key_is_indexed_without_a_list(direct: Direct) -> None:
+async def test_a_dialog_s_only_2xx_key_is_indexed_without_a_list(
+    direct: Direct, autojump_clock: trio.testing.MockClock
+) -> None:
     """The index of 2xx retransmissions by dialog holds a dialog's only key as it is (no
     list made and emptied per call); with two keys in one dialog, a list, and ending the
     dialog stops both; the ACK of one leaves the other alone."""
@@ -443,7 +457,7 @@ async def test_a_dialog_s_only_2xx_key_is_indexed_without_a_list(direct: Direct)
 
 
 async def test_answer_writes_the_call_s_slots_without_its_properties(
-    direct: Direct, monkeypatch: pytest.MonkeyPatch
+    direct: Direct, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """answer() sets the SDPs and the final response in the slots and tests the offer and
     an earlier answer there: of the properties only what the handler reads (the offer,
@@ -489,7 +503,7 @@ async def test_our_contact_is_not_given_once_the_client_closed() -> None:
 
 
 async def test_a_plain_handler_returning_none_costs_no_isawaitable_call(
-    direct: Direct, monkeypatch: pytest.MonkeyPatch
+    direct: Direct, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker's handler returns None: that is not awaitable, and the check for it
     (``inspect.isawaitable``, an ABC check) is not made. What is returned otherwise is
